@@ -1,0 +1,329 @@
+/*
+ * common/common.h - the small helpers every module shares.
+ *
+ * Conventions (see ../shared/STYLE.md):
+ *  - functions return 0 or more on success and -errno on failure;
+ *  - the detail of a failure goes into a caller-provided struct err, and the
+ *    first error recorded wins;
+ *  - library code never prints to stdout; it logs through log_*() whose sink
+ *    the CLI chooses;
+ *  - _free() functions accept NULL; ownership moves only through TAKE_PTR /
+ *    TAKE_FD;
+ *  - cleanup attributes are never relied upon in a child after fork().
+ */
+#ifndef UPAAS_COMMON_H
+#define UPAAS_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- cleanup */
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _unused_ __attribute__((unused))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
+static inline void fclosep(FILE **f) { if (*f) fclose(*f); }
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Moves ownership out of a cleanup variable. */
+#define TAKE_PTR(p) ({ __typeof__(p) _tp = (p); (p) = NULL; _tp; })
+#define TAKE_FD(fd) ({ int _tfd = (fd); (fd) = -1; _tfd; })
+
+/* Aborts on allocation failure: upaas has no useful way to go on without
+ * memory, and every caller checking NULL would hide real errors. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) _printf_(1, 2);
+
+/* ---------------------------------------------------------------- buffers */
+
+/*
+ * A growable byte buffer, never NULL and always NUL-terminated.
+ * max is the largest length the buffer may reach (0: BUF_DEFAULT_MAX);
+ * appends past it fail with -E2BIG and leave the buffer unchanged.
+ */
+struct buf {
+	char *p;
+	size_t len;
+	size_t cap;
+	size_t max;
+};
+#define BUF_DEFAULT_MAX ((size_t)1 << 30)
+extern char buf_slop[1];
+#define BUF_INIT { .p = buf_slop, .len = 0, .cap = 0, .max = 0 }
+
+void buf_init(struct buf *b, size_t max);
+void buf_free(struct buf *b);
+void buf_reset(struct buf *b);               /* len = 0, keeps memory */
+int buf_grow(struct buf *b, size_t extra);   /* room for extra more bytes */
+int buf_add(struct buf *b, const void *p, size_t n);
+int buf_adds(struct buf *b, const char *s);
+int buf_addch(struct buf *b, char c);
+int buf_addf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
+int buf_vaddf(struct buf *b, const char *fmt, va_list ap);
+void buf_setlen(struct buf *b, size_t len);  /* len <= current len */
+void buf_rtrim(struct buf *b);               /* drops trailing whitespace */
+char *buf_detach(struct buf *b);             /* caller frees; b is reset */
+/* Reads fd to EOF (or b->max); -E2BIG when the data is longer than max. */
+int buf_read_fd(struct buf *b, int fd);
+/* Reads a whole file, at most max bytes (0: BUF_DEFAULT_MAX). */
+int buf_read_file(struct buf *b, const char *path, size_t max);
+static inline void buf_freep(struct buf *b) { buf_free(b); }
+#define _cleanup_buf_ _cleanup_(buf_freep)
+
+/* ----------------------------------------------------------- string lists */
+
+/* A NULL-terminated, growable list of owned strings (argv, env, names). */
+struct strv {
+	char **v;
+	size_t n;
+	size_t cap;
+};
+#define STRV_INIT { NULL, 0, 0 }
+void strv_push(struct strv *s, const char *str);       /* copies str */
+void strv_push_take(struct strv *s, char *str);        /* takes str */
+void strv_pushf(struct strv *s, const char *fmt, ...) _printf_(2, 3);
+void strv_extend(struct strv *s, const struct strv *from);
+void strv_free(struct strv *s);
+bool strv_contains(const struct strv *s, const char *str);
+void strv_copy(struct strv *dst, const struct strv *src);
+void strv_sort(struct strv *s);
+/* Returns v, or a static empty NULL-terminated list when nothing was pushed. */
+char **strv_array(const struct strv *s);
+/* Sets NAME=VALUE in an environment list, replacing an earlier NAME. */
+void strv_setenv(struct strv *env, const char *name, const char *value);
+static inline void strv_freep(struct strv *s) { strv_free(s); }
+#define _cleanup_strv_ _cleanup_(strv_freep)
+
+/* An ordered list of key/value pairs (env, files). Later set() replaces. */
+struct kv {
+	char *key;
+	char *val;
+};
+struct kvlist {
+	struct kv *v;
+	size_t n;
+	size_t cap;
+};
+#define KVLIST_INIT { NULL, 0, 0 }
+void kvlist_set(struct kvlist *l, const char *key, const char *val);
+const char *kvlist_get(const struct kvlist *l, const char *key);
+void kvlist_merge(struct kvlist *dst, const struct kvlist *src);
+void kvlist_copy(struct kvlist *dst, const struct kvlist *src);
+void kvlist_free(struct kvlist *l);
+
+/* ----------------------------------------------------------------- errors */
+
+/*
+ * The detail of a failure. The first err_set() wins: later calls only
+ * return their code, so the root cause is what the user sees.
+ */
+struct err {
+	int code;        /* -errno, 0 when no error was recorded */
+	struct buf msg;
+};
+#define ERR_INIT { 0, BUF_INIT }
+/* Records "message" unless an error is already set; returns code (< 0). */
+int err_set(struct err *e, int code, const char *fmt, ...) _printf_(3, 4);
+int err_setv(struct err *e, int code, const char *fmt, va_list ap);
+/* Prepends "context: " to the recorded message; returns e->code. */
+int err_prefix(struct err *e, const char *fmt, ...) _printf_(2, 3);
+const char *err_msg(const struct err *e);   /* never NULL */
+void err_clear(struct err *e);
+void err_free(struct err *e);
+static inline void err_freep(struct err *e) { err_free(e); }
+#define _cleanup_err_ _cleanup_(err_freep)
+
+/* ---------------------------------------------------------------- logging */
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+/* Messages at or below this level reach the sink (default LOG_INFO). */
+extern enum log_level log_max_level;
+/* The sink; the default writes "upaas: message" to stderr. */
+typedef void (*log_sink_fn)(enum log_level lvl, const char *msg, void *data);
+void log_set_sink(log_sink_fn fn, void *data);
+void log_msg(enum log_level lvl, const char *fmt, ...) _printf_(2, 3);
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/* --------------------------------------------------------------- progress */
+
+/*
+ * Progress of a long operation on a terminal: "stage  12.3 MiB  45 MiB/s".
+ * Silent unless stderr is a terminal (or progress_force is set). Updates are
+ * rate-limited, so calling progress_add() per block is cheap.
+ */
+struct progress {
+	const char *stage;
+	uint64_t done;
+	uint64_t total;      /* 0 when unknown */
+	uint64_t start_ms;
+	uint64_t last_ms;
+	bool active;
+};
+extern bool progress_enabled;   /* set by the CLI: isatty(2) && !--quiet */
+void progress_begin(struct progress *p, const char *stage, uint64_t total);
+void progress_add(struct progress *p, uint64_t n);
+void progress_end(struct progress *p);
+
+/* ------------------------------------------------------------------ time */
+
+uint64_t now_ms(void);            /* CLOCK_MONOTONIC */
+int64_t now_unix(void);           /* wall clock, seconds */
+/* Formats t (UTC) as 2026-11-20T21:45:00Z. */
+void time_iso8601(int64_t t, char out[32]);
+/* A new id that sorts by time: 20261120T214500Z-3f9a2c1 (7 random hex). */
+char *id_new(void);
+
+/* --------------------------------------------------------------- hashing */
+
+/* SHA-256 over a stream; hex is 64 lowercase digits + NUL. */
+struct sha256 {
+	void *ctx;   /* EVP_MD_CTX */
+};
+int sha256_init(struct sha256 *h);
+void sha256_update(struct sha256 *h, const void *p, size_t n);
+void sha256_final(struct sha256 *h, char hex[65]);   /* also frees ctx */
+void sha256_free(struct sha256 *h);                  /* without final */
+void sha256_hex(const void *p, size_t n, char hex[65]);
+/* Hashes a whole file; ret_size may be NULL. */
+int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *e);
+
+/* ------------------------------------------------------ child processes */
+
+/*
+ * One child process, run by argv, never through a shell built from data.
+ * Lifecycle (as git's run-command): PROC_INIT -> fill in -> proc_start()
+ * -> proc_finish(); or proc_run() for both.
+ *
+ * env and argv are built before fork. A failed exec is reported back over a
+ * close-on-exec pipe as -errno from proc_start() (or, when a child_setup hook
+ * is set, from proc_finish()). The child gets its own
+ * process group; on timeout the whole group is killed with SIGKILL (and the
+ * setup hook may put it in a PID namespace, where killing its init kills all).
+ *
+ * Output: by default the child inherits stdout/stderr. With log_fd >= 0 its
+ * stdout and stderr are read through a pipe and written to log_fd as lines
+ * prefixed by a timestamp; with tee also copied to stderr.
+ * With capture != NULL, stdout is collected into it (bounded by capture->max).
+ */
+struct proc {
+	struct strv argv;
+	struct strv env;            /* empty: inherit the parent's environment */
+	bool env_set;               /* true: use env even when it is empty */
+	const char *cwd;
+	int stdin_fd;               /* -1: /dev/null */
+	int stdout_fd;              /* -1: inherit (unless log_fd/capture) */
+	int stderr_fd;              /* -1: inherit (unless log_fd) */
+	int log_fd;                 /* -1: none */
+	bool tee;                   /* with log_fd: also copy to stderr */
+	struct buf *capture;        /* stdout into this buffer */
+	unsigned timeout_ms;        /* 0: none */
+	/* Called in the child after fork, before exec; returns 0 or -errno.
+	 * It may also replace the exec entirely (and must then _exit()). */
+	int (*child_setup)(void *data);
+	void *child_data;
+	/* Set by proc_start / proc_finish */
+	pid_t pid;
+	bool timed_out;
+	int out_pipe;
+	int cap_pipe;
+	int status_pipe;
+	int pidfd;
+	uint64_t start_ms;
+	struct buf partial;         /* an unfinished output line */
+};
+#define PROC_INIT { .argv = STRV_INIT, .env = STRV_INIT, .stdin_fd = -1, \
+	.stdout_fd = -1, .stderr_fd = -1, .log_fd = -1, .pid = -1, \
+	.out_pipe = -1, .cap_pipe = -1, .status_pipe = -1, .pidfd = -1, \
+	.partial = BUF_INIT }
+
+/*
+ * Set from a signal handler (SIGTERM/SIGINT) to make every proc_finish()
+ * kill its child's process group and return -ECANCELED.
+ */
+extern volatile sig_atomic_t proc_cancelled;
+
+/*
+ * For child_setup hooks that fork (the sandbox): in the child, the write end
+ * of the pipe that reports a failed exec to the parent. A process that will
+ * not exec must close it (the parent treats EOF as "started"); a process that
+ * fails before exec calls proc_child_report(-errno) and _exit(127).
+ */
+int proc_child_status_fd(void);
+void proc_child_report(int neg_errno);
+int proc_start(struct proc *p, struct err *e);
+/*
+ * Waits for the child (and the timeout), streaming output. Returns the exit
+ * code, 128+signal when killed by a signal, or -errno. On timeout it returns
+ * -ETIMEDOUT and records "'cmd' timed out after N s" in e.
+ */
+int proc_finish(struct proc *p, struct err *e);
+int proc_run(struct proc *p, struct err *e);
+/* Kills the child's process group (SIGKILL) if it is still running. */
+void proc_kill(struct proc *p);
+void proc_free(struct proc *p);
+/* Describes argv for messages: 'git fetch origin' (shortened to ~200). */
+void proc_describe(const struct proc *p, struct buf *out);
+
+/* Writes a timestamped log line "2026-11-20T21:45:00.123Z text\n" to fd. */
+void log_line_fd(int fd, const char *text, size_t n);
+
+/* ------------------------------------------------------------- files */
+
+/* mkdir -p; existing directories are fine. */
+int fs_mkdir_p(const char *path, mode_t mode);
+/* Writes data to path atomically: temp file in the same dir, fsync, rename,
+ * fsync of the directory. A reader sees the old or the new content only. */
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Writes all of n bytes, retrying on EINTR/short writes. */
+int fs_write_all(int fd, const void *p, size_t n);
+/* Joins two path pieces with exactly one '/'. Caller frees. */
+char *path_join(const char *a, const char *b);
+/* true when name is a safe single path component (no '/', not . or ..). */
+bool path_component_ok(const char *name);
+/* fsyncs the directory that contains path. */
+int fs_fsync_parent(const char *path);
+
+/*
+ * Safe recursive removal (common/saferm.c). Removes path and everything
+ * below it without ever following a symlink or crossing into another mount.
+ * Refuses (-EBUSY) before removing anything when a mount point exists at or
+ * below path (as listed in /proc/self/mountinfo). A missing path is success.
+ */
+int fs_rm_rf(const char *path, struct err *e);
+/* true when something is mounted at or below path. */
+bool fs_has_mounts_below(const char *path);
+
+/* ----------------------------------------------------------- locks */
+
+/* flock()s path (created 0600). With wait=false returns -EWOULDBLOCK when
+ * held elsewhere. Returns the fd that holds the lock (close to release). */
+int lock_file(const char *path, bool wait, struct err *e);
+
+/* ----------------------------------------------------------- numbers */
+
+/* Parses a whole decimal integer in [min,max]; -EINVAL / -ERANGE. */
+int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
+/* Formats a byte count as "12.3 MiB". */
+void fmt_bytes(uint64_t n, char out[32]);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * common/hash.c - SHA-256 with OpenSSL's EVP (hardware-accelerated), used by
+ * every module that stores or verifies a blob. HMAC and SigV4 stay in
+ * storage/s3: only the hash is shared.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "common/common.h"
+
+static void to_hex(const unsigned char *d, size_t n, char *hex)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		hex[2 * i] = digits[d[i] >> 4];
+		hex[2 * i + 1] = digits[d[i] & 15];
+	}
+	hex[2 * n] = '\0';
+}
+
+int sha256_init(struct sha256 *h)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx)
+		return -ENOMEM;
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(ctx);
+		return -EIO;
+	}
+	h->ctx = ctx;
+	return 0;
+}
+
+void sha256_update(struct sha256 *h, const void *p, size_t n)
+{
+	if (h->ctx && n)
+		EVP_DigestUpdate(h->ctx, p, n);
+}
+
+void sha256_final(struct sha256 *h, char hex[65])
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	hex[0] = '\0';
+	if (!h->ctx)
+		return;
+	EVP_DigestFinal_ex(h->ctx, d, &n);
+	to_hex(d, n, hex);
+	sha256_free(h);
+}
+
+void sha256_free(struct sha256 *h)
+{
+	if (h->ctx)
+		EVP_MD_CTX_free(h->ctx);
+	h->ctx = NULL;
+}
+
+void sha256_hex(const void *p, size_t n, char hex[65])
+{
+	struct sha256 h = { 0 };
+	if (sha256_init(&h) < 0) {
+		hex[0] = '\0';
+		return;
+	}
+	sha256_update(&h, p, n);
+	sha256_final(&h, hex);
+}
+
+int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *e)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, -errno, "cannot open '%s': %m", path);
+	struct sha256 h = { 0 };
+	int r = sha256_init(&h);
+	if (r < 0)
+		return err_set(e, r, "cannot initialise sha256");
+	const size_t bs = 1 << 20;
+	_cleanup_free_ char *block = xmalloc(bs);
+	uint64_t size = 0;
+	for (;;) {
+		ssize_t n = read(fd, block, bs);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			sha256_free(&h);
+			return err_set(e, r, "cannot read '%s': %s", path, strerror(-r));
+		}
+		if (n == 0)
+			break;
+		sha256_update(&h, block, (size_t)n);
+		size += (uint64_t)n;
+	}
+	sha256_final(&h, hex);
+	if (ret_size)
+		*ret_size = size;
+	return 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * images/images.h - base OS images: bootstrapped with mmdebstrap (preferred)
+ * or debootstrap, packed with libarchive (zstd, pax), stored through the
+ * storage handler as images/<name>.tar.zst plus images/<name>.json.
+ *
+ * The manifest (JSON) holds: "format": 1, "name", "distribution", "suite",
+ * "arch", "variant", "components", "mirror", "packages" (the installed
+ * package set, "name=version"), "extra_packages", "tool", "cache_key",
+ * "sha256", "size", "created".
+ *
+ * The cache key is the sha256 of the inputs (distribution, variant, arch,
+ * components, extra packages, mirror). An image whose key differs from the
+ * config's, or older than bootstrap.max_age_days, is rebuilt on next use.
+ */
+#ifndef UPAAS_IMAGES_H
+#define UPAAS_IMAGES_H
+
+#include "common/common.h"
+#include "config/config.h"
+#include "storage/storage.h"
+
+struct image_info {
+	char *name;
+	char *key;              /* storage key of the blob */
+	char sha256[65];
+	uint64_t size;
+	int64_t created;        /* unix seconds */
+	char *cache_key;
+	char *distribution;
+	char *arch;
+	char *tool;
+	char *manifest_json;    /* the whole manifest text */
+};
+void image_info_free(struct image_info *i);
+
+/* The default image name for the config: "<distribution>-<variant>-<arch>". */
+char *image_default_name(const struct config *c);
+/* The mirror to use: bootstrap.mirror, else the host's apt mirror. */
+int image_mirror(const struct config *c, struct buf *out, struct err *e);
+/* Reads the stored manifest (-ENOENT when there is no such image). */
+int image_load(struct storage *s, const char *name, struct image_info *ret, struct err *e);
+/* true when the stored image is missing, stale or from other inputs;
+ * reason (may be NULL) says why. */
+bool image_needs_rebuild(const struct config *c, const struct image_info *i, struct buf *reason);
+/* Bootstraps, packs and stores the image (always). */
+int image_create(const struct config *c, struct storage *s, const char *name,
+		 struct image_info *ret, struct err *e);
+/* Loads the image, creating it first when missing or stale (or force). */
+int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
+		 struct image_info *ret, struct err *e);
+int image_list(struct storage *s, struct strv *names, struct err *e);
+int image_remove(struct storage *s, const char *name, struct err *e);
+
+#endif

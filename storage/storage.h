@@ -1,0 +1,106 @@
+/*
+ * storage/storage.h - pluggable object storage over the key layout of
+ * DESIGN.md (images/, packages/, apps/, logs/).
+ *
+ * A handler is a `const struct storage_ops` (storage/storage-int.h), picked by
+ * name: "local", "s3", "http". Keys are relative, '/'-separated, and never
+ * contain "..", a leading '/', or NUL.
+ *
+ * Writes are uploads: storage_upload_begin() -> storage_upload_write()* ->
+ * storage_upload_commit() or storage_upload_abort(). Nothing is visible under
+ * the key before commit returns 0; an aborted or failed upload leaves nothing
+ * behind (no temp file, no S3 multipart upload).
+ *
+ * Reads stream into a sink callback. Callers that trust the bytes verify the
+ * sha256 from the manifest themselves.
+ *
+ * Errors are -errno: -ENOENT (missing key / 404), -EACCES (403, bad
+ * credentials), -EROFS (read-only handler), -EIO (server/transport), with
+ * the detail in struct err.
+ */
+#ifndef UPAAS_STORAGE_H
+#define UPAAS_STORAGE_H
+
+#include "common/common.h"
+#include "config/config.h"
+
+struct storage;
+struct storage_upload;
+
+struct storage_stat {
+	uint64_t size;
+	int64_t mtime;    /* unix seconds, 0 when unknown */
+};
+
+/* Capability bits of a handler. */
+#define STORAGE_CAP_WRITE   (1u << 0)
+#define STORAGE_CAP_LIST    (1u << 1)
+#define STORAGE_CAP_PRESIGN (1u << 2)
+
+/* Opens the handler named by cfg->handler. Secrets must be resolved already
+ * (config_storage_secrets). */
+int storage_open(struct storage **ret, const struct cfg_storage *cfg, const char *state_dir,
+		 struct err *e);
+void storage_close(struct storage *s);
+const char *storage_name(const struct storage *s);
+unsigned storage_caps(const struct storage *s);
+/* Describes where objects go, for messages: "/var/lib/upaas/storage",
+ * "s3://bucket/prefix". */
+const char *storage_where(const struct storage *s);
+
+/* Shows transfer progress on a terminal while set (stage label). */
+void storage_set_progress(struct storage *s, const char *label);
+
+int storage_upload_begin(struct storage *s, const char *key, uint64_t size_hint,
+			 struct storage_upload **ret, struct err *e);
+int storage_upload_write(struct storage_upload *u, const void *p, size_t n, struct err *e);
+/* Makes the object visible. Frees u whatever it returns. */
+int storage_upload_commit(struct storage_upload *u, struct err *e);
+/* Discards everything written. Frees u; accepts NULL. */
+void storage_upload_abort(struct storage_upload *u);
+
+/* Convenience: whole object from memory / from an fd (read to EOF). */
+int storage_put_buf(struct storage *s, const char *key, const void *p, size_t n, struct err *e);
+int storage_put_fd(struct storage *s, const char *key, int fd, struct err *e);
+int storage_put_file(struct storage *s, const char *key, const char *path, struct err *e);
+
+/* Streams an object to sink; a sink returning < 0 stops the transfer and
+ * that value is returned. */
+typedef int (*storage_sink_fn)(void *data, const void *p, size_t n);
+int storage_get(struct storage *s, const char *key, storage_sink_fn sink, void *data,
+		struct err *e);
+/* Small objects (manifests, pointers) into a buffer, at most max bytes. */
+int storage_get_buf(struct storage *s, const char *key, struct buf *out, size_t max,
+		    struct err *e);
+/* Downloads to path atomically (temp + rename); returns the sha256 and size
+ * when ret_hex/ret_size are not NULL. */
+int storage_get_file(struct storage *s, const char *key, const char *path, char ret_hex[65],
+		     uint64_t *ret_size, struct err *e);
+
+int storage_stat(struct storage *s, const char *key, struct storage_stat *ret, struct err *e);
+
+/* Calls cb for each key under prefix, in lexical order. cb returning < 0
+ * stops the listing and that value is returned. */
+typedef int (*storage_list_fn)(void *data, const char *key, const struct storage_stat *st);
+int storage_list(struct storage *s, const char *prefix, storage_list_fn cb, void *data,
+		 struct err *e);
+/* Convenience: every key under prefix into names (sorted). */
+int storage_list_keys(struct storage *s, const char *prefix, struct strv *names, struct err *e);
+
+/* Deleting a missing key is success. */
+int storage_delete(struct storage *s, const char *key, struct err *e);
+
+/* A URL anyone can GET for expires seconds (-EOPNOTSUPP if the handler can't). */
+int storage_presign(struct storage *s, const char *key, unsigned expires, struct buf *url,
+		    struct err *e);
+
+/* true when key is well-formed (see above). */
+bool storage_key_ok(const char *key);
+
+/* Key layout helpers (caller frees). */
+char *storage_key_image(const char *name, const char *ext);        /* images/<name>.<ext> */
+char *storage_key_package(const char *app, const char *id, const char *ext);
+char *storage_key_current(const char *app);                        /* apps/<app>/current */
+char *storage_key_log(const char *app, const char *id);            /* logs/<app>/<id>.log */
+
+#endif

@@ -1,0 +1,104 @@
+# tests/lib.sh - sourced by every integration test (tests/integration/*.sh).
+#
+# Gives a TAP reporter, a private temp root per test with its own admin config,
+# and a storage/cache shared by all tests of one run, so the base image is
+# bootstrapped from the real mirror once per run.
+#
+#   . "$UPAAS_SRCDIR/tests/lib.sh"
+#   t_ok "description" command args...      # passes when the command succeeds
+#   t_fail "description" command args...    # passes when the command fails
+#   t_is "description" "$got" "$want"
+#   t_done                                  # prints the plan; exit status
+
+set -u
+: "${UPAAS:?run through make check}"
+: "${UPAAS_SRCDIR:?run through make check}"
+
+T_N=0
+T_FAILED=0
+
+t_pass() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
+t_not() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }
+t_diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
+t_ok() {
+	local d=$1; shift
+	if "$@" >"$T_ROOT/last.out" 2>&1; then t_pass "$d"; else
+		t_not "$d"; t_diag "command: $*" "$(tail -n 30 "$T_ROOT/last.out")"; fi
+}
+t_fail() {
+	local d=$1; shift
+	if "$@" >"$T_ROOT/last.out" 2>&1; then
+		t_not "$d"; t_diag "command unexpectedly succeeded: $*" "$(tail -n 30 "$T_ROOT/last.out")"
+	else t_pass "$d"; fi
+}
+t_is() {
+	if [ "$2" = "$3" ]; then t_pass "$1"; else
+		t_not "$1"; t_diag "got:  $2" "want: $3"; fi
+}
+t_match() {  # t_match desc "$text" regex
+	if printf '%s' "$2" | grep -Eq -- "$3"; then t_pass "$1"; else
+		t_not "$1"; t_diag "no match for /$3/ in:" "$(printf '%s' "$2" | tail -n 20)"; fi
+}
+t_done() { echo "1..$T_N"; [ "$T_FAILED" -eq 0 ]; exit $?; }
+t_skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+t_bail() { echo "Bail out! $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || t_skip_all "integration tests run as root"
+
+# Shared between all tests of one run (tests/run-all.sh sets it fresh).
+UPAAS_TEST_SHARED=${UPAAS_TEST_SHARED:-/var/tmp/upaas-tests-shared}
+mkdir -p "$UPAAS_TEST_SHARED/storage" "$UPAAS_TEST_SHARED/cache"
+export UPAAS_TEST_SHARED
+
+T_ROOT=$(mktemp -d /var/tmp/upaas-test.XXXXXX)
+export T_ROOT
+T_CFG=$T_ROOT/upaas.cfg
+export UPAAS_CONFIG=$T_CFG
+
+t_cleanup() {
+	local rc=$?
+	# Leave nothing mounted; a mount left below T_ROOT is a bug of upaas.
+	if awk -v r="$T_ROOT" '$5 ~ "^" r {f=1} END {exit !f}' /proc/self/mountinfo; then
+		echo "# mounts left below $T_ROOT:" >&2
+		awk -v r="$T_ROOT" '$5 ~ "^" r {print "#   " $5}' /proc/self/mountinfo >&2
+	else
+		rm -rf "$T_ROOT"
+	fi
+	exit $rc
+}
+trap t_cleanup EXIT
+
+# Writes the test's admin config; extra libconfig text may be passed as $1.
+t_write_config() {
+	cat >"$T_CFG" <<CFG
+paths = {
+  workdir = "$T_ROOT/work";
+  cache = "$UPAAS_TEST_SHARED/cache";
+  state = "$T_ROOT/state";
+};
+storage = {
+  handler = "local";
+  path = "$UPAAS_TEST_SHARED/storage";
+};
+deploy = {
+  root = "$T_ROOT/srv";
+  hooks_dir = "$T_ROOT/hooks";
+};
+${1:-}
+CFG
+}
+t_write_config
+
+# The base image all tests share; created once per run under a lock.
+t_image() {
+	(
+		flock 9
+		"$UPAAS" image create >"$T_ROOT/image.out" 2>&1 || {
+			cat "$T_ROOT/image.out" >&2
+			exit 1
+		}
+	) 9>"$UPAAS_TEST_SHARED/image.lock"
+}
+
+# Mount points below a path (for leak checks); prints them.
+t_mounts_below() { awk -v r="$1" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo; }

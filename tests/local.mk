@@ -1,0 +1,7 @@
+# tests/: shared test helpers. Modules add their tests in their local.mk:
+#   check_PROGRAMS += tests/unit/test-NAME
+#   tests_unit_test_NAME_SOURCES = tests/unit/test-NAME.c
+#   tests_unit_test_NAME_CFLAGS = $(UNIT_CFLAGS)
+#   tests_unit_test_NAME_LDADD = $(UNIT_LIBS)
+#   TESTS += tests/unit/test-NAME tests/integration/NAME.sh
+EXTRA_DIST += tests/lib.sh tests/summary.sh tests/run-all.sh tests/unit/unit.h
