@@ -1,0 +1,205 @@
+/*
+ * cli/cmd-config.c - upaas config check|show: validate the admin config or
+ * an app's metadata, and print the effective configuration.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <libconfig.h>
+
+#include "cli/cli.h"
+
+static void config_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: upaas config check [--json] [FILE]\n"
+		"       upaas config check [--json] --metadata FILE\n"
+		"       upaas config show [--json]\n"
+		"\n"
+		"check   validates the admin config (FILE, else -c, $UPAAS_CONFIG or the\n"
+		"        default %s) and prints every problem as\n"
+		"        'file:line: message'; exits 0 when it is fine, 1 otherwise\n"
+		"show    prints the effective admin config (defaults included) in\n"
+		"        libconfig syntax; secrets are shown as \"********\"\n"
+		"\n"
+		"Options:\n"
+		"  -m, --metadata FILE  check an app's .upaas.cfg against the admin config\n"
+		"  -j, --json           machine-readable output\n"
+		"  -h, --help           this help\n"
+		"\n"
+		"See upaas.cfg(5) and upaas-metadata(5).\n",
+		UPAAS_DEFAULT_CONFIG);
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+static struct json_object *setting_to_json(const config_setting_t *s)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_GROUP: {
+		struct json_object *o = json_object_new_object();
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *e = config_setting_get_elem(s, i);
+			json_object_object_add(o, config_setting_name(e), setting_to_json(e));
+		}
+		return o;
+	}
+	case CONFIG_TYPE_ARRAY:
+	case CONFIG_TYPE_LIST: {
+		struct json_object *a = json_object_new_array();
+		for (int i = 0; i < config_setting_length(s); i++)
+			json_object_array_add(a, setting_to_json(config_setting_get_elem(s, i)));
+		return a;
+	}
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return json_object_new_int64(config_setting_get_int64(s));
+	case CONFIG_TYPE_FLOAT:
+		return json_object_new_double(config_setting_get_float(s));
+	case CONFIG_TYPE_BOOL:
+		return json_object_new_boolean(config_setting_get_bool(s));
+	case CONFIG_TYPE_STRING:
+		return json_object_new_string(config_setting_get_string(s));
+	default:
+		return NULL;
+	}
+}
+
+static void print_json(struct json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+					    JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+static struct json_object *diags_to_json(const char *file, const struct diags *d)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *list = json_object_new_array();
+
+	json_object_object_add(o, "file", file ? json_object_new_string(file) : NULL);
+	json_object_object_add(o, "ok", json_object_new_boolean(d->n == 0));
+	for (size_t i = 0; i < d->n; i++) {
+		struct json_object *p = json_object_new_object();
+		json_object_object_add(p, "file", json_object_new_string(d->v[i].file));
+		json_object_object_add(p, "line", json_object_new_int(d->v[i].line));
+		json_object_object_add(p, "message", json_object_new_string(d->v[i].msg));
+		json_object_array_add(list, p);
+	}
+	json_object_object_add(o, "problems", list);
+	return o;
+}
+
+/* ------------------------------------------------------------- commands */
+
+/* Prints the outcome of a check; returns the exit status. */
+static int check_report(const char *what, const struct diags *d, bool json)
+{
+	if (json) {
+		print_json(diags_to_json(what, d));
+	} else if (d->n) {
+		_cleanup_buf_ struct buf out = BUF_INIT;
+		diags_format(d, &out);
+		fputs(out.p, stderr);
+	} else {
+		printf("%s: ok\n", what);
+	}
+	return d->n ? 1 : 0;
+}
+
+static int config_check(struct cli *c, const char *file, const char *metadata, bool json)
+{
+	struct config cfg;
+	struct diags d = DIAGS_INIT;
+	int rc;
+
+	/* load directly rather than through cli_config(): every problem is
+	 * reported, and a broken admin config is the result, not an error */
+	config_load(&cfg, file ? file : c->config_path, &d);
+	if (metadata && !d.n) {
+		struct metadata m;
+		metadata_load(&m, metadata, &cfg, &d);
+		metadata_free(&m);
+		rc = check_report(metadata, &d, json);
+	} else {
+		rc = check_report(cfg.file ? cfg.file : "(built-in defaults)", &d, json);
+	}
+	diags_free(&d);
+	config_free(&cfg);
+	return rc;
+}
+
+static int config_show_cmd(struct cli *c, bool json)
+{
+	_cleanup_buf_ struct buf out = BUF_INIT;
+	int r = cli_config(c);
+
+	if (r < 0)
+		return 1;
+	config_show(&c->cfg, &out);
+	if (!json) {
+		fputs(out.p, stdout);
+		return 0;
+	}
+	/* JSON from the same text: one writer, and the secrets stay masked */
+	config_t cf;
+	config_init(&cf);
+	if (!config_read_string(&cf, out.p)) {
+		fprintf(stderr, "upaas: error: cannot convert the config to JSON: line %d: %s\n",
+			config_error_line(&cf), config_error_text(&cf));
+		config_destroy(&cf);
+		return 1;
+	}
+	struct json_object *o = setting_to_json(config_root_setting(&cf));
+	json_object_object_add(o, "file", c->cfg.file ? json_object_new_string(c->cfg.file) : NULL);
+	print_json(o);
+	config_destroy(&cf);
+	return 0;
+}
+
+int cmd_config(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "metadata", required_argument, NULL, 'm' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *metadata = NULL;
+	bool json = false;
+	int o;
+
+	if (argc < 2) {
+		config_usage(stderr);
+		return 2;
+	}
+	if (cli_is_help(argv[1])) {
+		config_usage(stdout);
+		return 0;
+	}
+	const char *sub = argv[1];
+	/* options follow the subcommand: parse argv[1..] */
+	argc--;
+	argv++;
+	while ((o = getopt_long(argc, argv, "m:jh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'm': metadata = optarg; break;
+		case 'j': json = true; break;
+		case 'h': config_usage(stdout); return 0;
+		default: config_usage(stderr); return 2;
+		}
+	}
+	if (!strcmp(sub, "check")) {
+		if (argc - optind > 1)
+			return cli_usage("config check: too many arguments (see 'upaas config --help')");
+		return config_check(c, optind < argc ? argv[optind] : NULL, metadata, json);
+	}
+	if (!strcmp(sub, "show")) {
+		if (optind < argc || metadata)
+			return cli_usage("config show: takes no arguments besides --json");
+		return config_show_cmd(c, json);
+	}
+	return cli_usage("config: unknown subcommand '%s' (check or show)", sub);
+}
