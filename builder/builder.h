@@ -83,8 +83,9 @@ int sandbox_private_mounts(struct err *e);
  * Entries are sorted by path; mtimes above mtime_clamp are clamped to it
  * (mtime_clamp < 0: no clamping); no atime. Ownership, modes, xattrs (file
  * capabilities), hard links and device nodes are kept.
- * exclude: patterns relative to root ("proc", "dev/*", "var/lib/apt/lists/*"):
- * "dir" excludes dir and everything below; "dir/ *" keeps dir itself.
+ * exclude: patterns relative to root, such as "proc", "dev/" "*" or
+ * "var/lib/apt/lists/" "*": "dir" excludes dir and everything below;
+ * "dir/" followed by "*" keeps dir itself and excludes its contents.
  */
 struct pack_opts {
 	int level;               /* zstd level */

@@ -1,5 +1,14 @@
 /*
- * storage/storage-int.h - the handler vtable. Only storage/*.c include this.
+ * storage/storage-int.h - the handler vtable; only the files of storage/
+ * include this.
+ *
+ * The contract between the generic layer (storage.c) and a handler:
+ *  - the generic layer allocates s->priv (priv_size) and u->priv
+ *    (upload_size) zeroed, and frees them and s->where; handlers do not;
+ *  - a failed open() is not followed by close();
+ *  - a failed upload_commit() has cleaned up after itself (temp file removed,
+ *    multipart upload aborted) and is not followed by upload_abort();
+ *  - keys are validated by the generic layer before any slot is called.
  */
 #ifndef UPAAS_STORAGE_INT_H
 #define UPAAS_STORAGE_INT_H

@@ -1,0 +1,491 @@
+/*
+ * cli/cmd-storage.c - upaas storage: check the configured handler, list,
+ * and move single objects in and out (admin tools, handy in tests).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <json-c/json.h>
+
+#include "cli/cli.h"
+
+static void storage_help(FILE *out)
+{
+	fputs("usage: upaas storage COMMAND [ARGS...]\n"
+	      "\n"
+	      "Commands:\n"
+	      "  check [--json] [--key KEY]   list, write, read back, stat and delete a probe\n"
+	      "                               object; exit 1 when a stage fails\n"
+	      "  ls [--json] [-l] [PREFIX]    list the keys under PREFIX, in lexical order\n"
+	      "  get KEY FILE                 download an object to FILE ('-': stdout)\n"
+	      "  put FILE KEY                 upload FILE ('-': stdin) as KEY\n"
+	      "  rm KEY...                    delete objects (a missing key is fine)\n"
+	      "\n"
+	      "Options:\n"
+	      "  --json         machine-readable output (check, ls)\n"
+	      "  -l, --long     ls: also show size and modification time\n"
+	      "  --key KEY      check: also read this existing object (for read-only handlers)\n"
+	      "  -h, --help     this help\n",
+	      out);
+}
+
+static void json_print(struct json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+						      JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+static void json_putp(struct json_object **o)
+{
+	if (*o)
+		json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_putp)
+
+/* Parses the options every sub-command shares; returns -1 to go on, else
+ * the exit status. */
+struct opts {
+	bool json;
+	bool lng;
+	const char *key;
+};
+
+static int parse_opts(int argc, char **argv, const char *shortopts,
+		      const struct option *longopts, struct opts *o)
+{
+	int ch;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'h': storage_help(stdout); return 0;
+		case 'j': o->json = true; break;
+		case 'l': o->lng = true; break;
+		case 'k': o->key = optarg; break;
+		default:
+			storage_help(stderr);
+			return 2;
+		}
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------ check */
+
+struct check {
+	bool json;
+	int failed;
+	struct json_object *stages;
+};
+
+/* Reports one stage: status is "ok", "FAILED" or "skipped". */
+static void stage(struct check *k, const char *name, const char *status, const char *fmt, ...)
+	_printf_(4, 5);
+static void stage(struct check *k, const char *name, const char *status, const char *fmt, ...)
+{
+	_cleanup_buf_ struct buf why = BUF_INIT;
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		buf_vaddf(&why, fmt, ap);
+		va_end(ap);
+	}
+	if (!strcmp(status, "FAILED"))
+		k->failed++;
+	if (k->json) {
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "stage", json_object_new_string(name));
+		json_object_object_add(o, "status", json_object_new_string(status));
+		if (why.len)
+			json_object_object_add(o, "detail", json_object_new_string(why.p));
+		json_object_array_add(k->stages, o);
+		return;
+	}
+	printf("%-10s %s%s%s%s\n", name, status, why.len ? " (" : "", why.p, why.len ? ")" : "");
+	fflush(stdout);
+}
+
+#define CHECK_LIST_MAX 1000
+
+static int count_cb(void *data, const char *key, const struct storage_stat *st)
+{
+	size_t *n = data;
+	if (++*n >= CHECK_LIST_MAX)
+		return -ECANCELED;
+	return 0;
+}
+
+struct hash_ctx {
+	struct sha256 h;
+	uint64_t n;
+};
+
+static int hash_sink(void *data, const void *p, size_t n)
+{
+	struct hash_ctx *hc = data;
+	sha256_update(&hc->h, p, n);
+	hc->n += n;
+	return 0;
+}
+
+static void check_list(struct check *k, struct storage *s)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	size_t n = 0;
+	int r = storage_list(s, "", count_cb, &n, &e);
+	if (r == -ECANCELED)
+		stage(k, "list", "ok", "%d+ objects", CHECK_LIST_MAX);
+	else if (r < 0)
+		stage(k, "list", "FAILED", "%s", err_msg(&e));
+	else
+		stage(k, "list", "ok", "%zu object%s", n, n == 1 ? "" : "s");
+}
+
+static void check_write(struct check *k, struct storage *s)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_free_ char *id = id_new();
+	_cleanup_free_ char *key = xasprintf("upaas-check/%s", id);
+	/* more than one transfer block, and not a round size */
+	size_t len = 256 * 1024 + 17;
+	_cleanup_free_ char *data = xmalloc(len);
+	for (size_t off = 0; off < len;) {
+		ssize_t got = getrandom(data + off, len - off, 0);
+		if (got <= 0) {
+			for (; off < len; off++)
+				data[off] = (char)(off * 31 + 7);
+			break;
+		}
+		off += (size_t)got;
+	}
+
+	int r = storage_put_buf(s, key, data, len, &e);
+	if (r < 0) {
+		stage(k, "write", "FAILED", "%s", err_msg(&e));
+		stage(k, "read", "skipped", "nothing was written");
+		stage(k, "stat", "skipped", "nothing was written");
+		stage(k, "delete", "skipped", "nothing was written");
+		return;
+	}
+	stage(k, "write", "ok", "%s, %zu bytes", key, len);
+
+	_cleanup_buf_ struct buf back = BUF_INIT;
+	err_clear(&e);
+	r = storage_get_buf(s, key, &back, len + 1, &e);
+	if (r < 0)
+		stage(k, "read", "FAILED", "%s", err_msg(&e));
+	else if (back.len != len || memcmp(back.p, data, len))
+		stage(k, "read", "FAILED", "read back %zu bytes that differ from the %zu written",
+		      back.len, len);
+	else
+		stage(k, "read", "ok", "%zu bytes match", len);
+
+	struct storage_stat st;
+	err_clear(&e);
+	r = storage_stat(s, key, &st, &e);
+	if (r < 0)
+		stage(k, "stat", "FAILED", "%s", err_msg(&e));
+	else if (st.size != len)
+		stage(k, "stat", "FAILED", "size %llu, want %zu", (unsigned long long)st.size, len);
+	else
+		stage(k, "stat", "ok", "%llu bytes", (unsigned long long)st.size);
+
+	if (storage_caps(s) & STORAGE_CAP_LIST) {
+		_cleanup_strv_ struct strv keys = STRV_INIT;
+		err_clear(&e);
+		r = storage_list_keys(s, "upaas-check/", &keys, &e);
+		if (r < 0)
+			stage(k, "list new", "FAILED", "%s", err_msg(&e));
+		else if (!strv_contains(&keys, key))
+			stage(k, "list new", "FAILED", "'%s' is not listed", key);
+		else
+			stage(k, "list new", "ok", NULL);
+	}
+
+	err_clear(&e);
+	r = storage_delete(s, key, &e);
+	if (r < 0) {
+		stage(k, "delete", "FAILED", "%s", err_msg(&e));
+		return;
+	}
+	err_clear(&e);
+	r = storage_stat(s, key, &st, &e);
+	if (r == -ENOENT)
+		stage(k, "delete", "ok", NULL);
+	else if (r < 0)
+		stage(k, "delete", "FAILED", "stat after delete: %s", err_msg(&e));
+	else
+		stage(k, "delete", "FAILED", "'%s' is still there after delete", key);
+}
+
+/* For read-only handlers: a missing key must read as "not found", which
+ * shows that the server answers and errors map correctly. */
+static void check_read_missing(struct check *k, struct storage *s)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_free_ char *id = id_new();
+	_cleanup_free_ char *key = xasprintf("upaas-check/%s-missing", id);
+	struct storage_stat st;
+	int r = storage_stat(s, key, &st, &e);
+	if (r == -ENOENT)
+		stage(k, "read", "ok", "a missing object reads as not found");
+	else if (r < 0)
+		stage(k, "read", "FAILED", "%s", err_msg(&e));
+	else
+		stage(k, "read", "FAILED", "'%s' exists, but was never written", key);
+}
+
+static void check_read_key(struct check *k, struct storage *s, const char *key)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	struct storage_stat st;
+	int r = storage_stat(s, key, &st, &e);
+	if (r < 0) {
+		stage(k, "read key", "FAILED", "%s", err_msg(&e));
+		return;
+	}
+	struct hash_ctx hc = { .n = 0 };
+	if (sha256_init(&hc.h) < 0) {
+		stage(k, "read key", "FAILED", "cannot start sha256");
+		return;
+	}
+	r = storage_get(s, key, hash_sink, &hc, &e);
+	char hex[65];
+	sha256_final(&hc.h, hex);
+	if (r < 0)
+		stage(k, "read key", "FAILED", "%s", err_msg(&e));
+	else if (st.size && st.size != hc.n)
+		stage(k, "read key", "FAILED", "'%s': read %llu bytes, stat says %llu", key,
+		      (unsigned long long)hc.n, (unsigned long long)st.size);
+	else
+		stage(k, "read key", "ok", "%s, %llu bytes, sha256 %s", key,
+		      (unsigned long long)hc.n, hex);
+}
+
+static int storage_check(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { 0 };
+	int rc = parse_opts(argc, argv, "h", longopts, &o);
+	if (rc >= 0)
+		return rc;
+	if (optind != argc)
+		return cli_usage("usage: upaas storage check [--json] [--key KEY]");
+	if (o.key && !storage_key_ok(o.key))
+		return cli_usage("invalid storage key '%s'", o.key);
+
+	struct storage *s;
+	if (cli_storage(c, &s) < 0)
+		return 1;
+
+	_cleanup_json_ struct json_object *stages = o.json ? json_object_new_array() : NULL;
+	struct check k = { .json = o.json, .stages = stages };
+	unsigned caps = storage_caps(s);
+	if (!o.json)
+		printf("storage: handler '%s' at '%s'\n", storage_name(s), storage_where(s));
+
+	if (caps & STORAGE_CAP_LIST)
+		check_list(&k, s);
+	else
+		stage(&k, "list", "skipped", "handler '%s' cannot list", storage_name(s));
+	if (caps & STORAGE_CAP_WRITE) {
+		check_write(&k, s);
+	} else {
+		stage(&k, "write", "skipped", "handler '%s' is read-only", storage_name(s));
+		check_read_missing(&k, s);
+	}
+	if (o.key)
+		check_read_key(&k, s, o.key);
+
+	if (o.json) {
+		struct json_object *out = json_object_new_object();
+		json_object_object_add(out, "handler", json_object_new_string(storage_name(s)));
+		json_object_object_add(out, "where", json_object_new_string(storage_where(s)));
+		json_object_object_add(out, "ok", json_object_new_boolean(k.failed == 0));
+		json_object_object_add(out, "stages", TAKE_PTR(stages));
+		json_print(out);
+	} else {
+		printf("%s\n", k.failed ? "storage check FAILED" : "storage check ok");
+	}
+	return k.failed ? 1 : 0;
+}
+
+/* --------------------------------------------------------------------- ls */
+
+struct ls_ctx {
+	bool lng;
+	struct json_object *arr;
+};
+
+static int ls_cb(void *data, const char *key, const struct storage_stat *st)
+{
+	struct ls_ctx *l = data;
+	if (l->arr) {
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "key", json_object_new_string(key));
+		json_object_object_add(o, "size", json_object_new_int64((int64_t)st->size));
+		json_object_object_add(o, "mtime", json_object_new_int64(st->mtime));
+		json_object_array_add(l->arr, o);
+	} else if (l->lng) {
+		char when[32] = "-";
+		if (st->mtime)
+			time_iso8601(st->mtime, when);
+		printf("%12llu  %-20s  %s\n", (unsigned long long)st->size, when, key);
+	} else {
+		puts(key);
+	}
+	return 0;
+}
+
+static int storage_ls(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "long", no_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { 0 };
+	int rc = parse_opts(argc, argv, "hl", longopts, &o);
+	if (rc >= 0)
+		return rc;
+	if (argc - optind > 1)
+		return cli_usage("usage: upaas storage ls [--json] [-l] [PREFIX]");
+	const char *prefix = optind < argc ? argv[optind] : "";
+
+	struct storage *s;
+	if (cli_storage(c, &s) < 0)
+		return 1;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_json_ struct json_object *arr = o.json ? json_object_new_array() : NULL;
+	struct ls_ctx l = { .lng = o.lng, .arr = arr };
+	int r = storage_list(s, prefix, ls_cb, &l, &e);
+	if (r < 0)
+		return cli_fail(&e, "cannot list storage");
+	if (o.json)
+		json_print(TAKE_PTR(arr));
+	return 0;
+}
+
+/* ---------------------------------------------------------- get, put, rm */
+
+static int fd_sink(void *data, const void *p, size_t n)
+{
+	return fs_write_all(*(int *)data, p, n);
+}
+
+static int storage_getcmd(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { 0 };
+	int rc = parse_opts(argc, argv, "h", longopts, &o);
+	if (rc >= 0)
+		return rc;
+	if (argc - optind != 2)
+		return cli_usage("usage: upaas storage get KEY FILE");
+	const char *key = argv[optind], *file = argv[optind + 1];
+
+	struct storage *s;
+	if (cli_storage(c, &s) < 0)
+		return 1;
+	_cleanup_err_ struct err e = ERR_INIT;
+	storage_set_progress(s, "download");
+	int r;
+	if (!strcmp(file, "-")) {
+		int fd = STDOUT_FILENO;
+		r = storage_get(s, key, fd_sink, &fd, &e);
+		if (r < 0 && !e.code)
+			err_set(&e, r, "cannot write to stdout: %s", strerror(-r));
+	} else {
+		r = storage_get_file(s, key, file, NULL, NULL, &e);
+	}
+	return r < 0 ? cli_fail(&e, "download failed") : 0;
+}
+
+static int storage_putcmd(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { 0 };
+	int rc = parse_opts(argc, argv, "h", longopts, &o);
+	if (rc >= 0)
+		return rc;
+	if (argc - optind != 2)
+		return cli_usage("usage: upaas storage put FILE KEY");
+	const char *file = argv[optind], *key = argv[optind + 1];
+
+	struct storage *s;
+	if (cli_storage(c, &s) < 0)
+		return 1;
+	_cleanup_err_ struct err e = ERR_INIT;
+	storage_set_progress(s, "upload");
+	int r = !strcmp(file, "-") ? storage_put_fd(s, key, STDIN_FILENO, &e)
+				   : storage_put_file(s, key, file, &e);
+	return r < 0 ? cli_fail(&e, "upload failed") : 0;
+}
+
+static int storage_rm(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { 0 };
+	int rc = parse_opts(argc, argv, "h", longopts, &o);
+	if (rc >= 0)
+		return rc;
+	if (optind >= argc)
+		return cli_usage("usage: upaas storage rm KEY...");
+
+	struct storage *s;
+	if (cli_storage(c, &s) < 0)
+		return 1;
+	rc = 0;
+	for (int i = optind; i < argc; i++) {
+		_cleanup_err_ struct err e = ERR_INIT;
+		if (storage_delete(s, argv[i], &e) < 0)
+			rc = cli_fail(&e, "delete failed");
+	}
+	return rc;
+}
+
+int cmd_storage(struct cli *c, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct cli *c, int argc, char **argv);
+	} subs[] = {
+		{ "check", storage_check },
+		{ "ls", storage_ls },
+		{ "get", storage_getcmd },
+		{ "put", storage_putcmd },
+		{ "rm", storage_rm },
+		{ NULL, NULL },
+	};
+
+	if (argc < 2) {
+		storage_help(stderr);
+		return 2;
+	}
+	if (cli_is_help(argv[1])) {
+		storage_help(stdout);
+		return 0;
+	}
+	for (size_t i = 0; subs[i].name; i++)
+		if (!strcmp(subs[i].name, argv[1]))
+			return subs[i].fn(c, argc - 1, argv + 1);
+	return cli_usage("unknown storage command '%s' (see 'upaas storage --help')", argv[1]);
+}

@@ -1,0 +1,118 @@
+#!/bin/bash
+# tests/integration/http.sh - the read-only http handler against a real web
+# server (python3 -m http.server on loopback) that serves a local storage dir.
+. "$UPAAS_SRCDIR/tests/lib.sh"
+command -v python3 >/dev/null || t_skip_all "python3 is not installed"
+
+# Objects are written through the local handler into a private dir ...
+ST=$T_ROOT/storage
+sed -i "s|path = \"$UPAAS_TEST_SHARED/storage\";|path = \"$ST\";|" "$T_CFG"
+grep -q "path = \"$ST\";" "$T_CFG" || t_bail "cannot point the config at '$ST'"
+mkdir -p "$ST"
+head -c 2500000 /dev/urandom >"$T_ROOT/blob"
+"$UPAAS" storage put "$T_ROOT/blob" packages/web/1.tar.zst || t_bail "local put failed"
+printf '{"id":1}' | "$UPAAS" storage put - packages/web/1.json || t_bail "local put failed"
+printf 'odd' | "$UPAAS" storage put - "odd/a b+c%d.txt" || t_bail "local put failed"
+
+# ... and served on a free port the kernel picks.
+python3 -u -m http.server --bind 127.0.0.1 --directory "$ST" 0 >"$T_ROOT/http.log" 2>&1 &
+HPID=$!
+stop_server() { kill "$HPID" 2>/dev/null && wait "$HPID" 2>/dev/null; }
+trap 'rc=$?; stop_server; (exit $rc); t_cleanup' EXIT
+PORT=
+for _ in $(seq 100); do
+	PORT=$(sed -n 's/.*Serving HTTP on [0-9.]* port \([0-9]*\).*/\1/p' "$T_ROOT/http.log")
+	[ -n "$PORT" ] && break
+	sleep 0.1
+done
+[ -n "$PORT" ] || t_bail "http.server did not start: $(cat "$T_ROOT/http.log")"
+
+# ... to a host whose config reads through the http handler.
+HCFG=$T_ROOT/http.cfg
+sed '/^storage = {/,/^};/d' "$T_CFG" >"$HCFG"
+cat >>"$HCFG" <<CFG
+storage = {
+  handler = "http";
+  url = "http://127.0.0.1:$PORT/";
+  timeout = 10;
+};
+CFG
+H() { UPAAS_CONFIG=$HCFG "$UPAAS" "$@"; }
+
+t_ok "get an object over http" H storage get packages/web/1.tar.zst "$T_ROOT/back"
+t_is "same bytes" "$(sha256sum <"$T_ROOT/back")" "$(sha256sum <"$T_ROOT/blob")"
+t_is "get to stdout" "$(H storage get packages/web/1.json -)" '{"id":1}'
+t_is "keys are percent-encoded" "$(H storage get "odd/a b+c%d.txt" -)" odd
+
+t_ok "storage check (read-only)" H storage check
+out=$(cat "$T_ROOT/last.out")
+t_match "names the handler" "$out" "handler 'http' at 'http://127.0.0.1:$PORT'"
+t_match "writes skipped" "$out" "^write +skipped \(handler 'http' is read-only\)"
+t_match "reading checked" "$out" "^read +ok"
+t_match "check ends ok" "$out" "^storage check ok$"
+want=$(sha256sum <"$T_ROOT/blob" | cut -d' ' -f1)
+t_ok "check --key reads an object" H storage check --key packages/web/1.tar.zst
+t_match "and hashes it" "$(cat "$T_ROOT/last.out")" "^read key +ok \(.*2500000 bytes, sha256 $want\)"
+
+t_fail "a missing object fails" H storage get packages/web/2.json "$T_ROOT/x"
+t_match "with a clear 404 error" "$(cat "$T_ROOT/last.out")" \
+	"object 'packages/web/2.json' not found at 'http://127.0.0.1:$PORT/packages/web/2.json' \(HTTP 404\)"
+H storage get packages/web/2.json "$T_ROOT/x" 2>/dev/null
+t_is "exit status 1" "$?" 1
+t_ok "no file created" test ! -e "$T_ROOT/x"
+t_fail "check --key of a missing object fails" H storage check --key nope
+
+t_fail "put is refused" H storage put "$T_ROOT/blob" packages/web/3.tar.zst
+t_match "as read-only" "$(cat "$T_ROOT/last.out")" "storage handler 'http' is read-only"
+t_fail "rm is refused" H storage rm packages/web/1.json
+t_match "as read-only" "$(cat "$T_ROOT/last.out")" "storage handler 'http' is read-only"
+t_ok "the object is still served" H storage get packages/web/1.json "$T_ROOT/y"
+t_fail "ls is not supported" H storage ls
+t_match "and says so" "$(cat "$T_ROOT/last.out")" "storage handler 'http' cannot list objects"
+
+# Status mapping and redirects: a second server answers /status/NNN/... with
+# that status, and /moved/KEY with a redirect to KEY on the first server.
+cat >"$T_ROOT/status.py" <<'PY'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self, body):
+        parts = self.path.split("/")
+        if parts[1] == "moved":
+            self.send_response(302)
+            self.send_header("Location", sys.argv[1] + "/".join(parts[2:]))
+        else:
+            self.send_response(int(parts[2]))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def do_GET(self): self.answer(True)
+    def do_HEAD(self): self.answer(False)
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print("port", s.server_address[1], flush=True)
+s.serve_forever()
+PY
+python3 -u "$T_ROOT/status.py" "http://127.0.0.1:$PORT/" >"$T_ROOT/status.log" 2>&1 &
+SPID=$!
+trap 'rc=$?; stop_server; kill "$SPID" 2>/dev/null; (exit $rc); t_cleanup' EXIT
+SPORT=
+for _ in $(seq 100); do
+	SPORT=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$T_ROOT/status.log")
+	[ -n "$SPORT" ] && break
+	sleep 0.1
+done
+[ -n "$SPORT" ] || t_bail "status server did not start: $(cat "$T_ROOT/status.log")"
+SCFG=$T_ROOT/status.cfg
+sed "s|url = \"http://127.0.0.1:$PORT/\";|url = \"http://127.0.0.1:$SPORT/\";|" "$HCFG" >"$SCFG"
+S() { UPAAS_CONFIG=$SCFG "$UPAAS" "$@"; }
+t_fail "HTTP 403" S storage get status/403/x -
+t_match "maps to access denied" "$(cat "$T_ROOT/last.out")" "access to '.*/status/403/x' denied \(HTTP 403\)"
+t_fail "HTTP 500" S storage get status/500/x -
+t_match "is an error with the status" "$(cat "$T_ROOT/last.out")" "GET '.*/status/500/x' failed: HTTP 500"
+t_is "redirects are followed" "$(S storage get moved/packages/web/1.json -)" '{"id":1}'
+kill "$SPID"
+
+stop_server
+t_fail "check fails when the server is down" H storage check
+t_match "reading FAILED" "$(cat "$T_ROOT/last.out")" "^read +FAILED"
+t_fail "get fails when the server is down" H storage get packages/web/1.json "$T_ROOT/z"
+
+t_done
