@@ -1,0 +1,189 @@
+#!/bin/bash
+# tests/integration/sandbox.sh - sandbox_run() in a real Debian root: the
+# namespaces, /proc, /dev, resolv.conf, rlimits, the timeout, dropped
+# privileges, binds, and that nothing outlives the command (kill -9 too).
+#
+# The root is a minbase bookworm made once per run with mmdebstrap from the
+# real mirror, in $UPAAS_TEST_SHARED/sandbox-root (under a lock), so this
+# test does not depend on `upaas image`.
+# Never run outside make check: every path below hangs off these.
+set -u
+: "${UPAAS_SRCDIR:?run through make check}" "${UPAAS_BUILDDIR:?run through make check}"
+. "$UPAAS_SRCDIR/tests/lib.sh" || exit 1
+[ -d "${T_ROOT:?}" ] || exit 1
+
+SBH=$UPAAS_BUILDDIR/tests/unit/sandbox-helper
+[ -x "$SBH" ] || t_bail "missing $SBH (make check builds it)"
+command -v mmdebstrap >/dev/null || t_bail "mmdebstrap is needed (apt-get install mmdebstrap)"
+
+R=$UPAAS_TEST_SHARED/sandbox-root
+(
+	flock 9
+	if [ ! -x "$R/bin/sh" ]; then
+		rm -rf "$R.tmp"
+		mmdebstrap --variant=minbase --mode=root --quiet bookworm "$R.tmp" \
+			"${UPAAS_TEST_MIRROR:-http://deb.debian.org/debian}" >"$T_ROOT/mmdebstrap.out" 2>&1 &&
+			mv "$R.tmp" "$R"
+	fi
+) 9>"$UPAAS_TEST_SHARED/sandbox-root.lock"
+[ -x "$R/bin/sh" ] || { cat "$T_ROOT/mmdebstrap.out" >&2; t_bail "cannot bootstrap the test root"; }
+
+# The tree as the sandbox must leave it (directory mtimes aside: creating
+# and removing policy-rc.d touches /usr/sbin).
+snapshot() {
+	(cd "$R" && find . -xdev \( -type d -printf '%y %m %U:%G %p\n' \) -o \
+		-printf '%y %m %U:%G %s %T@ %p %l\n' | sort)
+}
+rm -f "$R/usr/sbin/policy-rc.d"   # left by an earlier run killed on purpose
+before=$(snapshot)
+
+sb() { "$SBH" --root "$R" "$@"; }
+out() { "$SBH" --root "$R" "$@" 2>&1; }
+
+# --- namespaces
+t_is "the command is PID 1 of its own PID namespace" "$(sb -- sh -c 'echo $$')" 1
+t_is "/proc/1 is the command" "$(sb -- cat /proc/1/cmdline | tr '\0' ' ')" "cat /proc/1/cmdline "
+n=$(sb -- sh -c 'ls /proc | grep -c "^[0-9][0-9]*$"')
+t_match "only the sandbox's processes are in /proc ($n)" "$n" '^[1-4]$'
+t_is "default hostname" "$(sb -- cat /proc/sys/kernel/hostname)" upaas
+t_is "hostname set" "$(sb --hostname box-17 -- cat /proc/sys/kernel/hostname)" box-17
+t_is "the host's hostname is unchanged" "$(cat /proc/sys/kernel/hostname)" "$(hostname)"
+t_is "own IPC namespace" "$(sb -- readlink /proc/self/ns/ipc | grep -c "$(readlink /proc/self/ns/ipc)")" 0
+t_is "the host's tree is not reachable (pivot_root)" \
+	"$(sb -- sh -c "test -e '$T_ROOT' && echo visible || echo hidden")" hidden
+
+# --- /dev, resolv.conf, policy-rc.d
+t_is "/dev has exactly the minimal nodes" "$(sb -- ls /dev | tr '\n' ' ')" \
+	"fd full null ptmx pts random shm stderr stdin stdout tty urandom zero "
+t_is "/dev/null is the null device" "$(sb -- stat -c '%t:%T %F' /dev/null)" "1:3 character special file"
+t_is "a new devpts instance: no host pty is visible" "$(sb -- ls /dev/pts | tr '\n' ' ')" "ptmx "
+t_ok "/dev/shm is a writable tmpfs" sb -- sh -ec 'echo x >/dev/shm/x; grep -q " /dev/shm tmpfs" /proc/mounts'
+t_is "resolv.conf is the host's" "$(sb -- cat /etc/resolv.conf)" "$(cat /etc/resolv.conf)"
+t_fail "resolv.conf is read-only, even for root" sb -- sh -c 'echo x >/etc/resolv.conf'
+t_match "... because its mount is read-only" "$(cat "$T_ROOT/last.out")" "Read-only file system"
+t_is "policy-rc.d keeps daemons from starting" "$(sb -- sh -c '/usr/sbin/policy-rc.d; echo $?')" 101
+t_fail "policy-rc.d is removed after the command" test -e "$R/usr/sbin/policy-rc.d"
+
+# a resolv.conf that is a symlink (as with systemd-resolved) is not followed:
+# it is swapped for the bind target during the run and restored afterwards
+mv "$R/etc/resolv.conf" "$T_ROOT/resolv.conf.orig"
+ln -s ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
+t_is "a symlinked resolv.conf gets the host's" "$(sb -- cat /etc/resolv.conf)" "$(cat /etc/resolv.conf)"
+t_is "... and the symlink is back afterwards" "$(readlink "$R/etc/resolv.conf")" \
+	../run/systemd/resolve/stub-resolv.conf
+t_fail "... and nothing was written where it points" test -e "$R/run/systemd/resolve"
+rm -f "$R/etc/resolv.conf"
+mv "$T_ROOT/resolv.conf.orig" "$R/etc/resolv.conf"
+
+# --- network
+t_is "without network only lo exists" \
+	"$(sb -- sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " "')" lo
+t_is "... and lo is up" "$(sb -- cat /sys/class/net/lo/operstate /sys/class/net/lo/flags | tr '\n' ' ')" \
+	"unknown 0x9 "
+host_ifs=$(tail -n +3 /proc/net/dev | wc -l)
+t_is "with network the host's interfaces are there" \
+	"$(sb --network -- sh -c 'tail -n +3 /proc/net/dev | wc -l')" "$host_ifs"
+
+# --- rlimits
+t_is "RLIMIT_NOFILE applied" "$(sb --nofile 123 -- sh -c 'ulimit -n')" 123
+t_is "RLIMIT_FSIZE applied" "$(sb --fsize 4096 -- sh -c 'ulimit -f')" 8   # 512-byte blocks
+
+# --- timeout
+start=$(date +%s)
+t_fail "a command past its timeout fails" sb --timeout 2 -- sh -c 'sleep 3141 & sleep 3142'
+msg=$(cat "$T_ROOT/last.out")
+t_match "the error names the command and the time" "$msg" \
+	"'sh -c sleep 3141 & sleep 3142' timed out after 2 s"
+t_match "... and comes on time ($(($(date +%s) - start)) s)" "$(($(date +%s) - start))" '^[2-5]$'
+left=x
+for _ in $(seq 20); do
+	left=$(pgrep -f 'sleep 314[12]')
+	[ -z "$left" ] && break
+	sleep 0.1
+done
+t_is "the background child died with it" "$left" ""
+
+# --- dropped privileges
+t_is "runs as the given uid/gid" "$(sb --uid 1000 -- id)" "uid=1000 gid=1000 groups=1000"
+t_is "no capability in any set, no_new_privs" \
+	"$(sb --uid 1000 -- grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs)' /proc/self/status | awk '{print $2}' | tr '\n' ' ')" \
+	"0000000000000000 0000000000000000 0000000000000000 0000000000000000 0000000000000000 1 "
+t_fail "dropped: cannot mount" sb --uid 1000 -- mount -t tmpfs x /mnt
+t_fail "dropped: cannot chown a file owned by root" sb --uid 1000 -- chown 1000 /etc/passwd
+t_is "/etc/passwd still belongs to root" "$(stat -c %u "$R/etc/passwd")" 0
+t_ok "root steps can mount" sb -- mount -t tmpfs x /mnt
+t_is "... and that mount stayed inside" "$(t_mounts_below "$R")" ""
+rm -rf "$R/run/mount"   # mount(8)'s utab: the command's doing, not the sandbox's
+
+# --- binds
+mkdir -p "$T_ROOT/data"
+echo host-data >"$T_ROOT/data/f"
+t_is "a read-only bind is visible" "$(sb --bind "$T_ROOT/data:/mnt/data" -- cat /mnt/data/f)" host-data
+t_fail "a read-only bind cannot be written, even by root" \
+	sb --bind "$T_ROOT/data:/mnt/data" -- sh -c 'echo x >/mnt/data/f'
+t_ok "a writable bind can be written" sb --bind "$T_ROOT/data:/mnt/data:rw" -- sh -c 'echo new >/mnt/data/g'
+t_is "... and the write reached the host" "$(cat "$T_ROOT/data/g" 2>&1)" new
+# a symlink in the tree pointing at a host path resolves inside the tree
+mkdir -p "$T_ROOT/victim"
+ln -sfn "$T_ROOT/victim" "$R/mnt/escape"
+t_fail "a bind target through a symlink to a host path is refused" \
+	sb --bind "$T_ROOT/data:/mnt/escape/inside" -- true
+t_is "nothing was created in the host directory it names" "$(ls -A "$T_ROOT/victim")" ""
+t_fail "nor below the root where the symlink would lead" test -e "$R/$T_ROOT"
+rm -f "$R/mnt/escape"
+rmdir "$R/mnt/data"   # documented: missing mount points are created and stay
+
+# --- sandbox_private_mounts(): a mount upaas makes (the workspace) is seen by
+# the sandbox and by nobody else, and dies with upaas
+mkdir -p "$T_ROOT/pm"
+t_is "the sandbox sees a mount of upaas's private namespace" \
+	"$(sb --private-mount "$T_ROOT/pm" --bind "$T_ROOT/pm:/mnt/pm" -- cat /mnt/pm/marker)" private
+t_is "the host never saw that mount" "$(t_mounts_below "$T_ROOT/pm")" ""
+t_fail "nor the file written into it" test -e "$T_ROOT/pm/marker"
+rmdir "$R/mnt/pm"
+
+# --- errors before exec, output to a log
+t_is "exit status passes through" "$(sb -- sh -c 'exit 7'; echo $?)" 7
+t_fail "a missing command fails" sb -- no-such-command
+t_match "... naming it" "$(cat "$T_ROOT/last.out")" "sandbox: cannot exec 'no-such-command': No such file"
+t_fail "a missing cwd fails" sb --cwd /no/such/dir -- true
+t_match "... naming it" "$(cat "$T_ROOT/last.out")" "cannot chdir '/no/such/dir'"
+sb --log "$T_ROOT/log" -- sh -c 'echo to-stdout; echo to-stderr >&2' >/dev/null
+t_match "output goes to the log with timestamps" "$(cat "$T_ROOT/log")" \
+	'^20[0-9-]{8}T[0-9:]{8}\.[0-9]{3}Z to-(stdout|stderr)$'
+t_is "stdin is /dev/null" "$(sb -- sh -c 'cat | wc -c')" 0
+
+# --- a command killed by a signal: 128+N ("kill -9 $$" inside is ignored by
+# PID 1, so the signal comes from the host)
+"$SBH" --root "$R" -- sleep 3147 >/dev/null 2>&1 &
+helper=$!
+for _ in $(seq 50); do init=$(pgrep -x -f 'sleep 3147') && break; sleep 0.1; done
+kill -9 "$init"
+wait "$helper"
+t_is "a command killed by SIGKILL exits 137" "$?" 137
+
+# --- nothing outlives the command, even kill -9 of its parent
+"$SBH" --root "$R" -- sh -c 'sleep 3145 & sleep 3146' >/dev/null 2>&1 &
+helper=$!
+for _ in $(seq 50); do pgrep -f 'sleep 3146' >/dev/null && break; sleep 0.1; done
+init=$(pgrep -x -f 'sh -c sleep 3145 & sleep 3146')
+mntns=$(readlink "/proc/$init/ns/mnt")
+t_match "the command runs in its own mount namespace ($mntns)" "$mntns" '^mnt:'
+t_match "with its mounts in it" "$(cat "/proc/$init/mountinfo")" ' /dev/pts '
+{ kill -9 "$helper"; wait "$helper"; } 2>/dev/null
+left=x
+for _ in $(seq 30); do
+	left=$(pgrep -f 'sleep 314[56]')
+	[ -z "$left" ] && break
+	sleep 0.1
+done
+t_is "no process of the command is left after kill -9" "$left" ""
+holders=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mntns" ] && echo "$p"; done)
+t_is "no process holds its mount namespace" "$holders" ""
+t_is "no mount below the root on the host" "$(t_mounts_below "$R")" ""
+
+# --- the tree
+rm -f "$R/usr/sbin/policy-rc.d"   # documented: kill -9 leaves it behind
+after=$(snapshot)
+t_is "the root tree is unchanged" "$(diff <(echo "$before") <(echo "$after"))" ""
+t_done
