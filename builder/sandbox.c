@@ -509,9 +509,19 @@ static void child_rlimits(const struct sb_child *c)
 	for (size_t i = 0; i < ARRAY_SIZE(lim); i++) {
 		if (lim[i].v <= 0)
 			continue;
-		struct rlimit rl = { (rlim_t)lim[i].v, (rlim_t)lim[i].v };
-		if (setrlimit(lim[i].res, &rl) < 0)
-			child_fail(c, errno, "setrlimit", lim[i].name);
+		struct rlimit rl = { (rlim_t)lim[i].v, (rlim_t)lim[i].v }, cur;
+		if (setrlimit(lim[i].res, &rl) == 0)
+			continue;
+		/* Without CAP_SYS_RESOURCE (some containers) a limit cannot be
+		 * raised above the hard limit we inherited: lowering is what
+		 * matters, so clamp to it rather than fail. */
+		if (errno == EPERM && getrlimit(lim[i].res, &cur) == 0 &&
+		    cur.rlim_max != RLIM_INFINITY && rl.rlim_max > cur.rlim_max) {
+			rl.rlim_cur = rl.rlim_max = cur.rlim_max;
+			if (setrlimit(lim[i].res, &rl) == 0)
+				continue;
+		}
+		child_fail(c, errno, "setrlimit", lim[i].name);
 	}
 }
 

@@ -1,0 +1,891 @@
+/*
+ * images/images.c - base OS images: bootstrap (mmdebstrap or debootstrap),
+ * pack, store with a manifest; load, check freshness, list, remove.
+ *
+ * Creation order: probe the mirror -> bootstrap into a temp dir under
+ * paths.workdir -> read the installed package set -> pack straight into a
+ * storage upload (blob) -> commit -> manifest (the commit marker). Nothing
+ * reaches storage before the bootstrap succeeded, and a failed pack aborts
+ * the upload, so a failure leaves no half image behind.
+ */
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+#include "builder/builder.h"
+#include "images/images.h"
+
+#define UPAAS_IMAGES_INTERNAL
+#include "images/mirror.h"
+
+#define MANIFEST_MAX_BYTES (16u << 20)
+#define RELEASE_MAX_BYTES (8u << 20)
+#define STATUS_MAX_BYTES (64u << 20)
+#define PROBE_TIMEOUT_S 60L
+
+static void json_putp(struct json_object **j)
+{
+	if (*j)
+		json_object_put(*j);
+}
+#define _cleanup_json_ _cleanup_(json_putp)
+
+void image_info_free(struct image_info *i)
+{
+	if (!i)
+		return;
+	free(i->name);
+	free(i->key);
+	free(i->cache_key);
+	free(i->distribution);
+	free(i->arch);
+	free(i->tool);
+	free(i->manifest_json);
+	memset(i, 0, sizeof(*i));
+}
+
+/* [A-Za-z0-9][A-Za-z0-9._-]*, at most 100 characters. */
+static bool image_name_ok(const char *n)
+{
+	size_t i;
+
+	if (!n || !((n[0] >= 'a' && n[0] <= 'z') || (n[0] >= 'A' && n[0] <= 'Z') ||
+		    (n[0] >= '0' && n[0] <= '9')))
+		return false;
+	for (i = 0; n[i]; i++) {
+		char ch = n[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return false;
+	}
+	return i <= 100;
+}
+
+static int check_name(const char *name, struct err *e)
+{
+	if (!image_name_ok(name))
+		return err_set(e, -EINVAL, "invalid image name '%s' (letters, digits, '.', '_', '-')",
+			       name ? name : "");
+	return 0;
+}
+
+/* The Debian architecture: bootstrap.arch, else dpkg's, else from uname. */
+static char *image_arch(const struct config *c)
+{
+	static const struct { const char *machine, *arch; } map[] = {
+		{ "x86_64", "amd64" }, { "aarch64", "arm64" }, { "i686", "i386" },
+		{ "armv7l", "armhf" }, { "ppc64le", "ppc64el" }, { "s390x", "s390x" },
+		{ "riscv64", "riscv64" },
+	};
+	struct proc p = PROC_INIT;
+	_cleanup_buf_ struct buf out = BUF_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	struct utsname u;
+
+	if (c->bootstrap.arch && *c->bootstrap.arch)
+		return xstrdup(c->bootstrap.arch);
+	buf_init(&out, 256);
+	strv_push(&p.argv, "dpkg");
+	strv_push(&p.argv, "--print-architecture");
+	p.capture = &out;
+	p.stderr_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (proc_run(&p, &e) == 0) {
+		buf_rtrim(&out);
+		if (out.len) {
+			if (p.stderr_fd >= 0)
+				close(p.stderr_fd);
+			proc_free(&p);
+			return buf_detach(&out);
+		}
+	}
+	if (p.stderr_fd >= 0)
+		close(p.stderr_fd);
+	proc_free(&p);
+	if (uname(&u) == 0)
+		for (size_t i = 0; i < ARRAY_SIZE(map); i++)
+			if (!strcmp(u.machine, map[i].machine))
+				return xstrdup(map[i].arch);
+	return xstrdup("amd64");
+}
+
+char *image_default_name(const struct config *c)
+{
+	_cleanup_free_ char *arch = image_arch(c);
+
+	return xasprintf("%s-%s-%s", c->bootstrap.distribution, c->bootstrap.variant, arch);
+}
+
+int image_mirror(const struct config *c, struct buf *out, struct err *e)
+{
+	if (c->bootstrap.mirror && *c->bootstrap.mirror) {
+		buf_reset(out);
+		buf_adds(out, c->bootstrap.mirror);
+		return 0;
+	}
+	mirror_detect("/", c->bootstrap.distribution, out);
+	return 0;
+}
+
+/* The sha256 of the inputs an image is made from. */
+static void image_cache_key(const struct config *c, const char *mirror, const char *arch,
+			    char hex[65])
+{
+	_cleanup_buf_ struct buf t = BUF_INIT;
+	_cleanup_strv_ struct strv pk = STRV_INIT;
+
+	strv_copy(&pk, &c->bootstrap.packages);
+	strv_sort(&pk);
+	buf_addf(&t, "upaas-image-key 1\ndistribution=%s\nvariant=%s\narch=%s\ncomponents=",
+		 c->bootstrap.distribution, c->bootstrap.variant, arch);
+	for (size_t i = 0; i < c->bootstrap.components.n; i++)
+		buf_addf(&t, "%s%s", i ? "," : "", c->bootstrap.components.v[i]);
+	buf_adds(&t, "\npackages=");
+	for (size_t i = 0; i < pk.n; i++)
+		buf_addf(&t, "%s%s", i ? "," : "", pk.v[i]);
+	buf_addf(&t, "\nmirror=%s\n", mirror);
+	sha256_hex(t.p, t.len, hex);
+}
+
+/* -------------------------------------------------------- mirror probe */
+
+static size_t probe_write(char *p, size_t size, size_t n, void *data)
+{
+	struct buf *b = data;
+
+	if (buf_add(b, p, size * n) < 0)
+		return 0;
+	return size * n;
+}
+
+/* Value of "Field: value" in deb822 text (first paragraph), or NULL. */
+static char *deb822_field(const char *text, const char *field)
+{
+	size_t fl = strlen(field);
+
+	for (const char *l = text; *l;) {
+		const char *end = strchrnul(l, '\n');
+
+		if (end == l)
+			break;
+		if ((size_t)(end - l) > fl && !strncasecmp(l, field, fl) && l[fl] == ':') {
+			const char *v = l + fl + 1;
+
+			while (v < end && (*v == ' ' || *v == '\t'))
+				v++;
+			while (end > v && (end[-1] == ' ' || end[-1] == '\r'))
+				end--;
+			return xstrndup(v, (size_t)(end - v));
+		}
+		l = *end ? end + 1 : end;
+	}
+	return NULL;
+}
+
+/*
+ * Fetches <mirror>/dists/<dist>/Release, so that a mirror that does not
+ * answer fails in seconds with its name in the message (and not after a
+ * long bootstrap with apt's words). Returns the Release text in out.
+ */
+static int mirror_probe(const char *mirror, const char *dist, struct buf *out, struct err *e)
+{
+	_cleanup_free_ char *url = xasprintf("%s/dists/%s/Release", mirror, dist);
+	char cerr[CURL_ERROR_SIZE] = "";
+	CURL *h;
+	CURLcode rc;
+	long code = 0;
+
+	buf_init(out, RELEASE_MAX_BYTES);
+	if (!strncmp(mirror, "file:", 5)) {
+		const char *p = url + 5;
+
+		while (p[0] == '/' && p[1] == '/')
+			p++;
+		if (buf_read_file(out, p, RELEASE_MAX_BYTES) < 0)
+			return err_set(e, -EHOSTUNREACH, "mirror '%s' does not answer: cannot read '%s'",
+				       mirror, p);
+		return 0;
+	}
+	h = curl_easy_init();
+	if (!h)
+		return err_set(e, -ENOMEM, "cannot initialise libcurl");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 20L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, PROBE_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "upaas/" PACKAGE_VERSION);
+	rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(h);
+	if (rc != CURLE_OK)
+		return err_set(e, -EHOSTUNREACH, "mirror '%s' does not answer: %s", mirror,
+			       cerr[0] ? cerr : curl_easy_strerror(rc));
+	if (code == 404)
+		return err_set(e, -ENOENT, "mirror '%s' has no distribution '%s' (GET '%s': 404)",
+			       mirror, dist, url);
+	if (code >= 400)
+		return err_set(e, -EIO, "mirror '%s' answers HTTP %ld for '%s'", mirror, code, url);
+	return 0;
+}
+
+/* ------------------------------------------------------------ bootstrap */
+
+/* The full path of prog in $PATH (or the usual sbin dirs), or NULL. */
+static char *find_in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	_cleanup_free_ char *all = xasprintf("%s:/usr/sbin:/usr/bin:/sbin:/bin",
+					     path && *path ? path : "");
+
+	for (char *p = all; *p;) {
+		char *end = strchrnul(p, ':');
+		bool last = !*end;
+		char *cand;
+
+		*end = 0;
+		if (*p) {
+			cand = path_join(p, prog);
+			if (access(cand, X_OK) == 0)
+				return cand;
+			free(cand);
+		}
+		if (last)
+			break;
+		p = end + 1;
+	}
+	return NULL;
+}
+
+static int pick_tool(const struct config *c, char **ret_name, struct err *e)
+{
+	const char *t = c->bootstrap.tool && *c->bootstrap.tool ? c->bootstrap.tool : "auto";
+	_cleanup_free_ char *found = NULL;
+
+	if (!strcmp(t, "auto")) {
+		if ((found = find_in_path("mmdebstrap"))) {
+			*ret_name = xstrdup("mmdebstrap");
+			return 0;
+		}
+		if ((found = find_in_path("debootstrap"))) {
+			*ret_name = xstrdup("debootstrap");
+			return 0;
+		}
+		return err_set(e, -ENOENT, "neither mmdebstrap nor debootstrap is installed "
+			       "(apt-get install mmdebstrap)");
+	}
+	if (strcmp(t, "mmdebstrap") && strcmp(t, "debootstrap"))
+		return err_set(e, -EINVAL, "unknown bootstrap tool '%s'", t);
+	found = find_in_path(t);
+	if (!found)
+		return err_set(e, -ENOENT, "bootstrap tool '%s' is not installed (apt-get install %s)",
+			       t, t);
+	*ret_name = xstrdup(t);
+	return 0;
+}
+
+static void join_list(struct buf *b, const struct strv *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		buf_addf(b, "%s%s", i ? "," : "", l->v[i]);
+}
+
+static void bootstrap_argv(const struct config *c, const char *tool, const char *arch,
+			   const char *mirror, const char *root, struct strv *argv)
+{
+	_cleanup_buf_ struct buf comps = BUF_INIT, pk = BUF_INIT;
+
+	join_list(&comps, &c->bootstrap.components);
+	join_list(&pk, &c->bootstrap.packages);
+	strv_push(argv, tool);
+	if (!strcmp(tool, "mmdebstrap")) {
+		strv_pushf(argv, "--variant=%s", c->bootstrap.variant);
+		strv_push(argv, "--mode=root");
+		strv_push(argv, "--format=directory");
+		strv_pushf(argv, "--architectures=%s", arch);
+	} else {
+		strv_pushf(argv, "--variant=%s", c->bootstrap.variant);
+		strv_pushf(argv, "--arch=%s", arch);
+	}
+	if (comps.len)
+		strv_pushf(argv, "--components=%s", comps.p);
+	if (pk.len)
+		strv_pushf(argv, "--include=%s", pk.p);
+	strv_push(argv, c->bootstrap.distribution);
+	strv_push(argv, root);
+	strv_push(argv, mirror);
+}
+
+/* Drops the timestamp that log_line_fd puts in front of a line. */
+static const char *skip_stamp(const char *l, const char *end)
+{
+	const char *sp = memchr(l, ' ', (size_t)(end - l));
+
+	if (sp && sp - l >= 20 && l[4] == '-' && l[10] == 'T')
+		return sp + 1;
+	return l;
+}
+
+/* The first error line ("E: ...") of a bootstrap log, else its last line,
+ * without the timestamp and at most 300 bytes. */
+static char *log_summary(const char *path)
+{
+	_cleanup_buf_ struct buf t = BUF_INIT;
+	const char *last = NULL, *last_end = NULL;
+
+	if (buf_read_file(&t, path, 16u << 20) < 0)
+		return xstrdup("");
+	buf_rtrim(&t);
+	for (const char *l = t.p; *l;) {
+		const char *end = strchrnul(l, '\n');
+		const char *text = skip_stamp(l, end);
+
+		if (end - text > 3 && !strncmp(text, "E: ", 3))
+			return xstrndup(text, (size_t)(end - text) > 300 ? 300 : (size_t)(end - text));
+		if (end > text) {
+			last = text;
+			last_end = end;
+		}
+		l = *end ? end + 1 : end;
+	}
+	if (!last)
+		return xstrdup("");
+	return xstrndup(last, (size_t)(last_end - last) > 300 ? 300 : (size_t)(last_end - last));
+}
+
+static int bootstrap_run(const struct config *c, const char *tool, const char *arch,
+			 const char *mirror, const char *root, const char *logpath, struct err *e)
+{
+	struct proc p = PROC_INIT;
+	_cleanup_close_ int logfd = -1;
+	_cleanup_buf_ struct buf what = BUF_INIT;
+	struct progress prog = { 0 };
+	int r;
+
+	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return err_set(e, -errno, "cannot create '%s': %s", logpath, strerror(errno));
+	bootstrap_argv(c, tool, arch, mirror, root, &p.argv);
+	p.log_fd = logfd;
+	p.timeout_ms = c->bootstrap.timeout > 0 ? (unsigned)c->bootstrap.timeout * 1000u : 0;
+	log_debug("bootstrap: %s", p.argv.v[0]);
+	progress_begin(&prog, tool, 0);
+	r = proc_run(&p, e);
+	progress_end(&prog);
+	proc_describe(&p, &what);
+	proc_free(&p);
+	if (r == -ETIMEDOUT)
+		return err_prefix(e, "bootstrapping from mirror '%s' (log '%s')", mirror, logpath);
+	if (r < 0)
+		return err_prefix(e, "bootstrapping from mirror '%s'", mirror);
+	if (r > 0) {
+		_cleanup_free_ char *last = log_summary(logpath);
+
+		return err_set(e, -EIO, "%s from mirror '%s' failed with status %d: %s (log '%s')",
+			       tool, mirror, r, last, logpath);
+	}
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "install ok installed" (and "hold ok installed"): the package is there. */
+static bool has_installed_status(const char *st)
+{
+	size_t n = strlen(st);
+
+	return n >= 10 && !strcmp(st + n - 10, " installed");
+}
+
+/* The installed package set ("name=version"), from the image's dpkg status. */
+static int read_packages(const char *root, const char *arch, struct strv *out, struct err *e)
+{
+	_cleanup_free_ char *status = path_join(root, "var/lib/dpkg/status");
+	_cleanup_buf_ struct buf t = BUF_INIT;
+	const char *para = NULL;
+	int r;
+
+	r = buf_read_file(&t, status, STATUS_MAX_BYTES);
+	if (r < 0)
+		return err_set(e, r, "cannot read '%s': %s", status, strerror(-r));
+	para = t.p;
+	while (para && *para) {
+		const char *sep = strstr(para, "\n\n");
+		_cleanup_free_ char *text = sep ? xstrndup(para, (size_t)(sep - para + 1))
+						: xstrdup(para);
+		_cleanup_free_ char *pkg = deb822_field(text, "Package");
+		_cleanup_free_ char *ver = deb822_field(text, "Version");
+		_cleanup_free_ char *st = deb822_field(text, "Status");
+		_cleanup_free_ char *pa = deb822_field(text, "Architecture");
+
+		if (pkg && ver && st && has_installed_status(st)) {
+			if (pa && strcmp(pa, "all") && strcmp(pa, arch))
+				strv_pushf(out, "%s:%s=%s", pkg, pa, ver);
+			else
+				strv_pushf(out, "%s=%s", pkg, ver);
+		}
+		para = sep ? sep + 2 : NULL;
+		while (para && *para == '\n')
+			para++;
+	}
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(char *), cmp_str);
+	if (!out->n)
+		return err_set(e, -EBADMSG, "'%s' lists no installed package", status);
+	return 0;
+}
+
+/* ------------------------------------------------------------- storing */
+
+struct upload_sink {
+	struct storage_upload *u;
+	struct err *e;
+};
+
+static int upload_sink_fn(void *data, const void *p, size_t n)
+{
+	struct upload_sink *u = data;
+
+	return storage_upload_write(u->u, p, n, u->e);
+}
+
+/* Paths excluded from an image: runtime mount points keep only themselves. */
+static const char *const image_excludes[] = {
+	"proc/*", "sys/*", "tmp/*", "var/tmp/*", "run/*",
+	"var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", NULL,
+};
+
+/* Packs root straight into images/<name>.tar.zst; nothing is visible under
+ * the key unless everything succeeded. */
+static int image_store_blob(const struct config *c, struct storage *s, const char *root,
+			    const char *key, struct pack_result *res, struct err *e)
+{
+	struct pack_opts o = {
+		.level = c->pack.level,
+		.threads = c->pack.threads,
+		.mtime_clamp = -1,
+		.exclude = image_excludes,
+	};
+	struct upload_sink us = { NULL, e };
+	struct progress prog = { 0 };
+	int r;
+
+	r = storage_upload_begin(s, key, 0, &us.u, e);
+	if (r < 0)
+		return r;
+	o.progress = &prog;
+	progress_begin(&prog, "packing", 0);
+	r = pack_tree(root, &o, upload_sink_fn, &us, res, e);
+	progress_end(&prog);
+	if (r < 0) {
+		storage_upload_abort(us.u);
+		return r;
+	}
+	return storage_upload_commit(us.u, e);
+}
+
+static struct json_object *json_strv(const struct strv *l)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < l->n; i++)
+		json_object_array_add(a, json_object_new_string(l->v[i]));
+	return a;
+}
+
+static void json_set_str(struct json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+/* The inputs and results of one creation, for the manifest. */
+struct image_made {
+	const char *name;
+	const char *key;
+	const char *tool;
+	const char *arch;
+	const char *mirror;
+	const char *suite;
+	const char *codename;
+	const char *cache_key;
+	struct strv packages;
+	struct pack_result pack;
+	int64_t created;
+};
+
+static char *manifest_text(const struct config *c, const struct image_made *m)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	char created[32];
+
+	time_iso8601(m->created, created);
+	json_object_object_add(o, "format", json_object_new_int(1));
+	json_set_str(o, "name", m->name);
+	json_set_str(o, "distribution", c->bootstrap.distribution);
+	json_set_str(o, "suite", m->suite);
+	json_set_str(o, "codename", m->codename);
+	json_set_str(o, "arch", m->arch);
+	json_set_str(o, "variant", c->bootstrap.variant);
+	json_object_object_add(o, "components", json_strv(&c->bootstrap.components));
+	json_set_str(o, "mirror", m->mirror);
+	json_object_object_add(o, "packages", json_strv(&m->packages));
+	json_object_object_add(o, "extra_packages", json_strv(&c->bootstrap.packages));
+	json_set_str(o, "tool", m->tool);
+	json_set_str(o, "cache_key", m->cache_key);
+	json_set_str(o, "key", m->key);
+	json_set_str(o, "sha256", m->pack.sha256);
+	json_object_object_add(o, "size", json_object_new_int64((int64_t)m->pack.size));
+	json_object_object_add(o, "entries", json_object_new_int64((int64_t)m->pack.entries));
+	json_set_str(o, "compression", "zstd");
+	json_set_str(o, "archive_format", "pax");
+	json_set_str(o, "created", created);
+	return xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+						      JSON_C_TO_STRING_SPACED |
+						      JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static int parse_iso8601(const char *s, int64_t *ret)
+{
+	struct tm tm = { 0 };
+	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+	if (!end || *end)
+		return -EINVAL;
+	*ret = (int64_t)timegm(&tm);
+	return 0;
+}
+
+static const char *jstr(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static bool sha_hex_ok(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return i == 64;
+}
+
+/* Fills i from manifest text; -EBADMSG naming key when a field is wrong. */
+static int manifest_parse(const char *key, const char *text, struct image_info *i,
+			  struct err *e)
+{
+	_cleanup_json_ struct json_object *o = NULL;
+	struct json_object *v;
+	const char *name, *blob, *sha, *created;
+	enum json_tokener_error jerr;
+	int64_t t;
+
+	o = json_tokener_parse_verbose(text, &jerr);
+	if (!o || !json_object_is_type(o, json_type_object))
+		return err_set(e, -EBADMSG, "image manifest '%s' is not valid JSON: %s", key,
+			       o ? "not an object" : json_tokener_error_desc(jerr));
+	name = jstr(o, "name");
+	blob = jstr(o, "key");
+	sha = jstr(o, "sha256");
+	created = jstr(o, "created");
+	if (!name || !blob || !sha || !sha_hex_ok(sha) || !storage_key_ok(blob))
+		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid name, key or sha256",
+			       key);
+	if (!json_object_object_get_ex(o, "size", &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) < 0)
+		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid size", key);
+	if (!created || parse_iso8601(created, &t) < 0)
+		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid created time", key);
+	i->size = (uint64_t)json_object_get_int64(v);
+	i->created = t;
+	i->name = xstrdup(name);
+	i->key = xstrdup(blob);
+	memcpy(i->sha256, sha, 65);
+	i->cache_key = xstrdup(jstr(o, "cache_key") ?: "");
+	i->distribution = xstrdup(jstr(o, "distribution") ?: "");
+	i->arch = xstrdup(jstr(o, "arch") ?: "");
+	i->tool = xstrdup(jstr(o, "tool") ?: "");
+	i->manifest_json = xstrdup(text);
+	return 0;
+}
+
+int image_load(struct storage *s, const char *name, struct image_info *ret, struct err *e)
+{
+	_cleanup_free_ char *key = NULL;
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	struct image_info i = { 0 };
+	int r;
+
+	r = check_name(name, e);
+	if (r < 0)
+		return r;
+	key = storage_key_image(name, "json");
+	r = storage_get_buf(s, key, &text, MANIFEST_MAX_BYTES, e);
+	if (r == -ENOENT) {
+		err_clear(e);
+		return err_set(e, -ENOENT, "no image '%s' in %s", name, storage_where(s));
+	}
+	if (r < 0)
+		return r;
+	r = manifest_parse(key, text.p, &i, e);
+	if (r < 0) {
+		image_info_free(&i);
+		return r;
+	}
+	*ret = i;
+	return 0;
+}
+
+bool image_needs_rebuild(const struct config *c, const struct image_info *i, struct buf *reason)
+{
+	_cleanup_buf_ struct buf mirror = BUF_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_free_ char *arch = image_arch(c);
+	char key[65];
+	int64_t age = now_unix() - i->created;
+
+	if (image_mirror(c, &mirror, &e) < 0) {
+		if (reason)
+			buf_addf(reason, "no mirror: %s", err_msg(&e));
+		return true;
+	}
+	image_cache_key(c, mirror.p, arch, key);
+	if (!i->cache_key || strcmp(i->cache_key, key)) {
+		if (reason)
+			buf_adds(reason, "the config's bootstrap inputs changed");
+		return true;
+	}
+	if (c->bootstrap.max_age_days > 0 && age > (int64_t)c->bootstrap.max_age_days * 86400) {
+		if (reason)
+			buf_addf(reason, "older than %d days", c->bootstrap.max_age_days);
+		return true;
+	}
+	return false;
+}
+
+/* Bootstraps into tmp/root and stores; tmp is removed by the caller. */
+static int image_build(const struct config *c, struct storage *s, const char *name,
+		       const char *tmp, struct image_made *m, struct err *e)
+{
+	_cleanup_free_ char *root = path_join(tmp, "root");
+	_cleanup_free_ char *logpath = NULL, *manifest = NULL, *mkey = NULL;
+	_cleanup_buf_ struct buf release = BUF_INIT;
+	_cleanup_free_ char *suite = NULL, *codename = NULL;
+	int r;
+
+	r = mirror_probe(m->mirror, c->bootstrap.distribution, &release, e);
+	if (r < 0)
+		return r;
+	suite = deb822_field(release.p, "Suite");
+	codename = deb822_field(release.p, "Codename");
+	m->suite = suite ? suite : c->bootstrap.distribution;
+	m->codename = codename ? codename : c->bootstrap.distribution;
+
+	logpath = xasprintf("%s.log", tmp);
+	r = bootstrap_run(c, m->tool, m->arch, m->mirror, root, logpath, e);
+	if (r < 0)
+		return r;
+	unlink(logpath);
+	r = read_packages(root, m->arch, &m->packages, e);
+	if (r < 0)
+		return r;
+	r = image_store_blob(c, s, root, m->key, &m->pack, e);
+	if (r < 0)
+		return err_prefix(e, "storing image '%s'", name);
+	m->created = now_unix();
+	manifest = manifest_text(c, m);
+	mkey = storage_key_image(name, "json");
+	r = storage_put_buf(s, mkey, manifest, strlen(manifest), e);
+	if (r < 0) {
+		_cleanup_err_ struct err e2 = ERR_INIT;
+
+		/* no manifest: the blob is garbage, and must not outlive it */
+		storage_delete(s, m->key, &e2);
+		return err_prefix(e, "storing the manifest of image '%s'", name);
+	}
+	return 0;
+}
+
+int image_create(const struct config *c, struct storage *s, const char *name,
+		 struct image_info *ret, struct err *e)
+{
+	_cleanup_free_ char *def = NULL, *tool = NULL, *arch = NULL, *key = NULL, *tmp = NULL;
+	_cleanup_buf_ struct buf mirror = BUF_INIT;
+	_cleanup_err_ struct err e2 = ERR_INIT;
+	struct image_made m = { .packages = STRV_INIT };
+	char cache_key[65];
+	int r;
+
+	if (!name)
+		name = def = image_default_name(c);
+	r = check_name(name, e);
+	if (r < 0)
+		return r;
+	r = pick_tool(c, &tool, e);
+	if (r < 0)
+		return r;
+	r = image_mirror(c, &mirror, e);
+	if (r < 0)
+		return r;
+	arch = image_arch(c);
+	key = storage_key_image(name, "tar.zst");
+	image_cache_key(c, mirror.p, arch, cache_key);
+	m.name = name;
+	m.key = key;
+	m.tool = tool;
+	m.arch = arch;
+	m.mirror = mirror.p;
+	m.cache_key = cache_key;
+
+	/* mmdebstrap mounts /proc, /sys, /dev inside the target: in a private
+	 * mount namespace those mounts die with us, whatever happens. */
+	r = sandbox_private_mounts(e);
+	if (r < 0)
+		return r;
+	r = fs_mkdir_p(c->paths.workdir, 0700);
+	if (r < 0)
+		return err_set(e, r, "cannot create '%s': %s", c->paths.workdir, strerror(-r));
+	tmp = xasprintf("%s/image-%s.XXXXXX", c->paths.workdir, name);
+	if (!mkdtemp(tmp))
+		return err_set(e, -errno, "cannot create a directory in '%s': %s",
+			       c->paths.workdir, strerror(errno));
+	r = image_build(c, s, name, tmp, &m, e);
+	strv_free(&m.packages);
+	if (fs_rm_rf(tmp, &e2) < 0)
+		log_warn("cannot remove '%s': %s", tmp, err_msg(&e2));
+	if (r < 0)
+		return r;
+	return image_load(s, name, ret, e);
+}
+
+/* Removes the temp dirs of creations of name that died (kill -9); the
+ * caller holds the image's lock, so none of them is still running. */
+static void remove_dead_creations(const struct config *c, const char *name)
+{
+	_cleanup_free_ char *prefix = xasprintf("image-%s.", name);
+	_cleanup_strv_ struct strv dead = STRV_INIT;
+	DIR *d = opendir(c->paths.workdir);
+
+	if (!d)
+		return;
+	for (struct dirent *de; (de = readdir(d));) {
+		const char *rest = de->d_name + strlen(prefix);
+
+		/* image-<name>.XXXXXX and its .log, not image-<name>.<more>.XXXXXX */
+		if (!strncmp(de->d_name, prefix, strlen(prefix)) &&
+		    (strlen(rest) == 6 || (strlen(rest) == 10 && !strcmp(rest + 6, ".log"))))
+			strv_push(&dead, de->d_name);
+	}
+	closedir(d);
+	for (size_t i = 0; i < dead.n; i++) {
+		_cleanup_free_ char *p = path_join(c->paths.workdir, dead.v[i]);
+		_cleanup_err_ struct err e = ERR_INIT;
+
+		if (fs_rm_rf(p, &e) < 0)
+			log_warn("cannot remove '%s': %s", p, err_msg(&e));
+	}
+}
+
+int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
+		 struct image_info *ret, struct err *e)
+{
+	_cleanup_free_ char *def = NULL, *locks = NULL, *lock = NULL;
+	_cleanup_close_ int lfd = -1;
+	struct image_info i = { 0 };
+	int r;
+
+	if (!name)
+		name = def = image_default_name(c);
+	r = check_name(name, e);
+	if (r < 0)
+		return r;
+	if (!force) {
+		r = image_load(s, name, &i, e);
+		if (r == 0 && !image_needs_rebuild(c, &i, NULL)) {
+			*ret = i;
+			return 0;
+		}
+		image_info_free(&i);
+		if (r < 0 && r != -ENOENT && r != -EBADMSG)
+			return r;
+		err_clear(e);
+	}
+	/* one creator per image on this host; a waiter reuses its result */
+	locks = path_join(c->paths.cache, "images");
+	r = fs_mkdir_p(locks, 0700);
+	if (r < 0)
+		return err_set(e, r, "cannot create '%s': %s", locks, strerror(-r));
+	lock = xasprintf("%s/%s.lock", locks, name);
+	lfd = lock_file(lock, true, e);
+	if (lfd < 0)
+		return lfd;
+	if (!force && image_load(s, name, &i, e) == 0 && !image_needs_rebuild(c, &i, NULL)) {
+		*ret = i;
+		return 0;
+	}
+	image_info_free(&i);
+	err_clear(e);
+	remove_dead_creations(c, name);
+	return image_create(c, s, name, ret, e);
+}
+
+int image_list(struct storage *s, struct strv *names, struct err *e)
+{
+	_cleanup_strv_ struct strv keys = STRV_INIT;
+	int r;
+
+	r = storage_list_keys(s, "images/", &keys, e);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < keys.n; i++) {
+		const char *k = keys.v[i] + strlen("images/");
+		size_t n = strlen(k);
+
+		if (strncmp(keys.v[i], "images/", 7) || n <= 5 || strcmp(k + n - 5, ".json"))
+			continue;
+		strv_push_take(names, xstrndup(k, n - 5));
+	}
+	return 0;
+}
+
+int image_remove(struct storage *s, const char *name, struct err *e)
+{
+	_cleanup_free_ char *mkey = NULL, *bkey = NULL;
+	struct storage_stat st;
+	int r;
+
+	r = check_name(name, e);
+	if (r < 0)
+		return r;
+	mkey = storage_key_image(name, "json");
+	bkey = storage_key_image(name, "tar.zst");
+	r = storage_stat(s, mkey, &st, e);
+	if (r == -ENOENT) {
+		err_clear(e);
+		return err_set(e, -ENOENT, "no image '%s' in %s", name, storage_where(s));
+	}
+	if (r < 0)
+		return r;
+	/* the manifest is the commit marker: it goes first */
+	r = storage_delete(s, mkey, e);
+	if (r < 0)
+		return r;
+	return storage_delete(s, bkey, e);
+}
