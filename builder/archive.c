@@ -595,7 +595,9 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 			return unpack_error(out, archive, name.p, e);
 		if (r == ARCHIVE_OK || r == ARCHIVE_WARN) {
 			while ((r = archive_read_data_block(in, &blk, &len, &off)) == ARCHIVE_OK) {
-				if (archive_write_data_block(out, blk, len, off) < ARCHIVE_WARN)
+				/* write_disk reports a failed write(2) (a full disk) as
+				 * ARCHIVE_WARN: any short write is an error here */
+				if (archive_write_data_block(out, blk, len, off) != ARCHIVE_OK)
 					return unpack_error(out, archive, name.p, e);
 			}
 			if (r < ARCHIVE_WARN)

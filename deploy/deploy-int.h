@@ -1,0 +1,63 @@
+/*
+ * deploy/deploy-int.h - shared between the files of deploy/ only.
+ */
+#ifndef UPAAS_DEPLOY_INT_H
+#define UPAAS_DEPLOY_INT_H
+
+#include "deploy/deploy.h"
+
+/* The paths of one app under the deploy root (see deploy.h). */
+struct app_paths {
+	char *root;
+	char *app;
+	char *dir;            /* <root>/<app> */
+	char *revisions;
+	char *manifests;
+	char *shared;
+	char *current;
+	char *current_tmp;    /* .current.tmp: the new link before rename */
+	char *history;
+	char *log;
+	char *lock;
+	char *failed_marker;  /* .failed (watch) */
+};
+void app_paths_init(struct app_paths *p, const char *root, const char *app);
+void app_paths_free(struct app_paths *p);
+char *app_revision_path(const struct app_paths *p, const char *id);   /* caller frees */
+char *app_manifest_path(const struct app_paths *p, const char *id);
+
+/* Reads the history file; a missing file is an empty history. */
+int deploy_hist_read(const char *path, struct deploy_hist **ret, size_t *ret_n, struct err *e);
+void deploy_hist_free_all(struct deploy_hist *h, size_t n);
+/* Appends one line and fsyncs. */
+int deploy_hist_append(const char *path, const struct deploy_hist *h, struct err *e);
+
+/* Lists revisions/: complete ids, "<id>.failed" and "*.tmp" names (each may
+ * be NULL). A missing dir is empty. */
+int deploy_revisions_list(const char *revdir, struct strv *complete, struct strv *failed,
+			  struct strv *tmp, struct err *e);
+/* The id `current` points at, NULL when missing or not "revisions/<id>". */
+char *deploy_current_id(const char *current_link);
+
+/* One hook event of a deploy. */
+struct hook_run {
+	const struct config *cfg;
+	const char *event;                  /* "pre-deploy", ... */
+	const struct deploy_manifest *m;    /* app hooks from here; NULL: none */
+	const struct hook_vars *vars;
+	const char *tmpdir;                 /* where the argv[2] JSON files go */
+	int log_fd;
+	bool tee;
+};
+/*
+ * Runs the admin hooks <hooks_dir>/<event>.d/ (name order) and the app's
+ * hooks of the event: for "pre-*" events admin hooks first, for "post-*"
+ * events the app's first, so that the admin's hooks wrap the app's.
+ * Stops at the first failure: -EIO (or -ETIMEDOUT) with the detail in e.
+ */
+int hooks_run(const struct hook_run *h, struct err *e);
+
+/* Writes "text" as a timestamped line to the deploy log (fd may be -1). */
+void deploy_log(int fd, const char *fmt, ...) _printf_(2, 3);
+
+#endif

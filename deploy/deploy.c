@@ -1,0 +1,772 @@
+/*
+ * deploy/deploy.c - one deploy, rollback or undeploy of an app on this host.
+ *
+ * Crash safety comes from the order of the steps: an extract goes to
+ * revisions/<id>.tmp and is renamed only after the data is synced; `current`
+ * is replaced by rename(2) of a fresh symlink; everything a killed deploy
+ * can leave behind has a name (*.tmp, .download-*, .hook-*.json,
+ * .current.tmp) that the next deploy removes while it holds the app lock.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "builder/builder.h"
+#include "deploy/deploy-int.h"
+
+#define MANIFEST_MAX ((size_t)4 << 20)
+
+/* One locked operation on one app. */
+struct dctx {
+	const struct config *cfg;
+	struct storage *s;
+	const struct deploy_opts *o;
+	struct app_paths p;
+	int lock_fd;
+	int log_fd;
+	char hostname[HOST_NAME_MAX + 1];
+};
+
+static void dctx_close(struct dctx *d)
+{
+	if (d->log_fd >= 0)
+		close(d->log_fd);
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
+	d->log_fd = d->lock_fd = -1;
+	app_paths_free(&d->p);
+}
+
+/* Creates <root>/<app>, takes the app lock and opens the deploy log. */
+static int dctx_open(struct dctx *d, const struct config *c, struct storage *s, const char *app,
+		     const struct deploy_opts *o, bool create, struct err *e)
+{
+	memset(d, 0, sizeof(*d));
+	d->cfg = c;
+	d->s = s;
+	d->o = o;
+	d->lock_fd = d->log_fd = -1;
+	if (!app || !app_name_ok(app))
+		return err_set(e, -EINVAL, "invalid app name '%s'", app ? app : "");
+	const char *root = o->root ? o->root : c->deploy.root;
+	if (!root || root[0] != '/')
+		return err_set(e, -EINVAL, "the deploy root must be an absolute path");
+	app_paths_init(&d->p, root, app);
+	if (gethostname(d->hostname, sizeof(d->hostname) - 1) < 0)
+		d->hostname[0] = '\0';
+
+	struct stat st;
+	if (!create && lstat(d->p.dir, &st) < 0)
+		return err_set(e, -ENOENT, "app '%s' is not deployed under '%s'", app, root);
+	int r = fs_mkdir_p(d->p.dir, 0755);
+	if (r < 0)
+		return err_set(e, r, "cannot create '%s': %s", d->p.dir, strerror(-r));
+	if (lstat(d->p.dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return err_set(e, -ENOTDIR, "'%s' is not a directory", d->p.dir);
+
+	/* an `undeploy --purge` that held the lock meanwhile removed the lock
+	 * file with the dir: a lock on the unlinked file protects nothing, so
+	 * take it again on the new one */
+	for (int tries = 0;; tries++) {
+		_cleanup_err_ struct err le = ERR_INIT;
+		struct stat a, b;
+		r = lock_file(d->p.lock, !o->no_wait, &le);
+		if (r == -EWOULDBLOCK)
+			return err_set(e, r, "another deploy of app '%s' is running (lock '%s' "
+				       "is held)", app, d->p.lock);
+		if (r < 0)
+			return err_set(e, r, "%s", err_msg(&le));
+		if (fstat(r, &a) == 0 && stat(d->p.lock, &b) == 0 && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev) {
+			d->lock_fd = r;
+			break;
+		}
+		close(r);
+		if (tries == 3 || (!create && lstat(d->p.dir, &st) < 0))
+			return err_set(e, -ENOENT, "app '%s' was removed meanwhile", app);
+		if ((r = fs_mkdir_p(d->p.dir, 0755)) < 0)
+			return err_set(e, r, "cannot create '%s': %s", d->p.dir, strerror(-r));
+	}
+
+	d->log_fd = open(d->p.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (d->log_fd < 0)
+		return err_set(e, -errno, "cannot open '%s': %s", d->p.log, strerror(errno));
+	return 0;
+}
+
+static bool has_prefix(const char *s, const char *p)
+{
+	return !strncmp(s, p, strlen(p));
+}
+
+/* Removes what a killed or failed deploy left behind (lock held). */
+static void cleanup_leftovers(struct dctx *d)
+{
+	_cleanup_strv_ struct strv failed = STRV_INIT, tmp = STRV_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+
+	deploy_revisions_list(d->p.revisions, NULL, &failed, &tmp, &e);
+	strv_extend(&tmp, &failed);
+	for (size_t i = 0; i < tmp.n; i++) {
+		_cleanup_free_ char *path = path_join(d->p.revisions, tmp.v[i]);
+		err_clear(&e);
+		if (fs_rm_rf(path, &e) < 0)
+			log_warn("cannot remove '%s': %s", path, err_msg(&e));
+		else
+			deploy_log(d->log_fd, "removed leftover '%s'", path);
+	}
+	DIR *dir = opendir(d->p.dir);
+	if (!dir)
+		return;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		const char *n = de->d_name;
+		if (has_prefix(n, ".download-") || has_prefix(n, "..download-") ||
+		    has_prefix(n, ".hook-") || !strcmp(n, ".current.tmp")) {
+			struct stat st;
+			if (fstatat(dirfd(dir), n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    !S_ISDIR(st.st_mode))
+				unlinkat(dirfd(dir), n, 0);
+		}
+	}
+	closedir(dir);
+}
+
+/* ------------------------------------------------------------ the switch */
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Points `current` at revisions/<id> (id NULL: removes it): a new symlink,
+ * rename(2) over the old one, fsync of the directory. */
+static int switch_current(struct dctx *d, const char *id, uint64_t *ret_us, struct err *e)
+{
+	uint64_t t0 = mono_us();
+	if (!id) {
+		if (unlink(d->p.current) < 0 && errno != ENOENT)
+			return err_set(e, -errno, "cannot remove '%s': %s", d->p.current,
+				       strerror(errno));
+	} else {
+		_cleanup_free_ char *target = xasprintf("revisions/%s", id);
+		if (unlink(d->p.current_tmp) < 0 && errno != ENOENT)
+			return err_set(e, -errno, "cannot remove '%s': %s", d->p.current_tmp,
+				       strerror(errno));
+		if (symlink(target, d->p.current_tmp) < 0)
+			return err_set(e, -errno, "cannot create '%s': %s", d->p.current_tmp,
+				       strerror(errno));
+		if (rename(d->p.current_tmp, d->p.current) < 0) {
+			int r = err_set(e, -errno, "cannot rename '%s' to '%s': %s",
+					d->p.current_tmp, d->p.current, strerror(errno));
+			unlink(d->p.current_tmp);
+			return r;
+		}
+	}
+	int r = fs_fsync_parent(d->p.current);
+	if (r < 0)
+		return err_set(e, r, "cannot sync '%s': %s", d->p.dir, strerror(-r));
+	if (ret_us)
+		*ret_us = mono_us() - t0;
+	deploy_log(d->log_fd, "current -> %s", id ? id : "(none)");
+	return 0;
+}
+
+/* ---------------------------------------------------------- fetch, extract */
+
+/* Reads the manifest kept next to a revision. */
+static int local_manifest(struct dctx *d, const char *id, struct deploy_manifest *m,
+			  struct err *e)
+{
+	_cleanup_free_ char *path = app_manifest_path(&d->p, id);
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	int r = buf_read_file(&text, path, MANIFEST_MAX);
+	if (r < 0)
+		return err_set(e, r, "cannot read '%s': %s", path, strerror(-r));
+	r = deploy_manifest_parse(m, text.p, d->p.app, id, d->cfg, e);
+	if (r < 0)
+		return err_prefix(e, "'%s'", path);
+	return 0;
+}
+
+static int remote_manifest(struct dctx *d, const char *id, struct deploy_manifest *m,
+			   struct buf *text, struct err *e)
+{
+	_cleanup_free_ char *key = storage_key_package(d->p.app, id, "json");
+	int r = storage_get_buf(d->s, key, text, MANIFEST_MAX, e);
+	if (r == -ENOENT) {
+		err_clear(e);
+		return err_set(e, r, "package '%s' of app '%s' does not exist in %s", id, d->p.app,
+			       storage_where(d->s));
+	}
+	if (r < 0)
+		return r;
+	r = deploy_manifest_parse(m, text->p, d->p.app, id, d->cfg, e);
+	if (r < 0)
+		return err_prefix(e, "'%s'", key);
+	return 0;
+}
+
+/* Downloads the blob, checks size and sha256 against the manifest, and
+ * extracts it into revisions/<id>.tmp, which becomes revisions/<id> once
+ * synced. Nothing is extracted from a blob that fails verification. */
+static int fetch_and_extract(struct dctx *d, const struct deploy_manifest *m,
+			     const struct buf *manifest_text, struct deploy_result *res,
+			     struct err *e)
+{
+	_cleanup_free_ char *dl = xasprintf("%s/.download-%s.tmp", d->p.dir, m->id);
+	_cleanup_free_ char *rev = app_revision_path(&d->p, m->id);
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp", rev);
+	_cleanup_free_ char *mpath = app_manifest_path(&d->p, m->id);
+	char hex[65];
+	uint64_t size = 0, t0 = now_ms();
+	int r;
+
+	deploy_log(d->log_fd, "fetching '%s' (%llu bytes)", m->blob_key,
+		   (unsigned long long)m->size);
+	storage_set_progress(d->s, "fetch");
+	r = storage_get_file(d->s, m->blob_key, dl, hex, &size, e);
+	storage_set_progress(d->s, NULL);
+	if (r < 0) {
+		unlink(dl);
+		return err_prefix(e, "cannot fetch package '%s'", m->id);
+	}
+	res->fetch_ms = now_ms() - t0;
+	if (size != m->size) {
+		unlink(dl);
+		return err_set(e, -EBADMSG,
+			       "package '%s' failed verification: %llu bytes fetched, the manifest "
+			       "says %llu (truncated or tampered blob)",
+			       m->id, (unsigned long long)size, (unsigned long long)m->size);
+	}
+	if (strcmp(hex, m->sha256)) {
+		unlink(dl);
+		return err_set(e, -EBADMSG,
+			       "package '%s' failed verification: sha256 %s, the manifest says %s",
+			       m->id, hex, m->sha256);
+	}
+	deploy_log(d->log_fd, "verified sha256 %s", hex);
+
+	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0) {
+		unlink(dl);
+		return err_set(e, r, "cannot create the revision dirs in '%s': %s", d->p.dir,
+			       strerror(-r));
+	}
+	t0 = now_ms();
+	struct progress pr = { 0 };
+	r = unpack_file(dl, tmp, true, progress_enabled ? &pr : NULL, e);
+	if (r >= 0) {
+		/* the files must be on disk before the name says "complete" */
+		_cleanup_close_ int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		struct statvfs vfs;
+		if (fd < 0 || syncfs(fd) < 0)
+			r = err_set(e, -errno, "cannot sync '%s': %s", tmp, strerror(errno));
+		/* Defence in depth: a failed write() shows up as a mere warning
+		 * of libarchive, so a full disk could pass for a complete
+		 * extract with truncated files. A filesystem left with no free
+		 * block at all is taken as that failure. */
+		else if (fstatvfs(fd, &vfs) == 0 && vfs.f_bfree == 0)
+			r = err_set(e, -ENOSPC, "no space left on the filesystem of '%s'", tmp);
+	}
+	unlink(dl);
+	if (r >= 0) {
+		r = fs_write_atomic(mpath, manifest_text->p, manifest_text->len, 0644);
+		if (r < 0)
+			err_set(e, r, "cannot write '%s': %s", mpath, strerror(-r));
+	}
+	if (r >= 0 && rename(tmp, rev) < 0)
+		r = err_set(e, -errno, "cannot rename '%s' to '%s': %s", tmp, rev, strerror(errno));
+	if (r >= 0)
+		r = fs_fsync_parent(rev);
+	if (r < 0) {
+		_cleanup_err_ struct err e2 = ERR_INIT;
+		fs_rm_rf(tmp, &e2);
+		unlink(mpath);
+		if (e->code == 0)
+			err_set(e, r, "cannot sync '%s': %s", d->p.revisions, strerror(-r));
+		return err_prefix(e, "cannot extract package '%s'", m->id);
+	}
+	res->extract_ms = now_ms() - t0;
+	res->fetched = true;
+	deploy_log(d->log_fd, "extracted into '%s' in %llu ms", rev,
+		   (unsigned long long)res->extract_ms);
+	return 0;
+}
+
+/* ------------------------------------------------------------ shared dirs */
+
+/* Opens (creating with owner uid/gid when create) each component of rel
+ * below dirfd, never following a symlink. Returns the fd of the last. */
+static int open_dirs(int dirfd, const char *base, const char *rel, bool create, uid_t uid,
+		     gid_t gid, struct err *e)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return err_set(e, -errno, "dup: %s", strerror(errno));
+	const char *s = rel;
+	while (*s) {
+		const char *slash = strchr(s, '/');
+		size_t n = slash ? (size_t)(slash - s) : strlen(s);
+		_cleanup_free_ char *comp = xstrndup(s, n);
+		int nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (nfd < 0 && errno == ENOENT && create) {
+			if (mkdirat(fd, comp, 0755) < 0 && errno != EEXIST) {
+				int r = -errno;
+				close(fd);
+				return err_set(e, r, "cannot create '%s' in '%s': %s", rel, base,
+					       strerror(-r));
+			}
+			if (fchownat(fd, comp, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+				int r = -errno;
+				close(fd);
+				return err_set(e, r, "cannot chown '%s' in '%s': %s", rel, base,
+					       strerror(-r));
+			}
+			nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (nfd < 0) {
+			int r = -errno;
+			close(fd);
+			if (r == -ELOOP || r == -ENOTDIR)
+				return err_set(e, -ENOTDIR,
+					       "'%s' in '%s' is not a directory (a symlink?)", rel,
+					       base);
+			return err_set(e, r, "cannot open '%s' in '%s': %s", rel, base,
+				       strerror(-r));
+		}
+		close(fd);
+		fd = nfd;
+		if (!slash)
+			break;
+		s = slash + 1;
+	}
+	return fd;
+}
+
+static size_t count_components(const char *p)
+{
+	size_t n = 0;
+	for (const char *s = p; *s; s++)
+		if (*s != '/' && (s == p || s[-1] == '/'))
+			n++;
+	return n;
+}
+
+/* Links each shared dir of m into the revision at rev (see deploy.h). */
+static int link_shared(struct dctx *d, const char *rev, const struct deploy_manifest *m,
+		       struct err *e)
+{
+	if (m->shared.n == 0)
+		return 0;
+	int r = fs_mkdir_p(d->p.shared, 0755);
+	if (r < 0)
+		return err_set(e, r, "cannot create '%s': %s", d->p.shared, strerror(-r));
+	_cleanup_close_ int shfd = open(d->p.shared, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_close_ int revfd = open(rev, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (shfd < 0 || revfd < 0)
+		return err_set(e, -errno, "cannot open '%s': %s", shfd < 0 ? d->p.shared : rev,
+			       strerror(errno));
+
+	/* the mount point of the shared data inside the chroot (upaas exec) */
+	struct stat st;
+	if (mkdirat(revfd, "shared", 0755) < 0 && errno != EEXIST)
+		return err_set(e, -errno, "cannot create '%s/shared': %s", rev, strerror(errno));
+	if (fstatat(revfd, "shared", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+		return err_set(e, -ENOTDIR, "'%s/shared' in the package is not a directory", rev);
+
+	const char *home = m->app_home;
+	while (*home == '/')
+		home++;
+	for (size_t i = 0; i < m->shared.n; i++) {
+		const char *dir = m->shared.v[i];
+		/* host side: created on the first deploy, owned by the app */
+		_cleanup_close_ int hfd = open_dirs(shfd, d->p.shared, dir, true, (uid_t)m->uid,
+						    (gid_t)m->gid, e);
+		if (hfd < 0)
+			return hfd;
+
+		/* revision side: <app_home>/<dir> becomes the link */
+		_cleanup_free_ char *rel = *home ? xasprintf("%s/%s", home, dir) : xstrdup(dir);
+		char *slash = strrchr(rel, '/');
+		const char *last = slash ? slash + 1 : rel;
+		_cleanup_free_ char *parent = slash ? xstrndup(rel, (size_t)(slash - rel)) : NULL;
+		_cleanup_close_ int pfd = parent ? open_dirs(revfd, rev, parent, true,
+							      (uid_t)m->uid, (gid_t)m->gid, e)
+						 : dup(revfd);
+		if (pfd < 0)
+			return pfd < -1 ? pfd : err_set(e, -errno, "dup: %s", strerror(errno));
+		if (fstatat(pfd, last, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (S_ISDIR(st.st_mode)) {
+				/* the parents were opened without following
+				 * symlinks, so this path stays inside rev */
+				_cleanup_free_ char *full = path_join(rev, rel);
+				if ((r = fs_rm_rf(full, e)) < 0)
+					return r;
+			} else if (unlinkat(pfd, last, 0) < 0) {
+				return err_set(e, -errno, "cannot replace '%s' in '%s': %s", rel,
+					       rev, strerror(errno));
+			}
+		}
+		/* up from the link's dir to <root>/<app>: its depth + 2
+		 * (revisions/<id>); inside the chroot the same text climbs to /
+		 * and lands on /shared/<dir> */
+		size_t ups = count_components(rel) - 1 + 2;
+		_cleanup_buf_ struct buf target = BUF_INIT;
+		for (size_t k = 0; k < ups; k++)
+			buf_adds(&target, "../");
+		buf_addf(&target, "shared/%s", dir);
+		if (symlinkat(target.p, pfd, last) < 0)
+			return err_set(e, -errno, "cannot link '%s' in '%s': %s", rel, rev,
+				       strerror(errno));
+		deploy_log(d->log_fd, "shared '%s' -> '%s'", rel, target.p);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ hooks */
+
+struct varsbuf {
+	char *rev, *prev, *data;
+	struct hook_vars v;
+};
+
+static void varsbuf_free(struct varsbuf *b)
+{
+	free(b->rev);
+	free(b->prev);
+	free(b->data);
+}
+
+static void vars_fill(struct varsbuf *b, struct dctx *d, const struct deploy_manifest *m,
+		      const char *id, const char *prev_id, const char *op, const char *event)
+{
+	b->rev = app_revision_path(&d->p, id);
+	b->prev = prev_id ? app_revision_path(&d->p, prev_id) : xstrdup("");
+	const char *home = m && m->app_home ? m->app_home : "/";
+	b->data = strcmp(home, "/") ? xasprintf("%s%s", b->rev, home) : xstrdup(b->rev);
+	b->v = (struct hook_vars){
+		.app = d->p.app,
+		.package_id = id,
+		.commit = m && m->commit ? m->commit : "",
+		.revision_dir = b->rev,
+		.previous_revision_dir = b->prev,
+		.shared_dir = d->p.shared,
+		.data_dir = b->data,
+		.root = d->p.root,
+		.hostname = d->hostname,
+		.operation = op,
+		.event = event,
+		.time = now_unix(),
+	};
+}
+
+static int run_event(struct dctx *d, const char *event, const struct deploy_manifest *m,
+		     const char *id, const char *prev_id, const char *op, struct err *e)
+{
+	struct varsbuf b;
+	vars_fill(&b, d, m, id, prev_id, op, event);
+	struct hook_run h = { .cfg = d->cfg, .event = event, .m = m, .vars = &b.v,
+			      .tmpdir = d->p.dir, .log_fd = d->log_fd, .tee = d->o->tee };
+	int r = hooks_run(&h, e);
+	varsbuf_free(&b);
+	return r;
+}
+
+static void history(struct dctx *d, const char *op, const char *id, const char *result,
+		    const char *prev)
+{
+	struct deploy_hist h = { .time = now_unix(), .op = (char *)op, .id = (char *)id,
+				 .result = (char *)result, .previous = (char *)prev };
+	_cleanup_err_ struct err e = ERR_INIT;
+	if (deploy_hist_append(d->p.history, &h, &e) < 0)
+		log_warn("%s", err_msg(&e));
+	deploy_log(d->log_fd, "%s %s %s", op, id, result);
+}
+
+static char *history_previous(struct dctx *d, const char *current)
+{
+	struct deploy_hist *h = NULL;
+	size_t n = 0;
+	_cleanup_err_ struct err e = ERR_INIT;
+	if (deploy_hist_read(d->p.history, &h, &n, &e) < 0)
+		return NULL;
+	char *prev = deploy_hist_previous(h, n, current);
+	deploy_hist_free_all(h, n);
+	return prev;
+}
+
+/* ------------------------------------------------------------------ prune */
+
+static void prune(struct dctx *d, const struct deploy_manifest *m, const char *current)
+{
+	_cleanup_strv_ struct strv ids = STRV_INIT, remove = STRV_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_free_ char *prev = history_previous(d, current);
+	int keep = m && m->keep > 0 ? m->keep : d->cfg->deploy.keep > 0 ? d->cfg->deploy.keep : 5;
+
+	if (deploy_revisions_list(d->p.revisions, &ids, NULL, NULL, &e) < 0)
+		return;
+	deploy_prune_select(&ids, current, prev, keep, &remove);
+	for (size_t i = 0; i < remove.n; i++) {
+		_cleanup_free_ char *rev = app_revision_path(&d->p, remove.v[i]);
+		_cleanup_free_ char *mp = app_manifest_path(&d->p, remove.v[i]);
+		err_clear(&e);
+		if (fs_rm_rf(rev, &e) < 0) {
+			log_warn("cannot prune '%s': %s", rev, err_msg(&e));
+			continue;
+		}
+		unlink(mp);
+		deploy_log(d->log_fd, "pruned revision %s", remove.v[i]);
+	}
+}
+
+/* ----------------------------------------------------------------- deploy */
+
+/* The body of deploy/rollback once the lock is held and the id known. */
+static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct deploy_result *res,
+			 struct err *e)
+{
+	_cleanup_free_ char *cur = deploy_current_id(d->p.current);
+	_cleanup_free_ char *rev = app_revision_path(&d->p, id);
+	struct deploy_manifest m = { 0 };
+	uint64_t t0 = now_ms();
+	int r;
+
+	res->id = xstrdup(id);
+	res->previous = cur ? xstrdup(cur) : NULL;
+	res->op = rollback ? DEPLOY_OP_ROLLBACK : cur ? DEPLOY_OP_UPGRADE : DEPLOY_OP_INSTALL;
+	const char *op = deploy_op_name(res->op);
+
+	if (cur && !strcmp(cur, id) && !d->o->force) {
+		res->noop = true;
+		deploy_log(d->log_fd, "%s is already current: nothing to do", id);
+		return 0;
+	}
+	deploy_log(d->log_fd, "%s of %s (current: %s)", op, id, cur ? cur : "none");
+
+	/* an existing complete revision (a rollback, a redeploy) is reused:
+	 * it was verified and synced when it was extracted */
+	struct stat st;
+	bool have = lstat(rev, &st) == 0 && S_ISDIR(st.st_mode) &&
+		    local_manifest(d, id, &m, e) == 0;
+	err_clear(e);
+	if (!have) {
+		_cleanup_buf_ struct buf text = BUF_INIT;
+		deploy_manifest_free(&m);
+		if (lstat(rev, &st) == 0) {
+			/* a revision without its manifest cannot be trusted */
+			if (cur && !strcmp(cur, id))
+				return err_set(e, -EUCLEAN, "revision '%s' is current but has no "
+					       "manifest", rev);
+			if ((r = fs_rm_rf(rev, e)) < 0)
+				return r;
+		}
+		if ((r = remote_manifest(d, id, &m, &text, e)) < 0 ||
+		    (r = fetch_and_extract(d, &m, &text, res, e)) < 0) {
+			deploy_manifest_free(&m);
+			history(d, op, id, "failed:fetch", cur);
+			return r;
+		}
+	}
+
+	if ((r = link_shared(d, rev, &m, e)) < 0) {
+		history(d, op, id, "failed:shared", cur);
+		goto out;
+	}
+
+	if ((r = run_event(d, "pre-deploy", &m, id, cur, op, e)) < 0) {
+		/* current untouched; keep the revision for inspection */
+		if (!cur || strcmp(cur, id)) {
+			_cleanup_free_ char *failed = xasprintf("%s.failed", rev);
+			_cleanup_free_ char *mp = app_manifest_path(&d->p, id);
+			if (rename(rev, failed) == 0)
+				unlink(mp);
+			deploy_log(d->log_fd, "kept the failed revision as '%s'", failed);
+		}
+		history(d, op, id, "failed:pre-deploy", cur);
+		goto out;
+	}
+
+	if ((r = switch_current(d, id, &res->switch_us, e)) < 0) {
+		history(d, op, id, "failed:switch", cur);
+		goto out;
+	}
+
+	if ((r = run_event(d, "post-deploy", &m, id, cur, op, e)) < 0) {
+		_cleanup_err_ struct err e2 = ERR_INIT;
+		history(d, op, id, "failed:post-deploy", cur);
+		res->reverted = true;
+		if (switch_current(d, cur && strcmp(cur, id) ? cur : NULL, NULL, &e2) < 0) {
+			log_error("cannot switch back: %s", err_msg(&e2));
+			goto out;
+		}
+		if (!cur || !strcmp(cur, id))
+			goto out;
+		/* the previous revision is live again: tell its hooks */
+		struct deploy_manifest pm = { 0 };
+		if (local_manifest(d, cur, &pm, &e2) < 0)
+			log_warn("%s", err_msg(&e2));
+		int r2 = run_event(d, "post-deploy", pm.id ? &pm : NULL, cur, id, "rollback", &e2);
+		deploy_manifest_free(&pm);
+		history(d, "switch-back", cur, r2 < 0 ? "failed:post-deploy" : "ok", id);
+		if (r2 < 0)
+			log_warn("%s", err_msg(&e2));
+		goto out;
+	}
+
+	history(d, op, id, "ok", cur);
+	prune(d, &m, id);
+	r = 0;
+out:
+	res->total_ms = now_ms() - t0;
+	deploy_manifest_free(&m);
+	return r;
+}
+
+int deploy_run(const struct config *c, struct storage *s, const char *app,
+	       const struct deploy_opts *o, struct deploy_result *ret, struct err *e)
+{
+	struct dctx d;
+	_cleanup_buf_ struct buf idb = BUF_INIT;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	if ((r = dctx_open(&d, c, s, app, o, true, e)) < 0)
+		goto out;
+	cleanup_leftovers(&d);
+	if (o->package_id) {
+		buf_adds(&idb, o->package_id);
+	} else {
+		_cleanup_free_ char *key = storage_key_current(app);
+		r = storage_get_buf(s, key, &idb, 1024, e);
+		if (r == -ENOENT) {
+			err_clear(e);
+			r = err_set(e, r, "app '%s' has no current package in %s ('%s')", app,
+				    storage_where(s), key);
+		}
+		if (r < 0)
+			goto out;
+		buf_rtrim(&idb);
+	}
+	if (!deploy_id_ok(idb.p)) {
+		r = err_set(e, -EINVAL, "invalid package id '%s'", idb.p);
+		goto out;
+	}
+	r = deploy_locked(&d, idb.p, o->rollback, ret, e);
+out:
+	dctx_close(&d);
+	return r;
+}
+
+int deploy_rollback(const struct config *c, struct storage *s, const char *app, const char *to_id,
+		    const struct deploy_opts *o, struct deploy_result *ret, struct err *e)
+{
+	struct dctx d;
+	struct deploy_opts ro = *o;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	ro.rollback = true;
+	if ((r = dctx_open(&d, c, s, app, &ro, false, e)) < 0)
+		goto out;
+	cleanup_leftovers(&d);
+	_cleanup_free_ char *cur = deploy_current_id(d.p.current);
+	_cleanup_free_ char *target = to_id ? xstrdup(to_id) : history_previous(&d, cur);
+	if (!target) {
+		r = err_set(e, -ENOENT, "app '%s' has no previous revision to roll back to", app);
+		goto out;
+	}
+	if (!deploy_id_ok(target)) {
+		r = err_set(e, -EINVAL, "invalid package id '%s'", target);
+		goto out;
+	}
+	r = deploy_locked(&d, target, true, ret, e);
+out:
+	dctx_close(&d);
+	return r;
+}
+
+int deploy_undeploy(const struct config *c, const char *app, const struct deploy_opts *o,
+		    bool purge, struct deploy_result *ret, struct err *e)
+{
+	struct dctx d;
+	struct deploy_manifest m = { 0 };
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->op = purge ? DEPLOY_OP_UNINSTALL : DEPLOY_OP_UNDEPLOY;
+	const char *op = deploy_op_name(ret->op);
+	if ((r = dctx_open(&d, c, NULL, app, o, false, e)) < 0)
+		goto out;
+	cleanup_leftovers(&d);
+	_cleanup_free_ char *cur = deploy_current_id(d.p.current);
+	if (!cur && !purge) {
+		r = err_set(e, -ENOENT, "app '%s' is not deployed under '%s'", app, d.p.root);
+		goto out;
+	}
+	if (cur) {
+		ret->id = xstrdup(cur);
+		_cleanup_err_ struct err me = ERR_INIT;
+		if (local_manifest(&d, cur, &m, &me) < 0)
+			log_warn("%s", err_msg(&me));
+		deploy_log(d.log_fd, "%s of %s", op, cur);
+		if ((r = run_event(&d, "pre-undeploy", m.id ? &m : NULL, cur, NULL, op, e)) < 0) {
+			history(&d, op, cur, "failed:pre-undeploy", cur);
+			goto out;
+		}
+		if ((r = switch_current(&d, NULL, NULL, e)) < 0)
+			goto out;
+		_cleanup_err_ struct err pe = ERR_INIT;
+		if (run_event(&d, "post-undeploy", m.id ? &m : NULL, cur, NULL, op, &pe) < 0)
+			log_warn("%s (the app is undeployed)", err_msg(&pe));
+		history(&d, op, cur, "ok", cur);
+	}
+	if ((r = fs_rm_rf(d.p.revisions, e)) < 0 || (r = fs_rm_rf(d.p.manifests, e)) < 0)
+		goto out;
+	unlink(d.p.failed_marker);
+	if (purge) {
+		/* shared data, history and log go too; the lock file last */
+		_cleanup_free_ char *dir = xstrdup(d.p.dir);
+		if (d.log_fd >= 0)
+			close(d.log_fd);
+		d.log_fd = -1;
+		r = fs_rm_rf(dir, e);
+	}
+out:
+	deploy_manifest_free(&m);
+	dctx_close(&d);
+	return r;
+}
+
+int deploy_list_apps(const char *root, struct strv *apps, struct err *e)
+{
+	DIR *d = opendir(root);
+	if (!d) {
+		if (errno == ENOENT)
+			return 0;
+		return err_set(e, -errno, "cannot read '%s': %s", root, strerror(errno));
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		struct stat st;
+		if (!app_name_ok(de->d_name) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			continue;
+		_cleanup_free_ char *cur = xasprintf("%s/current", de->d_name);
+		_cleanup_free_ char *hist = xasprintf("%s/history", de->d_name);
+		if (fstatat(dirfd(d), cur, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+		    fstatat(dirfd(d), hist, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			strv_push(apps, de->d_name);
+	}
+	closedir(d);
+	strv_sort(apps);
+	return 0;
+}

@@ -1,0 +1,279 @@
+/*
+ * deploy/deploy.h - the host side: fetch a package, verify it, extract it
+ * into a revision, link the shared dirs, run the hooks, switch `current`
+ * atomically, record history, prune; plus rollback, undeploy, status, the
+ * watch loop and `upaas exec`.
+ *
+ * Layout of one app under the deploy root (DESIGN.md, "Deploy layout"):
+ *
+ *   <root>/<app>/revisions/<id>/         unpacked package (a root filesystem)
+ *   <root>/<app>/revisions/<id>.tmp/     an extract in progress (removed by
+ *                                        the next deploy when left behind)
+ *   <root>/<app>/revisions/<id>.failed/  a revision whose pre-deploy hooks
+ *                                        failed, kept until the next deploy
+ *   <root>/<app>/manifests/<id>.json     the package manifest of a revision
+ *   <root>/<app>/shared/<dir>/           persistent data
+ *   <root>/<app>/current                 symlink "revisions/<id>", switched
+ *                                        with rename(2)
+ *   <root>/<app>/history                 one line per deploy/rollback/undeploy
+ *   <root>/<app>/deploy.log              timestamped log, hook output
+ *   <root>/<app>/.lock                   flock() held by a deploy
+ *   <root>/<app>/.failed                 package id whose deploy failed (watch)
+ *
+ * A shared dir <dir> replaces <revision>/<app_home>/<dir> with a relative
+ * symlink "../../…/shared/<dir>" that resolves to <root>/<app>/shared/<dir>
+ * on the host, and to /shared/<dir> inside the revision's chroot (where
+ * `upaas exec` binds <root>/<app>/shared at /shared).
+ *
+ * Invariant: `current` only ever names a revision that was completely
+ * extracted from a verified blob and synced; a killed deploy leaves at most
+ * *.tmp leftovers, which the next deploy removes.
+ *
+ * Library code: nothing here prints; progress goes through log_*().
+ */
+#ifndef UPAAS_DEPLOY_H
+#define UPAAS_DEPLOY_H
+
+#include <time.h>
+
+#include "common/common.h"
+#include "config/config.h"
+#include "storage/storage.h"
+
+/* ============================================================= manifest */
+
+/* The fields of a package manifest (builder/builder.h) that deploy uses. */
+struct deploy_manifest {
+	char *app;
+	char *id;
+	char *commit;              /* "" when unknown */
+	char *blob_key;
+	char sha256[65];
+	uint64_t size;
+	char *app_home;            /* absolute, e.g. "/home/app" */
+	int64_t uid;
+	int64_t gid;
+	struct strv shared;        /* validated relative dirs */
+	struct strv hooks_pre;     /* validated relative paths below app_home */
+	struct strv hooks_post;
+	int keep;                  /* 0: admin default */
+};
+
+/*
+ * Parses and validates manifest text. app/id (may be NULL) must match the
+ * manifest's own. uid/gid default to the config's apps.uid/gid when absent
+ * (c may be NULL: 1000). -EINVAL with the reason in e.
+ */
+int deploy_manifest_parse(struct deploy_manifest *m, const char *text, const char *app,
+			  const char *id, const struct config *c, struct err *e);
+void deploy_manifest_free(struct deploy_manifest *m);
+
+/* true for a package id usable as a revision name: [A-Za-z0-9][A-Za-z0-9._-]*
+ * (at most 128), not ending in ".tmp" or ".failed". */
+bool deploy_id_ok(const char *id);
+/* true for a relative path of safe components ("data", "var/uploads"). */
+bool deploy_relpath_ok(const char *p);
+
+/* ============================================================== deploy */
+
+enum deploy_op {
+	DEPLOY_OP_INSTALL,         /* first deploy of the app on this host */
+	DEPLOY_OP_UPGRADE,         /* over an existing revision */
+	DEPLOY_OP_ROLLBACK,
+	DEPLOY_OP_UNDEPLOY,
+	DEPLOY_OP_UNINSTALL,       /* undeploy --purge */
+};
+const char *deploy_op_name(enum deploy_op op);
+
+struct deploy_opts {
+	const char *root;          /* NULL: config deploy.root */
+	const char *package_id;    /* NULL: the id in apps/<app>/current */
+	bool force;                /* redeploy even when id is current */
+	bool no_wait;              /* fail at once when the app is locked */
+	bool tee;                  /* hook output also to stderr */
+	bool rollback;             /* operation "rollback" instead of install/upgrade */
+};
+
+struct deploy_result {
+	char *id;                  /* the package deployed (or attempted) */
+	char *previous;            /* the id current named before; NULL: none */
+	enum deploy_op op;
+	bool noop;                 /* already current, nothing done */
+	bool fetched;              /* false: an existing revision was reused */
+	bool reverted;             /* post-deploy failed: switched back */
+	uint64_t switch_us;        /* symlink + rename + fsync of the switch */
+	uint64_t fetch_ms, extract_ms, total_ms;
+};
+
+/*
+ * Deploys app (steps of issue 6, in order): lock -> manifest -> fetch +
+ * verify (size, sha256) -> extract (secure) into revisions/<id>.tmp ->
+ * rename -> shared links -> pre-deploy hooks -> switch -> post-deploy hooks
+ * -> history -> prune. Returns 0 (also for a no-op) or -errno; after
+ * failed post-deploy hooks `current` is switched back, ret->reverted is set
+ * and the hook's error is returned. ret is filled as far as the deploy got
+ * (free it with deploy_result_free either way).
+ */
+int deploy_run(const struct config *c, struct storage *s, const char *app,
+	       const struct deploy_opts *o, struct deploy_result *ret, struct err *e);
+
+/*
+ * Switches back to to_id, or (NULL) to the previous revision from the
+ * history; refetches the package when its revision was pruned. The hooks
+ * see the operation "rollback".
+ */
+int deploy_rollback(const struct config *c, struct storage *s, const char *app, const char *to_id,
+		    const struct deploy_opts *o, struct deploy_result *ret, struct err *e);
+
+/*
+ * Takes app off this host: pre-undeploy hooks (failure aborts) -> remove
+ * current -> post-undeploy hooks -> remove revisions and manifests. purge
+ * ("uninstall") also removes shared data, history and logs: the whole
+ * <root>/<app>. -ENOENT when nothing is deployed.
+ */
+int deploy_undeploy(const struct config *c, const char *app, const struct deploy_opts *o,
+		    bool purge, struct deploy_result *ret, struct err *e);
+
+void deploy_result_free(struct deploy_result *r);
+
+/* Apps deployed under root: directories with a valid app name that hold
+ * `current` or `history`, sorted. */
+int deploy_list_apps(const char *root, struct strv *apps, struct err *e);
+
+/* ============================================================== status */
+
+struct deploy_hist {
+	int64_t time;
+	char *op;                  /* "install", ..., or "switch-back" */
+	char *id;
+	char *result;              /* "ok" or "failed:<stage>" */
+	char *previous;            /* "-" when none */
+};
+
+/* One history line: "2026-11-20T21:45:00Z upgrade ID ok PREVIOUS\n". */
+void deploy_hist_format(const struct deploy_hist *h, struct buf *out);
+/* Parses one line (without newline). -EINVAL when malformed. */
+int deploy_hist_parse(const char *line, struct deploy_hist *h);
+void deploy_hist_free(struct deploy_hist *h);
+
+/*
+ * The previous revision by the history: the id of the latest successful
+ * deploy/rollback line whose id differs from current; NULL when none.
+ */
+char *deploy_hist_previous(const struct deploy_hist *h, size_t n, const char *current);
+
+struct deploy_status {
+	char *app;
+	char *current;             /* NULL: not deployed */
+	char *previous;            /* NULL: none */
+	char *commit;              /* of current, NULL when unknown */
+	struct strv revisions;     /* complete revisions, sorted */
+	struct strv failed;        /* revisions kept as <id>.failed */
+	char *watch_failed;        /* id in .failed, NULL when none */
+	struct deploy_hist *history;
+	size_t n_history;
+};
+int deploy_status_read(const char *root, const char *app, struct deploy_status *ret,
+		       struct err *e);
+/* Appends the status as one JSON object. */
+void deploy_status_json(const struct deploy_status *st, struct buf *out);
+void deploy_status_free(struct deploy_status *st);
+
+/*
+ * Which revisions to prune: from ids (any order) keeps current, previous
+ * and the newest others (ids sort by time) until keep are kept; everything
+ * else goes into remove (sorted). keep < 1 counts as 1.
+ */
+void deploy_prune_select(const struct strv *ids, const char *current, const char *previous,
+			 int keep, struct strv *remove);
+
+/* =============================================================== hooks */
+
+/* The context every hook receives (argv[2] JSON, UPAAS_* environment). */
+struct hook_vars {
+	const char *app;
+	const char *package_id;
+	const char *commit;
+	const char *revision_dir;
+	const char *previous_revision_dir;   /* "" when none */
+	const char *shared_dir;
+	const char *data_dir;                /* <revision_dir><app_home> */
+	const char *root;
+	const char *hostname;
+	const char *operation;
+	const char *event;                   /* "pre-deploy", ... */
+	int64_t time;
+};
+
+/* The JSON object of argv[2]. */
+void hook_vars_json(const struct hook_vars *v, struct buf *out);
+/* Sets UPAAS_APP, UPAAS_PACKAGE_ID, ... plus CURRENT_CONFIG (revision_dir)
+ * and PREVIOUS_CONFIG (previous_revision_dir) in env. */
+void hook_vars_env(const struct hook_vars *v, struct strv *env);
+
+/* ================================================================ cron */
+
+/*
+ * A 5-field cron schedule: minute hour day-of-month month day-of-week, each
+ * "*", a number, a range "a-b", a step "* /n" or "a-b/n" or "a/n", or a
+ * comma list of those; month and weekday also take names (jan, mon); weekday
+ * 7 is Sunday. Macros: @hourly @daily @midnight @weekly @monthly @yearly
+ * @annually. As in cron, when both day fields are restricted a day matches
+ * either of them.
+ */
+struct cron {
+	uint64_t minute;           /* bit per value */
+	uint32_t hour;
+	uint32_t dom;              /* bits 1..31 */
+	uint16_t month;            /* bits 1..12 */
+	uint8_t dow;               /* bits 0..6 */
+	bool dom_star, dow_star;
+};
+int cron_parse(struct cron *c, const char *spec, struct err *e);
+bool cron_match(const struct cron *c, const struct tm *tm);
+/* The first whole minute strictly after `after` (local time) that matches;
+ * -ERANGE when none within 5 years ("0 0 30 2 *"). */
+int cron_next(const struct cron *c, time_t after, time_t *ret);
+
+/* =============================================================== watch */
+
+struct watch_opts {
+	const char *root;          /* NULL: config deploy.root */
+	const char *schedule;      /* NULL: config deploy.schedule */
+	bool once;
+	bool force;                /* retry packages that failed before */
+	bool tee;
+	const struct strv *apps;   /* NULL or empty: every deployed app */
+	volatile int *stop;        /* set (by a signal handler) to stop */
+};
+
+/*
+ * Polls apps/<app>/current of each app on the schedule (once with
+ * o->once) and deploys a changed package. A failed package id is written
+ * to <root>/<app>/.failed and skipped until another id appears (or force).
+ * Returns 0, or -EIO when a deploy of the last round failed (once), or
+ * -errno for a bad schedule. Stops between deploys when *stop is set.
+ */
+int deploy_watch(const struct config *c, struct storage *s, const struct watch_opts *o,
+		 struct err *e);
+
+/* ================================================================ exec */
+
+struct deploy_exec_opts {
+	const char *root;          /* NULL: config deploy.root */
+	struct strv argv;
+	const char *cwd;           /* inside the revision; NULL: app_home */
+	struct kvlist env;         /* extra environment */
+	bool as_root;              /* run as root instead of the app user */
+};
+
+/*
+ * Runs argv in the sandbox (builder.h) chrooted into the current revision
+ * of app, as the app's uid/gid, with network, no timeout, stdio inherited,
+ * <root>/<app>/shared bound at /shared. Returns the command's exit status
+ * (128+signal) or -errno.
+ */
+int deploy_exec(const struct config *c, const char *app, const struct deploy_exec_opts *o,
+		struct err *e);
+
+#endif

@@ -1,0 +1,25 @@
+# deploy/: the host side (fetch, verify, extract, hooks, switch, watch, exec).
+libupaas_a_SOURCES += deploy/deploy.h deploy/deploy-int.h deploy/paths.c deploy/manifest.c \
+	deploy/history.c deploy/hooks.c deploy/cron.c deploy/deploy.c deploy/watch.c \
+	deploy/exec.c
+upaas_SOURCES += cli/cmd-deploy.c
+
+check_PROGRAMS += tests/unit/test-deploy
+tests_unit_test_deploy_SOURCES = tests/unit/test-deploy.c
+tests_unit_test_deploy_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_deploy_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test-deploy tests/integration/deploy.sh tests/integration/deploy-faults.sh
+EXTRA_DIST += tests/integration/deploy.sh tests/integration/deploy-faults.sh \
+	tests/integration/deploy-lib.sh bench/deploy.sh \
+	docs/cmd/deploy.man dist/systemd/upaas-watch.service dist/systemd/upaas-app@.service
+
+# systemd units: `upaas watch` as a service, and an example unit that runs
+# an app with `upaas exec`; ExecStart points at the installed binary.
+systemdsystemunitdir = $(prefix)/lib/systemd/system
+systemdsystemunit_DATA = deploy/upaas-watch.service deploy/upaas-app@.service
+deploy/upaas-watch.service: $(srcdir)/dist/systemd/upaas-watch.service
+	$(AM_V_GEN)$(MKDIR_P) deploy && \
+	sed -e 's|/usr/bin/upaas|$(bindir)/upaas|g' $(srcdir)/dist/systemd/upaas-watch.service >$@
+deploy/upaas-app@.service: $(srcdir)/dist/systemd/upaas-app@.service
+	$(AM_V_GEN)$(MKDIR_P) deploy && \
+	sed -e 's|/usr/bin/upaas|$(bindir)/upaas|g' $(srcdir)/dist/systemd/upaas-app@.service >$@

@@ -1,0 +1,130 @@
+/*
+ * deploy/watch.c - `upaas watch`: poll apps/<app>/current on a cron
+ * schedule and deploy what changed.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "deploy/deploy-int.h"
+
+/* The id a failed deploy left in <root>/<app>/.failed, NULL when none. */
+static char *failed_id(const struct app_paths *p)
+{
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	if (buf_read_file(&b, p->failed_marker, 4096) < 0)
+		return NULL;
+	buf_rtrim(&b);
+	return deploy_id_ok(b.p) ? buf_detach(&b) : NULL;
+}
+
+/* One look at app: 1 when a deploy ran and failed, 0 otherwise. */
+static int watch_app(const struct config *c, struct storage *s, const struct watch_opts *o,
+		     const char *root, const char *app)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf id = BUF_INIT;
+	_cleanup_free_ char *key = storage_key_current(app);
+	struct app_paths p;
+
+	if (!app_name_ok(app)) {
+		log_error("invalid app name '%s'", app);
+		return 1;
+	}
+	int r = storage_get_buf(s, key, &id, 1024, &e);
+	if (r == -ENOENT) {
+		log_warn("app '%s' has no current package in %s", app, storage_where(s));
+		return 0;
+	}
+	if (r < 0) {
+		log_error("app '%s': %s", app, err_msg(&e));
+		return 1;
+	}
+	buf_rtrim(&id);
+	if (!deploy_id_ok(id.p)) {
+		log_error("app '%s': invalid package id '%s' in '%s'", app, id.p, key);
+		return 1;
+	}
+
+	app_paths_init(&p, root, app);
+	_cleanup_free_ char *cur = deploy_current_id(p.current);
+	_cleanup_free_ char *failed = failed_id(&p);
+	int ret = 0;
+	if (cur && !strcmp(cur, id.p)) {
+		log_debug("app '%s' is at %s", app, cur);
+		goto out;
+	}
+	if (failed && !strcmp(failed, id.p) && !o->force) {
+		log_debug("app '%s': package %s failed before, waiting for a newer one", app,
+			  id.p);
+		goto out;
+	}
+
+	struct deploy_opts dopts = { .root = root, .package_id = id.p, .no_wait = true,
+				     .tee = o->tee };
+	struct deploy_result res = { 0 };
+	log_info("app '%s': deploying %s (current: %s)", app, id.p, cur ? cur : "none");
+	r = deploy_run(c, s, app, &dopts, &res, &e);
+	if (r == -EWOULDBLOCK) {
+		log_info("app '%s' is being deployed by someone else: next round", app);
+	} else if (r < 0) {
+		log_error("app '%s': deploy of %s failed%s: %s", app, id.p,
+			  res.reverted ? " and was switched back" : "", err_msg(&e));
+		struct stat st;
+		if (lstat(p.dir, &st) == 0 &&
+		    fs_write_atomic(p.failed_marker, id.p, id.len, 0644) < 0)
+			log_warn("cannot write '%s'", p.failed_marker);
+		ret = 1;
+	} else {
+		log_info("app '%s': %s deployed (%s, switch %.2f ms)", app, id.p,
+			 deploy_op_name(res.op), res.switch_us / 1000.0);
+		unlink(p.failed_marker);
+	}
+	deploy_result_free(&res);
+out:
+	app_paths_free(&p);
+	return ret;
+}
+
+int deploy_watch(const struct config *c, struct storage *s, const struct watch_opts *o,
+		 struct err *e)
+{
+	const char *root = o->root ? o->root : c->deploy.root;
+	const char *sched = o->schedule ? o->schedule :
+			    c->deploy.schedule ? c->deploy.schedule : "* * * * *";
+	struct cron cr;
+	int r = cron_parse(&cr, sched, e);
+	if (r < 0)
+		return r;
+
+	for (;;) {
+		_cleanup_strv_ struct strv apps = STRV_INIT;
+		if (o->apps && o->apps->n)
+			strv_copy(&apps, o->apps);
+		else if ((r = deploy_list_apps(root, &apps, e)) < 0)
+			return r;
+		if (apps.n == 0)
+			log_info("no apps to watch under '%s'", root);
+
+		int failures = 0;
+		for (size_t i = 0; i < apps.n; i++) {
+			if (o->stop && *o->stop)
+				return 0;
+			failures += watch_app(c, s, o, root, apps.v[i]);
+		}
+		if (o->once)
+			return failures ? err_set(e, -EIO, "%d deploy%s failed", failures,
+						  failures == 1 ? "" : "s") : 0;
+
+		time_t next;
+		if (cron_next(&cr, time(NULL), &next) < 0)
+			return err_set(e, -ERANGE, "schedule '%s' never matches", sched);
+		log_debug("next check in %lld s", (long long)(next - time(NULL)));
+		/* short sleeps so that a stop request is seen within a second */
+		while (!(o->stop && *o->stop) && time(NULL) < next)
+			sleep(1);
+		if (o->stop && *o->stop)
+			return 0;
+	}
+}

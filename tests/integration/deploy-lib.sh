@@ -1,0 +1,105 @@
+# tests/integration/deploy-lib.sh - helpers of the deploy tests, sourced
+# after tests/lib.sh.
+#
+#   d_app NAME            a unique app name (storage is shared by the run)
+#   hand_package APP ID TREE [JSON]
+#                         a package made by hand: tar --zstd of TREE plus a
+#                         manifest (JSON is merged into it), in local storage
+#   hand_blob APP ID FILE [JSON]   the same from an archive file
+#   set_current APP ID    points apps/APP/current at ID
+#   make_package APP REPO a real package: `upaas build` of the git repo REPO;
+#                         prints the id
+#   d_cleanup_storage     removes the test's apps from the shared storage
+
+D_STORAGE=$UPAAS_TEST_SHARED/storage
+D_APPS=()
+
+d_app() {
+	local name
+	name="$1-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+	D_APPS+=("$name")
+	echo "$name"
+}
+
+d_cleanup_storage() {
+	local a
+	for a in "${D_APPS[@]}"; do
+		rm -rf "${D_STORAGE:?}/packages/$a" "${D_STORAGE:?}/apps/$a" "${D_STORAGE:?}/logs/$a"
+	done
+}
+
+hand_package() {
+	local app=$1 id=$2 tree=$3 extra=${4:-'{}'}
+	mkdir -p "$D_STORAGE/packages/$app"
+	tar --zstd --numeric-owner -C "$tree" -cf "$D_STORAGE/packages/$app/$id.tar.zst" . &&
+	hand_manifest "$app" "$id" "$extra"
+}
+
+# A package from an existing (e.g. crafted) archive FILE.
+hand_blob() {
+	local app=$1 id=$2 file=$3 extra=${4:-'{}'}
+	mkdir -p "$D_STORAGE/packages/$app"
+	cp "$file" "$D_STORAGE/packages/$app/$id.tar.zst" && hand_manifest "$app" "$id" "$extra"
+}
+
+# Writes the manifest of the blob packages/APP/ID.tar.zst.
+hand_manifest() {
+	local app=$1 id=$2 extra=${3:-'{}'}
+	local blob=$D_STORAGE/packages/$app/$id.tar.zst
+	python3 - "$blob" "$app" "$id" "$extra" >"$D_STORAGE/packages/$app/$id.json" <<'PY' || return 1
+import hashlib, json, os, sys
+blob, app, pid, extra = sys.argv[1:]
+h = hashlib.sha256()
+with open(blob, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+        h.update(block)
+m = {
+    "format": 1, "app": app, "id": pid, "parent": None, "fresh": True,
+    "repository": {"url": "test", "ref": "main", "commit": "c0ffee-" + pid},
+    "blob": {"key": "packages/%s/%s.tar.zst" % (app, pid), "sha256": h.hexdigest(),
+             "size": os.path.getsize(blob), "compression": "zstd", "format": "pax"},
+    "app_home": "/home/app", "uid": 1000, "gid": 1000,
+    "deploy": {"shared": [], "hooks": {"pre": [], "post": []}},
+}
+def merge(a, b):
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            merge(a[k], v)
+        else:
+            a[k] = v
+merge(m, json.loads(extra))
+print(json.dumps(m, indent=1))
+PY
+}
+
+set_current() {
+	mkdir -p "$D_STORAGE/apps/$1"
+	printf '%s\n' "$2" >"$D_STORAGE/apps/$1/current"
+}
+
+# The id that apps/APP/current names.
+stored_current() { cat "$D_STORAGE/apps/$1/current" 2>/dev/null; }
+
+# A commit in the git repository REPO (created on first use) with the files
+# of the directory SRC.
+commit_tree() {
+	local repo=$1 src=$2 msg=${3:-update}
+	if [ ! -d "$repo/.git" ]; then
+		git init -q -b main "$repo" || return 1
+	fi
+	cp -a "$src/." "$repo/" &&
+	git -C "$repo" add -A &&
+	git -C "$repo" -c user.name=t -c user.email=t@example.org commit -q -m "$msg"
+}
+
+make_package() {
+	local app=$1 repo=$2
+	"$UPAAS" build --app "$app" "$repo" >"$T_ROOT/build.out" 2>&1 || {
+		tail -n 40 "$T_ROOT/build.out" >&2
+		return 1
+	}
+	stored_current "$app"
+}
+
+# The revision `current` of APP points at (basename), empty when none.
+deployed() { basename "$(readlink "$T_ROOT/srv/$1/current" 2>/dev/null)" 2>/dev/null; }
