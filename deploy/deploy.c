@@ -670,6 +670,7 @@ int deploy_rollback(const struct config *c, struct storage *s, const char *app, 
 {
 	struct dctx d;
 	struct deploy_opts ro = *o;
+	_cleanup_free_ char *cur = NULL, *target = NULL;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
@@ -677,8 +678,8 @@ int deploy_rollback(const struct config *c, struct storage *s, const char *app, 
 	if ((r = dctx_open(&d, c, s, app, &ro, false, e)) < 0)
 		goto out;
 	cleanup_leftovers(&d);
-	_cleanup_free_ char *cur = deploy_current_id(d.p.current);
-	_cleanup_free_ char *target = to_id ? xstrdup(to_id) : history_previous(&d, cur);
+	cur = deploy_current_id(d.p.current);
+	target = to_id ? xstrdup(to_id) : history_previous(&d, cur);
 	if (!target) {
 		r = err_set(e, -ENOENT, "app '%s' has no previous revision to roll back to", app);
 		goto out;
@@ -698,6 +699,7 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 {
 	struct dctx d;
 	struct deploy_manifest m = { 0 };
+	_cleanup_free_ char *cur = NULL;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
@@ -706,7 +708,7 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 	if ((r = dctx_open(&d, c, NULL, app, o, false, e)) < 0)
 		goto out;
 	cleanup_leftovers(&d);
-	_cleanup_free_ char *cur = deploy_current_id(d.p.current);
+	cur = deploy_current_id(d.p.current);
 	if (!cur && !purge) {
 		r = err_set(e, -ENOENT, "app '%s' is not deployed under '%s'", app, d.p.root);
 		goto out;
