@@ -453,9 +453,11 @@ int cmd_exec(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	fflush(stdout);
-	_cleanup_err_ struct err e = ERR_INIT;
-	int r = deploy_exec(&c->cfg, app, &o, &e);
-	rc = r < 0 ? cli_fail(&e, "exec failed") : r;
+	{
+		_cleanup_err_ struct err e = ERR_INIT;
+		int r = deploy_exec(&c->cfg, app, &o, &e);
+		rc = r < 0 ? cli_fail(&e, "exec failed") : r;
+	}
 out:
 	strv_free(&o.argv);
 	kvlist_free(&o.env);

@@ -284,11 +284,13 @@ int deploy_status_read(const char *root, const char *app, struct deploy_status *
 			}
 		}
 	}
-	_cleanup_buf_ struct buf f = BUF_INIT;
-	if (buf_read_file(&f, p.failed_marker, 4096) >= 0) {
-		buf_rtrim(&f);
-		if (deploy_id_ok(f.p))
-			st.watch_failed = xstrdup(f.p);
+	{
+		_cleanup_buf_ struct buf f = BUF_INIT;
+		if (buf_read_file(&f, p.failed_marker, 4096) >= 0) {
+			buf_rtrim(&f);
+			if (deploy_id_ok(f.p))
+				st.watch_failed = xstrdup(f.p);
+		}
 	}
 	app_paths_free(&p);
 	*ret = st;
