@@ -1,0 +1,587 @@
+/*
+ * actions/steps.c - the step runner: runs the steps of one build in order
+ * inside the workspace root, each with its log section, duration and
+ * timeout (commands.timeout per step). See actions/actions.h for the table
+ * of who defines each step and how it runs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "actions/actions.h"
+#include "builder/builder.h"
+
+/* Where the host-side mirror appears inside the sandbox (read-only). */
+#define SANDBOX_MIRROR "/run/upaas/repo.git"
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+const char *step_status_name(enum step_status s)
+{
+	switch (s) {
+	case STEP_OK: return "ok";
+	case STEP_SKIPPED: return "skipped";
+	case STEP_FAILED: return "failed";
+	default: return "not run";
+	}
+}
+
+bool actions_file_path_ok(const char *path)
+{
+	if (!path || path[0] != '/' || path[1] == '\0')
+		return false;
+	const char *p = path + 1;
+	for (;;) {
+		const char *end = strchr(p, '/');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (!end)
+			return true;
+		p = end + 1;
+	}
+}
+
+void actions_env(const struct actions_ctx *x, bool as_app, struct strv *env)
+{
+	strv_setenv(env, "PATH", DEFAULT_PATH);
+	strv_setenv(env, "LANG", "C.UTF-8");
+	for (size_t i = 0; i < x->plan->env.n; i++)
+		strv_setenv(env, x->plan->env.v[i].key, x->plan->env.v[i].val);
+	/* upaas's own variables always win over the merged env */
+	strv_setenv(env, "UPAAS_APP", x->app);
+	strv_setenv(env, "UPAAS_BUILD_ID", x->build_id);
+	strv_setenv(env, "UPAAS_COMMIT", x->commit);
+	strv_setenv(env, "UPAAS_FRESH_PACKAGE", x->fresh ? "true" : "false");
+	strv_setenv(env, "UPAAS_APP_HOME", x->cfg->apps.home);
+	if (x->plan->interp_type)
+		strv_setenv(env, "UPAAS_INTERPRETER", x->plan->interp_type);
+	if (x->plan->interp_version)
+		strv_setenv(env, "UPAAS_INTERPRETER_VERSION", x->plan->interp_version);
+	if (as_app) {
+		strv_setenv(env, "HOME", x->cfg->apps.home);
+		strv_setenv(env, "USER", x->cfg->apps.user);
+		strv_setenv(env, "LOGNAME", x->cfg->apps.user);
+	} else {
+		strv_setenv(env, "HOME", "/root");
+		strv_setenv(env, "DEBIAN_FRONTEND", "noninteractive");
+	}
+}
+
+/* ------------------------------------------------------------ running */
+
+struct run {
+	struct actions_ctx *x;
+	enum step step;
+	uint64_t deadline;          /* now_ms() value */
+	bool as_app;
+	bool network;
+	bool mirror;                /* bind the host mirror read-only */
+	int stdin_fd;
+	struct strv extra_env;      /* NAME=VALUE pairs appended */
+};
+
+/* Writes a log line (timestamped) to the build log. */
+static void blog(struct actions_ctx *x, const char *fmt, ...) _printf_(2, 3);
+static void blog(struct actions_ctx *x, const char *fmt, ...)
+{
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vaddf(&b, fmt, ap);
+	va_end(ap);
+	if (x->log_fd >= 0)
+		log_line_fd(x->log_fd, b.p, b.len);
+}
+
+/*
+ * Runs argv (taken) in the sandbox. Returns 0 when it exited 0; otherwise
+ * records "step 'S' failed: ..." and returns < 0 (-ECHILD for a non-zero exit,
+ * with the status in the step record).
+ */
+static int run_argv(struct run *rn, struct strv *argv, const char *what, struct err *e)
+{
+	struct actions_ctx *x = rn->x;
+	const struct config *c = x->cfg;
+	const char *sname = step_name(rn->step);
+	struct sandbox sb = SANDBOX_INIT;
+	struct sandbox_bind bind = { .host = x->mirror, .target = SANDBOX_MIRROR, .writable = false };
+	int r;
+
+	if (proc_cancelled) {
+		strv_free(argv);
+		return err_set(e, -ECANCELED, "build cancelled before step '%s'", sname);
+	}
+	uint64_t t = now_ms();
+	if (rn->deadline && t >= rn->deadline) {
+		strv_free(argv);
+		x->steps[rn->step].exit_status = -ETIMEDOUT;
+		return err_set(e, -ETIMEDOUT, "step '%s' failed: timed out after %d s", sname,
+			       c->commands.timeout);
+	}
+
+	sb.root = x->root;
+	sb.argv = *argv;
+	*argv = (struct strv)STRV_INIT;
+	actions_env(x, rn->as_app, &sb.env);
+	for (size_t i = 0; i + 1 < rn->extra_env.n; i += 2)
+		strv_setenv(&sb.env, rn->extra_env.v[i], rn->extra_env.v[i + 1]);
+	sb.cwd = rn->as_app ? c->apps.home : "/";
+	sb.network = rn->network;
+	sb.drop_privs = rn->as_app;
+	sb.uid = (uid_t)c->apps.uid;
+	sb.gid = (gid_t)c->apps.gid;
+	sb.timeout_ms = rn->deadline ? (unsigned)(rn->deadline - t) : 0;
+	sb.log_fd = x->log_fd;
+	sb.tee = x->tee;
+	sb.stdin_fd = rn->stdin_fd;
+	if (rn->mirror && x->mirror) {
+		sb.binds = &bind;
+		sb.n_binds = 1;
+	}
+	sandbox_limits_from_config(&sb, c);
+	/* the process limit is for what the app runs (a fork bomb); apt and
+	 * the admin's commands run as root, which RLIMIT_NPROC does not bind */
+	if (!rn->as_app)
+		sb.rlimit_nproc = 0;
+	/* raising a hard limit needs CAP_SYS_RESOURCE, which a container may
+	 * not grant: never ask for more than the hard limit upaas has */
+	struct rlimit hard;
+	if (getrlimit(RLIMIT_NOFILE, &hard) == 0 && hard.rlim_max != RLIM_INFINITY &&
+	    sb.rlimit_nofile > (int64_t)hard.rlim_max)
+		sb.rlimit_nofile = (int64_t)hard.rlim_max;
+
+	blog(x, "--- %s: %s", sname, what);
+	r = sandbox_run(&sb, e);
+	sandbox_free(&sb);
+	if (r < 0) {
+		x->steps[rn->step].exit_status = r;
+		if (r == -ETIMEDOUT && e->code) {
+			err_clear(e);
+			return err_set(e, r, "step '%s' failed: %s timed out after %d s", sname,
+				       what, c->commands.timeout);
+		}
+		return err_prefix(e, "step '%s' failed", sname);
+	}
+	if (r != 0) {
+		x->steps[rn->step].exit_status = r;
+		if (proc_cancelled)
+			return err_set(e, -ECANCELED, "build cancelled during step '%s'", sname);
+		if (r > 128)
+			return err_set(e, -ECHILD, "step '%s' failed: %s was killed by signal %d",
+				       sname, what, r - 128);
+		return err_set(e, -ECHILD, "step '%s' failed: %s exited with status %d", sname,
+			       what, r);
+	}
+	return 0;
+}
+
+/* Describes an action command for messages: its first line, shortened. */
+static void describe_command(const char *cmd, struct buf *out)
+{
+	size_t n = strcspn(cmd, "\n");
+	if (n > 60)
+		n = 60;
+	buf_addch(out, '\'');
+	buf_add(out, cmd, n);
+	if (cmd[n])
+		buf_adds(out, "...");
+	buf_addch(out, '\'');
+}
+
+/* Runs each command of an action with /bin/sh -ec. */
+static int run_action(struct run *rn, const struct action *a, struct err *e)
+{
+	for (size_t i = 0; i < a->commands.n; i++) {
+		struct strv argv = STRV_INIT;
+		_cleanup_buf_ struct buf what = BUF_INIT;
+		strv_push(&argv, "/bin/sh");
+		strv_push(&argv, "-ec");
+		strv_push(&argv, a->commands.v[i]);
+		buf_adds(&what, "command ");
+		describe_command(a->commands.v[i], &what);
+		int r = run_argv(rn, &argv, what.p, e);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A temp file outside the root (unlinked at once) holding data; -errno. */
+static int stdin_file(const struct actions_ctx *x, const void *data, size_t n, struct err *e)
+{
+	_cleanup_free_ char *tmpl = path_join(x->tmpdir, "stdin.XXXXXX");
+	int fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, -errno, "cannot create a file in '%s': %s", x->tmpdir,
+			       strerror(errno));
+	unlink(tmpl);
+	int r = fs_write_all(fd, data, n);
+	if (r >= 0 && lseek(fd, 0, SEEK_SET) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		return err_set(e, r, "cannot write a file in '%s': %s", x->tmpdir, strerror(-r));
+	}
+	return fd;
+}
+
+/* Runs a git command on the host mirror; stdout to out_fd or into capture. */
+static int host_git(struct actions_ctx *x, const char *const *args, int out_fd,
+		    struct buf *capture, struct err *e)
+{
+	struct proc p = PROC_INIT;
+	strv_push(&p.argv, "git");
+	strv_pushf(&p.argv, "--git-dir=%s", x->mirror);
+	for (; *args; args++)
+		strv_push(&p.argv, *args);
+	p.stdout_fd = out_fd;
+	p.capture = capture;
+	p.stderr_fd = x->log_fd;
+	p.timeout_ms = (unsigned)x->cfg->commands.timeout * 1000u;
+	int r = proc_run(&p, e);
+	if (r > 0) {
+		_cleanup_buf_ struct buf d = BUF_INIT;
+		proc_describe(&p, &d);
+		r = err_set(e, -EIO, "'%s' exited with status %d", d.p, r);
+	}
+	proc_free(&p);
+	return r;
+}
+
+/* ------------------------------------------------------------ steps */
+
+/* The app user, group and home exist and home belongs to the app. The
+ * script is fixed text; the values come in as positional parameters. */
+static const char ensure_user_sh[] =
+	"if [ -L \"$4\" ]; then echo \"upaas: '$4' is a symlink\" >&2; exit 1; fi\n"
+	"getent group \"$3\" >/dev/null || groupadd -g \"$3\" \"$1\"\n"
+	"getent passwd \"$2\" >/dev/null || useradd -u \"$2\" -g \"$3\" -d \"$4\" -M -s /bin/sh \"$1\"\n"
+	"mkdir -p -- \"$4\"\n"
+	"chown -h \"$2:$3\" -- \"$4\"\n";
+
+static int step_system(struct run *rn, struct err *e)
+{
+	struct actions_ctx *x = rn->x;
+	const struct config *c = x->cfg;
+	struct strv argv = STRV_INIT;
+	strv_push(&argv, "/bin/sh");
+	strv_push(&argv, "-ec");
+	strv_push(&argv, ensure_user_sh);
+	strv_push(&argv, "sh");
+	strv_push(&argv, c->apps.user);
+	strv_pushf(&argv, "%lld", (long long)c->apps.uid);
+	strv_pushf(&argv, "%lld", (long long)c->apps.gid);
+	strv_push(&argv, c->apps.home);
+	int r = run_argv(rn, &argv, "creating the app user", e);
+	if (r < 0)
+		return r;
+	/* the admin's system action shapes the base: a package built on an
+	 * earlier one already has it */
+	if (x->fresh)
+		return run_action(rn, &x->plan->actions[STEP_SYSTEM], e);
+	return 0;
+}
+
+static int step_packages(struct run *rn, struct err *e)
+{
+	struct actions_ctx *x = rn->x;
+	const struct config *c = x->cfg;
+	struct strv want = STRV_INIT;
+	int r = 0;
+
+	for (size_t i = 0; i < x->plan->packages.n; i++) {
+		const char *p = x->plan->packages.v[i];
+		if (!x->fresh && x->installed && strv_contains(x->installed, p))
+			continue;
+		strv_push(&want, p);
+	}
+	if (want.n == 0) {
+		strv_free(&want);
+		return 1;   /* skipped */
+	}
+	if (c->commands.update.n) {
+		struct strv argv = STRV_INIT;
+		strv_copy(&argv, &c->commands.update);
+		r = run_argv(rn, &argv, "the package update command", e);
+	}
+	if (r >= 0) {
+		struct strv argv = STRV_INIT;
+		bool expanded = false;
+		for (size_t i = 0; i < c->commands.install.n; i++) {
+			if (!strcmp(c->commands.install.v[i], "{packages}")) {
+				strv_extend(&argv, &want);
+				expanded = true;
+			} else {
+				strv_push(&argv, c->commands.install.v[i]);
+			}
+		}
+		if (!expanded)
+			strv_extend(&argv, &want);
+		r = run_argv(rn, &argv, "the package install command", e);
+	}
+	strv_free(&want);
+	return r;
+}
+
+/* Removes, inside the root, the files the commit deleted since the parent. */
+static int checkout_deletions(struct run *rn, struct err *e)
+{
+	struct actions_ctx *x = rn->x;
+	_cleanup_buf_ struct buf list = BUF_INIT;
+	_cleanup_err_ struct err ge = ERR_INIT;
+
+	buf_init(&list, 64u << 20);
+	const char *args[] = { "diff", "--name-only", "-z", "--no-renames", "--diff-filter=D",
+			       x->parent_commit, x->commit, "--", NULL };
+	int r = host_git(x, args, -1, &list, &ge);
+	if (r < 0) {
+		/* the parent commit may be gone (force push): nothing to delete
+		 * we know of; the package keeps what it had */
+		blog(x, "warning: cannot list the files deleted since %s: %s", x->parent_commit,
+		     err_msg(&ge));
+		log_warn("cannot list the files deleted since %.12s", x->parent_commit);
+		return 0;
+	}
+	if (list.len == 0)
+		return 0;
+	int fd = stdin_file(x, list.p, list.len, e);
+	if (fd < 0)
+		return fd;
+	struct strv argv = STRV_INIT;
+	strv_push(&argv, "xargs");
+	strv_push(&argv, "-0");
+	strv_push(&argv, "-r");
+	strv_push(&argv, "rm");
+	strv_push(&argv, "-f");
+	strv_push(&argv, "--");
+	rn->stdin_fd = fd;
+	r = run_argv(rn, &argv, "removing deleted files", e);
+	rn->stdin_fd = -1;
+	close(fd);
+	return r;
+}
+
+/* git archive COMMIT on the host, extracted by tar inside the root. */
+static int checkout_archive(struct run *rn, struct err *e)
+{
+	struct actions_ctx *x = rn->x;
+	_cleanup_free_ char *tmpl = path_join(x->tmpdir, "checkout.XXXXXX");
+	int fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, -errno, "cannot create a file in '%s': %s", x->tmpdir,
+			       strerror(errno));
+	unlink(tmpl);
+	const char *args[] = { "archive", "--format=tar", x->commit, NULL };
+	int r = host_git(x, args, fd, NULL, e);
+	if (r < 0) {
+		close(fd);
+		return err_prefix(e, "step 'checkout' failed");
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		r = -errno;
+		close(fd);
+		return err_set(e, r, "cannot rewind the checkout archive: %s", strerror(-r));
+	}
+	struct strv argv = STRV_INIT;
+	strv_push(&argv, "tar");
+	strv_push(&argv, "-x");
+	strv_push(&argv, "-f");
+	strv_push(&argv, "-");
+	strv_push(&argv, "--no-same-owner");
+	rn->stdin_fd = fd;
+	r = run_argv(rn, &argv, "extracting the commit", e);
+	rn->stdin_fd = -1;
+	close(fd);
+	return r;
+}
+
+/* With keep_git: a .git at the commit, fetched from the mirror (needs git
+ * in the root, e.g. from os packages). */
+static const char keep_git_sh[] =
+	"[ -d .git ] || git init -q .\n"
+	"git -c safe.directory='*' fetch -q --no-tags \"$1\" '+refs/heads/*:refs/remotes/origin/*'\n"
+	"git update-ref --no-deref HEAD \"$2\"\n"
+	"git reset -q\n";
+
+static int step_checkout(struct run *rn, struct err *e)
+{
+	struct actions_ctx *x = rn->x;
+	const struct metadata *m = x->meta;
+	int r;
+
+	strv_push(&rn->extra_env, "UPAAS_REPOSITORY");
+	strv_push(&rn->extra_env, SANDBOX_MIRROR);
+	strv_push(&rn->extra_env, "UPAAS_REPOSITORY_URL");
+	strv_push(&rn->extra_env, x->source ? x->source : "");
+
+	const struct action *custom = NULL;
+	if (x->fresh && m->repo_clone.defined)
+		custom = &m->repo_clone;
+	else if (!x->fresh && m->repo_update.defined)
+		custom = &m->repo_update;
+	if (custom) {
+		/* the app's own clone/update commands: inside the root, with
+		 * the mirror bound read-only at $UPAAS_REPOSITORY */
+		rn->network = true;
+		rn->mirror = true;
+		return run_action(rn, custom, e);
+	}
+
+	if (!x->fresh && x->parent_commit && strcmp(x->parent_commit, x->commit)) {
+		r = checkout_deletions(rn, e);
+		if (r < 0)
+			return r;
+	}
+	r = checkout_archive(rn, e);
+	if (r < 0 || !m->keep_git)
+		return r;
+	struct strv argv = STRV_INIT;
+	strv_push(&argv, "/bin/sh");
+	strv_push(&argv, "-ec");
+	strv_push(&argv, keep_git_sh);
+	strv_push(&argv, "sh");
+	strv_push(&argv, SANDBOX_MIRROR);
+	strv_push(&argv, x->commit);
+	rn->mirror = true;
+	return run_argv(rn, &argv, "setting up .git (keep_git)", e);
+}
+
+static const char write_file_sh[] =
+	"mkdir -p -- \"$(dirname -- \"$1\")\"\n"
+	"cat > \"$1\"\n";
+
+static int step_files(struct run *rn, struct err *e)
+{
+	struct actions_ctx *x = rn->x;
+	const struct kvlist *files = &x->meta->files;
+	if (files->n == 0)
+		return 1;
+	for (size_t i = 0; i < files->n; i++) {
+		const char *path = files->v[i].key, *val = files->v[i].val;
+		int fd = stdin_file(x, val, strlen(val), e);
+		if (fd < 0)
+			return fd;
+		struct strv argv = STRV_INIT;
+		_cleanup_buf_ struct buf what = BUF_INIT;
+		strv_push(&argv, "/bin/sh");
+		strv_push(&argv, "-ec");
+		strv_push(&argv, write_file_sh);
+		strv_push(&argv, "sh");
+		strv_push(&argv, path);
+		buf_addf(&what, "writing '%s'", path);
+		rn->stdin_fd = fd;
+		int r = run_argv(rn, &argv, what.p, e);
+		rn->stdin_fd = -1;
+		close(fd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Checks what must hold before anything runs: metadata file paths stay in
+ * the root, package names are names. */
+static int precheck(const struct actions_ctx *x, struct err *e)
+{
+	for (size_t i = 0; i < x->meta->files.n; i++) {
+		const char *p = x->meta->files.v[i].key;
+		if (!actions_file_path_ok(p))
+			return err_set(e, -EINVAL, "files: '%s' is not an absolute path inside the "
+				       "chroot (no '.', '..' or empty components)", p);
+	}
+	for (size_t i = 0; i < x->plan->packages.n; i++)
+		if (!package_name_ok(x->plan->packages.v[i]))
+			return err_set(e, -EINVAL, "os packages: '%s' is not a valid package name",
+				       x->plan->packages.v[i]);
+	if (!x->commit || strspn(x->commit, "0123456789abcdef") != strlen(x->commit))
+		return err_set(e, -EINVAL, "bad commit id");
+	return 0;
+}
+
+int actions_run(struct actions_ctx *x, struct err *e)
+{
+	const struct config *c = x->cfg;
+	int r = 0;
+
+	x->failed = -1;
+	for (int s = 0; s < STEP__COUNT; s++)
+		x->steps[s] = (struct step_record){ STEP_NOT_RUN, 0, 0 };
+	r = precheck(x, e);
+	if (r < 0)
+		return r;
+
+	for (int s = 0; s < STEP__COUNT; s++) {
+		struct run rn = {
+			.x = x, .step = (enum step)s, .stdin_fd = -1,
+			.extra_env = STRV_INIT,
+		};
+		const char *name = step_name(rn.step);
+		uint64_t t0 = now_ms();
+		if (c->commands.timeout > 0)
+			rn.deadline = t0 + (uint64_t)c->commands.timeout * 1000u;
+
+		if (proc_cancelled) {
+			r = err_set(e, -ECANCELED, "build cancelled before step '%s'", name);
+			x->failed = s;
+			break;
+		}
+		blog(x, "==> step %s", name);
+		log_debug("step %s ...", name);
+		switch (rn.step) {
+		case STEP_SYSTEM:
+			rn.network = true;
+			r = step_system(&rn, e);
+			break;
+		case STEP_PACKAGES:
+			rn.network = true;
+			r = step_packages(&rn, e);
+			break;
+		case STEP_INTERPRETER:
+			rn.network = true;
+			/* a package built on an earlier one has the interpreter
+			 * (incremental builds keep its version) */
+			r = x->fresh && x->plan->actions[s].defined
+				    ? run_action(&rn, &x->plan->actions[s], e) : 1;
+			break;
+		case STEP_CHECKOUT:
+			rn.as_app = true;
+			r = step_checkout(&rn, e);
+			break;
+		case STEP_FILES:
+			r = step_files(&rn, e);
+			break;
+		case STEP_BEFORE:
+		case STEP_MAIN:
+		case STEP_AFTER:
+			rn.as_app = true;
+			rn.network = true;
+			r = x->plan->actions[s].defined && x->plan->actions[s].commands.n
+				    ? run_action(&rn, &x->plan->actions[s], e) : 1;
+			break;
+		case STEP_FINALIZE:
+			r = x->plan->actions[s].defined && x->plan->actions[s].commands.n
+				    ? run_action(&rn, &x->plan->actions[s], e) : 1;
+			break;
+		default:
+			r = 1;
+		}
+		strv_free(&rn.extra_env);
+		struct step_record *rec = &x->steps[s];
+		rec->seconds = (double)(now_ms() - t0) / 1000.0;
+		if (r < 0) {
+			rec->status = STEP_FAILED;
+			x->failed = s;
+			blog(x, "<== step %s failed after %.2f s: %s", name, rec->seconds, err_msg(e));
+			break;
+		}
+		rec->status = r > 0 ? STEP_SKIPPED : STEP_OK;
+		r = 0;
+		blog(x, "<== step %s %s in %.2f s", name, step_status_name(rec->status),
+		     rec->seconds);
+		log_info("step %-11s %-7s %6.2f s", name, step_status_name(rec->status),
+			 rec->seconds);
+	}
+	return r;
+}

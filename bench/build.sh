@@ -1,0 +1,136 @@
+#!/bin/bash
+# bench/build.sh [UPAAS] - how fast is a build, and what does upaas add?
+#
+# Builds examples/python-flask fresh, then again with no change, then with a
+# one-file change, and prints per-stage times (from the manifest) and the
+# overhead: the build's wall time minus the actions' own run time. Side by
+# side, in the same run, it does the same job the naive way: extract a
+# .tar.gz of the previous package, chroot, run the app's actions, tar czf,
+# sha256sum, copy; and it times `tar | zstd -T0` over the same tree against
+# upaas's pack stage. Run as root; uses a private config under $BENCH_DIR
+# (default /var/tmp/upaas-bench) and removes it at the end (KEEP=1 keeps it).
+set -euo pipefail
+UPAAS=${1:-${UPAAS:-upaas}}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+B=${BENCH_DIR:-/var/tmp/upaas-bench}
+rm -rf "$B"
+mkdir -p "$B"
+cleanup() {
+	[ "${KEEP:-0}" = 1 ] && return
+	rm -rf "$B"
+}
+trap cleanup EXIT
+export UPAAS_CONFIG=$B/upaas.cfg
+cat >"$UPAAS_CONFIG" <<CFG
+paths = { workdir = "$B/work"; cache = "${BENCH_CACHE:-$B/cache}"; state = "$B/state"; };
+storage = { handler = "local"; path = "$B/storage"; };
+CFG
+
+now() { date +%s.%N; }
+secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
+APP=bench
+SRC=$B/src
+cp -a "$HERE/examples/python-flask" "$SRC"
+git -C "$SRC" init -q -b main
+git -C "$SRC" add -A
+git -C "$SRC" -c user.name=b -c user.email=b@l commit -qm bench
+
+echo "== base image (not timed)"
+"$UPAAS" image create >/dev/null
+
+# summary ID WALL: per-stage times, the actions' time and the overhead
+ACTION_STEPS='system,os packages,interpreter,before,main,after,finalize'
+summary() {
+	"$UPAAS" package show --json "$APP" "$1" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+wall = float(sys.argv[1])
+acts = set(sys.argv[2].split(","))
+fmt = lambda s: "%s %.2f" % (s["name"], s["seconds"])
+stages = "  ".join(fmt(s) for s in m["stages"])
+steps = "  ".join(fmt(s) for s in m["steps"] if s["status"] == "ok")
+a = sum(s["seconds"] for s in m["steps"] if s["name"] in acts)
+print(f"  stages: {stages}")
+print(f"  steps:  {steps}")
+print(f"  wall {wall:.2f} s, actions {a:.2f} s, upaas overhead {wall - a:.2f} s")
+print(f"OVERHEAD={wall - a:.2f}")
+' "$2" "$ACTION_STEPS"
+}
+
+run_build() {   # run_build LABEL ARGS...
+	local label=$1; shift
+	local t0 t1 id
+	t0=$(now)
+	id=$("$UPAAS" -q build --app "$APP" "$@" "$SRC")
+	t1=$(now)
+	echo "== upaas build: $label ($id)"
+	WALL=$(secs "$t0" "$t1")
+	summary "$id" "$WALL" | tee "$B/summary" | grep -v '^OVERHEAD='
+	OVERHEAD=$(sed -n 's/^OVERHEAD=//p' "$B/summary")
+	LAST_ID=$id
+}
+
+run_build "fresh" --fresh
+run_build "no change (incremental)"
+NOCHANGE_WALL=$WALL
+NOCHANGE_OVERHEAD=$OVERHEAD
+echo "# one-file change" >>"$SRC/app.py"
+git -C "$SRC" -c user.name=b -c user.email=b@l commit -qam change
+run_build "one-file change (incremental)"
+ONEFILE_WALL=$WALL
+
+# ------------------------------------------------------------ the naive way
+echo "== naive pipeline: extract .tar.gz, chroot, run, tar czf, sha256sum, copy"
+N=$B/naive
+mkdir -p "$N/store"
+"$UPAAS" package get "$APP" "$LAST_ID" "$N/prev.tar.zst" >/dev/null
+zstd -dc "$N/prev.tar.zst" | gzip -1 >"$N/base.tar.gz"   # preparation, not timed
+rm -f "$N/prev.tar.zst"
+T=()
+t0=$(now)
+mkdir "$N/root"
+tar -xzpf "$N/base.tar.gz" -C "$N/root"
+t1=$(now); T+=("extract $(secs "$t0" "$t1")")
+git -C "$SRC" archive HEAD | tar -xf - -C "$N/root/home/app"
+chown -R 1000:1000 "$N/root/home/app"
+mount -t proc proc "$N/root/proc"
+t2=$(now)
+chroot --userspec=1000:1000 "$N/root" /usr/bin/env -i HOME=/home/app PATH=/usr/bin:/bin \
+	sh -ec 'cd /home/app; python3 -c "import flask"; python3 selftest.py;
+		printf "%s\n" x >> build-history.txt' >/dev/null
+t3=$(now); T+=("run $(secs "$t2" "$t3")")
+umount "$N/root/proc"
+tar -czf "$N/pkg.tar.gz" -C "$N/root" --exclude=./proc/* --exclude=./dev/* --exclude=./tmp/* .
+t4=$(now); T+=("tar-czf $(secs "$t3" "$t4")")
+sha256sum "$N/pkg.tar.gz" >/dev/null
+t5=$(now); T+=("sha256sum $(secs "$t4" "$t5")")
+cp "$N/pkg.tar.gz" "$N/store/"
+sync "$N/store/pkg.tar.gz"
+t6=$(now); T+=("copy $(secs "$t5" "$t6")")
+NAIVE_WALL=$(secs "$t0" "$t6")
+NAIVE_RUN=$(secs "$t2" "$t3")
+echo "  stages: ${T[*]}"
+echo "  wall $NAIVE_WALL s, actions $NAIVE_RUN s"
+
+# ----------------------------------------------- packing vs tar | zstd -T0
+echo "== packing throughput on the same tree"
+t0=$(now)
+tar -cf - -C "$N/root" . | zstd -T0 -3 -q >/dev/null
+t1=$(now)
+TARZSTD=$(secs "$t0" "$t1")
+PACK=$("$UPAAS" package show --json "$APP" "$LAST_ID" |
+	python3 -c 'import json,sys; print([s["seconds"] for s in json.load(sys.stdin)["stages"] if s["name"]=="pack"][0])')
+echo "  tar | zstd -T0: $TARZSTD s   upaas pack stage (incl. upload): $PACK s"
+
+echo "== summary"
+python3 - "$NOCHANGE_WALL" "$NOCHANGE_OVERHEAD" "$ONEFILE_WALL" "$NAIVE_WALL" "$TARZSTD" "$PACK" <<'PY'
+import sys
+nc, nco, one, naive, tz, pack = map(float, sys.argv[1:])
+print(f"  no-change incremental: {nc:.2f} s, overhead {nco:.2f} s (target < 2 s): "
+      f"{'ok' if nco < 2 else 'MISSED'}")
+print(f"  one-file change: {one:.2f} s")
+print(f"  naive pipeline: {naive:.2f} s; speedup of no-change incremental {naive / nc:.1f}x "
+      f"(target >= 5x): {'ok' if naive / nc >= 5 else 'MISSED'}")
+print(f"  packing at {100 * tz / pack:.0f}% of tar | zstd -T0 throughput (target >= 70%): "
+      f"{'ok' if tz / pack >= 0.7 else 'MISSED'}")
+PY

@@ -1,0 +1,33 @@
+/*
+ * builder/build-int.h - private to build.c and git.c: the app's bare
+ * mirror under <paths.cache>/git/<app>.git.
+ */
+#ifndef UPAAS_BUILD_INT_H
+#define UPAAS_BUILD_INT_H
+
+#ifndef UPAAS_BUILDER_H
+#error "include builder/builder.h first"
+#endif
+
+/* A git URL as given, or a local path made absolute (it must exist). */
+int git_source_url(const char *source, struct buf *ret_url, struct err *e);
+/* The app name a source implies: its basename without ".git". */
+int git_source_app(const char *source, struct buf *ret_app, struct err *e);
+/*
+ * Creates (git clone --mirror) or updates (git fetch --prune) the app's
+ * mirror under a per-app flock; with update_head, HEAD follows the remote's
+ * default branch. ret_mirror receives the mirror's path.
+ */
+int git_mirror_update(const struct config *c, const char *app, const char *url,
+		      bool update_head, int log_fd, struct buf *ret_mirror, struct err *e);
+/* Resolves ref (NULL: HEAD, the default branch) to a commit id; ret_refname
+ * receives the full ref name when there is one (else the ref as given). */
+int git_resolve(const char *mirror, const char *ref, struct buf *ret_commit,
+		struct buf *ret_refname, struct err *e);
+/* The content of path at commit (-ENOENT when the commit has no such file). */
+int git_show_file(const char *mirror, const char *commit, const char *path, struct buf *out,
+		  size_t max, struct err *e);
+/* The committer time of commit (unix seconds). */
+int git_commit_time(const char *mirror, const char *commit, int64_t *ret, struct err *e);
+
+#endif

@@ -1,0 +1,740 @@
+/*
+ * builder/build.c - one build of an app (build_run), in stages:
+ *
+ *   fetch      the app's bare mirror, REF -> commit, .upaas.cfg at it
+ *   base       fresh (the base image) or incremental (the current package),
+ *              and why; the plan (config + metadata)
+ *   workspace  overlay over the cached unpacked base, in the work dir
+ *   steps      actions_run(): system ... finalize in the sandbox
+ *   pack       pack_tree() streamed into the storage upload of the blob
+ *   publish    manifest, then apps/<app>/current, then the log
+ *
+ * The whole build runs in a private mount namespace and holds a per-app
+ * lock (<workdir>/<app>.lock), so builds of one app never overlap and a work
+ * dir whose build is gone (the lock is free) is stale and removed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "actions/actions.h"
+#include "builder/builder.h"
+#include "builder/build-int.h"
+#include "images/images.h"
+
+#define METADATA_FILE ".upaas.cfg"
+#define METADATA_MAX ((size_t)1 << 20)
+#define LOG_TAIL_LINES 20
+
+/* The only global state: which signal interrupted the build. */
+static volatile sig_atomic_t build_signal;
+
+static void on_signal(int sig)
+{
+	build_signal = sig;
+	proc_cancelled = 1;   /* every running child (sandbox, git) is killed */
+}
+
+enum stage { ST_FETCH, ST_BASE, ST_WORKSPACE, ST_STEPS, ST_PACK, ST_PUBLISH, ST__COUNT };
+static const char *const stage_names[ST__COUNT] = {
+	"fetch", "base", "workspace", "steps", "pack", "publish",
+};
+
+struct build {
+	const struct config *c;
+	struct storage *s;
+	const struct build_opts *o;
+	char *app;
+	char *id;
+	char *dir;                  /* <workdir>/<app>-<id> */
+	char *log_path;
+	int log_fd;
+	off_t log_sent;             /* bytes of the log copied to o->log_fd */
+	struct buf url, mirror, commit, refname, cfgtext;
+	int64_t commit_time;
+	struct metadata meta;
+	bool have_meta;
+	struct plan plan;
+	bool have_plan;
+	struct image_info image;
+	bool have_image;
+	struct package_info parent;
+	bool have_parent;
+	bool fresh;
+	struct buf reason;
+	struct buf lower;
+	struct workspace ws;
+	struct actions_ctx ax;
+	bool ran_steps;
+	struct pack_result pack;
+	double stage_s[ST__COUNT];
+	bool stage_done[ST__COUNT];
+	uint64_t t_start;
+};
+
+/* ------------------------------------------------------------ logging */
+
+static void blog(struct build *b, const char *fmt, ...) _printf_(2, 3);
+static void blog(struct build *b, const char *fmt, ...)
+{
+	_cleanup_buf_ struct buf m = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vaddf(&m, fmt, ap);
+	va_end(ap);
+	if (b->log_fd >= 0)
+		log_line_fd(b->log_fd, m.p, m.len);
+}
+
+/* Copies what the log gained since last time to the caller's log_fd. */
+static void log_forward(struct build *b)
+{
+	if (b->o->log_fd < 0 || b->log_fd < 0)
+		return;
+	char chunk[16384];
+	for (;;) {
+		ssize_t n = pread(b->log_fd, chunk, sizeof(chunk), b->log_sent);
+		if (n <= 0)
+			break;
+		if (fs_write_all(b->o->log_fd, chunk, (size_t)n) < 0)
+			break;
+		b->log_sent += n;
+	}
+}
+
+/* Appends the last lines of the build log (without timestamps) to e. */
+static void err_add_log_tail(struct build *b, struct err *e)
+{
+	_cleanup_buf_ struct buf all = BUF_INIT;
+	if (!b->log_path || buf_read_file(&all, b->log_path, 64u << 20) < 0 || !all.len)
+		return;
+	buf_rtrim(&all);
+	size_t start = all.len;
+	int lines = 0;
+	while (start > 0 && lines < LOG_TAIL_LINES) {
+		start--;
+		if (all.p[start] == '\n')
+			lines++;
+	}
+	if (all.p[start] == '\n')
+		start++;
+	buf_adds(&e->msg, "\nlast lines of the build log:");
+	for (const char *p = all.p + start; *p;) {
+		size_t n = strcspn(p, "\n");
+		/* "2026-11-20T21:45:00.123Z " */
+		size_t skip = (n > 25 && p[23] == 'Z' && p[24] == ' ') ? 25 : 0;
+		buf_adds(&e->msg, "\n  | ");
+		buf_add(&e->msg, p + skip, n - skip);
+		p += n;
+		if (*p)
+			p++;
+	}
+}
+
+static void stage_end(struct build *b, enum stage st, uint64_t t0)
+{
+	b->stage_s[st] = (double)(now_ms() - t0) / 1000.0;
+	b->stage_done[st] = true;
+	blog(b, "stage %s: %.2f s", stage_names[st], b->stage_s[st]);
+	log_forward(b);
+}
+
+static int check_cancel(struct err *e)
+{
+	if (!proc_cancelled)
+		return 0;
+	return err_set(e, -ECANCELED, "build interrupted%s%s",
+		       build_signal ? " by " : "",
+		       build_signal == SIGTERM ? "SIGTERM" : build_signal == SIGINT ? "SIGINT" : "");
+}
+
+/* ------------------------------------------------------------ work dir */
+
+/* true when name is an id as id_new() makes them: 20261120T214500Z-3f9a2c1 */
+static bool id_like(const char *s)
+{
+	static const char pat[] = "dddddddd" "T" "dddddd" "Z-" "hhhhhhh";
+	if (strlen(s) != sizeof(pat) - 1)
+		return false;
+	for (size_t i = 0; pat[i]; i++) {
+		char c = s[i];
+		if (pat[i] == 'd' ? !(c >= '0' && c <= '9')
+		    : pat[i] == 'h' ? !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+		    : c != pat[i])
+			return false;
+	}
+	return true;
+}
+
+/* With the app's lock held, every <app>-<id> dir belongs to a dead build. */
+static void remove_stale_dirs(struct build *b)
+{
+	DIR *d = opendir(b->c->paths.workdir);
+	if (!d)
+		return;
+	size_t alen = strlen(b->app);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, b->app, alen) || de->d_name[alen] != '-' ||
+		    !id_like(de->d_name + alen + 1))
+			continue;
+		_cleanup_free_ char *p = path_join(b->c->paths.workdir, de->d_name);
+		_cleanup_err_ struct err e = ERR_INIT;
+		log_debug("removing the stale work dir '%s'", p);
+		if (fs_rm_rf(p, &e) < 0)
+			log_warn("cannot remove the stale work dir '%s': %s", p, err_msg(&e));
+	}
+	closedir(d);
+}
+
+/* ------------------------------------------------------------ stages */
+
+static int stage_fetch(struct build *b, struct err *e)
+{
+	int r = git_source_url(b->o->source, &b->url, e);
+	if (r < 0)
+		return r;
+	blog(b, "fetching %s", b->url.p);
+	r = git_mirror_update(b->c, b->app, b->url.p, !b->o->ref, b->log_fd, &b->mirror, e);
+	if (r < 0)
+		return r;
+	r = git_resolve(b->mirror.p, b->o->ref, &b->commit, &b->refname, e);
+	if (r < 0)
+		return err_prefix(e, "'%s'", b->o->source);
+	r = git_commit_time(b->mirror.p, b->commit.p, &b->commit_time, e);
+	if (r < 0)
+		return r;
+	blog(b, "%s is commit %s", b->refname.p, b->commit.p);
+	r = git_show_file(b->mirror.p, b->commit.p, METADATA_FILE, &b->cfgtext, METADATA_MAX, e);
+	if (r == -ENOENT)
+		return err_set(e, -ENOENT, "no %s in '%s' at %.12s", METADATA_FILE, b->o->source,
+			       b->commit.p);
+	if (r < 0)
+		return r;
+
+	struct diags d = DIAGS_INIT;
+	_cleanup_free_ char *file = xasprintf("%s:%s", b->o->source, METADATA_FILE);
+	r = metadata_parse(&b->meta, file, b->cfgtext.p, b->c, &d);
+	b->have_meta = true;
+	if (r < 0 || d.n) {
+		_cleanup_buf_ struct buf msg = BUF_INIT;
+		diags_format(&d, &msg);
+		buf_rtrim(&msg);
+		diags_free(&d);
+		return err_set(e, r < 0 ? r : -EINVAL, "invalid metadata at %.12s:\n%s",
+			       b->commit.p, msg.p);
+	}
+	diags_free(&d);
+	return 0;
+}
+
+static void set_reason(struct build *b, const char *fmt, ...) _printf_(2, 3);
+static void set_reason(struct build *b, const char *fmt, ...)
+{
+	va_list ap;
+	b->fresh = true;
+	if (b->reason.len)
+		return;   /* the first reason found is the one that counts */
+	va_start(ap, fmt);
+	buf_vaddf(&b->reason, fmt, ap);
+	va_end(ap);
+}
+
+static int stage_base(struct build *b, struct err *e)
+{
+	const struct build_opts *o = b->o;
+	_cleanup_buf_ struct buf cur = BUF_INIT;
+	_cleanup_free_ char *img_name = image_default_name(b->c);
+	int r;
+
+	if (o->fresh)
+		set_reason(b, "requested (--fresh)");
+
+	r = package_current(b->s, b->app, &cur, e);
+	if (r == -ENOENT) {
+		err_clear(e);
+		set_reason(b, "first build of '%s'", b->app);
+	} else if (r < 0) {
+		if (r != -EINVAL)
+			return r;   /* storage trouble is not a reason to rebuild */
+		set_reason(b, "the current package pointer is unreadable: %s", err_msg(e));
+		err_clear(e);
+	} else if (!b->fresh) {
+		r = package_load(b->s, b->app, cur.p, &b->parent, e);
+		if (r < 0 && r != -ENOENT && r != -EINVAL)
+			return r;
+		if (r < 0) {
+			set_reason(b, "the previous package '%s' is missing or unreadable: %s",
+				   cur.p, err_msg(e));
+			err_clear(e);
+		} else {
+			b->have_parent = true;
+		}
+	}
+
+	r = image_ensure(b->c, b->s, img_name, false, &b->image, e);
+	if (r < 0)
+		return err_prefix(e, "base image '%s'", img_name);
+	b->have_image = true;
+
+	if (b->have_parent && !b->fresh) {
+		const struct package_info *p = &b->parent;
+		if (!p->image.sha256 || strcmp(p->image.sha256, b->image.sha256))
+			set_reason(b, "the base image '%s' changed since package '%s'",
+				   b->image.name, p->id);
+		else if (!p->interp.type || strcmp(p->interp.type, b->meta.interp_type))
+			set_reason(b, "the interpreter type changed from '%s' to '%s'",
+				   p->interp.type ? p->interp.type : "?", b->meta.interp_type);
+		else if (o->interp_version && p->interp.version &&
+			 !version_match(o->interp_version, p->interp.version))
+			set_reason(b, "interpreter version '%s' requested, package '%s' has %s",
+				   o->interp_version, p->id, p->interp.version);
+	}
+
+	bool incremental = b->have_parent && !b->fresh;
+	r = plan_make(&b->plan, b->c, &b->meta, incremental ? b->parent.interp.version : NULL,
+		      o->interp_version, e);
+	b->have_plan = r >= 0;
+	if (r < 0)
+		return r;
+
+	if (incremental) {
+		r = rootcache_get(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
+				  b->parent.blob.size, &b->lower, e);
+		if (r < 0) {
+			if (r == -ECANCELED || proc_cancelled)
+				return r;
+			set_reason(b, "the previous package '%s' is unusable: %s", b->parent.id,
+				   err_msg(e));
+			err_clear(e);
+			incremental = false;
+			/* the interpreter version was chosen for the parent */
+			plan_free(&b->plan);
+			b->have_plan = false;
+			r = plan_make(&b->plan, b->c, &b->meta, NULL, o->interp_version, e);
+			if (r < 0)
+				return r;
+			b->have_plan = true;
+		}
+	}
+	if (!incremental) {
+		b->fresh = true;
+		r = rootcache_get(b->c, b->s, b->image.key, b->image.sha256, b->image.size,
+				  &b->lower, e);
+		if (r < 0)
+			return err_prefix(e, "base image '%s'", b->image.name);
+		blog(b, "base: image %s (%.12s), fresh: %s", b->image.name, b->image.sha256,
+		     b->reason.p);
+	} else {
+		buf_adds(&b->reason, "the current package");
+		blog(b, "base: package %s (%.12s), incremental", b->parent.id, b->parent.blob.sha256);
+	}
+	blog(b, "interpreter: %s %s", b->plan.interp_type,
+	     b->plan.interp_version ? b->plan.interp_version : "(any)");
+	return 0;
+}
+
+static int stage_workspace(struct build *b, struct err *e)
+{
+	_cleanup_free_ char *wsdir = path_join(b->dir, "ws");
+	return workspace_create(&b->ws, wsdir, b->lower.p, e);
+}
+
+static int stage_steps(struct build *b, struct err *e)
+{
+	struct actions_ctx *x = &b->ax;
+	*x = (struct actions_ctx){
+		.cfg = b->c,
+		.plan = &b->plan,
+		.meta = &b->meta,
+		.root = b->ws.root,
+		.tmpdir = b->dir,
+		.mirror = b->mirror.p,
+		.source = b->url.p,
+		.app = b->app,
+		.build_id = b->id,
+		.commit = b->commit.p,
+		.parent_commit = b->fresh ? NULL : b->parent.repo.commit,
+		.fresh = b->fresh,
+		.installed = b->fresh ? NULL : &b->parent.os_packages,
+		.log_fd = b->log_fd,
+		.tee = b->o->tee,
+	};
+	b->ran_steps = true;
+	return actions_run(x, e);
+}
+
+/* The sink of pack_tree: the blob's storage upload. */
+struct upload_sink {
+	struct storage_upload *u;
+	struct err *e;
+};
+
+static int upload_write(void *data, const void *p, size_t n)
+{
+	struct upload_sink *us = data;
+	if (proc_cancelled)
+		return -ECANCELED;
+	return storage_upload_write(us->u, p, n, us->e);
+}
+
+static int stage_pack(struct build *b, struct err *e)
+{
+	_cleanup_free_ char *key = storage_key_package(b->app, b->id, "tar.zst");
+	_cleanup_free_ char *git_dir = NULL;
+	const char *exclude[16];
+	size_t n = 0;
+	struct progress prog = { 0 };
+	int r;
+
+	/* /proc and /sys stay as empty dirs: a root without them cannot be
+	 * entered again (the next build, deploy's exec) */
+	exclude[n++] = "proc/*";
+	exclude[n++] = "sys/*";
+	exclude[n++] = "dev/*";
+	exclude[n++] = "tmp/*";
+	exclude[n++] = "var/tmp/*";
+	exclude[n++] = "var/lib/apt/lists/*";
+	exclude[n++] = "var/cache/apt/*";
+	exclude[n++] = "run/*";
+	if (!b->meta.keep_git) {
+		git_dir = path_join(b->c->apps.home + (b->c->apps.home[0] == '/'), ".git");
+		exclude[n++] = git_dir;
+	}
+	exclude[n] = NULL;
+
+	struct pack_opts po = {
+		.level = b->c->pack.level,
+		.threads = b->c->pack.threads,
+		.mtime_clamp = b->commit_time,
+		.exclude = exclude,
+		.progress = &prog,
+	};
+	struct upload_sink us = { .e = e };
+	r = storage_upload_begin(b->s, key, 0, &us.u, e);
+	if (r < 0)
+		return r;
+	blog(b, "packing into %s/%s", storage_where(b->s), key);
+	progress_begin(&prog, "packing", 0);
+	r = pack_tree(b->ws.root, &po, upload_write, &us, &b->pack, e);
+	progress_end(&prog);
+	if (r >= 0)
+		r = check_cancel(e);
+	if (r < 0) {
+		storage_upload_abort(us.u);
+		if (r == -ECANCELED && !e->code)
+			check_cancel(e);
+		return err_prefix(e, "packing");
+	}
+	r = storage_upload_commit(us.u, e);
+	if (r < 0)
+		return err_prefix(e, "uploading '%s'", key);
+	char sz[32];
+	fmt_bytes(b->pack.size, sz);
+	blog(b, "packed %llu entries, %s, sha256 %s", (unsigned long long)b->pack.entries, sz,
+	     b->pack.sha256);
+	return 0;
+}
+
+static void steps_into(struct package_step **ret, size_t *ret_n, size_t n, const char *const *names,
+		       const double *secs, const char *const *status)
+{
+	struct package_step *v = xcalloc(n ? n : 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		v[i].name = xstrdup(names[i]);
+		v[i].seconds = secs[i];
+		v[i].status = xstrdup(status ? status[i] : "ok");
+	}
+	*ret = v;
+	*ret_n = n;
+}
+
+static void make_manifest(struct build *b, struct package_info *p)
+{
+	char host[256] = "";
+	char created[32];
+
+	p->app = xstrdup(b->app);
+	p->id = xstrdup(b->id);
+	p->parent = b->fresh ? NULL : xstrdup(b->parent.id);
+	p->fresh = b->fresh;
+	p->base.kind = xstrdup(b->fresh ? "image" : "package");
+	p->base.name = xstrdup(b->fresh ? b->image.name : b->parent.id);
+	p->base.sha256 = xstrdup(b->fresh ? b->image.sha256 : b->parent.blob.sha256);
+	p->base.reason = xstrdup(b->reason.p);
+	p->image.name = xstrdup(b->image.name);
+	p->image.sha256 = xstrdup(b->image.sha256);
+	p->repo.url = xstrdup(b->url.p);
+	p->repo.ref = xstrdup(b->refname.p);
+	p->repo.commit = xstrdup(b->commit.p);
+	p->repo.commit_time = b->commit_time;
+	p->interp.type = xstrdup(b->plan.interp_type);
+	p->interp.version = b->plan.interp_version ? xstrdup(b->plan.interp_version) : NULL;
+	p->blob.key = storage_key_package(b->app, b->id, "tar.zst");
+	memcpy(p->blob.sha256, b->pack.sha256, sizeof(p->blob.sha256));
+	p->blob.size = b->pack.size;
+	if (!b->fresh)
+		strv_copy(&p->os_packages, &b->parent.os_packages);
+	for (size_t i = 0; i < b->plan.packages.n; i++)
+		if (!strv_contains(&p->os_packages, b->plan.packages.v[i]))
+			strv_push(&p->os_packages, b->plan.packages.v[i]);
+	strv_sort(&p->os_packages);
+	char hex[65];
+	sha256_hex(b->cfgtext.p, b->cfgtext.len, hex);
+	p->metadata_sha256 = xstrdup(hex);
+	p->app_home = xstrdup(b->c->apps.home);
+	p->uid = b->c->apps.uid;
+	p->gid = b->c->apps.gid;
+	p->keep_git = b->meta.keep_git;
+	strv_copy(&p->deploy.shared, &b->meta.deploy.shared);
+	strv_copy(&p->deploy.hooks_pre, &b->meta.deploy.hooks_pre);
+	strv_copy(&p->deploy.hooks_post, &b->meta.deploy.hooks_post);
+	p->deploy.keep = b->meta.deploy.keep;
+	gethostname(host, sizeof(host) - 1);
+	p->builder = xstrdup(host);
+
+	const char *names[STEP__COUNT], *status[STEP__COUNT];
+	double secs[STEP__COUNT];
+	for (int s = 0; s < STEP__COUNT; s++) {
+		names[s] = step_name((enum step)s);
+		secs[s] = b->ax.steps[s].seconds;
+		status[s] = step_status_name(b->ax.steps[s].status);
+	}
+	steps_into(&p->steps, &p->n_steps, STEP__COUNT, names, secs, status);
+
+	const char *snames[ST__COUNT + 1];
+	double ssecs[ST__COUNT + 1];
+	size_t n = 0;
+	for (int s = 0; s < ST__COUNT; s++) {
+		if (!b->stage_done[s])
+			continue;
+		snames[n] = stage_names[s];
+		ssecs[n++] = b->stage_s[s];
+	}
+	steps_into(&p->stages, &p->n_stages, n, snames, ssecs, NULL);
+	time_iso8601(now_unix(), created);
+	p->created = xstrdup(created);
+}
+
+/* Manifest (the commit marker), then current, then the log. A failure
+ * before current is written takes back what was written. */
+static int stage_publish(struct build *b, struct err *e)
+{
+	_cleanup_free_ char *mkey = storage_key_package(b->app, b->id, "json");
+	_cleanup_free_ char *bkey = storage_key_package(b->app, b->id, "tar.zst");
+	_cleanup_free_ char *ckey = storage_key_current(b->app);
+	_cleanup_buf_ struct buf json = BUF_INIT;
+	_cleanup_err_ struct err ig = ERR_INIT;
+	struct package_info p = { 0 };
+	int r;
+
+	make_manifest(b, &p);
+	package_manifest_json(&p, &json);
+	package_info_free(&p);
+
+	r = check_cancel(e);
+	if (r >= 0)
+		r = storage_put_buf(b->s, mkey, json.p, json.len, e);
+	if (r < 0) {
+		storage_delete(b->s, bkey, &ig);
+		return err_prefix(e, "storing the manifest '%s'", mkey);
+	}
+	_cleanup_free_ char *cur = xasprintf("%s\n", b->id);
+	r = check_cancel(e);
+	if (r >= 0)
+		r = storage_put_buf(b->s, ckey, cur, strlen(cur), e);
+	if (r < 0) {
+		storage_delete(b->s, mkey, &ig);
+		storage_delete(b->s, bkey, &ig);
+		return err_prefix(e, "storing '%s'", ckey);
+	}
+	return 0;
+}
+
+/* The log goes last: by then the package is published, so a failure here
+ * is only a warning. */
+static void publish_log(struct build *b)
+{
+	_cleanup_free_ char *lkey = storage_key_log(b->app, b->id);
+	_cleanup_err_ struct err e = ERR_INIT;
+	if (storage_put_file(b->s, lkey, b->log_path, &e) < 0)
+		log_warn("cannot store the build log '%s': %s", lkey, err_msg(&e));
+}
+
+/* ------------------------------------------------------------ the build */
+
+static void build_free(struct build *b)
+{
+	if (b->ws.dir) {
+		_cleanup_err_ struct err e = ERR_INIT;
+		if (workspace_destroy(&b->ws, &e) < 0)
+			log_warn("%s", err_msg(&e));
+	}
+	free(b->ws.dir);
+	free(b->ws.root);
+	free(b->ws.upper);
+	if (b->log_fd >= 0)
+		close(b->log_fd);
+	if (b->dir) {
+		_cleanup_err_ struct err e = ERR_INIT;
+		if (fs_rm_rf(b->dir, &e) < 0)
+			log_warn("cannot remove the work dir: %s", err_msg(&e));
+	}
+	free(b->app);
+	free(b->id);
+	free(b->dir);
+	free(b->log_path);
+	buf_free(&b->url);
+	buf_free(&b->mirror);
+	buf_free(&b->commit);
+	buf_free(&b->refname);
+	buf_free(&b->cfgtext);
+	buf_free(&b->reason);
+	buf_free(&b->lower);
+	if (b->have_meta)
+		metadata_free(&b->meta);
+	if (b->have_plan)
+		plan_free(&b->plan);
+	if (b->have_image)
+		image_info_free(&b->image);
+	package_info_free(&b->parent);
+}
+
+static int build_stages(struct build *b, struct err *e)
+{
+	static int (*const fns[ST__COUNT])(struct build *, struct err *) = {
+		stage_fetch, stage_base, stage_workspace, stage_steps, stage_pack, stage_publish,
+	};
+	for (int s = 0; s < ST__COUNT; s++) {
+		uint64_t t0 = now_ms();
+		int r = check_cancel(e);
+		if (r >= 0)
+			r = fns[s](b, e);
+		if (r < 0) {
+			if (proc_cancelled && r != -ECANCELED) {
+				err_clear(e);
+				r = check_cancel(e);
+			}
+			return r;
+		}
+		stage_end(b, (enum stage)s, t0);
+	}
+	return 0;
+}
+
+int build_run(const struct config *c, struct storage *s, const struct build_opts *o,
+	      struct build_result *ret, struct err *e)
+{
+	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .url = BUF_INIT,
+			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
+			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lower = BUF_INIT };
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
+			 old_int;
+	_cleanup_close_ int lock = -1;
+	_cleanup_free_ char *lockp = NULL;
+	int r;
+
+	b.t_start = now_ms();
+	if (o->app) {
+		if (!app_name_ok(o->app))
+			return err_set(e, -EINVAL, "invalid app name '%s'", o->app);
+		b.app = xstrdup(o->app);
+	} else {
+		_cleanup_buf_ struct buf name = BUF_INIT;
+		r = git_source_app(o->source, &name, e);
+		if (r < 0)
+			return r;
+		b.app = buf_detach(&name);
+	}
+	if (o->build_id && (!path_component_ok(o->build_id) || strchr(o->build_id, '.') ||
+			    strlen(o->build_id) > 64)) {
+		free(b.app);
+		return err_set(e, -EINVAL, "invalid build id '%s'", o->build_id);
+	}
+	b.id = o->build_id ? xstrdup(o->build_id) : id_new();
+
+	build_signal = 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGINT, &sa, &old_int);
+
+	/* the overlay (and every mount of the build) lives and dies with
+	 * this process's private mount namespace */
+	r = sandbox_private_mounts(e);
+	if (r < 0)
+		goto out;
+	r = fs_mkdir_p(c->paths.workdir, 0700);
+	if (r < 0) {
+		err_set(e, r, "cannot create '%s': %s", c->paths.workdir, strerror(-r));
+		goto out;
+	}
+	lockp = xasprintf("%s/%s.lock", c->paths.workdir, b.app);
+	lock = lock_file(lockp, true, e);
+	if (lock < 0) {
+		r = lock;
+		goto out;
+	}
+	remove_stale_dirs(&b);
+	b.dir = xasprintf("%s/%s-%s", c->paths.workdir, b.app, b.id);
+	if (mkdir(b.dir, 0700) < 0) {
+		r = err_set(e, -errno, "cannot create '%s': %s", b.dir, strerror(errno));
+		free(b.dir);
+		b.dir = NULL;
+		goto out;
+	}
+	b.log_path = path_join(b.dir, "build.log");
+	b.log_fd = open(b.log_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND, 0600);
+	if (b.log_fd < 0) {
+		r = err_set(e, -errno, "cannot create '%s': %s", b.log_path, strerror(errno));
+		goto out;
+	}
+	blog(&b, "upaas build %s of app %s from %s", b.id, b.app, o->source);
+
+	r = build_stages(&b, e);
+	if (r < 0) {
+		if (b.ran_steps && b.ax.failed >= 0 && ret)
+			ret->failed_step = xstrdup(step_name((enum step)b.ax.failed));
+		blog(&b, "build failed: %s", err_msg(e));
+		/* the tail says why; a cancel or a config problem needs none */
+		if (b.ran_steps && b.ax.failed >= 0 && r != -ECANCELED)
+			err_add_log_tail(&b, e);
+		log_forward(&b);
+		goto out;
+	}
+	blog(&b, "build %s of %s done in %.2f s: %s package, sha256 %s", b.id, b.app,
+	     (double)(now_ms() - b.t_start) / 1000.0, b.fresh ? "fresh" : "incremental",
+	     b.pack.sha256);
+	log_forward(&b);
+	publish_log(&b);
+
+	if (ret) {
+		ret->app = xstrdup(b.app);
+		ret->id = xstrdup(b.id);
+		ret->commit = xstrdup(b.commit.p);
+		ret->fresh = b.fresh;
+		ret->base_reason = xstrdup(b.reason.p);
+		memcpy(ret->sha256, b.pack.sha256, sizeof(ret->sha256));
+		ret->size = b.pack.size;
+	}
+	r = 0;
+out:
+	build_free(&b);
+	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGINT, &old_int, NULL);
+	return r;
+}
+
+void build_result_free(struct build_result *r)
+{
+	if (!r)
+		return;
+	free(r->app);
+	free(r->id);
+	free(r->commit);
+	free(r->base_reason);
+	free(r->failed_step);
+	memset(r, 0, sizeof(*r));
+}

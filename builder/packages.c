@@ -1,0 +1,211 @@
+/*
+ * builder/packages.c - stored packages: load a manifest, the current id,
+ * list, verified download, prune. See the packages section of builder.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "builder/builder.h"
+
+#define MANIFEST_MAX ((size_t)1 << 20)
+
+int package_load(struct storage *s, const char *app, const char *id, struct package_info *ret,
+		 struct err *e)
+{
+	if (!app_name_ok(app))
+		return err_set(e, -EINVAL, "invalid app name '%s'", app);
+	if (!path_component_ok(id) || strchr(id, '.'))
+		return err_set(e, -EINVAL, "invalid package id '%s'", id);
+	_cleanup_free_ char *key = storage_key_package(app, id, "json");
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	int r = storage_get_buf(s, key, &text, MANIFEST_MAX, e);
+	if (r == -ENOENT) {
+		err_clear(e);
+		return err_set(e, -ENOENT, "no package '%s' of app '%s'", id, app);
+	}
+	if (r < 0)
+		return r;
+	struct package_info p = { 0 };
+	r = package_manifest_parse(&p, text.p, e);
+	if (r < 0)
+		return err_prefix(e, "bad manifest '%s'", key);
+	if (strcmp(p.app, app) || strcmp(p.id, id)) {
+		package_info_free(&p);
+		return err_set(e, -EINVAL, "manifest '%s' names another package", key);
+	}
+	*ret = p;
+	return 0;
+}
+
+int package_current(struct storage *s, const char *app, struct buf *ret_id, struct err *e)
+{
+	_cleanup_free_ char *key = storage_key_current(app);
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	int r = storage_get_buf(s, key, &b, 256, e);
+	if (r < 0)
+		return r;
+	buf_rtrim(&b);
+	if (!path_component_ok(b.p) || strchr(b.p, '.'))
+		return err_set(e, -EINVAL, "'%s' holds a bad package id", key);
+	buf_reset(ret_id);
+	buf_adds(ret_id, b.p);
+	return 0;
+}
+
+int packages_list(struct storage *s, const char *app, struct strv *ids, struct err *e)
+{
+	if (!app_name_ok(app))
+		return err_set(e, -EINVAL, "invalid app name '%s'", app);
+	_cleanup_free_ char *prefix = xasprintf("packages/%s/", app);
+	_cleanup_strv_ struct strv keys = STRV_INIT;
+	int r = storage_list_keys(s, prefix, &keys, e);
+	if (r < 0)
+		return r;
+	size_t plen = strlen(prefix);
+	for (size_t i = 0; i < keys.n; i++) {
+		const char *k = keys.v[i];
+		/* storage_list_keys may give full keys or names below prefix */
+		if (!strncmp(k, prefix, plen))
+			k += plen;
+		size_t n = strlen(k);
+		if (n > 5 && !strcmp(k + n - 5, ".json") && !strchr(k, '/'))
+			strv_push_take(ids, xstrndup(k, n - 5));
+	}
+	strv_sort(ids);   /* ids sort by time */
+	return 0;
+}
+
+/* ------------------------------------------------------------ fetch */
+
+struct fetch_sink {
+	struct sha256 h;
+	uint64_t size;
+	uint64_t max;
+	int fd;
+};
+
+static int fetch_write(void *data, const void *p, size_t n)
+{
+	struct fetch_sink *f = data;
+	f->size += n;
+	if (f->size > f->max)
+		return -EFBIG;
+	sha256_update(&f->h, p, n);
+	if (f->fd >= 0)
+		return fs_write_all(f->fd, p, n);
+	return 0;
+}
+
+int package_fetch(struct storage *s, const struct package_info *p, const char *path,
+		  struct err *e)
+{
+	struct fetch_sink f = { .fd = -1, .max = p->blob.size };
+	_cleanup_free_ char *tmp = NULL;
+	int r;
+
+	if (path) {
+		tmp = xasprintf("%s.tmp.XXXXXX", path);
+		f.fd = mkostemp(tmp, O_CLOEXEC);
+		if (f.fd < 0)
+			return err_set(e, -errno, "cannot create '%s': %s", tmp, strerror(errno));
+	}
+	r = sha256_init(&f.h);
+	if (r < 0) {
+		err_set(e, r, "cannot start sha256");
+		goto out;
+	}
+	r = storage_get(s, p->blob.key, fetch_write, &f, e);
+	char hex[65];
+	sha256_final(&f.h, hex);
+	if (r == -EFBIG) {
+		err_clear(e);
+		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' is larger than "
+			    "the %llu bytes of its manifest", p->app, p->id, p->blob.key,
+			    (unsigned long long)p->blob.size);
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	if (f.size != p->blob.size) {
+		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' has %llu bytes, "
+			    "the manifest says %llu", p->app, p->id, p->blob.key,
+			    (unsigned long long)f.size, (unsigned long long)p->blob.size);
+		goto out;
+	}
+	if (strcmp(hex, p->blob.sha256)) {
+		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' has sha256 %s, "
+			    "the manifest says %s", p->app, p->id, p->blob.key, hex,
+			    p->blob.sha256);
+		goto out;
+	}
+	if (path) {
+		if (fsync(f.fd) < 0 || close(f.fd) < 0) {
+			f.fd = -1;
+			r = err_set(e, -errno, "cannot write '%s': %s", tmp, strerror(errno));
+			goto out;
+		}
+		f.fd = -1;
+		if (rename(tmp, path) < 0) {
+			r = err_set(e, -errno, "cannot rename '%s' to '%s': %s", tmp, path,
+				    strerror(errno));
+			goto out;
+		}
+		free(tmp);
+		tmp = NULL;
+	}
+	r = 0;
+out:
+	if (f.fd >= 0)
+		close(f.fd);
+	if (tmp)
+		unlink(tmp);
+	return r;
+}
+
+/* ------------------------------------------------------------ prune */
+
+int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,
+		   struct err *e)
+{
+	_cleanup_strv_ struct strv ids = STRV_INIT;
+	_cleanup_buf_ struct buf cur = BUF_INIT;
+	int r;
+
+	if (keep < 1)
+		keep = 1;
+	r = packages_list(s, app, &ids, e);
+	if (r < 0)
+		return r;
+	r = package_current(s, app, &cur, e);
+	if (r == -ENOENT) {
+		err_clear(e);
+	} else if (r < 0) {
+		/* without knowing current, deleting anything could remove it */
+		return err_prefix(e, "not pruning '%s'", app);
+	}
+	if (ids.n <= (size_t)keep)
+		return 0;
+	for (size_t i = 0; i + (size_t)keep < ids.n; i++) {
+		const char *id = ids.v[i];
+		if (cur.len && !strcmp(id, cur.p))
+			continue;
+		/* the manifest is the commit marker: once it is gone, the package
+		 * is gone, and a crash before the blob is deleted leaves only an
+		 * unreferenced blob behind */
+		_cleanup_free_ char *mkey = storage_key_package(app, id, "json");
+		_cleanup_free_ char *bkey = storage_key_package(app, id, "tar.zst");
+		_cleanup_free_ char *lkey = storage_key_log(app, id);
+		r = storage_delete(s, mkey, e);
+		if (r >= 0)
+			r = storage_delete(s, bkey, e);
+		if (r >= 0)
+			r = storage_delete(s, lkey, e);
+		if (r < 0)
+			return err_prefix(e, "cannot prune %s/%s", app, id);
+		if (ret_removed)
+			strv_push(ret_removed, id);
+	}
+	return 0;
+}

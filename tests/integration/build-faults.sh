@@ -1,0 +1,195 @@
+#!/bin/bash
+# tests/integration/build-faults.sh - faults and hostile input during a
+# build: a failing and a timed-out action, SIGKILL and SIGTERM mid-step, a
+# failed storage write, metadata that tries to write outside the chroot, a
+# symlink pointing out, a package name with shell syntax, a daemon left
+# running, a fork bomb. After each: nothing visible in storage, current
+# unchanged, no mount left, the next build works.
+. "$UPAAS_SRCDIR/tests/lib.sh"
+
+t_image || t_bail "cannot create the base image"
+
+# A light interpreter with no packages keeps these builds quick.
+CFG_EXTRA='interpreters = { shell = { any = { packages = []; }; }; };
+limits = { nproc = 64; };'
+t_write_config "$CFG_EXTRA"
+
+APP=faults-$(printf '%s' "${T_ROOT##*.}" | tr 'A-Z' 'a-z')
+ST=$UPAAS_TEST_SHARED/storage
+SRC=$T_ROOT/src
+mkdir -p "$SRC"
+git -C "$SRC" init -q -b main
+echo 'print("hi")' >"$SRC/app.sh"
+
+# meta TEXT: commits a .upaas.cfg with TEXT after the interpreter line.
+meta() {
+	printf 'interpreter = { type = "shell"; };\n%s\n' "$1" >"$SRC/.upaas.cfg"
+	git -C "$SRC" add -A
+	git -C "$SRC" -c user.name=t -c user.email=t@l commit -qm "meta" --allow-empty
+}
+build() { "$UPAAS" build --app "$APP" "$@" "$SRC"; }
+current() { cat "$ST/apps/$APP/current" 2>/dev/null; }
+manifests() { ls "$ST/packages/$APP" 2>/dev/null | grep -c '\.json$'; }
+workdirs() { ls "$T_ROOT/work" 2>/dev/null | grep -v '\.lock$'; }
+# files in packages/<app> other than a manifest and its blob
+stray() {
+	local f
+	for f in $(ls -A "$ST/packages/$APP"); do
+		case $f in
+		*.json) ;;
+		*.tar.zst) [ -e "$ST/packages/$APP/${f%.tar.zst}.json" ] || echo "$f" ;;
+		*) echo "$f" ;;
+		esac
+	done
+}
+# after_fault DESC: the invariants after a failed build
+after_fault() {
+	t_is "$1: current unchanged" "$(current)" "$GOOD"
+	t_is "$1: no new manifest" "$(manifests)" "$NGOOD"
+	t_is "$1: no blob without manifest, no temp file" "$(stray)" ""
+	t_is "$1: no mount left" "$(t_mounts_below "$T_ROOT")" ""
+}
+# wait_step STEP: until a running build logs the start of STEP
+wait_step() {
+	for _ in $(seq 1 300); do
+		grep -qs "==> step $1" "$T_ROOT"/work/"$APP"-*/build.log && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+meta 'actions = { main = "echo main ran"; };'
+GOOD=$(build 2>"$T_ROOT/good.err")
+t_is "a good build" "$?" 0
+[ -n "$GOOD" ] || { cat "$T_ROOT/good.err" >&2; t_bail "the first build failed"; }
+NGOOD=$(manifests)
+
+# ------------------------------------------------------------ failing action
+meta 'actions = { main = [ "echo output before the failure", "exit 3" ]; };'
+OUT=$(build 2>&1)
+t_is "failing action: exit status 1" "$?" 1
+t_match "failing action: names the step and status" "$OUT" "step 'main' failed: command 'exit 3' exited with status 3"
+t_match "failing action: shows the log tail" "$OUT" "output before the failure"
+after_fault "failing action"
+t_is "failing action: work dir removed" "$(workdirs)" ""
+
+# ------------------------------------------------------------- timed out
+t_write_config "$CFG_EXTRA
+commands = { timeout = 3; };"
+meta 'actions = { main = "sleep 60"; };'
+T0=$(date +%s)
+OUT=$(build 2>&1)
+t_is "timed-out action: exit status 1" "$?" 1
+t_match "timed-out action: says so" "$OUT" "step 'main' failed: .*timed out after 3 s"
+t_ok "timed-out action: killed in time" test $(($(date +%s) - T0)) -lt 30
+after_fault "timed-out action"
+t_write_config "$CFG_EXTRA"
+
+# --------------------------------------------------------- SIGKILL mid-step
+meta 'actions = { main = "sleep 120"; };'
+# exec: $! must be upaas itself, not a subshell around it
+(exec "$UPAAS" build --app "$APP" "$SRC" >/dev/null 2>&1) &
+PID=$!
+t_ok "SIGKILL: the build reaches main" wait_step main
+kill -KILL $PID
+wait $PID 2>/dev/null
+sleep 0.5
+after_fault "SIGKILL"
+t_is "SIGKILL: the sandbox died with upaas" "$(pgrep -f '^sleep 120$' | head -1)" ""
+t_ok "SIGKILL: a stale work dir is left" test -n "$(workdirs)"
+meta 'actions = { main = "echo recovered"; };'
+ID=$(build 2>"$T_ROOT/next.err")
+t_is "SIGKILL: the next build works" "$?" 0
+t_is "SIGKILL: the next build removed the stale work dir" "$(workdirs)" ""
+GOOD=$ID
+NGOOD=$(manifests)
+
+# --------------------------------------------------------- SIGTERM mid-step
+meta 'actions = { main = "sleep 120"; };'
+(exec "$UPAAS" build --app "$APP" "$SRC" >"$T_ROOT/term.out" 2>&1) &
+PID=$!
+t_ok "SIGTERM: the build reaches main" wait_step main
+T0=$(date +%s)
+kill -TERM $PID
+wait $PID
+t_is "SIGTERM: upaas fails" "$?" 1
+t_ok "SIGTERM: upaas stops promptly" test $(($(date +%s) - T0)) -lt 10
+t_match "SIGTERM: says it was interrupted" "$(cat "$T_ROOT/term.out")" "interrupted by SIGTERM|cancel"
+after_fault "SIGTERM"
+t_is "SIGTERM: work dir removed" "$(workdirs)" ""
+t_is "SIGTERM: the sandbox is gone" "$(pgrep -f '^sleep 120$' | head -1)" ""
+
+# ----------------------------------------------------- failed storage write
+meta 'actions = { main = "echo storage"; };'
+# packages/<app> becomes a 1 MiB tmpfs holding only the manifests
+mv "$ST/packages/$APP" "$T_ROOT/aside"
+mkdir "$ST/packages/$APP"
+trap 'rc=$?; umount "$ST/packages/$APP" 2>/dev/null; (exit $rc); t_cleanup' EXIT
+mount -t tmpfs -o size=1m tmpfs "$ST/packages/$APP"
+cp "$T_ROOT/aside"/*.json "$ST/packages/$APP/"
+OUT=$(build 2>&1)
+t_is "full storage: exit status 1" "$?" 1
+t_match "full storage: says why" "$OUT" "[Nn]o space left on device"
+t_is "full storage: current unchanged" "$(current)" "$GOOD"
+t_is "full storage: no new manifest" "$(ls "$ST/packages/$APP" | grep -c '\.json$')" "$NGOOD"
+t_is "full storage: no partial blob" "$(ls -A "$ST/packages/$APP" | grep -v '\.json$')" ""
+umount "$ST/packages/$APP"
+rmdir "$ST/packages/$APP"
+mv "$T_ROOT/aside" "$ST/packages/$APP"
+t_is "full storage: no mount left" "$(t_mounts_below "$T_ROOT")$(t_mounts_below "$ST")" ""
+ID=$(build 2>"$T_ROOT/next.err")
+t_is "full storage: the next build works" "$?" 0
+GOOD=$ID
+NGOOD=$(manifests)
+
+# ------------------------------------------------------------ hostile input
+meta 'files = ( { path = "/../../etc/upaas-evil"; content = "x"; } );'
+OUT=$(build 2>&1)
+t_is "file outside the chroot: refused" "$?" 1
+t_match "file outside the chroot: says why" "$OUT" "upaas-evil"
+t_ok "file outside the chroot: host untouched" test ! -e /etc/upaas-evil
+after_fault "file outside the chroot"
+
+# a symlink in the repo pointing at the host's /etc, then a file through it
+ln -s /etc "$SRC/evil"
+meta "files = ( { path = \"/home/app/evil/upaas-evil-$APP\"; content = \"x\"; } );"
+ID=$(build 2>"$T_ROOT/sym.err")
+t_is "symlink out: the build succeeds, contained" "$?" 0
+t_ok "symlink out: host /etc untouched" test ! -e "/etc/upaas-evil-$APP"
+"$UPAAS" package get "$APP" "$ID" "$T_ROOT/sym.tar.zst" >/dev/null 2>&1
+t_match "symlink out: the file landed in the chroot's /etc" \
+	"$(tar --zstd -tf "$T_ROOT/sym.tar.zst" 2>/dev/null | grep "upaas-evil")" "^\.?/?etc/upaas-evil-$APP"
+rm -f "$T_ROOT/sym.tar.zst" "$SRC/evil"
+GOOD=$ID
+NGOOD=$(manifests)
+
+meta 'os = { packages = [ "foo; rm -rf /" ]; };'
+OUT=$(build 2>&1)
+t_is "package name with ';': refused" "$?" 1
+t_match "package name with ';': names it" "$OUT" "foo; rm -rf /"
+after_fault "package name with ';'"
+
+meta 'actions = { after = [ "sleep 1001 &", "setsid sleep 1002 >/dev/null 2>&1 < /dev/null &" ]; };'
+ID=$(build 2>"$T_ROOT/daemon.err")
+t_is "daemon left running: the build finishes" "$?" 0
+t_is "daemon left running: killed with the sandbox" "$(pgrep -f '^sleep 100[12]$' | head -1)" ""
+GOOD=$ID
+NGOOD=$(manifests)
+
+t_write_config "$CFG_EXTRA
+commands = { timeout = 15; };"
+meta 'actions = { main = "b() { b | b & }; b; sleep 5"; };'
+T0=$(date +%s)
+build >"$T_ROOT/bomb.out" 2>&1
+RC=$?
+t_ok "fork bomb: contained in time" test $(($(date +%s) - T0)) -lt 60
+t_ok "fork bomb: host still forks" /bin/true
+t_is "fork bomb: no mount left" "$(t_mounts_below "$T_ROOT")" ""
+[ $RC -ne 0 ] && t_is "fork bomb: current unchanged" "$(current)" "$GOOD"
+t_write_config "$CFG_EXTRA"
+
+meta 'actions = { main = "echo final"; };'
+t_ok "a good build at the end" build
+
+rm -rf "$ST/packages/$APP" "$ST/apps/$APP" "$ST/logs/$APP" "$UPAAS_TEST_SHARED/cache/git/$APP".*
+t_done

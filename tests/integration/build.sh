@@ -1,0 +1,137 @@
+#!/bin/bash
+# tests/integration/build.sh - upaas build and upaas package, for real:
+# the example Flask app from a git repository, fresh, incremental, fresh
+# again; the package contents; list/show/verify/get/prune.
+. "$UPAAS_SRCDIR/tests/lib.sh"
+
+t_image || t_bail "cannot create the base image"
+
+APP=pyflask-$(printf '%s' "${T_ROOT##*.}" | tr 'A-Z' 'a-z')
+SRC=$T_ROOT/src
+git_c() { git -C "$SRC" -c user.name=t -c user.email=t@localhost "$@"; }
+cp -a "$UPAAS_SRCDIR/examples/python-flask" "$SRC"
+echo "this file is removed by the second commit" >"$SRC/removeme.txt"
+git -C "$SRC" init -q -b main
+git -C "$SRC" add -A
+git_c commit -qm one
+C1=$(git -C "$SRC" rev-parse HEAD)
+
+# Extracts package ID into dir $2.
+extract() {
+	rm -rf "$2"; mkdir -p "$2"
+	"$UPAAS" package get "$APP" "$1" "$T_ROOT/pkg.tar.zst" &&
+		tar --zstd -xpf "$T_ROOT/pkg.tar.zst" -C "$2" && rm -f "$T_ROOT/pkg.tar.zst"
+}
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin)
+for k in sys.argv[1].split("."): d = d[k]
+print(json.dumps(d) if isinstance(d, (dict, list, bool)) or d is None else d)' "$1"; }
+
+# ---------------------------------------------------------------- fresh
+ID1=$("$UPAAS" build --app "$APP" "$SRC" 2>"$T_ROOT/build1.err")
+t_is "fresh build succeeds" "$?" 0
+[ -n "$ID1" ] || { cat "$T_ROOT/build1.err" >&2; t_bail "no package id"; }
+t_match "progress names the steps" "$(cat "$T_ROOT/build1.err")" "step main +ok"
+M1=$("$UPAAS" package show --json "$APP" "$ID1")
+t_is "first build is fresh" "$(jget fresh <<<"$M1")" true
+t_match "manifest says why" "$(jget base.reason <<<"$M1")" "first build"
+t_is "manifest records the commit" "$(jget repository.commit <<<"$M1")" "$C1"
+t_is "manifest records the interpreter" "$(jget interpreter.type <<<"$M1")" python
+t_is "current names the package" "$(cat "$UPAAS_TEST_SHARED/storage/apps/$APP/current")" "$ID1"
+t_ok "the build log is stored" test -s "$UPAAS_TEST_SHARED/storage/logs/$APP/$ID1.log"
+
+X=$T_ROOT/x1
+t_ok "package get + extract" extract "$ID1" "$X"
+t_is "app at the right commit (UPAAS_COMMIT)" "$(cat "$X/home/app/.upaas-commit")" "$C1"
+t_is "UPAAS_FRESH_PACKAGE=true" "$(cat "$X/home/app/.upaas-fresh")" true
+t_ok "app code checked out" cmp "$SRC/app.py" "$X/home/app/app.py"
+t_ok "python3 and flask work in the package" chroot "$X" python3 -c 'import flask'
+t_is "/home/app owned by the app uid" "$(stat -c %u:%g "$X/home/app")" 1000:1000
+t_is "app files owned by the app uid" "$(stat -c %u "$X/home/app/app.py")" 1000
+t_is "the app user exists" "$(chroot "$X" id -u app)" 1000
+t_is "metadata files written" "$(cat "$X/etc/python-flask/app.ini")" "[server]
+port = 8000"
+t_ok "no .git in the package" test ! -e "$X/home/app/.git"
+for d in proc sys dev tmp var/tmp var/lib/apt/lists var/cache/apt run; do
+	t_is "/$d is empty" "$(find "$X/$d" -mindepth 1 -maxdepth 1 2>/dev/null | head -3)" ""
+done
+t_ok "package verify" "$UPAAS" package verify "$APP" "$ID1"
+
+# ---------------------------------------------------------- incremental
+git_c rm -q removeme.txt
+echo "# changed" >>"$SRC/app.py"
+git_c commit -qam two
+C2=$(git -C "$SRC" rev-parse HEAD)
+ID2=$("$UPAAS" build --app "$APP" "$SRC" 2>"$T_ROOT/build2.err")
+t_is "incremental build succeeds" "$?" 0
+[ -n "$ID2" ] || cat "$T_ROOT/build2.err" >&2
+M2=$("$UPAAS" package show --json "$APP" "$ID2")
+t_is "second build is incremental" "$(jget fresh <<<"$M2")" false
+t_is "its parent is the first package" "$(jget parent <<<"$M2")" "$ID1"
+t_is "its base is the first package" "$(jget base.kind <<<"$M2") $(jget base.name <<<"$M2")" \
+	"package $ID1"
+t_is "os packages step skipped (already installed)" \
+	"$(python3 -c 'import json,sys; print([s["status"] for s in json.load(sys.stdin)["steps"] if s["name"]=="os packages"][0])' <<<"$M2")" skipped
+X=$T_ROOT/x2
+t_ok "extract the incremental package" extract "$ID2" "$X"
+t_is "app at the new commit" "$(cat "$X/home/app/.upaas-commit")" "$C2"
+t_is "UPAAS_FRESH_PACKAGE=false" "$(cat "$X/home/app/.upaas-fresh")" false
+t_is "the previous build's artifact survives" "$(wc -l <"$X/home/app/build-history.txt")" 2
+t_ok "a file removed from the repo is gone" test ! -e "$X/home/app/removeme.txt"
+t_ok "a changed file is updated" cmp "$SRC/app.py" "$X/home/app/app.py"
+t_is "current names the incremental package" "$("$UPAAS" package show "$APP" current | head -1)" \
+	"package      $APP/$ID2"
+
+# ---------------------------------------------------------- fresh again
+ID3=$("$UPAAS" build --fresh --app "$APP" "$SRC" 2>"$T_ROOT/build3.err")
+t_is "--fresh build succeeds" "$?" 0
+M3=$("$UPAAS" package show --json "$APP" "$ID3")
+t_is "--fresh gives a fresh package" "$(jget fresh <<<"$M3")" true
+t_match "--fresh reason" "$(jget base.reason <<<"$M3")" "--fresh"
+X=$T_ROOT/x3
+t_ok "extract the fresh package" extract "$ID3" "$X"
+t_is "a fresh package starts a new history" "$(wc -l <"$X/home/app/build-history.txt")" 1
+rm -rf "$T_ROOT/x1" "$T_ROOT/x2" "$T_ROOT/x3"
+
+# ------------------------------------------------------------- packages
+LIST=$("$UPAAS" package list "$APP")
+t_match "list shows the first" "$LIST" "$ID1 +fresh"
+t_match "list shows the second" "$LIST" "$ID2 +incremental"
+t_match "list marks current" "$LIST" "^\* $ID3"
+t_is "list --json" "$("$UPAAS" package list --json "$APP" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 3
+t_match "show is for humans" "$("$UPAAS" package show "$APP" "$ID2")" "incremental: the current package"
+t_fail "verify of a missing package fails" "$UPAAS" package verify "$APP" 20000101T000000Z-0000000
+
+# a corrupt blob: verify and get refuse it, get leaves no file behind
+B=$UPAAS_TEST_SHARED/storage/packages/$APP/$ID1.tar.zst
+printf 'x' | dd of="$B" bs=1 seek=1000 conv=notrunc status=none
+OUT=$("$UPAAS" package verify "$APP" "$ID1" 2>&1)
+t_is "verify of a corrupt blob exits 1" "$?" 1
+t_match "verify says it is corrupt" "$OUT" "corrupt.*sha256"
+t_fail "get of a corrupt blob fails" "$UPAAS" package get "$APP" "$ID1" "$T_ROOT/bad.tar.zst"
+t_ok "nothing written by a failed get" test -z "$(ls "$T_ROOT" | grep bad.tar.zst)"
+
+t_ok "prune --keep 1" "$UPAAS" package prune --keep 1 "$APP"
+t_is "prune keeps the newest (current)" "$("$UPAAS" package list --json "$APP" | python3 -c 'import json,sys; print(" ".join(p["id"] for p in json.load(sys.stdin)))')" "$ID3"
+t_ok "pruned blobs are gone" test ! -e "$B"
+
+# ------------------------------------------------------------- bad input
+mkdir "$T_ROOT/nocfg"
+git -C "$T_ROOT/nocfg" init -q -b main
+echo hi >"$T_ROOT/nocfg/x"
+git -C "$T_ROOT/nocfg" add x
+git -C "$T_ROOT/nocfg" -c user.name=t -c user.email=t@l commit -qm x
+OUT=$("$UPAAS" build --app "$APP-nocfg" "$T_ROOT/nocfg" 2>&1)
+t_match "a repo without .upaas.cfg is refused" "$OUT" "no \.upaas\.cfg in '.*nocfg' at [0-9a-f]{12}"
+OUT=$("$UPAAS" build --app "$APP" --ref no-such-branch "$SRC" 2>&1)
+t_match "an unknown ref is refused" "$OUT" "ref 'no-such-branch' not found"
+OUT=$("$UPAAS" build no-such-app-name 2>&1)
+t_match "an unknown source is refused" "$OUT" "unknown app 'no-such-app-name'"
+t_is "current unchanged by failed builds" "$(cat "$UPAAS_TEST_SHARED/storage/apps/$APP/current")" "$ID3"
+t_is "no work dir left behind" "$(ls "$T_ROOT/work" | grep -v '\.lock$')" ""
+t_is "no mount left behind" "$(t_mounts_below "$T_ROOT")" ""
+
+# cleanup of the shared storage
+"$UPAAS" package prune --keep 1 "$APP" >/dev/null
+rm -rf "$UPAAS_TEST_SHARED/storage/packages/$APP" "$UPAAS_TEST_SHARED/storage/apps/$APP" \
+	"$UPAAS_TEST_SHARED/storage/logs/$APP" "$UPAAS_TEST_SHARED/cache/git/$APP".*
+t_done

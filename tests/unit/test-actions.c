@@ -1,0 +1,75 @@
+/* tests/unit/test-actions.c - the step runner's pure parts: file paths,
+ * the build environment. */
+#include <string.h>
+
+#include "tests/unit/unit.h"
+#include "actions/actions.h"
+
+static void test_file_paths(void **state)
+{
+	static const struct { const char *p; bool ok; } t[] = {
+		{ "/etc/app.conf", true }, { "/home/app/x/y.txt", true },
+		{ "/a", true }, { "/a/.hidden", true }, { "/a/..x", true },
+		{ "", false }, { "/", false }, { "relative/x", false },
+		{ "/../etc/passwd", false }, { "/home/app/../../etc/x", false },
+		{ "/home/./app", false }, { "/home//app", false }, { "/home/app/", false },
+		{ "/a/..", false },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+		if (actions_file_path_ok(t[i].p) != t[i].ok)
+			fail_msg("'%s': want %d", t[i].p, t[i].ok);
+	}
+	assert_false(actions_file_path_ok(NULL));
+}
+
+static const char *env_get(const struct strv *env, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < env->n; i++)
+		if (!strncmp(env->v[i], name, n) && env->v[i][n] == '=')
+			return env->v[i] + n + 1;
+	return NULL;
+}
+
+static void test_env(void **state)
+{
+	struct config c;
+	struct plan plan = { 0 };
+	config_defaults(&c);
+	kvlist_set(&plan.env, "PATH", "/opt/bin:/usr/bin");
+	kvlist_set(&plan.env, "UPAAS_APP", "spoofed");
+	kvlist_set(&plan.env, "FOO", "bar");
+	plan.interp_type = "python";
+	struct actions_ctx x = {
+		.cfg = &c, .plan = &plan, .app = "flask", .build_id = "B",
+		.commit = "abc", .fresh = false,
+	};
+	struct strv env = STRV_INIT;
+	actions_env(&x, true, &env);
+	assert_string_equal(env_get(&env, "PATH"), "/opt/bin:/usr/bin");
+	assert_string_equal(env_get(&env, "UPAAS_APP"), "flask");
+	assert_string_equal(env_get(&env, "FOO"), "bar");
+	assert_string_equal(env_get(&env, "UPAAS_FRESH_PACKAGE"), "false");
+	assert_string_equal(env_get(&env, "UPAAS_COMMIT"), "abc");
+	assert_string_equal(env_get(&env, "HOME"), c.apps.home);
+	assert_string_equal(env_get(&env, "LANG"), "C.UTF-8");
+	assert_null(env_get(&env, "DEBIAN_FRONTEND"));
+	strv_free(&env);
+	x.fresh = true;
+	actions_env(&x, false, &env);
+	assert_string_equal(env_get(&env, "HOME"), "/root");
+	assert_string_equal(env_get(&env, "UPAAS_FRESH_PACKAGE"), "true");
+	assert_string_equal(env_get(&env, "DEBIAN_FRONTEND"), "noninteractive");
+	strv_free(&env);
+	kvlist_free(&plan.env);
+	config_free(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_file_paths),
+		cmocka_unit_test(test_env),
+	};
+	return cmocka_run_group_tests_name("actions", tests, NULL, NULL);
+}
