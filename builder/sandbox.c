@@ -642,7 +642,6 @@ static _Noreturn void child_init(const struct sb_child *c, int alive_fd)
 	struct pollfd pfd = { .fd = alive_fd, .events = POLLIN };
 	if (poll(&pfd, 1, 0) != 0)
 		_exit(127);
-	close(alive_fd);
 
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
@@ -657,10 +656,19 @@ static _Noreturn void child_init(const struct sb_child *c, int alive_fd)
 	if (chdir(c->cwd) < 0)
 		child_fail(c, errno, "chdir", c->cwd);
 	child_rlimits(c);
-	if (c->sb->drop_privs)
+	if (c->sb->drop_privs) {
 		child_drop_privs(c);
-	else
+		/* changing the credentials cleared the parent death signal:
+		 * set it again, then make sure the intermediate did not die in
+		 * between (its death shows as EOF on alive_fd) */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+			child_fail(c, errno, "set the parent death signal", NULL);
+		if (poll(&pfd, 1, 0) != 0)
+			_exit(127);
+	} else {
 		child_trim_root(c);
+	}
+	close(alive_fd);
 	/* no fd of upaas (databases, sockets, other pipes) reaches the
 	 * command: everything above stderr closes on exec */
 	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
