@@ -313,6 +313,8 @@ static void bootstrap_argv(const struct config *c, const char *tool, const char 
 		strv_push(argv, "--mode=root");
 		strv_push(argv, "--format=directory");
 		strv_pushf(argv, "--architectures=%s", arch);
+		/* a mirror that drops a connection now and then is normal */
+		strv_push(argv, "--aptopt=Acquire::Retries \"3\"");
 	} else {
 		strv_pushf(argv, "--variant=%s", c->bootstrap.variant);
 		strv_pushf(argv, "--arch=%s", arch);
@@ -395,6 +397,25 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 			       tool, mirror, r, last, logpath);
 	}
 	return 0;
+}
+
+/* A bootstrap that fails (not one that times out) is tried once more from
+ * an empty root: a transient mirror or apt hiccup should not cost an image. */
+static int bootstrap_run_retry(const struct config *c, const char *tool, const char *arch,
+			       const char *mirror, const char *root, const char *logpath,
+			       struct err *e)
+{
+	_cleanup_err_ struct err first = ERR_INIT;
+	int r = bootstrap_run(c, tool, arch, mirror, root, logpath, &first);
+	if (r != -EIO) {
+		if (r < 0)
+			err_set(e, r, "%s", err_msg(&first));
+		return r;
+	}
+	log_warn("%s; trying once more", err_msg(&first));
+	if ((r = fs_rm_rf(root, e)) < 0)
+		return r;
+	return bootstrap_run(c, tool, arch, mirror, root, logpath, e);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -699,7 +720,7 @@ static int image_build(const struct config *c, struct storage *s, const char *na
 	m->codename = codename ? codename : c->bootstrap.distribution;
 
 	logpath = xasprintf("%s.log", tmp);
-	r = bootstrap_run(c, m->tool, m->arch, m->mirror, root, logpath, e);
+	r = bootstrap_run_retry(c, m->tool, m->arch, m->mirror, root, logpath, e);
 	if (r < 0)
 		return r;
 	unlink(logpath);
