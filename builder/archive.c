@@ -516,11 +516,15 @@ static int unpack_error(struct archive *a, const char *archive, const char *entr
 			struct err *e)
 {
 	int code = archive_errno(a) > 0 ? -archive_errno(a) : -EIO;
+	const char *what = archive_error_string(a) ?: "unknown error";
+	/* libarchive's "Write failed" does not say why: add the errno */
+	const char *why = archive_errno(a) > 0 && !strstr(what, strerror(archive_errno(a)))
+		? strerror(archive_errno(a)) : NULL;
 
 	if (entry)
-		return err_set(e, code, "'%s': entry '%s': %s", archive, entry,
-			       archive_error_string(a) ?: "unknown error");
-	return err_set(e, code, "'%s': %s", archive, archive_error_string(a) ?: "unknown error");
+		return err_set(e, code, "'%s': entry '%s': %s%s%s", archive, entry, what,
+			       why ? ": " : "", why ? why : "");
+	return err_set(e, code, "'%s': %s%s%s", archive, what, why ? ": " : "", why ? why : "");
 }
 
 int unpack_file(const char *archive, const char *dest, bool secure, struct progress *progress,
