@@ -106,7 +106,8 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	const struct config *c = x->cfg;
 	const char *sname = step_name(rn->step);
 	struct sandbox sb = SANDBOX_INIT;
-	struct sandbox_bind bind = { .host = x->mirror, .target = SANDBOX_MIRROR, .writable = false };
+	struct sandbox_bind binds[2];
+	size_t n_binds = 0;
 	int r;
 
 	if (proc_cancelled) {
@@ -136,10 +137,22 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	sb.log_fd = x->log_fd;
 	sb.tee = x->tee;
 	sb.stdin_fd = rn->stdin_fd;
-	if (rn->mirror && x->mirror) {
-		sb.binds = &bind;
-		sb.n_binds = 1;
+	if (rn->mirror && x->mirror)
+		binds[n_binds++] = (struct sandbox_bind){ .host = x->mirror, .target = SANDBOX_MIRROR };
+	/* the host's CA bundle for downloads through a TLS-intercepting proxy;
+	 * only where the chroot has the directory, so nothing is created */
+	_cleanup_free_ char *ca_dir = NULL;
+	const char *ca = c->commands.ca_bundle;
+	if (rn->network && ca && ca[0] == '/' && access(ca, R_OK) == 0) {
+		ca_dir = path_join(x->root, ca);
+		char *slash = strrchr(ca_dir, '/');
+		*slash = '\0';
+		struct stat dst;
+		if (lstat(ca_dir, &dst) == 0 && S_ISDIR(dst.st_mode))
+			binds[n_binds++] = (struct sandbox_bind){ .host = ca, .target = ca };
 	}
+	sb.binds = binds;
+	sb.n_binds = n_binds;
 	sandbox_limits_from_config(&sb, c);
 	/* the process limit is for what the app runs (a fork bomb); apt and
 	 * the admin's commands run as root, which RLIMIT_NPROC does not bind */

@@ -45,6 +45,11 @@ static bool ok_mirror(const char *s)
 	return ok_http_url(s) || (has_prefix(s, "file://") && ok_abs_path(s + 7));
 }
 
+static bool ok_abs_path_or_empty(const char *s)
+{
+	return !*s || ok_abs_path(s);
+}
+
 static bool ok_queue_url(const char *s)
 {
 	if (has_prefix(s, "sqlite://"))
@@ -382,6 +387,8 @@ static const struct field commands_fields[] = {
 	{ FIELD("timeout", F_INT, OFF(commands.timeout)), RANGE(0, INT_MAX) },
 	{ FIELD("install", F_STRV, OFF(commands.install)), .ok = ok_nonblank, .check = check_install },
 	{ FIELD("update", F_STRV, OFF(commands.update)), .ok = ok_nonblank, .check = check_argv },
+	{ FIELD("ca_bundle", F_STR, OFF(commands.ca_bundle)), .ok = ok_abs_path_or_empty,
+	  .what = "an absolute path, or \"\" for none" },
 	FIELD_END,
 };
 
@@ -520,6 +527,7 @@ void config_defaults(struct config *c)
 	strv_set(&c->commands.install, (const char *const[]){
 		"apt-get", "install", "-y", "--no-install-recommends", "{packages}", NULL });
 	strv_set(&c->commands.update, (const char *const[]){ "apt-get", "update", NULL });
+	c->commands.ca_bundle = xstrdup("/etc/ssl/certs/ca-certificates.crt");
 
 	c->storage.handler = xstrdup("local");
 	c->storage.endpoint = xstrdup("https://s3.amazonaws.com");
@@ -636,6 +644,7 @@ void config_free(struct config *c)
 	strv_free(&c->bootstrap.packages);
 	strv_free(&c->commands.install);
 	strv_free(&c->commands.update);
+	free(c->commands.ca_bundle);
 	struct cfg_storage *s = &c->storage;
 	free(s->handler);
 	free(s->path);

@@ -105,6 +105,9 @@ struct config {
 		 * expands to one argv element per package name */
 		struct strv install;
 		struct strv update;     /* argv run before install: apt-get update */
+		/* the host's CA bundle, bound read-only over the same path in
+		 * the chroot for steps with network (a proxy's CA); "" = none */
+		char *ca_bundle;
 	} commands;
 	struct cfg_storage storage;
 	struct {
