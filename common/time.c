@@ -38,7 +38,24 @@ char *id_new(void)
 	uint32_t rnd = 0;
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = (uint32_t)ts.tv_nsec ^ (uint32_t)getpid();
-	return xasprintf("%s-%07x", stamp, rnd & 0xfffffff);
+	/* fixed-width hex milliseconds keep ids of one second in order */
+	return xasprintf("%s-%03x%04x", stamp, (unsigned)(ts.tv_nsec / 1000000), rnd & 0xffff);
+}
+
+bool id_ok(const char *s)
+{
+	static const char pat[] = "ddddddddTddddddZ-hhhhhhh";
+	if (!s || strlen(s) != sizeof(pat) - 1)
+		return false;
+	for (size_t i = 0; pat[i]; i++) {
+		char c = s[i];
+		bool ok = pat[i] == 'd' ? (c >= '0' && c <= '9')
+			: pat[i] == 'h' ? ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+			: c == pat[i];
+		if (!ok)
+			return false;
+	}
+	return true;
 }
 
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)

@@ -382,22 +382,6 @@ static void jobs_tend(struct worker *w)
 
 /* ------------------------------------------------------- leftovers */
 
-/* true for an id of id_new(): 20261120T214500Z-3f9a2c1 */
-static bool id_like(const char *s)
-{
-	static const char pat[] = "ddddddddTddddddZ-hhhhhhh";
-	if (strlen(s) != sizeof(pat) - 1)
-		return false;
-	for (size_t i = 0; pat[i]; i++) {
-		char c = s[i];
-		bool ok = pat[i] == 'd' ? (c >= '0' && c <= '9')
-			: pat[i] == 'h' ? ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
-			: c == pat[i];
-		if (!ok)
-			return false;
-	}
-	return true;
-}
 
 /* Removes <workdir>/<app>-<id> dirs of app; the caller holds its lock. */
 static void remove_app_leftovers(const char *wd, const char *app)
@@ -409,7 +393,7 @@ static void remove_app_leftovers(const char *wd, const char *app)
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, app, alen) || de->d_name[alen] != '-' ||
-		    !id_like(de->d_name + alen + 1))
+		    !id_ok(de->d_name + alen + 1))
 			continue;
 		_cleanup_free_ char *dir = path_join(wd, de->d_name);
 		_cleanup_err_ struct err e = ERR_INIT;

@@ -222,10 +222,14 @@ static void test_fs_atomic_and_paths(void **state)
 static void test_ids_sort_by_time(void **state)
 {
 	_cleanup_free_ char *a = id_new();
-	sleep(1);
+	usleep(2000);
 	_cleanup_free_ char *b = id_new();
 	assert_int_equal(strlen(a), strlen("20261120T214500Z-3f9a2c1"));
-	assert_true(strcmp(a, b) < 0);
+	assert_true(id_ok(a));
+	assert_true(strcmp(a, b) < 0);   /* ordered within one second too */
+	assert_false(id_ok("20261120T214500Z-3f9a2cg"));
+	assert_false(id_ok("20261120T214500Z-3f9a2c"));
+	assert_false(id_ok("../etc"));
 	int64_t v;
 	assert_int_equal(parse_int64("42", 0, 100, &v), 0);
 	assert_int_equal(v, 42);
