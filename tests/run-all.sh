@@ -19,6 +19,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# One PostgreSQL server for the run (the queue's unit and integration tests).
+if url=$("$srcdir/tests/pg.sh" start 2>"$shared/pg.err"); then
+	export UPAAS_TEST_PG_URL=$url
+else
+	echo "run-all: no PostgreSQL server: $(cat "$shared/pg.err")" >&2
+fi
+
 cd "$builddir"
 find . -name '*.trs' -delete
 start=$(date +%s)
