@@ -7,8 +7,10 @@
 # side, in the same run, it does the same job the naive way: extract a
 # .tar.gz of the previous package, chroot, run the app's actions, tar czf,
 # sha256sum, copy; and it times `tar | zstd -T0` over the same tree against
-# upaas's pack stage. Run as root; uses a private config under $BENCH_DIR
-# (default /var/tmp/upaas-bench) and removes it at the end (KEEP=1 keeps it).
+# upaas's pack stage. The no-change build, the one-file change, the naive
+# pipeline and tar | zstd run REPEAT times (default 3); the summary gives
+# medians. Run as root; uses a private config under $BENCH_DIR (default
+# /var/tmp/upaas-bench) and removes it at the end (KEEP=1 keeps it).
 set -euo pipefail
 UPAAS=${1:-${UPAAS:-upaas}}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +29,8 @@ storage = { handler = "local"; path = "$B/storage"; };
 CFG
 
 now() { date +%s.%N; }
+REPEAT=${REPEAT:-3}
+median() { python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.2f}")' "$@"; }
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
 APP=bench
 SRC=$B/src
@@ -67,17 +71,28 @@ run_build() {   # run_build LABEL ARGS...
 	WALL=$(secs "$t0" "$t1")
 	summary "$id" "$WALL" | tee "$B/summary" | grep -v '^OVERHEAD='
 	OVERHEAD=$(sed -n 's/^OVERHEAD=//p' "$B/summary")
+	PACK=$("$UPAAS" package show --json "$APP" "$id" |
+		python3 -c 'import json,sys; print([s["seconds"] for s in json.load(sys.stdin)["stages"] if s["name"]=="pack"][0])')
 	LAST_ID=$id
 }
 
 run_build "fresh" --fresh
-run_build "no change (incremental)"
-NOCHANGE_WALL=$WALL
-NOCHANGE_OVERHEAD=$OVERHEAD
-echo "# one-file change" >>"$SRC/app.py"
-git -C "$SRC" -c user.name=b -c user.email=b@l commit -qam change
-run_build "one-file change (incremental)"
-ONEFILE_WALL=$WALL
+NC_WALL=() NC_OVH=() OF_WALL=() OF_OVH=() PACKS=()
+for i in $(seq "$REPEAT"); do
+	run_build "no change (incremental) #$i"
+	NC_WALL+=("$WALL") NC_OVH+=("$OVERHEAD")
+done
+for i in $(seq "$REPEAT"); do
+	echo "# one-file change $i" >>"$SRC/app.py"
+	git -C "$SRC" -c user.name=b -c user.email=b@l commit -qam "change $i"
+	run_build "one-file change (incremental) #$i"
+	OF_WALL+=("$WALL") OF_OVH+=("$OVERHEAD") PACKS+=("$PACK")
+done
+NOCHANGE_WALL=$(median "${NC_WALL[@]}")
+NOCHANGE_OVERHEAD=$(median "${NC_OVH[@]}")
+ONEFILE_WALL=$(median "${OF_WALL[@]}")
+ONEFILE_OVERHEAD=$(median "${OF_OVH[@]}")
+PACK=$(median "${PACKS[@]}")
 
 # ------------------------------------------------------------ the naive way
 echo "== naive pipeline: extract .tar.gz, chroot, run, tar czf, sha256sum, copy"
@@ -86,49 +101,57 @@ mkdir -p "$N/store"
 "$UPAAS" package get "$APP" "$LAST_ID" "$N/prev.tar.zst" >/dev/null
 zstd -dc "$N/prev.tar.zst" | gzip -1 >"$N/base.tar.gz"   # preparation, not timed
 rm -f "$N/prev.tar.zst"
-T=()
-t0=$(now)
-mkdir "$N/root"
-tar -xzpf "$N/base.tar.gz" -C "$N/root"
-t1=$(now); T+=("extract $(secs "$t0" "$t1")")
-git -C "$SRC" archive HEAD | tar -xf - -C "$N/root/home/app"
-chown -R 1000:1000 "$N/root/home/app"
-mount -t proc proc "$N/root/proc"
-t2=$(now)
-chroot --userspec=1000:1000 "$N/root" /usr/bin/env -i HOME=/home/app PATH=/usr/bin:/bin \
-	sh -ec 'cd /home/app; python3 -c "import flask"; python3 selftest.py;
-		printf "%s\n" x >> build-history.txt' >/dev/null
-t3=$(now); T+=("run $(secs "$t2" "$t3")")
-umount "$N/root/proc"
-tar -czf "$N/pkg.tar.gz" -C "$N/root" --exclude=./proc/* --exclude=./dev/* --exclude=./tmp/* .
-t4=$(now); T+=("tar-czf $(secs "$t3" "$t4")")
-sha256sum "$N/pkg.tar.gz" >/dev/null
-t5=$(now); T+=("sha256sum $(secs "$t4" "$t5")")
-cp "$N/pkg.tar.gz" "$N/store/"
-sync "$N/store/pkg.tar.gz"
-t6=$(now); T+=("copy $(secs "$t5" "$t6")")
-NAIVE_WALL=$(secs "$t0" "$t6")
-NAIVE_RUN=$(secs "$t2" "$t3")
-echo "  stages: ${T[*]}"
-echo "  wall $NAIVE_WALL s, actions $NAIVE_RUN s"
+NAIVE=() NAIVE_RUNS=()
+for i in $(seq "$REPEAT"); do
+	rm -rf "$N/root" "$N/pkg.tar.gz" "$N/store/pkg.tar.gz"
+	sync
+	T=()
+	t0=$(now)
+	mkdir "$N/root"
+	tar --warning=no-unknown-keyword -xzpf "$N/base.tar.gz" -C "$N/root"
+	t1=$(now); T+=("extract $(secs "$t0" "$t1")")
+	git -C "$SRC" archive HEAD | tar -xf - -C "$N/root/home/app"
+	chown -R 1000:1000 "$N/root/home/app"
+	mount -t proc proc "$N/root/proc"
+	t2=$(now)
+	chroot --userspec=1000:1000 "$N/root" /usr/bin/env -i HOME=/home/app PATH=/usr/bin:/bin \
+		sh -ec 'cd /home/app; python3 -c "import flask"; python3 selftest.py;
+			printf "%s\n" x >> build-history.txt' >/dev/null
+	t3=$(now); T+=("run $(secs "$t2" "$t3")")
+	umount "$N/root/proc"
+	tar -czf "$N/pkg.tar.gz" -C "$N/root" --exclude=./proc/* --exclude=./dev/* --exclude=./tmp/* .
+	t4=$(now); T+=("tar-czf $(secs "$t3" "$t4")")
+	sha256sum "$N/pkg.tar.gz" >/dev/null
+	t5=$(now); T+=("sha256sum $(secs "$t4" "$t5")")
+	cp "$N/pkg.tar.gz" "$N/store/"
+	sync "$N/store/pkg.tar.gz"
+	t6=$(now); T+=("copy $(secs "$t5" "$t6")")
+	NAIVE+=("$(secs "$t0" "$t6")") NAIVE_RUNS+=("$(secs "$t2" "$t3")")
+	echo "  #$i stages: ${T[*]}"
+	echo "  #$i wall ${NAIVE[-1]} s, actions ${NAIVE_RUNS[-1]} s"
+done
+NAIVE_WALL=$(median "${NAIVE[@]}")
 
 # ----------------------------------------------- packing vs tar | zstd -T0
 echo "== packing throughput on the same tree"
-t0=$(now)
-tar -cf - -C "$N/root" . | zstd -T0 -3 -q >/dev/null
-t1=$(now)
-TARZSTD=$(secs "$t0" "$t1")
-PACK=$("$UPAAS" package show --json "$APP" "$LAST_ID" |
-	python3 -c 'import json,sys; print([s["seconds"] for s in json.load(sys.stdin)["stages"] if s["name"]=="pack"][0])')
-echo "  tar | zstd -T0: $TARZSTD s   upaas pack stage (incl. upload): $PACK s"
+TZ=()
+for i in $(seq "$REPEAT"); do
+	t0=$(now)
+	tar -cf - -C "$N/root" . | zstd -T0 -3 -q >/dev/null
+	t1=$(now)
+	TZ+=("$(secs "$t0" "$t1")")
+done
+TARZSTD=$(median "${TZ[@]}")
+echo "  tar | zstd -T0: ${TZ[*]} s   upaas pack stage (incl. upload): ${PACKS[*]} s"
 
-echo "== summary"
-python3 - "$NOCHANGE_WALL" "$NOCHANGE_OVERHEAD" "$ONEFILE_WALL" "$NAIVE_WALL" "$TARZSTD" "$PACK" <<'PY'
+echo "== summary (medians of $REPEAT)"
+python3 - "$NOCHANGE_WALL" "$NOCHANGE_OVERHEAD" "$ONEFILE_WALL" "$ONEFILE_OVERHEAD" "$NAIVE_WALL" \
+	"$TARZSTD" "$PACK" <<'PY'
 import sys
-nc, nco, one, naive, tz, pack = map(float, sys.argv[1:])
+nc, nco, one, oneo, naive, tz, pack = map(float, sys.argv[1:])
 print(f"  no-change incremental: {nc:.2f} s, overhead {nco:.2f} s (target < 2 s): "
       f"{'ok' if nco < 2 else 'MISSED'}")
-print(f"  one-file change: {one:.2f} s")
+print(f"  one-file change: {one:.2f} s, overhead {oneo:.2f} s")
 print(f"  naive pipeline: {naive:.2f} s; speedup of no-change incremental {naive / nc:.1f}x "
       f"(target >= 5x): {'ok' if naive / nc >= 5 else 'MISSED'}")
 print(f"  packing at {100 * tz / pack:.0f}% of tar | zstd -T0 throughput (target >= 70%): "

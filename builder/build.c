@@ -4,10 +4,17 @@
  *   fetch      the app's bare mirror, REF -> commit, .upaas.cfg at it
  *   base       fresh (the base image) or incremental (the current package),
  *              and why; the plan (config + metadata)
- *   workspace  overlay over the cached unpacked base, in the work dir
+ *   workspace  overlay over the cached root of the base (rootcache.c): an
+ *              unpacked copy, or the previous build's layers over one
  *   steps      actions_run(): system ... finalize in the sandbox
- *   pack       pack_tree() streamed into the storage upload of the blob
+ *   pack       what packing excludes is deleted in the overlay (so the
+ *              merged view is what gets packed), then pack_tree() streamed
+ *              into the storage upload of the blob
  *   publish    manifest, then apps/<app>/current, then the log
+ *
+ * After a successful build the overlay is unmounted and its upper dir kept
+ * in the root cache as the layer of the new package, so the next
+ * incremental build stacks it instead of unpacking the package.
  *
  * The whole build runs in a private mount namespace and holds a per-app
  * lock (<workdir>/<app>.lock), so builds of one app never overlap and a work
@@ -65,7 +72,10 @@ struct build {
 	bool have_parent;
 	bool fresh;
 	struct buf reason;
-	struct buf lower;
+	struct strv lowers;         /* the workspace's lower dirs, top first */
+	const char *lower_sha;      /* sha256 of the root they make up */
+	bool unpacked;              /* the base was fetched and unpacked */
+	bool no_layer;              /* the upper dir is not worth keeping */
 	struct workspace ws;
 	struct actions_ctx ax;
 	bool ran_steps;
@@ -303,8 +313,11 @@ static int stage_base(struct build *b, struct err *e)
 
 	if (incremental) {
 		r = rootcache_get(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
-				  b->parent.blob.size, &b->lower, e);
-		if (r < 0) {
+				  b->parent.blob.size, &b->lowers, e);
+		if (r >= 0) {
+			b->unpacked = r > 0;
+			b->lower_sha = b->parent.blob.sha256;
+		} else {
 			if (r == -ECANCELED || proc_cancelled)
 				return r;
 			set_reason(b, "the previous package '%s' is unusable: %s", b->parent.id,
@@ -323,15 +336,22 @@ static int stage_base(struct build *b, struct err *e)
 	if (!incremental) {
 		b->fresh = true;
 		r = rootcache_get(b->c, b->s, b->image.key, b->image.sha256, b->image.size,
-				  &b->lower, e);
+				  &b->lowers, e);
 		if (r < 0)
 			return err_prefix(e, "base image '%s'", b->image.name);
+		b->unpacked = r > 0;
+		b->lower_sha = b->image.sha256;
 		blog(b, "base: image %s (%.12s), fresh: %s", b->image.name, b->image.sha256,
 		     b->reason.p);
 	} else {
 		buf_adds(&b->reason, "the current package");
 		blog(b, "base: package %s (%.12s), incremental", b->parent.id, b->parent.blob.sha256);
 	}
+	if (b->unpacked)
+		blog(b, "root: fetched and unpacked %.12s into the cache", b->lower_sha);
+	else
+		blog(b, "root: %zu cached lower layer%s, nothing unpacked", b->lowers.n,
+		     b->lowers.n == 1 ? "" : "s");
 	blog(b, "interpreter: %s %s", b->plan.interp_type,
 	     b->plan.interp_version ? b->plan.interp_version : "(any)");
 	return 0;
@@ -340,7 +360,19 @@ static int stage_base(struct build *b, struct err *e)
 static int stage_workspace(struct build *b, struct err *e)
 {
 	_cleanup_free_ char *wsdir = path_join(b->dir, "ws");
-	return workspace_create(&b->ws, wsdir, b->lower.p, e);
+	int r = workspace_create(&b->ws, wsdir, &b->lowers, e);
+
+	/* layers that cannot be stacked (after a config change, say) must not
+	 * break every later build: fall back to a full copy of the parent */
+	if (r < 0 && b->lowers.n > 1 && !b->fresh && !proc_cancelled) {
+		blog(b, "%s; unpacking %.12s instead", err_msg(e), b->parent.blob.sha256);
+		err_clear(e);
+		r = rootcache_get_full(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
+				       b->parent.blob.size, &b->lowers, e);
+		if (r >= 0)
+			r = workspace_create(&b->ws, wsdir, &b->lowers, e);
+	}
+	return r;
 }
 
 static int stage_steps(struct build *b, struct err *e)
@@ -381,17 +413,15 @@ static int upload_write(void *data, const void *p, size_t n)
 	return storage_upload_write(us->u, p, n, us->e);
 }
 
-static int stage_pack(struct build *b, struct err *e)
-{
-	_cleanup_free_ char *key = storage_key_package(b->app, b->id, "tar.zst");
-	_cleanup_free_ char *git_dir = NULL;
-	const char *exclude[16];
-	size_t n = 0;
-	struct progress prog = { 0 };
-	int r;
+#define EXCLUDE_MAX 16
 
-	/* /proc and /sys stay as empty dirs: a root without them cannot be
-	 * entered again (the next build, deploy's exec) */
+/* What packing leaves out (pack_tree patterns); *git_dir is freed by the
+ * caller. /proc and /sys stay as empty dirs: a root without them cannot be
+ * entered again (the next build, deploy's exec). */
+static void exclude_list(struct build *b, const char *exclude[EXCLUDE_MAX], char **git_dir)
+{
+	size_t n = 0;
+
 	exclude[n++] = "proc/*";
 	exclude[n++] = "sys/*";
 	exclude[n++] = "dev/*";
@@ -400,11 +430,99 @@ static int stage_pack(struct build *b, struct err *e)
 	exclude[n++] = "var/lib/apt/lists/*";
 	exclude[n++] = "var/cache/apt/*";
 	exclude[n++] = "run/*";
+	*git_dir = NULL;
 	if (!b->meta.keep_git) {
-		git_dir = path_join(b->c->apps.home + (b->c->apps.home[0] == '/'), ".git");
-		exclude[n++] = git_dir;
+		*git_dir = path_join(b->c->apps.home + (b->c->apps.home[0] == '/'), ".git");
+		exclude[n++] = *git_dir;
 	}
 	exclude[n] = NULL;
+}
+
+/*
+ * Deletes what one exclude pattern names below root ("dir" or "dir/" "*"):
+ * through the overlay, so that deleting what a lower layer has leaves a
+ * whiteout in upper. Every parent component must be a real directory (a
+ * symlink there means nothing below it is packed either: nothing to do),
+ * and fs_rm_rf never follows a symlink or crosses a mount. Nothing runs in
+ * the root any more, so the tree cannot change under the walk.
+ */
+static int tidy_one(const char *root, const char *pat, struct err *e)
+{
+	size_t len = strlen(pat);
+	bool contents = len >= 2 && !strcmp(pat + len - 2, "/*");
+	_cleanup_free_ char *rel = xstrndup(pat, contents ? len - 2 : len);
+	_cleanup_free_ char *path = xstrdup(root);
+	struct stat st;
+	DIR *d;
+
+	for (char *c = rel, *next; c && *c; c = next) {
+		next = strchr(c, '/');
+		if (next)
+			*next++ = '\0';
+		if (!path_component_ok(c))
+			return err_set(e, -EINVAL, "invalid exclude pattern '%s'", pat);
+		char *p = path_join(path, c);
+		free(path);
+		path = p;
+		if (lstat(path, &st) < 0)
+			return errno == ENOENT ? 0 : err_set(e, -errno, "cannot stat '%s': %s", path,
+							     strerror(errno));
+		if (!next && !contents)
+			return fs_rm_rf(path, e);
+		if (!S_ISDIR(st.st_mode))
+			return 0;
+	}
+	d = opendir(path);
+	if (!d)
+		return err_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
+	_cleanup_strv_ struct strv names = STRV_INIT;
+	for (struct dirent *de; (de = readdir(d));)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			strv_push(&names, de->d_name);
+	closedir(d);
+	for (size_t i = 0; i < names.n; i++) {
+		_cleanup_free_ char *p = path_join(path, names.v[i]);
+		int r = fs_rm_rf(p, e);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Makes the overlay's merged view what is packed, for keeping its upper
+ * dir as a layer; a failure only costs the layer. */
+static void tidy_for_layer(struct build *b, const char *const *exclude)
+{
+	uint64_t t0 = now_ms();
+
+	if (!b->ws.overlay || !b->ws.mounted) {
+		b->no_layer = true;
+		return;
+	}
+	for (size_t i = 0; exclude[i]; i++) {
+		_cleanup_err_ struct err e = ERR_INIT;
+
+		if (tidy_one(b->ws.root, exclude[i], &e) < 0) {
+			blog(b, "no layer for the next build: %s", err_msg(&e));
+			b->no_layer = true;
+			return;
+		}
+	}
+	blog(b, "excluded paths deleted in the overlay in %.2f s",
+	     (double)(now_ms() - t0) / 1000.0);
+}
+
+static int stage_pack(struct build *b, struct err *e)
+{
+	_cleanup_free_ char *key = storage_key_package(b->app, b->id, "tar.zst");
+	_cleanup_free_ char *git_dir = NULL;
+	const char *exclude[EXCLUDE_MAX];
+	struct progress prog = { 0 };
+	int r;
+
+	exclude_list(b, exclude, &git_dir);
+	tidy_for_layer(b, exclude);
 
 	struct pack_opts po = {
 		.level = b->c->pack.level,
@@ -564,6 +682,32 @@ static void publish_log(struct build *b)
 		log_warn("cannot store the build log '%s': %s", lkey, err_msg(&e));
 }
 
+/*
+ * After a successful build: unmounts the overlay and moves its upper dir
+ * into the root cache as the layer of the new package (over lower_sha), so
+ * that the next incremental build need not unpack the package. Failures
+ * cost only that: the next build falls back to unpacking.
+ */
+static void keep_layer(struct build *b)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	uint64_t t0 = now_ms();
+	int r;
+
+	if (b->no_layer || !b->ws.overlay || !b->ws.upper || !b->lower_sha)
+		return;
+	if (!strcmp(b->lower_sha, b->pack.sha256))
+		return;   /* the same blob as the parent: its root is cached */
+	r = workspace_unmount(&b->ws, &e);
+	if (r >= 0)
+		r = rootcache_put_layer(b->c, b->pack.sha256, b->lower_sha, b->ws.upper, &e);
+	if (r < 0)
+		blog(b, "no layer kept for the next build: %s", err_msg(&e));
+	else
+		blog(b, "layer %.12s over %.12s kept in the root cache in %.2f s", b->pack.sha256,
+		     b->lower_sha, (double)(now_ms() - t0) / 1000.0);
+}
+
 /* ------------------------------------------------------------ the build */
 
 static void build_free(struct build *b)
@@ -593,7 +737,7 @@ static void build_free(struct build *b)
 	buf_free(&b->refname);
 	buf_free(&b->cfgtext);
 	buf_free(&b->reason);
-	buf_free(&b->lower);
+	strv_free(&b->lowers);
 	if (b->have_meta)
 		metadata_free(&b->meta);
 	if (b->have_plan)
@@ -630,7 +774,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 {
 	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
-			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lower = BUF_INIT };
+			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT };
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
 			 old_int;
 	_cleanup_close_ int lock = -1;
@@ -704,6 +848,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		log_forward(&b);
 		goto out;
 	}
+	keep_layer(&b);
 	blog(&b, "build %s of %s done in %.2f s: %s package, sha256 %s", b.id, b.app,
 	     (double)(now_ms() - b.t_start) / 1000.0, b.fresh ? "fresh" : "incremental",
 	     b.pack.sha256);

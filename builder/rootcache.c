@@ -1,14 +1,30 @@
 /*
- * builder/rootcache.c - unpacked, read-only copies of blobs under
- * <paths.cache>/roots/<sha256>/, the lower layers of workspaces.
+ * builder/rootcache.c - read-only roots under <paths.cache>/roots/<sha256>/,
+ * the lower layers of workspaces.
  *
- * Files per copy, all in roots/:
- *   <sha>/            the tree, published by rename when complete
- *   <sha>.lock        flock()ed while the copy is being made
+ * Files per entry, all in roots/:
+ *   <sha>/            the tree, published by rename when complete: a full
+ *                     copy (the blob unpacked) or, when <sha>.parent
+ *                     exists, a layer (an overlay upper dir)
+ *   <sha>.parent      a layer's parent: the sha256 of the root it sits on;
+ *                     written (and synced) before <sha>/ is renamed into
+ *                     place, removed only after <sha>/ is gone, so a layer
+ *                     is never taken for a full copy; a stale one (no
+ *                     <sha>/) is removed by whoever publishes <sha>/ next
+ *   <sha>.lock        flock()ed while the entry is made, replaced or removed
  *   <sha>.used        its mtime is the last use (LRU)
  *   <sha>.size        the tree's disk usage in bytes (decimal)
- *   <sha>.tmp-XXXXXX  work in progress: blob + unpacked tree; a stale one
- *                     (its maker died) is removed by the next maker
+ *   <sha>.tmp-XXXXXX  work in progress (blob + unpacked tree) or an entry
+ *                     being removed; a stale one (its maker died) is removed
+ *                     by the next maker
+ *
+ * A layer's merged view over its parent's chain is what the build packed
+ * into the blob, except for mtimes: the blob has them clamped to the
+ * commit time (SOURCE_DATE_EPOCH), the layer keeps the real ones. Packing
+ * always clamps, so packages built over a layer stay deterministic; only
+ * a build step that looks at mtimes of files it did not write could tell
+ * a layered root from an unpacked one. That is the price of not unpacking
+ * the previous package on every incremental build.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -99,6 +115,92 @@ static void remove_stale(const char *roots, const char *sha)
 	}
 }
 
+static void unlink_record(const char *roots, const char *sha)
+{
+	_cleanup_free_ char *rec = xasprintf("%s/%s.parent", roots, sha);
+
+	if (unlink(rec) == 0)
+		fs_fsync_parent(rec);
+}
+
+/*
+ * Takes roots/<sha> out of the cache (caller holds its lock): renamed to a
+ * temporary name first, so nobody sees a half-removed tree, then its layer
+ * record and sidecars go, then the tree.
+ */
+static int remove_entry(const char *roots, const char *sha, struct err *e)
+{
+	_cleanup_free_ char *final = path_join(roots, sha);
+	_cleanup_free_ char *tmp = xasprintf("%s/%s.tmp-XXXXXX", roots, sha);
+	_cleanup_free_ char *sf = xasprintf("%s.size", final), *uf = xasprintf("%s.used", final);
+
+	if (!mkdtemp(tmp))
+		return err_set(e, -errno, "cannot create a directory in '%s': %s", roots,
+			       strerror(errno));
+	if (rename(final, tmp) < 0) {
+		int r = -errno;
+
+		rmdir(tmp);
+		if (r == -ENOENT)
+			return 0;
+		return err_set(e, r, "cannot remove '%s': %s", final, strerror(-r));
+	}
+	fs_fsync_parent(final);
+	unlink_record(roots, sha);
+	unlink(sf);
+	unlink(uf);
+	return fs_rm_rf(tmp, e);
+}
+
+/* The parent sha of layer roots/<sha>: 1 and ret filled, 0 for a full copy,
+ * -EBADMSG for a broken record. */
+static int read_parent(const char *roots, const char *sha, char ret[65])
+{
+	_cleanup_free_ char *rec = xasprintf("%s/%s.parent", roots, sha);
+	_cleanup_buf_ struct buf t = BUF_INIT;
+	int r = buf_read_file(&t, rec, 256);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	buf_rtrim(&t);
+	if (!sha_ok(t.p) || !strcmp(t.p, sha))
+		return -EBADMSG;
+	memcpy(ret, t.p, 65);
+	return 1;
+}
+
+/*
+ * The chain of lower dirs for sha, top first, ending at a full copy:
+ * 0 and out filled; -ENOENT when sha has no entry, -ENOLINK when a link
+ * below it is missing, -E2BIG when the chain is longer than
+ * ROOTCACHE_MAX_LAYERS (+ the full copy), -EBADMSG for a broken record.
+ */
+static int chain_resolve(const char *roots, const char *sha, struct strv *out)
+{
+	char cur[65], next[65];
+
+	memcpy(cur, sha, 65);
+	for (unsigned depth = 0;; depth++) {
+		_cleanup_free_ char *p = path_join(roots, cur);
+		struct stat st;
+		int r;
+
+		if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+			return depth ? -ENOLINK : -ENOENT;
+		r = read_parent(roots, cur, next);
+		if (r < 0)
+			return r;
+		strv_push(out, p);
+		if (r == 0)
+			return 0;
+		if (depth >= ROOTCACHE_MAX_LAYERS)   /* also ends a cycle */
+			return -E2BIG;
+		memcpy(cur, next, 65);
+	}
+}
+
 /* Fetches and verifies the blob, unpacks it into tmp/root and publishes
  * that as final; the caller holds the lock and removes tmp. */
 static int rootcache_fill(struct storage *s, const char *roots, const char *tmp,
@@ -130,6 +232,8 @@ static int rootcache_fill(struct storage *s, const char *roots, const char *tmp,
 	sizefile = xasprintf("%s/%s.size", roots, sha256);
 	txt = xasprintf("%llu\n", (unsigned long long)(dfd >= 0 ? tree_usage(dfd, 0) : 0));
 	fs_write_atomic(sizefile, txt, strlen(txt), 0644);
+	/* a stale layer record would make the full copy look like a layer */
+	unlink_record(roots, sha256);
 	if (rename(tree, final) < 0) {
 		struct stat st;
 
@@ -161,46 +265,149 @@ static int rootcache_make(struct storage *s, const char *roots, const char *key,
 	return r;
 }
 
-int rootcache_get(const struct config *c, struct storage *s, const char *key, const char *sha256,
-		  uint64_t size, struct buf *ret_path, struct err *e)
+static void lowers_in_use(const char *roots, struct strv *out);
+
+static const char *chain_why(int r)
+{
+	return r == -ENOLINK ? "a layer below it is missing"
+	       : r == -E2BIG ? "its chain of layers is too long"
+	       : r == -EMEDIUMTYPE ? "a full copy was asked for"
+	       : "its layer record is broken";
+}
+
+/* chain_resolve(), and with full a layered chain counts as unusable. */
+static int chain_get(const char *roots, const char *sha, bool full, struct strv *out)
+{
+	int r;
+
+	strv_free(out);
+	r = chain_resolve(roots, sha, out);
+	if (r == 0 && full && out->n > 1)
+		r = -EMEDIUMTYPE;
+	return r;
+}
+
+static int get_impl(const struct config *c, struct storage *s, const char *key,
+		    const char *sha256, uint64_t size, bool full, struct strv *ret_lowers,
+		    struct err *e)
 {
 	_cleanup_free_ char *roots = roots_dir(c);
-	_cleanup_free_ char *final = NULL, *lock = NULL, *used = NULL;
+	_cleanup_free_ char *final = NULL, *lock = NULL;
 	_cleanup_close_ int lfd = -1;
-	struct stat st;
-	int r;
+	int r, made = 0;
 
 	if (!sha_ok(sha256))
 		return err_set(e, -EINVAL, "'%s' is not a sha256", sha256);
 	final = path_join(roots, sha256);
 	lock = xasprintf("%s.lock", final);
-	used = xasprintf("%s.used", final);
 
 	r = fs_mkdir_p(roots, 0700);
 	if (r < 0)
 		return err_set(e, r, "cannot create '%s': %s", roots, strerror(-r));
 
-	if (lstat(final, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	r = chain_get(roots, sha256, full, ret_lowers);
+	if (r < 0) {
 		lfd = lock_file(lock, true, e);
 		if (lfd < 0)
 			return lfd;
 		/* another process may have made it while we waited */
-		if (lstat(final, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			remove_stale(roots, sha256);
-			r = rootcache_make(s, roots, key, sha256, size, final, e);
+		r = chain_get(roots, sha256, full, ret_lowers);
+	}
+	if (r < 0) {
+		strv_free(ret_lowers);
+		if (r != -ENOENT) {
+			/* a layer that cannot be stacked: a full copy replaces it */
+			_cleanup_strv_ struct strv busy = STRV_INIT;
+
+			log_info("root cache: %.12s: %s: unpacking it", sha256, chain_why(r));
+			lowers_in_use(roots, &busy);
+			if (strv_contains(&busy, sha256))
+				return err_set(e, -EBUSY,
+					       "the cached root '%s' is unusable (%s) and in use",
+					       final, chain_why(r));
+			r = remove_entry(roots, sha256, e);
 			if (r < 0)
 				return r;
 		}
+		remove_stale(roots, sha256);
+		r = rootcache_make(s, roots, key, sha256, size, final, e);
+		if (r < 0)
+			return r;
+		strv_push(ret_lowers, final);
+		made = 1;
 	}
-	touch(used);
-	buf_reset(ret_path);
-	buf_adds(ret_path, final);
+	for (size_t i = 0; i < ret_lowers->n; i++) {
+		_cleanup_free_ char *used = xasprintf("%s.used", ret_lowers->v[i]);
+
+		touch(used);
+	}
 	if (c->limits.unpacked_cache > 0) {
 		_cleanup_err_ struct err e2 = ERR_INIT;
 
-		if (rootcache_trim(c, final, &e2) < 0)
+		if (rootcache_trim(c, ret_lowers, &e2) < 0)
 			log_warn("trimming the root cache: %s", err_msg(&e2));
 	}
+	return made;
+}
+
+int rootcache_get(const struct config *c, struct storage *s, const char *key, const char *sha256,
+		  uint64_t size, struct strv *ret_lowers, struct err *e)
+{
+	return get_impl(c, s, key, sha256, size, false, ret_lowers, e);
+}
+
+int rootcache_get_full(const struct config *c, struct storage *s, const char *key,
+		       const char *sha256, uint64_t size, struct strv *ret_lowers, struct err *e)
+{
+	return get_impl(c, s, key, sha256, size, true, ret_lowers, e);
+}
+
+int rootcache_put_layer(const struct config *c, const char *sha256, const char *parent_sha256,
+			const char *upper, struct err *e)
+{
+	_cleanup_free_ char *roots = roots_dir(c);
+	_cleanup_free_ char *final = NULL, *lock = NULL, *rec = NULL, *txt = NULL;
+	_cleanup_free_ char *sizefile = NULL, *used = NULL;
+	_cleanup_close_ int lfd = -1;
+	struct stat st;
+	int dfd, r;
+
+	if (!sha_ok(sha256) || !sha_ok(parent_sha256) || !strcmp(sha256, parent_sha256))
+		return err_set(e, -EINVAL, "invalid layer %s over %s", sha256, parent_sha256);
+	final = path_join(roots, sha256);
+	lock = xasprintf("%s.lock", final);
+	rec = xasprintf("%s.parent", final);
+	sizefile = xasprintf("%s.size", final);
+	used = xasprintf("%s.used", final);
+	r = fs_mkdir_p(roots, 0700);
+	if (r < 0)
+		return err_set(e, r, "cannot create '%s': %s", roots, strerror(-r));
+	lfd = lock_file(lock, true, e);
+	if (lfd < 0)
+		return lfd;
+	if (lstat(final, &st) == 0)
+		return err_set(e, -EEXIST, "'%s' exists already", final);
+
+	/* the size first (cheap while upper is still ours), then the record,
+	 * synced, then the tree: the record is never missing for a layer */
+	dfd = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return err_set(e, -errno, "cannot open '%s': %s", upper, strerror(errno));
+	txt = xasprintf("%llu\n", (unsigned long long)tree_usage(dfd, 0));
+	fs_write_atomic(sizefile, txt, strlen(txt), 0644);
+	free(txt);
+	txt = xasprintf("%s\n", parent_sha256);
+	r = fs_write_atomic(rec, txt, strlen(txt), 0644);
+	if (r < 0)
+		return err_set(e, r, "cannot write '%s': %s", rec, strerror(-r));
+	if (rename(upper, final) < 0) {
+		r = -errno;
+		unlink(rec);
+		unlink(sizefile);
+		return err_set(e, r, "cannot move '%s' to '%s': %s", upper, final, strerror(-r));
+	}
+	fs_fsync_parent(final);
+	touch(used);
 	return 0;
 }
 
@@ -255,18 +462,27 @@ static void lowers_in_use(const char *roots, struct strv *out)
 	closedir(d);
 }
 
-int rootcache_trim(const struct config *c, const char *keep, struct err *e)
+static bool kept(const struct strv *keep, const char *sha)
+{
+	for (size_t i = 0; keep && i < keep->n; i++) {
+		const char *k = strrchr(keep->v[i], '/');
+
+		if (!strcmp(k ? k + 1 : keep->v[i], sha))
+			return true;
+	}
+	return false;
+}
+
+int rootcache_trim(const struct config *c, const struct strv *keep, struct err *e)
 {
 	_cleanup_free_ char *roots = roots_dir(c);
 	_cleanup_strv_ struct strv busy = STRV_INIT;
 	struct cached *v = NULL;
 	size_t n = 0, cap = 0;
 	uint64_t total = 0, max = (uint64_t)c->limits.unpacked_cache;
-	const char *keep_sha = keep ? strrchr(keep, '/') : NULL;
 	DIR *d;
 	int r = 0;
 
-	keep_sha = keep_sha ? keep_sha + 1 : keep;
 	d = opendir(roots);
 	if (!d)
 		return errno == ENOENT ? 0 : err_set(e, -errno, "cannot open '%s': %s", roots,
@@ -301,23 +517,20 @@ int rootcache_trim(const struct config *c, const char *keep, struct err *e)
 		lowers_in_use(roots, &busy);
 	}
 	for (size_t i = 0; i < n && total > max; i++) {
-		_cleanup_free_ char *p = path_join(roots, v[i].sha);
-		_cleanup_free_ char *lock = xasprintf("%s.lock", p);
-		_cleanup_free_ char *sf = xasprintf("%s.size", p), *uf = xasprintf("%s.used", p);
+		_cleanup_free_ char *lock = xasprintf("%s/%s.lock", roots, v[i].sha);
 		_cleanup_close_ int lfd = -1;
 		_cleanup_err_ struct err e2 = ERR_INIT;
 
-		if ((keep_sha && !strcmp(v[i].sha, keep_sha)) || strv_contains(&busy, v[i].sha))
+		/* a layer over a removed entry falls back to unpacking later */
+		if (kept(keep, v[i].sha) || strv_contains(&busy, v[i].sha))
 			continue;
 		lfd = lock_file(lock, false, &e2);
 		if (lfd < 0)
 			continue;   /* being made right now */
-		if (fs_rm_rf(p, e) < 0) {
+		if (remove_entry(roots, v[i].sha, e) < 0) {
 			r = e->code;
 			break;
 		}
-		unlink(sf);
-		unlink(uf);
 		total -= v[i].size;
 	}
 	for (size_t i = 0; i < n; i++)

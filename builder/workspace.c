@@ -1,6 +1,6 @@
 /*
- * builder/workspace.c - a writable root over a read-only lower directory:
- * overlayfs where the kernel allows it, else a plain copy.
+ * builder/workspace.c - a writable root over read-only lower directories:
+ * overlayfs where the kernel allows it, else a plain copy of a single one.
  */
 #include <errno.h>
 #include <string.h>
@@ -46,12 +46,30 @@ static int ws_copy(const char *lower, const char *root, struct err *e)
 	return 0;
 }
 
-static int ws_setup(struct workspace *w, const char *dir, const char *lower, struct err *e)
+/* The mount(2) data is one page; leave room for upperdir and workdir. */
+#define OVERLAY_LOWERDIR_MAX 3072
+
+static int ws_setup(struct workspace *w, const char *dir, const struct strv *lowers,
+		    struct err *e)
 {
 	_cleanup_free_ char *work = NULL, *opts = NULL;
+	_cleanup_buf_ struct buf lowerdir = BUF_INIT;
+	bool paths_ok = overlay_path_ok(dir);
 	int r;
 
 	*w = (struct workspace)WORKSPACE_INIT;
+	if (!lowers || !lowers->n)
+		return err_set(e, -EINVAL, "no lower directory for the workspace '%s'", dir);
+	for (size_t i = 0; i < lowers->n; i++) {
+		if (i)
+			buf_addch(&lowerdir, ':');
+		buf_adds(&lowerdir, lowers->v[i]);
+		paths_ok = paths_ok && overlay_path_ok(lowers->v[i]);
+	}
+	if (lowers->n > 1 && (!paths_ok || lowerdir.len > OVERLAY_LOWERDIR_MAX))
+		return err_set(e, -EOPNOTSUPP,
+			       "cannot stack %zu layers for '%s': a path contains ':', ',' or '\\', "
+			       "or the list is too long", lowers->n, dir);
 	r = fs_mkdir_p(dir, 0700);
 	if (r < 0)
 		return err_set(e, r, "cannot create '%s': %s", dir, strerror(-r));
@@ -61,7 +79,7 @@ static int ws_setup(struct workspace *w, const char *dir, const char *lower, str
 	if (r < 0)
 		return r;
 
-	if (overlay_path_ok(lower) && overlay_path_ok(dir)) {
+	if (paths_ok) {
 		w->upper = path_join(dir, "upper");
 		work = path_join(dir, "work");
 		r = ws_mkdir(w->upper, e);
@@ -69,7 +87,7 @@ static int ws_setup(struct workspace *w, const char *dir, const char *lower, str
 			r = ws_mkdir(work, e);
 		if (r < 0)
 			return r;
-		opts = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, w->upper, work);
+		opts = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerdir.p, w->upper, work);
 		if (mount("overlay", w->root, "overlay", 0, opts) == 0) {
 			w->overlay = true;
 			w->mounted = true;
@@ -77,24 +95,25 @@ static int ws_setup(struct workspace *w, const char *dir, const char *lower, str
 		}
 		r = -errno;
 		/* not an overlay-capable setup: fall back; anything else is real */
-		if (r != -EINVAL && r != -ENODEV && r != -ENOTSUP && r != -EPERM &&
-		    r != -ENOSYS)
-			return err_set(e, r, "cannot mount an overlay on '%s': %s", w->root,
-				       strerror(-r));
+		if (lowers->n > 1 ||
+		    (r != -EINVAL && r != -ENODEV && r != -ENOTSUP && r != -EPERM && r != -ENOSYS))
+			return err_set(e, r, "cannot mount an overlay of %zu layer%s on '%s': %s",
+				       lowers->n, lowers->n == 1 ? "" : "s", w->root, strerror(-r));
 		log_debug("overlayfs unavailable on '%s' (%s): copying '%s'", w->root,
-			  strerror(-r), lower);
+			  strerror(-r), lowers->v[0]);
 		rmdir(work);
 		rmdir(w->upper);
 		free(w->upper);
 		w->upper = NULL;
 	}
-	return ws_copy(lower, w->root, e);
+	return ws_copy(lowers->v[0], w->root, e);
 }
 
 /* On failure, whatever was made is removed again. */
-int workspace_create(struct workspace *w, const char *dir, const char *lower, struct err *e)
+int workspace_create(struct workspace *w, const char *dir, const struct strv *lowers,
+		     struct err *e)
 {
-	int r = ws_setup(w, dir, lower, e);
+	int r = ws_setup(w, dir, lowers, e);
 
 	if (r < 0) {
 		_cleanup_err_ struct err e2 = ERR_INIT;
@@ -103,6 +122,16 @@ int workspace_create(struct workspace *w, const char *dir, const char *lower, st
 			log_warn("cleaning up '%s': %s", dir, err_msg(&e2));
 	}
 	return r;
+}
+
+int workspace_unmount(struct workspace *w, struct err *e)
+{
+	if (!w->mounted)
+		return 0;
+	if (umount2(w->root, UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
+		return err_set(e, -errno, "cannot unmount '%s': %s", w->root, strerror(errno));
+	w->mounted = false;
+	return 0;
 }
 
 int workspace_destroy(struct workspace *w, struct err *e)

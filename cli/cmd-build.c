@@ -127,8 +127,14 @@ int cmd_build(struct cli *c, int argc, char **argv)
 				"registry is available)", bo.source);
 			return cli_fail(&e, NULL);
 		}
-		if (app_registry_lookup(&c->cfg, bo.source, &url, &branch, &e) < 0)
+		if (app_registry_lookup(&c->cfg, bo.source, &url, &branch, &e) < 0) {
+			if (e.code == -ENOENT) {
+				err_clear(&e);
+				err_set(&e, -ENOENT, "unknown app '%s': not a path or git URL, and "
+					"not registered (see 'upaas app add')", bo.source);
+			}
 			return cli_fail(&e, "unknown app");
+		}
 		if (!bo.app)
 			bo.app = bo.source;
 		if (!bo.ref && branch.len)

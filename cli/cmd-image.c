@@ -346,7 +346,7 @@ static int image_run(struct cli *c, const struct image_opts *o, const char *name
 	struct image_info i = { 0 };
 	struct workspace w = WORKSPACE_INIT;
 	struct sandbox sb = SANDBOX_INIT;
-	_cleanup_buf_ struct buf lower = BUF_INIT;
+	_cleanup_strv_ struct strv lowers = STRV_INIT;
 	_cleanup_free_ char *id = NULL, *dir = NULL, *lock = NULL;
 	_cleanup_close_ int lfd = -1;
 	_cleanup_err_ struct err e2 = ERR_INIT;
@@ -359,7 +359,7 @@ static int image_run(struct cli *c, const struct image_opts *o, const char *name
 	r = image_ensure(cfg, s, name, false, &i, e);
 	if (r < 0)
 		return r;
-	r = rootcache_get(cfg, s, i.key, i.sha256, i.size, &lower, e);
+	r = rootcache_get(cfg, s, i.key, i.sha256, i.size, &lowers, e);
 	image_info_free(&i);
 	if (r < 0)
 		return r;
@@ -377,7 +377,7 @@ static int image_run(struct cli *c, const struct image_opts *o, const char *name
 	lfd = lock_file(lock, true, e);
 	if (lfd < 0)
 		return lfd;
-	r = workspace_create(&w, dir, lower.p, e);
+	r = workspace_create(&w, dir, &lowers, e);
 	if (r < 0) {
 		unlink(lock);
 		return r;

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -84,8 +85,13 @@ static _Noreturn void child_exec(struct proc *p, char **argv, char **envp, int o
 		goto fail;
 	if (err >= 0 && err != 2 && dup2(err, 2) < 0)
 		goto fail;
-	/* dup2 clears FD_CLOEXEC on the copies; stdin from the caller may be
-	 * an inherited non-cloexec fd: make sure it is 0 only */
+	/* Only 0, 1 and 2 reach the command: upaas may have inherited
+	 * descriptors (make's jobserver pipes, say) that a tool like apt
+	 * would trip over. dup2 above cleared FD_CLOEXEC on 0-2 only. */
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		for (int fd = 3; fd < 4096; fd++)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
 	if (p->cwd && chdir(p->cwd) < 0)
 		goto fail;
 	if (p->child_setup) {

@@ -81,6 +81,55 @@ t_ok "a changed file is updated" cmp "$SRC/app.py" "$X/home/app/app.py"
 t_is "current names the incremental package" "$("$UPAAS" package show "$APP" current | head -1)" \
 	"package      $APP/$ID2"
 
+# ------------------------------------------------ layers in the root cache
+# Each build keeps its overlay upper dir as the layer of its package
+# (roots/<sha> + roots/<sha>.parent); the incremental build stacks them
+# instead of unpacking the previous package.
+ROOTS=$UPAAS_TEST_SHARED/cache/roots
+SHA1=$(jget blob.sha256 <<<"$M1")
+SHA2=$(jget blob.sha256 <<<"$M2")
+LOG2=$UPAAS_TEST_SHARED/storage/logs/$APP/$ID2.log
+t_is "the fresh build's root is a layer over the image" "$(cat "$ROOTS/$SHA1.parent" 2>&1)" \
+	"$(jget image.sha256 <<<"$M1")"
+t_is "the incremental build's root is a layer over the first" "$(cat "$ROOTS/$SHA2.parent" 2>&1)" \
+	"$SHA1"
+t_match "the incremental build stacked the layers, unpacked nothing" "$(cat "$LOG2")" \
+	"root: 2 cached lower layers, nothing unpacked"
+t_ok "a layer holds a whiteout for the removed file" \
+	test -c "$ROOTS/$SHA2/home/app/removeme.txt"
+
+# a trimmed layer (not mounted now): the chain is broken, the next build
+# unpacks the previous package instead and starts a new chain on it
+rm -rf "$ROOTS/$SHA1"
+echo "# three" >>"$SRC/app.py"
+git_c commit -qam three
+ID2B=$("$UPAAS" build --app "$APP" "$SRC" 2>"$T_ROOT/build2b.err")
+t_is "a build over a broken chain succeeds" "$?" 0
+[ -n "$ID2B" ] || cat "$T_ROOT/build2b.err" >&2
+M2B=$("$UPAAS" package show --json "$APP" "$ID2B")
+SHA2B=$(jget blob.sha256 <<<"$M2B")
+t_is "it is still incremental" "$(jget fresh <<<"$M2B") $(jget parent <<<"$M2B")" "false $ID2"
+t_match "it unpacked the previous package" \
+	"$(cat "$UPAAS_TEST_SHARED/storage/logs/$APP/$ID2B.log")" \
+	"root: fetched and unpacked ${SHA2:0:12} into the cache"
+t_ok "the unpacked copy replaced the broken layer" \
+	sh -c "test -d '$ROOTS/$SHA2' && test ! -e '$ROOTS/$SHA2.parent'"
+t_is "the new layer sits on the unpacked copy" "$(cat "$ROOTS/$SHA2B.parent" 2>&1)" "$SHA2"
+X=$T_ROOT/x2b
+t_ok "extract the package built over the fallback" extract "$ID2B" "$X"
+t_is "history continues over the fallback" "$(wc -l <"$X/home/app/build-history.txt")" 3
+t_ok "the removed file stays gone" test ! -e "$X/home/app/removeme.txt"
+t_ok "the changed file is updated" cmp "$SRC/app.py" "$X/home/app/app.py"
+ID4=$("$UPAAS" build --app "$APP" "$SRC" 2>"$T_ROOT/build4.err")
+t_is "a no-change build over the new chain succeeds" "$?" 0
+t_match "it stacked the layers again" \
+	"$(cat "$UPAAS_TEST_SHARED/storage/logs/$APP/$ID4.log")" \
+	"root: 2 cached lower layers, nothing unpacked"
+t_ok "extract the no-change package" extract "$ID4" "$X"
+t_is "history continues over the new chain" "$(wc -l <"$X/home/app/build-history.txt")" 4
+t_is "excluded contents are absent" "$(find "$X/tmp" "$X/run" "$X/dev" "$X/var/tmp" -mindepth 1)" ""
+SHA4=$("$UPAAS" package show --json "$APP" "$ID4" | jget blob.sha256)
+
 # ---------------------------------------------------------- fresh again
 ID3=$("$UPAAS" build --fresh --app "$APP" "$SRC" 2>"$T_ROOT/build3.err")
 t_is "--fresh build succeeds" "$?" 0
@@ -90,14 +139,14 @@ t_match "--fresh reason" "$(jget base.reason <<<"$M3")" "--fresh"
 X=$T_ROOT/x3
 t_ok "extract the fresh package" extract "$ID3" "$X"
 t_is "a fresh package starts a new history" "$(wc -l <"$X/home/app/build-history.txt")" 1
-rm -rf "$T_ROOT/x1" "$T_ROOT/x2" "$T_ROOT/x3"
+rm -rf "$T_ROOT/x1" "$T_ROOT/x2" "$T_ROOT/x2b" "$T_ROOT/x3"
 
 # ------------------------------------------------------------- packages
 LIST=$("$UPAAS" package list "$APP")
 t_match "list shows the first" "$LIST" "$ID1 +fresh"
 t_match "list shows the second" "$LIST" "$ID2 +incremental"
 t_match "list marks current" "$LIST" "^\* $ID3"
-t_is "list --json" "$("$UPAAS" package list --json "$APP" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 3
+t_is "list --json" "$("$UPAAS" package list --json "$APP" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 5
 t_match "show is for humans" "$("$UPAAS" package show "$APP" "$ID2")" "incremental: the current package"
 t_fail "verify of a missing package fails" "$UPAAS" package verify "$APP" 20000101T000000Z-0000000
 
@@ -130,7 +179,11 @@ t_is "current unchanged by failed builds" "$(cat "$UPAAS_TEST_SHARED/storage/app
 t_is "no work dir left behind" "$(ls "$T_ROOT/work" | grep -v '\.lock$')" ""
 t_is "no mount left behind" "$(t_mounts_below "$T_ROOT")" ""
 
-# cleanup of the shared storage
+# cleanup of the shared storage and cache (nothing of it is mounted now)
+SHA3=$(jget blob.sha256 <<<"$M3")
+for s in "$SHA1" "$SHA2" "$SHA2B" "$SHA3" ${SHA4:+"$SHA4"}; do
+	rm -rf "${ROOTS:?}/$s" "$ROOTS/$s".*
+done
 "$UPAAS" package prune --keep 1 "$APP" >/dev/null
 rm -rf "$UPAAS_TEST_SHARED/storage/packages/$APP" "$UPAAS_TEST_SHARED/storage/apps/$APP" \
 	"$UPAAS_TEST_SHARED/storage/logs/$APP" "$UPAAS_TEST_SHARED/cache/git/$APP".*
