@@ -11,7 +11,7 @@
 
 #include "common/common.h"
 
-#define UPAAS_DEFAULT_CONFIG SYSCONFDIR "/upaas/upaas.cfg"
+#define UPAAS_DEFAULT_CONFIG UPAAS_CONFIG_FILE
 
 /* The build steps, in the order they run. */
 enum step {
