@@ -190,6 +190,8 @@ uint64_t now_ms(void);            /* CLOCK_MONOTONIC */
 int64_t now_unix(void);           /* wall clock, seconds */
 /* Formats t (UTC) as 2026-11-20T21:45:00Z. */
 void time_iso8601(int64_t t, char out[32]);
+/* Parses 2026-11-20T21:45:00Z (the whole string) as UTC; -EINVAL. */
+int time_parse_iso8601(const char *s, int64_t *ret);
 /* A new id that sorts by time to the millisecond: 20261120T214500Z-3e7a2c1
  * (the second, then 3 hex digits of milliseconds and 4 random hex digits). */
 char *id_new(void);

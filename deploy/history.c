@@ -21,17 +21,6 @@ void deploy_hist_format(const struct deploy_hist *h, struct buf *out)
 		 h->previous && *h->previous ? h->previous : "-");
 }
 
-/* Parses 2026-11-20T21:45:00Z as UTC. */
-static int parse_iso8601(const char *s, int64_t *ret)
-{
-	struct tm tm = { 0 };
-	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (!end || *end)
-		return -EINVAL;
-	*ret = (int64_t)timegm(&tm);
-	return 0;
-}
-
 int deploy_hist_parse(const char *line, struct deploy_hist *h)
 {
 	char *f[5];
@@ -51,7 +40,7 @@ int deploy_hist_parse(const char *line, struct deploy_hist *h)
 	if (n < 4)
 		return -EINVAL;
 	int64_t t;
-	if (parse_iso8601(f[0], &t) < 0)
+	if (time_parse_iso8601(f[0], &t) < 0)
 		return -EINVAL;
 	h->time = t;
 	h->op = xstrdup(f[1]);

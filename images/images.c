@@ -578,17 +578,6 @@ static char *manifest_text(const struct config *c, const struct image_made *m)
 						      JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
-static int parse_iso8601(const char *s, int64_t *ret)
-{
-	struct tm tm = { 0 };
-	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-
-	if (!end || *end)
-		return -EINVAL;
-	*ret = (int64_t)timegm(&tm);
-	return 0;
-}
-
 static const char *jstr(struct json_object *o, const char *k)
 {
 	struct json_object *v;
@@ -632,7 +621,7 @@ static int manifest_parse(const char *key, const char *text, struct image_info *
 	if (!json_object_object_get_ex(o, "size", &v) || !json_object_is_type(v, json_type_int) ||
 	    json_object_get_int64(v) < 0)
 		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid size", key);
-	if (!created || parse_iso8601(created, &t) < 0)
+	if (!created || time_parse_iso8601(created, &t) < 0)
 		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid created time", key);
 	i->size = (uint64_t)json_object_get_int64(v);
 	i->created = t;
