@@ -242,6 +242,10 @@ struct proc {
 	bool tee;                   /* with log_fd: also copy to stderr */
 	struct buf *capture;        /* stdout into this buffer */
 	unsigned timeout_ms;        /* 0: none */
+	/* Run the command as PID 1 of a new PID namespace, so that whatever
+	 * it starts dies with it, even when upaas is killed with SIGKILL
+	 * (mmdebstrap's apt and dpkg). Not with child_setup. */
+	bool pid_namespace;
 	/* Called in the child after fork, before exec; returns 0 or -errno.
 	 * It may also replace the exec entirely (and must then _exit()). */
 	int (*child_setup)(void *data);

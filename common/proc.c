@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <string.h>
 #include <linux/close_range.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -58,6 +59,48 @@ static int set_cloexec_pipe(int fds[2])
 	return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
 }
 
+/*
+ * In the child, for pid_namespace: unshare the PID namespace and fork; the
+ * new process (PID 1 there) returns to exec the command, and this one stays
+ * outside as its waiter and exits with its status. Each dies with its parent
+ * (PDEATHSIG), and when PID 1 of a namespace dies the kernel kills the rest.
+ */
+static void child_pid_namespace(void)
+{
+	int alive[2];
+	if (unshare(CLONE_NEWPID) < 0 || pipe2(alive, O_CLOEXEC) < 0) {
+		proc_child_report(-errno);
+		_exit(127);
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		proc_child_report(-errno);
+		_exit(127);
+	}
+	if (pid == 0) {
+		/* the waiter's death before the prctl shows as EOF on alive */
+		close(alive[1]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		struct pollfd pfd = { .fd = alive[0], .events = POLLIN };
+		if (poll(&pfd, 1, 0) != 0)
+			_exit(127);
+		close(alive[0]);
+		return;
+	}
+	/* the waiter never execs: the status pipe must see EOF at the exec */
+	close(alive[0]);
+	close(child_status_fd);
+	child_status_fd = -1;
+	int status;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			_exit(127);
+	}
+	if (WIFSIGNALED(status))
+		_exit(128 + WTERMSIG(status));
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 255);
+}
+
 /* In the child: only async-signal-safe calls from here to exec. */
 static _Noreturn void child_exec(struct proc *p, char **argv, char **envp, int out_w, int cap_w,
 				 int status_w)
@@ -94,6 +137,8 @@ static _Noreturn void child_exec(struct proc *p, char **argv, char **envp, int o
 	}
 	if (p->cwd && chdir(p->cwd) < 0)
 		goto fail;
+	if (p->pid_namespace && !p->child_setup)
+		child_pid_namespace();
 	if (p->child_setup) {
 		int r = p->child_setup(p->child_data);
 		if (r < 0) {

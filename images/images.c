@@ -379,6 +379,8 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 		return err_set(e, -errno, "cannot create '%s': %s", logpath, strerror(errno));
 	bootstrap_argv(c, tool, arch, mirror, root, &p.argv);
 	p.log_fd = logfd;
+	/* apt and dpkg die with the tool, even when upaas is killed */
+	p.pid_namespace = true;
 	p.timeout_ms = c->bootstrap.timeout > 0 ? (unsigned)c->bootstrap.timeout * 1000u : 0;
 	log_debug("bootstrap: %s", p.argv.v[0]);
 	progress_begin(&prog, tool, 0);

@@ -102,6 +102,27 @@ t_fail "old copy trimmed" test -e "$CACHE/roots/$sha1"
 t_ok "copy in use kept" test -d "$CACHE/roots/$sha2/etc"
 t_write_config
 
+# --- kill -9 of upaas in the middle of a bootstrap: apt and dpkg die with it,
+# no mount is left, nothing is stored, and the next create works
+bootstrap_procs() {  # processes of a bootstrap below T_ROOT (root or argv)
+	local p
+	for p in $(pgrep -f 'mmdebstrap|apt|dpkg|gpgv|methods/http'); do
+		{ readlink "/proc/$p/root"; tr '\0' ' ' <"/proc/$p/cmdline"; echo; } 2>/dev/null |
+			grep -q -- "$T_ROOT" && echo "$p"
+	done
+}
+"$UPAAS" image create killed-image >"$T_ROOT/killed.out" 2>&1 &
+pid=$!
+for _ in $(seq 100); do [ -n "$(bootstrap_procs)" ] && break; sleep 0.1; done
+sleep 3   # apt is downloading or dpkg unpacking by now
+t_match "bootstrap under way" "$(bootstrap_procs | wc -l)" "^[1-9]"
+kill -9 "$pid"; wait "$pid" 2>/dev/null
+for _ in $(seq 50); do [ -z "$(bootstrap_procs)" ] && break; sleep 0.2; done
+t_is "mmdebstrap, apt and dpkg died with upaas" "$(bootstrap_procs)" ""
+t_is "no mount left after kill -9 of a bootstrap" "$(t_mounts_below "$T_ROOT")" ""
+t_is "nothing stored for the killed image" "$(ls "$STORE/images" | grep -c '^killed-image')" 0
+t_fail "the killed image is not listed" "$UPAAS" image show killed-image
+
 # --- rm (on a copy under another name, the shared image stays)
 cp "$STORE/images/$NAME.tar.zst" "$STORE/images/rm-me.tar.zst"
 sed "s/\"name\": \"$NAME\"/\"name\": \"rm-me\"/" "$STORE/images/$NAME.json" >"$STORE/images/rm-me.json"

@@ -304,6 +304,24 @@ scenarios() {  # scenarios BACKEND URL LOAD_APPS
 	t_ok "$be: worker B stops on SIGTERM" stop_worker "$wb" 30
 	WORKERS=()
 
+	# ------------------------------------- leftovers at worker start
+	# A build killed on this host left its work dir; a live one holds its
+	# app's lock. A starting worker removes the first and keeps the second.
+	local ghost="$W/$P-ghost-20260101T000000Z-0001abc"
+	local live="$W/$P-live-20260101T000000Z-0002abc"
+	mkdir -p "$ghost/upper/etc" "$live/upper"
+	echo x >"$ghost/upper/etc/x"
+	: >"$W/$P-ghost.lock"
+	( exec 9>"$W/$P-live.lock"; flock 9; exec sleep 30 ) &
+	local holder=$!
+	sleep 0.3
+	t_ok "$be: worker --once with nothing queued" timeout 60 "$UPAAS" worker --once
+	t_ok "$be: ... removed a dead build's work dir" test ! -e "$ghost"
+	t_ok "$be: ... kept the work dir of a running build" test -d "$live"
+	kill "$holder" 2>/dev/null
+	wait "$holder" 2>/dev/null
+	rm -rf "$live"
+
 	# ----------------------------------------------------------- retry
 	local rid
 	rid=$("$UPAAS" queue retry "$sid" 2>/dev/null)

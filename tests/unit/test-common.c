@@ -162,6 +162,29 @@ static void test_proc_timeout_kills_tree(void **state)
 	proc_free(&chk);
 }
 
+static void test_proc_pid_namespace(void **state)
+{
+	struct err e = ERR_INIT;
+	struct buf out = BUF_INIT;
+	struct proc p = PROC_INIT;
+	strv_push(&p.argv, "sh");
+	strv_push(&p.argv, "-c");
+	strv_push(&p.argv, "echo $$; exit 7");
+	p.capture = &out;
+	p.pid_namespace = true;
+	assert_int_equal(proc_run(&p, &e), 7);
+	assert_string_equal(out.p, "1\n");    /* PID 1 of its own namespace */
+	proc_free(&p);
+
+	struct proc q = PROC_INIT;
+	strv_push(&q.argv, "/nonexistent/upaas-no-such-binary");
+	q.pid_namespace = true;
+	assert_int_equal(proc_run(&q, &e), -ENOENT);
+	proc_free(&q);
+	buf_free(&out);
+	err_free(&e);
+}
+
 static void test_proc_log_lines(void **state)
 {
 	char path[] = "/tmp/upaas-unit-log-XXXXXX";
@@ -249,6 +272,7 @@ int main(void)
 		cmocka_unit_test(test_proc_exec_failure),
 		cmocka_unit_test(test_proc_capture_argv_not_shell),
 		cmocka_unit_test(test_proc_timeout_kills_tree),
+		cmocka_unit_test(test_proc_pid_namespace),
 		cmocka_unit_test(test_proc_log_lines),
 		cmocka_unit_test(test_fs_atomic_and_paths),
 		cmocka_unit_test(test_ids_sort_by_time),
