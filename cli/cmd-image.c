@@ -26,8 +26,9 @@ static void image_help(FILE *out)
 	      "  show [--json] NAME          show an image's manifest\n"
 	      "  rm NAME                     remove an image (manifest first, then the blob)\n"
 	      "  run [--network] [--user] [--timeout S] NAME -- CMD [ARGS...]\n"
-	      "                              run CMD in a throwaway copy of the image (created\n"
-	      "                              first when missing); the image never changes.\n"
+	      "                              run CMD in a throwaway copy of the image (the\n"
+	      "                              default image is created first when missing);\n"
+	      "                              the image never changes.\n"
 	      "                              Exits with CMD's status (128+N when killed by\n"
 	      "                              signal N, 124 on timeout, 1 when upaas fails)\n"
 	      "\n"
@@ -356,6 +357,21 @@ static int image_run(struct cli *c, const struct image_opts *o, const char *name
 
 	if (cli_storage(c, &s) < 0)
 		return -EINVAL;
+	/* the default image is made on first use; another name must exist, so
+	 * that a typo does not bootstrap a new image */
+	_cleanup_free_ char *def = image_default_name(cfg);
+	if (strcmp(name, def)) {
+		struct image_info probe = { 0 };
+		r = image_load(s, name, &probe, e);
+		image_info_free(&probe);
+		if (r == -ENOENT) {
+			err_clear(e);
+			return err_set(e, r, "no image '%s' (create it with 'upaas image create %s')",
+				       name, name);
+		}
+		if (r < 0)
+			return r;
+	}
 	r = image_ensure(cfg, s, name, false, &i, e);
 	if (r < 0)
 		return r;

@@ -123,6 +123,12 @@ t_is "no mount left after kill -9 of a bootstrap" "$(t_mounts_below "$T_ROOT")" 
 t_is "nothing stored for the killed image" "$(ls "$STORE/images" | grep -c '^killed-image')" 0
 t_fail "the killed image is not listed" "$UPAAS" image show killed-image
 
+# --- a name that is not the default image must exist: no bootstrap for a typo
+out=$("$UPAAS" image run no-such-image -- true 2>&1)
+t_is "run of an unknown image fails with 1" "$?" 1
+t_match "... saying how to create it" "$out" "no image 'no-such-image' \(create it with"
+t_is "... and creates nothing" "$(ls "$STORE/images" | grep -c '^no-such-image')" 0
+
 # --- rm (on a copy under another name, the shared image stays)
 cp "$STORE/images/$NAME.tar.zst" "$STORE/images/rm-me.tar.zst"
 sed "s/\"name\": \"$NAME\"/\"name\": \"rm-me\"/" "$STORE/images/$NAME.json" >"$STORE/images/rm-me.json"
