@@ -75,7 +75,9 @@ struct actions_ctx {
  */
 int actions_run(struct actions_ctx *ctx, struct err *e);
 
-/* The environment of a command of the build (as_app: the app's HOME). */
+/* The environment of a command of the build. as_app: the merged env of the
+ * plan and the app's HOME; else (root steps) only the admin config's env
+ * (interpreters.env < type.any.env < version.env), never the metadata's. */
 void actions_env(const struct actions_ctx *ctx, bool as_app, struct strv *env);
 
 /* Checks a metadata file path: absolute, no "." / ".." / empty component. */

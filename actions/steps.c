@@ -43,12 +43,41 @@ bool actions_file_path_ok(const char *path)
 	}
 }
 
+/*
+ * The admin's part of the env (interpreters.env < type.any < version), for
+ * the steps that run as root: the metadata's env comes from the app, and a
+ * PATH or LD_PRELOAD of its choosing would run the app's code as root.
+ */
+static void admin_env(const struct actions_ctx *x, struct strv *env)
+{
+	const struct config *c = x->cfg;
+	const struct plan *p = x->plan;
+	const struct kvlist *levels[3] = { &c->interpreters.env, NULL, NULL };
+
+	for (size_t i = 0; p->interp_type && i < c->interpreters.n_types; i++) {
+		const struct cfg_interp_type *t = &c->interpreters.types[i];
+		if (strcmp(t->name, p->interp_type))
+			continue;
+		levels[1] = &t->any.env;
+		for (size_t j = 0; p->interp_version && j < t->n_versions; j++)
+			if (!strcmp(t->versions[j].version, p->interp_version))
+				levels[2] = &t->versions[j].env;
+	}
+	for (size_t l = 0; l < ARRAY_SIZE(levels); l++)
+		for (size_t i = 0; levels[l] && i < levels[l]->n; i++)
+			strv_setenv(env, levels[l]->v[i].key, levels[l]->v[i].val);
+}
+
 void actions_env(const struct actions_ctx *x, bool as_app, struct strv *env)
 {
 	strv_setenv(env, "PATH", DEFAULT_PATH);
 	strv_setenv(env, "LANG", "C.UTF-8");
-	for (size_t i = 0; i < x->plan->env.n; i++)
-		strv_setenv(env, x->plan->env.v[i].key, x->plan->env.v[i].val);
+	if (as_app) {
+		for (size_t i = 0; i < x->plan->env.n; i++)
+			strv_setenv(env, x->plan->env.v[i].key, x->plan->env.v[i].val);
+	} else {
+		admin_env(x, env);
+	}
 	/* upaas's own variables always win over the merged env */
 	strv_setenv(env, "UPAAS_APP", x->app);
 	strv_setenv(env, "UPAAS_BUILD_ID", x->build_id);

@@ -192,7 +192,12 @@ static void remove_stale_dirs(struct build *b)
 		    !id_like(de->d_name + alen + 1))
 			continue;
 		_cleanup_free_ char *p = path_join(b->c->paths.workdir, de->d_name);
+		_cleanup_free_ char *runlock = xasprintf("%s.lock", p);
 		_cleanup_err_ struct err e = ERR_INIT;
+		/* "run-<id>" with a "run-<id>.lock" is the workspace of an
+		 * 'upaas image run' (not of app "run"): its owner cleans it */
+		if (access(runlock, F_OK) == 0)
+			continue;
 		log_debug("removing the stale work dir '%s'", p);
 		if (fs_rm_rf(p, &e) < 0)
 			log_warn("cannot remove the stale work dir '%s': %s", p, err_msg(&e));
@@ -841,6 +846,13 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	if (r < 0) {
 		if (b.ran_steps && b.ax.failed >= 0 && ret)
 			ret->failed_step = xstrdup(step_name((enum step)b.ax.failed));
+		/* cancelled between the blob's upload and the manifest: the
+		 * blob must not stay behind without one */
+		if (b.stage_done[ST_PACK] && !b.stage_done[ST_PUBLISH]) {
+			_cleanup_free_ char *bkey = storage_key_package(b.app, b.id, "tar.zst");
+			_cleanup_err_ struct err ig = ERR_INIT;
+			storage_delete(s, bkey, &ig);
+		}
 		blog(&b, "build failed: %s", err_msg(e));
 		/* the tail says why; a cancel or a config problem needs none */
 		if (b.ran_steps && b.ax.failed >= 0 && r != -ECANCELED)

@@ -163,6 +163,24 @@ rm -f "$T_ROOT/sym.tar.zst" "$SRC/evil"
 GOOD=$ID
 NGOOD=$(manifests)
 
+# the metadata's env is for the app's steps only: with an app-chosen PATH the
+# files step (root) would run the checkout's own 'cat' as root
+mkdir -p "$SRC/bin"
+printf '#!/bin/sh\nid -u\n' >"$SRC/bin/cat"
+chmod +x "$SRC/bin/cat"
+meta 'env = { PATH = "/home/app/bin:/usr/bin:/bin"; };
+files = ( { path = "/etc/upaas-pathcheck"; content = "real cat"; } );
+actions = { main = "[ \"$(cat </dev/null)\" = 1000 ]"; };'
+ID=$(build 2>"$T_ROOT/env.err")
+t_is "app env: the build succeeds, the app step sees its PATH" "$?" 0
+"$UPAAS" package get "$APP" "$ID" "$T_ROOT/env.tar.zst" >/dev/null 2>&1
+t_is "app env: root steps ignore the app's PATH" \
+	"$(tar --zstd -xOf "$T_ROOT/env.tar.zst" --wildcards '*etc/upaas-pathcheck' 2>/dev/null)" \
+	"real cat"
+rm -rf "$T_ROOT/env.tar.zst" "$SRC/bin"
+GOOD=$ID
+NGOOD=$(manifests)
+
 meta 'os = { packages = [ "foo; rm -rf /" ]; };'
 OUT=$(build 2>&1)
 t_is "package name with ';': refused" "$?" 1

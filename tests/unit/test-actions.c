@@ -56,7 +56,15 @@ static void test_env(void **state)
 	assert_null(env_get(&env, "DEBIAN_FRONTEND"));
 	strv_free(&env);
 	x.fresh = true;
+	/* root steps get the admin's env only: an app-chosen PATH (or
+	 * LD_PRELOAD) would run the app's own code as root */
+	kvlist_set(&c.interpreters.env, "ADMIN", "1");
 	actions_env(&x, false, &env);
+	assert_string_equal(env_get(&env, "PATH"),
+			    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	assert_null(env_get(&env, "FOO"));
+	assert_string_equal(env_get(&env, "ADMIN"), "1");
+	assert_string_equal(env_get(&env, "UPAAS_APP"), "flask");
 	assert_string_equal(env_get(&env, "HOME"), "/root");
 	assert_string_equal(env_get(&env, "UPAAS_FRESH_PACKAGE"), "true");
 	assert_string_equal(env_get(&env, "DEBIAN_FRONTEND"), "noninteractive");
