@@ -525,10 +525,21 @@ static void child_rlimits(const struct sb_child *c)
 	}
 }
 
-/* Capabilities root steps never need, and that reach beyond the sandbox. */
+/*
+ * Capabilities root steps never need (apt, dpkg, useradd, the admin's
+ * commands work on files), and that reach beyond the sandbox: mounting
+ * (SYS_ADMIN) or making device nodes (MKNOD) would reach the host's disks,
+ * open_by_handle_at (DAC_READ_SEARCH) the host's files, and network steps
+ * share the host's network namespace (NET_ADMIN, NET_RAW). What the app
+ * writes (its files, its packages' scripts) runs in later root steps, so root
+ * in the sandbox must not be root on the host.
+ */
 static const int sb_root_drop_caps[] = {
 	CAP_SYS_MODULE, CAP_SYS_BOOT, CAP_SYS_TIME, CAP_SYS_RAWIO, CAP_MAC_ADMIN,
 	CAP_MAC_OVERRIDE, CAP_SYSLOG, CAP_WAKE_ALARM, CAP_BLOCK_SUSPEND, CAP_AUDIT_CONTROL,
+	CAP_SYS_ADMIN, CAP_MKNOD, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_NET_RAW,
+	CAP_SYS_PTRACE, CAP_SYS_RESOURCE, CAP_LINUX_IMMUTABLE, CAP_AUDIT_WRITE,
+	CAP_AUDIT_READ, CAP_BPF, CAP_PERFMON, CAP_IPC_OWNER,
 };
 
 /* Empties the bounding set: no later exec can regain a capability. */

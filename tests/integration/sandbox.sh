@@ -111,8 +111,12 @@ t_is "no capability in any set, no_new_privs" \
 t_fail "dropped: cannot mount" sb --uid 1000 -- mount -t tmpfs x /mnt
 t_fail "dropped: cannot chown a file owned by root" sb --uid 1000 -- chown 1000 /etc/passwd
 t_is "/etc/passwd still belongs to root" "$(stat -c %u "$R/etc/passwd")" 0
-t_ok "root steps can mount" sb -- mount -t tmpfs x /mnt
-t_is "... and that mount stayed inside" "$(t_mounts_below "$R")" ""
+# root steps stay root for files, but lose what reaches beyond the sandbox
+t_fail "root steps cannot mount" sb -- mount -t tmpfs x /mnt
+t_fail "root steps cannot make device nodes" sb -- mknod /tmp/sda b 8 0
+t_is "root steps keep what apt and dpkg need" \
+	"$(sb -- sh -ec 'touch /etc/upaas-probe && chown 1000:1000 /etc/upaas-probe && stat -c %u /etc/upaas-probe && rm /etc/upaas-probe')" 1000
+t_is "no mount below the root on the host" "$(t_mounts_below "$R")" ""
 rm -rf "$R/run/mount"   # mount(8)'s utab: the command's doing, not the sandbox's
 
 # --- binds
