@@ -10,7 +10,8 @@
 
 static void worker_help(FILE *out)
 {
-	fputs("usage: upaas worker [--concurrency N] [--once] [--poll-ms MS]\n"
+	fputs("usage: upaas worker [--concurrency N] [--once] [--poll-ms MS] [--stop-grace S]\n"
+	      "                    [--noop-builds]\n"
 	      "\n"
 	      "Takes queued builds and runs them with the build pipeline, up to N at once,\n"
 	      "never two builds of one app at once (across every worker that shares the\n"

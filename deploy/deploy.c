@@ -603,11 +603,16 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 		_cleanup_err_ struct err e2 = ERR_INIT;
 		history(d, op, id, "failed:post-deploy", cur);
 		res->reverted = true;
-		if (switch_current(d, cur && strcmp(cur, id) ? cur : NULL, NULL, &e2) < 0) {
+		/* a forced redeploy of the current package: `current` named
+		 * this revision before and still does; removing it would take
+		 * the app down instead of switching back */
+		if (cur && !strcmp(cur, id))
+			goto out;
+		if (switch_current(d, cur, NULL, &e2) < 0) {
 			log_error("cannot switch back: %s", err_msg(&e2));
 			goto out;
 		}
-		if (!cur || !strcmp(cur, id))
+		if (!cur)
 			goto out;
 		/* the previous revision is live again: tell its hooks */
 		struct deploy_manifest pm = { 0 };

@@ -40,6 +40,7 @@ struct job {
 	int log_fd;
 	struct buf result;
 	uint64_t next_renew;     /* monotonic ms */
+	uint64_t lease_end;      /* monotonic ms by which the lease runs out */
 	uint64_t next_cancel_check;
 	uint64_t kill_at;        /* SIGKILL when still running then; 0: not yet */
 	enum job_stop stop;
@@ -272,6 +273,7 @@ static void job_start(struct worker *w, struct queue_build *b)
 	w->n_jobs++;
 	uint64_t now = now_ms();
 	j->next_renew = now + (uint64_t)queue_lease_seconds(w->q) * 1000 / 3;
+	j->lease_end = now + (uint64_t)queue_lease_seconds(w->q) * 1000;
 	j->next_cancel_check = now + CANCEL_CHECK_MS;
 
 	if (w->o->noop_builds) {
@@ -357,12 +359,30 @@ static void jobs_tend(struct worker *w)
 				job_log(j, "%s", err_msg(&e));
 				job_signal(j, STOP_LOST, 5);
 			} else if (r < 0) {
-				/* A database hiccup: try again soon, the lease
-				 * has two thirds of its time left. */
+				/* A database hiccup: try again soon. But once the
+				 * lease is about to run out, another worker may
+				 * take the build over: stop it before that, or it
+				 * would run twice. */
+				uint64_t margin = (uint64_t)queue_lease_seconds(w->q) * 1000 / 3;
+				uint64_t t = now_ms();   /* the renew may have blocked */
 				log_warn("%s", err_msg(&e));
-				j->next_renew = now + 1000;
+				j->next_renew = t + 1000;
+				if (j->stop != STOP_LOST && t + margin >= j->lease_end) {
+					uint64_t left = j->lease_end > t ? j->lease_end - t : 0;
+					job_log(j, "cannot renew the lease before it runs out (%s): "
+						"stopping the build", err_msg(&e));
+					/* SIGTERM now, SIGKILL halfway to the end */
+					uint64_t kill_at = t + left / 2;
+					j->stop = STOP_LOST;
+					if (!j->kill_at)
+						kill(j->pid, SIGTERM);
+					if (!j->kill_at || j->kill_at > kill_at)
+						j->kill_at = kill_at;
+				}
 				continue;
 			}
+			/* the new lease counts from before the renew was sent */
+			j->lease_end = now + (uint64_t)queue_lease_seconds(w->q) * 1000;
 			j->next_renew = now + (uint64_t)queue_lease_seconds(w->q) * 1000 / 3;
 		}
 		if (j->stop == STOP_NONE && now >= j->next_cancel_check) {

@@ -121,6 +121,10 @@ t_match "deploying the current package again is a no-op" "$out" "already at $ID2
 t_is "the no-op is not in the history" "$(wc -l <"$A/history")" "2"
 t_ok "--force deploys it again" "$UPAAS" deploy --force "$APP"
 t_is "history after --force" "$(tail -n 1 "$A/history" | cut -d' ' -f2-4)" "upgrade $ID2 ok"
+touch "$DATA/fail-post"
+t_fail "--force with a failing post-deploy hook fails" "$UPAAS" deploy --force "$APP"
+t_is "a failed forced redeploy leaves current in place" "$(readlink "$A/current")" "revisions/$ID2"
+rm -f "$DATA/fail-post"
 
 # ------------------------------------------------------- post-hook failure
 ID3=$(build_version v3) || t_bail "upaas build failed"

@@ -346,4 +346,48 @@ fi
 psql -q "$PG_URL" -c 'DROP TABLE IF EXISTS builds, apps, schema_version' >/dev/null 2>&1
 scenarios postgresql "$PG_URL" 5
 
+# ------------------------------------------ database lost by one worker
+# Worker A loses its database (its role may no longer log in, its session
+# is killed) while its build runs: it cannot renew the lease, so it must
+# stop the build before the lease runs out and another worker may take it.
+lost_db() {
+	local D=$T_ROOT/postgresql P=q$SUFFIX-po role=upaas_lease_$SUFFIX
+	sql() { psql -qAt "$PG_URL" -v ON_ERROR_STOP=1 -c "$1"; }
+	mk_app "$D/src/long" 60
+	"$UPAAS" app add "$P-long" --repo "$D/src/long"
+	sql "CREATE ROLE $role LOGIN" >/dev/null &&
+		sql "GRANT ALL ON ALL TABLES IN SCHEMA public TO $role" >/dev/null ||
+		{ t_not "pg: a role for worker A"; return; }
+	local aurl=${PG_URL/user=postgres/user=$role}
+	sed -e "s|url = \".*\";|url = \"${aurl//&/\\&}\";|" \
+		-e "s|lease_seconds = 3;|lease_seconds = 6;|" "$D/upaas.cfg" >"$D/a.cfg"
+	grep -q "user=$role" "$D/a.cfg" || { t_not "pg: a config for worker A"; return; }
+	local lid wa
+	lid=$("$UPAAS" queue add "$P-long" 2>/dev/null)
+	"$UPAAS" -c "$D/a.cfg" worker >"$D/wlost.log" 2>&1 &
+	wa=$!
+	WORKERS+=("$wa")
+	t_ok "pg: worker A runs the build" wait_state "$lid" running 60
+	sleep 3   # into its 60 s main step (whose output is logged when it ends)
+	sql "ALTER ROLE $role NOLOGIN" >/dev/null
+	sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '$role'" >/dev/null
+	# (logged once its build process has been reaped)
+	t_ok "pg: without its database, A stops the build before its lease runs out" \
+		wait_log "$lid" "the lease was lost; the build was stopped" 30
+	t_is "pg: ... because it could not renew it" \
+		"$(grep -c "cannot renew the lease before it runs out" "$(bjson "$lid" | jq -r .log)")" 1
+	t_ok "pg: worker A stops on SIGTERM" stop_worker "$wa" 30
+	WORKERS=()
+	t_ok "pg: cancel the build A left running" "$UPAAS" queue cancel "$lid"
+	sleep 6.5   # A's lease runs out; the next claim ends the build
+	t_ok "pg: worker --once" timeout 60 "$UPAAS" worker --once
+	t_is "pg: the build is cancelled, never run twice" \
+		"$(bjson "$lid" | jq -r '.state + " " + (.attempts | tostring)')" "cancelled 1"
+	t_ok "pg: no work dir left" no_workdirs "$D/work"
+	t_is "pg: no mount left" "$(t_mounts_below "$D")" ""
+	sql "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM $role" >/dev/null
+	sql "DROP ROLE $role" >/dev/null
+}
+lost_db
+
 t_done
