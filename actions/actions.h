@@ -62,6 +62,7 @@ struct actions_ctx {
 	/* os packages the base package already has (incremental); NULL: none */
 	const struct strv *installed;
 	int log_fd;                 /* the build log */
+	int log_fd2;                /* > 0: a live copy of the log (the caller's) */
 	bool tee;                   /* command output also to stderr */
 	/* Results */
 	struct step_record steps[STEP__COUNT];

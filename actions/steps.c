@@ -122,6 +122,8 @@ static void blog(struct actions_ctx *x, const char *fmt, ...)
 	va_end(ap);
 	if (x->log_fd >= 0)
 		log_line_fd(x->log_fd, b.p, b.len);
+	if (x->log_fd2 > 0)
+		log_line_fd(x->log_fd2, b.p, b.len);
 }
 
 /*
@@ -164,6 +166,7 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	sb.gid = (gid_t)c->apps.gid;
 	sb.timeout_ms = rn->deadline ? (unsigned)(rn->deadline - t) : 0;
 	sb.log_fd = x->log_fd;
+	sb.log_fd2 = x->log_fd2 > 0 ? x->log_fd2 : -1;
 	sb.tee = x->tee;
 	sb.stdin_fd = rn->stdin_fd;
 	if (rn->mirror && x->mirror)

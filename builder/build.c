@@ -398,10 +398,20 @@ static int stage_steps(struct build *b, struct err *e)
 		.fresh = b->fresh,
 		.installed = b->fresh ? NULL : &b->parent.os_packages,
 		.log_fd = b->log_fd,
+		.log_fd2 = b->o->log_fd,
 		.tee = b->o->tee,
 	};
 	b->ran_steps = true;
-	return actions_run(x, e);
+	/* the steps write their lines to the caller's log_fd live (queue log
+	 * -f): send what came before, and do not send the steps' lines twice */
+	log_forward(b);
+	int r = actions_run(x, e);
+	if (b->o->log_fd >= 0 && b->log_fd >= 0) {
+		off_t end = lseek(b->log_fd, 0, SEEK_END);
+		if (end > b->log_sent)
+			b->log_sent = end;
+	}
+	return r;
 }
 
 /* The sink of pack_tree: the blob's storage upload. */

@@ -49,6 +49,7 @@ struct sandbox {
 	gid_t gid;
 	unsigned timeout_ms;     /* 0: none */
 	int log_fd;              /* -1: inherit stdout/stderr */
+	int log_fd2;             /* -1: none; a live copy of the log lines */
 	bool tee;
 	struct buf *capture;     /* stdout into this buffer, if set */
 	int stdin_fd;            /* -1: /dev/null */
@@ -60,7 +61,8 @@ struct sandbox {
 	int64_t rlimit_as;
 	int64_t rlimit_fsize;
 };
-#define SANDBOX_INIT { .argv = STRV_INIT, .env = STRV_INIT, .log_fd = -1, .stdin_fd = -1 }
+#define SANDBOX_INIT { .argv = STRV_INIT, .env = STRV_INIT, .log_fd = -1, .log_fd2 = -1, \
+	.stdin_fd = -1 }
 
 int sandbox_run(const struct sandbox *sb, struct err *e);
 void sandbox_free(struct sandbox *sb);    /* frees argv and env */

@@ -851,6 +851,7 @@ static int sb_spawn(const struct sandbox *sb, struct sb_child *c, struct err *e)
 	p.env_set = true;
 	p.stdin_fd = sb->stdin_fd;
 	p.log_fd = sb->log_fd;
+	p.log_fd2 = sb->log_fd >= 0 ? sb->log_fd2 : -1;
 	p.tee = sb->tee;
 	p.capture = sb->capture;
 	p.timeout_ms = sb->timeout_ms;

@@ -227,7 +227,8 @@ int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *
  *
  * Output: by default the child inherits stdout/stderr. With log_fd >= 0 its
  * stdout and stderr are read through a pipe and written to log_fd as lines
- * prefixed by a timestamp; with tee also copied to stderr.
+ * prefixed by a timestamp (and to log_fd2 too, when set); with tee also
+ * copied to stderr.
  * With capture != NULL, stdout is collected into it (bounded by capture->max).
  */
 struct proc {
@@ -239,6 +240,7 @@ struct proc {
 	int stdout_fd;              /* -1: inherit (unless log_fd/capture) */
 	int stderr_fd;              /* -1: inherit (unless log_fd) */
 	int log_fd;                 /* -1: none */
+	int log_fd2;                /* -1: none; a second copy of the log lines */
 	bool tee;                   /* with log_fd: also copy to stderr */
 	struct buf *capture;        /* stdout into this buffer */
 	unsigned timeout_ms;        /* 0: none */
@@ -261,7 +263,7 @@ struct proc {
 	struct buf partial;         /* an unfinished output line */
 };
 #define PROC_INIT { .argv = STRV_INIT, .env = STRV_INIT, .stdin_fd = -1, \
-	.stdout_fd = -1, .stderr_fd = -1, .log_fd = -1, .pid = -1, \
+	.stdout_fd = -1, .stderr_fd = -1, .log_fd = -1, .log_fd2 = -1, .pid = -1, \
 	.out_pipe = -1, .cap_pipe = -1, .status_pipe = -1, .pidfd = -1, \
 	.partial = BUF_INIT }
 

@@ -254,11 +254,15 @@ static void log_output(struct proc *p, const char *data, size_t n, bool final)
 		if (p->partial.p[i] != '\n')
 			continue;
 		log_line_fd(p->log_fd, p->partial.p + start, i - start);
+		if (p->log_fd2 >= 0)
+			log_line_fd(p->log_fd2, p->partial.p + start, i - start);
 		start = i + 1;
 	}
 	/* a very long line without newline is flushed in pieces */
 	if ((final && start < p->partial.len) || p->partial.len - start > 65536) {
 		log_line_fd(p->log_fd, p->partial.p + start, p->partial.len - start);
+		if (p->log_fd2 >= 0)
+			log_line_fd(p->log_fd2, p->partial.p + start, p->partial.len - start);
 		start = p->partial.len;
 	}
 	if (start) {
