@@ -169,8 +169,12 @@ t_is "a command killed by SIGKILL exits 137" "$?" 137
 # --- nothing outlives the command, even kill -9 of its parent
 "$SBH" --root "$R" -- sh -c 'sleep 3145 & sleep 3146' >/dev/null 2>&1 &
 helper=$!
-for _ in $(seq 50); do pgrep -f 'sleep 3146' >/dev/null && break; sleep 0.1; done
-init=$(pgrep -x -f 'sh -c sleep 3145 & sleep 3146')
+# (the helper's own argv holds the same words: wait for the sandboxed sh)
+init=
+for _ in $(seq 100); do
+	init=$(pgrep -x -f 'sh -c sleep 3145 & sleep 3146') && pgrep -x -f 'sleep 3146' >/dev/null && break
+	sleep 0.1
+done
 mntns=$(readlink "/proc/$init/ns/mnt")
 t_match "the command runs in its own mount namespace ($mntns)" "$mntns" '^mnt:'
 t_match "with its mounts in it" "$(cat "/proc/$init/mountinfo")" ' /dev/pts '
@@ -182,7 +186,7 @@ for _ in $(seq 30); do
 	sleep 0.1
 done
 t_is "no process of the command is left after kill -9" "$left" ""
-holders=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mntns" ] && echo "$p"; done)
+holders=$(for p in /proc/[0-9]*; do [ -n "$mntns" ] && [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mntns" ] && echo "$p"; done)
 t_is "no process holds its mount namespace" "$holders" ""
 t_is "no mount below the root on the host" "$(t_mounts_below "$R")" ""
 
