@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "actions/actions.h"
@@ -190,12 +189,6 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	 * the admin's commands run as root, which RLIMIT_NPROC does not bind */
 	if (!rn->as_app)
 		sb.rlimit_nproc = 0;
-	/* raising a hard limit needs CAP_SYS_RESOURCE, which a container may
-	 * not grant: never ask for more than the hard limit upaas has */
-	struct rlimit hard;
-	if (getrlimit(RLIMIT_NOFILE, &hard) == 0 && hard.rlim_max != RLIM_INFINITY &&
-	    sb.rlimit_nofile > (int64_t)hard.rlim_max)
-		sb.rlimit_nofile = (int64_t)hard.rlim_max;
 
 	blog(x, "--- %s: %s", sname, what);
 	r = sandbox_run(&sb, e);

@@ -55,7 +55,8 @@ struct sandbox {
 	int stdin_fd;            /* -1: /dev/null */
 	const struct sandbox_bind *binds;
 	size_t n_binds;
-	/* rlimits; 0 = leave as is */
+	/* rlimits; 0 = leave as is. Without CAP_SYS_RESOURCE a limit above the
+	 * inherited hard limit is clamped to it (lowering is what matters). */
 	int64_t rlimit_nofile;
 	int64_t rlimit_nproc;
 	int64_t rlimit_as;

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include <json-c/json.h>
 
@@ -329,17 +328,6 @@ static void remove_dead_runs(const char *workdir)
 	}
 }
 
-/* Without CAP_SYS_RESOURCE (containers) a limit above the hard limit
- * cannot be set at all; the hard limit is then the best we can do. */
-static void clamp_limit(int res, int64_t *v)
-{
-	struct rlimit rl;
-
-	if (*v > 0 && getrlimit(res, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
-	    (uint64_t)*v > (uint64_t)rl.rlim_max)
-		*v = (int64_t)rl.rlim_max;
-}
-
 static int image_run(struct cli *c, const struct image_opts *o, const char *name,
 		     char **cmd, int ncmd, struct err *e)
 {
@@ -414,8 +402,6 @@ static int image_run(struct cli *c, const struct image_opts *o, const char *name
 	sb.timeout_ms = (unsigned)o->timeout * 1000u;
 	sb.stdin_fd = STDIN_FILENO;
 	sandbox_limits_from_config(&sb, cfg);
-	clamp_limit(RLIMIT_NOFILE, &sb.rlimit_nofile);
-	clamp_limit(RLIMIT_NPROC, &sb.rlimit_nproc);
 	r = sandbox_run(&sb, e);
 	sandbox_free(&sb);
 
