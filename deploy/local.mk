@@ -15,7 +15,7 @@ EXTRA_DIST += tests/integration/deploy.sh tests/integration/deploy-faults.sh \
 
 # systemd units: `upaas watch` as a service, and an example unit that runs
 # an app with `upaas exec`; ExecStart points at the installed binary.
-systemdsystemunitdir = $(prefix)/lib/systemd/system
+# systemdsystemunitdir comes from configure (--with-systemdsystemunitdir).
 systemdsystemunit_DATA = deploy/upaas-watch.service deploy/upaas-app@.service
 deploy/upaas-watch.service: $(srcdir)/dist/systemd/upaas-watch.service
 	$(AM_V_GEN)$(MKDIR_P) deploy && \

@@ -14,7 +14,7 @@ EXTRA_DIST += tests/integration/queue.sh tests/pg.sh bench/queue.sh \
 
 # The worker's systemd unit, with ExecStart pointing at the installed
 # binary. queueunitdir: the deploy module installs its own units.
-queueunitdir = $(prefix)/lib/systemd/system
+queueunitdir = $(systemdsystemunitdir)
 queueunit_DATA = queue/upaas-worker.service
 MOSTLYCLEANFILES = queue/upaas-worker.service
 queue/upaas-worker.service: $(srcdir)/dist/systemd/upaas-worker.service
