@@ -7,5 +7,5 @@
 EXTRA_DIST += tests/lib.sh tests/summary.sh tests/run-all.sh tests/unit/unit.h
 
 # Cross-module integration tests.
-TESTS += tests/integration/build-node.sh
-EXTRA_DIST += tests/integration/build-node.sh
+TESTS += tests/integration/build-node.sh tests/integration/deb.sh
+EXTRA_DIST += tests/integration/build-node.sh tests/integration/deb.sh
