@@ -17,6 +17,13 @@ VERSION=$(sed -n 's/^AC_INIT(\[upaas\], \[\([^]]*\)\].*/\1/p' "$UPAAS_SRCDIR/con
 DEBVER=$(dpkg-parsechangelog -l "$UPAAS_SRCDIR/debian/changelog" -S Version)
 t_is "debian/changelog has configure.ac's version" "${DEBVER%-*}" "$VERSION"
 
+# Every library configure requires (UP_REQUIRE names its Debian package)
+# is a build dependency of the package.
+bdeps=$(sed -n '/^Build-Depends:/,/^[A-Z]/p' "$UPAAS_SRCDIR/debian/control")
+missing=$(sed -n 's/^UP_REQUIRE(\[[^]]*\], \[[^]]*\], \[\([^]]*\)\]).*/\1/p' "$UPAAS_SRCDIR/configure.ac" |
+	while read -r p; do grep -qw -- "$p" <<<"$bdeps" || echo "$p"; done)
+t_is "debian/control build-depends on every library of configure.ac" "$missing" ""
+
 tick() { T0=$(date +%s); }
 tock() { TIMES="${TIMES:-}$1 $(($(date +%s) - T0))s, "; }
 START=$(date +%s)
@@ -58,6 +65,9 @@ t_ok "the units are in /lib/systemd/system (Debian 12)" \
 	test -f "$X/lib/systemd/system/upaas-worker.service" -a -f "$X/lib/systemd/system/upaas-watch.service"
 t_ok "the examples are in /usr/share/doc/upaas/examples, uncompressed" \
 	cmp "$X/usr/share/doc/upaas/examples/upaas.cfg" "$UPAAS_SRCDIR/examples/upaas.cfg"
+if [ -f "$UPAAS_SRCDIR/dist/bash-completion/upaas" ]; then
+	t_ok "the bash completion is shipped" test -s "$X/usr/share/bash-completion/completions/upaas"
+fi
 
 # --- a throwaway root: the run's base image, unpacked
 t_image || t_bail "cannot create the base image"
