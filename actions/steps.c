@@ -10,11 +10,10 @@
 #include <sys/stat.h>
 
 #include "actions/actions.h"
-#include "builder/builder.h"
+#include "sandbox/sandbox.h"
 
 /* Where the host-side mirror appears inside the sandbox (read-only). */
 #define SANDBOX_MIRROR "/run/upaas/repo.git"
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 const char *step_status_name(enum step_status s)
 {
@@ -69,7 +68,7 @@ static void admin_env(const struct actions_ctx *x, struct strv *env)
 
 void actions_env(const struct actions_ctx *x, bool as_app, struct strv *env)
 {
-	strv_setenv(env, "PATH", DEFAULT_PATH);
+	strv_setenv(env, "PATH", SANDBOX_DEFAULT_PATH);
 	strv_setenv(env, "LANG", "C.UTF-8");
 	if (as_app) {
 		for (size_t i = 0; i < x->plan->env.n; i++)

@@ -28,9 +28,13 @@
 #include <sys/stat.h>
 
 #include "actions/actions.h"
+#include "archive/archive.h"
 #include "builder/builder.h"
 #include "builder/build-int.h"
 #include "images/images.h"
+#include "package/package.h"
+#include "rootfs/rootfs.h"
+#include "sandbox/sandbox.h"
 
 #define METADATA_FILE ".upaas.cfg"
 #define METADATA_MAX ((size_t)1 << 20)
@@ -414,20 +418,6 @@ static int stage_steps(struct build *b, struct err *e)
 	return r;
 }
 
-/* The sink of pack_tree: the blob's storage upload. */
-struct upload_sink {
-	struct storage_upload *u;
-	struct err *e;
-};
-
-static int upload_write(void *data, const void *p, size_t n)
-{
-	struct upload_sink *us = data;
-	if (proc_cancelled)
-		return -ECANCELED;
-	return storage_upload_write(us->u, p, n, us->e);
-}
-
 #define EXCLUDE_MAX 16
 
 /* What packing leaves out (pack_tree patterns); *git_dir is freed by the
@@ -533,7 +523,7 @@ static int stage_pack(struct build *b, struct err *e)
 	_cleanup_free_ char *key = storage_key_package(b->app, b->id, "tar.zst");
 	_cleanup_free_ char *git_dir = NULL;
 	const char *exclude[EXCLUDE_MAX];
-	struct progress prog = { 0 };
+	struct sink out;
 	int r;
 
 	exclude_list(b, exclude, &git_dir);
@@ -544,27 +534,17 @@ static int stage_pack(struct build *b, struct err *e)
 		.threads = b->c->pack.threads,
 		.mtime_clamp = b->commit_time,
 		.exclude = exclude,
-		.progress = &prog,
 	};
-	struct upload_sink us = { .e = e };
-	r = storage_upload_begin(b->s, key, 0, &us.u, e);
+	r = storage_upload_sink(b->s, key, 0, &out, e);
 	if (r < 0)
 		return r;
 	blog(b, "packing into %s/%s", storage_where(b->s), key);
-	progress_begin(&prog, "packing", 0);
-	r = pack_tree(b->ws.root, &po, upload_write, &us, &b->pack, e);
-	progress_end(&prog);
-	if (r >= 0)
-		r = check_cancel(e);
+	r = pack_to_storage(b->ws.root, &po, &out, &b->pack, e);
 	if (r < 0) {
-		storage_upload_abort(us.u);
 		if (r == -ECANCELED && !e->code)
 			check_cancel(e);
-		return err_prefix(e, "packing");
+		return err_prefix(e, "packing into '%s'", key);
 	}
-	r = storage_upload_commit(us.u, e);
-	if (r < 0)
-		return err_prefix(e, "uploading '%s'", key);
 	char sz[32];
 	fmt_bytes(b->pack.size, sz);
 	blog(b, "packed %llu entries, %s, sha256 %s", (unsigned long long)b->pack.entries, sz,

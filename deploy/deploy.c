@@ -16,7 +16,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-#include "builder/builder.h"
+#include "archive/archive.h"
 #include "deploy/deploy-int.h"
 
 #define MANIFEST_MAX ((size_t)4 << 20)

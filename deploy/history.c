@@ -290,29 +290,16 @@ fail:
 	return r;
 }
 
-static struct json_object *jstr_or_null(const char *s)
-{
-	return s ? json_object_new_string(s) : NULL;
-}
-
-static struct json_object *strv_json(const struct strv *s)
-{
-	struct json_object *a = json_object_new_array();
-	for (size_t i = 0; i < s->n; i++)
-		json_object_array_add(a, json_object_new_string(s->v[i]));
-	return a;
-}
-
 void deploy_status_json(const struct deploy_status *st, struct buf *out)
 {
 	struct json_object *j = json_object_new_object();
 	json_object_object_add(j, "app", json_object_new_string(st->app));
-	json_object_object_add(j, "current", jstr_or_null(st->current));
-	json_object_object_add(j, "previous", jstr_or_null(st->previous));
-	json_object_object_add(j, "commit", jstr_or_null(st->commit));
-	json_object_object_add(j, "revisions", strv_json(&st->revisions));
-	json_object_object_add(j, "failed_revisions", strv_json(&st->failed));
-	json_object_object_add(j, "watch_failed", jstr_or_null(st->watch_failed));
+	json_object_object_add(j, "current", json_new_str(st->current));
+	json_object_object_add(j, "previous", json_new_str(st->previous));
+	json_object_object_add(j, "commit", json_new_str(st->commit));
+	json_object_object_add(j, "revisions", json_new_strv(&st->revisions));
+	json_object_object_add(j, "failed_revisions", json_new_strv(&st->failed));
+	json_object_object_add(j, "watch_failed", json_new_str(st->watch_failed));
 	struct json_object *h = json_object_new_array();
 	for (size_t i = 0; i < st->n_history; i++) {
 		const struct deploy_hist *e = &st->history[i];
@@ -328,8 +315,8 @@ void deploy_status_json(const struct deploy_status *st, struct buf *out)
 		json_object_array_add(h, o);
 	}
 	json_object_object_add(j, "history", h);
-	buf_adds(out, json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
-						     JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_to_buf(j, out);
+	buf_rtrim(out);   /* callers join objects: no newline of our own */
 	json_object_put(j);
 }
 

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 
 #include "builder/builder.h"
+#include "package/package.h"
 #include "queue/queue-int.h"
 
 #define CANCEL_CHECK_MS 250

@@ -383,7 +383,7 @@ static int object_open(struct local *l, const char *key, struct stat *st, struct
 	return fd;
 }
 
-static int local_get(struct storage *s, const char *key, storage_sink_fn sink, void *data,
+static int local_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		     struct err *e)
 {
 	struct local *l = L(s);

@@ -261,6 +261,33 @@ void storage_upload_abort(struct storage_upload *u)
 	upload_free(u);
 }
 
+static int sink_write(void *data, const void *p, size_t n, struct err *e)
+{
+	return storage_upload_write(data, p, n, e);
+}
+
+static int sink_commit(void *data, struct err *e)
+{
+	return storage_upload_commit(data, e);
+}
+
+static void sink_abort(void *data)
+{
+	storage_upload_abort(data);
+}
+
+int storage_upload_sink(struct storage *s, const char *key, uint64_t size_hint,
+			struct sink *ret, struct err *e)
+{
+	struct storage_upload *u;
+	int r = storage_upload_begin(s, key, size_hint, &u, e);
+
+	if (r < 0)
+		return r;
+	*ret = (struct sink){ sink_write, sink_commit, sink_abort, u };
+	return 0;
+}
+
 int storage_put_buf(struct storage *s, const char *key, const void *p, size_t n, struct err *e)
 {
 	struct storage_upload *u = NULL;
@@ -334,7 +361,7 @@ int storage_put_file(struct storage *s, const char *key, const char *path, struc
 /* Wraps the caller's sink to count bytes and move the progress line. */
 struct get_ctx {
 	struct storage *s;
-	storage_sink_fn sink;
+	sink_fn sink;
 	void *data;
 	uint64_t n;
 };
@@ -350,7 +377,7 @@ static int get_sink(void *data, const void *p, size_t n)
 	return 0;
 }
 
-int storage_get(struct storage *s, const char *key, storage_sink_fn sink, void *data,
+int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		struct err *e)
 {
 	int r = key_check(key, e);

@@ -7,7 +7,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
-#include "builder/builder.h"
+#include "rootfs/rootfs.h"
 
 /* overlayfs splits its options at ',' and lowerdir at ':'; such paths
  * (and '\\' escapes) are not worth the trouble: use a copy instead. */

@@ -19,7 +19,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-#include "builder/builder.h"
+#include "archive/archive.h"
 
 #define PACK_READ_BUF (1u << 20)        /* file data is read in 1 MiB chunks */
 #define PACK_BLOCK (1u << 20)           /* libarchive output block */
@@ -59,7 +59,7 @@ struct pack_ctx {
 	struct archive *a;
 	struct archive_entry *entry;
 	struct archive_entry_linkresolver *lr;
-	storage_sink_fn sink;
+	sink_fn sink;
 	void *sink_data;
 	struct sha256 hash;
 	uint64_t size;
@@ -373,7 +373,7 @@ static void pack_zstd_option(struct archive *a, const char *key, int value)
 			  archive_error_string(a) ?: "");
 }
 
-int pack_tree(const char *root, const struct pack_opts *o, storage_sink_fn sink, void *data,
+int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
 	      struct pack_result *ret, struct err *e)
 {
 	_cleanup_(archive_write_freep) struct archive *a = NULL;
@@ -449,6 +449,44 @@ int pack_tree(const char *root, const struct pack_opts *o, storage_sink_fn sink,
 	ret->size = x.size;
 	ret->entries = x.entries;
 	return 0;
+}
+
+/* The sink of pack_tree() in pack_to_storage(): out, stopped by a cancel. */
+struct out_sink {
+	struct sink *out;
+	struct err *e;
+};
+
+static int out_write(void *data, const void *p, size_t n)
+{
+	struct out_sink *os = data;
+
+	if (proc_cancelled)
+		return -ECANCELED;
+	return os->out->write(os->out->data, p, n, os->e);
+}
+
+int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *out,
+		    struct pack_result *ret, struct err *e)
+{
+	struct pack_opts po = *o;
+	struct progress prog = { 0 };
+	struct out_sink os = { out, e };
+	int r;
+
+	if (!po.progress)
+		po.progress = &prog;
+	progress_begin(po.progress, "packing", 0);
+	r = pack_tree(root, &po, out_write, &os, ret, e);
+	progress_end(po.progress);
+	if (r >= 0 && proc_cancelled)
+		r = -ECANCELED;
+	if (r < 0) {
+		/* a cancel without a message is the caller's to describe */
+		out->abort(out->data);
+		return r;
+	}
+	return out->commit(out->data, e);
 }
 
 /* ---------------------------------------------------------------- unpack */

@@ -33,19 +33,10 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
-#include "builder/builder.h"
+#include "archive/archive.h"
+#include "rootfs/rootfs.h"
 
 #define MOUNTINFO_MAX_BYTES (16u << 20)
-
-static bool sha_ok(const char *s)
-{
-	size_t i;
-
-	for (i = 0; s[i]; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return i == 64;
-}
 
 static char *roots_dir(const struct config *c)
 {
@@ -165,7 +156,7 @@ static int read_parent(const char *roots, const char *sha, char ret[65])
 	if (r < 0)
 		return r;
 	buf_rtrim(&t);
-	if (!sha_ok(t.p) || !strcmp(t.p, sha))
+	if (!hex64_ok(t.p) || !strcmp(t.p, sha))
 		return -EBADMSG;
 	memcpy(ret, t.p, 65);
 	return 1;
@@ -296,7 +287,7 @@ static int get_impl(const struct config *c, struct storage *s, const char *key,
 	_cleanup_close_ int lfd = -1;
 	int r, made = 0;
 
-	if (!sha_ok(sha256))
+	if (!hex64_ok(sha256))
 		return err_set(e, -EINVAL, "'%s' is not a sha256", sha256);
 	final = path_join(roots, sha256);
 	lock = xasprintf("%s.lock", final);
@@ -372,7 +363,7 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 	struct stat st;
 	int dfd, r;
 
-	if (!sha_ok(sha256) || !sha_ok(parent_sha256) || !strcmp(sha256, parent_sha256))
+	if (!hex64_ok(sha256) || !hex64_ok(parent_sha256) || !strcmp(sha256, parent_sha256))
 		return err_set(e, -EINVAL, "invalid layer %s over %s", sha256, parent_sha256);
 	final = path_join(roots, sha256);
 	lock = xasprintf("%s.lock", final);
@@ -455,7 +446,7 @@ static void lowers_in_use(const char *roots, struct strv *out)
 			const char *sha = at + strlen(needle);
 			_cleanup_free_ char *h = xstrndup(sha, 64);
 
-			if (strlen(h) == 64 && sha_ok(h) && !strv_contains(out, h))
+			if (strlen(h) == 64 && hex64_ok(h) && !strv_contains(out, h))
 				strv_push(out, h);
 		}
 	}
@@ -493,7 +484,7 @@ int rootcache_trim(const struct config *c, const struct strv *keep, struct err *
 		struct stat st;
 		int64_t sz = 0;
 
-		if (!sha_ok(de->d_name))
+		if (!hex64_ok(de->d_name))
 			continue;
 		sf = xasprintf("%s/%s.size", roots, de->d_name);
 		uf = xasprintf("%s/%s.used", roots, de->d_name);

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "builder/builder.h"
+#include "package/package.h"
 
 #define MANIFEST_MAX ((size_t)1 << 20)
 

@@ -1,5 +1,5 @@
 /*
- * builder/sandbox.c - runs one command in a root directory, in namespaces.
+ * sandbox/sandbox.c - runs one command in a root directory, in namespaces.
  *
  * Process layout (proc_start() forks the first child):
  *
@@ -58,9 +58,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "builder/builder.h"
+#include "sandbox/sandbox.h"
 
-#define SB_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define SB_POLICY_RC_D "usr/sbin/policy-rc.d"
 #define SB_POLICY_RC_D_TEXT "#!/bin/sh\n# written by upaas: no daemons start during a build\nexit 101\n"
 #define SB_RESOLV "etc/resolv.conf"
@@ -266,7 +265,6 @@ struct sb_child {
 	size_t n_binds;
 	bool resolv;            /* bind the host's resolv.conf */
 	bool sys;               /* root has /sys */
-	cap_t nocaps;
 	pid_t parent;           /* upaas */
 	int report_fd;          /* write end of the sb_report pipe */
 };
@@ -542,79 +540,115 @@ static const int sb_root_drop_caps[] = {
 	CAP_AUDIT_READ, CAP_BPF, CAP_PERFMON, CAP_IPC_OWNER,
 };
 
-/* Empties the bounding set: no later exec can regain a capability. */
-static void child_drop_bounding(const struct sb_child *c)
+/*
+ * The one privilege drop of upaas: becomes uid/gid with no capability at
+ * all, in phases (as bubblewrap does), each read back: a privilege that
+ * silently stayed is worse than a failure. Runs in a child after fork, so
+ * it only makes system calls. Returns 0, or -errno with *what naming the
+ * phase that failed.
+ */
+static int drop_privs(uid_t uid, gid_t gid, const char **what)
 {
+	/* Phase 1, still root: clear the ambient set and the bounding set
+	 * while we hold CAP_SETPCAP, which dropping needs; afterwards no exec
+	 * can regain a capability */
+	*what = "clear the ambient capabilities";
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -errno;
+	*what = "drop a capability from the bounding set";
 	for (int cap = 0; cap < 64; cap++) {
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
 			continue;
 		if (errno == EINVAL)
 			break;       /* past the kernel's last capability */
-		child_fail(c, errno, "drop a capability from the bounding set", NULL);
+		return -errno;
 	}
-}
-
-/*
- * Becomes uid/gid with no capability at all, in phases (as bubblewrap does),
- * each read back: a privilege that silently stayed is worse than a failure.
- */
-static void child_drop_privs(const struct sb_child *c)
-{
-	uid_t uid = c->sb->uid;
-	gid_t gid = c->sb->gid;
-
-	/* Phase 1, still root: clear the ambient set and the bounding set
-	 * while we hold CAP_SETPCAP, which dropping needs */
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-		child_fail(c, errno, "clear the ambient capabilities", NULL);
-	child_drop_bounding(c);
 
 	/* Phase 2: groups first, then gid, then uid: after setresuid we
 	 * could no longer change the others */
+	*what = "setgroups";
 	if (setgroups(1, &gid) < 0)
-		child_fail(c, errno, "setgroups", NULL);
+		return -errno;
+	*what = "setresgid";
 	if (setresgid(gid, gid, gid) < 0)
-		child_fail(c, errno, "setresgid", NULL);
+		return -errno;
+	*what = "setresuid";
 	if (setresuid(uid, uid, uid) < 0)
-		child_fail(c, errno, "setresuid", NULL);
+		return -errno;
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg, groups[2];
+	*what = "verify the uid";
 	if (getresuid(&ru, &eu, &su) < 0 || ru != uid || eu != uid || su != uid)
-		child_fail(c, EPERM, "verify the uid", NULL);
+		return -EPERM;
+	*what = "verify the gid";
 	if (getresgid(&rg, &eg, &sg) < 0 || rg != gid || eg != gid || sg != gid)
-		child_fail(c, EPERM, "verify the gid", NULL);
+		return -EPERM;
+	*what = "verify the supplementary groups";
 	if (getgroups(2, groups) != 1 || groups[0] != gid)
-		child_fail(c, EPERM, "verify the supplementary groups", NULL);
+		return -EPERM;
 
 	/* Phase 3: the uid change already emptied permitted and effective
 	 * (no SECBIT_KEEP_CAPS); clear them all explicitly, inheritable too */
-	if (cap_set_proc(c->nocaps) < 0)
-		child_fail(c, errno, "cap_set_proc", NULL);
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof(data));
+	*what = "clear the capability sets";
+	if (capset(&hdr, data) < 0)
+		return -errno;
 
 	/* Phase 4: no exec can grant privileges again (setuid bits, file
 	 * capabilities) */
+	*what = "set no_new_privs";
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		child_fail(c, errno, "set no_new_privs", NULL);
+		return -errno;
 
 	/* Phase 5: read it all back */
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct data[2];
+	*what = "verify that no capability is left";
 	if (capget(&hdr, data) < 0)
-		child_fail(c, errno, "capget", NULL);
+		return -errno;
 	for (int i = 0; i < 2; i++)
 		if (data[i].effective || data[i].permitted || data[i].inheritable)
-			child_fail(c, EPERM, "verify that no capability is left", NULL);
+			return -EPERM;
 	for (int cap = 0; cap < 64; cap++) {
 		int b = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
 		if (b < 0)
 			break;
 		if (b > 0 || prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) > 0)
-			child_fail(c, EPERM, "verify that no capability is left", NULL);
+			return -EPERM;
 	}
+	*what = "verify no_new_privs";
 	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
-		child_fail(c, EPERM, "verify no_new_privs", NULL);
+		return -EPERM;
+	*what = "verify that root cannot be regained";
 	if (uid != 0 && setresuid(0, 0, 0) == 0)
-		child_fail(c, EPERM, "verify that root cannot be regained", NULL);
+		return -EPERM;
+	return 0;
+}
+
+static void child_drop_privs(const struct sb_child *c)
+{
+	const char *what = NULL;
+	int r = drop_privs(c->sb->uid, c->sb->gid, &what);
+
+	if (r < 0)
+		child_fail(c, -r, what, NULL);
+}
+
+int sandbox_drop_hook(void *data)
+{
+	const struct sandbox_drop *d = data;
+	const char *what;
+	int r = drop_privs(d->uid, d->gid, &what);
+
+	if (r < 0)
+		return r;
+	/* changing the credentials cleared the parent death signal: set it
+	 * again, then make sure upaas did not die in between */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		return -errno;
+	if (getppid() != d->parent)
+		return -ESRCH;
+	return 0;
 }
 
 /* Root steps stay root, without the few capabilities that act on the
@@ -759,7 +793,7 @@ static void exec_candidates(const struct sandbox *sb, struct strv *out)
 		if (!strncmp(sb->env.v[i], "PATH=", 5))
 			path = sb->env.v[i] + 5;
 	if (!path)
-		path = SB_DEFAULT_PATH;
+		path = SANDBOX_DEFAULT_PATH;
 	for (const char *s = path; ; ) {
 		const char *end = strchrnul(s, ':');
 		/* an empty entry would mean the cwd: not looked at */
@@ -832,8 +866,6 @@ static void child_data_free(struct sb_child *c)
 	for (size_t i = 0; i < c->n_binds; i++)
 		free(c->binds[i].target);
 	free(c->binds);
-	if (c->nocaps)
-		cap_free(c->nocaps);
 }
 
 /* Runs the prepared command through proc; reads init's report afterwards. */
@@ -908,9 +940,7 @@ int sandbox_run(const struct sandbox *sb, struct err *e)
 	int r = prepare_tree(sb, rootfd, &c, &made, e);
 	if (r >= 0) {
 		exec_candidates(sb, &c.exec_paths);
-		c.nocaps = cap_init();    /* allocated here: the child must not */
-		r = c.nocaps ? sb_spawn(sb, &c, e)
-			     : err_set(e, -errno, "sandbox: cap_init: %s", strerror(errno));
+		r = sb_spawn(sb, &c, e);
 	}
 	made_undo(rootfd, &made);
 	child_data_free(&c);
