@@ -251,15 +251,14 @@ static int stdin_file(const struct actions_ctx *x, const void *data, size_t n, s
 	_cleanup_free_ char *tmpl = path_join(x->tmpdir, "stdin.XXXXXX");
 	int fd = mkostemp(tmpl, O_CLOEXEC);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot create a file in '%s': %s", x->tmpdir,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a file in '%s'", x->tmpdir);
 	unlink(tmpl);
 	int r = fs_write_all(fd, data, n);
 	if (r >= 0 && lseek(fd, 0, SEEK_SET) < 0)
 		r = -errno;
 	if (r < 0) {
 		close(fd);
-		return err_set(e, r, "cannot write a file in '%s': %s", x->tmpdir, strerror(-r));
+		return err_set_errno(e, r, "cannot write a file in '%s'", x->tmpdir);
 	}
 	return fd;
 }
@@ -407,8 +406,7 @@ static int checkout_archive(struct run *rn, struct err *e)
 	_cleanup_free_ char *tmpl = path_join(x->tmpdir, "checkout.XXXXXX");
 	int fd = mkostemp(tmpl, O_CLOEXEC);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot create a file in '%s': %s", x->tmpdir,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a file in '%s'", x->tmpdir);
 	unlink(tmpl);
 	const char *args[] = { "archive", "--format=tar", x->commit, NULL };
 	int r = host_git(x, args, fd, NULL, e);
@@ -419,7 +417,7 @@ static int checkout_archive(struct run *rn, struct err *e)
 	if (lseek(fd, 0, SEEK_SET) < 0) {
 		r = -errno;
 		close(fd);
-		return err_set(e, r, "cannot rewind the checkout archive: %s", strerror(-r));
+		return err_set_errno(e, r, "cannot rewind the checkout archive");
 	}
 	struct strv argv = STRV_INIT;
 	strv_push(&argv, "tar");

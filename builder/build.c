@@ -470,8 +470,7 @@ static int tidy_one(const char *root, const char *pat, struct err *e)
 		free(path);
 		path = p;
 		if (lstat(path, &st) < 0)
-			return errno == ENOENT ? 0 : err_set(e, -errno, "cannot stat '%s': %s", path,
-							     strerror(errno));
+			return errno == ENOENT ? 0 : err_set_errno(e, -errno, "cannot stat '%s'", path);
 		if (!next && !contents)
 			return fs_rm_rf(path, e);
 		if (!S_ISDIR(st.st_mode))
@@ -479,7 +478,7 @@ static int tidy_one(const char *root, const char *pat, struct err *e)
 	}
 	d = opendir(path);
 	if (!d)
-		return err_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", path);
 	_cleanup_strv_ struct strv names = STRV_INIT;
 	for (struct dirent *de; (de = readdir(d));)
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
@@ -807,7 +806,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		goto out;
 	r = fs_mkdir_p(c->paths.workdir, 0700);
 	if (r < 0) {
-		err_set(e, r, "cannot create '%s': %s", c->paths.workdir, strerror(-r));
+		err_set_errno(e, r, "cannot create '%s'", c->paths.workdir);
 		goto out;
 	}
 	lockp = xasprintf("%s/%s.lock", c->paths.workdir, b.app);
@@ -819,7 +818,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	remove_stale_dirs(&b);
 	b.dir = xasprintf("%s/%s-%s", c->paths.workdir, b.app, b.id);
 	if (mkdir(b.dir, 0700) < 0) {
-		r = err_set(e, -errno, "cannot create '%s': %s", b.dir, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot create '%s'", b.dir);
 		free(b.dir);
 		b.dir = NULL;
 		goto out;
@@ -827,7 +826,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	b.log_path = path_join(b.dir, "build.log");
 	b.log_fd = open(b.log_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND, 0600);
 	if (b.log_fd < 0) {
-		r = err_set(e, -errno, "cannot create '%s': %s", b.log_path, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot create '%s'", b.log_path);
 		goto out;
 	}
 	blog(&b, "upaas build %s of app %s from %s", b.id, b.app, o->source);

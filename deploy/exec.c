@@ -39,7 +39,7 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 		goto out;
 	}
 	if ((r = buf_read_file(&text, mpath, 4 << 20)) < 0) {
-		r = err_set(e, r, "cannot read '%s': %s", mpath, strerror(-r));
+		r = err_set_errno(e, r, "cannot read '%s'", mpath);
 		goto out;
 	}
 	if ((r = deploy_manifest_parse(&m, text.p, app, cur, c, e)) < 0)

@@ -95,7 +95,7 @@ int deploy_hist_read(const char *path, struct deploy_hist **ret, size_t *ret_n, 
 		return 0;
 	}
 	if (r < 0)
-		return err_set(e, r, "cannot read '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot read '%s'", path);
 	char *s = b.p;
 	while (*s) {
 		char *nl = strchr(s, '\n');
@@ -132,12 +132,12 @@ int deploy_hist_append(const char *path, const struct deploy_hist *h, struct err
 	_cleanup_close_ int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
 				      0644);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", path);
 	int r = fs_write_all(fd, line.p, line.len);
 	if (r >= 0 && fsync(fd) < 0)
 		r = -errno;
 	if (r < 0)
-		return err_set(e, r, "cannot write '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot write '%s'", path);
 	return 0;
 }
 
@@ -188,7 +188,7 @@ int deploy_revisions_list(const char *revdir, struct strv *complete, struct strv
 	if (!d) {
 		if (errno == ENOENT)
 			return 0;
-		return err_set(e, -errno, "cannot read '%s': %s", revdir, strerror(errno));
+		return err_set_errno(e, -errno, "cannot read '%s'", revdir);
 	}
 	struct dirent *de;
 	while ((de = readdir(d))) {

@@ -100,11 +100,9 @@ static int app_hook_path(const struct hook_vars *v, const char *rel, char **ret,
 	_cleanup_free_ char *real = realpath(full, NULL);
 	_cleanup_free_ char *rev = realpath(v->revision_dir, NULL);
 	if (!real)
-		return err_set(e, -errno, "app hook '%s' not found in the package: %s", rel,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "app hook '%s' not found in the package", rel);
 	if (!rev)
-		return err_set(e, -errno, "cannot resolve '%s': %s", v->revision_dir,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot resolve '%s'", v->revision_dir);
 	size_t n = strlen(rev);
 	if (strncmp(real, rev, n) || real[n] != '/')
 		return err_set(e, -EPERM, "app hook '%s' resolves outside the revision", rel);
@@ -128,7 +126,7 @@ static int admin_hooks(const struct config *c, const char *event, struct strv *o
 	if (!d) {
 		if (errno == ENOENT)
 			return 0;
-		return err_set(e, -errno, "cannot read hook dir '%s': %s", dir, strerror(errno));
+		return err_set_errno(e, -errno, "cannot read hook dir '%s'", dir);
 	}
 	_cleanup_strv_ struct strv names = STRV_INIT;
 	struct dirent *de;
@@ -158,8 +156,7 @@ static int write_vars_file(const struct hook_run *h, uid_t uid, gid_t gid, char 
 	char *path = xasprintf("%s/.hook-XXXXXX.json", h->tmpdir);
 	_cleanup_close_ int fd = mkostemps(path, 5, O_CLOEXEC);
 	if (fd < 0) {
-		int r = err_set(e, -errno, "cannot create hook variables in '%s': %s", h->tmpdir,
-				strerror(errno));
+		int r = err_set_errno(e, -errno, "cannot create hook variables in '%s'", h->tmpdir);
 		free(path);
 		return r;
 	}
@@ -171,7 +168,7 @@ static int write_vars_file(const struct hook_run *h, uid_t uid, gid_t gid, char 
 	if (r < 0) {
 		unlink(path);
 		free(path);
-		return err_set(e, r, "cannot write hook variables: %s", strerror(-r));
+		return err_set_errno(e, r, "cannot write hook variables");
 	}
 	*ret = path;
 	return 0;

@@ -371,7 +371,7 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (logfd < 0)
-		return err_set(e, -errno, "cannot create '%s': %s", logpath, strerror(errno));
+		return err_set_errno(e, -errno, "cannot create '%s'", logpath);
 	bootstrap_argv(c, tool, arch, mirror, root, &p.argv);
 	p.log_fd = logfd;
 	/* apt and dpkg die with the tool, even when upaas is killed */
@@ -438,7 +438,7 @@ static int read_packages(const char *root, const char *arch, struct strv *out, s
 
 	r = buf_read_file(&t, status, STATUS_MAX_BYTES);
 	if (r < 0)
-		return err_set(e, r, "cannot read '%s': %s", status, strerror(-r));
+		return err_set_errno(e, r, "cannot read '%s'", status);
 	para = t.p;
 	while (para && *para) {
 		const char *sep = strstr(para, "\n\n");
@@ -718,11 +718,11 @@ int image_create(const struct config *c, struct storage *s, const char *name,
 		return r;
 	r = fs_mkdir_p(c->paths.workdir, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", c->paths.workdir, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", c->paths.workdir);
 	tmp = xasprintf("%s/image-%s.XXXXXX", c->paths.workdir, name);
 	if (!mkdtemp(tmp))
-		return err_set(e, -errno, "cannot create a directory in '%s': %s",
-			       c->paths.workdir, strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a directory in '%s'",
+			       c->paths.workdir);
 	r = image_build(c, s, name, tmp, &m, e);
 	strv_free(&m.packages);
 	if (fs_rm_rf(tmp, &e2) < 0)
@@ -788,7 +788,7 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	locks = path_join(c->paths.cache, "images");
 	r = fs_mkdir_p(locks, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", locks, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", locks);
 	lock = xasprintf("%s/%s.lock", locks, name);
 	lfd = lock_file(lock, true, e);
 	if (lfd < 0)

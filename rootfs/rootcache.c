@@ -126,15 +126,14 @@ static int remove_entry(const char *roots, const char *sha, struct err *e)
 	_cleanup_free_ char *sf = xasprintf("%s.size", final), *uf = xasprintf("%s.used", final);
 
 	if (!mkdtemp(tmp))
-		return err_set(e, -errno, "cannot create a directory in '%s': %s", roots,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a directory in '%s'", roots);
 	if (rename(final, tmp) < 0) {
 		int r = -errno;
 
 		rmdir(tmp);
 		if (r == -ENOENT)
 			return 0;
-		return err_set(e, r, "cannot remove '%s': %s", final, strerror(-r));
+		return err_set_errno(e, r, "cannot remove '%s'", final);
 	}
 	fs_fsync_parent(final);
 	unlink_record(roots, sha);
@@ -233,7 +232,7 @@ static int rootcache_fill(struct storage *s, const char *roots, const char *tmp,
 		if ((errno == EEXIST || errno == ENOTEMPTY) && lstat(final, &st) == 0 &&
 		    S_ISDIR(st.st_mode))
 			return 0;
-		return err_set(e, -errno, "cannot publish '%s': %s", final, strerror(errno));
+		return err_set_errno(e, -errno, "cannot publish '%s'", final);
 	}
 	fs_fsync_parent(final);
 	return 0;
@@ -248,8 +247,7 @@ static int rootcache_make(struct storage *s, const char *roots, const char *key,
 	int r;
 
 	if (!mkdtemp(tmp))
-		return err_set(e, -errno, "cannot create a directory in '%s': %s", roots,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a directory in '%s'", roots);
 	r = rootcache_fill(s, roots, tmp, key, sha256, size, final, e);
 	if (fs_rm_rf(tmp, &e2) < 0)
 		log_warn("cannot remove '%s': %s", tmp, err_msg(&e2));
@@ -294,7 +292,7 @@ static int get_impl(const struct config *c, struct storage *s, const char *key,
 
 	r = fs_mkdir_p(roots, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", roots, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", roots);
 
 	r = chain_get(roots, sha256, full, ret_lowers);
 	if (r < 0) {
@@ -372,7 +370,7 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 	used = xasprintf("%s.used", final);
 	r = fs_mkdir_p(roots, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", roots, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", roots);
 	lfd = lock_file(lock, true, e);
 	if (lfd < 0)
 		return lfd;
@@ -383,19 +381,19 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 	 * synced, then the tree: the record is never missing for a layer */
 	dfd = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", upper, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", upper);
 	txt = xasprintf("%llu\n", (unsigned long long)tree_usage(dfd, 0));
 	fs_write_atomic(sizefile, txt, strlen(txt), 0644);
 	free(txt);
 	txt = xasprintf("%s\n", parent_sha256);
 	r = fs_write_atomic(rec, txt, strlen(txt), 0644);
 	if (r < 0)
-		return err_set(e, r, "cannot write '%s': %s", rec, strerror(-r));
+		return err_set_errno(e, r, "cannot write '%s'", rec);
 	if (rename(upper, final) < 0) {
 		r = -errno;
 		unlink(rec);
 		unlink(sizefile);
-		return err_set(e, r, "cannot move '%s' to '%s': %s", upper, final, strerror(-r));
+		return err_set_errno(e, r, "cannot move '%s' to '%s'", upper, final);
 	}
 	fs_fsync_parent(final);
 	touch(used);
@@ -476,8 +474,7 @@ int rootcache_trim(const struct config *c, const struct strv *keep, struct err *
 
 	d = opendir(roots);
 	if (!d)
-		return errno == ENOENT ? 0 : err_set(e, -errno, "cannot open '%s': %s", roots,
-						     strerror(errno));
+		return errno == ENOENT ? 0 : err_set_errno(e, -errno, "cannot open '%s'", roots);
 	for (struct dirent *de; (de = readdir(d));) {
 		_cleanup_free_ char *sf = NULL, *uf = NULL;
 		_cleanup_buf_ struct buf t = BUF_INIT;

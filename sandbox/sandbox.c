@@ -164,8 +164,7 @@ static int ensure_file(int rootfd, const char *rel, const char *content, mode_t 
 	const char *base;
 	_cleanup_close_ int pfd = root_open_parent(rootfd, rel, true, &base);
 	if (pfd < 0)
-		return err_set(e, pfd, "sandbox: cannot open the directory of '/%s': %s", rel,
-			       strerror(-pfd));
+		return err_set_errno(e, pfd, "sandbox: cannot open the directory of '/%s'", rel);
 	struct stat st;
 	_cleanup_free_ char *old_link = NULL;
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -179,20 +178,18 @@ static int ensure_file(int rootfd, const char *rel, const char *content, mode_t 
 			return err_set(e, -EIO, "sandbox: cannot read the symlink '/%s'", rel);
 		old_link[n] = '\0';
 		if (unlinkat(pfd, base, 0) < 0)
-			return err_set(e, -errno, "sandbox: cannot replace the symlink '/%s': %s", rel,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "sandbox: cannot replace the symlink '/%s'", rel);
 	} else if (errno != ENOENT) {
-		return err_set(e, -errno, "sandbox: cannot stat '/%s': %s", rel, strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot stat '/%s'", rel);
 	}
 	/* O_PATH fds do not take O_CREAT: reopen the parent for real */
 	_cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return err_set(e, -errno, "sandbox: cannot open the directory of '/%s': %s", rel,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot open the directory of '/%s'", rel);
 	_cleanup_close_ int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 					mode);
 	if (fd < 0)
-		return err_set(e, -errno, "sandbox: cannot create '/%s': %s", rel, strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot create '/%s'", rel);
 	size_t len = strlen(content);
 	int r = fs_write_all(fd, content, len);
 	if (r == 0 && fchmod(fd, mode) < 0)
@@ -201,7 +198,7 @@ static int ensure_file(int rootfd, const char *rel, const char *content, mode_t 
 		r = -errno;
 	if (r < 0) {
 		unlinkat(dfd, base, 0);
-		return err_set(e, r, "sandbox: cannot write '/%s': %s", rel, strerror(-r));
+		return err_set_errno(e, r, "sandbox: cannot write '/%s'", rel);
 	}
 	made->v = xrealloc(made->v, (made->n + 1) * sizeof(*made->v));
 	made->v[made->n++] = (struct sb_made){ xstrdup(rel), st.st_dev, st.st_ino, (off_t)len,
@@ -813,8 +810,8 @@ static int prepare_tree(const struct sandbox *sb, int rootfd, struct sb_child *c
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		int r = root_mkdir_p(rootfd, dirs[i], 0755);
 		if (r < 0)
-			return err_set(e, r, "sandbox: cannot create '/%s' in '%s': %s", dirs[i],
-				       c->root, strerror(-r));
+			return err_set_errno(e, r, "sandbox: cannot create '/%s' in '%s'", dirs[i],
+				       c->root);
 	}
 	int fd = root_open(rootfd, "sys", O_PATH | O_DIRECTORY | O_NOFOLLOW);
 	if (fd >= 0) {
@@ -848,14 +845,12 @@ static int prepare_tree(const struct sandbox *sb, int rootfd, struct sb_child *c
 		if (!*t)
 			return err_set(e, -EINVAL, "sandbox: cannot bind '%s' over the root", b->host);
 		if (stat(b->host, &st) < 0)
-			return err_set(e, -errno, "sandbox: cannot bind '%s': %s", b->host,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "sandbox: cannot bind '%s'", b->host);
 		p->dir = S_ISDIR(st.st_mode);
 		r = p->dir ? root_mkdir_p(rootfd, t, 0755)
 			   : ensure_file(rootfd, t, "", 0644, false, made, e);
 		if (r < 0)
-			return err_set(e, r, "sandbox: cannot create the bind target '/%s': %s", t,
-				       strerror(-r));
+			return err_set_errno(e, r, "sandbox: cannot create the bind target '/%s'", t);
 	}
 	return 0;
 }
@@ -873,7 +868,7 @@ static int sb_spawn(const struct sandbox *sb, struct sb_child *c, struct err *e)
 {
 	int rep[2];
 	if (pipe2(rep, O_CLOEXEC) < 0)
-		return err_set(e, -errno, "sandbox: pipe: %s", strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: pipe");
 	c->report_fd = rep[1];
 
 	struct proc p = PROC_INIT;
@@ -904,8 +899,7 @@ static int sb_spawn(const struct sandbox *sb, struct sb_child *c, struct err *e)
 	close(rep[0]);
 	if (n == (ssize_t)sizeof(report)) {
 		report.what[sizeof(report.what) - 1] = '\0';
-		return err_set(e, -report.err, "sandbox: cannot %s: %s", report.what,
-			       strerror(report.err));
+		return err_set_errno(e, -report.err, "sandbox: cannot %s", report.what);
 	}
 	if (r < 0)
 		err_set(e, r, "%s", err_msg(&pe));
@@ -918,12 +912,12 @@ int sandbox_run(const struct sandbox *sb, struct err *e)
 		return err_set(e, -EINVAL, "sandbox: no root or no command");
 	_cleanup_free_ char *root = realpath(sb->root, NULL);
 	if (!root)
-		return err_set(e, -errno, "sandbox: cannot use '%s': %s", sb->root, strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot use '%s'", sb->root);
 	if (!strcmp(root, "/"))
 		return err_set(e, -EINVAL, "sandbox: refusing to use '/' as the root");
 	_cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
-		return err_set(e, -errno, "sandbox: cannot open '%s': %s", root, strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot open '%s'", root);
 
 	struct sb_child c = {
 		.sb = sb,
@@ -971,9 +965,9 @@ int sandbox_private_mounts(struct err *e)
 	/* a mount namespace of our own, then no propagation back to the
 	 * host: the workspace's mounts die with this process */
 	if (unshare(CLONE_NEWNS) < 0)
-		return err_set(e, -errno, "cannot unshare the mount namespace: %s", strerror(errno));
+		return err_set_errno(e, -errno, "cannot unshare the mount namespace");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return err_set(e, -errno, "cannot make the mounts private: %s", strerror(errno));
+		return err_set_errno(e, -errno, "cannot make the mounts private");
 	done = true;
 	return 0;
 }

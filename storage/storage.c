@@ -325,7 +325,7 @@ static int put_fd_named(struct storage *s, const char *key, int fd, const char *
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			r = err_set(e, -errno, "cannot read '%s': %s", name, strerror(errno));
+			r = err_set_errno(e, -errno, "cannot read '%s'", name);
 			storage_upload_abort(u);
 			return r;
 		}
@@ -352,7 +352,7 @@ int storage_put_file(struct storage *s, const char *key, const char *path, struc
 		return r;
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", path);
 	return put_fd_named(s, key, fd, path, e);
 }
 
@@ -463,8 +463,7 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 
 	struct file_ctx f = { .fd = mkostemp(tmp, O_CLOEXEC) };
 	if (f.fd < 0)
-		return err_set(e, -errno, "cannot create a temporary file next to '%s': %s", path,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a temporary file next to '%s'", path);
 	r = sha256_init(&f.h);
 	if (r < 0) {
 		close(f.fd);
@@ -476,14 +475,13 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 	if (r < 0 && f.err < 0)
 		err_set(e, r, "cannot write '%s': %s", tmp, strerror(-f.err));
 	if (r >= 0 && fchmod(f.fd, 0644) < 0)
-		r = err_set(e, -errno, "cannot chmod '%s': %s", tmp, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot chmod '%s'", tmp);
 	if (r >= 0 && fsync(f.fd) < 0)
-		r = err_set(e, -errno, "cannot fsync '%s': %s", tmp, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot fsync '%s'", tmp);
 	if (close(f.fd) < 0 && r >= 0)
-		r = err_set(e, -errno, "cannot write '%s': %s", tmp, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot write '%s'", tmp);
 	if (r >= 0 && rename(tmp, path) < 0)
-		r = err_set(e, -errno, "cannot rename '%s' to '%s': %s", tmp, path,
-			    strerror(errno));
+		r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, path);
 	if (r < 0) {
 		sha256_free(&f.h);
 		unlink(tmp);
@@ -492,7 +490,7 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 	r = fs_fsync_parent(path);
 	if (r < 0) {
 		sha256_free(&f.h);
-		return err_set(e, r, "cannot fsync the directory of '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot fsync the directory of '%s'", path);
 	}
 	char hex[65];
 	sha256_final(&f.h, hex);
