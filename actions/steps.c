@@ -10,11 +10,10 @@
 #include <sys/stat.h>
 
 #include "actions/actions.h"
-#include "builder/builder.h"
+#include "sandbox/sandbox.h"
 
 /* Where the host-side mirror appears inside the sandbox (read-only). */
 #define SANDBOX_MIRROR "/run/upaas/repo.git"
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 const char *step_status_name(enum step_status s)
 {
@@ -69,7 +68,7 @@ static void admin_env(const struct actions_ctx *x, struct strv *env)
 
 void actions_env(const struct actions_ctx *x, bool as_app, struct strv *env)
 {
-	strv_setenv(env, "PATH", DEFAULT_PATH);
+	strv_setenv(env, "PATH", SANDBOX_DEFAULT_PATH);
 	strv_setenv(env, "LANG", "C.UTF-8");
 	if (as_app) {
 		for (size_t i = 0; i < x->plan->env.n; i++)
@@ -252,15 +251,14 @@ static int stdin_file(const struct actions_ctx *x, const void *data, size_t n, s
 	_cleanup_free_ char *tmpl = path_join(x->tmpdir, "stdin.XXXXXX");
 	int fd = mkostemp(tmpl, O_CLOEXEC);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot create a file in '%s': %s", x->tmpdir,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a file in '%s'", x->tmpdir);
 	unlink(tmpl);
 	int r = fs_write_all(fd, data, n);
 	if (r >= 0 && lseek(fd, 0, SEEK_SET) < 0)
 		r = -errno;
 	if (r < 0) {
 		close(fd);
-		return err_set(e, r, "cannot write a file in '%s': %s", x->tmpdir, strerror(-r));
+		return err_set_errno(e, r, "cannot write a file in '%s'", x->tmpdir);
 	}
 	return fd;
 }
@@ -408,8 +406,7 @@ static int checkout_archive(struct run *rn, struct err *e)
 	_cleanup_free_ char *tmpl = path_join(x->tmpdir, "checkout.XXXXXX");
 	int fd = mkostemp(tmpl, O_CLOEXEC);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot create a file in '%s': %s", x->tmpdir,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a file in '%s'", x->tmpdir);
 	unlink(tmpl);
 	const char *args[] = { "archive", "--format=tar", x->commit, NULL };
 	int r = host_git(x, args, fd, NULL, e);
@@ -420,7 +417,7 @@ static int checkout_archive(struct run *rn, struct err *e)
 	if (lseek(fd, 0, SEEK_SET) < 0) {
 		r = -errno;
 		close(fd);
-		return err_set(e, r, "cannot rewind the checkout archive: %s", strerror(-r));
+		return err_set_errno(e, r, "cannot rewind the checkout archive");
 	}
 	struct strv argv = STRV_INIT;
 	strv_push(&argv, "tar");

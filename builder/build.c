@@ -28,9 +28,13 @@
 #include <sys/stat.h>
 
 #include "actions/actions.h"
+#include "archive/archive.h"
 #include "builder/builder.h"
 #include "builder/build-int.h"
 #include "images/images.h"
+#include "package/package.h"
+#include "rootfs/rootfs.h"
+#include "sandbox/sandbox.h"
 
 #define METADATA_FILE ".upaas.cfg"
 #define METADATA_MAX ((size_t)1 << 20)
@@ -414,20 +418,6 @@ static int stage_steps(struct build *b, struct err *e)
 	return r;
 }
 
-/* The sink of pack_tree: the blob's storage upload. */
-struct upload_sink {
-	struct storage_upload *u;
-	struct err *e;
-};
-
-static int upload_write(void *data, const void *p, size_t n)
-{
-	struct upload_sink *us = data;
-	if (proc_cancelled)
-		return -ECANCELED;
-	return storage_upload_write(us->u, p, n, us->e);
-}
-
 #define EXCLUDE_MAX 16
 
 /* What packing leaves out (pack_tree patterns); *git_dir is freed by the
@@ -480,8 +470,7 @@ static int tidy_one(const char *root, const char *pat, struct err *e)
 		free(path);
 		path = p;
 		if (lstat(path, &st) < 0)
-			return errno == ENOENT ? 0 : err_set(e, -errno, "cannot stat '%s': %s", path,
-							     strerror(errno));
+			return errno == ENOENT ? 0 : err_set_errno(e, -errno, "cannot stat '%s'", path);
 		if (!next && !contents)
 			return fs_rm_rf(path, e);
 		if (!S_ISDIR(st.st_mode))
@@ -489,7 +478,7 @@ static int tidy_one(const char *root, const char *pat, struct err *e)
 	}
 	d = opendir(path);
 	if (!d)
-		return err_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", path);
 	_cleanup_strv_ struct strv names = STRV_INIT;
 	for (struct dirent *de; (de = readdir(d));)
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
@@ -533,7 +522,7 @@ static int stage_pack(struct build *b, struct err *e)
 	_cleanup_free_ char *key = storage_key_package(b->app, b->id, "tar.zst");
 	_cleanup_free_ char *git_dir = NULL;
 	const char *exclude[EXCLUDE_MAX];
-	struct progress prog = { 0 };
+	struct sink out;
 	int r;
 
 	exclude_list(b, exclude, &git_dir);
@@ -544,27 +533,17 @@ static int stage_pack(struct build *b, struct err *e)
 		.threads = b->c->pack.threads,
 		.mtime_clamp = b->commit_time,
 		.exclude = exclude,
-		.progress = &prog,
 	};
-	struct upload_sink us = { .e = e };
-	r = storage_upload_begin(b->s, key, 0, &us.u, e);
+	r = storage_upload_sink(b->s, key, 0, &out, e);
 	if (r < 0)
 		return r;
 	blog(b, "packing into %s/%s", storage_where(b->s), key);
-	progress_begin(&prog, "packing", 0);
-	r = pack_tree(b->ws.root, &po, upload_write, &us, &b->pack, e);
-	progress_end(&prog);
-	if (r >= 0)
-		r = check_cancel(e);
+	r = pack_to_storage(b->ws.root, &po, &out, &b->pack, e);
 	if (r < 0) {
-		storage_upload_abort(us.u);
 		if (r == -ECANCELED && !e->code)
 			check_cancel(e);
-		return err_prefix(e, "packing");
+		return err_prefix(e, "packing into '%s'", key);
 	}
-	r = storage_upload_commit(us.u, e);
-	if (r < 0)
-		return err_prefix(e, "uploading '%s'", key);
 	char sz[32];
 	fmt_bytes(b->pack.size, sz);
 	blog(b, "packed %llu entries, %s, sha256 %s", (unsigned long long)b->pack.entries, sz,
@@ -827,7 +806,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		goto out;
 	r = fs_mkdir_p(c->paths.workdir, 0700);
 	if (r < 0) {
-		err_set(e, r, "cannot create '%s': %s", c->paths.workdir, strerror(-r));
+		err_set_errno(e, r, "cannot create '%s'", c->paths.workdir);
 		goto out;
 	}
 	lockp = xasprintf("%s/%s.lock", c->paths.workdir, b.app);
@@ -839,7 +818,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	remove_stale_dirs(&b);
 	b.dir = xasprintf("%s/%s-%s", c->paths.workdir, b.app, b.id);
 	if (mkdir(b.dir, 0700) < 0) {
-		r = err_set(e, -errno, "cannot create '%s': %s", b.dir, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot create '%s'", b.dir);
 		free(b.dir);
 		b.dir = NULL;
 		goto out;
@@ -847,7 +826,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	b.log_path = path_join(b.dir, "build.log");
 	b.log_fd = open(b.log_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND, 0600);
 	if (b.log_fd < 0) {
-		r = err_set(e, -errno, "cannot create '%s': %s", b.log_path, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot create '%s'", b.log_path);
 		goto out;
 	}
 	blog(&b, "upaas build %s of app %s from %s", b.id, b.app, o->source);

@@ -34,8 +34,8 @@ int git_source_url(const char *source, struct buf *ret_url, struct err *e)
 		return buf_adds(ret_url, source);
 	char *real = realpath(source, NULL);
 	if (!real)
-		return err_set(e, -errno, "'%s' is not a git URL or an existing repository path: %s",
-			       source, strerror(errno));
+		return err_set_errno(e, -errno, "'%s' is not a git URL or an existing repository path",
+			       source);
 	buf_adds(ret_url, real);
 	free(real);
 	return 0;
@@ -121,7 +121,7 @@ int git_mirror_update(const struct config *c, const char *app, const char *url,
 	_cleanup_free_ char *lockp = xasprintf("%s/%s.lock", dir, app);
 	int r = fs_mkdir_p(dir, 0755);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", dir, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", dir);
 	_cleanup_close_ int lock = lock_file(lockp, true, e);
 	if (lock < 0)
 		return lock;
@@ -144,7 +144,7 @@ int git_mirror_update(const struct config *c, const char *app, const char *url,
 			return r;
 		r = git(NULL, log_fd, NULL, e, "clone", "--mirror", "--quiet", "--", url, tmp, NULL);
 		if (r >= 0 && rename(tmp, mirror) < 0)
-			r = err_set(e, -errno, "cannot rename '%s': %s", tmp, strerror(errno));
+			r = err_set_errno(e, -errno, "cannot rename '%s'", tmp);
 		if (r < 0) {
 			_cleanup_err_ struct err e2 = ERR_INIT;
 			fs_rm_rf(tmp, &e2);

@@ -7,7 +7,7 @@
 
 #include <json-c/json.h>
 
-#include "builder/builder.h"
+#include "package/package.h"
 #include "cli/cli.h"
 #include "queue/queue.h"
 

@@ -9,7 +9,8 @@
 
 #include <json-c/json.h>
 
-#include "builder/builder.h"
+#include "rootfs/rootfs.h"
+#include "sandbox/sandbox.h"
 #include "cli/cli.h"
 #include "images/images.h"
 
@@ -390,7 +391,7 @@ static int image_run(struct cli *c, const struct image_opts *o, const char *name
 	sb.root = w.root;
 	for (int k = 0; k < ncmd; k++)
 		strv_push(&sb.argv, cmd[k]);
-	strv_push(&sb.env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	strv_push(&sb.env, "PATH=" SANDBOX_DEFAULT_PATH);
 	strv_pushf(&sb.env, "HOME=%s", o->user ? cfg->apps.home : "/root");
 	strv_push(&sb.env, "LANG=C.UTF-8");
 	if (term)

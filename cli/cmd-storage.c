@@ -39,12 +39,6 @@ static void json_print(struct json_object *o)
 	json_object_put(o);
 }
 
-static void json_putp(struct json_object **o)
-{
-	if (*o)
-		json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 /* Parses the options every sub-command shares; returns -1 to go on, else
  * the exit status. */

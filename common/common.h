@@ -142,6 +142,9 @@ struct err {
 /* Records "message" unless an error is already set; returns code (< 0). */
 int err_set(struct err *e, int code, const char *fmt, ...) _printf_(3, 4);
 int err_setv(struct err *e, int code, const char *fmt, va_list ap);
+/* The same, with ": " and the text of the errno of code appended (git's
+ * error_errno, systemd's %m): err_set_errno(e, -errno, "cannot open '%s'", p). */
+int err_set_errno(struct err *e, int code, const char *fmt, ...) _printf_(3, 4);
 /* Prepends "context: " to the recorded message; returns e->code. */
 int err_prefix(struct err *e, const char *fmt, ...) _printf_(2, 3);
 const char *err_msg(const struct err *e);   /* never NULL */
@@ -298,6 +301,25 @@ void proc_describe(const struct proc *p, struct buf *out);
 /* Writes a timestamped log line "2026-11-20T21:45:00.123Z text\n" to fd. */
 void log_line_fd(int fd, const char *text, size_t n);
 
+/* ------------------------------------------------------------- sinks */
+
+/* A consumer of a byte stream: returns 0, or -errno to stop the producer
+ * (which then returns that value). */
+typedef int (*sink_fn)(void *data, const void *p, size_t n);
+
+/*
+ * Where a producer writes one whole object (a storage upload, a file):
+ * write() any number of times, then exactly one of commit() (the object
+ * becomes visible; frees the sink's state whatever it returns) or abort()
+ * (nothing stays behind).
+ */
+struct sink {
+	int (*write)(void *data, const void *p, size_t n, struct err *e);
+	int (*commit)(void *data, struct err *e);
+	void (*abort)(void *data);
+	void *data;
+};
+
 /* ------------------------------------------------------------- files */
 
 /* mkdir -p; existing directories are fine. */
@@ -311,6 +333,13 @@ int fs_write_all(int fd, const void *p, size_t n);
 char *path_join(const char *a, const char *b);
 /* true when name is a safe single path component (no '/', not . or ..). */
 bool path_component_ok(const char *name);
+/* true for a relative path of safe components, no empty component, no
+ * control character, at most 1024 bytes: "data", "var/uploads". */
+bool path_rel_ok(const char *p);
+/* true for "/" followed by path_rel_ok() (or "/" alone when root_ok). */
+bool path_abs_ok(const char *p, bool root_ok);
+/* true when s is 64 lowercase hex digits (a sha256). */
+bool hex64_ok(const char *s);
 /* fsyncs the directory that contains path. */
 int fs_fsync_parent(const char *path);
 
@@ -329,6 +358,26 @@ bool fs_has_mounts_below(const char *path);
 /* flock()s path (created 0600). With wait=false returns -EWOULDBLOCK when
  * held elsewhere. Returns the fd that holds the lock (close to release). */
 int lock_file(const char *path, bool wait, struct err *e);
+
+/* ----------------------------------------------------------- JSON */
+
+/* json-c helpers (common/json.c); getters return NULL/false when the key
+ * is missing or of another type, so that data read from outside never
+ * crashes and never passes for something it is not. */
+struct json_object;
+void json_putp(struct json_object **o);
+#define _cleanup_json_ _cleanup_(json_putp)
+/* Parses text as exactly one JSON object (-EINVAL with the reason). */
+int json_parse_object(const char *text, struct json_object **ret, struct err *e);
+/* The pretty text of o, with a final newline, appended to out. */
+void json_to_buf(struct json_object *o, struct buf *out);
+const char *json_get_str(struct json_object *o, const char *key);
+struct json_object *json_get_obj(struct json_object *o, const char *key);
+/* Integers only (not doubles, not strings). */
+bool json_get_int(struct json_object *o, const char *key, int64_t *ret);
+/* A string, or JSON null for NULL. */
+struct json_object *json_new_str(const char *s);
+struct json_object *json_new_strv(const struct strv *v);
 
 /* ----------------------------------------------------------- numbers */
 

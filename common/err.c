@@ -25,6 +25,21 @@ int err_set(struct err *e, int code, const char *fmt, ...)
 	return r;
 }
 
+int err_set_errno(struct err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+	if (code >= 0)
+		code = -EIO;
+	if (!e || e->code)
+		return code;
+	va_start(ap, fmt);
+	err_setv(e, code, fmt, ap);
+	va_end(ap);
+	buf_adds(&e->msg, ": ");
+	buf_adds(&e->msg, strerror(-code));
+	return code;
+}
+
 int err_prefix(struct err *e, const char *fmt, ...)
 {
 	if (!e || !e->code)

@@ -62,6 +62,44 @@ bool path_component_ok(const char *name)
 	return name && *name && strcmp(name, ".") && strcmp(name, "..") && !strchr(name, '/');
 }
 
+bool path_rel_ok(const char *p)
+{
+	if (!p || !*p || *p == '/' || strlen(p) > 1024)
+		return false;
+	for (const char *c = p;;) {
+		size_t n = strcspn(c, "/");
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)c[i] < 0x20 || c[i] == 0x7f)
+				return false;
+		if (!c[n])
+			return true;
+		c += n + 1;
+	}
+}
+
+bool path_abs_ok(const char *p, bool root_ok)
+{
+	if (!p || p[0] != '/')
+		return false;
+	if (!p[1])
+		return root_ok;
+	return path_rel_ok(p + 1);
+}
+
+bool hex64_ok(const char *s)
+{
+	size_t i;
+
+	if (!s)
+		return false;
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return i == 64;
+}
+
 int fs_fsync_parent(const char *path)
 {
 	_cleanup_free_ char *dir = xstrdup(path);

@@ -88,7 +88,7 @@ int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *
 				continue;
 			r = -errno;
 			sha256_free(&h);
-			return err_set(e, r, "cannot read '%s': %s", path, strerror(-r));
+			return err_set_errno(e, r, "cannot read '%s'", path);
 		}
 		if (n == 0)
 			break;

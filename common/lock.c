@@ -10,7 +10,7 @@ int lock_file(const char *path, bool wait, struct err *e)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot open lock '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open lock '%s'", path);
 	for (;;) {
 		if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0)
 			return fd;
@@ -20,6 +20,6 @@ int lock_file(const char *path, bool wait, struct err *e)
 		close(fd);
 		if (r == -EWOULDBLOCK)
 			return err_set(e, r, "'%s' is locked by another process", path);
-		return err_set(e, r, "cannot lock '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot lock '%s'", path);
 	}
 }

@@ -9,12 +9,12 @@ static void default_sink(enum log_level lvl, const char *msg, void *data)
 	fprintf(stderr, "upaas: %s%s\n", prefix[lvl], msg);
 }
 
-static log_sink_fn sink_fn = default_sink;
+static log_sink_fn log_sink = default_sink;
 static void *sink_data;
 
 void log_set_sink(log_sink_fn fn, void *data)
 {
-	sink_fn = fn ? fn : default_sink;
+	log_sink = fn ? fn : default_sink;
 	sink_data = data;
 }
 
@@ -27,6 +27,6 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	va_start(ap, fmt);
 	buf_vaddf(&b, fmt, ap);
 	va_end(ap);
-	sink_fn(lvl, b.p, sink_data);
+	log_sink(lvl, b.p, sink_data);
 	buf_free(&b);
 }

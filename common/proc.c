@@ -160,7 +160,7 @@ int proc_start(struct proc *p, struct err *e)
 	if (p->argv.n == 0)
 		return err_set(e, -EINVAL, "no command to run");
 	if ((r = set_cloexec_pipe(st)) < 0)
-		return err_set(e, r, "cannot create pipe: %s", strerror(-r));
+		return err_set_errno(e, r, "cannot create pipe");
 	if (p->log_fd >= 0 && (r = set_cloexec_pipe(out)) < 0)
 		goto fail_pipe;
 	if (p->capture && (r = set_cloexec_pipe(cap)) < 0)
@@ -209,7 +209,7 @@ int proc_start(struct proc *p, struct err *e)
 			_cleanup_buf_ struct buf d = BUF_INIT;
 			proc_describe(p, &d);
 			proc_finish(p, NULL);
-			return err_set(e, v, "cannot run '%s': %s", d.p, strerror(-v));
+			return err_set_errno(e, v, "cannot run '%s'", d.p);
 		}
 	}
 	return 0;
@@ -223,7 +223,7 @@ fail_pipe:
 		if (st[i] >= 0)
 			close(st[i]);
 	}
-	return err_set(e, r, "cannot start child: %s", strerror(-r));
+	return err_set_errno(e, r, "cannot start child");
 }
 
 void log_line_fd(int fd, const char *text, size_t n)
@@ -414,7 +414,7 @@ int proc_finish(struct proc *p, struct err *e)
 	if (!exited)
 		return err_set(e, -ECHILD, "lost track of '%s'", d.p);
 	if (exec_err)
-		return err_set(e, exec_err, "cannot run '%s': %s", d.p, strerror(-exec_err));
+		return err_set_errno(e, exec_err, "cannot run '%s'", d.p);
 	if (p->timed_out)
 		return err_set(e, -ETIMEDOUT, "'%s' timed out after %u s", d.p,
 			       (p->timeout_ms + 999) / 1000);

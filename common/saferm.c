@@ -169,7 +169,7 @@ static char *walk_path(const struct rm_walk *w, const char *name)
 static int walk_fail(struct rm_walk *w, int code, const char *what, const char *name)
 {
 	_cleanup_free_ char *p = walk_path(w, name);
-	return err_set(w->e, code, "cannot remove '%s': %s: %s", p, what, strerror(-code));
+	return err_set_errno(w->e, code, "cannot remove '%s': %s", p, what);
 }
 
 /* Opens directory name below dfd without following a symlink; makes it
@@ -395,26 +395,26 @@ int fs_rm_rf(const char *path, struct err *e)
 	if (lstat(p, &st) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		return err_set(e, -errno, "cannot remove '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot remove '%s'", path);
 	}
 	bool is_dir = S_ISDIR(st.st_mode);
 	_cleanup_free_ char *canon = NULL;
 	int r = canon_path(p, is_dir, &canon);
 	if (r < 0)
-		return err_set(e, r, "cannot remove '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot remove '%s'", path);
 
 	_cleanup_free_ char *mp = NULL;
 	r = mounts_below(canon, &mp);
 	if (r < 0)
-		return err_set(e, r, "cannot remove '%s': cannot read '/proc/self/mountinfo': %s",
-			       path, strerror(-r));
+		return err_set_errno(e, r, "cannot remove '%s': cannot read '/proc/self/mountinfo'",
+			       path);
 	if (r > 0)
 		return err_set(e, -EBUSY, "refusing to remove '%s': '%s' is mounted below it", path, mp);
 
 	if (!is_dir) {
 		/* a symlink is removed itself, never its target */
 		if (unlink(p) < 0 && errno != ENOENT)
-			return err_set(e, -errno, "cannot remove '%s': %s", path, strerror(errno));
+			return err_set_errno(e, -errno, "cannot remove '%s'", path);
 		return 0;
 	}
 
@@ -426,15 +426,14 @@ int fs_rm_rf(const char *path, struct err *e)
 	const char *base = slash + 1;
 	_cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (pfd < 0)
-		return err_set(e, -errno, "cannot remove '%s': cannot open '%s': %s", path, parent,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot remove '%s': cannot open '%s'", path, parent);
 
 	struct rm_walk w = { .top = canon, .dev = st.st_dev, .noatime = O_NOATIME, .e = e };
 	int fd = open_dir(&w, pfd, base);
 	if (fd == -ENOENT)
 		return 0;
 	if (fd < 0)
-		return err_set(e, fd, "cannot remove '%s': %s", path, strerror(-fd));
+		return err_set_errno(e, fd, "cannot remove '%s'", path);
 	struct stat top;
 	if (fstat(fd, &top) < 0 || top.st_dev != st.st_dev || top.st_ino != st.st_ino) {
 		close(fd);
@@ -444,7 +443,7 @@ int fs_rm_rf(const char *path, struct err *e)
 	if (!d) {
 		r = -errno;
 		close(fd);
-		return err_set(e, r, "cannot remove '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot remove '%s'", path);
 	}
 	walk_push(&w, d, &top, NULL);
 	r = walk_run(&w);
@@ -453,6 +452,6 @@ int fs_rm_rf(const char *path, struct err *e)
 		return r;
 	r = unlink_in(pfd, base, AT_REMOVEDIR);
 	if (r < 0 && r != -ENOENT)
-		return err_set(e, r, "cannot remove '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot remove '%s'", path);
 	return 0;
 }

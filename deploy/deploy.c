@@ -16,7 +16,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-#include "builder/builder.h"
+#include "archive/archive.h"
 #include "deploy/deploy-int.h"
 
 #define MANIFEST_MAX ((size_t)4 << 20)
@@ -65,7 +65,7 @@ static int dctx_open(struct dctx *d, const struct config *c, struct storage *s, 
 		return err_set(e, -ENOENT, "app '%s' is not deployed under '%s'", app, root);
 	int r = fs_mkdir_p(d->p.dir, 0755);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", d->p.dir, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", d->p.dir);
 	if (lstat(d->p.dir, &st) < 0 || !S_ISDIR(st.st_mode))
 		return err_set(e, -ENOTDIR, "'%s' is not a directory", d->p.dir);
 
@@ -90,12 +90,12 @@ static int dctx_open(struct dctx *d, const struct config *c, struct storage *s, 
 		if (tries == 3 || (!create && lstat(d->p.dir, &st) < 0))
 			return err_set(e, -ENOENT, "app '%s' was removed meanwhile", app);
 		if ((r = fs_mkdir_p(d->p.dir, 0755)) < 0)
-			return err_set(e, r, "cannot create '%s': %s", d->p.dir, strerror(-r));
+			return err_set_errno(e, r, "cannot create '%s'", d->p.dir);
 	}
 
 	d->log_fd = open(d->p.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (d->log_fd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", d->p.log, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", d->p.log);
 	return 0;
 }
 
@@ -153,26 +153,23 @@ static int switch_current(struct dctx *d, const char *id, uint64_t *ret_us, stru
 	uint64_t t0 = mono_us();
 	if (!id) {
 		if (unlink(d->p.current) < 0 && errno != ENOENT)
-			return err_set(e, -errno, "cannot remove '%s': %s", d->p.current,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "cannot remove '%s'", d->p.current);
 	} else {
 		_cleanup_free_ char *target = xasprintf("revisions/%s", id);
 		if (unlink(d->p.current_tmp) < 0 && errno != ENOENT)
-			return err_set(e, -errno, "cannot remove '%s': %s", d->p.current_tmp,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "cannot remove '%s'", d->p.current_tmp);
 		if (symlink(target, d->p.current_tmp) < 0)
-			return err_set(e, -errno, "cannot create '%s': %s", d->p.current_tmp,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "cannot create '%s'", d->p.current_tmp);
 		if (rename(d->p.current_tmp, d->p.current) < 0) {
-			int r = err_set(e, -errno, "cannot rename '%s' to '%s': %s",
-					d->p.current_tmp, d->p.current, strerror(errno));
+			int r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'",
+					d->p.current_tmp, d->p.current);
 			unlink(d->p.current_tmp);
 			return r;
 		}
 	}
 	int r = fs_fsync_parent(d->p.current);
 	if (r < 0)
-		return err_set(e, r, "cannot sync '%s': %s", d->p.dir, strerror(-r));
+		return err_set_errno(e, r, "cannot sync '%s'", d->p.dir);
 	if (ret_us)
 		*ret_us = mono_us() - t0;
 	deploy_log(d->log_fd, "current -> %s", id ? id : "(none)");
@@ -189,7 +186,7 @@ static int local_manifest(struct dctx *d, const char *id, struct deploy_manifest
 	_cleanup_buf_ struct buf text = BUF_INIT;
 	int r = buf_read_file(&text, path, MANIFEST_MAX);
 	if (r < 0)
-		return err_set(e, r, "cannot read '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot read '%s'", path);
 	r = deploy_manifest_parse(m, text.p, d->p.app, id, d->cfg, e);
 	if (r < 0)
 		return err_prefix(e, "'%s'", path);
@@ -256,8 +253,7 @@ static int fetch_and_extract(struct dctx *d, const struct deploy_manifest *m,
 
 	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0) {
 		unlink(dl);
-		return err_set(e, r, "cannot create the revision dirs in '%s': %s", d->p.dir,
-			       strerror(-r));
+		return err_set_errno(e, r, "cannot create the revision dirs in '%s'", d->p.dir);
 	}
 	t0 = now_ms();
 	struct progress pr = { 0 };
@@ -267,7 +263,7 @@ static int fetch_and_extract(struct dctx *d, const struct deploy_manifest *m,
 		_cleanup_close_ int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		struct statvfs vfs;
 		if (fd < 0 || syncfs(fd) < 0)
-			r = err_set(e, -errno, "cannot sync '%s': %s", tmp, strerror(errno));
+			r = err_set_errno(e, -errno, "cannot sync '%s'", tmp);
 		/* Defence in depth: a failed write() shows up as a mere warning
 		 * of libarchive, so a full disk could pass for a complete
 		 * extract with truncated files. A filesystem left with no free
@@ -279,10 +275,10 @@ static int fetch_and_extract(struct dctx *d, const struct deploy_manifest *m,
 	if (r >= 0) {
 		r = fs_write_atomic(mpath, manifest_text->p, manifest_text->len, 0644);
 		if (r < 0)
-			err_set(e, r, "cannot write '%s': %s", mpath, strerror(-r));
+			err_set_errno(e, r, "cannot write '%s'", mpath);
 	}
 	if (r >= 0 && rename(tmp, rev) < 0)
-		r = err_set(e, -errno, "cannot rename '%s' to '%s': %s", tmp, rev, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, rev);
 	if (r >= 0)
 		r = fs_fsync_parent(rev);
 	if (r < 0) {
@@ -290,7 +286,7 @@ static int fetch_and_extract(struct dctx *d, const struct deploy_manifest *m,
 		fs_rm_rf(tmp, &e2);
 		unlink(mpath);
 		if (e->code == 0)
-			err_set(e, r, "cannot sync '%s': %s", d->p.revisions, strerror(-r));
+			err_set_errno(e, r, "cannot sync '%s'", d->p.revisions);
 		return err_prefix(e, "cannot extract package '%s'", m->id);
 	}
 	res->extract_ms = now_ms() - t0;
@@ -309,7 +305,7 @@ static int open_dirs(int dirfd, const char *base, const char *rel, bool create, 
 {
 	int fd = dup(dirfd);
 	if (fd < 0)
-		return err_set(e, -errno, "dup: %s", strerror(errno));
+		return err_set_errno(e, -errno, "dup");
 	const char *s = rel;
 	while (*s) {
 		const char *slash = strchr(s, '/');
@@ -320,14 +316,12 @@ static int open_dirs(int dirfd, const char *base, const char *rel, bool create, 
 			if (mkdirat(fd, comp, 0755) < 0 && errno != EEXIST) {
 				int r = -errno;
 				close(fd);
-				return err_set(e, r, "cannot create '%s' in '%s': %s", rel, base,
-					       strerror(-r));
+				return err_set_errno(e, r, "cannot create '%s' in '%s'", rel, base);
 			}
 			if (fchownat(fd, comp, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
 				int r = -errno;
 				close(fd);
-				return err_set(e, r, "cannot chown '%s' in '%s': %s", rel, base,
-					       strerror(-r));
+				return err_set_errno(e, r, "cannot chown '%s' in '%s'", rel, base);
 			}
 			nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}
@@ -338,8 +332,7 @@ static int open_dirs(int dirfd, const char *base, const char *rel, bool create, 
 				return err_set(e, -ENOTDIR,
 					       "'%s' in '%s' is not a directory (a symlink?)", rel,
 					       base);
-			return err_set(e, r, "cannot open '%s' in '%s': %s", rel, base,
-				       strerror(-r));
+			return err_set_errno(e, r, "cannot open '%s' in '%s'", rel, base);
 		}
 		close(fd);
 		fd = nfd;
@@ -367,17 +360,16 @@ static int link_shared(struct dctx *d, const char *rev, const struct deploy_mani
 		return 0;
 	int r = fs_mkdir_p(d->p.shared, 0755);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", d->p.shared, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", d->p.shared);
 	_cleanup_close_ int shfd = open(d->p.shared, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	_cleanup_close_ int revfd = open(rev, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (shfd < 0 || revfd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", shfd < 0 ? d->p.shared : rev,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", shfd < 0 ? d->p.shared : rev);
 
 	/* the mount point of the shared data inside the chroot (upaas exec) */
 	struct stat st;
 	if (mkdirat(revfd, "shared", 0755) < 0 && errno != EEXIST)
-		return err_set(e, -errno, "cannot create '%s/shared': %s", rev, strerror(errno));
+		return err_set_errno(e, -errno, "cannot create '%s/shared'", rev);
 	if (fstatat(revfd, "shared", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
 		return err_set(e, -ENOTDIR, "'%s/shared' in the package is not a directory", rev);
 
@@ -401,7 +393,7 @@ static int link_shared(struct dctx *d, const char *rev, const struct deploy_mani
 							      (uid_t)m->uid, (gid_t)m->gid, e)
 						 : dup(revfd);
 		if (pfd < 0)
-			return pfd < -1 ? pfd : err_set(e, -errno, "dup: %s", strerror(errno));
+			return pfd < -1 ? pfd : err_set_errno(e, -errno, "dup");
 		if (fstatat(pfd, last, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			if (S_ISDIR(st.st_mode)) {
 				/* the parents were opened without following
@@ -410,8 +402,8 @@ static int link_shared(struct dctx *d, const char *rev, const struct deploy_mani
 				if ((r = fs_rm_rf(full, e)) < 0)
 					return r;
 			} else if (unlinkat(pfd, last, 0) < 0) {
-				return err_set(e, -errno, "cannot replace '%s' in '%s': %s", rel,
-					       rev, strerror(errno));
+				return err_set_errno(e, -errno, "cannot replace '%s' in '%s'", rel,
+					       rev);
 			}
 		}
 		/* up from the link's dir to <root>/<app>: its depth + 2
@@ -423,8 +415,7 @@ static int link_shared(struct dctx *d, const char *rev, const struct deploy_mani
 			buf_adds(&target, "../");
 		buf_addf(&target, "shared/%s", dir);
 		if (symlinkat(target.p, pfd, last) < 0)
-			return err_set(e, -errno, "cannot link '%s' in '%s': %s", rel, rev,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "cannot link '%s' in '%s'", rel, rev);
 		deploy_log(d->log_fd, "shared '%s' -> '%s'", rel, target.p);
 	}
 	return 0;
@@ -758,7 +749,7 @@ int deploy_list_apps(const char *root, struct strv *apps, struct err *e)
 	if (!d) {
 		if (errno == ENOENT)
 			return 0;
-		return err_set(e, -errno, "cannot read '%s': %s", root, strerror(errno));
+		return err_set_errno(e, -errno, "cannot read '%s'", root);
 	}
 	struct dirent *de;
 	while ((de = readdir(d))) {

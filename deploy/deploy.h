@@ -71,8 +71,6 @@ void deploy_manifest_free(struct deploy_manifest *m);
 /* true for a package id usable as a revision name: [A-Za-z0-9][A-Za-z0-9._-]*
  * (at most 128), not ending in ".tmp" or ".failed". */
 bool deploy_id_ok(const char *id);
-/* true for a relative path of safe components ("data", "var/uploads"). */
-bool deploy_relpath_ok(const char *p);
 
 /* ============================================================== deploy */
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "builder/builder.h"
+#include "sandbox/sandbox.h"
 #include "deploy/deploy-int.h"
 
 int deploy_exec(const struct config *c, const char *app, const struct deploy_exec_opts *o,
@@ -39,7 +39,7 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 		goto out;
 	}
 	if ((r = buf_read_file(&text, mpath, 4 << 20)) < 0) {
-		r = err_set(e, r, "cannot read '%s': %s", mpath, strerror(-r));
+		r = err_set_errno(e, r, "cannot read '%s'", mpath);
 		goto out;
 	}
 	if ((r = deploy_manifest_parse(&m, text.p, app, cur, c, e)) < 0)
@@ -47,7 +47,7 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 
 	gethostname(host, sizeof(host) - 1);
 	strv_extend(&sb.argv, &o->argv);
-	strv_setenv(&sb.env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	strv_setenv(&sb.env, "PATH", SANDBOX_DEFAULT_PATH);
 	strv_setenv(&sb.env, "HOME", o->as_root ? "/root" : m.app_home);
 	strv_setenv(&sb.env, "USER", o->as_root ? "root" : c->apps.user ? c->apps.user : "app");
 	strv_setenv(&sb.env, "LOGNAME", o->as_root ? "root" : c->apps.user ? c->apps.user : "app");

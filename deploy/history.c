@@ -95,7 +95,7 @@ int deploy_hist_read(const char *path, struct deploy_hist **ret, size_t *ret_n, 
 		return 0;
 	}
 	if (r < 0)
-		return err_set(e, r, "cannot read '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot read '%s'", path);
 	char *s = b.p;
 	while (*s) {
 		char *nl = strchr(s, '\n');
@@ -132,12 +132,12 @@ int deploy_hist_append(const char *path, const struct deploy_hist *h, struct err
 	_cleanup_close_ int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
 				      0644);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", path);
 	int r = fs_write_all(fd, line.p, line.len);
 	if (r >= 0 && fsync(fd) < 0)
 		r = -errno;
 	if (r < 0)
-		return err_set(e, r, "cannot write '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot write '%s'", path);
 	return 0;
 }
 
@@ -188,7 +188,7 @@ int deploy_revisions_list(const char *revdir, struct strv *complete, struct strv
 	if (!d) {
 		if (errno == ENOENT)
 			return 0;
-		return err_set(e, -errno, "cannot read '%s': %s", revdir, strerror(errno));
+		return err_set_errno(e, -errno, "cannot read '%s'", revdir);
 	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -290,29 +290,16 @@ fail:
 	return r;
 }
 
-static struct json_object *jstr_or_null(const char *s)
-{
-	return s ? json_object_new_string(s) : NULL;
-}
-
-static struct json_object *strv_json(const struct strv *s)
-{
-	struct json_object *a = json_object_new_array();
-	for (size_t i = 0; i < s->n; i++)
-		json_object_array_add(a, json_object_new_string(s->v[i]));
-	return a;
-}
-
 void deploy_status_json(const struct deploy_status *st, struct buf *out)
 {
 	struct json_object *j = json_object_new_object();
 	json_object_object_add(j, "app", json_object_new_string(st->app));
-	json_object_object_add(j, "current", jstr_or_null(st->current));
-	json_object_object_add(j, "previous", jstr_or_null(st->previous));
-	json_object_object_add(j, "commit", jstr_or_null(st->commit));
-	json_object_object_add(j, "revisions", strv_json(&st->revisions));
-	json_object_object_add(j, "failed_revisions", strv_json(&st->failed));
-	json_object_object_add(j, "watch_failed", jstr_or_null(st->watch_failed));
+	json_object_object_add(j, "current", json_new_str(st->current));
+	json_object_object_add(j, "previous", json_new_str(st->previous));
+	json_object_object_add(j, "commit", json_new_str(st->commit));
+	json_object_object_add(j, "revisions", json_new_strv(&st->revisions));
+	json_object_object_add(j, "failed_revisions", json_new_strv(&st->failed));
+	json_object_object_add(j, "watch_failed", json_new_str(st->watch_failed));
 	struct json_object *h = json_object_new_array();
 	for (size_t i = 0; i < st->n_history; i++) {
 		const struct deploy_hist *e = &st->history[i];
@@ -328,8 +315,8 @@ void deploy_status_json(const struct deploy_status *st, struct buf *out)
 		json_object_array_add(h, o);
 	}
 	json_object_object_add(j, "history", h);
-	buf_adds(out, json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
-						     JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_to_buf(j, out);
+	buf_rtrim(out);   /* callers join objects: no newline of our own */
 	json_object_put(j);
 }
 

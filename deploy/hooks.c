@@ -10,16 +10,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <json-c/json.h>
 
 #include "deploy/deploy-int.h"
+#include "sandbox/sandbox.h"
 
 void deploy_log(int fd, const char *fmt, ...)
 {
@@ -75,9 +74,7 @@ void hook_vars_json(const struct hook_vars *v, struct buf *out)
 	for (size_t i = 0; i < n; i++)
 		json_object_object_add(j, t[i].name, json_object_new_string(t[i].val));
 	json_object_object_add(j, "unix_time", json_object_new_int64(v->time));
-	buf_adds(out, json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
-						     JSON_C_TO_STRING_NOSLASHESCAPE));
-	buf_addch(out, '\n');
+	json_to_buf(j, out);
 	json_object_put(j);
 }
 
@@ -95,43 +92,6 @@ void hook_vars_env(const struct hook_vars *v, struct strv *env)
 
 /* -------------------------------------------------------------- running */
 
-struct drop {
-	uid_t uid;
-	gid_t gid;
-	pid_t parent;
-};
-
-/* In the child, before exec: become the app user for good. Every change is
- * read back; no_new_privs keeps a setuid binary in the package from
- * regaining root. The parent-death signal is set again because a change of
- * credentials clears it. Async-signal-safe calls only. */
-static int drop_privs(void *data)
-{
-	const struct drop *d = data;
-	gid_t groups[1] = { d->gid };
-	uid_t ru, eu, su;
-	gid_t rg, eg, sg;
-
-	if (setgroups(1, groups) < 0)
-		return -errno;
-	if (setresgid(d->gid, d->gid, d->gid) < 0)
-		return -errno;
-	if (setresuid(d->uid, d->uid, d->uid) < 0)
-		return -errno;
-	if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0)
-		return -errno;
-	if (ru != d->uid || eu != d->uid || su != d->uid || rg != d->gid || eg != d->gid ||
-	    sg != d->gid)
-		return -EPERM;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-		return -errno;
-	if (getppid() != d->parent)
-		return -ESRCH;     /* the deploy died before we could notice */
-	return 0;
-}
-
 /* Resolves an app hook below data_dir; it must stay inside revision_dir
  * once every symlink is resolved, and be an executable regular file. */
 static int app_hook_path(const struct hook_vars *v, const char *rel, char **ret, struct err *e)
@@ -140,11 +100,9 @@ static int app_hook_path(const struct hook_vars *v, const char *rel, char **ret,
 	_cleanup_free_ char *real = realpath(full, NULL);
 	_cleanup_free_ char *rev = realpath(v->revision_dir, NULL);
 	if (!real)
-		return err_set(e, -errno, "app hook '%s' not found in the package: %s", rel,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "app hook '%s' not found in the package", rel);
 	if (!rev)
-		return err_set(e, -errno, "cannot resolve '%s': %s", v->revision_dir,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot resolve '%s'", v->revision_dir);
 	size_t n = strlen(rev);
 	if (strncmp(real, rev, n) || real[n] != '/')
 		return err_set(e, -EPERM, "app hook '%s' resolves outside the revision", rel);
@@ -168,7 +126,7 @@ static int admin_hooks(const struct config *c, const char *event, struct strv *o
 	if (!d) {
 		if (errno == ENOENT)
 			return 0;
-		return err_set(e, -errno, "cannot read hook dir '%s': %s", dir, strerror(errno));
+		return err_set_errno(e, -errno, "cannot read hook dir '%s'", dir);
 	}
 	_cleanup_strv_ struct strv names = STRV_INIT;
 	struct dirent *de;
@@ -198,8 +156,7 @@ static int write_vars_file(const struct hook_run *h, uid_t uid, gid_t gid, char 
 	char *path = xasprintf("%s/.hook-XXXXXX.json", h->tmpdir);
 	_cleanup_close_ int fd = mkostemps(path, 5, O_CLOEXEC);
 	if (fd < 0) {
-		int r = err_set(e, -errno, "cannot create hook variables in '%s': %s", h->tmpdir,
-				strerror(errno));
+		int r = err_set_errno(e, -errno, "cannot create hook variables in '%s'", h->tmpdir);
 		free(path);
 		return r;
 	}
@@ -211,7 +168,7 @@ static int write_vars_file(const struct hook_run *h, uid_t uid, gid_t gid, char 
 	if (r < 0) {
 		unlink(path);
 		free(path);
-		return err_set(e, r, "cannot write hook variables: %s", strerror(-r));
+		return err_set_errno(e, r, "cannot write hook variables");
 	}
 	*ret = path;
 	return 0;
@@ -221,8 +178,8 @@ static int run_one(const struct hook_run *h, const char *path, const char *label
 		   struct err *e)
 {
 	const struct deploy_manifest *m = h->m;
-	struct drop d = { .uid = as_app ? (uid_t)m->uid : 0, .gid = as_app ? (gid_t)m->gid : 0,
-			  .parent = getpid() };
+	struct sandbox_drop d = { .uid = as_app ? (uid_t)m->uid : 0,
+				  .gid = as_app ? (gid_t)m->gid : 0, .parent = getpid() };
 	_cleanup_free_ char *vars = NULL;
 	int r = write_vars_file(h, d.uid, d.gid, &vars, e);
 	if (r < 0)
@@ -233,7 +190,7 @@ static int run_one(const struct hook_run *h, const char *path, const char *label
 	strv_push(&p.argv, h->vars->operation);
 	strv_push(&p.argv, vars);
 	p.env_set = true;
-	strv_setenv(&p.env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	strv_setenv(&p.env, "PATH", SANDBOX_DEFAULT_PATH);
 	strv_setenv(&p.env, "LANG", "C.UTF-8");
 	strv_setenv(&p.env, "HOME", as_app ? h->vars->data_dir : "/root");
 	hook_vars_env(h->vars, &p.env);
@@ -243,7 +200,7 @@ static int run_one(const struct hook_run *h, const char *path, const char *label
 	p.timeout_ms = h->cfg && h->cfg->deploy.hook_timeout > 0 ?
 		       (unsigned)h->cfg->deploy.hook_timeout * 1000u : 0;
 	if (as_app) {
-		p.child_setup = drop_privs;
+		p.child_setup = sandbox_drop_hook;
 		p.child_data = &d;
 	}
 	deploy_log(h->log_fd, "%s hook %s '%s' (%s, as %s)", h->event, label, path,

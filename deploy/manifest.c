@@ -9,12 +9,6 @@
 
 #include "deploy/deploy.h"
 
-static void json_putp(struct json_object **j)
-{
-	if (*j)
-		json_object_put(*j);
-}
-
 static bool has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
@@ -36,44 +30,6 @@ bool deploy_id_ok(const char *id)
 	return !has_suffix(id, ".tmp") && !has_suffix(id, ".failed");
 }
 
-bool deploy_relpath_ok(const char *p)
-{
-	if (!p || !*p || *p == '/' || strlen(p) > 1024)
-		return false;
-	const char *s = p;
-	while (*s) {
-		const char *slash = strchr(s, '/');
-		size_t n = slash ? (size_t)(slash - s) : strlen(s);
-		_cleanup_free_ char *comp = xstrndup(s, n);
-		if (!path_component_ok(comp))
-			return false;
-		for (const char *c = comp; *c; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				return false;
-		if (!slash)
-			break;
-		s = slash + 1;
-		if (!*s)
-			return false;      /* trailing slash */
-	}
-	return true;
-}
-
-static const char *jstr(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static struct json_object *jobj(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
-		return NULL;
-	return v;
-}
 
 /* Reads an optional array of relative paths into out. */
 static int jpaths(struct json_object *o, const char *key, const char *what, struct strv *out,
@@ -91,7 +47,7 @@ static int jpaths(struct json_object *o, const char *key, const char *what, stru
 		struct json_object *v = json_object_array_get_idx(a, i);
 		const char *p = json_object_is_type(v, json_type_string) ? json_object_get_string(v)
 									    : NULL;
-		if (!deploy_relpath_ok(p))
+		if (!path_rel_ok(p))
 			return err_set(e, -EINVAL, "manifest: %s entry '%s' is not a safe relative path",
 				       what, p ? p : "(not a string)");
 		strv_push(out, p);
@@ -99,46 +55,18 @@ static int jpaths(struct json_object *o, const char *key, const char *what, stru
 	return 0;
 }
 
-static bool jint(struct json_object *o, const char *key, int64_t *ret)
-{
-	struct json_object *v;
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-		return false;
-	*ret = json_object_get_int64(v);
-	return true;
-}
-
-static bool abspath_ok(const char *p)
-{
-	if (!p || p[0] != '/')
-		return false;
-	while (*p == '/')
-		p++;
-	return *p == '\0' || deploy_relpath_ok(p);
-}
-
-static bool hex64_ok(const char *s)
-{
-	if (!s || strlen(s) != 64)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-			return false;
-	return true;
-}
-
 int deploy_manifest_parse(struct deploy_manifest *m, const char *text, const char *app,
 			  const char *id, const struct config *c, struct err *e)
 {
 	struct deploy_manifest out = { .shared = STRV_INIT, .hooks_pre = STRV_INIT,
 				       .hooks_post = STRV_INIT };
-	_cleanup_(json_putp) struct json_object *j = json_tokener_parse(text);
+	_cleanup_json_ struct json_object *j = json_tokener_parse(text);
 	int r;
 
 	if (!j || !json_object_is_type(j, json_type_object))
 		return err_set(e, -EINVAL, "manifest is not a JSON object");
 
-	const char *japp = jstr(j, "app"), *jid = jstr(j, "id");
+	const char *japp = json_get_str(j, "app"), *jid = json_get_str(j, "id");
 	if (!japp || !app_name_ok(japp))
 		return err_set(e, -EINVAL, "manifest: missing or invalid app name");
 	if (app && strcmp(app, japp))
@@ -148,32 +76,32 @@ int deploy_manifest_parse(struct deploy_manifest *m, const char *text, const cha
 	if (id && strcmp(id, jid))
 		return err_set(e, -EINVAL, "manifest is for package '%s', not '%s'", jid, id);
 
-	struct json_object *blob = jobj(j, "blob");
-	const char *key = jstr(blob, "key"), *sha = jstr(blob, "sha256");
+	struct json_object *blob = json_get_obj(j, "blob");
+	const char *key = json_get_str(blob, "key"), *sha = json_get_str(blob, "sha256");
 	int64_t size;
 	if (!key || !storage_key_ok(key))
 		return err_set(e, -EINVAL, "manifest: missing or invalid blob key");
 	if (!hex64_ok(sha))
 		return err_set(e, -EINVAL, "manifest: missing or invalid blob sha256");
-	if (!jint(blob, "size", &size) || size < 0)
+	if (!json_get_int(blob, "size", &size) || size < 0)
 		return err_set(e, -EINVAL, "manifest: missing or invalid blob size");
 
-	const char *home = jstr(j, "app_home");
+	const char *home = json_get_str(j, "app_home");
 	if (!home)
 		home = c && c->apps.home ? c->apps.home : "/home/app";
-	if (!abspath_ok(home))
+	if (!path_abs_ok(home, true))
 		return err_set(e, -EINVAL, "manifest: app_home '%s' is not a safe absolute path", home);
 
 	int64_t uid = c ? c->apps.uid : 1000, gid = c ? c->apps.gid : 1000;
-	jint(j, "uid", &uid);
-	jint(j, "gid", &gid);
+	json_get_int(j, "uid", &uid);
+	json_get_int(j, "gid", &gid);
 	if (uid < 0 || uid > 0x7fffffff || gid < 0 || gid > 0x7fffffff)
 		return err_set(e, -EINVAL, "manifest: invalid uid/gid");
 
-	struct json_object *dep = jobj(j, "deploy");
-	struct json_object *hooks = jobj(dep, "hooks");
+	struct json_object *dep = json_get_obj(j, "deploy");
+	struct json_object *hooks = json_get_obj(dep, "hooks");
 	int64_t keep = 0;
-	if (dep && jint(dep, "keep", &keep) && (keep < 0 || keep > 1000))
+	if (dep && json_get_int(dep, "keep", &keep) && (keep < 0 || keep > 1000))
 		return err_set(e, -EINVAL, "manifest: deploy.keep %lld is out of range",
 			       (long long)keep);
 
@@ -186,7 +114,7 @@ int deploy_manifest_parse(struct deploy_manifest *m, const char *text, const cha
 	out.uid = uid;
 	out.gid = gid;
 	out.keep = (int)keep;
-	const char *commit = jstr(jobj(j, "repository"), "commit");
+	const char *commit = json_get_str(json_get_obj(j, "repository"), "commit");
 	out.commit = xstrdup(commit ? commit : "");
 	if ((r = jpaths(dep, "shared", "deploy.shared", &out.shared, e)) < 0 ||
 	    (r = jpaths(hooks, "pre", "deploy.hooks.pre", &out.hooks_pre, e)) < 0 ||

@@ -18,8 +18,9 @@
 #include <sys/utsname.h>
 #include <time.h>
 
-#include "builder/builder.h"
+#include "archive/archive.h"
 #include "images/images.h"
+#include "sandbox/sandbox.h"
 
 #define UPAAS_IMAGES_INTERNAL
 #include "images/mirror.h"
@@ -29,12 +30,6 @@
 #define STATUS_MAX_BYTES (64u << 20)
 #define PROBE_TIMEOUT_S 60L
 
-static void json_putp(struct json_object **j)
-{
-	if (*j)
-		json_object_put(*j);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 void image_info_free(struct image_info *i)
 {
@@ -376,7 +371,7 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (logfd < 0)
-		return err_set(e, -errno, "cannot create '%s': %s", logpath, strerror(errno));
+		return err_set_errno(e, -errno, "cannot create '%s'", logpath);
 	bootstrap_argv(c, tool, arch, mirror, root, &p.argv);
 	p.log_fd = logfd;
 	/* apt and dpkg die with the tool, even when upaas is killed */
@@ -443,7 +438,7 @@ static int read_packages(const char *root, const char *arch, struct strv *out, s
 
 	r = buf_read_file(&t, status, STATUS_MAX_BYTES);
 	if (r < 0)
-		return err_set(e, r, "cannot read '%s': %s", status, strerror(-r));
+		return err_set_errno(e, r, "cannot read '%s'", status);
 	para = t.p;
 	while (para && *para) {
 		const char *sep = strstr(para, "\n\n");
@@ -473,18 +468,6 @@ static int read_packages(const char *root, const char *arch, struct strv *out, s
 
 /* ------------------------------------------------------------- storing */
 
-struct upload_sink {
-	struct storage_upload *u;
-	struct err *e;
-};
-
-static int upload_sink_fn(void *data, const void *p, size_t n)
-{
-	struct upload_sink *u = data;
-
-	return storage_upload_write(u->u, p, n, u->e);
-}
-
 /* Paths excluded from an image: runtime mount points keep only themselves. */
 static const char *const image_excludes[] = {
 	"proc/*", "sys/*", "tmp/*", "var/tmp/*", "run/*",
@@ -502,31 +485,12 @@ static int image_store_blob(const struct config *c, struct storage *s, const cha
 		.mtime_clamp = -1,
 		.exclude = image_excludes,
 	};
-	struct upload_sink us = { NULL, e };
-	struct progress prog = { 0 };
-	int r;
+	struct sink out;
+	int r = storage_upload_sink(s, key, 0, &out, e);
 
-	r = storage_upload_begin(s, key, 0, &us.u, e);
 	if (r < 0)
 		return r;
-	o.progress = &prog;
-	progress_begin(&prog, "packing", 0);
-	r = pack_tree(root, &o, upload_sink_fn, &us, res, e);
-	progress_end(&prog);
-	if (r < 0) {
-		storage_upload_abort(us.u);
-		return r;
-	}
-	return storage_upload_commit(us.u, e);
-}
-
-static struct json_object *json_strv(const struct strv *l)
-{
-	struct json_object *a = json_object_new_array();
-
-	for (size_t i = 0; i < l->n; i++)
-		json_object_array_add(a, json_object_new_string(l->v[i]));
-	return a;
+	return pack_to_storage(root, &o, &out, res, e);
 }
 
 static void json_set_str(struct json_object *o, const char *k, const char *v)
@@ -562,10 +526,10 @@ static char *manifest_text(const struct config *c, const struct image_made *m)
 	json_set_str(o, "codename", m->codename);
 	json_set_str(o, "arch", m->arch);
 	json_set_str(o, "variant", c->bootstrap.variant);
-	json_object_object_add(o, "components", json_strv(&c->bootstrap.components));
+	json_object_object_add(o, "components", json_new_strv(&c->bootstrap.components));
 	json_set_str(o, "mirror", m->mirror);
-	json_object_object_add(o, "packages", json_strv(&m->packages));
-	json_object_object_add(o, "extra_packages", json_strv(&c->bootstrap.packages));
+	json_object_object_add(o, "packages", json_new_strv(&m->packages));
+	json_object_object_add(o, "extra_packages", json_new_strv(&c->bootstrap.packages));
 	json_set_str(o, "tool", m->tool);
 	json_set_str(o, "cache_key", m->cache_key);
 	json_set_str(o, "key", m->key);
@@ -575,28 +539,9 @@ static char *manifest_text(const struct config *c, const struct image_made *m)
 	json_set_str(o, "compression", "zstd");
 	json_set_str(o, "archive_format", "pax");
 	json_set_str(o, "created", created);
-	return xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						      JSON_C_TO_STRING_SPACED |
-						      JSON_C_TO_STRING_NOSLASHESCAPE));
-}
-
-static const char *jstr(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static bool sha_hex_ok(const char *s)
-{
-	size_t i;
-
-	for (i = 0; s[i]; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return i == 64;
+	_cleanup_buf_ struct buf out = BUF_INIT;
+	json_to_buf(o, &out);
+	return buf_detach(&out);
 }
 
 /* Fills i from manifest text; -EBADMSG naming key when a field is wrong. */
@@ -613,11 +558,11 @@ static int manifest_parse(const char *key, const char *text, struct image_info *
 	if (!o || !json_object_is_type(o, json_type_object))
 		return err_set(e, -EBADMSG, "image manifest '%s' is not valid JSON: %s", key,
 			       o ? "not an object" : json_tokener_error_desc(jerr));
-	name = jstr(o, "name");
-	blob = jstr(o, "key");
-	sha = jstr(o, "sha256");
-	created = jstr(o, "created");
-	if (!name || !blob || !sha || !sha_hex_ok(sha) || !storage_key_ok(blob))
+	name = json_get_str(o, "name");
+	blob = json_get_str(o, "key");
+	sha = json_get_str(o, "sha256");
+	created = json_get_str(o, "created");
+	if (!name || !blob || !sha || !hex64_ok(sha) || !storage_key_ok(blob))
 		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid name, key or sha256",
 			       key);
 	if (!json_object_object_get_ex(o, "size", &v) || !json_object_is_type(v, json_type_int) ||
@@ -630,10 +575,10 @@ static int manifest_parse(const char *key, const char *text, struct image_info *
 	i->name = xstrdup(name);
 	i->key = xstrdup(blob);
 	memcpy(i->sha256, sha, 65);
-	i->cache_key = xstrdup(jstr(o, "cache_key") ?: "");
-	i->distribution = xstrdup(jstr(o, "distribution") ?: "");
-	i->arch = xstrdup(jstr(o, "arch") ?: "");
-	i->tool = xstrdup(jstr(o, "tool") ?: "");
+	i->cache_key = xstrdup(json_get_str(o, "cache_key") ?: "");
+	i->distribution = xstrdup(json_get_str(o, "distribution") ?: "");
+	i->arch = xstrdup(json_get_str(o, "arch") ?: "");
+	i->tool = xstrdup(json_get_str(o, "tool") ?: "");
 	i->manifest_json = xstrdup(text);
 	return 0;
 }
@@ -773,11 +718,11 @@ int image_create(const struct config *c, struct storage *s, const char *name,
 		return r;
 	r = fs_mkdir_p(c->paths.workdir, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", c->paths.workdir, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", c->paths.workdir);
 	tmp = xasprintf("%s/image-%s.XXXXXX", c->paths.workdir, name);
 	if (!mkdtemp(tmp))
-		return err_set(e, -errno, "cannot create a directory in '%s': %s",
-			       c->paths.workdir, strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a directory in '%s'",
+			       c->paths.workdir);
 	r = image_build(c, s, name, tmp, &m, e);
 	strv_free(&m.packages);
 	if (fs_rm_rf(tmp, &e2) < 0)
@@ -843,7 +788,7 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	locks = path_join(c->paths.cache, "images");
 	r = fs_mkdir_p(locks, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", locks, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", locks);
 	lock = xasprintf("%s/%s.lock", locks, name);
 	lfd = lock_file(lock, true, e);
 	if (lfd < 0)

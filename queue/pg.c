@@ -225,7 +225,7 @@ static int pg_wait(struct queue *q, int fd, int timeout_ms, struct err *e)
 	};
 	r = poll(pfd, fd >= 0 ? 2 : 1, timeout_ms);
 	if (r < 0 && errno != EINTR)
-		return err_set(e, -errno, "poll: %s", strerror(errno));
+		return err_set_errno(e, -errno, "poll");
 	if (r > 0 && pfd[0].revents) {
 		PQconsumeInput(p->conn);
 		pg_drain(p->conn);

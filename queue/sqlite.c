@@ -97,7 +97,7 @@ static int sqlite_open(struct queue *q, const char *url, struct err *e)
 		*slash = '\0';
 		r = fs_mkdir_p(dir, 0755);
 		if (r < 0)
-			return err_set(e, r, "cannot create '%s': %s", dir, strerror(-r));
+			return err_set_errno(e, r, "cannot create '%s'", dir);
 	}
 	int rc = sqlite3_open_v2(p->path, &p->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -209,7 +209,7 @@ static int sqlite_wait(struct queue *q, int fd, int timeout_ms, struct err *e)
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	int r = poll(&pfd, fd >= 0 ? 1 : 0, timeout_ms);
 	if (r < 0 && errno != EINTR)
-		return err_set(e, -errno, "poll: %s", strerror(errno));
+		return err_set_errno(e, -errno, "poll");
 	return r > 0 ? 1 : 0;
 }
 

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 
 #include "builder/builder.h"
+#include "package/package.h"
 #include "queue/queue-int.h"
 
 #define CANCEL_CHECK_MS 250
@@ -173,10 +174,10 @@ static int job_open_log(struct worker *w, struct job *j, struct err *e)
 	_cleanup_free_ char *dir = path_join(w->c->paths.state, "logs");
 	int r = fs_mkdir_p(dir, 0755);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", dir, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", dir);
 	j->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (j->log_fd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", path);
 	return 0;
 }
 
@@ -531,7 +532,7 @@ int worker_run(const struct config *c, struct storage *s, const struct worker_op
 		w.jobs[i] = (struct job){ .pid = 0, .result_fd = -1, .log_fd = -1, .result = BUF_INIT };
 
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		r = err_set(e, -errno, "pipe: %s", strerror(errno));
+		r = err_set_errno(e, -errno, "pipe");
 		queue_close(w.q);
 		free(w.jobs);
 		free(w.id);

@@ -137,7 +137,7 @@ static int http_result(CURL *c, CURLcode cc, const char *method, const char *url
 }
 
 struct get_ctx {
-	storage_sink_fn sink;
+	sink_fn sink;
 	void *data;
 	int sink_r;
 };
@@ -154,7 +154,7 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *data)
 	return n;
 }
 
-static int http_get(struct storage *s, const char *key, storage_sink_fn sink, void *data,
+static int http_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		    struct err *e)
 {
 	struct http *h = H(s);

@@ -138,8 +138,7 @@ static int chain_error(struct local *l, const char *key, int r, struct err *e)
 	if (r == -ENOTDIR)
 		return err_set(e, r, "cannot store '%s' in '%s': a parent of it is not a directory",
 			       key, l->root);
-	return err_set(e, r, "cannot open the directory of '%s' in '%s': %s", key, l->root,
-		       strerror(-r));
+	return err_set_errno(e, r, "cannot open the directory of '%s' in '%s'", key, l->root);
 }
 
 /* ------------------------------------------------------------ cleaning */
@@ -202,10 +201,10 @@ static int local_open(struct storage *s, const struct cfg_storage *cfg, const ch
 
 	int r = fs_mkdir_p(root, 0755);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", root, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", root);
 	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", root, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", root);
 
 	int clean = reopen_dir(fd);
 	if (clean >= 0)
@@ -259,8 +258,8 @@ static int local_upload_begin(struct storage *s, struct storage_upload *u, const
 			dirchain_free(&d);
 			if (r == -ENOENT || r == -EEXIST)
 				continue;
-			return err_set(e, r, "cannot create a temporary file for '%s' in '%s': %s",
-				       key, l->root, strerror(-r));
+			return err_set_errno(e, r, "cannot create a temporary file for '%s' in '%s'",
+				       key, l->root);
 		}
 		lu->fd = fd;
 		lu->comps = d.comps;
@@ -268,8 +267,7 @@ static int local_upload_begin(struct storage *s, struct storage_upload *u, const
 		lu->n_fds = d.n_fds;
 		return 0;
 	}
-	return err_set(e, r, "cannot create a temporary file for '%s' in '%s': %s", key, l->root,
-		       strerror(-r));
+	return err_set_errno(e, r, "cannot create a temporary file for '%s' in '%s'", key, l->root);
 }
 
 static int local_upload_write(struct storage_upload *u, const void *p, size_t n, struct err *e)
@@ -277,8 +275,8 @@ static int local_upload_write(struct storage_upload *u, const void *p, size_t n,
 	struct local_upload *lu = u->priv;
 	int r = fs_write_all(lu->fd, p, n);
 	if (r < 0)
-		return err_set(e, r, "cannot write '%s' in '%s': %s", u->key,
-			       L(u->s)->root, strerror(-r));
+		return err_set_errno(e, r, "cannot write '%s' in '%s'", u->key,
+			       L(u->s)->root);
 	return 0;
 }
 
@@ -322,11 +320,9 @@ static int local_upload_commit(struct storage_upload *u, struct err *e)
 	int r = 0;
 
 	if (fsync(lu->fd) < 0)
-		r = err_set(e, -errno, "cannot fsync '%s' in '%s': %s", u->key, l->root,
-			    strerror(errno));
+		r = err_set_errno(e, -errno, "cannot fsync '%s' in '%s'", u->key, l->root);
 	if (r >= 0 && close(TAKE_FD(lu->fd)) < 0)
-		r = err_set(e, -errno, "cannot write '%s' in '%s': %s", u->key, l->root,
-			    strerror(errno));
+		r = err_set_errno(e, -errno, "cannot write '%s' in '%s'", u->key, l->root);
 	/* rename() replaces a symlink at the final name, never follows it */
 	if (r >= 0 && renameat(dfd, lu->tmp, dfd, dirchain_base(&d)) < 0) {
 		r = -errno;
@@ -334,16 +330,16 @@ static int local_upload_commit(struct storage_upload *u, struct err *e)
 			err_set(e, r, "cannot store '%s' in '%s': a directory has that name", u->key,
 				l->root);
 		else
-			err_set(e, r, "cannot rename the upload of '%s' in '%s': %s", u->key,
-				l->root, strerror(-r));
+			err_set_errno(e, r, "cannot rename the upload of '%s' in '%s'", u->key,
+				l->root);
 	}
 	if (r < 0) {
 		upload_release(u, true);
 		return r;
 	}
 	if (fsync(dfd) < 0)
-		r = err_set(e, -errno, "cannot fsync the directory of '%s' in '%s': %s", u->key,
-			    l->root, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot fsync the directory of '%s' in '%s'", u->key,
+			    l->root);
 	upload_release(u, false);
 	return r;
 }
@@ -369,12 +365,11 @@ static int object_open(struct local *l, const char *key, struct stat *st, struct
 	if (fd < 0 && (errno == ENOENT || errno == ELOOP || errno == ENOTDIR))
 		return err_set(e, -ENOENT, "object '%s' not found in '%s'", key, l->root);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot open '%s' in '%s': %s", key, l->root,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s' in '%s'", key, l->root);
 	if (fstat(fd, st) < 0) {
 		r = -errno;
 		close(fd);
-		return err_set(e, r, "cannot stat '%s' in '%s': %s", key, l->root, strerror(-r));
+		return err_set_errno(e, r, "cannot stat '%s' in '%s'", key, l->root);
 	}
 	if (!S_ISREG(st->st_mode)) {
 		close(fd);
@@ -383,7 +378,7 @@ static int object_open(struct local *l, const char *key, struct stat *st, struct
 	return fd;
 }
 
-static int local_get(struct storage *s, const char *key, storage_sink_fn sink, void *data,
+static int local_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		     struct err *e)
 {
 	struct local *l = L(s);
@@ -397,8 +392,7 @@ static int local_get(struct storage *s, const char *key, storage_sink_fn sink, v
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return err_set(e, -errno, "cannot read '%s' in '%s': %s", key, l->root,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "cannot read '%s' in '%s'", key, l->root);
 		if (n == 0)
 			return 0;
 		/* a sink's failure is the caller's to describe */
@@ -453,8 +447,7 @@ static int list_dir(struct list_ctx *c, int dfd, struct buf *path, const char *m
 	if (!dir) {
 		int r = -errno;
 		close(dfd);
-		return err_set(c->e, r, "cannot list '%s' in '%s': %s", path->p, c->l->root,
-			       strerror(-r));
+		return err_set_errno(c->e, r, "cannot list '%s' in '%s'", path->p, c->l->root);
 	}
 	struct entry *ents = NULL;
 	size_t n = 0, cap = 0;
@@ -487,8 +480,7 @@ static int list_dir(struct list_ctx *c, int dfd, struct buf *path, const char *m
 		errno = 0;
 	}
 	if (errno)
-		r = err_set(c->e, -errno, "cannot list '%s' in '%s': %s", path->p, c->l->root,
-			    strerror(errno));
+		r = err_set_errno(c->e, -errno, "cannot list '%s' in '%s'", path->p, c->l->root);
 	if (n)
 		qsort(ents, n, sizeof(*ents), entry_cmp);
 
@@ -508,8 +500,8 @@ static int list_dir(struct list_ctx *c, int dfd, struct buf *path, const char *m
 		if (fd < 0) {
 			if (errno == ENOENT)   /* removed meanwhile */
 				continue;
-			r = err_set(c->e, -errno, "cannot list '%s' in '%s': %s", path->p,
-				    c->l->root, strerror(errno));
+			r = err_set_errno(c->e, -errno, "cannot list '%s' in '%s'", path->p,
+				    c->l->root);
 			continue;
 		}
 		r = list_dir(c, fd, path, "", depth + 1);
@@ -548,7 +540,7 @@ static int local_list(struct storage *s, const char *prefix, storage_list_fn cb,
 		fd = reopen_dir(l->root_fd);
 	}
 	if (fd < 0)
-		return err_set(e, -errno, "cannot list '%s': %s", l->root, strerror(errno));
+		return err_set_errno(e, -errno, "cannot list '%s'", l->root);
 	return list_dir(&c, fd, &path, match, 0);
 }
 
@@ -570,8 +562,7 @@ static int local_del(struct storage *s, const char *key, struct err *e)
 		if (errno == EISDIR)
 			return err_set(e, -EISDIR, "cannot delete '%s' in '%s': it is a directory",
 				       key, l->root);
-		return err_set(e, -errno, "cannot delete '%s' in '%s': %s", key, l->root,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot delete '%s' in '%s'", key, l->root);
 	}
 	if (fsync(dfd) < 0)
 		log_debug("cannot fsync the directory of '%s': %s", key, strerror(errno));

@@ -70,7 +70,7 @@ struct s3_req {
 	size_t body_len;
 	const char *payload_hash;   /* NULL: computed from body */
 	const char *range;      /* Range header, or NULL */
-	storage_sink_fn sink;   /* where a 2xx body goes; NULL: into resp */
+	sink_fn sink;   /* where a 2xx body goes; NULL: into resp */
 	void *sink_data;
 	/* per attempt */
 	CURL *h;
@@ -1213,7 +1213,7 @@ static void s3_upload_abort(struct storage_upload *su)
 
 /* ------------------------------------------------------------ reads */
 
-static int s3_get(struct storage *st, const char *key, storage_sink_fn sink, void *data,
+static int s3_get(struct storage *st, const char *key, sink_fn sink, void *data,
 		  struct err *e)
 {
 	struct s3 *s3 = st->priv;

@@ -38,7 +38,7 @@ struct storage_ops {
 	int (*upload_write)(struct storage_upload *u, const void *p, size_t n, struct err *e);
 	int (*upload_commit)(struct storage_upload *u, struct err *e);
 	void (*upload_abort)(struct storage_upload *u);
-	int (*get)(struct storage *s, const char *key, storage_sink_fn sink, void *data,
+	int (*get)(struct storage *s, const char *key, sink_fn sink, void *data,
 		   struct err *e);
 	int (*stat)(struct storage *s, const char *key, struct storage_stat *ret, struct err *e);
 	int (*list)(struct storage *s, const char *prefix, storage_list_fn cb, void *data,

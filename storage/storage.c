@@ -261,6 +261,33 @@ void storage_upload_abort(struct storage_upload *u)
 	upload_free(u);
 }
 
+static int sink_write(void *data, const void *p, size_t n, struct err *e)
+{
+	return storage_upload_write(data, p, n, e);
+}
+
+static int sink_commit(void *data, struct err *e)
+{
+	return storage_upload_commit(data, e);
+}
+
+static void sink_abort(void *data)
+{
+	storage_upload_abort(data);
+}
+
+int storage_upload_sink(struct storage *s, const char *key, uint64_t size_hint,
+			struct sink *ret, struct err *e)
+{
+	struct storage_upload *u;
+	int r = storage_upload_begin(s, key, size_hint, &u, e);
+
+	if (r < 0)
+		return r;
+	*ret = (struct sink){ sink_write, sink_commit, sink_abort, u };
+	return 0;
+}
+
 int storage_put_buf(struct storage *s, const char *key, const void *p, size_t n, struct err *e)
 {
 	struct storage_upload *u = NULL;
@@ -298,7 +325,7 @@ static int put_fd_named(struct storage *s, const char *key, int fd, const char *
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			r = err_set(e, -errno, "cannot read '%s': %s", name, strerror(errno));
+			r = err_set_errno(e, -errno, "cannot read '%s'", name);
 			storage_upload_abort(u);
 			return r;
 		}
@@ -325,7 +352,7 @@ int storage_put_file(struct storage *s, const char *key, const char *path, struc
 		return r;
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", path, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", path);
 	return put_fd_named(s, key, fd, path, e);
 }
 
@@ -334,7 +361,7 @@ int storage_put_file(struct storage *s, const char *key, const char *path, struc
 /* Wraps the caller's sink to count bytes and move the progress line. */
 struct get_ctx {
 	struct storage *s;
-	storage_sink_fn sink;
+	sink_fn sink;
 	void *data;
 	uint64_t n;
 };
@@ -350,7 +377,7 @@ static int get_sink(void *data, const void *p, size_t n)
 	return 0;
 }
 
-int storage_get(struct storage *s, const char *key, storage_sink_fn sink, void *data,
+int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		struct err *e)
 {
 	int r = key_check(key, e);
@@ -436,8 +463,7 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 
 	struct file_ctx f = { .fd = mkostemp(tmp, O_CLOEXEC) };
 	if (f.fd < 0)
-		return err_set(e, -errno, "cannot create a temporary file next to '%s': %s", path,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a temporary file next to '%s'", path);
 	r = sha256_init(&f.h);
 	if (r < 0) {
 		close(f.fd);
@@ -449,14 +475,13 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 	if (r < 0 && f.err < 0)
 		err_set(e, r, "cannot write '%s': %s", tmp, strerror(-f.err));
 	if (r >= 0 && fchmod(f.fd, 0644) < 0)
-		r = err_set(e, -errno, "cannot chmod '%s': %s", tmp, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot chmod '%s'", tmp);
 	if (r >= 0 && fsync(f.fd) < 0)
-		r = err_set(e, -errno, "cannot fsync '%s': %s", tmp, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot fsync '%s'", tmp);
 	if (close(f.fd) < 0 && r >= 0)
-		r = err_set(e, -errno, "cannot write '%s': %s", tmp, strerror(errno));
+		r = err_set_errno(e, -errno, "cannot write '%s'", tmp);
 	if (r >= 0 && rename(tmp, path) < 0)
-		r = err_set(e, -errno, "cannot rename '%s' to '%s': %s", tmp, path,
-			    strerror(errno));
+		r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, path);
 	if (r < 0) {
 		sha256_free(&f.h);
 		unlink(tmp);
@@ -465,7 +490,7 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 	r = fs_fsync_parent(path);
 	if (r < 0) {
 		sha256_free(&f.h);
-		return err_set(e, r, "cannot fsync the directory of '%s': %s", path, strerror(-r));
+		return err_set_errno(e, r, "cannot fsync the directory of '%s'", path);
 	}
 	char hex[65];
 	sha256_final(&f.h, hex);

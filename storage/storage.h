@@ -59,6 +59,11 @@ int storage_upload_commit(struct storage_upload *u, struct err *e);
 /* Discards everything written. Frees u; accepts NULL. */
 void storage_upload_abort(struct storage_upload *u);
 
+/* Begins an upload of key and hands it out as a struct sink (common.h):
+ * its write, commit and abort are the upload's. */
+int storage_upload_sink(struct storage *s, const char *key, uint64_t size_hint,
+			struct sink *ret, struct err *e);
+
 /* Convenience: whole object from memory / from an fd (read to EOF). */
 int storage_put_buf(struct storage *s, const char *key, const void *p, size_t n, struct err *e);
 int storage_put_fd(struct storage *s, const char *key, int fd, struct err *e);
@@ -66,8 +71,7 @@ int storage_put_file(struct storage *s, const char *key, const char *path, struc
 
 /* Streams an object to sink; a sink returning < 0 stops the transfer and
  * that value is returned. */
-typedef int (*storage_sink_fn)(void *data, const void *p, size_t n);
-int storage_get(struct storage *s, const char *key, storage_sink_fn sink, void *data,
+int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		struct err *e);
 /* Small objects (manifests, pointers) into a buffer, at most max bytes. */
 int storage_get_buf(struct storage *s, const char *key, struct buf *out, size_t max,

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/mount.h>
 
-#include "builder/builder.h"
+#include "sandbox/sandbox.h"
 
 static int64_t num(const char *s)
 {

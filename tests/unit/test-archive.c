@@ -17,7 +17,8 @@
 #include <sys/xattr.h>
 #include <time.h>
 
-#include "builder/builder.h"
+#include "archive/archive.h"
+#include "rootfs/rootfs.h"
 
 #define CLAMP 1700000000
 #define FUTURE 4102444800LL   /* 2100-01-01 */

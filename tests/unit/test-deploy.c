@@ -440,15 +440,15 @@ static void test_names(void **state)
 	assert_false(deploy_id_ok(".."));
 	assert_false(deploy_id_ok("x.tmp"));
 	assert_false(deploy_id_ok("x.failed"));
-	assert_true(deploy_relpath_ok("data"));
-	assert_true(deploy_relpath_ok("var/uploads"));
-	assert_false(deploy_relpath_ok("/data"));
-	assert_false(deploy_relpath_ok("data/"));
-	assert_false(deploy_relpath_ok("a//b"));
-	assert_false(deploy_relpath_ok("a/../b"));
-	assert_false(deploy_relpath_ok("./a"));
-	assert_false(deploy_relpath_ok(""));
-	assert_false(deploy_relpath_ok("a\nb"));
+	assert_true(path_rel_ok("data"));
+	assert_true(path_rel_ok("var/uploads"));
+	assert_false(path_rel_ok("/data"));
+	assert_false(path_rel_ok("data/"));
+	assert_false(path_rel_ok("a//b"));
+	assert_false(path_rel_ok("a/../b"));
+	assert_false(path_rel_ok("./a"));
+	assert_false(path_rel_ok(""));
+	assert_false(path_rel_ok("a\nb"));
 }
 
 int main(void)

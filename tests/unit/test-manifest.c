@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "tests/unit/unit.h"
-#include "builder/builder.h"
+#include "package/package.h"
 
 static void fill(struct package_info *p)
 {

@@ -19,7 +19,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-#include "builder/builder.h"
+#include "archive/archive.h"
 
 #define PACK_READ_BUF (1u << 20)        /* file data is read in 1 MiB chunks */
 #define PACK_BLOCK (1u << 20)           /* libarchive output block */
@@ -59,7 +59,7 @@ struct pack_ctx {
 	struct archive *a;
 	struct archive_entry *entry;
 	struct archive_entry_linkresolver *lr;
-	storage_sink_fn sink;
+	sink_fn sink;
 	void *sink_data;
 	struct sha256 hash;
 	uint64_t size;
@@ -141,8 +141,8 @@ static int pack_xattrs(struct pack_ctx *x, int fd, const char *path)
 	if (n < 0) {
 		if (errno == ENOTSUP || errno == ENODATA)
 			return 0;
-		return err_set(x->e, -errno, "packing '%s': cannot list xattrs of '%s': %s",
-			       x->root, x->rel.p, strerror(errno));
+		return err_set_errno(x->e, -errno, "packing '%s': cannot list xattrs of '%s'",
+			       x->root, x->rel.p);
 	}
 	if (n == 0)
 		return 0;
@@ -167,8 +167,8 @@ static int pack_xattrs(struct pack_ctx *x, int fd, const char *path)
 		if (vl < 0) {
 			if (errno == ENODATA)
 				continue;
-			return err_set(x->e, -errno, "packing '%s': cannot read xattr '%s' of '%s': %s",
-				       x->root, names.v[i], x->rel.p, strerror(errno));
+			return err_set_errno(x->e, -errno, "packing '%s': cannot read xattr '%s' of '%s'",
+				       x->root, names.v[i], x->rel.p);
 		}
 		archive_entry_xattr_add_entry(x->entry, names.v[i], x->xval.p, (size_t)vl);
 	}
@@ -189,8 +189,8 @@ static int pack_data(struct pack_ctx *x, int fd, int64_t size)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return err_set(x->e, -errno, "packing '%s': cannot read '%s': %s", x->root,
-				       x->rel.p, strerror(errno));
+			return err_set_errno(x->e, -errno, "packing '%s': cannot read '%s'", x->root,
+				       x->rel.p);
 		}
 		if (n == 0) {
 			memset(x->rbuf, 0, want);
@@ -220,8 +220,8 @@ static int pack_one(struct pack_ctx *x, int dfd, const char *name, unsigned dept
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno == ENOENT)
 			return 0;   /* vanished meanwhile */
-		return err_set(x->e, -errno, "packing '%s': cannot stat '%s': %s", x->root,
-			       x->rel.p, strerror(errno));
+		return err_set_errno(x->e, -errno, "packing '%s': cannot stat '%s'", x->root,
+			       x->rel.p);
 	}
 	if (S_ISSOCK(st.st_mode))
 		return 0;       /* tar cannot hold sockets; they are runtime state */
@@ -239,14 +239,14 @@ static int pack_one(struct pack_ctx *x, int dfd, const char *name, unsigned dept
 	if (S_ISREG(st.st_mode)) {
 		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 		if (fd < 0)
-			return err_set(x->e, -errno, "packing '%s': cannot open '%s': %s", x->root,
-				       x->rel.p, strerror(errno));
+			return err_set_errno(x->e, -errno, "packing '%s': cannot open '%s'", x->root,
+				       x->rel.p);
 		archive_entry_set_size(ae, st.st_size);
 	} else if (S_ISDIR(st.st_mode)) {
 		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
-			return err_set(x->e, -errno, "packing '%s': cannot open directory '%s': %s",
-				       x->root, x->rel.p, strerror(errno));
+			return err_set_errno(x->e, -errno, "packing '%s': cannot open directory '%s'",
+				       x->root, x->rel.p);
 	} else if (S_ISLNK(st.st_mode)) {
 		_cleanup_buf_ struct buf t = BUF_INIT;
 		size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 256;
@@ -257,8 +257,8 @@ static int pack_one(struct pack_ctx *x, int dfd, const char *name, unsigned dept
 				return -ENOMEM;
 			n = readlinkat(dfd, name, t.p, cap);
 			if (n < 0)
-				return err_set(x->e, -errno, "packing '%s': cannot read link '%s': %s",
-					       x->root, x->rel.p, strerror(errno));
+				return err_set_errno(x->e, -errno, "packing '%s': cannot read link '%s'",
+					       x->root, x->rel.p);
 			if ((size_t)n < cap)
 				break;
 			if (cap >= PATH_MAX * 4)
@@ -330,8 +330,8 @@ static int pack_dir(struct pack_ctx *x, int dfd, unsigned depth)
 	if (!d) {
 		r = -errno;
 		close(dfd);
-		return err_set(x->e, r, "packing '%s': cannot read directory '%s': %s", x->root,
-			       x->rel.len ? x->rel.p : ".", strerror(-r));
+		return err_set_errno(x->e, r, "packing '%s': cannot read directory '%s'", x->root,
+			       x->rel.len ? x->rel.p : ".");
 	}
 	errno = 0;
 	while ((de = readdir(d))) {
@@ -341,8 +341,8 @@ static int pack_dir(struct pack_ctx *x, int dfd, unsigned depth)
 		errno = 0;
 	}
 	if (errno)
-		return err_set(x->e, -errno, "packing '%s': cannot read directory '%s': %s", x->root,
-			       x->rel.len ? x->rel.p : ".", strerror(errno));
+		return err_set_errno(x->e, -errno, "packing '%s': cannot read directory '%s'", x->root,
+			       x->rel.len ? x->rel.p : ".");
 	if (names.n > 1)
 		qsort(names.v, names.n, sizeof(char *), cmp_str);
 
@@ -373,7 +373,7 @@ static void pack_zstd_option(struct archive *a, const char *key, int value)
 			  archive_error_string(a) ?: "");
 }
 
-int pack_tree(const char *root, const struct pack_opts *o, storage_sink_fn sink, void *data,
+int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
 	      struct pack_result *ret, struct err *e)
 {
 	_cleanup_(archive_write_freep) struct archive *a = NULL;
@@ -390,12 +390,12 @@ int pack_tree(const char *root, const struct pack_opts *o, storage_sink_fn sink,
 	}
 	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", root, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", root);
 
 	r = sha256_init(&x.hash);
 	if (r < 0) {
 		close(dfd);
-		return err_set(e, r, "sha256: %s", strerror(-r));
+		return err_set_errno(e, r, "sha256");
 	}
 	a = archive_write_new();
 	ae = archive_entry_new();
@@ -451,6 +451,44 @@ int pack_tree(const char *root, const struct pack_opts *o, storage_sink_fn sink,
 	return 0;
 }
 
+/* The sink of pack_tree() in pack_to_storage(): out, stopped by a cancel. */
+struct out_sink {
+	struct sink *out;
+	struct err *e;
+};
+
+static int out_write(void *data, const void *p, size_t n)
+{
+	struct out_sink *os = data;
+
+	if (proc_cancelled)
+		return -ECANCELED;
+	return os->out->write(os->out->data, p, n, os->e);
+}
+
+int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *out,
+		    struct pack_result *ret, struct err *e)
+{
+	struct pack_opts po = *o;
+	struct progress prog = { 0 };
+	struct out_sink os = { out, e };
+	int r;
+
+	if (!po.progress)
+		po.progress = &prog;
+	progress_begin(po.progress, "packing", 0);
+	r = pack_tree(root, &po, out_write, &os, ret, e);
+	progress_end(po.progress);
+	if (r >= 0 && proc_cancelled)
+		r = -ECANCELED;
+	if (r < 0) {
+		/* a cancel without a message is the caller's to describe */
+		out->abort(out->data);
+		return r;
+	}
+	return out->commit(out->data, e);
+}
+
 /* ---------------------------------------------------------------- unpack */
 
 /* Checks an entry path (or hard link target) and joins it to dest.
@@ -498,16 +536,16 @@ static int unpack_dest(const char *dest, char **ret, struct err *e)
 	char *real;
 
 	if (mkdir(dest, 0755) < 0 && errno != EEXIST)
-		return err_set(e, -errno, "cannot create '%s': %s", dest, strerror(errno));
+		return err_set_errno(e, -errno, "cannot create '%s'", dest);
 	d = opendir(dest);
 	if (!d)
-		return err_set(e, -errno, "cannot open '%s': %s", dest, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", dest);
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
 			return err_set(e, -EEXIST, "'%s' is not empty", dest);
 	real = realpath(dest, NULL);
 	if (!real)
-		return err_set(e, -errno, "cannot resolve '%s': %s", dest, strerror(errno));
+		return err_set_errno(e, -errno, "cannot resolve '%s'", dest);
 	*ret = real;
 	return 0;
 }

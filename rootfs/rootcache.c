@@ -33,19 +33,10 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
-#include "builder/builder.h"
+#include "archive/archive.h"
+#include "rootfs/rootfs.h"
 
 #define MOUNTINFO_MAX_BYTES (16u << 20)
-
-static bool sha_ok(const char *s)
-{
-	size_t i;
-
-	for (i = 0; s[i]; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return i == 64;
-}
 
 static char *roots_dir(const struct config *c)
 {
@@ -135,15 +126,14 @@ static int remove_entry(const char *roots, const char *sha, struct err *e)
 	_cleanup_free_ char *sf = xasprintf("%s.size", final), *uf = xasprintf("%s.used", final);
 
 	if (!mkdtemp(tmp))
-		return err_set(e, -errno, "cannot create a directory in '%s': %s", roots,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a directory in '%s'", roots);
 	if (rename(final, tmp) < 0) {
 		int r = -errno;
 
 		rmdir(tmp);
 		if (r == -ENOENT)
 			return 0;
-		return err_set(e, r, "cannot remove '%s': %s", final, strerror(-r));
+		return err_set_errno(e, r, "cannot remove '%s'", final);
 	}
 	fs_fsync_parent(final);
 	unlink_record(roots, sha);
@@ -165,7 +155,7 @@ static int read_parent(const char *roots, const char *sha, char ret[65])
 	if (r < 0)
 		return r;
 	buf_rtrim(&t);
-	if (!sha_ok(t.p) || !strcmp(t.p, sha))
+	if (!hex64_ok(t.p) || !strcmp(t.p, sha))
 		return -EBADMSG;
 	memcpy(ret, t.p, 65);
 	return 1;
@@ -242,7 +232,7 @@ static int rootcache_fill(struct storage *s, const char *roots, const char *tmp,
 		if ((errno == EEXIST || errno == ENOTEMPTY) && lstat(final, &st) == 0 &&
 		    S_ISDIR(st.st_mode))
 			return 0;
-		return err_set(e, -errno, "cannot publish '%s': %s", final, strerror(errno));
+		return err_set_errno(e, -errno, "cannot publish '%s'", final);
 	}
 	fs_fsync_parent(final);
 	return 0;
@@ -257,8 +247,7 @@ static int rootcache_make(struct storage *s, const char *roots, const char *key,
 	int r;
 
 	if (!mkdtemp(tmp))
-		return err_set(e, -errno, "cannot create a directory in '%s': %s", roots,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "cannot create a directory in '%s'", roots);
 	r = rootcache_fill(s, roots, tmp, key, sha256, size, final, e);
 	if (fs_rm_rf(tmp, &e2) < 0)
 		log_warn("cannot remove '%s': %s", tmp, err_msg(&e2));
@@ -296,14 +285,14 @@ static int get_impl(const struct config *c, struct storage *s, const char *key,
 	_cleanup_close_ int lfd = -1;
 	int r, made = 0;
 
-	if (!sha_ok(sha256))
+	if (!hex64_ok(sha256))
 		return err_set(e, -EINVAL, "'%s' is not a sha256", sha256);
 	final = path_join(roots, sha256);
 	lock = xasprintf("%s.lock", final);
 
 	r = fs_mkdir_p(roots, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", roots, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", roots);
 
 	r = chain_get(roots, sha256, full, ret_lowers);
 	if (r < 0) {
@@ -372,7 +361,7 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 	struct stat st;
 	int dfd, r;
 
-	if (!sha_ok(sha256) || !sha_ok(parent_sha256) || !strcmp(sha256, parent_sha256))
+	if (!hex64_ok(sha256) || !hex64_ok(parent_sha256) || !strcmp(sha256, parent_sha256))
 		return err_set(e, -EINVAL, "invalid layer %s over %s", sha256, parent_sha256);
 	final = path_join(roots, sha256);
 	lock = xasprintf("%s.lock", final);
@@ -381,7 +370,7 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 	used = xasprintf("%s.used", final);
 	r = fs_mkdir_p(roots, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", roots, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", roots);
 	lfd = lock_file(lock, true, e);
 	if (lfd < 0)
 		return lfd;
@@ -392,19 +381,19 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 	 * synced, then the tree: the record is never missing for a layer */
 	dfd = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
-		return err_set(e, -errno, "cannot open '%s': %s", upper, strerror(errno));
+		return err_set_errno(e, -errno, "cannot open '%s'", upper);
 	txt = xasprintf("%llu\n", (unsigned long long)tree_usage(dfd, 0));
 	fs_write_atomic(sizefile, txt, strlen(txt), 0644);
 	free(txt);
 	txt = xasprintf("%s\n", parent_sha256);
 	r = fs_write_atomic(rec, txt, strlen(txt), 0644);
 	if (r < 0)
-		return err_set(e, r, "cannot write '%s': %s", rec, strerror(-r));
+		return err_set_errno(e, r, "cannot write '%s'", rec);
 	if (rename(upper, final) < 0) {
 		r = -errno;
 		unlink(rec);
 		unlink(sizefile);
-		return err_set(e, r, "cannot move '%s' to '%s': %s", upper, final, strerror(-r));
+		return err_set_errno(e, r, "cannot move '%s' to '%s'", upper, final);
 	}
 	fs_fsync_parent(final);
 	touch(used);
@@ -455,7 +444,7 @@ static void lowers_in_use(const char *roots, struct strv *out)
 			const char *sha = at + strlen(needle);
 			_cleanup_free_ char *h = xstrndup(sha, 64);
 
-			if (strlen(h) == 64 && sha_ok(h) && !strv_contains(out, h))
+			if (strlen(h) == 64 && hex64_ok(h) && !strv_contains(out, h))
 				strv_push(out, h);
 		}
 	}
@@ -485,15 +474,14 @@ int rootcache_trim(const struct config *c, const struct strv *keep, struct err *
 
 	d = opendir(roots);
 	if (!d)
-		return errno == ENOENT ? 0 : err_set(e, -errno, "cannot open '%s': %s", roots,
-						     strerror(errno));
+		return errno == ENOENT ? 0 : err_set_errno(e, -errno, "cannot open '%s'", roots);
 	for (struct dirent *de; (de = readdir(d));) {
 		_cleanup_free_ char *sf = NULL, *uf = NULL;
 		_cleanup_buf_ struct buf t = BUF_INIT;
 		struct stat st;
 		int64_t sz = 0;
 
-		if (!sha_ok(de->d_name))
+		if (!hex64_ok(de->d_name))
 			continue;
 		sf = xasprintf("%s/%s.size", roots, de->d_name);
 		uf = xasprintf("%s/%s.used", roots, de->d_name);

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "builder/builder.h"
+#include "package/package.h"
 
 #define MANIFEST_MAX ((size_t)1 << 20)
 
@@ -109,7 +109,7 @@ int package_fetch(struct storage *s, const struct package_info *p, const char *p
 		tmp = xasprintf("%s.tmp.XXXXXX", path);
 		f.fd = mkostemp(tmp, O_CLOEXEC);
 		if (f.fd < 0)
-			return err_set(e, -errno, "cannot create '%s': %s", tmp, strerror(errno));
+			return err_set_errno(e, -errno, "cannot create '%s'", tmp);
 	}
 	r = sha256_init(&f.h);
 	if (r < 0) {
@@ -143,13 +143,12 @@ int package_fetch(struct storage *s, const struct package_info *p, const char *p
 	if (path) {
 		if (fsync(f.fd) < 0 || close(f.fd) < 0) {
 			f.fd = -1;
-			r = err_set(e, -errno, "cannot write '%s': %s", tmp, strerror(errno));
+			r = err_set_errno(e, -errno, "cannot write '%s'", tmp);
 			goto out;
 		}
 		f.fd = -1;
 		if (rename(tmp, path) < 0) {
-			r = err_set(e, -errno, "cannot rename '%s' to '%s': %s", tmp, path,
-				    strerror(errno));
+			r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, path);
 			goto out;
 		}
 		free(tmp);

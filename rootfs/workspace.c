@@ -7,7 +7,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
-#include "builder/builder.h"
+#include "rootfs/rootfs.h"
 
 /* overlayfs splits its options at ',' and lowerdir at ':'; such paths
  * (and '\\' escapes) are not worth the trouble: use a copy instead. */
@@ -19,7 +19,7 @@ static bool overlay_path_ok(const char *p)
 static int ws_mkdir(const char *p, struct err *e)
 {
 	if (mkdir(p, 0755) < 0)
-		return err_set(e, -errno, "cannot create '%s': %s", p, strerror(errno));
+		return err_set_errno(e, -errno, "cannot create '%s'", p);
 	return 0;
 }
 
@@ -72,7 +72,7 @@ static int ws_setup(struct workspace *w, const char *dir, const struct strv *low
 			       "or the list is too long", lowers->n, dir);
 	r = fs_mkdir_p(dir, 0700);
 	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", dir, strerror(-r));
+		return err_set_errno(e, r, "cannot create '%s'", dir);
 	w->dir = xstrdup(dir);
 	w->root = path_join(dir, "root");
 	r = ws_mkdir(w->root, e);
@@ -97,8 +97,8 @@ static int ws_setup(struct workspace *w, const char *dir, const struct strv *low
 		/* not an overlay-capable setup: fall back; anything else is real */
 		if (lowers->n > 1 ||
 		    (r != -EINVAL && r != -ENODEV && r != -ENOTSUP && r != -EPERM && r != -ENOSYS))
-			return err_set(e, r, "cannot mount an overlay of %zu layer%s on '%s': %s",
-				       lowers->n, lowers->n == 1 ? "" : "s", w->root, strerror(-r));
+			return err_set_errno(e, r, "cannot mount an overlay of %zu layer%s on '%s'",
+				       lowers->n, lowers->n == 1 ? "" : "s", w->root);
 		log_debug("overlayfs unavailable on '%s' (%s): copying '%s'", w->root,
 			  strerror(-r), lowers->v[0]);
 		rmdir(work);
@@ -129,7 +129,7 @@ int workspace_unmount(struct workspace *w, struct err *e)
 	if (!w->mounted)
 		return 0;
 	if (umount2(w->root, UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
-		return err_set(e, -errno, "cannot unmount '%s': %s", w->root, strerror(errno));
+		return err_set_errno(e, -errno, "cannot unmount '%s'", w->root);
 	w->mounted = false;
 	return 0;
 }
@@ -142,7 +142,7 @@ int workspace_destroy(struct workspace *w, struct err *e)
 		return 0;
 	if (w->mounted) {
 		if (umount2(w->root, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-			r = err_set(e, -errno, "cannot unmount '%s': %s", w->root, strerror(errno));
+			r = err_set_errno(e, -errno, "cannot unmount '%s'", w->root);
 		else
 			w->mounted = false;
 	}

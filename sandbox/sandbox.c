@@ -1,5 +1,5 @@
 /*
- * builder/sandbox.c - runs one command in a root directory, in namespaces.
+ * sandbox/sandbox.c - runs one command in a root directory, in namespaces.
  *
  * Process layout (proc_start() forks the first child):
  *
@@ -58,9 +58,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "builder/builder.h"
+#include "sandbox/sandbox.h"
 
-#define SB_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define SB_POLICY_RC_D "usr/sbin/policy-rc.d"
 #define SB_POLICY_RC_D_TEXT "#!/bin/sh\n# written by upaas: no daemons start during a build\nexit 101\n"
 #define SB_RESOLV "etc/resolv.conf"
@@ -165,8 +164,7 @@ static int ensure_file(int rootfd, const char *rel, const char *content, mode_t 
 	const char *base;
 	_cleanup_close_ int pfd = root_open_parent(rootfd, rel, true, &base);
 	if (pfd < 0)
-		return err_set(e, pfd, "sandbox: cannot open the directory of '/%s': %s", rel,
-			       strerror(-pfd));
+		return err_set_errno(e, pfd, "sandbox: cannot open the directory of '/%s'", rel);
 	struct stat st;
 	_cleanup_free_ char *old_link = NULL;
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -180,20 +178,18 @@ static int ensure_file(int rootfd, const char *rel, const char *content, mode_t 
 			return err_set(e, -EIO, "sandbox: cannot read the symlink '/%s'", rel);
 		old_link[n] = '\0';
 		if (unlinkat(pfd, base, 0) < 0)
-			return err_set(e, -errno, "sandbox: cannot replace the symlink '/%s': %s", rel,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "sandbox: cannot replace the symlink '/%s'", rel);
 	} else if (errno != ENOENT) {
-		return err_set(e, -errno, "sandbox: cannot stat '/%s': %s", rel, strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot stat '/%s'", rel);
 	}
 	/* O_PATH fds do not take O_CREAT: reopen the parent for real */
 	_cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return err_set(e, -errno, "sandbox: cannot open the directory of '/%s': %s", rel,
-			       strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot open the directory of '/%s'", rel);
 	_cleanup_close_ int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 					mode);
 	if (fd < 0)
-		return err_set(e, -errno, "sandbox: cannot create '/%s': %s", rel, strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot create '/%s'", rel);
 	size_t len = strlen(content);
 	int r = fs_write_all(fd, content, len);
 	if (r == 0 && fchmod(fd, mode) < 0)
@@ -202,7 +198,7 @@ static int ensure_file(int rootfd, const char *rel, const char *content, mode_t 
 		r = -errno;
 	if (r < 0) {
 		unlinkat(dfd, base, 0);
-		return err_set(e, r, "sandbox: cannot write '/%s': %s", rel, strerror(-r));
+		return err_set_errno(e, r, "sandbox: cannot write '/%s'", rel);
 	}
 	made->v = xrealloc(made->v, (made->n + 1) * sizeof(*made->v));
 	made->v[made->n++] = (struct sb_made){ xstrdup(rel), st.st_dev, st.st_ino, (off_t)len,
@@ -266,7 +262,6 @@ struct sb_child {
 	size_t n_binds;
 	bool resolv;            /* bind the host's resolv.conf */
 	bool sys;               /* root has /sys */
-	cap_t nocaps;
 	pid_t parent;           /* upaas */
 	int report_fd;          /* write end of the sb_report pipe */
 };
@@ -542,79 +537,115 @@ static const int sb_root_drop_caps[] = {
 	CAP_AUDIT_READ, CAP_BPF, CAP_PERFMON, CAP_IPC_OWNER,
 };
 
-/* Empties the bounding set: no later exec can regain a capability. */
-static void child_drop_bounding(const struct sb_child *c)
+/*
+ * The one privilege drop of upaas: becomes uid/gid with no capability at
+ * all, in phases (as bubblewrap does), each read back: a privilege that
+ * silently stayed is worse than a failure. Runs in a child after fork, so
+ * it only makes system calls. Returns 0, or -errno with *what naming the
+ * phase that failed.
+ */
+static int drop_privs(uid_t uid, gid_t gid, const char **what)
 {
+	/* Phase 1, still root: clear the ambient set and the bounding set
+	 * while we hold CAP_SETPCAP, which dropping needs; afterwards no exec
+	 * can regain a capability */
+	*what = "clear the ambient capabilities";
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -errno;
+	*what = "drop a capability from the bounding set";
 	for (int cap = 0; cap < 64; cap++) {
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
 			continue;
 		if (errno == EINVAL)
 			break;       /* past the kernel's last capability */
-		child_fail(c, errno, "drop a capability from the bounding set", NULL);
+		return -errno;
 	}
-}
-
-/*
- * Becomes uid/gid with no capability at all, in phases (as bubblewrap does),
- * each read back: a privilege that silently stayed is worse than a failure.
- */
-static void child_drop_privs(const struct sb_child *c)
-{
-	uid_t uid = c->sb->uid;
-	gid_t gid = c->sb->gid;
-
-	/* Phase 1, still root: clear the ambient set and the bounding set
-	 * while we hold CAP_SETPCAP, which dropping needs */
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-		child_fail(c, errno, "clear the ambient capabilities", NULL);
-	child_drop_bounding(c);
 
 	/* Phase 2: groups first, then gid, then uid: after setresuid we
 	 * could no longer change the others */
+	*what = "setgroups";
 	if (setgroups(1, &gid) < 0)
-		child_fail(c, errno, "setgroups", NULL);
+		return -errno;
+	*what = "setresgid";
 	if (setresgid(gid, gid, gid) < 0)
-		child_fail(c, errno, "setresgid", NULL);
+		return -errno;
+	*what = "setresuid";
 	if (setresuid(uid, uid, uid) < 0)
-		child_fail(c, errno, "setresuid", NULL);
+		return -errno;
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg, groups[2];
+	*what = "verify the uid";
 	if (getresuid(&ru, &eu, &su) < 0 || ru != uid || eu != uid || su != uid)
-		child_fail(c, EPERM, "verify the uid", NULL);
+		return -EPERM;
+	*what = "verify the gid";
 	if (getresgid(&rg, &eg, &sg) < 0 || rg != gid || eg != gid || sg != gid)
-		child_fail(c, EPERM, "verify the gid", NULL);
+		return -EPERM;
+	*what = "verify the supplementary groups";
 	if (getgroups(2, groups) != 1 || groups[0] != gid)
-		child_fail(c, EPERM, "verify the supplementary groups", NULL);
+		return -EPERM;
 
 	/* Phase 3: the uid change already emptied permitted and effective
 	 * (no SECBIT_KEEP_CAPS); clear them all explicitly, inheritable too */
-	if (cap_set_proc(c->nocaps) < 0)
-		child_fail(c, errno, "cap_set_proc", NULL);
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof(data));
+	*what = "clear the capability sets";
+	if (capset(&hdr, data) < 0)
+		return -errno;
 
 	/* Phase 4: no exec can grant privileges again (setuid bits, file
 	 * capabilities) */
+	*what = "set no_new_privs";
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		child_fail(c, errno, "set no_new_privs", NULL);
+		return -errno;
 
 	/* Phase 5: read it all back */
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct data[2];
+	*what = "verify that no capability is left";
 	if (capget(&hdr, data) < 0)
-		child_fail(c, errno, "capget", NULL);
+		return -errno;
 	for (int i = 0; i < 2; i++)
 		if (data[i].effective || data[i].permitted || data[i].inheritable)
-			child_fail(c, EPERM, "verify that no capability is left", NULL);
+			return -EPERM;
 	for (int cap = 0; cap < 64; cap++) {
 		int b = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
 		if (b < 0)
 			break;
 		if (b > 0 || prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) > 0)
-			child_fail(c, EPERM, "verify that no capability is left", NULL);
+			return -EPERM;
 	}
+	*what = "verify no_new_privs";
 	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
-		child_fail(c, EPERM, "verify no_new_privs", NULL);
+		return -EPERM;
+	*what = "verify that root cannot be regained";
 	if (uid != 0 && setresuid(0, 0, 0) == 0)
-		child_fail(c, EPERM, "verify that root cannot be regained", NULL);
+		return -EPERM;
+	return 0;
+}
+
+static void child_drop_privs(const struct sb_child *c)
+{
+	const char *what = NULL;
+	int r = drop_privs(c->sb->uid, c->sb->gid, &what);
+
+	if (r < 0)
+		child_fail(c, -r, what, NULL);
+}
+
+int sandbox_drop_hook(void *data)
+{
+	const struct sandbox_drop *d = data;
+	const char *what;
+	int r = drop_privs(d->uid, d->gid, &what);
+
+	if (r < 0)
+		return r;
+	/* changing the credentials cleared the parent death signal: set it
+	 * again, then make sure upaas did not die in between */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		return -errno;
+	if (getppid() != d->parent)
+		return -ESRCH;
+	return 0;
 }
 
 /* Root steps stay root, without the few capabilities that act on the
@@ -759,7 +790,7 @@ static void exec_candidates(const struct sandbox *sb, struct strv *out)
 		if (!strncmp(sb->env.v[i], "PATH=", 5))
 			path = sb->env.v[i] + 5;
 	if (!path)
-		path = SB_DEFAULT_PATH;
+		path = SANDBOX_DEFAULT_PATH;
 	for (const char *s = path; ; ) {
 		const char *end = strchrnul(s, ':');
 		/* an empty entry would mean the cwd: not looked at */
@@ -779,8 +810,8 @@ static int prepare_tree(const struct sandbox *sb, int rootfd, struct sb_child *c
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		int r = root_mkdir_p(rootfd, dirs[i], 0755);
 		if (r < 0)
-			return err_set(e, r, "sandbox: cannot create '/%s' in '%s': %s", dirs[i],
-				       c->root, strerror(-r));
+			return err_set_errno(e, r, "sandbox: cannot create '/%s' in '%s'", dirs[i],
+				       c->root);
 	}
 	int fd = root_open(rootfd, "sys", O_PATH | O_DIRECTORY | O_NOFOLLOW);
 	if (fd >= 0) {
@@ -814,14 +845,12 @@ static int prepare_tree(const struct sandbox *sb, int rootfd, struct sb_child *c
 		if (!*t)
 			return err_set(e, -EINVAL, "sandbox: cannot bind '%s' over the root", b->host);
 		if (stat(b->host, &st) < 0)
-			return err_set(e, -errno, "sandbox: cannot bind '%s': %s", b->host,
-				       strerror(errno));
+			return err_set_errno(e, -errno, "sandbox: cannot bind '%s'", b->host);
 		p->dir = S_ISDIR(st.st_mode);
 		r = p->dir ? root_mkdir_p(rootfd, t, 0755)
 			   : ensure_file(rootfd, t, "", 0644, false, made, e);
 		if (r < 0)
-			return err_set(e, r, "sandbox: cannot create the bind target '/%s': %s", t,
-				       strerror(-r));
+			return err_set_errno(e, r, "sandbox: cannot create the bind target '/%s'", t);
 	}
 	return 0;
 }
@@ -832,8 +861,6 @@ static void child_data_free(struct sb_child *c)
 	for (size_t i = 0; i < c->n_binds; i++)
 		free(c->binds[i].target);
 	free(c->binds);
-	if (c->nocaps)
-		cap_free(c->nocaps);
 }
 
 /* Runs the prepared command through proc; reads init's report afterwards. */
@@ -841,7 +868,7 @@ static int sb_spawn(const struct sandbox *sb, struct sb_child *c, struct err *e)
 {
 	int rep[2];
 	if (pipe2(rep, O_CLOEXEC) < 0)
-		return err_set(e, -errno, "sandbox: pipe: %s", strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: pipe");
 	c->report_fd = rep[1];
 
 	struct proc p = PROC_INIT;
@@ -872,8 +899,7 @@ static int sb_spawn(const struct sandbox *sb, struct sb_child *c, struct err *e)
 	close(rep[0]);
 	if (n == (ssize_t)sizeof(report)) {
 		report.what[sizeof(report.what) - 1] = '\0';
-		return err_set(e, -report.err, "sandbox: cannot %s: %s", report.what,
-			       strerror(report.err));
+		return err_set_errno(e, -report.err, "sandbox: cannot %s", report.what);
 	}
 	if (r < 0)
 		err_set(e, r, "%s", err_msg(&pe));
@@ -886,12 +912,12 @@ int sandbox_run(const struct sandbox *sb, struct err *e)
 		return err_set(e, -EINVAL, "sandbox: no root or no command");
 	_cleanup_free_ char *root = realpath(sb->root, NULL);
 	if (!root)
-		return err_set(e, -errno, "sandbox: cannot use '%s': %s", sb->root, strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot use '%s'", sb->root);
 	if (!strcmp(root, "/"))
 		return err_set(e, -EINVAL, "sandbox: refusing to use '/' as the root");
 	_cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
-		return err_set(e, -errno, "sandbox: cannot open '%s': %s", root, strerror(errno));
+		return err_set_errno(e, -errno, "sandbox: cannot open '%s'", root);
 
 	struct sb_child c = {
 		.sb = sb,
@@ -908,9 +934,7 @@ int sandbox_run(const struct sandbox *sb, struct err *e)
 	int r = prepare_tree(sb, rootfd, &c, &made, e);
 	if (r >= 0) {
 		exec_candidates(sb, &c.exec_paths);
-		c.nocaps = cap_init();    /* allocated here: the child must not */
-		r = c.nocaps ? sb_spawn(sb, &c, e)
-			     : err_set(e, -errno, "sandbox: cap_init: %s", strerror(errno));
+		r = sb_spawn(sb, &c, e);
 	}
 	made_undo(rootfd, &made);
 	child_data_free(&c);
@@ -941,9 +965,9 @@ int sandbox_private_mounts(struct err *e)
 	/* a mount namespace of our own, then no propagation back to the
 	 * host: the workspace's mounts die with this process */
 	if (unshare(CLONE_NEWNS) < 0)
-		return err_set(e, -errno, "cannot unshare the mount namespace: %s", strerror(errno));
+		return err_set_errno(e, -errno, "cannot unshare the mount namespace");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return err_set(e, -errno, "cannot make the mounts private: %s", strerror(errno));
+		return err_set_errno(e, -errno, "cannot make the mounts private");
 	done = true;
 	return 0;
 }

@@ -8,7 +8,7 @@
 
 #include <json-c/json.h>
 
-#include "builder/builder.h"
+#include "package/package.h"
 
 static void steps_free(struct package_step *v, size_t n)
 {
@@ -54,30 +54,17 @@ void package_info_free(struct package_info *p)
 
 /* ------------------------------------------------------------- writing */
 
-static json_object *jstr(const char *s)
-{
-	return s ? json_object_new_string(s) : NULL;   /* NULL is JSON null */
-}
-
-static json_object *jstrv(const struct strv *v)
-{
-	json_object *a = json_object_new_array();
-	for (size_t i = 0; i < v->n; i++)
-		json_object_array_add(a, json_object_new_string(v->v[i]));
-	return a;
-}
-
 static json_object *jsteps(const struct package_step *v, size_t n)
 {
 	json_object *a = json_object_new_array();
 	for (size_t i = 0; i < n; i++) {
 		json_object *o = json_object_new_object();
-		json_object_object_add(o, "name", jstr(v[i].name));
+		json_object_object_add(o, "name", json_new_str(v[i].name));
 		/* milliseconds are enough, and keep the text stable */
 		char t[32];
 		snprintf(t, sizeof(t), "%.3f", v[i].seconds);
 		json_object_object_add(o, "seconds", json_object_new_double_s(v[i].seconds, t));
-		json_object_object_add(o, "status", jstr(v[i].status ? v[i].status : "ok"));
+		json_object_object_add(o, "status", json_new_str(v[i].status ? v[i].status : "ok"));
 		json_object_array_add(a, o);
 	}
 	return a;
@@ -88,102 +75,83 @@ void package_manifest_json(const struct package_info *p, struct buf *out)
 	json_object *o = json_object_new_object(), *x;
 
 	json_object_object_add(o, "format", json_object_new_int(1));
-	json_object_object_add(o, "app", jstr(p->app));
-	json_object_object_add(o, "id", jstr(p->id));
-	json_object_object_add(o, "parent", jstr(p->parent));
+	json_object_object_add(o, "app", json_new_str(p->app));
+	json_object_object_add(o, "id", json_new_str(p->id));
+	json_object_object_add(o, "parent", json_new_str(p->parent));
 	json_object_object_add(o, "fresh", json_object_new_boolean(p->fresh));
 
 	x = json_object_new_object();
-	json_object_object_add(x, "kind", jstr(p->base.kind));
-	json_object_object_add(x, "name", jstr(p->base.name));
-	json_object_object_add(x, "sha256", jstr(p->base.sha256));
-	json_object_object_add(x, "reason", jstr(p->base.reason));
+	json_object_object_add(x, "kind", json_new_str(p->base.kind));
+	json_object_object_add(x, "name", json_new_str(p->base.name));
+	json_object_object_add(x, "sha256", json_new_str(p->base.sha256));
+	json_object_object_add(x, "reason", json_new_str(p->base.reason));
 	json_object_object_add(o, "base", x);
 
 	x = json_object_new_object();
-	json_object_object_add(x, "name", jstr(p->image.name));
-	json_object_object_add(x, "sha256", jstr(p->image.sha256));
+	json_object_object_add(x, "name", json_new_str(p->image.name));
+	json_object_object_add(x, "sha256", json_new_str(p->image.sha256));
 	json_object_object_add(o, "image", x);
 
 	x = json_object_new_object();
-	json_object_object_add(x, "url", jstr(p->repo.url));
-	json_object_object_add(x, "ref", jstr(p->repo.ref));
-	json_object_object_add(x, "commit", jstr(p->repo.commit));
+	json_object_object_add(x, "url", json_new_str(p->repo.url));
+	json_object_object_add(x, "ref", json_new_str(p->repo.ref));
+	json_object_object_add(x, "commit", json_new_str(p->repo.commit));
 	json_object_object_add(x, "commit_time", json_object_new_int64(p->repo.commit_time));
 	json_object_object_add(o, "repository", x);
 
 	x = json_object_new_object();
-	json_object_object_add(x, "type", jstr(p->interp.type));
-	json_object_object_add(x, "version", jstr(p->interp.version));
+	json_object_object_add(x, "type", json_new_str(p->interp.type));
+	json_object_object_add(x, "version", json_new_str(p->interp.version));
 	json_object_object_add(o, "interpreter", x);
 
 	x = json_object_new_object();
-	json_object_object_add(x, "key", jstr(p->blob.key));
-	json_object_object_add(x, "sha256", jstr(p->blob.sha256));
+	json_object_object_add(x, "key", json_new_str(p->blob.key));
+	json_object_object_add(x, "sha256", json_new_str(p->blob.sha256));
 	json_object_object_add(x, "size", json_object_new_int64((int64_t)p->blob.size));
-	json_object_object_add(x, "compression", jstr("zstd"));
-	json_object_object_add(x, "format", jstr("pax"));
+	json_object_object_add(x, "compression", json_new_str("zstd"));
+	json_object_object_add(x, "format", json_new_str("pax"));
 	json_object_object_add(o, "blob", x);
 
 	/* room for layered packages: today the blob is the only layer */
 	json_object *layers = json_object_new_array();
 	x = json_object_new_object();
-	json_object_object_add(x, "key", jstr(p->blob.key));
-	json_object_object_add(x, "sha256", jstr(p->blob.sha256));
+	json_object_object_add(x, "key", json_new_str(p->blob.key));
+	json_object_object_add(x, "sha256", json_new_str(p->blob.sha256));
 	json_object_object_add(x, "size", json_object_new_int64((int64_t)p->blob.size));
 	json_object_array_add(layers, x);
 	json_object_object_add(o, "layers", layers);
 
-	json_object_object_add(o, "os_packages", jstrv(&p->os_packages));
-	json_object_object_add(o, "metadata_sha256", jstr(p->metadata_sha256));
-	json_object_object_add(o, "app_home", jstr(p->app_home));
+	json_object_object_add(o, "os_packages", json_new_strv(&p->os_packages));
+	json_object_object_add(o, "metadata_sha256", json_new_str(p->metadata_sha256));
+	json_object_object_add(o, "app_home", json_new_str(p->app_home));
 	json_object_object_add(o, "uid", json_object_new_int64(p->uid));
 	json_object_object_add(o, "gid", json_object_new_int64(p->gid));
 	json_object_object_add(o, "keep_git", json_object_new_boolean(p->keep_git));
 
 	x = json_object_new_object();
-	json_object_object_add(x, "shared", jstrv(&p->deploy.shared));
+	json_object_object_add(x, "shared", json_new_strv(&p->deploy.shared));
 	json_object *h = json_object_new_object();
-	json_object_object_add(h, "pre", jstrv(&p->deploy.hooks_pre));
-	json_object_object_add(h, "post", jstrv(&p->deploy.hooks_post));
+	json_object_object_add(h, "pre", json_new_strv(&p->deploy.hooks_pre));
+	json_object_object_add(h, "post", json_new_strv(&p->deploy.hooks_post));
 	json_object_object_add(x, "hooks", h);
 	json_object_object_add(x, "keep", json_object_new_int(p->deploy.keep));
 	json_object_object_add(o, "deploy", x);
 
-	json_object_object_add(o, "builder", jstr(p->builder));
+	json_object_object_add(o, "builder", json_new_str(p->builder));
 	json_object_object_add(o, "steps", jsteps(p->steps, p->n_steps));
 	json_object_object_add(o, "stages", jsteps(p->stages, p->n_stages));
-	json_object_object_add(o, "created", jstr(p->created));
+	json_object_object_add(o, "created", json_new_str(p->created));
 
-	buf_adds(out, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						     JSON_C_TO_STRING_SPACED |
-						     JSON_C_TO_STRING_NOSLASHESCAPE));
-	buf_addch(out, '\n');
+	json_to_buf(o, out);
 	json_object_put(o);
 }
 
 /* ------------------------------------------------------------- reading */
 
-static const char *jget_str(json_object *o, const char *k)
-{
-	json_object *v;
-	if (!o || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 static char *jdup(json_object *o, const char *k)
 {
-	const char *s = jget_str(o, k);
+	const char *s = json_get_str(o, k);
 	return s ? xstrdup(s) : NULL;
-}
-
-static json_object *jobj(json_object *o, const char *k)
-{
-	json_object *v;
-	if (!o || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_object))
-		return NULL;
-	return v;
 }
 
 static int64_t jint(json_object *o, const char *k, int64_t def)
@@ -226,16 +194,6 @@ static void jget_steps(json_object *o, const char *k, struct package_step **ret,
 	*ret_n = n;
 }
 
-static bool hex64_ok(const char *s)
-{
-	if (!s || strlen(s) != 64)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-			return false;
-	return true;
-}
-
 int package_manifest_parse(struct package_info *ret, const char *text, struct err *e)
 {
 	struct json_tokener *tok = json_tokener_new();
@@ -259,25 +217,25 @@ int package_manifest_parse(struct package_info *ret, const char *text, struct er
 	p.id = jdup(o, "id");
 	p.parent = jdup(o, "parent");
 	p.fresh = json_object_object_get_ex(o, "fresh", &x) && json_object_get_boolean(x);
-	x = jobj(o, "base");
+	x = json_get_obj(o, "base");
 	p.base.kind = jdup(x, "kind");
 	p.base.name = jdup(x, "name");
 	p.base.sha256 = jdup(x, "sha256");
 	p.base.reason = jdup(x, "reason");
-	x = jobj(o, "image");
+	x = json_get_obj(o, "image");
 	p.image.name = jdup(x, "name");
 	p.image.sha256 = jdup(x, "sha256");
-	x = jobj(o, "repository");
+	x = json_get_obj(o, "repository");
 	p.repo.url = jdup(x, "url");
 	p.repo.ref = jdup(x, "ref");
 	p.repo.commit = jdup(x, "commit");
 	p.repo.commit_time = jint(x, "commit_time", 0);
-	x = jobj(o, "interpreter");
+	x = json_get_obj(o, "interpreter");
 	p.interp.type = jdup(x, "type");
 	p.interp.version = jdup(x, "version");
-	x = jobj(o, "blob");
+	x = json_get_obj(o, "blob");
 	p.blob.key = jdup(x, "key");
-	const char *sha = jget_str(x, "sha256");
+	const char *sha = json_get_str(x, "sha256");
 	if (hex64_ok(sha))
 		memcpy(p.blob.sha256, sha, 65);
 	int64_t size = jint(x, "size", -1);
@@ -288,10 +246,10 @@ int package_manifest_parse(struct package_info *ret, const char *text, struct er
 	p.uid = jint(o, "uid", -1);
 	p.gid = jint(o, "gid", -1);
 	p.keep_git = json_object_object_get_ex(o, "keep_git", &x) && json_object_get_boolean(x);
-	x = jobj(o, "deploy");
+	x = json_get_obj(o, "deploy");
 	jget_strv(x, "shared", &p.deploy.shared);
-	jget_strv(jobj(x, "hooks"), "pre", &p.deploy.hooks_pre);
-	jget_strv(jobj(x, "hooks"), "post", &p.deploy.hooks_post);
+	jget_strv(json_get_obj(x, "hooks"), "pre", &p.deploy.hooks_pre);
+	jget_strv(json_get_obj(x, "hooks"), "post", &p.deploy.hooks_post);
 	p.deploy.keep = (int)jint(x, "keep", 0);
 	p.builder = jdup(o, "builder");
 	jget_steps(o, "steps", &p.steps, &p.n_steps);

@@ -1,0 +1,55 @@
+/*
+ * archive/archive.h - pack a tree into a zstd-compressed pax tar, and
+ * unpack one safely (libarchive; archive/archive.c).
+ */
+#ifndef UPAAS_ARCHIVE_H
+#define UPAAS_ARCHIVE_H
+
+#include "common/common.h"
+
+/*
+ * Packs the tree at root into a zstd-compressed pax tar, streamed to sink,
+ * computing the sha256 of the compressed stream on the way (one pass).
+ * Entries are sorted by path; mtimes above mtime_clamp are clamped to it
+ * (mtime_clamp < 0: no clamping); no atime. Ownership, modes, xattrs (file
+ * capabilities), hard links and device nodes are kept.
+ * exclude: patterns relative to root, such as "proc", "dev/" "*" or
+ * "var/lib/apt/lists/" "*": "dir" excludes dir and everything below;
+ * "dir/" followed by "*" keeps dir itself and excludes its contents.
+ */
+struct pack_opts {
+	int level;               /* zstd level */
+	int threads;             /* 0: number of cores */
+	int64_t mtime_clamp;     /* SOURCE_DATE_EPOCH, -1: none */
+	const char *const *exclude;  /* NULL-terminated, may be NULL */
+	struct progress *progress;   /* may be NULL */
+};
+struct pack_result {
+	char sha256[65];
+	uint64_t size;           /* compressed bytes */
+	uint64_t entries;
+};
+int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
+	      struct pack_result *ret, struct err *e);
+
+/*
+ * Extracts a zstd/gzip/plain tar file into dest (created, must not exist or
+ * be empty). With secure=true refuses "..", absolute paths and writes through
+ * symlinks (libarchive's ARCHIVE_EXTRACT_SECURE_*), as deploy needs.
+ * Ownership, modes, xattrs and device nodes are restored.
+ */
+int unpack_file(const char *archive, const char *dest, bool secure, struct progress *progress,
+		struct err *e);
+
+/*
+ * Packs root into out (a storage upload from storage_upload_sink(), or any
+ * struct sink): pack_tree() with a progress line on a terminal, stopped by
+ * proc_cancelled (-ECANCELED, with no message recorded unless the sink
+ * recorded one: the caller says what interrupted it), then out->commit().
+ * On any failure out is aborted, so nothing is left under its name. Either
+ * way out is used up.
+ */
+int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *out,
+		    struct pack_result *ret, struct err *e);
+
+#endif

@@ -1,0 +1,11 @@
+# package/: the package manifest (writer and reader) and stored packages;
+# the CLI command package.
+libupaas_a_SOURCES += package/package.h package/manifest.c package/packages.c
+upaas_SOURCES += cli/cmd-package.c
+
+check_PROGRAMS += tests/unit/test-manifest
+tests_unit_test_manifest_SOURCES = tests/unit/test-manifest.c
+tests_unit_test_manifest_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_manifest_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test-manifest
+EXTRA_DIST += docs/cmd/package.man

@@ -1,0 +1,79 @@
+/*
+ * rootfs/rootfs.h - the roots builds run in: the cache of read-only roots
+ * and layers (rootfs/rootcache.c) and writable overlay workspaces over them
+ * (rootfs/workspace.c).
+ */
+#ifndef UPAAS_ROOTFS_H
+#define UPAAS_ROOTFS_H
+
+#include "common/common.h"
+#include "config/config.h"
+#include "storage/storage.h"
+
+/*
+ * A cache of read-only roots under <paths.cache>/roots/<sha256>/, keyed by
+ * the sha256 of a blob (base image or package), trimmed LRU to
+ * limits.unpacked_cache bytes. An entry is either
+ *   - a full copy: the blob unpacked (fetched through storage, its sha256
+ *     checked, published by rename only when complete), or
+ *   - a layer: the overlay upper dir of the build that packed the blob, with
+ *     a record of its parent (the sha256 of the root it sat on). Its merged
+ *     view over the parent's chain equals the blob's content except for
+ *     mtimes (packing clamps them, the layer keeps the real ones).
+ *
+ * rootcache_get() fills ret_lowers with the lower dirs to stack, top first:
+ * one full copy, or a chain of layers ending at a full copy. When a link of
+ * a chain is missing (trimmed) or the chain is longer than
+ * ROOTCACHE_MAX_LAYERS, the blob is fetched and unpacked as a full copy
+ * instead. Returns 0 when everything came from the cache, 1 when the blob
+ * was fetched and unpacked.
+ */
+#define ROOTCACHE_MAX_LAYERS 12
+int rootcache_get(const struct config *c, struct storage *s, const char *key, const char *sha256,
+		  uint64_t size, struct strv *ret_lowers, struct err *e);
+/* The same, but always one full copy (a layer entry of sha256 is replaced):
+ * for when a chain of layers cannot be mounted. */
+int rootcache_get_full(const struct config *c, struct storage *s, const char *key,
+		       const char *sha256, uint64_t size, struct strv *ret_lowers, struct err *e);
+/*
+ * Publishes upper (an unmounted overlay upper dir, whose lower was the root
+ * of parent_sha256) as the layer entry of sha256, by rename: upper is gone
+ * afterwards on success. -EEXIST when sha256 has an entry already; -EXDEV
+ * (or another error) when upper cannot be moved into the cache: the caller
+ * just goes on without a layer.
+ */
+int rootcache_put_layer(const struct config *c, const char *sha256, const char *parent_sha256,
+			const char *upper, struct err *e);
+/* Removes least recently used entries until the cache is below max bytes.
+ * Entries named in keep (paths or sha256s, may be NULL) and entries that a
+ * mounted overlay uses as a lower layer are never removed. */
+int rootcache_trim(const struct config *c, const struct strv *keep, struct err *e);
+
+/* ============================================================== workspace */
+
+/*
+ * A writable root over read-only lower directories (top first): an overlayfs
+ * with its upper and work dirs below dir, mounted at dir/root; where
+ * overlayfs is not available, a plain copy of a single lower into dir/root
+ * (a chain of layers needs overlayfs: -EOPNOTSUPP).
+ * Lifecycle: workspace_create() -> use ws->root -> [workspace_unmount() ->
+ * take ws->upper away] -> workspace_destroy().
+ * Requires sandbox_private_mounts() first. destroy unmounts and removes dir
+ * with fs_rm_rf (never through a mount point or a symlink).
+ */
+struct workspace {
+	char *dir;
+	char *root;             /* the merged, writable tree */
+	char *upper;            /* overlay: the changes only */
+	bool overlay;
+	bool mounted;
+};
+#define WORKSPACE_INIT { NULL, NULL, NULL, false, false }
+int workspace_create(struct workspace *w, const char *dir, const struct strv *lowers,
+		     struct err *e);
+/* Overlay: unmounts root, never lazily (-EBUSY while something still uses
+ * it), so that upper is complete and stable and may be moved away. */
+int workspace_unmount(struct workspace *w, struct err *e);
+int workspace_destroy(struct workspace *w, struct err *e);
+
+#endif
