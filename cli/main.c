@@ -139,6 +139,7 @@ int main(int argc, char **argv)
 	int o;
 
 	log_set_sink(cli_log_sink, NULL);
+	crash_init();
 	while ((o = getopt_long(argc, argv, "+c:qvhV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': c.config_path = optarg; break;

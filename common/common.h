@@ -359,6 +359,26 @@ bool fs_has_mounts_below(const char *path);
  * held elsewhere. Returns the fd that holds the lock (close to release). */
 int lock_file(const char *path, bool wait, struct err *e);
 
+/* ----------------------------------------------------------- crash points */
+
+/*
+ * Test builds only (configure --enable-crash-points, common/crash.c):
+ * crash_point("deploy.after-switch") kills the process with SIGKILL when
+ * UPAAS_CRASH_POINT names that point (at its UPAAS_CRASH_COUNT-th hit).
+ * Put one before and after every step whose interruption leaves a state
+ * the next command must cope with (a rename, the unlink of a final name,
+ * between a blob and its manifest), and add its name to the table in
+ * common/crash.c. crash_init() reads the variables once, from main();
+ * UPAAS_CRASH_POINT=list prints every point and exits. In other builds
+ * crash_point() is empty and crash_init() refuses the variables.
+ */
+void crash_init(void);
+#ifdef UPAAS_CRASH_POINTS
+void crash_point(const char *name);
+#else
+static inline void crash_point(const char *name) { (void)name; }
+#endif
+
 /* ----------------------------------------------------------- JSON */
 
 /* json-c helpers (common/json.c); getters return NULL/false when the key
