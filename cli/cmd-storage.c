@@ -17,8 +17,10 @@ static void storage_help(FILE *out)
 	fputs("usage: upaas storage COMMAND [ARGS...]\n"
 	      "\n"
 	      "Commands:\n"
-	      "  check [--json] [--key KEY]   list, write, read back, stat and delete a probe\n"
-	      "                               object; exit 1 when a stage fails\n"
+	      "  check [--json] [--key KEY] [--force]\n"
+	      "                               list, write, read back, stat and delete a probe\n"
+	      "                               object; remove what dead uploads left; exit 1\n"
+	      "                               when a stage fails\n"
 	      "  ls [--json] [-l] [PREFIX]    list the keys under PREFIX, in lexical order\n"
 	      "  get KEY FILE                 download an object to FILE ('-': stdout)\n"
 	      "  put FILE KEY                 upload FILE ('-': stdin) as KEY\n"
@@ -28,6 +30,8 @@ static void storage_help(FILE *out)
 	      "  --json         machine-readable output (check, ls)\n"
 	      "  -l, --long     ls: also show size and modification time\n"
 	      "  --key KEY      check: also read this existing object (for read-only handlers)\n"
+	      "  --force        check: abort every incomplete S3 multipart upload, not only\n"
+	      "                 those idle for an hour (a running upload then fails)\n"
 	      "  -h, --help     this help\n",
 	      out);
 }
@@ -45,6 +49,7 @@ static void json_print(struct json_object *o)
 struct opts {
 	bool json;
 	bool lng;
+	bool force;
 	const char *key;
 };
 
@@ -59,6 +64,7 @@ static int parse_opts(int argc, char **argv, const char *shortopts,
 		case 'j': o->json = true; break;
 		case 'l': o->lng = true; break;
 		case 'k': o->key = optarg; break;
+		case 'f': o->force = true; break;
 		default:
 			storage_help(stderr);
 			return 2;
@@ -73,6 +79,8 @@ struct check {
 	bool json;
 	int failed;
 	struct json_object *stages;
+	struct json_object *uploads;
+	int found;     /* incomplete uploads seen by check_uploads */
 };
 
 /* Reports one stage: status is "ok", "FAILED" or "skipped". */
@@ -215,6 +223,45 @@ static void check_write(struct check *k, struct storage *s)
 		stage(k, "delete", "FAILED", "'%s' is still there after delete", key);
 }
 
+static int stale_cb(void *data, const struct storage_stale *u)
+{
+	struct check *k = data;
+	char size[32];
+
+	k->found++;
+	if (k->json) {
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "key", json_object_new_string(u->key));
+		json_object_object_add(o, "id", json_new_str(u->id));
+		json_object_object_add(o, "started", json_object_new_int64(u->started));
+		json_object_object_add(o, "idle", json_object_new_int64(u->idle));
+		json_object_object_add(o, "size", json_object_new_int64((int64_t)u->size));
+		json_object_object_add(o, "removed", json_object_new_boolean(u->removed));
+		json_object_object_add(o, "error", json_new_str(u->error));
+		json_object_array_add(k->uploads, o);
+		return 0;
+	}
+	fmt_bytes(u->size, size);
+	printf("  incomplete upload of '%s'%s%s%s, %s, idle %lld s: %s\n", u->key,
+	       u->id ? " (upload id '" : "", u->id ? u->id : "", u->id ? "')" : "", size,
+	       (long long)u->idle,
+	       u->removed ? "removed" : u->error ? u->error : "left (it may still be running)");
+	return 0;
+}
+
+/* Lists what unfinished uploads left and removes the dead ones (all with
+ * force). */
+static void check_uploads(struct check *k, struct storage *s, bool force)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	int r = storage_sweep_uploads(s, force ? 0 : STORAGE_UPLOAD_GRACE, stale_cb, k, &e);
+	if (r < 0)
+		stage(k, "uploads", "FAILED", "%s", err_msg(&e));
+	else
+		stage(k, "uploads", "ok", "%d incomplete upload%s, %d removed", k->found,
+		      k->found == 1 ? "" : "s", r);
+}
+
 /* For read-only handlers: a missing key must read as "not found", which
  * shows that the server answers and errors map correctly. */
 static void check_read_missing(struct check *k, struct storage *s)
@@ -264,6 +311,7 @@ static int storage_check(struct cli *c, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "key", required_argument, NULL, 'k' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -272,7 +320,7 @@ static int storage_check(struct cli *c, int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (optind != argc)
-		return cli_usage("usage: upaas storage check [--json] [--key KEY]");
+		return cli_usage("usage: upaas storage check [--json] [--key KEY] [--force]");
 	if (o.key && !storage_key_ok(o.key))
 		return cli_usage("invalid storage key '%s'", o.key);
 
@@ -281,7 +329,8 @@ static int storage_check(struct cli *c, int argc, char **argv)
 		return 1;
 
 	_cleanup_json_ struct json_object *stages = o.json ? json_object_new_array() : NULL;
-	struct check k = { .json = o.json, .stages = stages };
+	_cleanup_json_ struct json_object *uploads = o.json ? json_object_new_array() : NULL;
+	struct check k = { .json = o.json, .stages = stages, .uploads = uploads };
 	unsigned caps = storage_caps(s);
 	if (!o.json)
 		printf("storage: handler '%s' at '%s'\n", storage_name(s), storage_where(s));
@@ -292,6 +341,7 @@ static int storage_check(struct cli *c, int argc, char **argv)
 		stage(&k, "list", "skipped", "handler '%s' cannot list", storage_name(s));
 	if (caps & STORAGE_CAP_WRITE) {
 		check_write(&k, s);
+		check_uploads(&k, s, o.force);
 	} else {
 		stage(&k, "write", "skipped", "handler '%s' is read-only", storage_name(s));
 		check_read_missing(&k, s);
@@ -305,6 +355,7 @@ static int storage_check(struct cli *c, int argc, char **argv)
 		json_object_object_add(out, "where", json_object_new_string(storage_where(s)));
 		json_object_object_add(out, "ok", json_object_new_boolean(k.failed == 0));
 		json_object_object_add(out, "stages", TAKE_PTR(stages));
+		json_object_object_add(out, "uploads", TAKE_PTR(uploads));
 		json_print(out);
 	} else {
 		printf("%s\n", k.failed ? "storage check FAILED" : "storage check ok");

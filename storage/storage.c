@@ -559,6 +559,14 @@ int storage_delete(struct storage *s, const char *key, struct err *e)
 	return s->ops->del(s, key, e);
 }
 
+int storage_sweep_uploads(struct storage *s, int64_t grace, storage_stale_fn cb, void *data,
+			  struct err *e)
+{
+	if (!s->ops->sweep)
+		return 0;
+	return s->ops->sweep(s, grace, cb, data, e);
+}
+
 int storage_presign(struct storage *s, const char *key, unsigned expires, struct buf *url,
 		    struct err *e)
 {
