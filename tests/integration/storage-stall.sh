@@ -1,0 +1,157 @@
+#!/bin/bash
+# tests/integration/storage-stall.sh - timeouts that mean something, for the
+# http and s3 handlers, against a tiny python3 server that misbehaves on
+# purpose: a transfer slower than storage.timeout but moving arrives; one
+# that stalls is given up after storage.timeout (not a whole-transfer
+# deadline) and resumes with Range from the bytes already taken; a server
+# that ignores Range is coped with; an object that changed between the
+# attempts fails the download, naming why.
+. "$UPAAS_SRCDIR/tests/lib.sh"
+command -v python3 >/dev/null || t_skip_all "python3 is not installed"
+
+head -c 3000000 /dev/urandom >"$T_ROOT/blob"
+head -c 3000000 /dev/urandom >"$T_ROOT/blob2"
+want=$(sha256sum <"$T_ROOT/blob" | cut -d' ' -f1)
+
+# The server: GET /<anything>/<mode>/<name> serves blob (blob2 where said).
+#   slow     the whole body in 30 chunks, 0.1 s apart (3 s, never stalls)
+#   stall    first request: half the body, then silence for 60 s; later
+#            requests honour Range (If-Range / If-Match against the ETag)
+#   norange  the same stall first, later requests ignore Range (200, whole)
+#   changed  the same stall first, then the object changes (new ETag, blob2)
+# Each request is logged as "METHOD path range=... if=...".
+cat >"$T_ROOT/server.py" <<'PY'
+import http.server, socketserver, sys, time, threading
+blobs = [open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()]
+seen = {}
+lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        parts = self.path.split("?")[0].split("/")
+        mode = parts[-2] if len(parts) >= 3 else ""
+        with lock:
+            n = seen.get(self.path, 0)
+            seen[self.path] = n + 1
+        rng = self.headers.get("Range")
+        cond = self.headers.get("If-Range") or self.headers.get("If-Match")
+        print("GET", self.path, "range=%s" % rng, "if=%s" % cond, flush=True)
+        version = 1 if (mode == "changed" and n > 0) else 0
+        body, etag = blobs[version], '"v%d"' % (version + 1)
+        lm = "Mon, 0%d Jan 2024 00:00:00 GMT" % (version + 1)
+        if self.headers.get("If-Match") and self.headers.get("If-Match") != etag:
+            self.send_response(412)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start = 0
+        if rng and mode != "norange" and n > 0 and (not self.headers.get("If-Range") or
+                                                  self.headers.get("If-Range") == etag):
+            start = int(rng.split("=")[1].split("-")[0])
+        self.send_response(206 if start else 200)
+        self.send_header("ETag", etag)
+        self.send_header("Last-Modified", lm)
+        self.send_header("Content-Length", str(len(body) - start))
+        if start:
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(body) - 1, len(body)))
+        self.end_headers()
+        data = body[start:]
+        try:
+            if mode == "slow":
+                step = len(data) // 30 + 1
+                for i in range(0, len(data), step):
+                    self.wfile.write(data[i:i + step]); self.wfile.flush(); time.sleep(0.1)
+            elif n == 0 and mode in ("stall", "norange", "changed"):
+                self.wfile.write(data[:len(data) // 2]); self.wfile.flush()
+                time.sleep(60)
+            else:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+print("port", s.server_address[1], flush=True)
+s.serve_forever()
+PY
+python3 -u "$T_ROOT/server.py" "$T_ROOT/blob" "$T_ROOT/blob2" >"$T_ROOT/server.log" 2>&1 &
+SPID=$!
+trap 'rc=$?; kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; (exit $rc); t_cleanup' EXIT
+PORT=
+for _ in $(seq 100); do
+	PORT=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$T_ROOT/server.log")
+	[ -n "$PORT" ] && break
+	sleep 0.1
+done
+[ -n "$PORT" ] || t_bail "the server did not start: $(cat "$T_ROOT/server.log")"
+
+# One config per handler: a stall timeout of 2 s, quick retries.
+HCFG=$T_ROOT/http.cfg
+sed '/^storage = {/,/^};/d' "$T_CFG" >"$HCFG"
+cat >>"$HCFG" <<CFG
+storage = {
+  handler = "http";
+  url = "http://127.0.0.1:$PORT/h";
+  timeout = 2;
+  connect_timeout = 2;
+  retries = 3;
+};
+CFG
+SCFG=$T_ROOT/s3.cfg
+sed '/^storage = {/,/^};/d' "$T_CFG" >"$SCFG"
+cat >>"$SCFG" <<CFG
+storage = {
+  handler = "s3";
+  endpoint = "http://127.0.0.1:$PORT";
+  bucket = "bucket";
+  path_style = true;
+  access_key = "AK";
+  secret_key = "not-checked-by-this-server";
+  timeout = 2;
+  connect_timeout = 2;
+  retries = 3;
+};
+CFG
+
+# get HANDLER KEY: downloads KEY to $T_ROOT/out, output in $T_ROOT/get.out,
+# the seconds it took in $took
+get() {
+	local cfg=$HCFG
+	[ "$1" = s3 ] && cfg=$SCFG
+	rm -f "$T_ROOT/out"
+	local start=$SECONDS
+	UPAAS_CONFIG=$cfg "$UPAAS" storage get "$2" "$T_ROOT/out" >"$T_ROOT/get.out" 2>&1
+	local rc=$?
+	took=$((SECONDS - start))
+	return $rc
+}
+sum() { sha256sum <"$T_ROOT/out" | cut -d' ' -f1; }
+
+for h in http s3; do
+	t_ok "$h: a transfer longer than the stall timeout, but moving, arrives" get $h slow/a
+	t_is "$h: whole and intact" "$(sum)" "$want"
+	t_fail "$h: ... without a retry" grep -q "retrying\|resuming" "$T_ROOT/get.out"
+
+	t_ok "$h: a download that stalls half-way succeeds" get $h stall/b
+	t_is "$h: whole and intact" "$(sum)" "$want"
+	t_match "$h: given up as a stall, it resumed at the byte where it stopped" \
+		"$(cat "$T_ROOT/get.out")" \
+		"warning: .*nothing moved for 2 s \(storage.timeout\), resuming at byte 1500000 in [0-9]+ ms"
+	t_is "$h: after the stall timeout, not a minute (< 6 s)" "$((took < 6))" 1
+	t_match "$h: the second request asked for the rest, on condition" \
+		"$(grep "stall/b" "$T_ROOT/server.log" | tail -n 1)" \
+		"range=bytes=1500000- if=\"v1\""
+done
+
+t_ok "http: a server that ignores Range: the head is dropped" get http norange/c
+t_is "http: whole and intact" "$(sum)" "$want"
+
+for h in http s3; do
+	t_fail "$h: an object that changed between the attempts fails" get $h changed/d
+	t_match "$h: saying so" "$(tail -n 1 "$T_ROOT/get.out")" \
+		"error: .*changed while it was read"
+	t_ok "$h: and leaves no file" test ! -e "$T_ROOT/out"
+done
+
+t_done
