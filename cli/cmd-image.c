@@ -286,7 +286,7 @@ static int image_cmd_rm(struct cli *c, int argc, char **argv)
 		return cli_usage("usage: upaas image rm NAME");
 	if (cli_storage(c, &s) < 0)
 		return 1;
-	if (image_remove(s, argv[optind], &e) < 0)
+	if (image_remove(&c->cfg, s, argv[optind], &e) < 0)
 		return cli_fail(&e, "cannot remove the image");
 	printf("image '%s' removed\n", argv[optind]);
 	return 0;
