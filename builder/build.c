@@ -787,7 +787,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			return r;
 		b.app = buf_detach(&name);
 	}
-	if (o->build_id && (!path_component_ok(o->build_id) || strchr(o->build_id, '.') ||
+	if (o->build_id && (!package_id_ok(o->build_id) || strchr(o->build_id, '.') ||
 			    strlen(o->build_id) > 64)) {
 		free(b.app);
 		return err_set(e, -EINVAL, "invalid build id '%s'", o->build_id);

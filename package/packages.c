@@ -14,7 +14,7 @@ int package_load(struct storage *s, const char *app, const char *id, struct pack
 {
 	if (!app_name_ok(app))
 		return err_set(e, -EINVAL, "invalid app name '%s'", app);
-	if (!path_component_ok(id) || strchr(id, '.'))
+	if (!package_id_ok(id))
 		return err_set(e, -EINVAL, "invalid package id '%s'", id);
 	_cleanup_free_ char *key = storage_key_package(app, id, "json");
 	_cleanup_buf_ struct buf text = BUF_INIT;
@@ -41,7 +41,7 @@ int package_current(struct storage *s, const char *app, struct buf *ret_id, stru
 	if (r < 0)
 		return r;
 	buf_rtrim(&b);
-	if (!path_component_ok(b.p) || strchr(b.p, '.'))
+	if (!package_id_ok(b.p))
 		return err_set(e, -EINVAL, "'%s' holds a bad package id", key);
 	buf_reset(ret_id);
 	buf_adds(ret_id, b.p);
