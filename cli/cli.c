@@ -129,6 +129,8 @@ static void args_push(struct cli_args *a, int key, const char *arg)
 
 /* ------------------------------------------------------------- parser */
 
+static void cli_help(const struct cli_cmd *cmd, const char *path, FILE *out);
+
 /*
  * Parses the words of one command level (argv[0..argc), the words after
  * its name) into a. A group stops at its first operand, the name of its
@@ -380,13 +382,45 @@ static void print_subs(const struct cli_cmd *cmd, FILE *out)
 	}
 }
 
-void cli_help(const struct cli_cmd *cmd, const char *path, FILE *out)
+/* Prints a summary (a lower-case fragment wrapped for a list) as a
+ * sentence: capitalised, re-wrapped at 76 columns, with a full stop. */
+static void print_sentence(FILE *out, const char *text)
 {
-	fprintf(out, "usage: %s%s%s\n", path, cmd->usage ? " " : "", cmd->usage ? cmd->usage : "");
-	fprintf(out, "\n%s\n", cmd->help ? cmd->help : cmd->summary);
+	_cleanup_buf_ struct buf line = BUF_INIT;
+	const char *p = text;
+
+	while (*p) {
+		size_t n = strcspn(p, " \n");
+		if (line.len && line.len + 1 + n > 76) {
+			fprintf(out, "%s\n", line.p);
+			buf_reset(&line);
+		}
+		if (line.len)
+			buf_addch(&line, ' ');
+		buf_add(&line, p, n);
+		p += n;
+		p += strspn(p, " \n");
+	}
+	fprintf(out, "%s.\n", line.p);
+}
+
+/* Prints the help of cmd ("upaas image run" is path) to out: generated
+ * from its table, every option listed. */
+static void cli_help(const struct cli_cmd *cmd, const char *path, FILE *out)
+{
+	fprintf(out, "usage: %s%s%s\n\n", path, cmd->usage ? " " : "",
+		cmd->usage ? cmd->usage : "");
+	if (cmd->help) {
+		fprintf(out, "%s\n", cmd->help);
+	} else {
+		_cleanup_free_ char *text = xstrdup(cmd->summary);
+		if (*text >= 'a' && *text <= 'z')
+			*text = (char)(*text - 'a' + 'A');
+		print_sentence(out, text);
+	}
 	if (cmd->aliases && *cmd->aliases) {
 		int stem = (int)(strlen(path) - strlen(cmd->name));
-		fputs("Also:", out);
+		fputs("\nAlso:", out);
 		for (const char *const *al = cmd->aliases; *al; al++)
 			fprintf(out, " '%.*s%s'", stem, path, *al);
 		fputc('\n', out);

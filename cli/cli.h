@@ -4,7 +4,7 @@
  * them.
  *
  * Every command and sub-command is a `static const struct cli_cmd`: its
- * name, aliases, a one-line summary, the usage line, its options, how many
+ * name, aliases, a summary, the usage line, its options, how many
  * operands it takes and its handler. The parser checks argv against the
  * table and fills a struct cli_args that the handler reads; --help, the
  * top-level command list and the shell completion (`upaas __complete`) are
@@ -86,7 +86,7 @@ enum {
 struct cli_cmd {
 	const char *name;
 	const char *const *aliases;        /* NULL-terminated, or NULL */
-	const char *summary;               /* one line, for command lists */
+	const char *summary;               /* for command lists; '\n' breaks its lines */
 	const char *usage;                 /* what follows "upaas <command>" */
 	const char *help;                  /* paragraphs after the usage line, or NULL */
 	const char *footer;                /* a closing paragraph, or NULL */
@@ -129,8 +129,6 @@ const struct cli_opt *cli_opt_named(const struct cli_cmd *cmd, const char *name)
 /* Parses argv (argv[0] is the program) against root and runs the command
  * it names; returns the exit status. */
 int cli_main(struct cli *c, const struct cli_cmd *root, int argc, char **argv);
-/* Prints the help of cmd ("upaas image run" is path) to out. */
-void cli_help(const struct cli_cmd *cmd, const char *path, FILE *out);
 /* upaas __complete WORDS...: prints the candidates for the last word. */
 int cli_complete(struct cli *c, const struct cli_cmd *root, int argc, char **argv);
 
