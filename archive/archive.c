@@ -489,6 +489,14 @@ int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *ou
 	return out->commit(out->data, e);
 }
 
+void archive_filter_names(struct strv *out)
+{
+	/* packages and images are zstd tars: the libarchive we run with
+	 * must have libzstd */
+	if (archive_libzstd_version())
+		strv_push(out, "zstd");
+}
+
 /* ---------------------------------------------------------------- unpack */
 
 /* Checks an entry path (or hard link target) and joins it to dest.

@@ -5,8 +5,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include <archive.h>
 
+#include "archive/archive.h"
 #include "cli/cli.h"
 #include "queue/queue.h"
 
@@ -107,10 +107,7 @@ static void print_version(void)
 
 	storage_handler_names(&handlers);
 	queue_backend_names(&backends);
-	/* packages and images are zstd tars: the libarchive we run with
-	 * must have libzstd */
-	if (archive_libzstd_version())
-		strv_push(&filters, "zstd");
+	archive_filter_names(&filters);
 	buf_adds(&line, "features:");
 	join(&line, "storage", &handlers);
 	join(&line, "queue", &backends);
