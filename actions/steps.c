@@ -183,7 +183,10 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	}
 	sb.binds = binds;
 	sb.n_binds = n_binds;
-	sandbox_limits_from_config(&sb, c);
+	sb.rlimit_nofile = c->limits.nofile;
+	sb.rlimit_nproc = c->limits.nproc;
+	sb.rlimit_as = c->limits.memory;
+	sb.rlimit_fsize = c->limits.fsize;
 	/* the process limit is for what the app runs (a fork bomb); apt and
 	 * the admin's commands run as root, which RLIMIT_NPROC does not bind */
 	if (!rn->as_app)

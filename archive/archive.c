@@ -1,5 +1,5 @@
 /*
- * builder/archive.c - packing a tree into a zstd pax tar (pack_tree) and
+ * archive/archive.c - packing a tree into a zstd pax tar (pack_tree) and
  * extracting one (unpack_file), both with libarchive.
  *
  * pack_tree walks the tree itself instead of using archive_read_disk: it

@@ -16,9 +16,9 @@
  * in the root cache as the layer of the new package, so the next
  * incremental build stacks it instead of unpacking the package.
  *
- * The whole build runs in a private mount namespace and holds a per-app
- * lock (<workdir>/<app>.lock), so builds of one app never overlap and a work
- * dir whose build is gone (the lock is free) is stale and removed.
+ * The whole build runs in a private mount namespace and holds its app's
+ * lock in the work dir (rootfs/workdir.c), so builds of one app never
+ * overlap, and a work dir whose build is gone (the lock is free) is swept.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -163,50 +163,6 @@ static int check_cancel(struct err *e)
 	return err_set(e, -ECANCELED, "build interrupted%s%s",
 		       build_signal ? " by " : "",
 		       build_signal == SIGTERM ? "SIGTERM" : build_signal == SIGINT ? "SIGINT" : "");
-}
-
-/* ------------------------------------------------------------ work dir */
-
-/* true when name is an id as id_new() makes them: 20261120T214500Z-3f9a2c1 */
-static bool id_like(const char *s)
-{
-	static const char pat[] = "dddddddd" "T" "dddddd" "Z-" "hhhhhhh";
-	if (strlen(s) != sizeof(pat) - 1)
-		return false;
-	for (size_t i = 0; pat[i]; i++) {
-		char c = s[i];
-		if (pat[i] == 'd' ? !(c >= '0' && c <= '9')
-		    : pat[i] == 'h' ? !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
-		    : c != pat[i])
-			return false;
-	}
-	return true;
-}
-
-/* With the app's lock held, every <app>-<id> dir belongs to a dead build. */
-static void remove_stale_dirs(struct build *b)
-{
-	DIR *d = opendir(b->c->paths.workdir);
-	if (!d)
-		return;
-	size_t alen = strlen(b->app);
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, b->app, alen) || de->d_name[alen] != '-' ||
-		    !id_like(de->d_name + alen + 1))
-			continue;
-		_cleanup_free_ char *p = path_join(b->c->paths.workdir, de->d_name);
-		_cleanup_free_ char *runlock = xasprintf("%s.lock", p);
-		_cleanup_err_ struct err e = ERR_INIT;
-		/* "run-<id>" with a "run-<id>.lock" is the workspace of an
-		 * 'upaas image run' (not of app "run"): its owner cleans it */
-		if (access(runlock, F_OK) == 0)
-			continue;
-		log_debug("removing the stale work dir '%s'", p);
-		if (fs_rm_rf(p, &e) < 0)
-			log_warn("cannot remove the stale work dir '%s': %s", p, err_msg(&e));
-	}
-	closedir(d);
 }
 
 /* ------------------------------------------------------------ stages */
@@ -772,7 +728,6 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
 			 old_int;
 	_cleanup_close_ int lock = -1;
-	_cleanup_free_ char *lockp = NULL;
 	int r;
 
 	b.t_start = now_ms();
@@ -787,8 +742,9 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			return r;
 		b.app = buf_detach(&name);
 	}
-	if (o->build_id && (!package_id_ok(o->build_id) || strchr(o->build_id, '.') ||
-			    strlen(o->build_id) > 64)) {
+	/* an id_new() id (which package_id_ok() accepts): the work dir's
+	 * <app>-<id> names are unambiguous only with that shape */
+	if (o->build_id && !id_ok(o->build_id)) {
 		free(b.app);
 		return err_set(e, -EINVAL, "invalid build id '%s'", o->build_id);
 	}
@@ -804,19 +760,14 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	r = sandbox_private_mounts(e);
 	if (r < 0)
 		goto out;
-	r = fs_mkdir_p(c->paths.workdir, 0700);
-	if (r < 0) {
-		err_set_errno(e, r, "cannot create '%s'", c->paths.workdir);
-		goto out;
-	}
-	lockp = xasprintf("%s/%s.lock", c->paths.workdir, b.app);
-	lock = lock_file(lockp, true, e);
+	lock = workdir_lock_build(c, b.app, e);
 	if (lock < 0) {
 		r = lock;
 		goto out;
 	}
-	remove_stale_dirs(&b);
-	b.dir = xasprintf("%s/%s-%s", c->paths.workdir, b.app, b.id);
+	/* with the app's lock held, its <app>-<id> dirs are dead builds' */
+	workdir_sweep(c, lock);
+	b.dir = workdir_build_dir(c, b.app, b.id);
 	if (mkdir(b.dir, 0700) < 0) {
 		r = err_set_errno(e, -errno, "cannot create '%s'", b.dir);
 		free(b.dir);

@@ -2,14 +2,11 @@
  * cli/cmd-image.c - upaas image: create, list, show, remove base OS images,
  * and run a command in a throwaway copy of one.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 
 #include <json-c/json.h>
 
-#include "rootfs/rootfs.h"
-#include "sandbox/sandbox.h"
 #include "cli/cli.h"
 #include "images/images.h"
 
@@ -197,123 +194,25 @@ static int image_cmd_rm(struct cli *c, const struct cli_args *a)
 
 /* -------------------------------------------------------------------- run */
 
-/*
- * Removes the workspaces of runs that died (kill -9): each live run holds a
- * lock on <workdir>/run-<id>.lock; a lock we can take belongs to nobody.
- * Their mounts died with their mount namespaces; only files are left.
- */
-static void remove_dead_runs(const char *workdir)
+/* Runs cmd in a throwaway copy of image name (images/run.c). */
+static int run_in_image(struct cli *c, const struct image_opts *o, const char *name,
+			char **cmd, int ncmd, struct err *e)
 {
-	_cleanup_strv_ struct strv locks = STRV_INIT;
-	DIR *d = opendir(workdir);
-
-	if (!d)
-		return;
-	for (struct dirent *de; (de = readdir(d));) {
-		size_t n = strlen(de->d_name);
-
-		if (!strncmp(de->d_name, "run-", 4) && n > 9 && !strcmp(de->d_name + n - 5, ".lock"))
-			strv_push(&locks, de->d_name);
-	}
-	closedir(d);
-	for (size_t i = 0; i < locks.n; i++) {
-		_cleanup_free_ char *lock = path_join(workdir, locks.v[i]);
-		_cleanup_free_ char *dir = xstrndup(lock, strlen(lock) - 5);
-		_cleanup_err_ struct err e = ERR_INIT;
-		_cleanup_close_ int fd = lock_file(lock, false, &e);
-
-		if (fd < 0)
-			continue;
-		if (fs_rm_rf(dir, &e) < 0) {
-			log_warn("cannot remove the stale workspace '%s': %s", dir, err_msg(&e));
-			continue;
-		}
-		unlink(lock);
-	}
-}
-
-static int image_run(struct cli *c, const struct image_opts *o, const char *name,
-		     char **cmd, int ncmd, struct err *e)
-{
-	const struct config *cfg = &c->cfg;
-	struct image_info i = { 0 };
-	struct workspace w = WORKSPACE_INIT;
-	struct sandbox sb = SANDBOX_INIT;
-	_cleanup_strv_ struct strv lowers = STRV_INIT;
-	_cleanup_free_ char *id = NULL, *dir = NULL, *lock = NULL;
-	_cleanup_close_ int lfd = -1;
-	_cleanup_err_ struct err e2 = ERR_INIT;
-	const char *term = getenv("TERM");
+	struct image_run_opts ro = {
+		.name = name,
+		.argv = cmd,
+		.network = o->network,
+		.as_user = o->user,
+		.timeout_s = (unsigned)o->timeout,
+		.stdin_fd = STDIN_FILENO,
+		.term = getenv("TERM"),
+	};
 	struct storage *s;
-	int r;
 
+	(void)ncmd;   /* cmd is NULL-terminated: the tail of the parsed argv */
 	if (cli_storage(c, &s) < 0)
 		return -EINVAL;
-	/* the default image is made on first use; another name must exist, so
-	 * that a typo does not bootstrap a new image */
-	_cleanup_free_ char *def = image_default_name(cfg);
-	if (strcmp(name, def)) {
-		struct image_info probe = { 0 };
-		r = image_load(s, name, &probe, e);
-		image_info_free(&probe);
-		if (r == -ENOENT) {
-			err_clear(e);
-			return err_set(e, r, "no image '%s' (create it with 'upaas image create %s')",
-				       name, name);
-		}
-		if (r < 0)
-			return r;
-	}
-	r = image_ensure(cfg, s, name, false, &i, e);
-	if (r < 0)
-		return r;
-	r = rootcache_get(cfg, s, i.key, i.sha256, i.size, &lowers, e);
-	image_info_free(&i);
-	if (r < 0)
-		return r;
-	r = sandbox_private_mounts(e);
-	if (r < 0)
-		return r;
-	r = fs_mkdir_p(cfg->paths.workdir, 0700);
-	if (r < 0)
-		return err_set(e, r, "cannot create '%s': %s", cfg->paths.workdir, strerror(-r));
-	remove_dead_runs(cfg->paths.workdir);
-
-	id = id_new();
-	dir = xasprintf("%s/run-%s", cfg->paths.workdir, id);
-	lock = xasprintf("%s.lock", dir);
-	lfd = lock_file(lock, true, e);
-	if (lfd < 0)
-		return lfd;
-	r = workspace_create(&w, dir, &lowers, e);
-	if (r < 0) {
-		unlink(lock);
-		return r;
-	}
-
-	sb.root = w.root;
-	for (int k = 0; k < ncmd; k++)
-		strv_push(&sb.argv, cmd[k]);
-	strv_push(&sb.env, "PATH=" SANDBOX_DEFAULT_PATH);
-	strv_pushf(&sb.env, "HOME=%s", o->user ? cfg->apps.home : "/root");
-	strv_push(&sb.env, "LANG=C.UTF-8");
-	if (term)
-		strv_pushf(&sb.env, "TERM=%s", term);
-	sb.network = o->network;
-	sb.drop_privs = o->user;
-	sb.uid = (uid_t)cfg->apps.uid;
-	sb.gid = (gid_t)cfg->apps.gid;
-	sb.timeout_ms = (unsigned)o->timeout * 1000u;
-	sb.stdin_fd = STDIN_FILENO;
-	sandbox_limits_from_config(&sb, cfg);
-	r = sandbox_run(&sb, e);
-	sandbox_free(&sb);
-
-	if (workspace_destroy(&w, &e2) < 0)
-		log_warn("%s", err_msg(&e2));
-	else
-		unlink(lock);
-	return r;
+	return image_run(&c->cfg, s, &ro, e);
 }
 
 static int image_cmd_run(struct cli *c, const struct cli_args *a)
@@ -333,7 +232,7 @@ static int image_cmd_run(struct cli *c, const struct cli_args *a)
 	if (cli_config(c) < 0)
 		return 1;
 	fflush(stdout);
-	r = image_run(c, &o, name, a->argv + i, a->argc - i, &e);
+	r = run_in_image(c, &o, name, a->argv + i, a->argc - i, &e);
 	if (r == -ETIMEDOUT) {
 		cli_fail(&e, "timed out");
 		return 124;

@@ -9,7 +9,6 @@
  * the upload, so a failure leaves no half image behind.
  */
 #include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -20,6 +19,7 @@
 
 #include "archive/archive.h"
 #include "images/images.h"
+#include "rootfs/rootfs.h"
 #include "sandbox/sandbox.h"
 
 #define UPAAS_IMAGES_INTERNAL
@@ -671,21 +671,18 @@ static int image_build(const struct config *c, struct storage *s, const char *na
 	return 0;
 }
 
-int image_create(const struct config *c, struct storage *s, const char *name,
-		 struct image_info *ret, struct err *e)
+/* Bootstraps, packs and stores the image (always); the caller holds the
+ * image's lock (workdir_lock_image), which guards the temp dir. */
+static int image_create(const struct config *c, struct storage *s, const char *name,
+			struct image_info *ret, struct err *e)
 {
-	_cleanup_free_ char *def = NULL, *tool = NULL, *arch = NULL, *key = NULL, *tmp = NULL;
+	_cleanup_free_ char *tool = NULL, *arch = NULL, *key = NULL, *tmp = NULL;
 	_cleanup_buf_ struct buf mirror = BUF_INIT;
 	_cleanup_err_ struct err e2 = ERR_INIT;
 	struct image_made m = { .packages = STRV_INIT };
 	char cache_key[65];
 	int r;
 
-	if (!name)
-		name = def = image_default_name(c);
-	r = check_name(name, e);
-	if (r < 0)
-		return r;
 	r = pick_tool(c, &tool, e);
 	if (r < 0)
 		return r;
@@ -707,13 +704,9 @@ int image_create(const struct config *c, struct storage *s, const char *name,
 	r = sandbox_private_mounts(e);
 	if (r < 0)
 		return r;
-	r = fs_mkdir_p(c->paths.workdir, 0700);
+	r = workdir_image_mkdtemp(c, name, &tmp, e);
 	if (r < 0)
-		return err_set_errno(e, r, "cannot create '%s'", c->paths.workdir);
-	tmp = xasprintf("%s/image-%s.XXXXXX", c->paths.workdir, name);
-	if (!mkdtemp(tmp))
-		return err_set_errno(e, -errno, "cannot create a directory in '%s'",
-			       c->paths.workdir);
+		return r;
 	r = image_build(c, s, name, tmp, &m, e);
 	strv_free(&m.packages);
 	if (fs_rm_rf(tmp, &e2) < 0)
@@ -723,38 +716,10 @@ int image_create(const struct config *c, struct storage *s, const char *name,
 	return image_load(s, name, ret, e);
 }
 
-/* Removes the temp dirs of creations of name that died (kill -9); the
- * caller holds the image's lock, so none of them is still running. */
-static void remove_dead_creations(const struct config *c, const char *name)
-{
-	_cleanup_free_ char *prefix = xasprintf("image-%s.", name);
-	_cleanup_strv_ struct strv dead = STRV_INIT;
-	DIR *d = opendir(c->paths.workdir);
-
-	if (!d)
-		return;
-	for (struct dirent *de; (de = readdir(d));) {
-		const char *rest = de->d_name + strlen(prefix);
-
-		/* image-<name>.XXXXXX and its .log, not image-<name>.<more>.XXXXXX */
-		if (!strncmp(de->d_name, prefix, strlen(prefix)) &&
-		    (strlen(rest) == 6 || (strlen(rest) == 10 && !strcmp(rest + 6, ".log"))))
-			strv_push(&dead, de->d_name);
-	}
-	closedir(d);
-	for (size_t i = 0; i < dead.n; i++) {
-		_cleanup_free_ char *p = path_join(c->paths.workdir, dead.v[i]);
-		_cleanup_err_ struct err e = ERR_INIT;
-
-		if (fs_rm_rf(p, &e) < 0)
-			log_warn("cannot remove '%s': %s", p, err_msg(&e));
-	}
-}
-
 int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
 		 struct image_info *ret, struct err *e)
 {
-	_cleanup_free_ char *def = NULL, *locks = NULL, *lock = NULL;
+	_cleanup_free_ char *def = NULL;
 	_cleanup_close_ int lfd = -1;
 	struct image_info i = { 0 };
 	int r;
@@ -776,12 +741,7 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 		err_clear(e);
 	}
 	/* one creator per image on this host; a waiter reuses its result */
-	locks = path_join(c->paths.cache, "images");
-	r = fs_mkdir_p(locks, 0700);
-	if (r < 0)
-		return err_set_errno(e, r, "cannot create '%s'", locks);
-	lock = xasprintf("%s/%s.lock", locks, name);
-	lfd = lock_file(lock, true, e);
+	lfd = workdir_lock_image(c, name, e);
 	if (lfd < 0)
 		return lfd;
 	if (!force && image_load(s, name, &i, e) == 0 && !image_needs_rebuild(c, &i, NULL)) {
@@ -790,7 +750,9 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	}
 	image_info_free(&i);
 	err_clear(e);
-	remove_dead_creations(c, name);
+	/* with the image's lock held, its image-<name>.* dirs are dead
+	 * creations' (kill -9) */
+	workdir_sweep(c, lfd);
 	return image_create(c, s, name, ret, e);
 }
 
