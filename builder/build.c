@@ -81,6 +81,8 @@ struct build {
 	bool unpacked;              /* the base was fetched and unpacked */
 	bool no_layer;              /* the upper dir is not worth keeping */
 	struct workspace ws;
+	int checkout_fd;            /* git archive of the commit (unlinked file) */
+	struct buf deleted;         /* paths deleted since the parent's commit */
 	struct actions_ctx ax;
 	bool ran_steps;
 	struct pack_result pack;
@@ -340,9 +342,48 @@ static int stage_workspace(struct build *b, struct err *e)
 	return r;
 }
 
+/*
+ * The checkout the steps unpack, made here on the host: the commit as a tar
+ * (an unlinked file in the work dir) and, for an incremental build, the
+ * paths the commit deleted since the parent's. Nothing when the app's own
+ * clone/update commands do the checkout.
+ */
+static int make_checkout(struct build *b, struct err *e)
+{
+	const char *parent = b->fresh ? NULL : b->parent.repo.commit;
+	_cleanup_free_ char *tmpl = path_join(b->dir, "checkout.XXXXXX");
+	int r;
+
+	if (actions_custom_checkout(&b->meta, b->fresh))
+		return 0;
+	b->checkout_fd = mkostemp(tmpl, O_CLOEXEC);
+	if (b->checkout_fd < 0)
+		return err_set_errno(e, -errno, "cannot create a file in '%s'", b->dir);
+	unlink(tmpl);
+	r = git_archive_to_fd(b->mirror.p, b->commit.p, b->checkout_fd, b->log_fd, e);
+	if (r < 0)
+		return r;
+	if (!parent || !strcmp(parent, b->commit.p))
+		return 0;
+	_cleanup_err_ struct err ge = ERR_INIT;
+	r = git_deleted_files(b->mirror.p, parent, b->commit.p, b->log_fd, &b->deleted, &ge);
+	if (r < 0) {
+		/* the parent commit may be gone (force push): nothing to
+		 * delete that we know of; the package keeps what it had */
+		blog(b, "warning: cannot list the files deleted since the base package: %s",
+		     err_msg(&ge));
+		log_warn("cannot list the files deleted since the base package");
+	}
+	return 0;
+}
+
 static int stage_steps(struct build *b, struct err *e)
 {
 	struct actions_ctx *x = &b->ax;
+	int r = make_checkout(b, e);
+
+	if (r < 0)
+		return r;
 	*x = (struct actions_ctx){
 		.cfg = b->c,
 		.plan = &b->plan,
@@ -354,9 +395,14 @@ static int stage_steps(struct build *b, struct err *e)
 		.app = b->app,
 		.build_id = b->id,
 		.commit = b->commit.p,
-		.parent_commit = b->fresh ? NULL : b->parent.repo.commit,
 		.fresh = b->fresh,
 		.installed = b->fresh ? NULL : &b->parent.os_packages,
+		.checkout = {
+			.tar_fd = b->checkout_fd,
+			.deleted = b->deleted.len ? b->deleted.p : NULL,
+			.deleted_len = b->deleted.len,
+			.keep_git = b->meta.keep_git,
+		},
 		.log_fd = b->log_fd,
 		.log_fd2 = b->o->log_fd,
 		.tee = b->o->tee,
@@ -365,7 +411,7 @@ static int stage_steps(struct build *b, struct err *e)
 	/* the steps write their lines to the caller's log_fd live (queue log
 	 * -f): send what came before, and do not send the steps' lines twice */
 	log_forward(b);
-	int r = actions_run(x, e);
+	r = actions_run(x, e);
 	if (b->o->log_fd >= 0 && b->log_fd >= 0) {
 		off_t end = lseek(b->log_fd, 0, SEEK_END);
 		if (end > b->log_sent)
@@ -672,6 +718,9 @@ static void build_free(struct build *b)
 	free(b->ws.upper);
 	if (b->log_fd >= 0)
 		close(b->log_fd);
+	if (b->checkout_fd >= 0)
+		close(b->checkout_fd);
+	buf_free(&b->deleted);
 	if (b->dir) {
 		_cleanup_err_ struct err e = ERR_INIT;
 		if (fs_rm_rf(b->dir, &e) < 0)
@@ -722,7 +771,8 @@ static int build_stages(struct build *b, struct err *e)
 int build_run(const struct config *c, struct storage *s, const struct build_opts *o,
 	      struct build_result *ret, struct err *e)
 {
-	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .url = BUF_INIT,
+	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .checkout_fd = -1,
+			   .deleted = BUF_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
 			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT };
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
