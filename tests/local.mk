@@ -9,3 +9,7 @@ EXTRA_DIST += tests/lib.sh tests/summary.sh tests/run-all.sh tests/unit/unit.h
 # Cross-module integration tests.
 TESTS += tests/integration/build-node.sh
 EXTRA_DIST += tests/integration/build-node.sh
+
+# Every #include runs downhill (the floors in tests/floors, as in README).
+TESTS += tests/layering.sh
+EXTRA_DIST += tests/layering.sh tests/floors
