@@ -10,4 +10,4 @@ tests_unit_test_mirror_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test-mirror
 
 TESTS += tests/integration/image.sh
-EXTRA_DIST += tests/integration/image.sh bench/pack.sh
+EXTRA_DIST += tests/integration/image.sh
