@@ -26,7 +26,8 @@ done <"$FLOORS"
 # The C sources outside tests/: git's list in a checkout, else find (a
 # release tarball), never a build dir's generated files.
 if git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-	FILES=$(git -C "$SRC" ls-files -- '*.c' '*.h' | grep -v '^tests/')
+	FILES=$(git -C "$SRC" ls-files --cached --others --exclude-standard -- '*.c' '*.h' |
+		grep -v '^tests/')
 else
 	FILES=$(cd "$SRC" && find . \( -path ./tests -o -name '_build*' -o -name autom4te.cache \) \
 		-prune -o -type f \( -name '*.c' -o -name '*.h' \) -print | sed 's|^\./||' | grep '/')
