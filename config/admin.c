@@ -429,8 +429,8 @@ static const struct field queue_fields[] = {
 };
 
 static const struct field apps_fields[] = {
-	{ FIELD("uid", F_INT64, OFF(apps.uid)), RANGE(1, INT32_MAX - 1) },
-	{ FIELD("gid", F_INT64, OFF(apps.gid)), RANGE(1, INT32_MAX - 1) },
+	{ FIELD("uid", F_INT64, OFF(apps.uid)), RANGE(APPS_ID_MIN, APPS_ID_MAX) },
+	{ FIELD("gid", F_INT64, OFF(apps.gid)), RANGE(APPS_ID_MIN, APPS_ID_MAX) },
 	{ FIELD("user", F_STR, OFF(apps.user)), .ok = ok_user,
 	  .what = "a user name ([a-z_][a-z0-9_-]*)" },
 	{ FIELD("home", F_STR, OFF(apps.home)), .ok = ok_abs_path, .what = abs_what },

@@ -209,6 +209,12 @@ int metadata_load(struct metadata *m, const char *path, const struct config *c,
 		  struct diags *d);
 void metadata_free(struct metadata *m);
 
+/* The range of apps.uid and apps.gid (admin config), and the largest
+ * deploy.keep of the app metadata; package manifests are held to them too. */
+#define APPS_ID_MIN 1
+#define APPS_ID_MAX (INT32_MAX - 1)
+#define METADATA_KEEP_MAX 100000
+
 /* true when name is a valid Debian package name (no shell metacharacters). */
 bool package_name_ok(const char *name);
 /* true when name is a valid app name: [a-z0-9][a-z0-9._-]{0,62} */

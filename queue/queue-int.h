@@ -72,6 +72,7 @@ struct queue {
 	int lease_seconds;
 	int64_t (*clock)(void *data);
 	void *clock_data;
+	bool existing;             /* queue_open_existing(): create and migrate nothing */
 };
 
 extern const struct queue_ops queue_sqlite_ops;

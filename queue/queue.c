@@ -98,6 +98,12 @@ const char *queue_backend(const struct queue *q)
 	return q->ops->name;
 }
 
+void queue_backend_names(struct strv *ret)
+{
+	for (size_t i = 0; backends[i]; i++)
+		strv_push(ret, backends[i]->name);
+}
+
 int queue_lease_seconds(const struct queue *q)
 {
 	return q->lease_seconds;
@@ -231,7 +237,8 @@ static const struct queue_ops *backend_for(const char *url)
 	return NULL;
 }
 
-int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struct err *e)
+static int open_url(struct queue **ret, const char *url, int lease_seconds, bool existing,
+		    struct err *e)
 {
 	if (!url || !*url)
 		return err_set(e, -EINVAL, "queue url is not set");
@@ -244,8 +251,9 @@ int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struc
 	q->priv = xcalloc(1, ops->priv_size);
 	q->lease_seconds = lease_seconds > 0 ? lease_seconds : 60;
 	q->clock = real_clock;
+	q->existing = existing;
 	int r = ops->open(q, url, e);
-	if (r >= 0)
+	if (r >= 0 && !existing)
 		r = queue_migrate(q, e);
 	if (r < 0) {
 		queue_close(q);
@@ -255,14 +263,29 @@ int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struc
 	return 0;
 }
 
+int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struct err *e)
+{
+	return open_url(ret, url, lease_seconds, false, e);
+}
+
+/* queue.url, else the SQLite file in paths.state (caller frees). */
+static char *config_url(const struct config *c)
+{
+	if (c->queue.url && *c->queue.url)
+		return xstrdup(c->queue.url);
+	return xasprintf("sqlite://%s/upaas.db", c->paths.state);
+}
+
 int queue_open(struct queue **ret, const struct config *c, struct err *e)
 {
-	_cleanup_free_ char *url = NULL;
-	if (c->queue.url && *c->queue.url)
-		url = xstrdup(c->queue.url);
-	else
-		url = xasprintf("sqlite://%s/upaas.db", c->paths.state);
-	return queue_open_url(ret, url, c->queue.lease_seconds, e);
+	_cleanup_free_ char *url = config_url(c);
+	return open_url(ret, url, c->queue.lease_seconds, false, e);
+}
+
+int queue_open_existing(struct queue **ret, const struct config *c, struct err *e)
+{
+	_cleanup_free_ char *url = config_url(c);
+	return open_url(ret, url, c->queue.lease_seconds, true, e);
 }
 
 void queue_close(struct queue *q)

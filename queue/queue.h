@@ -45,9 +45,16 @@ struct queue;
 int queue_open(struct queue **ret, const struct config *c, struct err *e);
 /* The same from a URL; lease_seconds <= 0 means 60. */
 int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struct err *e);
+/* As queue_open(), for a quick look that must change nothing (shell
+ * completion): creates no file or directory (-ENOENT when the SQLite file
+ * is missing), migrates nothing, and gives up connecting to PostgreSQL
+ * after 2 seconds. */
+int queue_open_existing(struct queue **ret, const struct config *c, struct err *e);
 void queue_close(struct queue *q);
 /* "sqlite" or "postgresql". */
 const char *queue_backend(const struct queue *q);
+/* Pushes the names of the backends built into this binary. */
+void queue_backend_names(struct strv *ret);
 /* The schema version after migration. */
 int queue_schema_version(struct queue *q, struct err *e);
 /* Replaces the clock (unix ms) for tests; fn NULL restores the real one. */
