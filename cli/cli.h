@@ -50,5 +50,7 @@ CLI_CMD(cmd_undeploy);
 CLI_CMD(cmd_status);
 CLI_CMD(cmd_watch);
 CLI_CMD(cmd_exec);
+CLI_CMD(cmd_token);
+CLI_CMD(cmd_serve);
 
 #endif

@@ -18,9 +18,10 @@ static void app_help(FILE *out)
 	fputs("usage: upaas app COMMAND [OPTIONS] [ARGS...]\n"
 	      "\n"
 	      "Commands:\n"
-	      "  add NAME --repo URL [--branch B] [--replace]\n"
+	      "  add NAME --repo URL [--branch B] [--replace] [--new-secret]\n"
 	      "                       register an app: its git repository and branch\n"
-	      "                       (default: the remote's default branch)\n"
+	      "                       (default: the remote's default branch) and a\n"
+	      "                       random webhook secret ('app show --json')\n"
 	      "  list [--json]        the registered apps\n"
 	      "  show [--json] NAME   an app: repository, current package, last builds\n"
 	      "  rm NAME              unregister an app and cancel its queued builds;\n"
@@ -30,6 +31,8 @@ static void app_help(FILE *out)
 	      "  --repo URL     add: git URL or path of the app's repository\n"
 	      "  --branch B     add: the branch to build\n"
 	      "  --replace      add: update an app that is registered already\n"
+	      "  --new-secret   add: give the app a new webhook secret (the old one\n"
+	      "                 stops working)\n"
 	      "  --json         list, show: machine-readable output\n"
 	      "  -h, --help     this help\n"
 	      "\n"
@@ -41,10 +44,11 @@ struct aopts {
 	const char *repo;
 	const char *branch;
 	bool replace;
+	bool new_secret;
 	bool json;
 };
 
-enum { O_REPO = 256, O_BRANCH, O_REPLACE, O_JSON };
+enum { O_REPO = 256, O_BRANCH, O_REPLACE, O_NEW_SECRET, O_JSON };
 
 static int parse_opts(int argc, char **argv, struct aopts *o)
 {
@@ -52,6 +56,7 @@ static int parse_opts(int argc, char **argv, struct aopts *o)
 		{ "repo", required_argument, NULL, O_REPO },
 		{ "branch", required_argument, NULL, O_BRANCH },
 		{ "replace", no_argument, NULL, O_REPLACE },
+		{ "new-secret", no_argument, NULL, O_NEW_SECRET },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -63,6 +68,7 @@ static int parse_opts(int argc, char **argv, struct aopts *o)
 		case O_REPO: o->repo = optarg; break;
 		case O_BRANCH: o->branch = optarg; break;
 		case O_REPLACE: o->replace = true; break;
+		case O_NEW_SECRET: o->new_secret = true; break;
 		case O_JSON: o->json = true; break;
 		case 'h': app_help(stdout); return 0;
 		default: app_help(stderr); return 2;
@@ -83,18 +89,6 @@ static struct json_object *jstr(const char *s)
 	return s ? json_object_new_string(s) : NULL;
 }
 
-static struct json_object *app_json(const struct queue_app *a)
-{
-	struct json_object *o = json_object_new_object();
-	char t[32];
-	time_iso8601(a->created / 1000, t);
-	json_object_object_add(o, "name", jstr(a->name));
-	json_object_object_add(o, "repo", jstr(a->repo));
-	json_object_object_add(o, "branch", jstr(a->branch));
-	json_object_object_add(o, "created", json_object_new_string(t));
-	return o;
-}
-
 static void queue_closep(struct queue **q)
 {
 	queue_close(*q);
@@ -103,9 +97,12 @@ static void queue_closep(struct queue **q)
 static int a_add(struct cli *c, struct queue *q, const struct aopts *o, int argc, char **argv)
 {
 	if (argc - optind != 1 || !o->repo)
-		return cli_usage("usage: upaas app add NAME --repo URL [--branch B] [--replace]");
+		return cli_usage("usage: upaas app add NAME --repo URL [--branch B] [--replace] "
+				 "[--new-secret]");
 	_cleanup_err_ struct err e = ERR_INIT;
 	int r = queue_app_add(q, argv[optind], o->repo, o->branch, o->replace, &e);
+	if (r >= 0 && o->new_secret)
+		r = queue_app_new_secret(q, argv[optind], &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot register the app");
 	return 0;
@@ -124,7 +121,7 @@ static int a_list(struct cli *c, struct queue *q, const struct aopts *o, int arg
 	if (o->json) {
 		struct json_object *a = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
-			json_object_array_add(a, app_json(&v[i]));
+			json_object_array_add(a, queue_app_json(&v[i], false));
 		json_print(a);
 	} else {
 		printf("%-24s %-16s %s\n", "NAME", "BRANCH", "REPOSITORY");
@@ -161,17 +158,11 @@ static int a_show(struct cli *c, struct queue *q, const struct aopts *o, int arg
 	if (r < 0)
 		return cli_fail(&e, "cannot list builds");
 	if (o->json) {
-		struct json_object *j = app_json(&a);
+		struct json_object *j = queue_app_json(&a, true);
 		json_object_object_add(j, "current", current.len ? jstr(current.p) : NULL);
 		struct json_object *builds = json_object_new_array();
-		for (size_t i = 0; i < n; i++) {
-			struct json_object *b = json_object_new_object();
-			json_object_object_add(b, "id", jstr(v[i].id));
-			json_object_object_add(b, "state", jstr(build_state_name(v[i].state)));
-			json_object_object_add(b, "package_id", jstr(v[i].package_id));
-			json_object_object_add(b, "error", jstr(v[i].error));
-			json_object_array_add(builds, b);
-		}
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(builds, queue_build_json(&v[i]));
 		json_object_object_add(j, "builds", builds);
 		json_print(j);
 	} else {
@@ -181,6 +172,8 @@ static int a_show(struct cli *c, struct queue *q, const struct aopts *o, int arg
 		printf("repository:  %s\n", a.repo);
 		printf("branch:      %s\n", a.branch ? a.branch : "(the remote's default)");
 		printf("registered:  %s\n", t);
+		printf("webhooks:    %s\n", a.webhook_secret ? "secret set ('app show --json' shows it)"
+			: "no secret yet ('app add --replace --new-secret' makes one)");
 		printf("current:     %s\n", current.len ? current.p : "-");
 		printf("builds:%s\n", n ? "" : "      none");
 		for (size_t i = 0; i < n; i++)

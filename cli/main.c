@@ -20,6 +20,8 @@ static const struct command commands[] = {
 	{ "app", cmd_app, "register, list, show or remove apps" },
 	{ "queue", cmd_queue, "add, list, show, follow, cancel or retry queued builds" },
 	{ "worker", cmd_worker, "run queued builds" },
+	{ "serve", cmd_serve, "HTTP API, git webhooks and the web dashboard" },
+	{ "token", cmd_token, "add, list or revoke API tokens of 'upaas serve'" },
 	{ "deploy", cmd_deploy, "fetch, verify and switch an app to a package" },
 	{ "rollback", cmd_rollback, "switch an app back to an earlier revision" },
 	{ "undeploy", cmd_undeploy, "take an app off this host" },
