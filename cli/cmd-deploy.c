@@ -10,26 +10,13 @@
 #include <json-c/json.h>
 
 #include "cli/cli.h"
+#include "serve/serve.h"
 #include "deploy/deploy.h"
 
 static void print_result(const char *app, const struct deploy_result *r, bool json)
 {
 	if (json) {
-		struct json_object *j = json_object_new_object();
-		json_object_object_add(j, "app", json_object_new_string(app));
-		json_object_object_add(j, "id", r->id ? json_object_new_string(r->id) : NULL);
-		json_object_object_add(j, "previous",
-				       r->previous ? json_object_new_string(r->previous) : NULL);
-		json_object_object_add(j, "operation",
-				       json_object_new_string(deploy_op_name(r->op)));
-		json_object_object_add(j, "noop", json_object_new_boolean(r->noop));
-		json_object_object_add(j, "fetched", json_object_new_boolean(r->fetched));
-		json_object_object_add(j, "reverted", json_object_new_boolean(r->reverted));
-		json_object_object_add(j, "switch_us", json_object_new_int64((int64_t)r->switch_us));
-		json_object_object_add(j, "fetch_ms", json_object_new_int64((int64_t)r->fetch_ms));
-		json_object_object_add(j, "extract_ms",
-				       json_object_new_int64((int64_t)r->extract_ms));
-		json_object_object_add(j, "total_ms", json_object_new_int64((int64_t)r->total_ms));
+		struct json_object *j = deploy_result_json(app, r);
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
 							      JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(j);
@@ -106,6 +93,7 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_run(&c->cfg, s, app, &o, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
@@ -160,6 +148,7 @@ int cmd_rollback(struct cli *c, int argc, char **argv)
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_rollback(&c->cfg, s, app, to, &o, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
@@ -210,6 +199,7 @@ int cmd_undeploy(struct cli *c, int argc, char **argv)
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_undeploy(&c->cfg, app, &o, purge, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (rc >= 0)
 		printf("app '%s': %s%s%s\n", app, deploy_op_name(r.op), r.id ? " of " : "",
 		       r.id ? r.id : "");
@@ -324,6 +314,13 @@ static void on_stop(int sig)
 	watch_stop = 1;
 }
 
+/* Each deploy of `upaas watch` sends its event (serve.notify.urls). */
+static void watch_deployed(void *data, const char *app, const struct deploy_result *r, int rc,
+			   const struct err *e)
+{
+	notify_deploy(data, app, r, rc, e);
+}
+
 int cmd_watch(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -369,6 +366,8 @@ int cmd_watch(struct cli *c, int argc, char **argv)
 		strv_push(&apps, argv[i]);
 	}
 	o.apps = &apps;
+	o.on_deploy = watch_deployed;
+	o.on_deploy_data = &c->cfg;
 	struct storage *s;
 	if (cli_config(c) < 0 || cli_storage(c, &s) < 0)
 		return 1;

@@ -16,7 +16,7 @@ EXTRA_DIST += tests/integration/queue.sh tests/pg.sh bench/queue.sh \
 # binary. queueunitdir: the deploy module installs its own units.
 queueunitdir = $(prefix)/lib/systemd/system
 queueunit_DATA = queue/upaas-worker.service
-MOSTLYCLEANFILES = queue/upaas-worker.service
+MOSTLYCLEANFILES += queue/upaas-worker.service
 queue/upaas-worker.service: $(srcdir)/dist/systemd/upaas-worker.service
 	$(AM_V_GEN)$(MKDIR_P) queue && \
 	sed -e 's|/usr/bin/upaas|$(bindir)/upaas|g' $(srcdir)/dist/systemd/upaas-worker.service >$@
