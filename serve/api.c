@@ -717,8 +717,10 @@ static enum MHD_Result build_log(struct route_ctx *x, const char *id)
 static enum MHD_Result whoami(struct route_ctx *x)
 {
 	struct json_object *o = json_object_new_object();
+	bool anon = !x->r->authed && x->r->srv->c->serve.anonymous_read;
 	json_object_object_add(o, "name", jstr(x->r->token_name));
-	json_object_object_add(o, "scope", json_object_new_string(token_scope_name(x->r->scope)));
+	json_object_object_add(o, "scope", x->r->authed || anon
+				   ? json_object_new_string(token_scope_name(x->r->scope)) : NULL);
 	json_object_object_add(o, "version", json_object_new_string(PACKAGE_VERSION));
 	return reply_json(x->r, MHD_HTTP_OK, o);
 }
@@ -763,7 +765,11 @@ static enum MHD_Result route(struct route_ctx *x)
 	const char *m = x->r->method;
 	bool get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
 	if (x->n == 1 && is(x, 0, "whoami")) {
-		if (ROUTE("GET", TOKEN_READ))
+		/* without a token: who you are is nobody (or an anonymous
+		 * reader), not an error: the dashboard asks before it logs in */
+		if (!req_header(x->r, MHD_HTTP_HEADER_AUTHORIZATION) && get)
+			ret = whoami(x);
+		else if (ROUTE("GET", TOKEN_READ))
 			ret = whoami(x);
 	} else if (x->n == 1 && is(x, 0, "apps")) {
 		if (get ? ROUTE("GET", TOKEN_READ) : ROUTE("POST", TOKEN_ADMIN))
