@@ -448,7 +448,8 @@ function buildTable(list, withApp) {
       h('td', {}, statePill(b.state)),
       h('td', {}, h('a', { class: 'mono', href: '#/build/' + b.id }, b.id),
         b.fresh ? h('span', {}, ' ', h('span', { class: 'tag fresh' }, 'fresh')) : null,
-        b.error && b.state !== 'succeeded' ? h('div', { class: 'cell-sub err', title: b.error }, b.error.split('\n')[0]) : null),
+        b.error && (b.state === 'failed' || (b.state === 'cancelled' && b.error !== 'cancelled'))
+          ? h('div', { class: 'cell-sub err', title: b.error }, b.error.split('\n')[0]) : null),
       withApp ? h('td', {}, h('a', { href: '#/app/' + b.app, onclick: (e) => e.stopPropagation() }, b.app)) : null,
       h('td', {}, b.ref ? h('span', { class: 'tag ref', title: b.ref }, short(b.ref)) : h('span', { class: 'faint' }, 'app branch')),
       h('td', { class: 'mono faint nowrap' }, b.worker || '–'),
@@ -644,7 +645,8 @@ function renderBuildHead(el, b) {
         b.fresh ? h('span', { class: 'tag fresh' }, 'fresh') : null,
         h('span', {}, 'queued ' + ago(b.queued_at_ms)),
         b.started_at_ms ? h('span', {}, 'waited ' + fmtDuration(b.started_at_ms - b.queued_at_ms)) : null,
-        h('span', { id: 'took' }, (b.state === 'running' ? 'running for ' : 'took ') + fmtDuration(took)),
+        h('span', { id: 'took' }, b.state === 'queued' ? 'waiting for a worker'
+          : (b.state === 'running' ? 'running for ' : 'took ') + fmtDuration(took)),
         b.worker ? h('span', { class: 'mono' }, b.worker) : null,
         b.attempts > 1 ? h('span', {}, 'attempt ' + b.attempts) : null)),
     acts));

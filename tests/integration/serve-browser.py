@@ -40,10 +40,16 @@ def step(msg):
     print("# " + msg, flush=True)
 
 
-def shot(d, name):
+def shot(d, name, full=False):
+    """a screenshot of the window, or of the whole page"""
     d.execute_script("window.scrollTo(0, 0)")
+    if full:
+        hgt = d.execute_script("return document.documentElement.scrollHeight")
+        d.set_window_size(1360, max(1000, min(hgt + 140, 4000)))
     time.sleep(0.3)
     d.save_screenshot(os.path.join(ART, "serve-%s.png" % name))
+    if full:
+        d.set_window_size(1360, 1000)
 
 
 def console_errors(d):
@@ -125,7 +131,7 @@ def main():
         if "main" not in done:
             raise SystemExit("the pipeline does not show the main step done")
         time.sleep(0.5)
-        shot(d, "build")
+        shot(d, "build", full=True)
         errors += console_errors(d)
 
         step("queue and app pages")
@@ -136,7 +142,7 @@ def main():
         wait.until(EC.presence_of_element_located((By.ID, "packages-table")))
         wait.until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "#packages-table tbody tr")) >= 2)
         wait.until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "#duration-chart rect.bar")) >= 2)
-        shot(d, "app-after")
+        shot(d, "app-after", full=True)
         d.get(BASE + "/#/hosts")
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "main .card")))
         errors += console_errors(d)
