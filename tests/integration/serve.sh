@@ -254,6 +254,8 @@ PIDS+=($!)
 start_serve "$D/serve.log" || { cat "$D/serve.log"; t_bail "upaas serve does not start"; }
 t_pass "sqlite: upaas serve starts"
 t_match "sqlite: ... and says where it listens" "$(cat "$D/serve.log")" "listening on http://127.0.0.1:$PORT/"
+t_match "config show masks the notification secret" "$("$UPAAS" config show | grep -A3 'notify = {')" 'secret = "\*{8}"'
+t_fail "... and never prints it" bash -c '"$UPAAS" config show | grep -q "$1"' _ "$NOTIFY_SECRET"
 api_scenarios sqlite
 APP=web-sqlite-$SFX REPO=$T_ROOT/src/web-sqlite
 
