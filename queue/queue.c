@@ -539,11 +539,28 @@ int queue_has_work(struct queue *q, struct err *e)
 	return r < 0 ? r : n > 0;
 }
 
+/* Collects the first column of each row into a strv. */
+static int row_strv(void *data, int ncols, const char *const *v)
+{
+	if (ncols > 0 && v[0])
+		strv_push(data, v[0]);
+	return 0;
+}
+
 static int expire_tx(struct queue *q, void *data, struct err *e)
 {
 	struct qv p[] = { QV_I(queue_now(q)), QV_I(QUEUE_MAX_ATTEMPTS) };
 	int total = 0;
-	int r = queue_sql_exec(q, "UPDATE builds SET state = 'cancelled', finished_at = $1,"
+	/* the builds this ends (cancelled or failed): their events */
+	_cleanup_strv_ struct strv ended = STRV_INIT;
+	int r = 0;
+	if (q->notify_urls.n)
+		r = queue_sql_rows(q, "SELECT id FROM builds WHERE state = 'running' AND lease_until < $1"
+				   " AND (cancel_requested <> 0 OR attempts >= $2)", p, 2, row_strv,
+				   &ended, e);
+	if (r < 0)
+		return r;
+	r = queue_sql_exec(q, "UPDATE builds SET state = 'cancelled', finished_at = $1,"
 			       " lease_until = NULL, error = 'cancelled (its worker was lost)'"
 			       " WHERE state = 'running' AND lease_until < $1 AND cancel_requested <> 0",
 			       p, 1, e);
@@ -562,6 +579,11 @@ static int expire_tx(struct queue *q, void *data, struct err *e)
 	if (r < 0)
 		return r;
 	total += r;
+	for (size_t i = 0; i < ended.n; i++) {
+		r = queue_outbox_build_event(q, ended.v[i], e);
+		if (r < 0)
+			return r;
+	}
 	if (total > 0 && q->ops->notify)
 		q->ops->notify(q);
 	return total;

@@ -124,6 +124,18 @@ int queue_app_list(struct queue *q, struct queue_app **ret, size_t *ret_n, struc
 	return 0;
 }
 
+struct build_ids {
+	struct strv v;
+};
+
+static int row_id(void *data, int ncols, const char *const *v)
+{
+	struct build_ids *ids = data;
+	if (ncols > 0 && v[0])
+		strv_push(&ids->v, v[0]);
+	return 0;
+}
+
 static int app_remove_tx(struct queue *q, void *data, struct err *e)
 {
 	const char *name = data;
@@ -143,8 +155,16 @@ static int app_remove_tx(struct queue *q, void *data, struct err *e)
 		return r;
 	if (running > 0)
 		return err_set(e, -EBUSY, "app '%s' has a running build: cancel it first", name);
-	r = queue_sql_exec(q, "UPDATE builds SET state = 'cancelled', finished_at = $2,"
-		   " error = 'app removed' WHERE app = $1 AND state = 'queued'", p, 2, e);
+	struct build_ids ids = { STRV_INIT };
+	if (q->notify_urls.n)
+		r = queue_sql_rows(q, "SELECT id FROM builds WHERE app = $1 AND state = 'queued'", p, 1,
+				   row_id, &ids, e);
+	if (r >= 0)
+		r = queue_sql_exec(q, "UPDATE builds SET state = 'cancelled', finished_at = $2,"
+			   " error = 'app removed' WHERE app = $1 AND state = 'queued'", p, 2, e);
+	for (size_t i = 0; r >= 0 && i < ids.v.n; i++)
+		r = queue_outbox_build_event(q, ids.v.v[i], e);
+	strv_free(&ids.v);
 	if (r >= 0)
 		r = queue_sql_exec(q, "DELETE FROM apps WHERE name = $1", p, 1, e);
 	return r < 0 ? r : 0;

@@ -652,7 +652,8 @@ function renderBuildHead(el, b) {
     acts));
   if (b.package_id || b.error) {
     el.append(h('div', { class: 'card' }, h('dl', { class: 'kv' },
-      b.package_id ? [h('dt', {}, 'package'), h('dd', { class: 'mono' }, b.package_id)] : null,
+      b.package_id ? [h('dt', {}, 'package'), h('dd', { class: 'mono' },
+        h('a', { href: '#/app/' + encodeURIComponent(b.app) }, b.package_id))] : null,
       b.error ? [h('dt', {}, b.state === 'failed' ? 'error' : 'note'), h('dd', { class: 'mono' }, b.error)] : null)));
   }
 }

@@ -662,6 +662,22 @@ static void test_deliveries_outbox(void **state)
 	queue_events_free(ev2, nev2);
 	queue_events_free(ev, nev);
 
+	/* a build ended by a lost lease (cancel requested) is an event too */
+	_cleanup_free_ char *id4 = enqueue(q, "web", "x4", false, NULL);
+	assert_int_equal(queue_claim(q, "w:2", &b, &e), 1);
+	assert_string_equal(b.id, id4);
+	assert_int_equal(queue_cancel(q, id4, &e), 1);
+	queue_build_clear(&b);
+	t->now += 11000;
+	assert_int_equal(queue_expire(q, &e), 1);
+	assert_int_equal(queue_outbox_count(q, &e), 5);   /* 3 + one per URL */
+	t->now += 600000;
+	OK(queue_outbox_claim(q, 10, 60000, &ev, &nev, &e));
+	assert_int_equal(nev, 5);
+	assert_string_equal(ev[4].kind, "build.cancelled");
+	assert_non_null(strstr(ev[4].body, id4));
+	queue_events_free(ev, nev);
+
 	/* bounded: the oldest go (each drop is logged: not here) */
 	enum log_level saved = log_max_level;
 	log_max_level = LOG_ERROR;
