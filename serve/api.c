@@ -437,6 +437,19 @@ static enum MHD_Result reply_queued(struct route_ctx *x, const char *id, bool co
 	return reply_json(x->r, MHD_HTTP_ACCEPTED, o);
 }
 
+/* A ref as git would take it: no option look-alike, no spaces or control
+ * characters (the builder checks it again). */
+static bool ref_ok(const char *ref)
+{
+	size_t n = strlen(ref);
+	if (n == 0 || n > 255 || ref[0] == '-')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)ref; *p; p++)
+		if (*p <= ' ' || *p == 0x7f || *p == '~' || *p == '^' || *p == ':' || *p == '\\')
+			return false;
+	return true;
+}
+
 static enum MHD_Result build_add(struct route_ctx *x)
 {
 	struct json_object *b = req_json_body(x->r);
@@ -452,6 +465,10 @@ static enum MHD_Result build_add(struct route_ctx *x)
 				  "want {\"app\": \"...\", \"ref\": \"...\", \"fresh\": false}");
 		json_object_put(b);
 		return ret;
+	}
+	if (ref && !ref_ok(ref)) {
+		json_object_put(b);
+		return reply_error(x->r, MHD_HTTP_BAD_REQUEST, "'ref' is not a branch, tag or commit");
 	}
 	_cleanup_free_ char *id = NULL;
 	bool coalesced = false;

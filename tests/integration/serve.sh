@@ -178,6 +178,7 @@ api_scenarios() {  # BACKEND
 		"$id true true"
 	t_is "$be: an unknown app: 404" "$(status POST /api/v1/builds "$BT" '{"app":"nope"}')" 404
 	t_is "$be: malformed JSON: 400" "$(status POST /api/v1/builds "$BT" '{"app":')" 400
+	t_is "$be: a ref like an option: 400" "$(status POST /api/v1/builds "$BT" "{\"app\":\"$APP\",\"ref\":\"--upload-pack=x\"}")" 400
 	t_is "$be: a field of the wrong type: 400" "$(status POST /api/v1/builds "$BT" "{\"app\":\"$APP\",\"fresh\":\"yes\"}")" 400
 	t_is "$be: builds by app and state" "$(get "$RT" "/api/v1/builds?app=$APP&state=queued" | jq -r '.[0].id')" "$id"
 	t_is "$be: a bad state: 400" "$(status GET "/api/v1/builds?state=happy" "$RT")" 400
