@@ -457,6 +457,13 @@ function buildTable(list, withApp) {
       h('td', { class: 'num nowrap' }, fmtDuration(buildTook(b)))))));
 }
 
+/* refs/heads/main -> main; a commit id -> its first 10 digits */
+function refName(ref) {
+  if (!ref) return '';
+  if (/^[0-9a-f]{40,64}$/.test(ref)) return short(ref);
+  return ref.replace(/^refs\/(heads|tags)\//, '');
+}
+
 function stepClass(name) { return 'st-' + name.replace(/[^a-z]+/g, '-'); }
 
 function packageTable(list) {
@@ -476,9 +483,9 @@ function packageTable(list) {
         h('div', { class: 'cell-sub' }, p.created || '')),
       h('td', {}, h('span', { class: 'tag' + (p.fresh ? ' fresh' : '') }, p.fresh ? 'fresh' : 'incremental')),
       h('td', { class: 'mono', title: (p.repository && p.repository.commit) || '' },
-        short(p.repository && p.repository.commit), h('div', { class: 'cell-sub' }, (p.repository && p.repository.ref) || '')),
-      h('td', { class: 'num' }, fmtBytes(blob.size)),
-      h('td', {}, bar, h('div', { class: 'steplist' }, steps.length ? steps.map((st) =>
+        short(p.repository && p.repository.commit), h('div', { class: 'cell-sub' }, refName(p.repository && p.repository.ref))),
+      h('td', { class: 'num nowrap' }, fmtBytes(blob.size)),
+      h('td', {}, bar, h('div', { class: 'steplist' }, steps.length ? steps.filter((st) => st.seconds >= 0.05).map((st) =>
         h('span', {}, h('span', { class: 'dot ' + stepClass(st.name) }), st.name + ' ' + st.seconds.toFixed(1) + ' s'))
         : 'no step ran')),
       h('td', { class: 'num' }, fmtDuration(1000 * (p.steps || []).reduce((a, st) => a + st.seconds, 0))));
