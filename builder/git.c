@@ -205,9 +205,16 @@ int git_resolve(const char *mirror, const char *ref, struct buf *ret_commit,
 		if (git(mirror, -1, &out, &ig, "rev-parse", "--symbolic-full-name", "--end-of-options",
 			ref, NULL) >= 0) {
 			buf_rtrim(&out);
-			if (out.len && !strchr(out.p, '\n')) {
+			/* git before 2.43 echoes --end-of-options back */
+			const char *full = out.p;
+			if (!strncmp(full, "--end-of-options\n", 17))
+				full += 17;
+			else if (!strcmp(full, "--end-of-options"))
+				full += 16;
+			if (*full && !strchr(full, '\n')) {
+				_cleanup_free_ char *copy = xstrdup(full);
 				buf_reset(&name);
-				buf_adds(&name, out.p);
+				buf_adds(&name, copy);
 			}
 		}
 		buf_reset(&out);

@@ -144,6 +144,8 @@ extern const struct cli_cmd cmd_image;
 extern const struct cli_cmd cmd_app;
 extern const struct cli_cmd cmd_queue;
 extern const struct cli_cmd cmd_worker;
+extern const struct cli_cmd cmd_serve;
+extern const struct cli_cmd cmd_token;
 extern const struct cli_cmd cmd_deploy;
 extern const struct cli_cmd cmd_rollback;
 extern const struct cli_cmd cmd_undeploy;

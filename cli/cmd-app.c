@@ -12,7 +12,7 @@
 
 #define SHOW_BUILDS 5
 
-enum { O_REPO = CLI_LONG, O_BRANCH, O_REPLACE, O_JSON };
+enum { O_REPO = CLI_LONG, O_BRANCH, O_REPLACE, O_NEW_SECRET, O_JSON };
 
 static void json_print(struct json_object *o)
 {
@@ -24,18 +24,6 @@ static void json_print(struct json_object *o)
 static struct json_object *jstr(const char *s)
 {
 	return s ? json_object_new_string(s) : NULL;
-}
-
-static struct json_object *app_json(const struct queue_app *a)
-{
-	struct json_object *o = json_object_new_object();
-	char t[32];
-	time_iso8601(a->created / 1000, t);
-	json_object_object_add(o, "name", jstr(a->name));
-	json_object_object_add(o, "repo", jstr(a->repo));
-	json_object_object_add(o, "branch", jstr(a->branch));
-	json_object_object_add(o, "created", json_object_new_string(t));
-	return o;
 }
 
 static void queue_closep(struct queue **q)
@@ -58,13 +46,16 @@ static int open_queue(struct cli *c, struct queue **q)
 static int a_add(struct cli *c, const struct cli_args *a)
 {
 	if (!cli_arg(a, O_REPO))
-		return cli_usage("usage: upaas app add NAME --repo URL [--branch B] [--replace]");
+		return cli_usage("usage: upaas app add NAME --repo URL [--branch B] [--replace] "
+				 "[--new-secret]");
 	_cleanup_(queue_closep) struct queue *q = NULL;
 	if (open_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	int r = queue_app_add(q, a->argv[0], cli_arg(a, O_REPO), cli_arg(a, O_BRANCH),
 			      cli_flag(a, O_REPLACE), &e);
+	if (r >= 0 && cli_flag(a, O_NEW_SECRET))
+		r = queue_app_new_secret(q, a->argv[0], &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot register the app");
 	return 0;
@@ -84,7 +75,7 @@ static int a_list(struct cli *c, const struct cli_args *a)
 	if (cli_flag(a, O_JSON)) {
 		struct json_object *arr = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
-			json_object_array_add(arr, app_json(&v[i]));
+			json_object_array_add(arr, queue_app_json(&v[i], false));
 		json_print(arr);
 	} else {
 		printf("%-24s %-16s %s\n", "NAME", "BRANCH", "REPOSITORY");
@@ -122,17 +113,11 @@ static int a_show(struct cli *c, const struct cli_args *args)
 	if (r < 0)
 		return cli_fail(&e, "cannot list builds");
 	if (cli_flag(args, O_JSON)) {
-		struct json_object *j = app_json(&a);
+		struct json_object *j = queue_app_json(&a, true);
 		json_object_object_add(j, "current", current.len ? jstr(current.p) : NULL);
 		struct json_object *builds = json_object_new_array();
-		for (size_t i = 0; i < n; i++) {
-			struct json_object *b = json_object_new_object();
-			json_object_object_add(b, "id", jstr(v[i].id));
-			json_object_object_add(b, "state", jstr(build_state_name(v[i].state)));
-			json_object_object_add(b, "package_id", jstr(v[i].package_id));
-			json_object_object_add(b, "error", jstr(v[i].error));
-			json_object_array_add(builds, b);
-		}
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(builds, queue_build_json(&v[i]));
 		json_object_object_add(j, "builds", builds);
 		json_print(j);
 	} else {
@@ -142,6 +127,8 @@ static int a_show(struct cli *c, const struct cli_args *args)
 		printf("repository:  %s\n", a.repo);
 		printf("branch:      %s\n", a.branch ? a.branch : "(the remote's default)");
 		printf("registered:  %s\n", t);
+		printf("webhooks:    %s\n", a.webhook_secret ? "secret set ('app show --json' shows it)"
+			: "no secret yet ('app add --replace --new-secret' makes one)");
 		printf("current:     %s\n", current.len ? current.p : "-");
 		printf("builds:%s\n", n ? "" : "      none");
 		for (size_t i = 0; i < n; i++)
@@ -189,14 +176,17 @@ static const struct cli_opt json_opt[] = {
 static const struct cli_cmd app_add = {
 	.name = "add",
 	.summary = "register an app: its git repository and branch",
-	.usage = "NAME --repo URL [--branch B] [--replace]",
+	.usage = "NAME --repo URL [--branch B] [--replace] [--new-secret]",
 	.help = "Registers an app: its git repository and the branch to build (default: the\n"
-		"remote's default branch). After 'app add', 'upaas build NAME' and\n"
-		"'upaas queue add NAME' build it.",
+		"remote's default branch), and a random webhook secret for its git\n"
+		"webhooks ('app show --json' prints it as webhook_secret). After 'app add',\n"
+		"'upaas build NAME' and 'upaas queue add NAME' build it.",
 	.opts = (const struct cli_opt[]){
 		{ "repo", O_REPO, "URL", "git URL or path of the app's repository", cli_values_dir },
 		{ "branch", O_BRANCH, "B", "the branch to build", NULL },
 		{ "replace", O_REPLACE, NULL, "update an app that is registered already", NULL },
+		{ "new-secret", O_NEW_SECRET, NULL, "give the app a new webhook secret (the old one\n"
+		  "stops working)", NULL },
 		{ NULL },
 	},
 	.min_args = 1,
@@ -216,6 +206,10 @@ static const struct cli_cmd app_list = {
 static const struct cli_cmd app_show = {
 	.name = "show",
 	.summary = "an app: repository, current package, last builds",
+	.help = "Shows an app: its repository and branch, when it was registered, its\n"
+		"current package (read from storage) and its last builds. With --json\n"
+		"it also prints webhook_secret, the secret of the app's git webhooks\n"
+		"(see 'upaas serve --help').",
 	.usage = "[--json] NAME",
 	.opts = json_opt,
 	.min_args = 1,

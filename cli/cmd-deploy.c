@@ -10,25 +10,12 @@
 
 #include "cli/cli.h"
 #include "deploy/deploy.h"
+#include "serve/serve.h"
 
 static void print_result(const char *app, const struct deploy_result *r, bool json)
 {
 	if (json) {
-		struct json_object *j = json_object_new_object();
-		json_object_object_add(j, "app", json_object_new_string(app));
-		json_object_object_add(j, "id", r->id ? json_object_new_string(r->id) : NULL);
-		json_object_object_add(j, "previous",
-				       r->previous ? json_object_new_string(r->previous) : NULL);
-		json_object_object_add(j, "operation",
-				       json_object_new_string(deploy_op_name(r->op)));
-		json_object_object_add(j, "noop", json_object_new_boolean(r->noop));
-		json_object_object_add(j, "fetched", json_object_new_boolean(r->fetched));
-		json_object_object_add(j, "reverted", json_object_new_boolean(r->reverted));
-		json_object_object_add(j, "switch_us", json_object_new_int64((int64_t)r->switch_us));
-		json_object_object_add(j, "fetch_ms", json_object_new_int64((int64_t)r->fetch_ms));
-		json_object_object_add(j, "extract_ms",
-				       json_object_new_int64((int64_t)r->extract_ms));
-		json_object_object_add(j, "total_ms", json_object_new_int64((int64_t)r->total_ms));
+		struct json_object *j = deploy_result_json(app, r);
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
 							      JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(j);
@@ -68,6 +55,7 @@ static int deploy_cmd(struct cli *c, const struct cli_args *a)
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_run(&c->cfg, s, app, &o, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
@@ -90,6 +78,7 @@ static int rollback_cmd(struct cli *c, const struct cli_args *a)
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_rollback(&c->cfg, s, app, to, &o, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
@@ -110,6 +99,7 @@ static int undeploy_cmd(struct cli *c, const struct cli_args *a)
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_undeploy(&c->cfg, app, &o, purge, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (rc >= 0)
 		printf("app '%s': %s%s%s\n", app, deploy_op_name(r.op), r.id ? " of " : "",
 		       r.id ? r.id : "");
@@ -197,6 +187,13 @@ static void on_stop(int sig)
 	watch_stop = 1;
 }
 
+/* Each deploy of `upaas watch` sends its event (serve.notify.urls). */
+static void watch_deployed(void *data, const char *app, const struct deploy_result *r, int rc,
+			   const struct err *e)
+{
+	notify_deploy(data, app, r, rc, e);
+}
+
 static int watch_cmd(struct cli *c, const struct cli_args *a)
 {
 	struct watch_opts o = { .tee = !c->quiet, .stop = &watch_stop };
@@ -212,6 +209,8 @@ static int watch_cmd(struct cli *c, const struct cli_args *a)
 		strv_push(&apps, a->argv[i]);
 	}
 	o.apps = &apps;
+	o.on_deploy = watch_deployed;
+	o.on_deploy_data = &c->cfg;
 	struct storage *s;
 	if (cli_config(c) < 0 || cli_storage(c, &s) < 0)
 		return 1;

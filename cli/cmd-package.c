@@ -8,6 +8,7 @@
 
 #include "package/package.h"
 #include "cli/cli.h"
+#include "serve/serve.h"
 
 enum { O_JSON = CLI_LONG, O_EXPIRES, O_KEEP };
 
@@ -58,13 +59,13 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 		bool ok = package_load(s, app, ids.v[i], &p, &e) >= 0;
 		bool is_cur = cur.len && !strcmp(cur.p, ids.v[i]);
 		if (json) {
-			json_object *o = ok ? json_tokener_parse(p.json) : NULL;
+			json_object *o = ok ? package_json(&p, is_cur) : NULL;
 			if (!o) {
 				o = json_object_new_object();
 				json_object_object_add(o, "id", json_object_new_string(ids.v[i]));
 				json_object_object_add(o, "error", json_object_new_string(err_msg(&e)));
+				json_object_object_add(o, "current", json_object_new_boolean(is_cur));
 			}
-			json_object_object_add(o, "current", json_object_new_boolean(is_cur));
 			json_object_array_add(arr, o);
 		} else if (ok) {
 			char sz[32];

@@ -21,45 +21,6 @@ static void json_print(struct json_object *o)
 	json_object_put(o);
 }
 
-static void add_time(struct json_object *o, const char *name, int64_t ms)
-{
-	_cleanup_free_ char *name_ms = xasprintf("%s_ms", name);
-	if (!ms) {
-		json_object_object_add(o, name, NULL);
-		json_object_object_add(o, name_ms, NULL);
-		return;
-	}
-	char t[32];
-	time_iso8601(ms / 1000, t);
-	json_object_object_add(o, name, json_object_new_string(t));
-	json_object_object_add(o, name_ms, json_object_new_int64(ms));
-}
-
-static struct json_object *jstr(const char *s)
-{
-	return s ? json_object_new_string(s) : NULL;
-}
-
-static struct json_object *build_json(const struct queue_build *b)
-{
-	struct json_object *o = json_object_new_object();
-	json_object_object_add(o, "id", jstr(b->id));
-	json_object_object_add(o, "app", jstr(b->app));
-	json_object_object_add(o, "ref", jstr(b->ref));
-	json_object_object_add(o, "fresh", json_object_new_boolean(b->fresh));
-	json_object_object_add(o, "state", jstr(build_state_name(b->state)));
-	json_object_object_add(o, "worker", jstr(b->worker));
-	json_object_object_add(o, "attempts", json_object_new_int(b->attempts));
-	json_object_object_add(o, "package_id", jstr(b->package_id));
-	json_object_object_add(o, "error", jstr(b->error));
-	json_object_object_add(o, "cancel_requested", json_object_new_boolean(b->cancel_requested));
-	add_time(o, "queued_at", b->queued_at);
-	add_time(o, "started_at", b->started_at);
-	add_time(o, "finished_at", b->finished_at);
-	add_time(o, "lease_until", b->lease_until);
-	return o;
-}
-
 /* "12.3s", "-" when a time is missing. */
 static void fmt_duration(int64_t from, int64_t to, char out[32])
 {
@@ -147,7 +108,7 @@ static int q_list(struct cli *c, const struct cli_args *a)
 	if (cli_flag(a, O_JSON)) {
 		struct json_object *arr = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
-			json_object_array_add(arr, build_json(&v[i]));
+			json_object_array_add(arr, queue_build_json(&v[i]));
 		json_print(arr);
 	} else {
 		printf("%-26s %-20s %-9s %-8s %-19s %-20s %s\n", "ID", "APP", "STATE", "TOOK",
@@ -179,7 +140,7 @@ static int q_show(struct cli *c, const struct cli_args *a)
 		return cli_fail(&e, "no such build");
 	_cleanup_free_ char *log = queue_log_path(&c->cfg, b.id);
 	if (cli_flag(a, O_JSON)) {
-		struct json_object *j = build_json(&b);
+		struct json_object *j = queue_build_json(&b);
 		json_object_object_add(j, "log", json_object_new_string(log));
 		json_print(j);
 		return 0;
@@ -209,11 +170,6 @@ static int q_show(struct cli *c, const struct cli_args *a)
 		printf("error:       %s\n", b.error);
 	printf("log:         %s\n", log);
 	return 0;
-}
-
-static bool state_final(enum build_state s)
-{
-	return s == BUILD_SUCCEEDED || s == BUILD_FAILED || s == BUILD_CANCELLED;
 }
 
 static int copy_out(int fd)
@@ -246,7 +202,7 @@ static int q_log(struct cli *c, const struct cli_args *a)
 			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd >= 0 && copy_out(fd) < 0)
 			return 1;
-		if (!cli_flag(a, 'f') || state_final(b.state))
+		if (!cli_flag(a, 'f') || build_state_final(b.state))
 			break;
 		poll(NULL, 0, 200);
 		queue_build_clear(&b);
@@ -255,7 +211,7 @@ static int q_log(struct cli *c, const struct cli_args *a)
 		if (r < 0)
 			return cli_fail(&e, "cannot read the build");
 		/* The final lines are written before the state: drain once more. */
-		if (state_final(b.state) && fd >= 0) {
+		if (build_state_final(b.state) && fd >= 0) {
 			copy_out(fd);
 			break;
 		}
@@ -264,7 +220,7 @@ static int q_log(struct cli *c, const struct cli_args *a)
 		return 0;
 	/* Not on this host: the build's log in storage, once it finished. */
 	struct storage *s = NULL;
-	if (!state_final(b.state) || cli_storage(c, &s) < 0) {
+	if (!build_state_final(b.state) || cli_storage(c, &s) < 0) {
 		fprintf(stderr, "upaas: no log for build %s on this host\n", b.id);
 		return 1;
 	}
@@ -303,7 +259,7 @@ static int q_cancel(struct cli *c, const struct cli_args *a)
 		r = queue_get(q, id, &b, &e);
 		if (r < 0)
 			return cli_fail(&e, "cannot read the build");
-		if (state_final(b.state)) {
+		if (build_state_final(b.state)) {
 			printf("%s %s\n", id, build_state_name(b.state));
 			return b.state == BUILD_CANCELLED ? 0 : 1;
 		}

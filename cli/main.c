@@ -180,6 +180,7 @@ static const struct cli_cmd root = {
 	.run = root_run,
 	.subs = (const struct cli_cmd *const[]){
 		&cmd_build, &cmd_package, &cmd_image, &cmd_app, &cmd_queue, &cmd_worker,
+		&cmd_serve, &cmd_token,
 		&cmd_deploy, &cmd_rollback, &cmd_undeploy, &cmd_status, &cmd_watch, &cmd_exec,
 		&cmd_storage, &cmd_config, &cmd_complete, NULL,
 	},

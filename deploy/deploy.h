@@ -211,6 +211,10 @@ struct watch_opts {
 	bool tee;
 	const struct strv *apps;   /* NULL or empty: every deployed app */
 	volatile int *stop;        /* set (by a signal handler) to stop */
+	/* Optional: called after each deploy that ran (rc: its result). */
+	void (*on_deploy)(void *data, const char *app, const struct deploy_result *r, int rc,
+			  const struct err *e);
+	void *on_deploy_data;
 };
 
 /*

@@ -66,6 +66,8 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 	struct deploy_result res = { 0 };
 	log_info("app '%s': deploying %s (current: %s)", app, id.p, cur ? cur : "none");
 	r = deploy_run(c, s, app, &dopts, &res, &e);
+	if (r != -EWOULDBLOCK && o->on_deploy)
+		o->on_deploy(o->on_deploy_data, app, &res, r, &e);
 	if (r == -EWOULDBLOCK) {
 		log_info("app '%s' is being deployed by someone else: next round", app);
 	} else if (r < 0) {
