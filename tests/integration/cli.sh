@@ -58,7 +58,8 @@ t_match "... (no such image)" "$(cat "$T_ROOT/err")" "no image 'no-such-image'"
 # ----------------------------------------------------------- usage errors
 for args in "image list --bogus" "package --json list" "queue list -Z" "app" \
 	"worker extra" "package show only-app" "deploy" "build a b" "frobnicate" \
-	"storage put" "status --root"; do
+	"storage put" "serve extra" "token add" "token add x --scope root" "token rm" \
+	"status --root"; do
 	# shellcheck disable=SC2086
 	run $args
 	t_is "usage error: upaas $args" "$RC" 2
@@ -122,5 +123,11 @@ t_is "bash: a sub-command" "$(complete_words image l | sort | tr '\n' ' ')" "lis
 t_is "bash: an option" "$(complete_words package list --j)" "--json"
 t_is "bash: a registered app" "$(complete_words app show cli)" "cli-demo"
 t_is "bash: a file" "$(cd "$T_ROOT" && complete_words storage put upaas.c)" "upaas.cfg"
+t_is "bash: the commands of upaas serve" "$(complete_words se; complete_words to)" "serve
+token"
+t_is "an option of app add" "$("$UPAAS" __complete app add x --new)" "--new-secret"
+t_is "token scopes" "$("$UPAAS" __complete token add x --scope "" | tr '\n' ' ')" "read build admin "
+"$UPAAS" token add cli-token >/dev/null 2>&1
+t_is "a token's name" "$("$UPAAS" __complete token rm "")" "cli-token"
 
 t_done
