@@ -616,6 +616,9 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 		size_t len;
 		la_int64_t off;
 
+		/* SIGTERM/SIGINT: stop between entries; the caller removes dest */
+		if (proc_cancelled)
+			return proc_check_cancel(e);
 		r = archive_read_next_header(in, &ae);
 		if (r == ARCHIVE_EOF)
 			break;

@@ -38,6 +38,17 @@ static void print_result(const char *app, const struct deploy_result *r, bool js
 
 enum { O_NO_WAIT = CLI_LONG, O_JSON, O_PURGE, O_ONCE, O_AS_ROOT };
 
+/* After the report: deletes what the command put in the trash. */
+static void sweep(struct cli *c, const char *root, const char *app)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+
+	if (proc_cancelled)
+		return;   /* the next command sweeps */
+	if (deploy_sweep(&c->cfg, root, app, &e) < 0)
+		log_warn("%s", err_msg(&e));
+}
+
 static int deploy_cmd(struct cli *c, const struct cli_args *a)
 {
 	struct deploy_opts o = { .tee = !c->quiet };
@@ -54,12 +65,18 @@ static int deploy_cmd(struct cli *c, const struct cli_args *a)
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
+	/* SIGTERM/SIGINT: the current step is finished or undone, then the
+	 * deploy fails with "interrupted" */
+	proc_cancel_on_signals();
 	int rc = deploy_run(&c->cfg, s, app, &o, &r, &e);
 	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
-	return rc < 0 ? cli_fail(&e, "deploy failed") : 0;
+	rc = rc < 0 ? cli_fail(&e, "deploy failed") : 0;
+	fflush(stdout);
+	sweep(c, o.root, app);
+	return rc;
 }
 
 static int rollback_cmd(struct cli *c, const struct cli_args *a)
@@ -77,12 +94,16 @@ static int rollback_cmd(struct cli *c, const struct cli_args *a)
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
+	proc_cancel_on_signals();
 	int rc = deploy_rollback(&c->cfg, s, app, to, &o, &r, &e);
 	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
-	return rc < 0 ? cli_fail(&e, "rollback failed") : 0;
+	rc = rc < 0 ? cli_fail(&e, "rollback failed") : 0;
+	fflush(stdout);
+	sweep(c, o.root, app);
+	return rc;
 }
 
 static int undeploy_cmd(struct cli *c, const struct cli_args *a)
@@ -98,13 +119,17 @@ static int undeploy_cmd(struct cli *c, const struct cli_args *a)
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
+	proc_cancel_on_signals();
 	int rc = deploy_undeploy(&c->cfg, app, &o, purge, &r, &e);
 	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (rc >= 0)
 		printf("app '%s': %s%s%s\n", app, deploy_op_name(r.op), r.id ? " of " : "",
 		       r.id ? r.id : "");
 	deploy_result_free(&r);
-	return rc < 0 ? cli_fail(&e, "undeploy failed") : 0;
+	rc = rc < 0 ? cli_fail(&e, "undeploy failed") : 0;
+	fflush(stdout);
+	sweep(c, o.root, purge ? NULL : app);
+	return rc;
 }
 
 static void print_status(const struct deploy_status *st, size_t max_history)

@@ -150,6 +150,8 @@ static int do_fetch(struct cli *c, struct storage *s, struct pargs *a, bool get)
 	if (load_arg(s, a, &p, &e) < 0)
 		return cli_fail(&e, NULL);
 	storage_set_progress(s, get ? "downloading" : "verifying");
+	/* SIGTERM/SIGINT: the temp file goes, exit 1 "interrupted" */
+	proc_cancel_on_signals();
 	int r = package_fetch(s, &p, get ? a->v[2] : NULL, &e);
 	storage_set_progress(s, NULL);
 	if (r < 0) {

@@ -369,6 +369,8 @@ static int storage_getcmd(struct cli *c, const struct cli_args *a)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	storage_set_progress(s, "download");
+	/* SIGTERM/SIGINT: no temp file stays, exit 1 "interrupted" */
+	proc_cancel_on_signals();
 	int r;
 	if (!strcmp(file, "-")) {
 		int fd = STDOUT_FILENO;
@@ -390,6 +392,8 @@ static int storage_putcmd(struct cli *c, const struct cli_args *a)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	storage_set_progress(s, "upload");
+	/* SIGTERM/SIGINT: the upload is aborted, exit 1 "interrupted" */
+	proc_cancel_on_signals();
 	int r = !strcmp(file, "-") ? storage_put_fd(s, key, STDIN_FILENO, &e)
 				   : storage_put_file(s, key, file, &e);
 	return r < 0 ? cli_fail(&e, "upload failed") : 0;

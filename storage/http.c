@@ -195,6 +195,8 @@ static int progress_cb(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_of
 	struct get_ctx *g = data;
 	uint64_t now = now_ms();
 
+	if (proc_cancelled)
+		return 1;
 	if ((uint64_t)dlnow != g->moved) {
 		g->moved = (uint64_t)dlnow;
 		g->moved_ms = now;
@@ -358,6 +360,8 @@ static int http_get(struct storage *s, const char *key, sink_fn sink, void *data
 		bool again = get_retryable(&g, cc) && attempt <= h->retries;
 		if (g.fail) {
 			r = err_set(e, g.sink_r, "GET '%s' failed: %s", url, g.fail);
+		} else if (proc_cancelled && cc != CURLE_OK) {
+			r = proc_check_cancel(e);
 		} else if (g.sink_r < 0) {
 			r = g.sink_r;   /* the sink's failure is the caller's to describe */
 		} else if (again) {
@@ -376,8 +380,12 @@ static int http_get(struct storage *s, const char *key, sink_fn sink, void *data
 			else
 				log_warn("%s, retrying in %u ms", err_msg(&tmp), ms);
 			curl_slist_free_all(hdrs);
-			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !proc_cancelled)
 				;
+			if (proc_cancelled) {
+				r = proc_check_cancel(e);
+				break;
+			}
 			continue;
 		} else {
 			_cleanup_err_ struct err last = ERR_INIT;

@@ -115,6 +115,8 @@ struct s3_req {
 	uint64_t moved;         /* bytes up and down at the last move */
 	uint64_t moved_ms;      /* when they last moved */
 	bool stalled;           /* given up: nothing moved for stall_ms */
+	bool uncancellable;     /* cleanup (an abort): runs despite SIGTERM */
+	bool cancelled;         /* stopped by SIGTERM/SIGINT */
 	int sink_err;
 };
 
@@ -193,12 +195,14 @@ static unsigned backoff_ms(int n)
 	return ms - ms / 5 + jitter(ms / 5 * 2 + 1);
 }
 
-static void sleep_ms(unsigned ms)
+/* Sleeps ms, or less when a signal cancels (unless uncancellable). */
+static void sleep_ms(unsigned ms, bool uncancellable)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+		if (proc_cancelled && !uncancellable)
+			return;
 }
 
 /* Text of the first <tag>...</tag> in xml, entities decoded; NULL if none. */
@@ -343,6 +347,7 @@ static void req_reset(struct s3_req *rq)
 	rq->moved = 0;
 	rq->moved_ms = now_ms();
 	rq->stalled = false;
+	rq->cancelled = false;
 	rq->sink_err = 0;
 }
 
@@ -355,6 +360,10 @@ static int req_progress(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_o
 	struct s3_req *rq = data;
 	uint64_t moved = (uint64_t)dlnow + (uint64_t)ulnow, now = now_ms();
 
+	if (proc_cancelled && !rq->uncancellable) {
+		rq->cancelled = true;
+		return 1;
+	}
 	if (moved != rq->moved) {
 		rq->moved = moved;
 		rq->moved_ms = now;
@@ -691,7 +700,9 @@ static enum outcome req_outcome(const struct s3_req *rq)
 	 * delivered some goes on from there, or not at all */
 	bool again = !rq->delivered || (rq->resumable && rq->validator);
 
-	if (rq->sink_err)
+	/* an answer that came is taken, even after a SIGTERM: a completed
+	 * upload must not be reported as failed */
+	if (rq->sink_err || rq->cancelled)
 		return OUT_FAIL;
 	if (rq->cc != CURLE_OK)
 		return again ? OUT_RETRY : OUT_FAIL;
@@ -723,6 +734,8 @@ static int req_error(const struct s3 *s3, const struct s3_req *rq, int attempts,
 			       rq->method, s3->bucket, S3_RESP_MAX);
 	if (rq->sink_err && !rq->fail_msg)
 		return rq->sink_err;
+	if (rq->cancelled || (proc_cancelled && !rq->uncancellable && rq->cc != CURLE_OK))
+		return proc_check_cancel(e);
 	if (rq->what)
 		buf_adds(&what, rq->what);
 	else if (rq->key)
@@ -779,6 +792,8 @@ static int s3_do(struct s3 *s3, struct s3_req *rq, int attempts, struct err *e)
 		case OUT_OK:
 			return 0;
 		case OUT_RETRY:
+			if (proc_cancelled && !rq->uncancellable)
+				return proc_check_cancel(e);
 			if (i < attempts) {
 				_cleanup_err_ struct err tmp = ERR_INIT;
 				unsigned ms = backoff_ms(i);
@@ -789,7 +804,9 @@ static int s3_do(struct s3 *s3, struct s3_req *rq, int attempts, struct err *e)
 						 (unsigned long long)rq->delivered, ms);
 				else
 					log_warn("%s, retrying in %u ms", err_msg(&tmp), ms);
-				sleep_ms(ms);
+				sleep_ms(ms, rq->uncancellable);
+				if (proc_cancelled && !rq->uncancellable)
+					return proc_check_cancel(e);
 				continue;
 			}
 			return req_error(s3, rq, i, e);
@@ -1101,14 +1118,16 @@ static void mp_pump(struct s3_upload *u, bool block)
 	if (u->in_flight)
 		curl_multi_poll(u->multi, NULL, 0, timeout, NULL);
 	else if (waiting && timeout > 0)
-		sleep_ms((unsigned)timeout);
+		sleep_ms((unsigned)timeout, false);
 }
 
 /* Blocks until fewer than max parts are pending (or a part failed). */
 static int mp_wait(struct s3_upload *u, size_t max, struct err *e)
 {
-	while (!u->failed && u->pending > max)
+	while (!u->failed && u->pending > max && !proc_cancelled)
 		mp_pump(u, true);
+	if (proc_cancelled && !u->failed)
+		return proc_check_cancel(e);
 	if (u->failed) {
 		err_set(e, u->err.code, "%s", err_msg(&u->err));
 		return u->err.code < 0 ? u->err.code : -EIO;
@@ -1208,7 +1227,7 @@ static int mp_abort(struct s3_upload *u, struct err *e)
 	}
 	u->in_flight = 0;
 	if (u->upload_id) {
-		struct s3_req rq = { .method = "DELETE", .key = u->key };
+		struct s3_req rq = { .method = "DELETE", .key = u->key, .uncancellable = true };
 
 		kvlist_set(&rq.query, "uploadId", u->upload_id);
 		rq.what = xasprintf("AbortMultipartUpload '%s' (upload id '%s')", u->key,

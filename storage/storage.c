@@ -240,6 +240,9 @@ int storage_upload_write(struct storage_upload *u, const void *p, size_t n, stru
 {
 	if (n == 0)
 		return 0;
+	/* SIGTERM/SIGINT (proc_cancel_on_signals): the caller aborts */
+	if (proc_cancelled)
+		return proc_check_cancel(e);
 	int r = u->s->ops->upload_write(u, p, n, e);
 	if (r < 0)
 		return r;
@@ -251,7 +254,15 @@ int storage_upload_write(struct storage_upload *u, const void *p, size_t n, stru
 int storage_upload_commit(struct storage_upload *u, struct err *e)
 {
 	struct storage *s = u->s;
-	int r = s->ops->upload_commit(u, e);
+	int r;
+
+	/* cancelled before the object is visible: undo, not finish */
+	if (proc_cancelled) {
+		r = proc_check_cancel(e);
+		storage_upload_abort(u);
+		return r;
+	}
+	r = s->ops->upload_commit(u, e);
 	xfer_end(s);
 	upload_free(u);
 	return r < 0 ? r : 0;
@@ -329,8 +340,13 @@ static int put_fd_named(struct storage *s, const char *key, int fd, const char *
 	_cleanup_free_ char *block = xmalloc(STORAGE_BLOCK);
 	for (;;) {
 		ssize_t n = read(fd, block, STORAGE_BLOCK);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR && !proc_cancelled)
 			continue;
+		if (proc_cancelled) {
+			r = proc_check_cancel(e);
+			storage_upload_abort(u);
+			return r;
+		}
 		if (n < 0) {
 			r = err_set_errno(e, -errno, "cannot read '%s'", name);
 			storage_upload_abort(u);
@@ -376,6 +392,8 @@ struct get_ctx {
 static int get_sink(void *data, const void *p, size_t n)
 {
 	struct get_ctx *g = data;
+	if (proc_cancelled)
+		return -ECANCELED;
 	int r = g->sink(g->data, p, n);
 	if (r < 0)
 		return r;
@@ -397,6 +415,8 @@ int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 	xfer_begin(s, 0);
 	r = s->ops->get(s, key, get_sink, &g, e);
 	xfer_end(s);
+	if (r < 0 && proc_cancelled && !e->code)
+		proc_check_cancel(e);
 	return r < 0 ? r : 0;
 }
 
