@@ -51,6 +51,9 @@ static void sweep(struct cli *c, const char *root, const char *app)
 
 static int deploy_cmd(struct cli *c, const struct cli_args *a)
 {
+	/* SIGTERM/SIGINT from the start: the current step is finished or
+	 * undone, then the command fails with "interrupted" */
+	proc_cancel_on_signals();
 	struct deploy_opts o = { .tee = !c->quiet };
 	bool json = cli_flag(a, O_JSON);
 
@@ -65,9 +68,6 @@ static int deploy_cmd(struct cli *c, const struct cli_args *a)
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
-	/* SIGTERM/SIGINT: the current step is finished or undone, then the
-	 * deploy fails with "interrupted" */
-	proc_cancel_on_signals();
 	int rc = deploy_run(&c->cfg, s, app, &o, &r, &e);
 	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
@@ -81,6 +81,9 @@ static int deploy_cmd(struct cli *c, const struct cli_args *a)
 
 static int rollback_cmd(struct cli *c, const struct cli_args *a)
 {
+	/* SIGTERM/SIGINT from the start: the current step is finished or
+	 * undone, then the command fails with "interrupted" */
+	proc_cancel_on_signals();
 	struct deploy_opts o = { .tee = !c->quiet };
 	const char *to = cli_arg(a, 't');
 	bool json = cli_flag(a, O_JSON);
@@ -94,7 +97,6 @@ static int rollback_cmd(struct cli *c, const struct cli_args *a)
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
-	proc_cancel_on_signals();
 	int rc = deploy_rollback(&c->cfg, s, app, to, &o, &r, &e);
 	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
@@ -108,6 +110,9 @@ static int rollback_cmd(struct cli *c, const struct cli_args *a)
 
 static int undeploy_cmd(struct cli *c, const struct cli_args *a)
 {
+	/* SIGTERM/SIGINT from the start: the current step is finished or
+	 * undone, then the command fails with "interrupted" */
+	proc_cancel_on_signals();
 	struct deploy_opts o = { .tee = !c->quiet };
 	bool purge = cli_flag(a, O_PURGE);
 
@@ -119,7 +124,6 @@ static int undeploy_cmd(struct cli *c, const struct cli_args *a)
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
-	proc_cancel_on_signals();
 	int rc = deploy_undeploy(&c->cfg, app, &o, purge, &r, &e);
 	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (rc >= 0)

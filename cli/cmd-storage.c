@@ -364,13 +364,15 @@ static int storage_getcmd(struct cli *c, const struct cli_args *a)
 {
 	const char *key = a->argv[0], *file = a->argv[1];
 
+	/* SIGTERM/SIGINT: nothing stays behind (no temp file, no multipart
+	 * upload), exit 1 "interrupted" */
+	proc_cancel_on_signals();
+
 	struct storage *s;
 	if (cli_storage(c, &s) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	storage_set_progress(s, "download");
-	/* SIGTERM/SIGINT: no temp file stays, exit 1 "interrupted" */
-	proc_cancel_on_signals();
 	int r;
 	if (!strcmp(file, "-")) {
 		int fd = STDOUT_FILENO;
@@ -387,13 +389,15 @@ static int storage_putcmd(struct cli *c, const struct cli_args *a)
 {
 	const char *file = a->argv[0], *key = a->argv[1];
 
+	/* SIGTERM/SIGINT: nothing stays behind (no temp file, no multipart
+	 * upload), exit 1 "interrupted" */
+	proc_cancel_on_signals();
+
 	struct storage *s;
 	if (cli_storage(c, &s) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	storage_set_progress(s, "upload");
-	/* SIGTERM/SIGINT: the upload is aborted, exit 1 "interrupted" */
-	proc_cancel_on_signals();
 	int r = !strcmp(file, "-") ? storage_put_fd(s, key, STDIN_FILENO, &e)
 				   : storage_put_file(s, key, file, &e);
 	return r < 0 ? cli_fail(&e, "upload failed") : 0;

@@ -35,10 +35,39 @@ static const char *const crash_points[] = {
 	"storage.local.after-unlink",
 	/* storage/s3.c: every part is stored, CompleteMultipartUpload not sent */
 	"storage.s3.before-complete",
+	/* builder/build.c: publication (blob, manifest, current) */
+	"build.after-blob",
+	"build.after-manifest",
+	"build.after-current",
 	/* images/images.c: publication of an image, removal */
 	"image.after-blob",
 	"image.after-manifest",
 	"image.remove.after-manifest",
+	/* package/packages.c: pruning of one package */
+	"package.prune.after-tombstone",
+	"package.prune.after-manifest",
+	"package.prune.after-blob",
+	/* rootfs/rootcache.c: an unpacked copy, a layer and its record, trim */
+	"rootcache.before-publish",
+	"rootcache.after-publish",
+	"rootcache.layer.after-record",
+	"rootcache.layer.after-rename",
+	"rootcache.remove.after-rename",
+	/* deploy/deploy.c: extract, switch, retire (prune, undeploy), sweep */
+	"deploy.after-extract",
+	"deploy.before-extract-rename",
+	"deploy.after-extract-rename",
+	"deploy.after-marker",
+	"deploy.before-switch",
+	"deploy.after-switch",
+	"deploy.prune.before-retire",
+	"deploy.retire.after-marker",
+	"deploy.retire.after-manifest",
+	"deploy.retire.after-rename",
+	"deploy.sweep.after-remove",
+	"undeploy.after-current",
+	"undeploy.after-retire",
+	"undeploy.after-purge-rename",
 	NULL,
 };
 

@@ -112,8 +112,11 @@ int package_fetch(struct storage *s, const struct package_info *p, const char *p
 /*
  * Keeps the newest keep packages of app (and always the current one) and
  * deletes the others: manifest first (the commit marker), then blob and log.
- * ret_removed (may be NULL) receives the ids removed.
+ * ret_removed (may be NULL) receives the ids removed. Then deletes the blobs
+ * and logs of app that no manifest names (what a build or a prune that died
+ * left) once they are PACKAGE_ORPHAN_GRACE_S old.
  */
+#define PACKAGE_ORPHAN_GRACE_S (15 * 60)
 int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,
 		   struct err *e);
 

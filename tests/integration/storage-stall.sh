@@ -5,7 +5,9 @@
 # that stalls is given up after storage.timeout (not a whole-transfer
 # deadline) and resumes with Range from the bytes already taken; a server
 # that ignores Range is coped with; an object that changed between the
-# attempts fails the download, naming why.
+# attempts fails the download, naming why. And SIGTERM in the middle of
+# storage get, package get and storage put: exit 1 "interrupted", nothing
+# left behind.
 . "$UPAAS_SRCDIR/tests/lib.sh"
 command -v python3 >/dev/null || t_skip_all "python3 is not installed"
 
@@ -19,10 +21,12 @@ want=$(sha256sum <"$T_ROOT/blob" | cut -d' ' -f1)
 #            requests honour Range (If-Range / If-Match against the ETag)
 #   norange  the same stall first, later requests ignore Range (200, whole)
 #   changed  the same stall first, then the object changes (new ETag, blob2)
+#   demo     a package: <id>.json its manifest (argv[3]), the blob slowly
 # Each request is logged as "METHOD path range=... if=...".
 cat >"$T_ROOT/server.py" <<'PY'
 import http.server, socketserver, sys, time, threading
 blobs = [open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()]
+manifest = open(sys.argv[3], "rb").read()
 seen = {}
 lock = threading.Lock()
 class H(http.server.BaseHTTPRequestHandler):
@@ -39,6 +43,11 @@ class H(http.server.BaseHTTPRequestHandler):
         print("GET", self.path, "range=%s" % rng, "if=%s" % cond, flush=True)
         version = 1 if (mode == "changed" and n > 0) else 0
         body, etag = blobs[version], '"v%d"' % (version + 1)
+        if mode == "demo":
+            if self.path.endswith(".json"):
+                body, etag = manifest, '"m"'
+            else:
+                mode = "slow"
         lm = "Mon, 0%d Jan 2024 00:00:00 GMT" % (version + 1)
         if self.headers.get("If-Match") and self.headers.get("If-Match") != etag:
             self.send_response(412)
@@ -75,7 +84,16 @@ s = S(("127.0.0.1", 0), H)
 print("port", s.server_address[1], flush=True)
 s.serve_forever()
 PY
-python3 -u "$T_ROOT/server.py" "$T_ROOT/blob" "$T_ROOT/blob2" >"$T_ROOT/server.log" 2>&1 &
+PID_=20261120T000000Z-abcdef0
+python3 - "$T_ROOT/blob" "$PID_" >"$T_ROOT/manifest.json" <<'PY'
+import hashlib, json, os, sys
+blob, pid = sys.argv[1:]
+print(json.dumps({"format": 1, "app": "demo", "id": pid, "fresh": True,
+    "blob": {"key": "packages/demo/%s.tar.zst" % pid, "size": os.path.getsize(blob),
+             "sha256": hashlib.sha256(open(blob, "rb").read()).hexdigest()}}))
+PY
+python3 -u "$T_ROOT/server.py" "$T_ROOT/blob" "$T_ROOT/blob2" "$T_ROOT/manifest.json" \
+	>"$T_ROOT/server.log" 2>&1 &
 SPID=$!
 trap 'rc=$?; kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; (exit $rc); t_cleanup' EXIT
 PORT=
@@ -153,5 +171,54 @@ for h in http s3; do
 		"error: .*changed while it was read"
 	t_ok "$h: and leaves no file" test ! -e "$T_ROOT/out"
 done
+
+# ------------------------------------------------------------ SIGTERM
+# term CMD...: runs CMD, SIGTERM after 1 s (the transfers take 3 s); its
+# status in $rc, its output in $T_ROOT/term.out
+term() {
+	"$@" >"$T_ROOT/term.out" 2>&1 &
+	local pid=$!
+	sleep 1
+	kill -TERM "$pid"
+	wait "$pid"
+	rc=$?
+}
+mkdir -p "$T_ROOT/dl"
+for h in http s3; do
+	cfg=$HCFG
+	[ $h = s3 ] && cfg=$SCFG
+	term env UPAAS_CONFIG="$cfg" "$UPAAS" storage get slow/t "$T_ROOT/dl/obj"
+	t_is "$h: storage get stopped by SIGTERM exits 1" "$rc" 1
+	t_match "$h: ... saying it was interrupted" "$(tail -n 1 "$T_ROOT/term.out")" \
+		"^upaas: error: .*interrupted by SIGTERM"
+	t_is "$h: ... and leaves no file, not even a temp" "$(ls -A "$T_ROOT/dl")" ""
+	term env UPAAS_CONFIG="$cfg" "$UPAAS" package get demo "$PID_" "$T_ROOT/dl/pkg.tar.zst"
+	t_is "$h: package get stopped by SIGTERM exits 1" "$rc" 1
+	t_match "$h: ... interrupted" "$(tail -n 1 "$T_ROOT/term.out")" "interrupted by SIGTERM"
+	t_is "$h: ... and leaves no file" "$(ls -A "$T_ROOT/dl")" ""
+done
+t_ok "the package arrives when left alone" env UPAAS_CONFIG="$HCFG" \
+	"$UPAAS" package get demo "$PID_" "$T_ROOT/dl/pkg.tar.zst"
+rm -f "$T_ROOT/dl/pkg.tar.zst"
+
+# storage put, into local storage, from a pipe that never ends
+ST=$T_ROOT/storage
+mkdir -p "$ST"
+sed -i "s|path = \"$UPAAS_TEST_SHARED/storage\";|path = \"$ST\";|" "$T_CFG"
+mkfifo "$T_ROOT/in"
+(while head -c 65536 /dev/zero; do sleep 0.05; done) >"$T_ROOT/in" 2>/dev/null &
+prod=$!
+"$UPAAS" storage put "$T_ROOT/in" big/obj >"$T_ROOT/term.out" 2>&1 &
+pid=$!
+sleep 1
+t_match "an upload under way" "$(find "$ST" -name '.tmp-*' | wc -l)" "^1$"
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+kill "$prod" 2>/dev/null
+wait "$prod" 2>/dev/null
+t_is "storage put stopped by SIGTERM exits 1" "$rc" 1
+t_match "... interrupted" "$(cat "$T_ROOT/term.out")" "interrupted by SIGTERM"
+t_is "... and leaves nothing in storage, not even a temp" "$(find "$ST" -type f)" ""
 
 t_done
