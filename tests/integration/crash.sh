@@ -20,7 +20,12 @@ t_is "the table lists exactly the crash points of the source" \
 	"$(sort <<<"$CRASH_POINTS")" "$src_points"
 
 t_image || t_bail "cannot create the base image"
-t_write_config 'interpreters = { shell = { any = { packages = []; }; }; };'
+t_write_config 'interpreters = { shell = { any = { packages = []; }; }; };
+pack = { level = 1; };'
+# a cache of our own: the walks empty and trim it
+CACHE=$T_ROOT/cache
+sed -i "s|cache = \"$UPAAS_TEST_SHARED/cache\";|cache = \"$CACHE\";|" "$T_CFG"
+grep -q "cache = \"$CACHE\";" "$T_CFG" || t_bail "cannot point the config at '$CACHE'"
 # revisions kept on the host: 2, so that deploys prune
 sed -i 's|^  hooks_dir = .*;$|&\n  keep = 2;|' "$T_CFG"
 grep -q '^  keep = 2;$' "$T_CFG" || t_bail "cannot set deploy.keep"
@@ -136,8 +141,8 @@ garbage() {
 	ls -d "$ROOT/.trash-"* "$ROOT/$APP/revisions/.trash-"* "$ROOT/$APP/revisions/"*.tmp \
 		"$ROOT/$APP/.download-"* "$ROOT/$APP/..download-"* "$ROOT/$APP/.current.tmp" 2>/dev/null
 	ls "$T_ROOT/work" 2>/dev/null | grep -v '\.lock$'
-	ls "$UPAAS_TEST_SHARED/cache/roots" 2>/dev/null | grep '\.tmp-'
-	for f in "$UPAAS_TEST_SHARED/cache/roots/"*.parent; do
+	ls "$CACHE/roots" 2>/dev/null | grep '\.tmp-'
+	for f in "$CACHE/roots/"*.parent; do
 		[ -e "$f" ] && [ ! -d "${f%.parent}" ] && echo "layer record without its layer: $f"
 	done
 	true
@@ -154,6 +159,7 @@ walk() {
 	while read -r point count; do
 		[ -z "${seen[$point]:-}" ] || continue
 		seen[$point]=1
+		echo "$point" >>"$T_ROOT/walked"
 		WALKED=$((WALKED + 1))
 		"${SETUP[@]}" >"$T_ROOT/setup.out" 2>&1 ||
 			t_diag "setup for $label at $point failed: $(tail -n 3 "$T_ROOT/setup.out")"
@@ -191,12 +197,33 @@ commit() {
 }
 N=0
 build() { N=$((N + 1)); commit "v$N" && "$UPAAS" build --app "$APP" "$SRC"; }
-t_ok "a first build" build
+# the first build unpacks the base image into the (empty) root cache
+t_ok "trace of a first build" t_crash_trace "$T_ROOT/first.trace" build
+t_match "it unpacks the base image into the root cache" "$(tr '\n' ' ' <"$T_ROOT/first.trace")" \
+	"rootcache.before-publish 1 .*rootcache.after-publish 1"
 t_ok "trace of an incremental build" t_crash_trace "$T_ROOT/build.trace" build
 t_match "it passes the publication points" "$(tr '\n' ' ' <"$T_ROOT/build.trace")" \
 	"build.after-blob 1 .*build.after-manifest 1 .*build.after-current 1"
+# (the storage's own points, the commit of each upload, are walked by the
+# prune below: here they would cost two builds each)
 SETUP=(commit change) NEXT=(build)
-walk "build" build <"$T_ROOT/build.trace"
+walk "build" build < <(grep -v '^storage\.' "$T_ROOT/build.trace")
+# a build that unpacks: its parent's layer and the base copy gone
+uncached() { commit change && rm -rf "$CACHE/roots"; }
+SETUP=(uncached)
+walk "build (unpacking)" build < <(grep '^rootcache\.' "$T_ROOT/first.trace")
+# a fresh build that trims the root cache to nothing (limits.unpacked_cache):
+# the app's layers go, the base copy it uses stays
+sed 's|^limits = .*||' "$T_CFG" >"$T_ROOT/trim.cfg"
+echo 'limits = { unpacked_cache = 1; };' >>"$T_ROOT/trim.cfg"
+trim_build() {
+	N=$((N + 1))
+	commit "v$N" && UPAAS_CONFIG=$T_ROOT/trim.cfg "$UPAAS" build --fresh --app "$APP" "$SRC"
+}
+t_ok "trace of a build that trims the root cache" t_crash_trace "$T_ROOT/trim.trace" trim_build
+t_match "it removes entries" "$(cat "$T_ROOT/trim.trace")" "rootcache.remove.after-rename"
+SETUP=(commit change)
+walk "build (trimming)" trim_build < <(grep '^rootcache.remove' "$T_ROOT/trim.trace")
 
 # ------------------------------------------------------------------ deploy
 printf "# deploy at %d s\n" "$SECONDS"
@@ -338,6 +365,8 @@ t_match "it passes the prune points" "$(tr '\n' ' ' <"$T_ROOT/prune.trace")" \
 SETUP=(more_packages) NEXT=("$UPAAS" package prune --keep 2 "$APP")
 walk "prune" "$UPAAS" package prune --keep 2 "$APP" <"$T_ROOT/prune.trace"
 
+t_is "every crash point is walked (image-crash.sh walks image.*, s3-faults.sh the s3 one)" \
+	"$(sort -u "$T_ROOT/walked")" "$(grep -v -e '^image\.' -e '^storage\.s3\.' <<<"$CRASH_POINTS" | sort)"
 t_diag "walked $WALKED crash points: $BROKEN broken current, $HALF half trees, $FAILED_NEXT failed next commands, $GARBAGE times garbage after the next command"
 t_is "0 broken current" "$BROKEN" 0
 t_is "0 half trees" "$HALF" 0

@@ -184,6 +184,21 @@ assert len(u) == 1 and u[0]["removed"] is True and u[0]["id"] and u[0]["size"] >
 t_is "no multipart upload left" "$(uploads)" "None"
 t_fail "and no object under its key" s3api head-object --key "$key2"
 
+# ---------------------------------------------------- killed before the completion
+# (crash points: test builds only) every part is stored, upaas dies before
+# CompleteMultipartUpload: nothing under the key, the upload is found and
+# aborted by the next storage check --force
+if UPAAS_CRASH_POINT=list "$UPAAS" --version 2>/dev/null | grep -qx storage.s3.before-complete; then
+	key3=packages/demo/crashed.tar.zst
+	UPAAS_CRASH_POINT=storage.s3.before-complete "$UPAAS" storage put "$T_ROOT/seven" "$key3" \
+		>/dev/null 2>&1
+	t_is "killed before CompleteMultipartUpload" "$?" 137
+	t_fail "nothing under its key" s3api head-object --key "$key3"
+	t_is "its multipart upload is on the server" "$(uploads)" "$key3"
+	t_ok "storage check --force" "$UPAAS" storage check --force
+	t_is "aborts it" "$(uploads)" "None"
+fi
+
 # ---------------------------------------------------- dead server, single requests
 t_ok "radosgw killed again" bash "$RGW_SH" kill-rgw "$RGW_ENV"
 start=$SECONDS
