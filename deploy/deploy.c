@@ -826,6 +826,7 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 	struct dctx d;
 	struct package_info m = { 0 };
 	_cleanup_free_ char *cur = NULL;
+	_cleanup_strv_ struct strv ids = STRV_INIT, left = STRV_INIT;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
@@ -862,7 +863,6 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 	}
 	/* every revision goes to the trash, marker first, so that none can be
 	 * switched to any more; deleting the trees is for after the report */
-	_cleanup_strv_ struct strv ids = STRV_INIT, left = STRV_INIT;
 	if ((r = deploy_revisions_list(d.p.revisions, &ids, &left, &left, e)) < 0)
 		goto out;
 	for (size_t i = 0; i < ids.n + left.n; i++) {

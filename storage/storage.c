@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -324,6 +325,22 @@ int storage_put_buf(struct storage *s, const char *key, const void *p, size_t n,
 	return storage_upload_commit(u, e);
 }
 
+/* Waits until fd (a pipe, a terminal) has data or EOF, or a SIGTERM/SIGINT
+ * cancels (the handler restarts a blocked read, so it is never blocked in
+ * one for long): 0, or -ECANCELED. */
+static int wait_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		if (proc_cancelled)
+			return -ECANCELED;
+		int n = poll(&p, 1, 200);
+		if (n > 0 || (n < 0 && errno != EINTR))
+			return 0;   /* ready, or let read() say what is wrong */
+	}
+}
+
 /* Uploads fd to EOF; name is used in messages. */
 static int put_fd_named(struct storage *s, const char *key, int fd, const char *name,
 			struct err *e)
@@ -338,7 +355,13 @@ static int put_fd_named(struct storage *s, const char *key, int fd, const char *
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *block = xmalloc(STORAGE_BLOCK);
+	bool stream = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
 	for (;;) {
+		if (stream && wait_readable(fd) < 0) {
+			r = proc_check_cancel(e);
+			storage_upload_abort(u);
+			return r;
+		}
 		ssize_t n = read(fd, block, STORAGE_BLOCK);
 		if (n < 0 && errno == EINTR && !proc_cancelled)
 			continue;

@@ -283,7 +283,8 @@ done
 printf "# SIGTERM at %d s\n" "$SECONDS"
 # A bigger package, so that a deploy takes long enough to be hit anywhere:
 # SIGTERM after a random delay; it must exit 0 (done) or 1 "interrupted",
-# never die of the signal, and leave a sound host to the next deploy.
+# never die of the signal, and leave a sound host to the next deploy. Every
+# third one gets SIGKILL instead, at a random moment too.
 for i in $(seq 1000); do printf '%s\n' "$i" >"$TREE/etc/g$i"; done
 head -c 20000000 /dev/urandom >"$TREE/etc/big"
 BIG=()
@@ -294,19 +295,23 @@ for i in 1 2 3; do
 	BIG+=("$id")
 done
 "$UPAAS" deploy --package "${BIG[0]}" "$APP" >/dev/null 2>&1 || t_bail "deploy of ${BIG[0]} failed"
-start=$SECONDS runs=0 interrupted=0 badexit=0 early=0
-for it in $(seq 12); do
+start=$SECONDS runs=0 interrupted=0 badexit=0 early=0 killed=0
+for it in $(seq 15); do
+	sig=TERM
+	[ $((it % 3)) = 0 ] && sig=KILL
 	lines=$(wc -l <"$ROOT/$APP/deploy.log")
 	# the id after the current one: pruned (keep = 2), so fetched and extracted
 	"$UPAAS" deploy --package "$(after_current "${BIG[@]}")" "$APP" >"$T_ROOT/term.out" 2>&1 &
 	pid=$!
 	# a deploy of it takes ~0.3 s
 	sleep "$(printf '0.%03d' $((10 + RANDOM % 340)))"
-	kill -TERM "$pid" 2>/dev/null
-	wait "$pid"
+	kill -$sig "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
 	rc=$?
 	runs=$((runs + 1))
+	[ $sig = KILL ] && [ $rc = 137 ] && { killed=$((killed + 1)); rc=kill; }
 	case $rc in
+	kill) ;;
 	0) ;;
 	1) grep -q "interrupted" "$T_ROOT/term.out" && interrupted=$((interrupted + 1)) ||
 		{ badexit=$((badexit + 1)); t_diag "exit 1 without 'interrupted': $(tail -n 2 "$T_ROOT/term.out")"; } ;;
@@ -324,7 +329,7 @@ for it in $(seq 12); do
 	[ -z "$state" ] || { GARBAGE=$((GARBAGE + 1)); t_diag "after the deploy after SIGTERM $it: $state"; }
 done
 t_is "SIGTERM: every deploy exits 0 or 1 'interrupted', none dies of the signal once started" "$badexit" 0
-t_diag "SIGTERM: $runs deploys, $interrupted interrupted, $early killed before they started, in $((SECONDS - start)) s"
+t_diag "SIGTERM/SIGKILL: $runs deploys, $interrupted interrupted by SIGTERM, $early SIGTERM'd before they started, $killed killed by SIGKILL, in $((SECONDS - start)) s"
 t_match "SIGTERM: some deploys were interrupted" "$interrupted" "^[1-9]"
 
 # ------------------------------------------------------------------ undeploy

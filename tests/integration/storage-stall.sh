@@ -220,5 +220,21 @@ wait "$prod" 2>/dev/null
 t_is "storage put stopped by SIGTERM exits 1" "$rc" 1
 t_match "... interrupted" "$(cat "$T_ROOT/term.out")" "interrupted by SIGTERM"
 t_is "... and leaves nothing in storage, not even a temp" "$(find "$ST" -type f)" ""
+# an input that never sends anything: the put waits in a read, and still
+# stops at once
+mkfifo "$T_ROOT/idle"
+exec 7<>"$T_ROOT/idle"
+"$UPAAS" storage put - big/idle <"$T_ROOT/idle" >"$T_ROOT/term.out" 2>&1 &
+pid=$!
+sleep 1
+start=$SECONDS
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+exec 7>&-
+t_is "storage put waiting for input, SIGTERM: exit 1" "$rc" 1
+t_match "... interrupted" "$(cat "$T_ROOT/term.out")" "interrupted by SIGTERM"
+t_is "... at once" "$((SECONDS - start < 3))" 1
+t_is "... nothing left in storage" "$(find "$ST" -type f)" ""
 
 t_done
