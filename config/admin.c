@@ -485,9 +485,48 @@ static const struct field apps_fields[] = {
 static const struct field limits_fields[] = {
 	{ FIELD("nofile", F_INT64, OFF(limits.nofile)), RANGE(16, 1 << 24) },
 	{ FIELD("nproc", F_INT64, OFF(limits.nproc)), RANGE(1, 1 << 22) },
+	{ FIELD("pids", F_INT64, OFF(limits.pids)), RANGE(0, 1 << 22) },
 	{ FIELD("memory", F_SIZE, OFF(limits.memory)), RANGE(0, INT64_MAX) },
+	{ FIELD("cpu_weight", F_INT, OFF(limits.cpu_weight)), RANGE(1, 10000) },
+	{ FIELD("address_space", F_SIZE, OFF(limits.address_space)), RANGE(0, INT64_MAX) },
 	{ FIELD("fsize", F_SIZE, OFF(limits.fsize)), RANGE(0, INT64_MAX) },
 	{ FIELD("unpacked_cache", F_SIZE, OFF(limits.unpacked_cache)), RANGE(0, INT64_MAX) },
+	FIELD_END,
+};
+
+/* The first id of a range of 65536 that is no user's and not root's. */
+#define ID_BASE_RANGE RANGE(0, (int64_t)UINT32_MAX - 65536)
+
+static bool ok_syscall_name(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+/* A base must leave the ids of users (below 65536) alone. */
+static void check_sandbox(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	if (c->sandbox.uid_base && c->sandbox.uid_base < 65536)
+		schema_diag(x, s, "uid_base must be 0 (from /etc/subuid) or at least 65536, got %lld",
+			    (long long)c->sandbox.uid_base);
+	if (c->sandbox.gid_base && c->sandbox.gid_base < 65536)
+		schema_diag(x, s, "gid_base must be 0 (from /etc/subgid) or at least 65536, got %lld",
+			    (long long)c->sandbox.gid_base);
+}
+
+static const struct field sandbox_fields[] = {
+	{ FIELD("user", F_STR, OFF(sandbox.user)), .ok = ok_user,
+	  .what = "a user name ([a-z_][a-z0-9_-]*)" },
+	{ FIELD("uid_base", F_INT64, OFF(sandbox.uid_base)), ID_BASE_RANGE },
+	{ FIELD("gid_base", F_INT64, OFF(sandbox.gid_base)), ID_BASE_RANGE },
+	{ FIELD("seccomp_deny", F_STRV, OFF(sandbox.seccomp_deny)), .ok = ok_syscall_name,
+	  .what = "a system call name ([a-z0-9_]+)" },
+	{ FIELD("pasta", F_STR, OFF(sandbox.pasta)), .ok = ok_abs_path, .what = abs_what },
 	FIELD_END,
 };
 
@@ -557,6 +596,7 @@ static const struct field admin_fields[] = {
 	{ FIELD("queue", F_GROUP, 0), .sub = queue_fields },
 	{ FIELD("apps", F_GROUP, 0), .sub = apps_fields },
 	{ FIELD("limits", F_GROUP, 0), .sub = limits_fields },
+	{ FIELD("sandbox", F_GROUP, 0), .sub = sandbox_fields, .check = check_sandbox },
 	{ FIELD("pack", F_GROUP, 0), .sub = pack_fields },
 	{ FIELD("deploy", F_GROUP, 0), .sub = deploy_fields },
 	{ FIELD("serve", F_GROUP, 0), .sub = serve_fields, .check = check_serve },
@@ -635,6 +675,12 @@ void config_defaults(struct config *c)
 
 	c->limits.nofile = 65536;
 	c->limits.nproc = 4096;
+	c->limits.pids = 4096;
+	c->limits.memory = 4 * GIB;
+	c->limits.cpu_weight = 100;
+
+	c->sandbox.user = xstrdup("upaas");
+	c->sandbox.pasta = xstrdup("/usr/bin/pasta");
 	c->limits.unpacked_cache = 8 * GIB;
 
 	c->pack.level = 3;
@@ -756,6 +802,9 @@ void config_free(struct config *c)
 	free(c->queue.url);
 	free(c->apps.user);
 	free(c->apps.home);
+	free(c->sandbox.user);
+	strv_free(&c->sandbox.seccomp_deny);
+	free(c->sandbox.pasta);
 	free(c->deploy.root);
 	free(c->deploy.hooks_dir);
 	free(c->deploy.schedule);

@@ -124,10 +124,20 @@ struct config {
 	struct {
 		int64_t nofile;         /* RLIMIT_NOFILE, 65536 */
 		int64_t nproc;          /* RLIMIT_NPROC for app steps, 4096 */
-		int64_t memory;         /* RLIMIT_AS bytes, 0 = unlimited */
+		int64_t pids;           /* cgroup pids.max of a sandbox run, 4096; 0 = none */
+		int64_t memory;         /* cgroup memory limit of a run, 4 GiB; 0 = none */
+		int cpu_weight;         /* cgroup CPU weight of a run, 1..10000, 100 */
+		int64_t address_space;  /* RLIMIT_AS bytes, 0 = unlimited */
 		int64_t fsize;          /* RLIMIT_FSIZE bytes, 0 = unlimited */
 		int64_t unpacked_cache; /* bytes kept in the unpacked-base cache, 8 GiB */
 	} limits;
+	struct {
+		char *user;             /* "upaas": whose subordinate ids the sandbox maps to */
+		int64_t uid_base;       /* 0: from user's /etc/subuid */
+		int64_t gid_base;       /* 0: from user's /etc/subgid (uid_base when that is set) */
+		struct strv seccomp_deny; /* system calls refused on top of the built-in list */
+		char *pasta;            /* "/usr/bin/pasta" */
+	} sandbox;
 	struct {
 		int level;              /* zstd level, 3 */
 		int threads;            /* 0 = number of cores */
