@@ -100,5 +100,24 @@ t_image() {
 	) 9>"$UPAAS_TEST_SHARED/image.lock"
 }
 
+# A minbase bookworm for the sandbox tests at $1, made once per run with
+# mmdebstrap from the real mirror (under a lock), its ids shifted into the
+# sandbox range starting at $2 (idempotent).
+t_sandbox_root() {
+	local r=$1 base=$2
+	(
+		flock 9
+		if [ ! -x "$r/bin/sh" ]; then
+			rm -rf "$r.tmp"
+			mmdebstrap --variant=minbase --mode=root --quiet bookworm "$r.tmp" \
+				"${UPAAS_TEST_MIRROR:-http://deb.debian.org/debian}" >"$T_ROOT/mmdebstrap.out" 2>&1 &&
+				mv "$r.tmp" "$r"
+		fi
+		[ -x "$r/bin/sh" ] &&
+			"$UPAAS_BUILDDIR/tests/unit/sandbox-helper" --shift-tree "$r" --range "$base"
+	) 9>"$UPAAS_TEST_SHARED/sandbox-root.lock"
+	[ -x "$r/bin/sh" ] || { cat "$T_ROOT/mmdebstrap.out" >&2; t_bail "cannot bootstrap the test root"; }
+}
+
 # Mount points below a path (for leak checks); prints them.
 t_mounts_below() { awk -v r="$1" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo; }

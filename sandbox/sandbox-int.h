@@ -1,0 +1,129 @@
+/*
+ * sandbox/sandbox-int.h - private to sandbox/: the pieces sandbox.c puts
+ * together. Each has a parent side (runs in upaas before fork, allocates,
+ * reports through struct err) and, where it has one, a child side (runs
+ * after fork: system calls only, no allocation, returns -errno and names
+ * what failed in *what).
+ */
+#ifndef UPAAS_SANDBOX_INT_H
+#define UPAAS_SANDBOX_INT_H
+
+#ifndef UPAAS_SANDBOX_INTERNAL
+#error "sandbox/sandbox-int.h is private to the sandbox module"
+#endif
+
+#include <linux/filter.h>
+
+#include "sandbox/sandbox.h"
+
+/* Appends s to a fixed buffer (no allocation after fork). */
+void sb_str_add(char *dst, size_t cap, const char *s);
+/* Appends the decimal digits of v (no allocation after fork). */
+void sb_str_addu(char *dst, size_t cap, unsigned long v);
+
+/* ------------------------------------------------------- ids (ids.c) */
+
+/*
+ * The first range of at least `need` ids of user (by name, or by uid as a
+ * number) in a subuid/subgid file. 0 and *ret_base, -ENOENT when there is
+ * none, -errno when the file cannot be read.
+ */
+int sb_subid_lookup(const char *file, const char *user, uid_t uid, uint32_t need,
+		    uint32_t *ret_base);
+/* The ids of user (pasta runs as them); nobody's when there is no such
+ * user. */
+void sb_helper_ids(const char *user, uid_t *ret_uid, gid_t *ret_gid);
+/* "0 100000 65536\n..." for /proc/PID/uid_map; -EINVAL when empty. */
+int sb_map_text(const struct sandbox_idmap *m, size_t n, char *out, size_t cap);
+
+/* --------------------------------------------------- seccomp (seccomp.c) */
+
+/*
+ * The filters of every sandbox, compiled once per distinct extra list and
+ * kept for the life of the process: libseccomp's (the deny list: EPERM, or
+ * ENOSYS for clone3, so that glibc falls back to clone, whose flags the
+ * filter can see; another architecture kills) and a small one written by
+ * hand for what libseccomp cannot say (personality values, x32).
+ */
+struct sb_filters {
+	struct sock_fprog prog[2];
+};
+int sb_seccomp_get(const struct strv *extra, const struct sb_filters **ret, struct err *e);
+/* Child side: loads the filters (no_new_privs must be set). */
+int sb_seccomp_load(const struct sb_filters *f, const char **what);
+
+/* ---------------------------------------------------- cgroups (cgroup.c) */
+
+#define SB_CG_MAX 4
+
+/* The cgroup of one run, in whichever hierarchy the host has. */
+struct sb_cgroup {
+	int version;                /* 0: none (no usable hierarchy), 1 or 2 */
+	size_t n;                   /* v2: 1; v1: one per controller */
+	char *dir[SB_CG_MAX];
+	const char *ctl[SB_CG_MAX]; /* v1: "pids", "memory", "cpu", "freezer" */
+	int procs_fd[SB_CG_MAX];    /* cgroup.procs, for the child */
+	int64_t pids_max;
+	int64_t memory_max;
+};
+#define SB_CGROUP_INIT { .procs_fd = { -1, -1, -1, -1 } }
+
+/*
+ * Creates the run's cgroup with sb's limits below upaas's parent (v2:
+ * <hierarchy>/upaas; v1: upaas below upaas's own cgroup of each
+ * controller) and opens its cgroup.procs. Without a usable hierarchy it
+ * warns once and leaves cg->version 0 (rlimits still apply). Also removes
+ * what runs of dead upaas processes left.
+ */
+int sb_cgroup_create(struct sb_cgroup *cg, const struct sandbox *sb, struct err *e);
+/* Child side: moves the calling process into the cgroup. */
+int sb_cgroup_join(const struct sb_cgroup *cg, const char **what);
+/*
+ * After a failed command: -EAGAIN or -ENOMEM with "'cmd' exceeded
+ * limits.pids (N)" / "'cmd' ran out of memory: limits.memory N" in e when
+ * the cgroup hit a limit, else 0.
+ */
+int sb_cgroup_verdict(const struct sb_cgroup *cg, const char *cmd, struct err *e);
+/* Kills whatever is left in the cgroup, removes it, frees cg. */
+void sb_cgroup_destroy(struct sb_cgroup *cg);
+
+/* ---------------------------------------------------- network (net.c) */
+
+/* A run's user-mode network, prepared before fork. */
+struct sb_net {
+	struct strv argv;           /* pasta's, the namespace fds as N and M */
+	char **argv_v;
+	uid_t uid;                  /* pasta's user, root of the netns's userns */
+	gid_t gid;
+	char uid_map[40];
+	char gid_map[40];
+	/* rtnetlink messages: unreachable routes for link-local and the
+	 * host's own addresses, sent by init in the new namespace */
+	unsigned char *routes;
+	size_t routes_len;
+	size_t n_routes;
+	bool want4, want6;          /* default routes pasta will add */
+	int userns_fd;              /* numbers pasta gets them as */
+	int netns_fd;
+};
+#define SB_NET_INIT { .argv = STRV_INIT, .userns_fd = -1, .netns_fd = -1 }
+
+int sb_net_prepare(struct sb_net *n, const struct sandbox *sb, struct err *e);
+void sb_net_free(struct sb_net *n);
+/*
+ * Child side, in the intermediate: makes the network's user namespace
+ * (root = n->uid) and network namespace, returns fds of both.
+ */
+int sb_net_make(const struct sb_net *n, int *ret_userns, int *ret_netns, const char **what);
+/* Child side: starts pasta on them (in the caller's PID namespace for
+ * its children, so that it dies with init); returns its pid once it has
+ * exec'd. */
+int sb_net_start(const struct sb_net *n, int userns_fd, int netns_fd, const char **what);
+/* Child side, in the new netns as host root: the unreachable routes. */
+int sb_net_routes(const struct sb_net *n, const char **what);
+/* Child side: waits until pasta has configured the namespace. */
+int sb_net_wait(const struct sb_net *n, int timeout_ms, const char **what);
+/* Child side: brings lo up. */
+int sb_net_lo_up(const char **what);
+
+#endif

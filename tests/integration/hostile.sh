@@ -1,0 +1,190 @@
+#!/bin/bash
+# tests/integration/hostile.sh - what an app would try from inside the
+# sandbox, as root of a step and as the app user: every probe must fail to
+# reach the host, and the host side is checked afterwards (core_pattern,
+# /dev/null, the terminal, the keyring, loopback listeners, processes,
+# mounts, cgroups). Where a probe could pass for the wrong reason, the same
+# probe is first shown to work outside the sandbox, so that the test can fail.
+#
+# The sandbox is driven through tests/unit/sandbox-helper on the shifted
+# minbase root that sandbox.sh uses.
+set -u
+: "${UPAAS_SRCDIR:?run through make check}" "${UPAAS_BUILDDIR:?run through make check}"
+. "$UPAAS_SRCDIR/tests/lib.sh" || exit 1
+[ -d "${T_ROOT:?}" ] || exit 1
+
+SBH=$UPAAS_BUILDDIR/tests/unit/sandbox-helper
+[ -x "$SBH" ] || t_bail "missing $SBH (make check builds it)"
+command -v mmdebstrap >/dev/null || t_bail "mmdebstrap is needed (apt-get install mmdebstrap)"
+command -v script >/dev/null || t_bail "script is needed (apt-get install bsdutils)"
+command -v python3 >/dev/null || t_bail "python3 is needed"
+
+R=$UPAAS_TEST_SHARED/sandbox-root
+BASE=268435456
+t_sandbox_root "$R" "$BASE"
+sb() { "$SBH" --root "$R" --range "$BASE" "$@"; }
+
+core_before=$(cat /proc/sys/kernel/core_pattern)
+modprobe_before=$(cat /proc/sys/kernel/modprobe 2>/dev/null)
+null_before=$(stat -c '%a %u:%g %Z %t:%T' /dev/null)
+
+# --- the kernel's knobs and the host's devices, as root and as the app
+for who in root app; do
+	as=()
+	[ "$who" = app ] && as=(--uid 1000)
+	t_fail "$who: writing kernel.core_pattern is refused" \
+		sb "${as[@]}" -- sh -c 'echo "|/tmp/pwn %p" >/proc/sys/kernel/core_pattern'
+	t_fail "$who: writing /proc/sysrq-trigger is refused" \
+		sb "${as[@]}" -- sh -c 'echo c >/proc/sysrq-trigger'
+	t_fail "$who: writing kernel.modprobe is refused" \
+		sb "${as[@]}" -- sh -c 'echo /tmp/pwn >/proc/sys/kernel/modprobe'
+	t_fail "$who: mknod of a block device is refused" sb "${as[@]}" -- mknod /tmp/sda b 8 0
+	t_fail "$who: chmod of /dev/null is refused" sb "${as[@]}" -- chmod 0777 /dev/null
+	t_fail "$who: chown of /dev/null is refused" sb "${as[@]}" -- chown 1000:1000 /dev/null
+	t_fail "$who: unshare -U is refused" sb "${as[@]}" -- unshare -U true
+	t_fail "$who: unshare -m is refused" sb "${as[@]}" -- unshare -m true
+	t_fail "$who: the kernel's memory is not readable" sb "${as[@]}" -- head -c 1 /proc/kcore
+done
+t_is "the host's kernel.core_pattern is unchanged" "$(cat /proc/sys/kernel/core_pattern)" "$core_before"
+t_is "the host's kernel.modprobe is unchanged" "$(cat /proc/sys/kernel/modprobe 2>/dev/null)" \
+	"$modprobe_before"
+t_is "the host's /dev/null: mode, owner, ctime and device unchanged" \
+	"$(stat -c '%a %u:%g %Z %t:%T' /dev/null)" "$null_before"
+
+# --- chroot escape: chroot into a subdirectory, climb out with .. from the
+# old cwd, chroot "." again. It ends at the sandbox's root: the host's tree
+# is not below it (pivot_root and a detached old root)
+touch "$T_ROOT/host-marker"
+t_is "a chroot escape (chroot + fchdir + ..) stays inside" \
+	"$(sb -- perl -e 'mkdir "/tmp/jail"; opendir(my $d, "/") or die "opendir: $!";
+		chroot("/tmp/jail") or die "chroot: $!"; chdir($d) or die "fchdir: $!";
+		chdir("..") for 1..64; chroot(".") or die "chroot .: $!";
+		print -e "'"$T_ROOT/host-marker"'" ? "escaped\n" : -e "/etc/debian_version" ? "inside\n" : "lost\n"' 2>&1)" \
+	inside
+sb -- rmdir /tmp/jail 2>/dev/null
+
+# --- the admin's terminal: TIOCSTI pushes keystrokes into the terminal the
+# command can reach (upaas's stdout/stderr). Run under script(1), which gives
+# the test a terminal; what would be injected is read back by the shell.
+# script's stdin stays open (at EOF it would push an end-of-file into the
+# terminal, ahead of any injected keystroke).
+tiocsti='for my $fd (0, 1, 2) { open(my $h, "+<&=", $fd) or next;
+	for (split //, "echo INJECTED\n") { my $c = $_; ioctl($h, 0x5412, $c) } }'
+export SHELL=/bin/bash    # script(1) runs the command with it: read -t
+got=$(script -qec "perl -e '$tiocsti'; read -t 1 l; echo \"got:[\$l]\"" /dev/null < <(sleep 5))
+t_match "control: outside the sandbox TIOCSTI reaches the terminal" "$got" 'got:\[echo INJECTED'
+got=$(script -qec "$SBH --root $R --range $BASE -- perl -e '$tiocsti'; read -t 1 l; echo \"got:[\$l]\"" \
+	/dev/null < <(sleep 5))
+t_match "inside, no keystroke reaches the terminal" "$got" 'got:\[\]'
+t_fail "inside, /dev/tty is no terminal (a session of its own)" sb -- sh -c ': </dev/tty'
+
+# --- the admin's keyring: a key in the session keyring upaas runs with.
+# keyring_run CMD...: CMD in a new session keyring holding a user key,
+# whose id is in $KEYID (perl makes the system calls: no keyutils needed)
+keyring_run() {
+	perl -e 'my ($ring, $type, $desc, $text) = ("upaas-hostile-ring", "user", "upaas-hostile",
+			"hostile-secret");
+		syscall(250, 1, $ring) >= 0 or die "join: $!\n";
+		my $id = syscall(248, $type, $desc, $text, 14, -3);
+		$id > 0 or die "add_key: $!\n"; $ENV{KEYID} = $id; exec @ARGV or die "exec: $!\n"' -- "$@"
+}
+readkey='my $b = "\0" x 64; my $n = syscall(250, 11, 0 + $ENV{KEYID}, $b, 64);
+	print $n > 0 ? substr($b, 0, $n) : "error: $!", "\n"'
+t_is "control: the key is readable in the session that runs upaas" \
+	"$(keyring_run perl -e "$readkey")" hostile-secret
+out=$(keyring_run sh -c 'exec "$0" --root "$1" --range "$2" --env KEYID="$KEYID" -- perl -e "$3"' \
+	"$SBH" "$R" "$BASE" "$readkey" 2>&1)
+t_match "inside, keyctl read of that key fails" "$out" '^error: '
+t_fail "... and its text never shows" grep -q hostile-secret <<<"$out"
+
+# --- ptrace of a host process (upaas's own shell, and a child of it)
+sleep 3150 &
+target=$!
+out=$(sb -- perl -e "print syscall(101, 16, $target, 0, 0) < 0 ? \"error: \$!\n\" : \"attached\n\"" 2>&1)
+t_match "inside, ptrace of a host process fails" "$out" '^error: '
+out=$(sb -- perl -e "print syscall(101, 16, $$, 0, 0) < 0 ? \"error: \$!\n\" : \"attached\n\"" 2>&1)
+t_match "inside, ptrace of the process that runs upaas fails" "$out" '^error: '
+t_is "... and nothing traces the host process" "$(awk '/^TracerPid/ {print $2}' "/proc/$target/status")" 0
+kill "$target"
+wait "$target" 2>/dev/null
+
+# --- the network: listeners on the host's loopback and the host's own
+# address; a step with network must reach the mirror but neither of them
+host_ip=$(ip -4 -o addr show scope global | awk '{sub("/.*", "", $4); print $4; exit}')
+port=$((20000 + RANDOM % 20000))
+python3 - "$host_ip" "$port" "$T_ROOT/conns" <<'PY' &
+import socket, sys, threading, time
+ip, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def serve(addr):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(16)
+    while True:
+        c, peer = s.accept()
+        with open(log, "a") as f:
+            f.write("%s from %s\n" % (addr, peer[0]))
+        c.close()
+for a in ("127.0.0.1", ip):
+    threading.Thread(target=serve, args=(a,), daemon=True).start()
+time.sleep(60)
+PY
+listener=$!
+for _ in $(seq 50); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	sleep 0.1
+done
+(exec 3<>"/dev/tcp/$host_ip/$port") 2>/dev/null
+sleep 0.2
+t_is "control: the listeners take connections from the host" "$(sort "$T_ROOT/conns" | cut -d' ' -f1 | tr '\n' ' ')" \
+	"127.0.0.1 $host_ip "
+: >"$T_ROOT/conns"
+for who in root app; do
+	as=()
+	[ "$who" = app ] && as=(--uid 1000)
+	t_fail "$who: connect to the host's 127.0.0.1 fails" \
+		sb --network "${as[@]}" -- bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
+	t_fail "$who: connect to the host's own address ($host_ip) fails" \
+		sb --network "${as[@]}" -- bash -c "exec 3<>/dev/tcp/$host_ip/$port"
+	t_fail "$who: connect to link-local 169.254.169.254 fails" \
+		sb --network "${as[@]}" -- timeout 5 bash -c "exec 3<>/dev/tcp/169.254.169.254/80"
+done
+t_ok "a step with network reaches the Debian mirror" sb --network --uid 1000 -- bash -c '
+	exec 3<>/dev/tcp/deb.debian.org/80 || exit 1
+	printf "HEAD /debian/dists/bookworm/Release HTTP/1.1\r\nHost: deb.debian.org\r\nConnection: close\r\n\r\n" >&3
+	head -1 <&3 | grep "^HTTP/1.1 "'
+sleep 0.2
+t_is "no connection reached a listener of the host" "$(cat "$T_ROOT/conns")" ""
+kill "$listener"
+wait "$listener" 2>/dev/null
+
+# --- a fork bomb and a memory hog: stopped by their limits, with errors
+# that say so, while the host goes on
+start=$(date +%s)
+out=$(sb --pids 256 -- sh -c 'bomb() { bomb | bomb & }; bomb; sleep 2; exit 1' 2>&1)
+t_match "a fork bomb fails naming the limit" "$out" "exceeded limits\.pids \(256\)"
+t_match "... within seconds ($(($(date +%s) - start)) s)" "$(($(date +%s) - start))" '^[0-9]$'
+out=$(sb --uid 1000 --memory 134217728 -- perl -e '$x = "x" x (1 << 30); print "survived\n"' 2>&1)
+t_match "a memory hog fails naming the limit" "$out" "ran out of memory: limits\.memory 128 MiB"
+t_fail "... and did not get its memory" grep -qx survived <<<"$out"
+t_ok "the host is responsive" timeout 5 true
+
+# --- a daemon that leaves the session does not outlive the run
+sb -- sh -c 'setsid sleep 3151 </dev/null >/dev/null 2>&1 & echo started' >/dev/null
+sleep 0.3
+t_is "a setsid daemon does not survive the run" "$(pgrep -f 'sleep 3151')" ""
+
+# --- nothing left behind
+t_is "no process of any probe is left" "$(pgrep -f 'sleep 31[45][0-9]')" ""
+t_is "no mount below the root" "$(t_mounts_below "$R")" ""
+left=
+for d in /sys/fs/cgroup/upaas /sys/fs/cgroup/*/upaas /sys/fs/cgroup/*/*/*/upaas; do
+	for run in "$d"/run-*; do
+		[ -d "$run" ] || continue
+		pid=${run##*/run-}
+		pid=${pid%-*}
+		kill -0 "$pid" 2>/dev/null || left="$left $run"
+	done
+done
+t_is "no cgroup of a finished run is left" "$left" ""
+t_done
