@@ -35,15 +35,8 @@
 #include "sandbox/sandbox-int.h"
 
 /* What the host has, found once per process. */
-struct hier {
-	bool probed;
-	int version;
-	char *v2;                     /* mount point of the v2 hierarchy */
-	char *v1[SB_CG_MAX];          /* v1: upaas's own cgroup dir per controller */
-	const char *v1_ctl[SB_CG_MAX];
-	size_t n_v1;
-};
-static struct hier hier;
+static struct sb_cg_layout hier;
+static bool probed;
 
 static void closedirp(DIR **d)
 {
@@ -65,17 +58,14 @@ static bool has_word(const char *list, const char *word, char sep)
 	return false;
 }
 
-/* upaas's own cgroup path in the hierarchy that has controller ctl
- * ("" for the v2 line). */
-static char *own_path(const char *ctl)
+/* The cgroup path in the hierarchy that has controller ctl ("" for the v2
+ * line "0::path"), from the text of /proc/self/cgroup. */
+static char *own_path(const char *self_cgroup, const char *ctl)
 {
-	_cleanup_buf_ struct buf b = BUF_INIT;
-	if (buf_read_file(&b, "/proc/self/cgroup", 1 << 16) < 0)
-		return NULL;
-	for (char *line = b.p; *line; ) {
-		char *nl = strchrnul(line, '\n');
-		char *c1 = strchr(line, ':');
-		char *c2 = c1 && c1 < nl ? strchr(c1 + 1, ':') : NULL;
+	for (const char *line = self_cgroup; *line; ) {
+		const char *nl = strchrnul(line, '\n');
+		const char *c1 = strchr(line, ':');
+		const char *c2 = c1 && c1 < nl ? strchr(c1 + 1, ':') : NULL;
 		if (c2 && c2 < nl) {
 			_cleanup_free_ char *ctls = xstrndup(c1 + 1, (size_t)(c2 - c1 - 1));
 			if (*ctl ? has_word(ctls, ctl, ',') : (!*ctls && !strncmp(line, "0:", 2)))
@@ -86,16 +76,12 @@ static char *own_path(const char *ctl)
 	return NULL;
 }
 
-/* The hierarchies, from mountinfo: the v2 mount, and the v1 mount of each
- * controller with the root of that mount (in a container it is not "/"). */
-static void probe(void)
+/* The v2 mount point, and the v1 mount point and mount root of each
+ * controller of v1_controllers, from the text of /proc/self/mountinfo. */
+static void parse_mounts(const char *mountinfo, char **v2, char *v1_mnt[], char *v1_root[])
 {
-	hier.probed = true;
-	_cleanup_buf_ struct buf mi = BUF_INIT;
-	if (buf_read_file(&mi, "/proc/self/mountinfo", 1 << 22) < 0)
-		return;
-	char *v1_mnt[SB_CG_MAX] = { NULL }, *v1_root[SB_CG_MAX] = { NULL };
-	for (char *line = mi.p; *line; ) {
+	_cleanup_free_ char *mi = xstrdup(mountinfo);
+	for (char *line = mi; *line; ) {
 		char *nl = strchrnul(line, '\n');
 		char save = *nl;
 		*nl = '\0';
@@ -108,15 +94,18 @@ static void probe(void)
 			if (p)
 				*p++ = '\0';
 		}
-		char *dash = p ? strstr(p, "- ") : NULL;
+		/* the optional fields end at a lone "-" */
+		char *dash = !p ? NULL : !strncmp(p, "- ", 2) ? p : strstr(p, " - ");
+		if (dash && *dash == ' ')
+			dash++;
 		if (dash && f[4]) {
 			char *fstype = dash + 2;
 			char *src = strchr(fstype, ' ');
 			char *super = src ? strchr(src + 1, ' ') : NULL;
 			if (src)
 				*src = '\0';
-			if (!strcmp(fstype, "cgroup2") && !hier.v2)
-				hier.v2 = xstrdup(f[4]);
+			if (!strcmp(fstype, "cgroup2") && !*v2)
+				*v2 = xstrdup(f[4]);
 			else if (!strcmp(fstype, "cgroup") && super)
 				for (size_t i = 0; i < ARRAY_SIZE(v1_controllers); i++)
 					if (!v1_mnt[i] && has_word(super + 1, v1_controllers[i], ',')) {
@@ -127,38 +116,76 @@ static void probe(void)
 		*nl = save;
 		line = *nl ? nl + 1 : nl;
 	}
+}
+
+char *sb_cgroup_v2_mount(const char *mountinfo)
+{
+	char *v2 = NULL, *mnt[SB_CG_MAX] = { NULL }, *root[SB_CG_MAX] = { NULL };
+	parse_mounts(mountinfo, &v2, mnt, root);
+	for (size_t i = 0; i < SB_CG_MAX; i++) {
+		free(mnt[i]);
+		free(root[i]);
+	}
+	return v2;
+}
+
+void sb_cgroup_layout(const char *mountinfo, const char *self_cgroup, const char *v2_controllers,
+		      struct sb_cg_layout *out)
+{
+	char *v1_mnt[SB_CG_MAX] = { NULL }, *v1_root[SB_CG_MAX] = { NULL };
+	*out = (struct sb_cg_layout){ 0 };
+	parse_mounts(mountinfo, &out->v2, v1_mnt, v1_root);
 
 	/* v2 only when it really has the controllers (on a hybrid host the
 	 * v2 mount holds none of them) */
-	if (hier.v2) {
-		_cleanup_free_ char *f = path_join(hier.v2, "cgroup.controllers");
-		_cleanup_buf_ struct buf b = BUF_INIT;
-		if (buf_read_file(&b, f, 4096) == 0) {
-			buf_rtrim(&b);
-			if (has_word(b.p, "pids", ' ') && has_word(b.p, "memory", ' '))
-				hier.version = 2;
-		}
-	}
-	if (!hier.version && v1_mnt[0] && v1_mnt[1]) {
+	if (out->v2 && v2_controllers && has_word(v2_controllers, "pids", ' ') &&
+	    has_word(v2_controllers, "memory", ' '))
+		out->version = 2;
+	if (!out->version && v1_mnt[0] && v1_mnt[1]) {
 		for (size_t i = 0; i < ARRAY_SIZE(v1_controllers); i++) {
 			if (!v1_mnt[i])
 				continue;
-			_cleanup_free_ char *own = own_path(v1_controllers[i]);
+			_cleanup_free_ char *own = own_path(self_cgroup, v1_controllers[i]);
 			const char *rel = own ? own : "/";
 			/* the path is from the hierarchy's root; the mount may
-			 * show only a part of it */
+			 * show only a part of it (in a container) */
 			size_t rl = strlen(v1_root[i]);
 			if (strcmp(v1_root[i], "/") && !strncmp(rel, v1_root[i], rl))
 				rel += rl;
-			hier.v1[hier.n_v1] = path_join(v1_mnt[i], *rel == '/' ? rel + 1 : rel);
-			hier.v1_ctl[hier.n_v1++] = v1_controllers[i];
+			while (*rel == '/')
+				rel++;
+			out->v1[out->n_v1] = *rel ? path_join(v1_mnt[i], rel) : xstrdup(v1_mnt[i]);
+			out->v1_ctl[out->n_v1++] = v1_controllers[i];
 		}
-		hier.version = 1;
+		out->version = 1;
 	}
 	for (size_t i = 0; i < SB_CG_MAX; i++) {
 		free(v1_mnt[i]);
 		free(v1_root[i]);
 	}
+}
+
+void sb_cgroup_layout_free(struct sb_cg_layout *l)
+{
+	free(l->v2);
+	for (size_t i = 0; i < l->n_v1; i++)
+		free(l->v1[i]);
+	*l = (struct sb_cg_layout){ 0 };
+}
+
+static void probe(void)
+{
+	probed = true;
+	_cleanup_buf_ struct buf mi = BUF_INIT, self = BUF_INIT, ctl = BUF_INIT;
+	if (buf_read_file(&mi, "/proc/self/mountinfo", 1 << 22) < 0 ||
+	    buf_read_file(&self, "/proc/self/cgroup", 1 << 16) < 0)
+		return;
+	_cleanup_free_ char *v2 = sb_cgroup_v2_mount(mi.p);
+	_cleanup_free_ char *f = v2 ? path_join(v2, "cgroup.controllers") : NULL;
+	bool have_ctl = f && buf_read_file(&ctl, f, 4096) == 0;
+	if (have_ctl)
+		buf_rtrim(&ctl);
+	sb_cgroup_layout(mi.p, self.p, have_ctl ? ctl.p : NULL, &hier);
 }
 
 /* Writes a value to dir/file. */
@@ -316,6 +343,43 @@ static void fmt_limit(int64_t v, char *out, size_t cap)
 		snprintf(out, cap, "%" PRId64 " bytes", v);
 }
 
+int sb_cgroup_limits(int version, const char *dir, const char *ctl, const struct sandbox *sb)
+{
+	char v[32];
+	int r = 0;
+	bool v2 = version == 2;
+	if (sb->pids_max > 0 && (v2 || !strcmp(ctl, "pids"))) {
+		snprintf(v, sizeof(v), "%" PRId64, sb->pids_max);
+		if ((r = cg_write(dir, "pids.max", v)) < 0)
+			return r;
+	}
+	if (sb->memory_max > 0 && (v2 || !strcmp(ctl, "memory"))) {
+		snprintf(v, sizeof(v), "%" PRId64, sb->memory_max);
+		if ((r = cg_write(dir, v2 ? "memory.max" : "memory.limit_in_bytes", v)) < 0)
+			return r;
+		/* swap would only make a hog slower to stop (the files are
+		 * missing without swap accounting); an OOM kill takes the whole
+		 * run down, not one victim that the run may shrug off */
+		if (v2) {
+			cg_write(dir, "memory.swap.max", "0");
+			cg_write(dir, "memory.oom.group", "1");
+		} else {
+			cg_write(dir, "memory.memsw.limit_in_bytes", v);
+		}
+	}
+	if (sb->cpu_weight > 0 && v2) {
+		/* without the cpu controller enabled there is no weight */
+		snprintf(v, sizeof(v), "%d", sb->cpu_weight);
+		cg_write(dir, "cpu.weight", v);
+	} else if (sb->cpu_weight > 0 && !strcmp(ctl, "cpu")) {
+		/* v1 shares: 1024 is the default, as weight 100 */
+		int shares = sb->cpu_weight * 1024 / 100;
+		snprintf(v, sizeof(v), "%d", shares < 2 ? 2 : shares);
+		r = cg_write(dir, "cpu.shares", v);
+	}
+	return r;
+}
+
 /* Makes the parent (v2: hands it the controllers) and the run's dir. */
 static int make_dir(size_t i, const char *name, char **ret, struct err *e)
 {
@@ -349,7 +413,7 @@ int sb_cgroup_create(struct sb_cgroup *cg, const struct sandbox *sb, struct err 
 {
 	static unsigned seq;
 	static bool warned;
-	if (!hier.probed)
+	if (!probed)
 		probe();
 	if (!hier.version) {
 		if (!warned)
@@ -366,46 +430,22 @@ int sb_cgroup_create(struct sb_cgroup *cg, const struct sandbox *sb, struct err 
 	cg->pids_max = sb->pids_max;
 	cg->memory_max = sb->memory_max;
 	for (size_t i = 0; i < n; i++) {
+		/* v1: every hierarchy joined costs the join a migration; the
+		 * cpu one is only worth it for a weight that is not everyone's */
+		if (hier.version == 1 && !strcmp(hier.v1_ctl[i], "cpu") &&
+		    (sb->cpu_weight <= 0 || sb->cpu_weight == 100))
+			continue;
 		int r = make_dir(i, name, &cg->dir[cg->n], e);
 		if (r < 0)
 			return r;
 		cg->ctl[cg->n++] = hier.version == 2 ? "" : hier.v1_ctl[i];
 	}
 
-	char v[32];
-	int r = 0;
-	for (size_t i = 0; i < cg->n && r == 0; i++) {
-		const char *d = cg->dir[i], *ctl = cg->ctl[i];
-		bool all = cg->version == 2;
-		if (sb->pids_max > 0 && (all || !strcmp(ctl, "pids"))) {
-			snprintf(v, sizeof(v), "%" PRId64, sb->pids_max);
-			r = cg_write(d, "pids.max", v);
-		}
-		if (r == 0 && sb->memory_max > 0 && (all || !strcmp(ctl, "memory"))) {
-			snprintf(v, sizeof(v), "%" PRId64, sb->memory_max);
-			r = cg_write(d, all ? "memory.max" : "memory.limit_in_bytes", v);
-			/* swap would only make a hog slower to stop; the files
-			 * are missing without swap accounting */
-			if (r == 0 && all)
-				cg_write(d, "memory.swap.max", "0");
-			else if (r == 0)
-				cg_write(d, "memory.memsw.limit_in_bytes", v);
-			/* an OOM kill takes the whole run down, not one victim */
-			if (r == 0 && all)
-				cg_write(d, "memory.oom.group", "1");
-		}
-		if (r == 0 && sb->cpu_weight > 0 && all) {
-			/* without the cpu controller (not enabled): no weight */
-			snprintf(v, sizeof(v), "%d", sb->cpu_weight);
-			cg_write(d, "cpu.weight", v);
-		} else if (r == 0 && sb->cpu_weight > 0 && !strcmp(ctl, "cpu")) {
-			/* v1 shares: 1024 is the default, as weight 100 */
-			int shares = sb->cpu_weight * 1024 / 100;
-			snprintf(v, sizeof(v), "%d", shares < 2 ? 2 : shares);
-			r = cg_write(d, "cpu.shares", v);
-		}
+	for (size_t i = 0; i < cg->n; i++) {
+		int r = sb_cgroup_limits(cg->version, cg->dir[i], cg->ctl[i], sb);
 		if (r < 0)
-			return err_set_errno(e, r, "sandbox: cannot set the limits of the cgroup '%s'", d);
+			return err_set_errno(e, r, "sandbox: cannot set the limits of the cgroup '%s'",
+					     cg->dir[i]);
 	}
 	for (size_t i = 0; i < cg->n; i++) {
 		_cleanup_free_ char *p = path_join(cg->dir[i], "cgroup.procs");

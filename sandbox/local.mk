@@ -9,3 +9,9 @@ tests_unit_sandbox_helper_LDADD = $(UPAAS_LIBS)
 
 TESTS += tests/integration/sandbox.sh tests/integration/hostile.sh
 EXTRA_DIST += tests/integration/sandbox.sh tests/integration/hostile.sh
+
+check_PROGRAMS += tests/unit/test-sandbox
+tests_unit_test_sandbox_SOURCES = tests/unit/test-sandbox.c
+tests_unit_test_sandbox_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_sandbox_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test-sandbox

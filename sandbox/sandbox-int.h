@@ -68,6 +68,26 @@ struct sb_cgroup {
 };
 #define SB_CGROUP_INIT { .procs_fd = { -1, -1, -1, -1 } }
 
+/* The hierarchies of the host: v2 when its mount has the pids and memory
+ * controllers, else v1 when pids and memory are mounted, else none. */
+struct sb_cg_layout {
+	int version;                /* 0, 1 or 2 */
+	char *v2;                   /* mount point of the v2 hierarchy */
+	char *v1[SB_CG_MAX];        /* v1: upaas's own cgroup dir per controller */
+	const char *v1_ctl[SB_CG_MAX];
+	size_t n_v1;
+};
+/* From the texts of /proc/self/mountinfo, /proc/self/cgroup and the v2
+ * mount's cgroup.controllers (NULL when there is none). */
+void sb_cgroup_layout(const char *mountinfo, const char *self_cgroup, const char *v2_controllers,
+		      struct sb_cg_layout *out);
+void sb_cgroup_layout_free(struct sb_cg_layout *l);
+/* The v2 mount point in a mountinfo text, or NULL. */
+char *sb_cgroup_v2_mount(const char *mountinfo);
+/* Writes sb's limits into a run cgroup's dir (ctl: the v1 controller, ""
+ * for v2); 0 or -errno. */
+int sb_cgroup_limits(int version, const char *dir, const char *ctl, const struct sandbox *sb);
+
 /*
  * Creates the run's cgroup with sb's limits below upaas's parent (v2:
  * <hierarchy>/upaas; v1: upaas below upaas's own cgroup of each
