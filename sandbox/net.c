@@ -121,8 +121,9 @@ static int routes_prepare(struct sb_net *n, struct err *e)
 	return 0;
 }
 
-/* Which families have a default route on the host (pasta copies them). */
-static void default_routes(bool *v4, bool *v6)
+/* Which families have a default route on the host (pasta copies them),
+ * and the IPv4 gateway (pasta's too: the namespace's gateway). */
+static void default_routes(bool *v4, bool *v6, struct in_addr *gw4)
 {
 	_cleanup_buf_ struct buf b = BUF_INIT;
 	*v4 = *v6 = false;
@@ -131,10 +132,14 @@ static void default_routes(bool *v4, bool *v6)
 			char *nl = strchrnul(line, '\n');
 			char ifname[32], dst[16], gw[16], mask[16];
 			unsigned flags;
-			if (sscanf(line, "%31s %15s %15s %x %*s %*s %*s %15s", ifname, dst, gw, &flags,
-				   mask) == 5 && !strcmp(dst, "00000000") && !strcmp(mask, "00000000") &&
-			    (flags & 1))
+			if (!*v4 && sscanf(line, "%31s %15s %15s %x %*s %*s %*s %15s", ifname, dst, gw,
+					   &flags, mask) == 5 && !strcmp(dst, "00000000") &&
+			    !strcmp(mask, "00000000") && (flags & 1)) {
 				*v4 = true;
+				/* the kernel prints the address in host byte order's hex
+				 * of a network-order value */
+				gw4->s_addr = (in_addr_t)strtoul(gw, NULL, 16);
+			}
 			line = *nl ? nl + 1 : nl;
 		}
 	buf_reset(&b);
@@ -149,6 +154,57 @@ static void default_routes(bool *v4, bool *v6)
 				*v6 = true;
 			line = *nl ? nl + 1 : nl;
 		}
+}
+
+static bool loopback_ns(const char *a)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, a, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, a, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/*
+ * A host whose resolver listens on its loopback (systemd-resolved's
+ * 127.0.0.53, a local dnsmasq) cannot be asked from the namespace: pasta
+ * forwards DNS queries sent to the gateway's address to the host's first
+ * nameserver instead (UDP port 53 only), and the run gets a resolv.conf
+ * naming the gateway, with the host's other lines.
+ */
+static int dns_prepare(struct sb_net *n, struct in_addr gw4)
+{
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	int r = buf_read_file(&b, "/etc/resolv.conf", 1 << 16);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	bool any = false, remote = false;
+	_cleanup_buf_ struct buf rest = BUF_INIT;
+	for (char *line = b.p; *line; ) {
+		char *nl = strchrnul(line, '\n');
+		char save = *nl;
+		*nl = '\0';
+		char addr[64];
+		if (sscanf(line, " nameserver %63s", addr) == 1) {
+			any = true;
+			remote |= !loopback_ns(addr);
+		} else {
+			buf_addf(&rest, "%s\n", line);
+		}
+		*nl = save;
+		line = *nl ? nl + 1 : nl;
+	}
+	if (!any || remote || !gw4.s_addr)
+		return 0;
+	char gw[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &gw4, gw, sizeof(gw));
+	strv_push(&n->argv, "--dns-forward");
+	strv_push(&n->argv, gw);
+	n->resolv_text = xasprintf("# written by upaas: pasta forwards to the host's resolver\n"
+				   "nameserver %s\n%s", gw, rest.p);
+	return 0;
 }
 
 int sb_net_prepare(struct sb_net *n, const struct sandbox *sb, struct err *e)
@@ -182,13 +238,17 @@ int sb_net_prepare(struct sb_net *n, const struct sandbox *sb, struct err *e)
 	strv_push(&n->argv, pasta);
 	for (size_t i = 0; i < ARRAY_SIZE(args); i++)
 		strv_push(&n->argv, args[i]);
-	n->argv_v = strv_array(&n->argv);
 
-	default_routes(&n->want4, &n->want6);
+	struct in_addr gw4 = { 0 };
+	default_routes(&n->want4, &n->want6, &gw4);
+	int r = dns_prepare(n, gw4);
+	if (r < 0)
+		return err_set_errno(e, r, "sandbox: cannot read '/etc/resolv.conf'");
 	/* an IPv6-only host waits for IPv6; otherwise IPv4 is what tells
 	 * that pasta is done (it configures IPv6 right after) */
 	if (n->want4)
 		n->want6 = false;
+	n->argv_v = strv_array(&n->argv);
 	return routes_prepare(n, e);
 }
 
@@ -196,6 +256,7 @@ void sb_net_free(struct sb_net *n)
 {
 	strv_free(&n->argv);
 	free(n->routes);
+	free(n->resolv_text);
 	*n = (struct sb_net)SB_NET_INIT;
 }
 
@@ -362,14 +423,15 @@ fail:
 	_exit(127);
 }
 
-int sb_net_start(const struct sb_net *n, int userns_fd, int netns_fd, const char **what)
+int sb_net_start(const struct sb_net *n, int userns_fd, int netns_fd, const struct sb_cgroup *cg,
+		 bool *ret_placed, const char **what)
 {
 	int st[2];
 	*what = "pipe";
 	if (pipe2(st, O_CLOEXEC) < 0)
 		return -errno;
 	*what = "fork pasta";
-	pid_t pid = fork();
+	pid_t pid = sb_cgroup_fork(cg, ret_placed);
 	if (pid < 0) {
 		int r = -errno;
 		close(st[0]);

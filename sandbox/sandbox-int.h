@@ -62,11 +62,12 @@ struct sb_cgroup {
 	size_t n;                   /* v2: 1; v1: one per controller */
 	char *dir[SB_CG_MAX];
 	const char *ctl[SB_CG_MAX]; /* v1: "pids", "memory", "cpu", "freezer" */
-	int procs_fd[SB_CG_MAX];    /* cgroup.procs, for the child */
+	int procs_fd[SB_CG_MAX];    /* v1: tasks; v2: cgroup.procs; for the child */
+	int dir_fd;                 /* v2: the run's dir, for CLONE_INTO_CGROUP */
 	int64_t pids_max;
 	int64_t memory_max;
 };
-#define SB_CGROUP_INIT { .procs_fd = { -1, -1, -1, -1 } }
+#define SB_CGROUP_INIT { .procs_fd = { -1, -1, -1, -1 }, .dir_fd = -1 }
 
 /* The hierarchies of the host: v2 when its mount has the pids and memory
  * controllers, else v1 when pids and memory are mounted, else none. */
@@ -96,8 +97,18 @@ int sb_cgroup_limits(int version, const char *dir, const char *ctl, const struct
  * what runs of dead upaas processes left.
  */
 int sb_cgroup_create(struct sb_cgroup *cg, const struct sandbox *sb, struct err *e);
-/* Child side: moves the calling process into the cgroup. */
+/* Child side, v1: moves the calling (single-threaded) process into the
+ * cgroup, before it forks the run's processes; v2: nothing. */
 int sb_cgroup_join(const struct sb_cgroup *cg, const char **what);
+/*
+ * Child side: forks a child that is in the cgroup from its first
+ * instruction (v2: clone3 with CLONE_INTO_CGROUP; v1: after
+ * sb_cgroup_join()). *ret_placed false when the caller must move it with
+ * sb_cgroup_attach() (a kernel without clone3). Returns what fork() does.
+ */
+pid_t sb_cgroup_fork(const struct sb_cgroup *cg, bool *ret_placed);
+/* Child side: moves process pid (0: the caller) into the cgroup. */
+int sb_cgroup_attach(const struct sb_cgroup *cg, pid_t pid, const char **what);
 /*
  * After a failed command: -EAGAIN or -ENOMEM with "'cmd' exceeded
  * limits.pids (N)" / "'cmd' ran out of memory: limits.memory N" in e when
@@ -123,6 +134,9 @@ struct sb_net {
 	size_t routes_len;
 	size_t n_routes;
 	bool want4, want6;          /* default routes pasta will add */
+	/* when the host's resolver is on its loopback: the resolv.conf of the
+	 * run, naming the address pasta forwards to it (--dns-forward) */
+	char *resolv_text;
 	int userns_fd;              /* numbers pasta gets them as */
 	int netns_fd;
 };
@@ -136,9 +150,10 @@ void sb_net_free(struct sb_net *n);
  */
 int sb_net_make(const struct sb_net *n, int *ret_userns, int *ret_netns, const char **what);
 /* Child side: starts pasta on them (in the caller's PID namespace for
- * its children, so that it dies with init); returns its pid once it has
- * exec'd. */
-int sb_net_start(const struct sb_net *n, int userns_fd, int netns_fd, const char **what);
+ * its children, so that it dies with init; forked with sb_cgroup_fork());
+ * returns its pid once it has exec'd. */
+int sb_net_start(const struct sb_net *n, int userns_fd, int netns_fd, const struct sb_cgroup *cg,
+		 bool *ret_placed, const char **what);
 /* Child side, in the new netns as host root: the unreachable routes. */
 int sb_net_routes(const struct sb_net *n, const char **what);
 /* Child side: waits until pasta has configured the namespace. */

@@ -297,8 +297,9 @@ struct sb_bind_prep {
 enum {
 	SB_T_ENTRY,             /* sandbox_run() called */
 	SB_T_FORK,              /* everything prepared, proc_start() */
-	SB_T_CGROUP,            /* intermediate: in the cgroup */
 	SB_T_NETNS,             /* intermediate: network namespaces made */
+	SB_T_PASTA,             /* intermediate: pasta started */
+	SB_T_CGROUP,            /* intermediate: init and pasta in the cgroup */
 	SB_T_INIT,              /* init: running */
 	SB_T_MOUNTS,            /* init: in the new root */
 	SB_T_NETWORK,           /* init: pasta has configured the network */
@@ -327,6 +328,7 @@ struct sb_child {
 	struct sb_bind_prep *binds;
 	size_t n_binds;
 	bool resolv;            /* bind the host's resolv.conf */
+	char resolv_src[32];    /* what: the host's, or pasta's DNS forwarder's */
 	bool sys;               /* root has /sys */
 	pid_t parent;           /* upaas */
 	int report_fd;          /* write end of the sb_report pipe */
@@ -576,9 +578,11 @@ static int child_mounts(const struct sb_child *c)
 	child_masks(c, rootfd);
 	child_dev(c, rootfd);
 	if (c->resolv) {
-		int r = mount_in(rootfd, "/etc/resolv.conf", SB_RESOLV, NULL, MS_BIND, NULL, SB_M_RO);
+		int r = mount_in(rootfd, c->resolv_src, SB_RESOLV, NULL, MS_BIND, NULL, SB_M_RO);
 		if (r < 0)
 			child_fail(c, -r, "bind", "/" SB_RESOLV);
+		if (strcmp(c->resolv_src, "/etc/resolv.conf"))
+			unlink(c->resolv_src);
 	}
 	for (size_t i = 0; i < c->n_binds; i++) {
 		const struct sb_bind_prep *b = &c->binds[i];
@@ -959,11 +963,9 @@ static int sb_child_setup(void *data)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != c->parent)
 		_exit(127);
 
-	/* Phase 2: the run's cgroup, before anything forks: every process of
-	 * the run is in it from its start */
+	/* Phase 2 (cgroup v1): into the run's cgroup, before anything forks */
 	if ((r = sb_cgroup_join(c->cg, &what)) < 0)
 		child_fail(c, -r, what, NULL);
-	mark(SB_T_CGROUP);
 
 	/* Phase 3: the network's namespaces, owned by pasta's user (before the
 	 * PID namespace: the maker must not become its init) */
@@ -973,13 +975,14 @@ static int sb_child_setup(void *data)
 	mark(SB_T_NETNS);
 
 	/* Phase 4: the PID namespace applies to our next children: init
-	 * first, so that it is PID 1 */
+	 * first, so that it is PID 1; born in the run's cgroup */
 	if (unshare(CLONE_NEWPID) < 0)
 		child_fail(c, errno, "unshare the PID namespace", NULL);
 	int alive[2], up[2], down[2];
 	if (pipe2(alive, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0 || pipe2(down, O_CLOEXEC) < 0)
 		child_fail(c, errno, "pipe", NULL);
-	pid_t pid = fork();
+	bool init_placed = false, pasta_placed = true;
+	pid_t pid = sb_cgroup_fork(c->cg, &init_placed);
 	if (pid < 0)
 		child_fail(c, errno, "fork", NULL);
 	if (pid == 0) {
@@ -999,23 +1002,41 @@ static int sb_child_setup(void *data)
 
 	/* Phase 5: pasta, in init's PID namespace, so that it dies with it */
 	pid_t pasta = -1;
+	bool ok = true;
 	if (c->net) {
-		pasta = sb_net_start(c->net, userns_fd, netns_fd, &what);
+		pasta = sb_net_start(c->net, userns_fd, netns_fd, c->cg, &pasta_placed, &what);
 		close(userns_fd);
 		close(netns_fd);
 		if (pasta < 0) {
 			child_report(c, -pasta, what, c->net->argv_v[0]);
-			kill(pid, SIGKILL);
+			ok = false;
 		}
 	}
 
-	/* Phase 6: init's user namespace: root there is the range's first id
+	mark(SB_T_PASTA);
+
+	/* Phase 6: a kernel without clone3 (before 5.7, cgroup v2): move
+	 * them in now. init cannot exec before phase 7, so nothing of the
+	 * command runs outside the cgroup. */
+	if (ok && !init_placed && (r = sb_cgroup_attach(c->cg, pid, &what)) < 0) {
+		child_report(c, -r, what, NULL);
+		ok = false;
+	}
+	if (ok && pasta > 0 && !pasta_placed && (r = sb_cgroup_attach(c->cg, pasta, &what)) < 0) {
+		child_report(c, -r, what, NULL);
+		ok = false;
+	}
+	mark(SB_T_CGROUP);
+	if (!ok)
+		kill(pid, SIGKILL);
+
+	/* Phase 7: init's user namespace: root there is the range's first id
 	 * (the map lets setgroups be: apt and dpkg drop to their users) */
 	char byte;
-	ssize_t k;
-	while ((k = read(up[0], &byte, 1)) < 0 && errno == EINTR)
+	ssize_t k = 0;
+	while (ok && (k = read(up[0], &byte, 1)) < 0 && errno == EINTR)
 		;
-	if (k == 1) {
+	if (ok && k == 1) {
 		if ((r = write_map(pid, "uid_map", c->uid_map)) < 0)
 			child_report(c, -r, "write the uid map of", c->root);
 		else if ((r = write_map(pid, "gid_map", c->gid_map)) < 0)
@@ -1024,7 +1045,7 @@ static int sb_child_setup(void *data)
 			kill(pid, SIGKILL);
 	}
 
-	/* Phase 7: keep only the alive pipe (init's death watch) and wait.
+	/* Phase 8: keep only the alive pipe (init's death watch) and wait.
 	 * pasta is our child too and keeps init from finishing its exit
 	 * until we reap it: wait for any child */
 	close(up[0]);
@@ -1100,12 +1121,14 @@ static int prepare_tree(const struct sandbox *sb, int rootfd, struct sb_child *c
 	if (r < 0)
 		return r;
 	struct stat st;
-	if (stat("/etc/resolv.conf", &st) == 0 && S_ISREG(st.st_mode)) {
+	if (c->resolv_src[0] || (stat("/etc/resolv.conf", &st) == 0 && S_ISREG(st.st_mode))) {
 		/* a symlink in the tree (to a resolver's runtime file) is
 		 * replaced for the run: mounting onto it would follow it */
 		r = ensure_file(rootfd, SB_RESOLV, "", 0644, true, own, made, e);
 		if (r < 0)
 			return r;
+		if (!c->resolv_src[0])
+			snprintf(c->resolv_src, sizeof(c->resolv_src), "/etc/resolv.conf");
 		c->resolv = true;
 	}
 
@@ -1297,11 +1320,9 @@ int sandbox_run(const struct sandbox *sb, struct err *e)
 	struct sb_made_list made = { NULL, 0 };
 	uid_t helper_uid = 0;
 	gid_t helper_gid = 0;
+	char resolv_tmp[] = "/tmp/upaas-resolv-XXXXXX";
+	bool resolv_made = false;
 	int r = prepare_ids(sb, &c, &helper_uid, &helper_gid, e);
-	if (r >= 0)
-		r = prepare_tree(sb, rootfd, &c, &made, e);
-	if (r >= 0)
-		r = sb_seccomp_get(sb->seccomp_deny, &c.filters, e);
 	if (r >= 0 && sb->network) {
 		struct sandbox s = *sb;
 		s.helper_uid = helper_uid;
@@ -1309,6 +1330,25 @@ int sandbox_run(const struct sandbox *sb, struct err *e)
 		r = sb_net_prepare(&net, &s, e);
 		c.net = &net;
 	}
+	if (r >= 0 && net.resolv_text) {
+		/* the host's resolver is on its loopback: the run asks pasta's
+		 * forwarder instead, named in a resolv.conf of its own; init
+		 * unlinks it once bound (a path: an fd would name a mount of
+		 * the host's namespace, which cannot be bound in init's) */
+		int fd = mkostemp(resolv_tmp, O_CLOEXEC);
+		resolv_made = fd >= 0;
+		if (fd < 0 || fchmod(fd, 0644) < 0 ||
+		    fs_write_all(fd, net.resolv_text, strlen(net.resolv_text)) < 0)
+			r = err_set_errno(e, -errno, "sandbox: cannot write a resolv.conf for the run");
+		else
+			snprintf(c.resolv_src, sizeof(c.resolv_src), "%s", resolv_tmp);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (r >= 0)
+		r = prepare_tree(sb, rootfd, &c, &made, e);
+	if (r >= 0)
+		r = sb_seccomp_get(sb->seccomp_deny, &c.filters, e);
 	if (r >= 0)
 		r = sb_cgroup_create(&cg, sb, e);
 	if (r >= 0) {
@@ -1316,6 +1356,8 @@ int sandbox_run(const struct sandbox *sb, struct err *e)
 		r = sb_spawn(sb, &c, e);
 	}
 	sb_cgroup_destroy(&cg);
+	if (resolv_made)
+		unlink(resolv_tmp);
 	sb_net_free(&net);
 	made_undo(rootfd, &made);
 	child_data_free(&c);
@@ -1331,8 +1373,9 @@ void sandbox_last_timing(struct sandbox_timing *t)
 #define US(a, b) (v[b] && v[a] && v[b] >= v[a] ? (v[b] - v[a]) / 1000 : 0)
 	t->total_us = US(SB_T_ENTRY, SB_T_EXEC);
 	t->prepare_us = US(SB_T_ENTRY, SB_T_FORK);
-	t->cgroup_us = US(SB_T_FORK, SB_T_CGROUP);
-	t->netns_us = US(SB_T_CGROUP, SB_T_NETNS);
+	t->netns_us = US(SB_T_FORK, SB_T_NETNS);
+	t->pasta_us = US(SB_T_NETNS, SB_T_PASTA);
+	t->cgroup_us = US(SB_T_PASTA, SB_T_CGROUP);
 	t->mounts_us = US(SB_T_INIT, SB_T_MOUNTS);
 	t->network_us = US(SB_T_MOUNTS, SB_T_NETWORK);
 	t->userns_us = US(SB_T_NETWORK, SB_T_USERNS);

@@ -143,15 +143,18 @@ void sandbox_free(struct sandbox *sb);    /* frees argv and env */
 /*
  * Where the last sandbox_run() of this process spent its setup, from the
  * call to the exec of the command (microseconds; 0 when it did not get
- * that far): upaas's preparation (tree, filter, cgroup), the cgroup join,
- * the network's namespaces, the mounts, waiting for pasta, the user
- * namespace and the drop, the filter. For measurements and debug logs.
+ * that far). In upaas: the preparation (tree, filter, cgroup dirs). In the
+ * intermediate: the fork and the network's namespaces, starting pasta,
+ * moving the run into its cgroup (v1). In init, meanwhile: the mounts,
+ * waiting for pasta's network, the user namespace and the drop, the
+ * filter. For measurements and debug logs.
  */
 struct sandbox_timing {
 	uint64_t total_us;
 	uint64_t prepare_us;
-	uint64_t cgroup_us;
 	uint64_t netns_us;
+	uint64_t pasta_us;
+	uint64_t cgroup_us;
 	uint64_t mounts_us;
 	uint64_t network_us;
 	uint64_t userns_us;

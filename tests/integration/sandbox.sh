@@ -81,6 +81,44 @@ t_is "... in a network namespace of its own" \
 	"$(sb --network -- readlink /proc/self/ns/net | grep -c "$(readlink /proc/self/ns/net)")" 0
 t_match "... with a default route through pasta" "$(sb --network -- cat /proc/net/route)" \
 	'^[a-z0-9]+	00000000	[0-9A-F]{8}	0003'
+# a host whose resolver is on its loopback (systemd-resolved, dnsmasq): a
+# relay on 127.0.0.2:53 stands for it, in a mount namespace where the
+# host's resolv.conf names it
+upstream=$(awk '$1 == "nameserver" {print $2; exit}' /etc/resolv.conf)
+python3 - "$upstream" "$T_ROOT/dns.log" <<'PY' &
+import select, socket, sys
+up, log = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.2", 53))
+u = socket.socket(socket.AF_INET6 if ":" in up else socket.AF_INET, socket.SOCK_DGRAM)
+peers = {}
+while True:
+    r, _, _ = select.select([s, u], [], [], 20)
+    if not r:
+        break
+    for x in r:
+        d, a = x.recvfrom(4096)
+        if x is s:
+            peers[d[:2]] = a
+            u.sendto(d, (up, 53))
+            open(log, "a").write("query\n")
+        elif d[:2] in peers:
+            s.sendto(d, peers.pop(d[:2]))
+PY
+relay=$!
+printf 'nameserver 127.0.0.2\nsearch upaas.test\n' >"$T_ROOT/resolv.loopback"
+sleep 0.3
+out=$(unshare -m --propagation private sh -c 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' - \
+	"$T_ROOT/resolv.loopback" "$SBH" --root "$R" --range "$BASE" --network --uid 1000 -- \
+	sh -c 'cat /etc/resolv.conf; getent hosts deb.debian.org' 2>/dev/null)
+t_match "a host resolver on loopback: the run asks pasta's forwarder at the gateway" \
+	"$(tr '\n' ' ' <<<"$out")" \
+	'^# written by upaas.*nameserver [0-9.]+.*search upaas.test'
+t_match "... and names resolve through it" "$out" '[0-9a-f.:]+ +deb\.debian\.org'
+t_match "... reaching the host's resolver" "$(cat "$T_ROOT/dns.log" 2>/dev/null)" query
+kill "$relay" 2>/dev/null
+wait "$relay" 2>/dev/null
+t_is "... and its resolv.conf is gone afterwards" "$(ls /tmp | grep -c '^upaas-resolv-')" 0
 t_fail "root inside cannot change the routes" sb --network -- ip route flush all
 t_fail "... nor bring an interface down" sb --network -- sh -c 'ip link set lo down'
 

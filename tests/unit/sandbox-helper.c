@@ -266,6 +266,7 @@ int main(int argc, char **argv)
 		sum.prepare_us += t.prepare_us;
 		sum.cgroup_us += t.cgroup_us;
 		sum.netns_us += t.netns_us;
+		sum.pasta_us += t.pasta_us;
 		sum.mounts_us += t.mounts_us;
 		sum.network_us += t.network_us;
 		sum.userns_us += t.userns_us;
@@ -274,11 +275,12 @@ int main(int argc, char **argv)
 			break;
 	}
 	if (timing && repeat > 0)
-		fprintf(stderr, "sandbox-helper: setup %.2f ms (prepare %.2f, cgroup %.2f, "
-			"netns %.2f, mounts %.2f, network %.2f, userns %.2f, seccomp %.2f) "
-			"mean of %" PRId64 "\n",
+		fprintf(stderr, "sandbox-helper: setup %.2f ms (prepare %.2f, fork+netns %.2f, "
+			"pasta %.2f, cgroup %.2f; init: mounts %.2f, network %.2f, userns %.2f, "
+			"seccomp %.2f) mean of %" PRId64 "\n",
 			sum.total_us / 1e3 / repeat, sum.prepare_us / 1e3 / repeat,
-			sum.cgroup_us / 1e3 / repeat, sum.netns_us / 1e3 / repeat,
+			sum.netns_us / 1e3 / repeat, sum.pasta_us / 1e3 / repeat,
+			sum.cgroup_us / 1e3 / repeat,
 			sum.mounts_us / 1e3 / repeat, sum.network_us / 1e3 / repeat,
 			sum.userns_us / 1e3 / repeat, sum.seccomp_us / 1e3 / repeat, repeat);
 	if (capture)

@@ -253,6 +253,41 @@ static void test_cgroup_v1_files(void **state)
 	rm_dir(empty);
 }
 
+/* clone3 with CLONE_INTO_CGROUP on whatever v2 hierarchy the host has
+ * (on a hybrid host, the empty one: the controllers do not matter); needs
+ * root, skipped without. */
+static void test_cgroup_fork_v2(void **state)
+{
+	_cleanup_buf_ struct buf mi = BUF_INIT;
+	assert_int_equal(buf_read_file(&mi, "/proc/self/mountinfo", 1 << 22), 0);
+	_cleanup_free_ char *v2 = sb_cgroup_v2_mount(mi.p);
+	_cleanup_free_ char *dir = v2 ? xasprintf("%s/upaas-unit-%ld", v2, (long)getpid()) : NULL;
+	if (!dir || geteuid() != 0 || mkdir(dir, 0755) < 0)
+		skip();
+	struct sb_cgroup cg = SB_CGROUP_INIT;
+	cg.version = 2;
+	cg.n = 1;
+	cg.dir[0] = dir;
+	cg.dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(cg.dir_fd >= 0);
+	bool placed;
+	pid_t pid = sb_cgroup_fork(&cg, &placed);
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* born there: "0::/upaas-unit-PID" */
+		struct buf b = BUF_INIT;
+		char want[64];
+		snprintf(want, sizeof(want), "0::/upaas-unit-%ld\n", (long)getppid());
+		_exit(buf_read_file(&b, "/proc/self/cgroup", 4096) == 0 && strstr(b.p, want) ? 0 : 1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(placed);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(cg.dir_fd);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 /* In a child: loads the filters, then reports what each probe got. */
 static int probe_filters(const struct sb_filters *f)
 {
@@ -333,6 +368,7 @@ int main(void)
 		cmocka_unit_test(test_cgroup_layout),
 		cmocka_unit_test(test_cgroup_v2_files),
 		cmocka_unit_test(test_cgroup_v1_files),
+		cmocka_unit_test(test_cgroup_fork_v2),
 		cmocka_unit_test(test_seccomp),
 	};
 	return cmocka_run_group_tests_name("sandbox", tests, NULL, NULL);
