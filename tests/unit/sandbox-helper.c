@@ -200,23 +200,25 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (print_range) {
-		struct sandbox_range r;
-		sandbox_range_get(NULL, &r);
-		printf("%u %u\n", (unsigned)r.uid_base, (unsigned)r.gid_base);
-		return 0;
-	}
-	if (shift) {
-		if (range < SANDBOX_RANGE_SIZE || range > UINT32_MAX - SANDBOX_RANGE_SIZE) {
+	if (print_range || shift) {
+		int rc = 0;
+		sandbox_free(&sb);
+		if (print_range) {
+			struct sandbox_range r;
+			sandbox_range_get(NULL, &r);
+			printf("%u %u\n", (unsigned)r.uid_base, (unsigned)r.gid_base);
+		} else if (range < SANDBOX_RANGE_SIZE || range > UINT32_MAX - SANDBOX_RANGE_SIZE) {
 			fprintf(stderr, "sandbox-helper: --shift-tree needs --range BASE\n");
-			return 2;
+			rc = 2;
+		} else {
+			shift_base = (uint32_t)range;
+			if (nftw(shift, shift_one, 64, FTW_PHYS | FTW_MOUNT) < 0) {
+				perror(shift);
+				rc = 1;
+			}
+			rc = rc ? rc : shift_err;
 		}
-		shift_base = (uint32_t)range;
-		if (nftw(shift, shift_one, 64, FTW_PHYS | FTW_MOUNT) < 0) {
-			perror(shift);
-			return 1;
-		}
-		return shift_err;
+		return rc;
 	}
 	if (range >= 0) {
 		/* pasta's user: the sandbox's default */
