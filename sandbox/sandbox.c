@@ -281,9 +281,10 @@ static void made_undo(int rootfd, struct sb_made_list *made)
 
 /* What init (or the intermediate) reports when it fails before exec. */
 struct sb_report {
-	int err;                /* errno */
+	int err;                /* errno; SB_NO_ERRNO: what says it all (EIO) */
 	char what[248];         /* "mount '/proc'" */
 };
+#define SB_NO_ERRNO (-1)
 
 struct sb_bind_prep {
 	const char *host;
@@ -948,6 +949,41 @@ static int write_map(pid_t pid, const char *file, const char *s)
 }
 
 /*
+ * Waits until init has something to say on up (its user namespace exists,
+ * or it died), watching pasta meanwhile: pasta failing before init is
+ * ready is reported as such (its own message is in the log), instead of
+ * init timing out on a network that never comes. -EIO when pasta died.
+ */
+static int wait_up_or_pasta(const struct sb_child *c, int up, pid_t pasta)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, pasta, 0);
+	if (pfd < 0)
+		return 0;         /* before 5.3: init's timeout will do */
+	for (;;) {
+		struct pollfd p[2] = { { .fd = up, .events = POLLIN }, { .fd = pfd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[0].revents)
+			break;
+		if (p[1].revents) {
+			int st = 0;
+			waitpid(pasta, &st, 0);
+			char what[64] = "start the network: pasta exited with status ";
+			sb_str_addu(what, sizeof(what), WIFEXITED(st) ? (unsigned long)WEXITSTATUS(st)
+								  : 128ul + (unsigned long)WTERMSIG(st));
+			child_report(c, SB_NO_ERRNO, what, NULL);
+			close(pfd);
+			return -EIO;
+		}
+	}
+	close(pfd);
+	return 0;
+}
+
+/*
  * proc's child_setup: runs in the child of proc_start(), which is already
  * in a session and keyring of its own. Never returns on success: it becomes
  * the intermediate and _exit()s with init's status.
@@ -1034,6 +1070,10 @@ static int sb_child_setup(void *data)
 	 * (the map lets setgroups be: apt and dpkg drop to their users) */
 	char byte;
 	ssize_t k = 0;
+	if (ok && pasta > 0 && (r = wait_up_or_pasta(c, up[0], pasta)) < 0) {
+		kill(pid, SIGKILL);
+		ok = false;
+	}
 	while (ok && (k = read(up[0], &byte, 1)) < 0 && errno == EINTR)
 		;
 	if (ok && k == 1) {
@@ -1186,10 +1226,16 @@ static int prepare_ids(const struct sandbox *sb, struct sb_child *c, uid_t *ret_
 	    sb_map_text(m.uid_map, m.n_uid_map, c->uid_map, sizeof(c->uid_map)) < 0 ||
 	    sb_map_text(m.gid_map, m.n_gid_map, c->gid_map, sizeof(c->gid_map)) < 0)
 		return err_set(e, -EINVAL, "sandbox: invalid uid or gid map");
-	for (size_t i = 0; i < m.n_uid_map; i++)
-		if (m.uid_map[i].outside == 0 || m.uid_map[i].outside == m.helper_uid)
-			return err_set(e, -EPERM, "sandbox: refusing to map host uid %u into a sandbox",
-				       m.uid_map[i].outside);
+	/* root, and pasta's user (it owns the network's namespace), are never
+	 * anyone's inside */
+	for (size_t i = 0; i < m.n_uid_map; i++) {
+		const struct sandbox_idmap *x = &m.uid_map[i];
+		if (x->outside == 0)
+			return err_set(e, -EPERM, "sandbox: refusing to map host uid 0 into a sandbox");
+		if (m.helper_uid >= x->outside && m.helper_uid - x->outside < x->count)
+			return err_set(e, -EPERM, "sandbox: refusing to map host uid %u (pasta's) "
+				       "into a sandbox", (unsigned)m.helper_uid);
+	}
 	for (size_t i = 0; i < m.n_gid_map; i++)
 		if (m.gid_map[i].outside == 0)
 			return err_set(e, -EPERM, "sandbox: refusing to map host gid 0 into a sandbox");
@@ -1267,7 +1313,10 @@ static int sb_spawn(const struct sandbox *sb, struct sb_child *c, struct err *e)
 	close(rep[0]);
 	if (n == (ssize_t)sizeof(report)) {
 		report.what[sizeof(report.what) - 1] = '\0';
-		r = err_set_errno(e, -report.err, "sandbox: cannot %s", report.what);
+		if (report.err == SB_NO_ERRNO)
+			r = err_set(e, -EIO, "sandbox: cannot %s", report.what);
+		else
+			r = err_set_errno(e, -report.err, "sandbox: cannot %s", report.what);
 	} else if (r > 0 && c->cg->version) {
 		/* a command that failed while its cgroup hit a limit */
 		_cleanup_buf_ struct buf d = BUF_INIT;

@@ -7,7 +7,7 @@
  *       [--pids N] [--memory BYTES] [--cpu-weight N] [--deny SYSCALL]...
  *       [--range BASE] [--map IN:OUT]... [--bind HOST:TARGET[:rw]]... [--cwd DIR]
  *       [--env K=V]... [--log FILE] [--capture] [--private-mount DIR]
- *       [--timing] [--repeat N] -- CMD [ARG...]
+ *       [--pasta PATH] [--timing] [--repeat N] -- CMD [ARG...]
  *   sandbox-helper --shift-tree DIR --range BASE
  *   sandbox-helper --print-range
  *
@@ -108,6 +108,7 @@ int main(int argc, char **argv)
 		{ "repeat", required_argument, NULL, 'N' },
 		{ "shift-tree", required_argument, NULL, 's' },
 		{ "print-range", no_argument, NULL, 'Q' },
+		{ "pasta", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct strv deny = STRV_INIT;
@@ -157,6 +158,7 @@ int main(int argc, char **argv)
 		case 'N': repeat = num(optarg); break;
 		case 's': shift = optarg; break;
 		case 'Q': print_range = true; break;
+		case 'W': sb.pasta = optarg; break;
 		case 'x': {
 			char *colon = strchr(optarg, ':');
 			if (!colon || n_extra + 1 >= SANDBOX_IDMAP_MAX)
