@@ -542,9 +542,15 @@ static void child_dev(const struct sb_child *c, int rootfd)
 			    c->pts_opts) < 0)
 		child_fail(c, errno, "mount", "/dev/pts");
 	close(fd);
-	for (size_t i = 0; i < ARRAY_SIZE(sb_dev_links); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(sb_dev_links); i++) {
 		if (symlinkat(sb_dev_links[i].target, devfd, sb_dev_links[i].name) < 0)
 			child_fail(c, errno, "symlink in", "/dev");
+		/* root's inside, as the tmpfs is */
+		if (c->own.uid != (uid_t)-1 &&
+		    fchownat(devfd, sb_dev_links[i].name, c->own.uid, c->own.gid,
+			     AT_SYMLINK_NOFOLLOW) < 0)
+			child_fail(c, errno, "chown in", "/dev");
+	}
 	if (mkdirat(devfd, "shm", 01777) < 0)
 		child_fail(c, errno, "mkdir", "/dev/shm");
 	fd = openat(devfd, "shm", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
