@@ -186,12 +186,13 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	}
 	sb.binds = binds;
 	sb.n_binds = n_binds;
-	sb.rlimit_nofile = c->limits.nofile;
-	sb.rlimit_nproc = c->limits.nproc;
-	sb.rlimit_as = c->limits.memory;
-	sb.rlimit_fsize = c->limits.fsize;
-	/* the process limit is for what the app runs (a fork bomb); apt and
-	 * the admin's commands run as root, which RLIMIT_NPROC does not bind */
+	/* the build's user namespace (root inside is the range's first id),
+	 * the limits, the filter */
+	struct sandbox_policy pol;
+	actions_sandbox_policy(c, &pol);
+	sandbox_apply_policy(&sb, &pol);
+	/* RLIMIT_NPROC is for what the app runs; the cgroup's pids limit
+	 * binds every step */
 	if (!rn->as_app)
 		sb.rlimit_nproc = 0;
 
@@ -508,6 +509,24 @@ static const struct step_def step_defs[STEP__COUNT] = {
 	{ .step = STEP_AFTER,       .network = true,  .as_app = true,  .run = step_action },
 	{ .step = STEP_FINALIZE,    .network = false, .as_app = false, .run = step_action },
 };
+
+void actions_sandbox_policy(const struct config *c, struct sandbox_policy *ret)
+{
+	*ret = (struct sandbox_policy){
+		.user = c->sandbox.user,
+		.uid_base = c->sandbox.uid_base,
+		.gid_base = c->sandbox.gid_base,
+		.seccomp_deny = &c->sandbox.seccomp_deny,
+		.pasta = c->sandbox.pasta,
+		.pids = c->limits.pids,
+		.memory = c->limits.memory,
+		.cpu_weight = c->limits.cpu_weight,
+		.nofile = c->limits.nofile,
+		.nproc = c->limits.nproc,
+		.address_space = c->limits.address_space,
+		.fsize = c->limits.fsize,
+	};
+}
 
 const struct step_def *actions_step_def(enum step s)
 {

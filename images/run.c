@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "actions/actions.h"
 #include "images/images.h"
 #include "rootfs/rootfs.h"
 #include "sandbox/sandbox.h"
@@ -98,10 +99,9 @@ int image_run(const struct config *c, struct storage *s, const struct image_run_
 	sb.gid = (gid_t)c->apps.gid;
 	sb.timeout_ms = o->timeout_s * 1000u;
 	sb.stdin_fd = o->stdin_fd;
-	sb.rlimit_nofile = c->limits.nofile;
-	sb.rlimit_nproc = c->limits.nproc;
-	sb.rlimit_as = c->limits.memory;
-	sb.rlimit_fsize = c->limits.fsize;
+	struct sandbox_policy pol;
+	actions_sandbox_policy(c, &pol);
+	sandbox_apply_policy(&sb, &pol);
 	r = sandbox_run(&sb, e);
 	sandbox_free(&sb);
 

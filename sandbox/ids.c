@@ -95,13 +95,13 @@ void sb_helper_ids(const char *user, uid_t *ret_uid, gid_t *ret_gid)
 	*ret_gid = pw ? pw->pw_gid : 65534;
 }
 
-void sandbox_range_get(const struct config *c, struct sandbox_range *ret)
+void sandbox_range_get(const struct sandbox_policy *p, struct sandbox_range *ret)
 {
 	static struct sandbox_range cached;
 	static char *cached_key;
-	const char *user = c && c->sandbox.user ? c->sandbox.user : "upaas";
-	int64_t uid_base = c ? c->sandbox.uid_base : 0;
-	int64_t gid_base = c ? c->sandbox.gid_base : 0;
+	const char *user = p && p->user ? p->user : "upaas";
+	int64_t uid_base = p ? p->uid_base : 0;
+	int64_t gid_base = p ? p->gid_base : 0;
 	_cleanup_free_ char *key = xasprintf("%s:%lld:%lld", user, (long long)uid_base,
 					     (long long)gid_base);
 

@@ -1446,25 +1446,20 @@ void sandbox_free(struct sandbox *sb)
 	strv_free(&sb->env);
 }
 
-void sandbox_config(struct sandbox *sb, const struct config *c)
+void sandbox_apply_policy(struct sandbox *sb, const struct sandbox_policy *p)
 {
-	sb->rlimit_nofile = c->limits.nofile;
-	sb->rlimit_nproc = c->limits.nproc;
-	sb->rlimit_as = c->limits.address_space;
-	sb->rlimit_fsize = c->limits.fsize;
-	sb->pids_max = c->limits.pids;
-	sb->memory_max = c->limits.memory;
-	sb->cpu_weight = c->limits.cpu_weight;
+	sb->rlimit_nofile = p->nofile;
+	sb->rlimit_nproc = p->nproc;
+	sb->rlimit_as = p->address_space;
+	sb->rlimit_fsize = p->fsize;
+	sb->pids_max = p->pids;
+	sb->memory_max = p->memory;
+	sb->cpu_weight = p->cpu_weight;
 	struct sandbox_range r;
-	sandbox_range_get(c, &r);
+	sandbox_range_get(p, &r);
 	sandbox_map_range(sb, &r);
-	sb->seccomp_deny = &c->sandbox.seccomp_deny;
-	sb->pasta = c->sandbox.pasta;
-}
-
-void sandbox_limits_from_config(struct sandbox *sb, const struct config *c)
-{
-	sandbox_config(sb, c);
+	sb->seccomp_deny = p->seccomp_deny;
+	sb->pasta = p->pasta;
 }
 
 int sandbox_private_mounts(struct err *e)

@@ -34,7 +34,6 @@
 #define UPAAS_SANDBOX_H
 
 #include "common/common.h"
-#include "config/config.h"
 
 /* The PATH of every command upaas starts in a root or as a hook. */
 #define SANDBOX_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -119,8 +118,8 @@ struct sandbox {
 	int cpu_weight;          /* 1..10000 (100: as everything else) */
 	/*
 	 * The user namespace: uid_map/gid_map, at most SANDBOX_IDMAP_MAX
-	 * extents each. When both are empty: 0..65535 to the range of
-	 * sandbox_config(), or, without it, of sandbox_range_get(NULL).
+	 * extents each. When both are empty: 0..65535 to the default range
+	 * (sandbox_range_get(NULL)); sandbox_apply_policy() sets the policy's.
 	 * uid/gid (and root) must be mapped.
 	 */
 	struct sandbox_idmap uid_map[SANDBOX_IDMAP_MAX];
@@ -163,21 +162,40 @@ struct sandbox_timing {
 void sandbox_last_timing(struct sandbox_timing *t);
 
 /*
- * Fills sb from the admin config: rlimits and cgroup limits (limits.*), the
- * user namespace of a build (0..65535 to the sandbox range), the extra
- * seccomp denials and pasta's path (sandbox.*). c must outlive sb.
+ * What the admin config says about every sandbox (sandbox.* and limits.* of
+ * upaas.cfg(5)), as plain values: the callers fill it from the config
+ * (actions_sandbox_policy()); sandbox/ never reads the config.
  */
-void sandbox_config(struct sandbox *sb, const struct config *c);
-/* The older name of sandbox_config(). */
-void sandbox_limits_from_config(struct sandbox *sb, const struct config *c);
+struct sandbox_policy {
+	const char *user;                /* sandbox.user; NULL: "upaas" */
+	int64_t uid_base;                /* 0: user's subordinate ids */
+	int64_t gid_base;                /* 0: uid_base, or user's subordinate ids */
+	const struct strv *seccomp_deny; /* may be NULL */
+	const char *pasta;               /* NULL: SANDBOX_PASTA */
+	int64_t pids;                    /* cgroup limits, 0: none */
+	int64_t memory;
+	int cpu_weight;
+	int64_t nofile;                  /* rlimits, 0: leave as is */
+	int64_t nproc;
+	int64_t address_space;
+	int64_t fsize;
+};
 
 /*
- * The host ids of the sandbox: sandbox.uid_base/gid_base when set, else the
- * first range of at least 65536 ids of sandbox.user in /etc/subuid and
- * /etc/subgid, else SANDBOX_FALLBACK_BASE (with a warning, once per
- * process). c may be NULL: the defaults. Resolved once per process.
+ * Fills sb from the policy: rlimits and cgroup limits, the user namespace
+ * of a build (0..65535 to the sandbox range), the extra seccomp denials and
+ * pasta. p's strings and list must outlive sb.
  */
-void sandbox_range_get(const struct config *c, struct sandbox_range *ret);
+void sandbox_apply_policy(struct sandbox *sb, const struct sandbox_policy *p);
+
+/*
+ * The host ids of the sandbox: the policy's uid_base/gid_base when set,
+ * else the first range of at least 65536 ids of its user in /etc/subuid and
+ * /etc/subgid, else SANDBOX_FALLBACK_BASE (with a warning, once per
+ * process). p may be NULL: the defaults. Resolved once per process (per
+ * distinct setting).
+ */
+void sandbox_range_get(const struct sandbox_policy *p, struct sandbox_range *ret);
 /* Maps inside 0..65535 to the range (a build's map). */
 void sandbox_map_range(struct sandbox *sb, const struct sandbox_range *r);
 /* Adds one id to the maps: inside uid/gid -> host uid/gid. -E2BIG when
