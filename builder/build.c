@@ -327,7 +327,7 @@ static int stage_base(struct build *b, struct err *e)
 static int stage_workspace(struct build *b, struct err *e)
 {
 	_cleanup_free_ char *wsdir = path_join(b->dir, "ws");
-	int r = workspace_create(&b->ws, wsdir, &b->lowers, e);
+	int r = workspace_create(&b->ws, b->c, wsdir, &b->lowers, e);
 
 	/* layers that cannot be stacked (after a config change, say) must not
 	 * break every later build: fall back to a full copy of the parent */
@@ -337,7 +337,7 @@ static int stage_workspace(struct build *b, struct err *e)
 		r = rootcache_get_full(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
 				       b->parent.blob.size, &b->lowers, e);
 		if (r >= 0)
-			r = workspace_create(&b->ws, wsdir, &b->lowers, e);
+			r = workspace_create(&b->ws, b->c, wsdir, &b->lowers, e);
 	}
 	return r;
 }
@@ -530,11 +530,17 @@ static int stage_pack(struct build *b, struct err *e)
 	exclude_list(b, exclude, &git_dir);
 	tidy_for_layer(b, exclude);
 
+	/* the root belongs to the sandbox's range: the package holds the ids
+	 * inside (root's files root's, the app's the app's) */
+	struct sandbox_range ids;
+	rootfs_range(b->c, &ids);
 	struct pack_opts po = {
 		.level = b->c->pack.level,
 		.threads = b->c->pack.threads,
 		.mtime_clamp = b->commit_time,
 		.exclude = exclude,
+		.uid_offset = ids.uid_base,
+		.gid_offset = ids.gid_base,
 	};
 	r = storage_upload_sink(b->s, key, 0, &out, e);
 	if (r < 0)
@@ -713,9 +719,7 @@ static void build_free(struct build *b)
 		if (workspace_destroy(&b->ws, &e) < 0)
 			log_warn("%s", err_msg(&e));
 	}
-	free(b->ws.dir);
-	free(b->ws.root);
-	free(b->ws.upper);
+	workspace_free(&b->ws);
 	if (b->log_fd >= 0)
 		close(b->log_fd);
 	if (b->checkout_fd >= 0)

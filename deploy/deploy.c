@@ -255,7 +255,8 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 	}
 	t0 = now_ms();
 	struct progress pr = { 0 };
-	r = unpack_file(dl, tmp, true, progress_enabled ? &pr : NULL, e);
+	struct unpack_opts uo = { .secure = true, .progress = progress_enabled ? &pr : NULL };
+	r = unpack_file(dl, tmp, &uo, e);
 	if (r >= 0) {
 		/* the files must be on disk before the name says "complete" */
 		_cleanup_close_ int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);

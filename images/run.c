@@ -15,15 +15,6 @@
 #include "rootfs/rootfs.h"
 #include "sandbox/sandbox.h"
 
-/* What a workspace_destroy() that failed leaves allocated. */
-static void workspace_free(struct workspace *w)
-{
-	free(w->dir);
-	free(w->root);
-	free(w->upper);
-	*w = (struct workspace)WORKSPACE_INIT;
-}
-
 /* The default image is made on first use; another name must exist, so that
  * a typo does not bootstrap a new image. */
 static int image_for_run(const struct config *c, struct storage *s, const char *name,
@@ -78,7 +69,7 @@ int image_run(const struct config *c, struct storage *s, const struct image_run_
 	lock = workdir_lock_run(c, id, e);
 	if (lock < 0)
 		return lock;
-	r = workspace_create(&w, dir, &lowers, e);
+	r = workspace_create(&w, c, dir, &lowers, e);
 	if (r < 0) {
 		workdir_unlock_run(c, id, lock);
 		workspace_free(&w);

@@ -68,6 +68,9 @@ t_cleanup() {
 }
 trap t_cleanup EXIT
 
+# The first host id of the sandbox's range in the tests (the built-in one).
+T_SANDBOX_BASE=268435456
+
 # Writes the test's admin config; extra libconfig text may be passed as $1.
 t_write_config() {
 	cat >"$T_CFG" <<CFG
@@ -86,6 +89,10 @@ deploy = {
 };
 ${1:-}
 CFG
+	# the sandbox's range: the built-in one, named (no warning in every
+	# test's output); a test that sets its own sandbox group keeps it
+	grep -q '^sandbox' "$T_CFG" ||
+		printf 'sandbox = {\n  uid_base = %s;\n};\n' "$T_SANDBOX_BASE" >>"$T_CFG"
 }
 t_write_config
 
