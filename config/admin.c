@@ -135,6 +135,13 @@ static bool ok_user(const char *s)
 	return true;
 }
 
+/* A TCP port, 1..65535, in decimal. */
+static bool ok_port(const char *s)
+{
+	int64_t v;
+	return parse_int64(s, 1, 65535, &v) == 0;
+}
+
 /* Five cron fields of [0-9*,/-] and names (mon, tue, jan). */
 static bool ok_schedule(const char *s)
 {
@@ -544,6 +551,8 @@ static const struct field deploy_fields[] = {
 	{ FIELD("keep", F_INT, OFF(deploy.keep)), RANGE(1, 100000) },
 	{ FIELD("schedule", F_STR, OFF(deploy.schedule)), .ok = ok_schedule,
 	  .what = "a cron schedule of five fields (\"*/5 * * * *\")" },
+	{ FIELD("loopback_ports", F_STRV, OFF(deploy.loopback_ports)), .ok = ok_port,
+	  .what = "a TCP port (1..65535)" },
 	FIELD_END,
 };
 
@@ -808,6 +817,7 @@ void config_free(struct config *c)
 	free(c->deploy.root);
 	free(c->deploy.hooks_dir);
 	free(c->deploy.schedule);
+	strv_free(&c->deploy.loopback_ports);
 	free(c->serve.listen);
 	free(c->serve.tls_cert);
 	free(c->serve.tls_key);

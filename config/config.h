@@ -149,6 +149,7 @@ struct config {
 		bool hooks_as_root;     /* app hooks run as root (default false) */
 		int keep;               /* revisions kept, 5 */
 		char *schedule;         /* watch schedule, "* * * * *" */
+		struct strv loopback_ports; /* host loopback ports deployed apps may reach */
 	} deploy;
 	struct {
 		char *listen;           /* "127.0.0.1:7373", "[::1]:7373" */
@@ -244,7 +245,7 @@ void metadata_free(struct metadata *m);
 /* The range of apps.uid and apps.gid (admin config), and the largest
  * deploy.keep of the app metadata; package manifests are held to them too. */
 #define APPS_ID_MIN 1
-#define APPS_ID_MAX (INT32_MAX - 1)
+#define APPS_ID_MAX 65535      /* an id of the sandbox's range (0..65535) */
 #define METADATA_KEEP_MAX 100000
 
 /* true when name is a valid Debian package name (no shell metacharacters). */

@@ -1,7 +1,8 @@
 /*
  * deploy/manifest.c - the package manifest as deploy sees it: read with the
  * one reader (package/manifest.c), plus what this host decides when the
- * manifest is silent.
+ * manifest is silent, and what this host decides whatever it says (the
+ * app's uid and gid).
  */
 #include <errno.h>
 #include <string.h>
@@ -17,10 +18,10 @@ int deploy_manifest_read(struct package_info *ret, const char *text, const char 
 		return r;
 	if (!p.app_home)
 		p.app_home = xstrdup(c && c->apps.home ? c->apps.home : "/home/app");
-	if (p.uid < 0)
-		p.uid = c ? c->apps.uid : 1000;
-	if (p.gid < 0)
-		p.gid = c ? c->apps.gid : 1000;
+	/* who the app is on this host is this host's business: a stored
+	 * manifest is data, and never decides ids here (DESIGN.md) */
+	p.uid = c ? c->apps.uid : 1000;
+	p.gid = c ? c->apps.gid : 1000;
 	*ret = p;
 	return 0;
 }

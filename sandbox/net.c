@@ -22,12 +22,14 @@
  *  - the host's loopback: pasta runs with --no-map-gw (by default it maps
  *    the gateway address to the host's 127.0.0.1) and -T none -U none (by
  *    default it forwards every port bound on the host's loopback into the
- *    namespace); the namespace's own 127.0.0.1 is its own lo;
+ *    namespace), or -T with the ports an admin named for deployed apps
+ *    (their database); the namespace's own 127.0.0.1 is its own lo;
  *  - the host's own addresses: upaas adds an unreachable route for each, in
  *    the namespace, as host root, before the command runs (pasta would
  *    otherwise connect to them from the host side);
  *  - link-local 169.254.0.0/16 (cloud metadata): an unreachable route.
- * No port of the namespace is published on the host (-t none -u none).
+ * No port of the namespace is published on the host (-t none -u none),
+ * but for a service (upaas exec: -t auto -u auto, the ports it listens on).
  *
  * Readiness: pasta stays in the foreground (a daemon would be reparented to
  * the command), so init waits for the default routes pasta adds, on an
@@ -226,8 +228,8 @@ int sb_net_prepare(struct sb_net *n, const struct sandbox *sb, struct err *e)
 
 	const char *const args[] = {
 		"--quiet", "--foreground", "--config-net",
-		/* never the host's loopback, in neither direction */
-		"--no-map-gw", "-T", "none", "-U", "none", "-t", "none", "-u", "none",
+		/* the gateway is the gateway, not the host's loopback */
+		"--no-map-gw",
 		/* configured through netlink: no DHCP, no router advertisements */
 		"--no-dhcp", "--no-dhcpv6", "--no-ra",
 		/* its life is the PID namespace's */
@@ -238,6 +240,26 @@ int sb_net_prepare(struct sb_net *n, const struct sandbox *sb, struct err *e)
 	strv_push(&n->argv, pasta);
 	for (size_t i = 0; i < ARRAY_SIZE(args); i++)
 		strv_push(&n->argv, args[i]);
+	/* no way to the host's loopback but the ports named (by default pasta
+	 * forwards every port bound there), nothing published but what a
+	 * service asks for */
+	if (sb->loopback_ports && *sb->loopback_ports) {
+		if (strspn(sb->loopback_ports, "0123456789,") != strlen(sb->loopback_ports))
+			return err_set(e, -EINVAL, "sandbox: bad loopback ports '%s'",
+				       sb->loopback_ports);
+		strv_push(&n->argv, "-T");
+		strv_push(&n->argv, sb->loopback_ports);
+	} else {
+		strv_push(&n->argv, "-T");
+		strv_push(&n->argv, "none");
+	}
+	const char *publish = sb->publish_ports ? "auto" : "none";
+	strv_push(&n->argv, "-U");
+	strv_push(&n->argv, "none");
+	strv_push(&n->argv, "-t");
+	strv_push(&n->argv, publish);
+	strv_push(&n->argv, "-u");
+	strv_push(&n->argv, publish);
 
 	struct in_addr gw4 = { 0 };
 	default_routes(&n->want4, &n->want6, &gw4);

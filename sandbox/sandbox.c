@@ -1404,7 +1404,7 @@ int sandbox_run(const struct sandbox *sb, struct err *e)
 		r = prepare_tree(sb, rootfd, &c, &made, e);
 	if (r >= 0)
 		r = sb_seccomp_get(sb->seccomp_deny, &c.filters, e);
-	if (r >= 0)
+	if (r >= 0 && !sb->no_cgroup)
 		r = sb_cgroup_create(&cg, sb, e);
 	if (r >= 0) {
 		exec_candidates(sb, &c.exec_paths);
@@ -1460,6 +1460,56 @@ void sandbox_apply_policy(struct sandbox *sb, const struct sandbox_policy *p)
 	sandbox_map_range(sb, &r);
 	sb->seccomp_deny = p->seccomp_deny;
 	sb->pasta = p->pasta;
+}
+
+int sandbox_write_file(const char *root, const char *path, const void *data, size_t len,
+		       mode_t mode, uid_t uid, gid_t gid, struct err *e)
+{
+	_cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return err_set_errno(e, -errno, "cannot open '%s'", root);
+	const char *rel = path;
+	while (*rel == '/')
+		rel++;
+	if (!*rel)
+		return err_set(e, -EISDIR, "cannot write '%s': it is the root", path);
+	const struct sb_owner own = { uid, gid };
+	const char *base;
+	_cleanup_close_ int pfd = root_open_parent(rootfd, rel, &own, &base);
+	if (pfd < 0)
+		return err_set_errno(e, pfd, "cannot make the directory of '%s'", path);
+	_cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return err_set_errno(e, -errno, "cannot open the directory of '%s'", path);
+	struct stat st;
+	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+		return err_set(e, -EISDIR, "cannot write '%s': it is a directory", path);
+
+	/* a new file beside it, complete before it takes the name */
+	char tmp[64];
+	int fd = -1;
+	for (int i = 0; i < 16 && fd < 0; i++) {
+		snprintf(tmp, sizeof(tmp), ".upaas-new-%ld-%d-%d", (long)getpid(), i, rand());
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			return err_set_errno(e, -errno, "cannot write '%s'", path);
+	}
+	if (fd < 0)
+		return err_set(e, -EEXIST, "cannot write '%s': no temporary name free", path);
+	int r = fs_write_all(fd, data, len);
+	if (r == 0 && fchown(fd, uid, gid) < 0)
+		r = -errno;
+	if (r == 0 && fchmod(fd, mode) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && renameat(dfd, tmp, dfd, base) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlinkat(dfd, tmp, 0);
+		return err_set_errno(e, r, "cannot write '%s'", path);
+	}
+	return 0;
 }
 
 int sandbox_private_mounts(struct err *e)

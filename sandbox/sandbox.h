@@ -131,6 +131,16 @@ struct sandbox {
 	/* system calls refused on top of the built-in list (names) */
 	const struct strv *seccomp_deny;
 	const char *pasta;       /* NULL: SANDBOX_PASTA */
+	/* with network: the TCP and UDP ports the command listens on are
+	 * published on the host's addresses (a service: upaas exec) */
+	bool publish_ports;
+	/* with network: ports of the host's loopback the command may reach
+	 * ("5432,6379", pasta's -T; a database of the app), NULL: none */
+	const char *loopback_ports;
+	/* no cgroup of its own: stays in upaas's (a service's, whose unit
+	 * limits and stops it); the PID namespace still takes everything the
+	 * command started down with it */
+	bool no_cgroup;
 };
 #define SANDBOX_INIT { .argv = STRV_INIT, .env = STRV_INIT, .log_fd = -1, .log_fd2 = -1, \
 	.stdin_fd = -1 }
@@ -205,6 +215,19 @@ int sandbox_map_id(struct sandbox *sb, uid_t inside_uid, uid_t host_uid, gid_t i
 /* The host id of an inside id under the maps; -1 when unmapped. */
 int64_t sandbox_host_uid(const struct sandbox *sb, uid_t inside);
 int64_t sandbox_host_gid(const struct sandbox *sb, gid_t inside);
+
+/*
+ * Writes a file into root from the host side (the files of the app
+ * metadata): path is absolute inside root and resolved with root as "/"
+ * (openat2 with RESOLVE_IN_ROOT: a symlink on the way resolves inside the
+ * tree, ".." stops at its top, so nothing outside root is ever reached);
+ * missing directories are made (0755); the file is a new one (mode)
+ * renamed over path, so a symlink or hard link there is replaced, never
+ * written through; a directory there is an error. What it makes belongs to
+ * uid/gid (host ids). No program of the tree runs.
+ */
+int sandbox_write_file(const char *root, const char *path, const void *data, size_t len,
+		       mode_t mode, uid_t uid, gid_t gid, struct err *e);
 
 /*
  * Moves the calling process into a private mount namespace (unshare +
