@@ -78,8 +78,8 @@ static int git_argv(const char *git_dir, int log_fd, int out_fd, struct buf *cap
 	for (char **v = environ; *v; v++)
 		strv_push(&p.env, *v);
 	/* never ask for credentials on a terminal in the middle of a build;
-	 * no way to the terminal or the keyring upaas runs with either (git
-	 * runs a remote's helpers, hooks of the mirror are off) */
+	 * and no way to the terminal or the keyring upaas runs with, for git
+	 * or the helpers it runs (ssh, credential helpers) */
 	strv_setenv(&p.env, "GIT_TERMINAL_PROMPT", "0");
 	p.new_session = true;
 	strv_setenv(&p.env, "LC_ALL", "C");
