@@ -187,4 +187,225 @@ for d in /sys/fs/cgroup/upaas /sys/fs/cgroup/*/upaas /sys/fs/cgroup/*/*/*/upaas;
 	done
 done
 t_is "no cgroup of a finished run is left" "$left" ""
+
+# ======================================================================
+# The same attacks as app repositories, built with `upaas build` against
+# the shared base image, then deployed: through an app step, a root step
+# (the admin's finalize runs a script the app's files wrote), a deploy
+# hook and `upaas exec`.
+# ======================================================================
+. "$UPAAS_SRCDIR/tests/integration/deploy-lib.sh" || exit 99
+trap 'd_cleanup_storage; t_cleanup' EXIT
+t_write_config '
+interpreters = {
+  actions = { finalize = [ "sh /usr/local/lib/probe.sh root" ]; };
+  python = { any = { packages = []; }; versions = ( { version = "3"; } ); };
+};
+limits = { pids = 300; memory = "256M"; };'
+chmod 755 "$T_ROOT"      # the app user of deploy hooks reaches the revisions
+t_image || t_bail "cannot create the base image"
+
+# the key in the session keyring upaas runs with (a named keyring kept by
+# the user keyring, so that the build below can join it)
+keyid=$(perl -e 'my ($r, $t, $d, $x) = ("upaas-hostile-ring", "user", "upaas-hostile-b", "hostile-secret");
+	my $ring = syscall(250, 1, $r); $ring > 0 or die "join: $!\n";
+	my $id = syscall(248, $t, $d, $x, 14, $ring); $id > 0 or die "add_key: $!\n";
+	syscall(250, 8, $ring, -4) >= 0 or die "link: $!\n"; print "$id\n"')
+[ -n "$keyid" ] || t_bail "cannot make the test's key"
+python3 - "$host_ip" "$port" "$T_ROOT/conns" <<'PY' &
+import socket, sys, threading, time
+ip, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def serve(addr):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(16)
+    while True:
+        c, peer = s.accept()
+        with open(log, "a") as f:
+            f.write("%s from %s\n" % (addr, peer[0]))
+        c.close()
+for a in ("127.0.0.1", ip):
+    threading.Thread(target=serve, args=(a,), daemon=True).start()
+time.sleep(900)
+PY
+listener=$!
+: >"$T_ROOT/conns"
+echo intact >"$T_ROOT/victim"
+
+# The probe: every attack, "NAME: blocked" or "NAME: ESCAPED"; always exit 0
+probe() {
+	cat <<PROBE
+#!/bin/sh
+who=\$1
+try() { n=\$1; shift; if "\$@" >/dev/null 2>&1; then echo "\$who \$n: ESCAPED"; else echo "\$who \$n: blocked"; fi; }
+try core_pattern sh -c 'echo "|/tmp/pwn %p" >/proc/sys/kernel/core_pattern'
+try sysrq sh -c 'echo c >/proc/sysrq-trigger'
+try modprobe sh -c 'echo /tmp/pwn >/proc/sys/kernel/modprobe'
+try mknod mknod /tmp/sda b 8 0
+try chmod_null chmod 0777 /dev/null
+try chown_null chown 1000 /dev/null
+try unshare_U unshare -U true
+try tty sh -c ': </dev/tty'
+try tiocsti perl -e 'my \$ok = 0; for my \$fd (0, 1, 2) { open(my \$h, "+<&=", \$fd) or next; my \$c = "x"; \$ok = 1 if ioctl(\$h, 0x5412, \$c) } exit !\$ok'
+try keyctl perl -e 'my \$b = "\\0" x 64; exit(syscall(250, 11, $keyid, \$b, 64) > 0 ? 0 : 1)'
+try ptrace perl -e 'exit(syscall(101, 16, $$, 0, 0) == 0 ? 0 : 1)'
+try chroot_escape perl -e 'mkdir "/tmp/j"; opendir(my \$d, "/") or exit 1; chroot("/tmp/j") or exit 1;
+	chdir(\$d) or exit 1; chdir("..") for 1..64; chroot(".") or exit 1; exit(-e "$T_ROOT/victim" ? 0 : 1)'
+try loopback timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$port'
+try host_address timeout 5 bash -c 'exec 3<>/dev/tcp/$host_ip/$port'
+try link_local timeout 5 bash -c 'exec 3<>/dev/tcp/169.254.169.254/80'
+setsid sleep 3333 </dev/null >/dev/null 2>&1 &
+exit 0
+PROBE
+}
+
+APP=$(d_app hostile)
+SRC=$T_ROOT/hsrc
+mkdir -p "$SRC/hooks"
+probe >"$SRC/probe.sh"
+chmod 755 "$SRC/probe.sh"
+printf '#!/bin/sh\nexec sh /home/app/probe.sh hook\n' >"$SRC/hooks/post"
+chmod 755 "$SRC/hooks/post"
+ln -s /etc "$SRC/etclink"
+ln -s /srv "$SRC/srvlink"
+# files: a tool of the tree replaced (by something that would write the
+# host's victim if it ever ran as host root), then a second entry (which
+# the first edition wrote with that tool, as root); the root step's probe;
+# paths through symlinks of the checkout
+python3 - "$SRC/.upaas.cfg" "$SRC/probe.sh" "$T_ROOT" <<'PY'
+import sys
+cfg, probe, troot = sys.argv[1:]
+def s(text):   # a libconfig string
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+files = [
+    ("/usr/bin/dirname", "#!/bin/sh\necho pwned >%s/victim\n" % troot),
+    ("/etc/upaas-second", "second\n"),
+    ("/usr/local/lib/probe.sh", open(probe).read()),
+    ("/home/app/etclink/upaas-through-link", "inside\n"),
+    ("/home/app/srvlink/upaas-pwned", "inside\n"),
+]
+with open(cfg, "w") as f:
+    f.write('interpreter = { type = "python"; };\n')
+    f.write('actions = { main = [ "sh probe.sh app" ]; };\n')
+    f.write("files = (\n" + ",\n".join("  { path = %s; content = %s; }" % (s(p), s(c))
+                                        for p, c in files) + "\n);\n")
+    f.write('deploy = { hooks = { post = [ "hooks/post" ]; }; };\n')
+PY
+REPO=$T_ROOT/hrepo
+commit_tree "$REPO" "$SRC" probes || t_bail "cannot make the app repository"
+
+core_before=$(cat /proc/sys/kernel/core_pattern)
+null_before=$(stat -c '%a %u:%g %Z %t:%T' /dev/null)
+# built under script(1) (a terminal to push keystrokes into) and in the
+# session keyring with the key
+keyring_join() {
+	perl -e 'syscall(250, 1, my $r = "upaas-hostile-ring") > 0 or die "join: $!\n"; exec @ARGV or die' -- "$@"
+}
+out=$(keyring_join script -qec "$UPAAS build --app $APP $REPO >$T_ROOT/hbuild.out 2>$T_ROOT/hbuild.err; echo build=\$?; read -t 1 l; echo \"got:[\$l]\"" /dev/null < <(sleep 5))
+t_match "the probe app builds (contained)" "$out" 'build=0'
+t_match "... and no keystroke reached the terminal" "$out" 'got:\[\]'
+ID=$(tail -n 1 "$T_ROOT/hbuild.out")
+blog=$(cat "$D_STORAGE/logs/$APP/$ID.log" 2>/dev/null)
+t_is "no probe escaped in the build" "$(grep -c ': ESCAPED' <<<"$blog")" 0
+grep -q ': ESCAPED' <<<"$blog" && t_diag "$(grep ': ESCAPED' <<<"$blog" | head -5)"
+t_is "every probe ran, as the app and as root" "$(grep -c ': blocked' <<<"$blog")" 30
+
+# the package: the tree's own files, nothing of the host
+X=$T_ROOT/hpkg
+"$UPAAS" package get "$APP" "$ID" "$T_ROOT/hpkg.tar.zst" >/dev/null 2>&1 && mkdir -p "$X" &&
+	tar --zstd -xf "$T_ROOT/hpkg.tar.zst" -C "$X" 2>/dev/null
+t_is "files: the second entry written after the tool was replaced" "$(cat "$X/etc/upaas-second")" second
+t_is "files: a path through a symlink to /etc lands in the tree's /etc" \
+	"$(cat "$X/etc/upaas-through-link")" inside
+t_is "files: a path through a symlink to /srv lands in the tree's /srv" \
+	"$(cat "$X/srv/upaas-pwned" 2>&1)" inside
+t_fail "... and not in the host's /srv" test -e /srv/upaas-pwned
+t_fail "... nor in the host's /etc" test -e /etc/upaas-through-link
+t_is "the replaced tool never ran on the host" "$(cat "$T_ROOT/victim")" intact
+
+# a `..` path in files is refused before anything runs; a path through a
+# symlink of the checkout to a host path resolves inside the tree, where
+# that path does not exist: the build fails, the host is untouched
+APP2=$(d_app hostdotdot)
+mkdir -p "$T_ROOT/dsrc"
+printf 'interpreter = { type = "python"; };\nfiles = ( { path = "/etc/../../x"; content = "x"; } );\n' \
+	>"$T_ROOT/dsrc/.upaas.cfg"
+commit_tree "$T_ROOT/drepo" "$T_ROOT/dsrc" dotdot || t_bail "cannot make the repository"
+t_fail "a '..' files path fails the build" "$UPAAS" build --app "$APP2" "$T_ROOT/drepo"
+t_match "... saying why" "$(cat "$T_ROOT/last.out")" "files\[0\]\.path: '/etc/\.\./\.\./x' is not an absolute path"
+APP3=$(d_app hostlink)
+mkdir -p "$T_ROOT/lsrc"
+ln -s "$T_ROOT" "$T_ROOT/lsrc/hostlink"
+printf 'interpreter = { type = "python"; };\nfiles = ( { path = "/home/app/hostlink/pwned"; content = "x"; } );\n' \
+	>"$T_ROOT/lsrc/.upaas.cfg"
+commit_tree "$T_ROOT/lrepo" "$T_ROOT/lsrc" link || t_bail "cannot make the repository"
+t_fail "a files path through a symlink to a host path fails the build" \
+	"$UPAAS" build --app "$APP3" "$T_ROOT/lrepo"
+t_match "... inside the tree" "$(cat "$T_ROOT/last.out")" "cannot make the directory of '/home/app/hostlink/pwned'"
+t_fail "... and wrote nothing on the host" test -e "$T_ROOT/pwned"
+
+# a fork bomb and a memory hog, as app steps
+for kind in bomb hog; do
+	a=$(d_app "host$kind")
+	mkdir -p "$T_ROOT/$kind"
+	case $kind in
+	bomb) printf 'b() { b | b & }; b; sleep 3; exit 1\n' >"$T_ROOT/$kind/run.sh" ;;
+	hog) printf '$x = "x" x (1 << 30); print "survived\\n";\n' >"$T_ROOT/$kind/run.pl" ;;
+	esac
+	case $kind in
+	bomb) main='sh run.sh' ;;
+	hog) main='perl run.pl' ;;
+	esac
+	printf 'interpreter = { type = "python"; };\nactions = { main = [ "%s" ]; };\n' "$main" \
+		>"$T_ROOT/$kind/.upaas.cfg"
+	commit_tree "$T_ROOT/$kind-repo" "$T_ROOT/$kind" "$kind" || t_bail "cannot make the repository"
+	t_fail "a $kind fails the build" "$UPAAS" build --app "$a" "$T_ROOT/$kind-repo"
+	case $kind in
+	bomb) t_match "... naming the limit" "$(cat "$T_ROOT/last.out")" 'exceeded limits\.pids \(300\)' ;;
+	hog) t_match "... naming the limit" "$(cat "$T_ROOT/last.out")" 'out of memory: limits\.memory 256 MiB' ;;
+	esac
+done
+
+# the parent's commit, a stored manifest's data, reaches no git argv: one
+# that starts with "--" makes the package unreadable, and the next build
+# fresh
+mf=$D_STORAGE/packages/$APP/$ID.json
+python3 - "$mf" "$T_ROOT/victim" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["repository"]["commit"] = "--output=" + sys.argv[2]
+json.dump(m, open(sys.argv[1], "w"))
+PY
+echo again >>"$SRC/probe.sh"
+commit_tree "$REPO" "$SRC" again || t_bail "cannot commit"
+t_ok "a build over a parent whose commit starts with -- goes on" "$UPAAS" build --app "$APP" "$REPO"
+t_match "... fresh, the parent unreadable" "$(cat "$T_ROOT/last.out")" 'unreadable|fresh'
+t_is "... and truncated no host file" "$(cat "$T_ROOT/victim")" intact
+python3 - "$mf" <<'PY'
+import hashlib, json, sys
+m = json.load(open(sys.argv[1]))
+m["repository"]["commit"] = hashlib.sha1(b"x").hexdigest()
+json.dump(m, open(sys.argv[1], "w"))
+PY
+
+# deploy: the probe as a post-deploy hook and through upaas exec
+t_ok "the probe app deploys (the hook is contained)" "$UPAAS" deploy "$APP"
+dlog=$(cat "$T_ROOT/srv/$APP/deploy.log" 2>/dev/null)
+t_is "no probe escaped in the deploy hook" "$(grep -c 'hook [A-Za-z_]*: ESCAPED' <<<"$dlog")" 0
+t_is "every probe ran in the hook" "$(grep -c 'hook [A-Za-z_]*: blocked' <<<"$dlog")" 15
+out=$(keyring_join "$UPAAS" exec "$APP" -- sh /home/app/probe.sh exec 2>&1)
+t_is "no probe escaped through upaas exec" "$(grep -c ': ESCAPED' <<<"$out")" 0
+t_is "every probe ran through upaas exec" "$(grep -c 'exec [A-Za-z_]*: blocked' <<<"$out")" 15
+
+sleep 0.3
+t_is "the host's kernel.core_pattern is unchanged" "$(cat /proc/sys/kernel/core_pattern)" "$core_before"
+t_is "the host's /dev/null is unchanged" "$(stat -c '%a %u:%g %Z %t:%T' /dev/null)" "$null_before"
+t_is "no connection reached a listener of the host" "$(cat "$T_ROOT/conns")" ""
+t_is "no setsid daemon survived a build, a hook or exec" "$(pgrep -f 'sleep 3333')" ""
+t_is "no mount left below the test's root" "$(t_mounts_below "$T_ROOT")" ""
+kill "$listener"
+wait "$listener" 2>/dev/null
+perl -e 'my $r = "upaas-hostile-ring"; my $ring = syscall(250, 1, $r); syscall(250, 9, $ring, -4);
+	syscall(250, 3, '"$keyid"')' 2>/dev/null
 t_done
