@@ -20,7 +20,7 @@ command -v script >/dev/null || t_bail "script is needed (apt-get install bsduti
 command -v python3 >/dev/null || t_bail "python3 is needed"
 
 R=$UPAAS_TEST_SHARED/sandbox-root
-BASE=268435456
+BASE=$T_SANDBOX_BASE      # the range of every test (tests/lib.sh)
 t_sandbox_root "$R" "$BASE"
 sb() { "$SBH" --root "$R" --range "$BASE" "$@"; }
 

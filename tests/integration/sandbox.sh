@@ -20,7 +20,7 @@ SBH=$UPAAS_BUILDDIR/tests/unit/sandbox-helper
 command -v mmdebstrap >/dev/null || t_bail "mmdebstrap is needed (apt-get install mmdebstrap)"
 
 R=$UPAAS_TEST_SHARED/sandbox-root
-BASE=268435456      # 0x10000000, the built-in range
+BASE=$T_SANDBOX_BASE      # the range of every test (tests/lib.sh)
 t_sandbox_root "$R" "$BASE"
 
 # The tree as the sandbox must leave it (directory mtimes aside: creating
