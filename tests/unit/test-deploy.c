@@ -389,8 +389,10 @@ static void test_manifest(void **state)
 	assert_string_equal(m.blob.sha256, SHA);
 	assert_int_equal(m.blob.size, 1234);
 	assert_string_equal(m.app_home, "/srv/app");
-	assert_int_equal(m.uid, 1001);
-	assert_int_equal(m.gid, 1002);
+	/* the app's ids are this host's (the config's default without one),
+	 * never the manifest's */
+	assert_int_equal(m.uid, 1000);
+	assert_int_equal(m.gid, 1000);
 	assert_int_equal(m.deploy.keep, 3);
 	assert_int_equal(m.deploy.shared.n, 2);
 	assert_string_equal(m.deploy.shared.v[1], "var/uploads");
@@ -417,9 +419,11 @@ static void test_manifest(void **state)
 	assert_int_equal(m.uid, 2001);
 	assert_int_equal(m.gid, 2002);
 	package_info_free(&m);
-	/* a manifest that says: the manifest (today) */
+	/* a manifest that says: the ids are still the config's (a stored
+	 * manifest is data), the home (a path in the package) the manifest's */
 	assert_int_equal(deploy_manifest_read(&m, good, NULL, NULL, &c, &e), 0);
-	assert_int_equal(m.uid, 1001);
+	assert_int_equal(m.uid, 2001);
+	assert_int_equal(m.gid, 2002);
 	assert_string_equal(m.app_home, "/srv/app");
 	package_info_free(&m);
 	config_free(&c);
