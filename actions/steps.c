@@ -199,6 +199,11 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	blog(x, "--- %s: %s", sname, what);
 	r = sandbox_run(&sb, e);
 	sandbox_free(&sb);
+	struct sandbox_timing st;
+	sandbox_last_timing(&st);
+	if (st.total_us)
+		blog(x, "--- %s: sandbox setup %.1f ms (of which waiting for the network %.1f ms)",
+		     sname, (double)st.total_us / 1000.0, (double)st.network_us / 1000.0);
 	if (r < 0) {
 		x->steps[rn->step].exit_status = r;
 		if (r == -ETIMEDOUT && e->code) {

@@ -290,6 +290,24 @@ holders=$(for p in /proc/[0-9]*; do [ -n "$mntns" ] && [ "$(readlink "$p/ns/mnt"
 t_is "no process holds its mount namespace" "$holders" ""
 t_is "no mount below the root on the host" "$(t_mounts_below "$R")" ""
 
+# --- a root cache of the first edition (trees owned by real root, no
+# .format) is moved aside and removed by the first use; the root it gives
+# then belongs to the range
+t_image || t_bail "cannot create the base image"
+OLD=$T_ROOT/cache-old
+fake=$OLD/roots/$(printf '%064d' 0)
+mkdir -p "$fake/etc"
+echo first-edition >"$fake/etc/marker"
+sed "s|^  cache = .*|  cache = \"$OLD\";|" "$T_CFG" >"$T_ROOT/old.cfg"
+t_is "image run with a first-edition cache works" \
+	"$(UPAAS_CONFIG=$T_ROOT/old.cfg "$UPAAS" image run -- stat -c %u /etc/passwd 2>"$T_ROOT/old.err")" 0
+t_match "... saying what it does" "$(cat "$T_ROOT/old.err")" "first edition.*starting a new one"
+t_is "... the cache has its format now" "$(cat "$OLD/roots/.format")" "upaas roots 2: uid $BASE gid $BASE"
+t_fail "... the old entry is gone" test -e "$fake"
+t_is "... and nothing of the old cache is left" "$(ls "$OLD" | grep -c '^roots\.old-')" 0
+t_is "... the new entry belongs to the range" \
+	"$(stat -c %u "$(ls -d "$OLD"/roots/*/ | head -1)etc/passwd")" "$BASE"
+
 # --- the tree
 rm -f "$R/usr/sbin/policy-rc.d"   # documented: kill -9 leaves it behind
 after=$(snapshot)
