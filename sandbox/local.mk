@@ -8,7 +8,7 @@ tests_unit_sandbox_helper_SOURCES = tests/unit/sandbox-helper.c
 tests_unit_sandbox_helper_LDADD = $(UPAAS_LIBS)
 
 TESTS += tests/integration/sandbox.sh tests/integration/hostile.sh
-EXTRA_DIST += tests/integration/sandbox.sh tests/integration/hostile.sh
+EXTRA_DIST += tests/integration/sandbox.sh tests/integration/hostile.sh bench/pair.sh
 
 check_PROGRAMS += tests/unit/test-sandbox
 tests_unit_test_sandbox_SOURCES = tests/unit/test-sandbox.c
