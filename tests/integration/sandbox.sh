@@ -299,8 +299,9 @@ fake=$OLD/roots/$(printf '%064d' 0)
 mkdir -p "$fake/etc"
 echo first-edition >"$fake/etc/marker"
 sed "s|^  cache = .*|  cache = \"$OLD\";|" "$T_CFG" >"$T_ROOT/old.cfg"
+NAME=$(awk '/^name:/ {print $2}' "$T_ROOT/image.out")
 t_is "image run with a first-edition cache works" \
-	"$(UPAAS_CONFIG=$T_ROOT/old.cfg "$UPAAS" image run -- stat -c %u /etc/passwd 2>"$T_ROOT/old.err")" 0
+	"$(UPAAS_CONFIG=$T_ROOT/old.cfg "$UPAAS" image run "$NAME" -- stat -c %u /etc/passwd 2>"$T_ROOT/old.err")" 0
 t_match "... saying what it does" "$(cat "$T_ROOT/old.err")" "first edition.*starting a new one"
 t_is "... the cache has its format now" "$(cat "$OLD/roots/.format")" "upaas roots 2: uid $BASE gid $BASE"
 t_fail "... the old entry is gone" test -e "$fake"
