@@ -65,6 +65,7 @@ struct pack_ctx {
 	uint64_t size;
 	uint64_t entries;
 	int sink_rc;            /* first error of the sink */
+	bool discard;           /* failed: what libarchive still flushes goes nowhere */
 	char *rbuf;
 	struct buf rel;         /* path of the current entry, relative to root */
 	struct buf xnames;
@@ -78,6 +79,8 @@ static ssize_t pack_write_cb(struct archive *a, void *data, const void *p, size_
 	struct pack_ctx *x = data;
 	int r;
 
+	if (x->discard)
+		return (ssize_t)n;
 	sha256_update(&x->hash, p, n);
 	r = x->sink(x->sink_data, p, n);
 	if (r < 0) {
@@ -518,8 +521,11 @@ int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *d
 			r = pack_fail(&x, "closing archive after");
 	}
 	if (r < 0) {
-		/* A failed archive must not flush into the sink on free. */
-		archive_write_fail(a);
+		/* A failed archive must not flush into the sink; closing it
+		 * (into nowhere) frees what libarchive holds, which
+		 * archive_write_fail() would leak (its client buffer) */
+		x.discard = true;
+		archive_write_close(a);
 	}
 	archive_write_free(TAKE_PTR(a));
 	archive_entry_linkresolver_free(x.lr);
