@@ -1446,6 +1446,12 @@ void sandbox_free(struct sandbox *sb)
 	strv_free(&sb->env);
 }
 
+int sandbox_check_policy(const struct sandbox_policy *p, struct err *e)
+{
+	const struct sb_filters *f;
+	return sb_seccomp_get(p->seccomp_deny, &f, e);
+}
+
 void sandbox_apply_policy(struct sandbox *sb, const struct sandbox_policy *p)
 {
 	sb->rlimit_nofile = p->nofile;

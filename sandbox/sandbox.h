@@ -198,6 +198,10 @@ struct sandbox_policy {
  */
 void sandbox_apply_policy(struct sandbox *sb, const struct sandbox_policy *p);
 
+/* What the config check can tell before a command runs: the extra seccomp
+ * denials name system calls of this machine. -EINVAL with the detail. */
+int sandbox_check_policy(const struct sandbox_policy *p, struct err *e);
+
 /*
  * The host ids of the sandbox: the policy's uid_base/gid_base when set,
  * else the first range of at least 65536 ids of its user in /etc/subuid and
