@@ -651,6 +651,14 @@ static void sse_check_state(struct sse *s)
 	queue_build_clear(&b);
 }
 
+/* A comment line often enough that the connection timeout (serve.limits.
+ * timeout, which cuts off silent clients) never cuts off a silent build. */
+static uint64_t sse_keepalive_ms(const struct sse *s)
+{
+	uint64_t t = (uint64_t)s->srv->c->serve.limits.timeout * 1000u / 3u;
+	return t < SSE_KEEPALIVE_MS ? (t > 0 ? t : 1) : SSE_KEEPALIVE_MS;
+}
+
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct sse *s = cls;
@@ -683,7 +691,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			if (s->out.len || s->done)
 				continue;
 		}
-		if (now - s->last_send_ms >= SSE_KEEPALIVE_MS) {
+		if (now - s->last_send_ms >= sse_keepalive_ms(s)) {
 			buf_adds(&s->out, ": keep-alive\n\n");
 			continue;
 		}
