@@ -82,4 +82,123 @@ int package_fetch(struct storage *s, const struct package_info *p, const char *p
 int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,
 		   struct err *e);
 
+/* ------------------------------------------------------------ signatures */
+
+/*
+ * ed25519 keys and signatures (package/sign.c, OpenSSL). The formats are
+ * upaas-package(5):
+ *  - a key pair is two PEM files: the private key (PKCS#8, unencrypted,
+ *    mode 0600) and the public key (SubjectPublicKeyInfo);
+ *  - a key id is the first 16 hex digits of sha256 over the raw 32-byte
+ *    public key;
+ *  - a signature line is "ed25519 <key id> <base64 of the 64-byte
+ *    signature>\n", the signature over the exact bytes of the object, so
+ *    that `openssl pkeyutl -verify -rawin` checks it;
+ *  - a stored object <key> is signed by a detached <key>.sig holding one or
+ *    more signature lines, written before the object (which stays the
+ *    commit marker); apps/<app>/current carries its signature line(s) in
+ *    front of its JSON document (one object, replaced whole).
+ * Readers never use an object before sign_verify() accepted it against the
+ * trusted keys, or (only with signing.allow_unsigned) found it unsigned.
+ * Errors: -ENOKEY not signed, -EKEYREJECTED signed by a key that is not
+ * trusted, -EBADMSG a signature that does not match or is malformed; the
+ * message names the object.
+ */
+#define SIGN_KEYID_LEN 16
+struct sign_key;
+
+/* Makes a new key pair: priv_path created 0600 and pub_path 0644, both with
+ * O_EXCL|O_NOFOLLOW (an existing file is never replaced: -EEXIST).
+ * ret_id (may be NULL) receives the key id. */
+int sign_key_generate(const char *priv_path, const char *pub_path,
+		      char ret_id[SIGN_KEYID_LEN + 1], struct err *e);
+/* Loads a private key: a regular file (no symlink) of mode 0600 or
+ * stricter, owned by the caller or root (-EACCES otherwise). */
+int sign_key_load_private(const char *path, struct sign_key **ret, struct err *e);
+/* Loads a public key: not writable by group or others. */
+int sign_key_load_public(const char *path, struct sign_key **ret, struct err *e);
+/* Loads whichever of the two path holds, with the checks of its kind. */
+int sign_key_load(const char *path, struct sign_key **ret, struct err *e);
+void sign_key_free(struct sign_key *k);
+const char *sign_key_id(const struct sign_key *k);
+bool sign_key_is_private(const struct sign_key *k);
+const char *sign_key_path(const struct sign_key *k);   /* NULL when not from a file */
+/* Appends the public key as PEM to out. */
+int sign_key_public_pem(const struct sign_key *k, struct buf *out, struct err *e);
+
+/* The trusted public keys (signing.trusted) and the admin's choice about
+ * unsigned objects (signing.allow_unsigned). */
+struct sign_trust {
+	struct sign_key **keys;
+	size_t n;
+	bool allow_unsigned;
+};
+#define SIGN_TRUST_INIT { NULL, 0, false }
+/* Loads every file of files as a public key; any bad file fails it all. */
+int sign_trust_load(struct sign_trust *t, const struct strv *files, bool allow_unsigned,
+		    struct err *e);
+/* Adds k (taken) to t. */
+void sign_trust_add(struct sign_trust *t, struct sign_key *k);
+void sign_trust_free(struct sign_trust *t);
+
+/* Appends one signature line of p[0..n) by private key k to out. */
+int sign_bytes(const struct sign_key *k, const void *p, size_t n, struct buf *out,
+	       struct err *e);
+/*
+ * Checks sig (sig_len bytes of signature lines) over p[0..n): 0 when a line
+ * made by a trusted key checks out (ret_id, may be NULL, gets its id).
+ * what names the object in messages.
+ */
+int sign_verify(const struct sign_trust *t, const char *what, const void *p, size_t n,
+		const char *sig, size_t sig_len, char ret_id[SIGN_KEYID_LEN + 1], struct err *e);
+
+/* The storage key of key's detached signature: "<key>.sig" (caller frees). */
+char *sign_sig_key(const char *key);
+/* Stores p as key: with k, its signature <key>.sig first, then the object;
+ * k NULL stores it unsigned. */
+int signed_put(struct storage *s, const struct sign_key *k, const char *key, const void *p,
+	       size_t n, struct err *e);
+/*
+ * Reads key (at most max bytes) and its <key>.sig and verifies them against
+ * t. Returns 0 when signed by a trusted key (ret_id, may be NULL, gets the
+ * key id), 1 when unsigned and t->allow_unsigned (a warning is logged each
+ * time; ret_id gets ""), -errno otherwise; out is written only on success.
+ */
+int signed_get(struct storage *s, const struct sign_trust *t, const char *key, struct buf *out,
+	       size_t max, char ret_id[SIGN_KEYID_LEN + 1], struct err *e);
+/* Deletes key, then its signature. */
+int signed_delete(struct storage *s, const char *key, struct err *e);
+
+/*
+ * apps/<app>/current: which package an app runs, signed, with a sequence
+ * number that only grows (deploy hosts refuse a lower one than they have
+ * seen) and the time it was made. The first edition's plain "<id>\n" reads
+ * as sequence 0, unsigned.
+ */
+struct package_current {
+	char *app;
+	char *id;
+	uint64_t sequence;          /* >= 1; 0: a first-edition current */
+	char *created;              /* ISO 8601 UTC, NULL when unknown */
+	char *builder;              /* host name, NULL when unknown */
+	char keyid[SIGN_KEYID_LEN + 1];   /* "" when unsigned */
+};
+void package_current_free(struct package_current *c);
+/* The JSON document of c (what the signature covers). */
+void package_current_json(const struct package_current *c, struct buf *out);
+/* The whole object: k's signature line (none when k is NULL), then the
+ * document. */
+int package_current_format(const struct sign_key *k, const struct package_current *c,
+			   struct buf *out, struct err *e);
+/* Parses and verifies the text of app's current; 0 signed, 1 unsigned and
+ * allowed, -errno as signed_get(). */
+int package_current_parse(const struct sign_trust *t, const char *app, const char *text,
+			  size_t len, struct package_current *ret, struct err *e);
+/* Reads apps/<app>/current and parses it (-ENOENT when there is none). */
+int package_current_read(struct storage *s, const struct sign_trust *t, const char *app,
+			 struct package_current *ret, struct err *e);
+/* Replaces apps/<app>/current with c, signed by k (unsigned when NULL). */
+int package_current_write(struct storage *s, const struct sign_key *k,
+			  const struct package_current *c, struct err *e);
+
 #endif
