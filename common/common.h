@@ -379,6 +379,23 @@ bool json_get_int(struct json_object *o, const char *key, int64_t *ret);
 struct json_object *json_new_str(const char *s);
 struct json_object *json_new_strv(const struct strv *v);
 
+/* ----------------------------------------------------------- URLs */
+
+/* Copies url to out with its userinfo ("user:password@", "token@") shown as
+ * "********@" and the values of secret-looking query parameters (password,
+ * secret, token, ...) as "********": what may be shown, logged or put in a
+ * manifest. Text that is not a "scheme://" URL is copied as it is. */
+void url_redact(const char *url, struct buf *out);
+/* The same as a new string (caller frees). */
+char *url_redacted(const char *url);
+/* Splits the userinfo off url: ret_bare gets the URL without it, ret_user
+ * and ret_pass its percent-decoded parts (NULL when absent; free them with
+ * secret_free()). Returns 1 when url had a userinfo, 0 when not, -EINVAL
+ * for a bad %-escape. */
+int url_split_userinfo(const char *url, char **ret_bare, char **ret_user, char **ret_pass);
+/* Wipes and frees a secret string; accepts NULL. */
+void secret_free(char *s);
+
 /* ----------------------------------------------------------- numbers */
 
 /* Parses a whole decimal integer in [min,max]; -EINVAL / -ERANGE. */

@@ -78,7 +78,8 @@ struct cfg_storage {
 	bool unsigned_payload;
 	int timeout;                /* seconds per request, default 300 */
 	/* http */
-	char *url;
+	char *url;                  /* its userinfo (user:password@) is a secret */
+	struct strv redirect_hosts; /* hosts besides url's own a redirect may go to */
 };
 
 struct config {
@@ -140,6 +141,11 @@ struct config {
 		int keep;               /* revisions kept, 5 */
 		char *schedule;         /* watch schedule, "* * * * *" */
 	} deploy;
+	struct {
+		char *key;              /* the builder's private key file; NULL: unsigned */
+		struct strv trusted;    /* public key files trusted to sign */
+		bool allow_unsigned;    /* accept unsigned objects, with a warning */
+	} signing;
 	struct {
 		struct kvlist env;
 		struct actions actions;     /* system, finalize, before/main/after */
