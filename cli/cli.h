@@ -50,5 +50,6 @@ CLI_CMD(cmd_undeploy);
 CLI_CMD(cmd_status);
 CLI_CMD(cmd_watch);
 CLI_CMD(cmd_exec);
+CLI_CMD(cmd_key);
 
 #endif

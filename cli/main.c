@@ -28,6 +28,7 @@ static const struct command commands[] = {
 	{ "exec", cmd_exec, "run a command in an app's current revision" },
 	{ "storage", cmd_storage, "check the storage handler, list objects" },
 	{ "config", cmd_config, "check or show the admin config" },
+	{ "key", cmd_key, "generate or show signing keys; sign or verify a file" },
 	{ NULL, NULL, NULL },
 };
 

@@ -2,17 +2,19 @@
 # the CLI command package.
 libupaas_a_SOURCES += package/package.h package/manifest.c package/packages.c \
 	package/sign.c
-upaas_SOURCES += cli/cmd-package.c
+upaas_SOURCES += cli/cmd-package.c cli/cmd-key.c
 
 check_PROGRAMS += tests/unit/test-manifest
 tests_unit_test_manifest_SOURCES = tests/unit/test-manifest.c
 tests_unit_test_manifest_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_manifest_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test-manifest
-EXTRA_DIST += docs/cmd/package.man
+EXTRA_DIST += docs/cmd/package.man docs/cmd/key.man
 
 check_PROGRAMS += tests/unit/test-sign
 tests_unit_test_sign_SOURCES = tests/unit/test-sign.c
 tests_unit_test_sign_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_sign_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test-sign
+TESTS += tests/integration/key.sh
+EXTRA_DIST += tests/integration/key.sh
