@@ -1,7 +1,7 @@
 # package/: the package manifest (writer and reader) and stored packages;
 # the CLI command package.
 libupaas_a_SOURCES += package/package.h package/manifest.c package/packages.c \
-	package/sign.c
+	package/sign.c package/sbom.c
 upaas_SOURCES += cli/cmd-package.c cli/cmd-key.c
 
 check_PROGRAMS += tests/unit/test-manifest
@@ -18,3 +18,12 @@ tests_unit_test_sign_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test-sign
 TESTS += tests/integration/key.sh
 EXTRA_DIST += tests/integration/key.sh
+
+check_PROGRAMS += tests/unit/test-sbom tests/unit/sbom-helper
+tests_unit_test_sbom_SOURCES = tests/unit/test-sbom.c
+tests_unit_test_sbom_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_sbom_LDADD = $(UNIT_LIBS)
+tests_unit_sbom_helper_SOURCES = tests/unit/sbom-helper.c
+tests_unit_sbom_helper_LDADD = $(UPAAS_LIBS)
+TESTS += tests/unit/test-sbom tests/integration/sbom.sh
+EXTRA_DIST += tests/integration/sbom.sh tests/schemas.sh tests/sbom-check.py

@@ -201,4 +201,57 @@ int package_current_read(struct storage *s, const struct sign_trust *t, const ch
 int package_current_write(struct storage *s, const struct sign_key *k,
 			  const struct package_current *c, struct err *e);
 
+/* ------------------------------------------------------------------ SBOM */
+
+/*
+ * The bill of materials of a root tree (package/sbom.c): every installed
+ * Debian package of <root>/var/lib/dpkg/status with its version and
+ * architecture, the npm packages of the package-lock.json files found in the
+ * tree (lockfileVersion 1, 2 and 3; node_modules/.package-lock.json, and no
+ * walk below node_modules), and the Python packages of the *.dist-info/
+ * METADATA directories found (Name, Version). The walk follows no symlink,
+ * stays on the root's file system, skips proc, sys and dev at the top, and is
+ * bounded (depth, entries, file sizes); a tree past the bounds gives a
+ * truncated bill (truncated, with a warning).
+ */
+enum sbom_kind { SBOM_DEB, SBOM_NPM, SBOM_PYPI };
+struct sbom_item {
+	enum sbom_kind kind;
+	char *name;
+	char *version;
+	char *arch;                 /* deb: the Architecture field; else NULL */
+};
+struct sbom {
+	struct sbom_item *v;        /* sorted by kind, name, version; unique */
+	size_t n, cap;
+	char *distro;               /* os-release ID ("debian"), or NULL */
+	char *distro_version;       /* os-release VERSION_ID ("12"), or NULL */
+	bool truncated;
+};
+/* What the bill is of, for the standard formats. */
+struct sbom_subject {
+	const char *name;           /* the app */
+	const char *version;        /* the package id */
+	const char *created;        /* ISO 8601 UTC; NULL: now */
+	const char *tool_version;   /* upaas's version */
+};
+int sbom_scan(struct sbom *ret, const char *root, struct err *e);
+void sbom_free(struct sbom *s);
+/* "deb", "npm", "pypi": the purl types. */
+const char *sbom_kind_name(enum sbom_kind k);
+/* The parsers of sbom_scan(), for tests: each adds what text lists. */
+int sbom_parse_dpkg_status(struct sbom *s, const char *text, size_t len);
+int sbom_parse_npm_lock(struct sbom *s, const char *text);
+int sbom_parse_python_metadata(struct sbom *s, const char *text, size_t len);
+/* The package URL of an item: pkg:deb/debian/python3-flask@2.2.2-3?arch=all&distro=debian-12. */
+void sbom_purl(const struct sbom *s, const struct sbom_item *it, struct buf *out);
+/* upaas's own JSON, stored with a package: { "format": 1, "distro",
+ * "distro_version", "complete", "components": [ { "type", "name",
+ * "version", "arch" } ] }; and its strict reader. */
+void sbom_json(const struct sbom *s, struct buf *out);
+int sbom_parse(struct sbom *ret, const char *text, struct err *e);
+/* SPDX 2.3 JSON and CycloneDX 1.5 JSON of s. */
+void sbom_spdx(const struct sbom *s, const struct sbom_subject *subj, struct buf *out);
+void sbom_cyclonedx(const struct sbom *s, const struct sbom_subject *subj, struct buf *out);
+
 #endif
