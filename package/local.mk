@@ -27,3 +27,4 @@ tests_unit_sbom_helper_SOURCES = tests/unit/sbom-helper.c
 tests_unit_sbom_helper_LDADD = $(UPAAS_LIBS)
 TESTS += tests/unit/test-sbom tests/integration/sbom.sh
 EXTRA_DIST += tests/integration/sbom.sh tests/schemas.sh tests/sbom-check.py
+dist_man_MANS += docs/upaas-package.5

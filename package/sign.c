@@ -557,33 +557,50 @@ static int unsigned_object(const struct sign_trust *t, const char *what, struct 
 	return 1;
 }
 
-int signed_get(struct storage *s, const struct sign_trust *t, const char *key, struct buf *out,
-	       size_t max, char ret_id[SIGN_KEYID_LEN + 1], struct err *e)
+/* One read of key and its signature, and the check. */
+static int signed_get_once(struct storage *s, const struct sign_trust *t, const char *key,
+			   struct buf *data, size_t max, char ret_id[SIGN_KEYID_LEN + 1],
+			   struct err *e)
 {
-	_cleanup_buf_ struct buf data = BUF_INIT;
 	_cleanup_buf_ struct buf sig = BUF_INIT;
 	_cleanup_free_ char *skey = sign_sig_key(key);
 	int r;
 
 	/* the object first: it exists only once its signature does */
-	r = storage_get_buf(s, key, &data, max, e);
+	buf_reset(data);
+	r = storage_get_buf(s, key, data, max, e);
 	if (r < 0)
 		return r;
 	r = storage_get_buf(s, skey, &sig, SIG_TEXT_MAX, e);
 	if (r == -ENOENT) {
 		err_clear(e);
-		r = unsigned_object(t, key, e);
-		if (r < 0)
-			return r;
 		if (ret_id)
 			ret_id[0] = '\0';
-	} else if (r < 0) {
-		return err_prefix(e, "cannot read the signature of '%s'", key);
-	} else {
-		r = sign_verify(t, key, data.p, data.len, sig.p, sig.len, ret_id, e);
-		if (r < 0)
-			return r;
+		return unsigned_object(t, key, e);
 	}
+	if (r < 0)
+		return err_prefix(e, "cannot read the signature of '%s'", key);
+	return sign_verify(t, key, data->p, data->len, sig.p, sig.len, ret_id, e);
+}
+
+int signed_get(struct storage *s, const struct sign_trust *t, const char *key, struct buf *out,
+	       size_t max, char ret_id[SIGN_KEYID_LEN + 1], struct err *e)
+{
+	_cleanup_buf_ struct buf data = BUF_INIT;
+	int r;
+
+	/* An object that is replaced in place (an image manifest) may be read
+	 * between the writer's two puts: the new signature over the old bytes.
+	 * A mismatch is read again before it is called one. */
+	for (int attempt = 0;; attempt++) {
+		r = signed_get_once(s, t, key, &data, max, ret_id, e);
+		if (r != -EBADMSG || attempt == 2)
+			break;
+		err_clear(e);
+		usleep(250 * 1000);
+	}
+	if (r < 0)
+		return r;
 	buf_reset(out);
 	if (buf_add(out, data.p, data.len) < 0)
 		return err_set(e, -E2BIG, "'%s' is too large", key);
