@@ -139,6 +139,10 @@ int main(int argc, char **argv)
 	struct cli c = { 0 };
 	int o;
 
+	/* git's askpass for the credentials of a source URL (common/askpass.c) */
+	int rc = askpass_main(argc, argv);
+	if (rc >= 0)
+		return rc;
 	log_set_sink(cli_log_sink, NULL);
 	while ((o = getopt_long(argc, argv, "+c:qvhV", opts, NULL)) != -1) {
 		switch (o) {

@@ -396,6 +396,29 @@ int url_split_userinfo(const char *url, char **ret_bare, char **ret_user, char *
 /* Wipes and frees a secret string; accepts NULL. */
 void secret_free(char *s);
 
+/*
+ * Credentials for a child without argv, environment or a file on disk
+ * (common/askpass.c): a sealed memfd that only that child inherits, and the
+ * upaas binary as its GIT_ASKPASS program, which reads the memfd back.
+ * Lifecycle: askpass_open() -> askpass_env(&proc.env) and
+ * proc.child_setup = askpass_child_setup, child_data = &a -> proc_run()
+ * -> askpass_close(). main() calls askpass_main() first.
+ */
+struct askpass {
+	int fd;                     /* the memfd, close-on-exec */
+	char exe[4096];             /* /proc/self/exe */
+};
+int askpass_open(struct askpass *a, const char *user, const char *pass, struct err *e);
+/* Sets GIT_ASKPASS, SSH_ASKPASS, UPAAS_ASKPASS_FD and GIT_TERMINAL_PROMPT=0. */
+void askpass_env(const struct askpass *a, struct strv *env);
+/* A proc child_setup hook: lets the child inherit the memfd. */
+int askpass_child_setup(void *data);
+void askpass_close(struct askpass *a);
+/* When upaas runs as an askpass (UPAAS_ASKPASS_FD set, one argument, the
+ * prompt): answers "Username..." or "Password..." on stdout and returns the
+ * exit status; otherwise -1. */
+int askpass_main(int argc, char **argv);
+
 /* ----------------------------------------------------------- numbers */
 
 /* Parses a whole decimal integer in [min,max]; -EINVAL / -ERANGE. */
