@@ -140,9 +140,9 @@ int main(int argc, char **argv)
 	int o;
 
 	/* git's askpass for the credentials of a source URL (common/askpass.c) */
-	int rc = askpass_main(argc, argv);
-	if (rc >= 0)
-		return rc;
+	int asked = askpass_main(argc, argv);
+	if (asked >= 0)
+		return asked;
 	log_set_sink(cli_log_sink, NULL);
 	while ((o = getopt_long(argc, argv, "+c:qvhV", opts, NULL)) != -1) {
 		switch (o) {
