@@ -137,6 +137,10 @@ struct sign_trust {
 /* Loads every file of files as a public key; any bad file fails it all. */
 int sign_trust_load(struct sign_trust *t, const struct strv *files, bool allow_unsigned,
 		    struct err *e);
+/* sign_trust_load() of the config's signing.trusted and allow_unsigned. */
+int sign_trust_config(struct sign_trust *t, const struct config *c, struct err *e);
+/* Loads signing.key: 1 and the key, or 0 and NULL when none is configured. */
+int sign_key_config(const struct config *c, struct sign_key **ret, struct err *e);
 /* Adds k (taken) to t. */
 void sign_trust_add(struct sign_trust *t, struct sign_key *k);
 void sign_trust_free(struct sign_trust *t);

@@ -368,6 +368,20 @@ int sign_trust_load(struct sign_trust *t, const struct strv *files, bool allow_u
 	return 0;
 }
 
+int sign_trust_config(struct sign_trust *t, const struct config *c, struct err *e)
+{
+	return sign_trust_load(t, &c->signing.trusted, c->signing.allow_unsigned, e);
+}
+
+int sign_key_config(const struct config *c, struct sign_key **ret, struct err *e)
+{
+	*ret = NULL;
+	if (!c->signing.key)
+		return 0;
+	int r = sign_key_load_private(c->signing.key, ret, e);
+	return r < 0 ? err_prefix(e, "signing.key") : 1;
+}
+
 void sign_trust_free(struct sign_trust *t)
 {
 	if (!t)
