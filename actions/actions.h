@@ -12,15 +12,20 @@
  *                                                          plan adds packages
  *   interpreter   admin                 root      on       fresh packages only
  *   checkout      upaas / metadata      app       off      every build (on for
- *                 repository.clone/update                   clone/update/keep_git)
+ *                 repository.clone/update                   the app's own
+ *                                                          clone/update)
  *   files         metadata              root      off      every build
  *   before/main/after  admin < metadata app       on       every build
  *   finalize      admin                 root      off      every build
  *
- * Every command runs inside the workspace root through sandbox_run(), by
- * argv; the commands of an action run as /bin/sh -ec COMMAND. Data (package
- * names, file paths, the commit) is passed as argv elements or on stdin,
- * never interpolated into shell text.
+ * "runs as" and "network" are struct step_def (actions_step_def()), the
+ * table the runner follows. Every command runs inside the workspace root
+ * through sandbox_run(), by argv; the commands of an action run as
+ * /bin/sh -ec COMMAND. Data (package names, file paths, the commit) is
+ * passed as argv elements or on stdin, never interpolated into shell text.
+ * Nothing runs on the host: the checkout step unpacks what the builder
+ * made of the commit (struct actions_checkout); the app's own clone/update
+ * commands and keep_git see the app's mirror read-only inside the root.
  *
  * Lifecycle: fill a struct actions_ctx -> actions_run() -> read ctx->steps.
  */
@@ -46,21 +51,55 @@ struct step_record {
 	int exit_status;            /* of the failed command, -errno, or 0 */
 };
 
+/*
+ * One step of the policy. run returns 0 (ok), 1 (skipped) or -errno; it may
+ * turn the network on for the app's own repository.clone/update commands
+ * when network_custom.
+ */
+struct run;                     /* private to actions/steps.c */
+struct step_def {
+	enum step step;
+	bool network;           /* reaches the outside (else only loopback) */
+	bool as_app;            /* apps.uid/gid, no capability; else root inside */
+	bool network_custom;    /* network for the app's own clone/update */
+	int (*run)(struct run *rn, struct err *e);
+};
+/* The policy of step s (read-only), or NULL for no such step. */
+const struct step_def *actions_step_def(enum step s);
+
+/*
+ * The checkout, made on the host by the builder (builder/git.c) and
+ * handed over as data, unless the app's own clone/update commands run
+ * (actions_custom_checkout()).
+ */
+struct actions_checkout {
+	int tar_fd;                 /* `git archive` of commit (read from offset 0; the
+				     * caller closes it); -1: none */
+	const char *deleted;        /* NUL-separated paths that commit deleted since
+				     * the base package's, removed first; NULL: none */
+	size_t deleted_len;
+	bool keep_git;              /* a .git at the commit (metadata keep_git) */
+};
+/* The app's own repository.clone (fresh) or repository.update (incremental)
+ * action when its metadata defines one, else NULL. */
+const struct action *actions_custom_checkout(const struct metadata *m, bool fresh);
+
 struct actions_ctx {
 	const struct config *cfg;
 	const struct plan *plan;
 	const struct metadata *meta;
 	const char *root;           /* the writable root of the build */
 	const char *tmpdir;         /* host directory outside root, for stdin files */
-	const char *mirror;         /* the app's bare mirror on the host */
+	const char *mirror;         /* the app's bare mirror on the host, bound
+				     * read-only for clone/update/keep_git */
 	const char *source;         /* the repository URL, for UPAAS_REPOSITORY_URL */
 	const char *app;
 	const char *build_id;
 	const char *commit;
-	const char *parent_commit;  /* commit of the base package; NULL when fresh */
 	bool fresh;
 	/* os packages the base package already has (incremental); NULL: none */
 	const struct strv *installed;
+	struct actions_checkout checkout;
 	int log_fd;                 /* the build log */
 	int log_fd2;                /* > 0: a live copy of the log (the caller's) */
 	bool tee;                   /* command output also to stderr */

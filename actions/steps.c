@@ -1,8 +1,10 @@
 /*
  * actions/steps.c - the step runner: runs the steps of one build in order
  * inside the workspace root, each with its log section, duration and
- * timeout (commands.timeout per step). See actions/actions.h for the table
- * of who defines each step and how it runs.
+ * timeout (commands.timeout per step). step_defs below is the policy that
+ * actions/actions.h documents: who runs each step, with or without network.
+ * Nothing here runs on the host: the checkout comes from the builder as
+ * data (an archive of the commit, the paths it deleted).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -100,10 +102,11 @@ void actions_env(const struct actions_ctx *x, bool as_app, struct strv *env)
 
 struct run {
 	struct actions_ctx *x;
+	const struct step_def *def;
 	enum step step;
 	uint64_t deadline;          /* now_ms() value */
-	bool as_app;
-	bool network;
+	bool as_app;                /* from def */
+	bool network;               /* from def; the checkout may turn it on */
 	bool mirror;                /* bind the host mirror read-only */
 	int stdin_fd;
 	struct strv extra_env;      /* NAME=VALUE pairs appended */
@@ -183,7 +186,10 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	}
 	sb.binds = binds;
 	sb.n_binds = n_binds;
-	sandbox_limits_from_config(&sb, c);
+	sb.rlimit_nofile = c->limits.nofile;
+	sb.rlimit_nproc = c->limits.nproc;
+	sb.rlimit_as = c->limits.memory;
+	sb.rlimit_fsize = c->limits.fsize;
 	/* the process limit is for what the app runs (a fork bomb); apt and
 	 * the admin's commands run as root, which RLIMIT_NPROC does not bind */
 	if (!rn->as_app)
@@ -263,29 +269,6 @@ static int stdin_file(const struct actions_ctx *x, const void *data, size_t n, s
 	return fd;
 }
 
-/* Runs a git command on the host mirror; stdout to out_fd or into capture. */
-static int host_git(struct actions_ctx *x, const char *const *args, int out_fd,
-		    struct buf *capture, struct err *e)
-{
-	struct proc p = PROC_INIT;
-	strv_push(&p.argv, "git");
-	strv_pushf(&p.argv, "--git-dir=%s", x->mirror);
-	for (; *args; args++)
-		strv_push(&p.argv, *args);
-	p.stdout_fd = out_fd;
-	p.capture = capture;
-	p.stderr_fd = x->log_fd;
-	p.timeout_ms = (unsigned)x->cfg->commands.timeout * 1000u;
-	int r = proc_run(&p, e);
-	if (r > 0) {
-		_cleanup_buf_ struct buf d = BUF_INIT;
-		proc_describe(&p, &d);
-		r = err_set(e, -EIO, "'%s' exited with status %d", d.p, r);
-	}
-	proc_free(&p);
-	return r;
-}
-
 /* ------------------------------------------------------------ steps */
 
 /* The app user, group and home exist and home belongs to the app. The
@@ -361,28 +344,16 @@ static int step_packages(struct run *rn, struct err *e)
 	return r;
 }
 
-/* Removes, inside the root, the files the commit deleted since the parent. */
+/* Removes, inside the root, the files the commit deleted since the parent
+ * (the builder's list, NUL-separated). */
 static int checkout_deletions(struct run *rn, struct err *e)
 {
 	struct actions_ctx *x = rn->x;
-	_cleanup_buf_ struct buf list = BUF_INIT;
-	_cleanup_err_ struct err ge = ERR_INIT;
+	const struct actions_checkout *co = &x->checkout;
 
-	buf_init(&list, 64u << 20);
-	const char *args[] = { "diff", "--name-only", "-z", "--no-renames", "--diff-filter=D",
-			       x->parent_commit, x->commit, "--", NULL };
-	int r = host_git(x, args, -1, &list, &ge);
-	if (r < 0) {
-		/* the parent commit may be gone (force push): nothing to delete
-		 * we know of; the package keeps what it had */
-		blog(x, "warning: cannot list the files deleted since %s: %s", x->parent_commit,
-		     err_msg(&ge));
-		log_warn("cannot list the files deleted since %.12s", x->parent_commit);
+	if (!co->deleted || co->deleted_len == 0)
 		return 0;
-	}
-	if (list.len == 0)
-		return 0;
-	int fd = stdin_file(x, list.p, list.len, e);
+	int fd = stdin_file(x, co->deleted, co->deleted_len, e);
 	if (fd < 0)
 		return fd;
 	struct strv argv = STRV_INIT;
@@ -393,32 +364,22 @@ static int checkout_deletions(struct run *rn, struct err *e)
 	strv_push(&argv, "-f");
 	strv_push(&argv, "--");
 	rn->stdin_fd = fd;
-	r = run_argv(rn, &argv, "removing deleted files", e);
+	int r = run_argv(rn, &argv, "removing deleted files", e);
 	rn->stdin_fd = -1;
 	close(fd);
 	return r;
 }
 
-/* git archive COMMIT on the host, extracted by tar inside the root. */
+/* The builder's archive of the commit, extracted by tar inside the root. */
 static int checkout_archive(struct run *rn, struct err *e)
 {
 	struct actions_ctx *x = rn->x;
-	_cleanup_free_ char *tmpl = path_join(x->tmpdir, "checkout.XXXXXX");
-	int fd = mkostemp(tmpl, O_CLOEXEC);
+	int fd = x->checkout.tar_fd;
+
 	if (fd < 0)
-		return err_set_errno(e, -errno, "cannot create a file in '%s'", x->tmpdir);
-	unlink(tmpl);
-	const char *args[] = { "archive", "--format=tar", x->commit, NULL };
-	int r = host_git(x, args, fd, NULL, e);
-	if (r < 0) {
-		close(fd);
-		return err_prefix(e, "step 'checkout' failed");
-	}
-	if (lseek(fd, 0, SEEK_SET) < 0) {
-		r = -errno;
-		close(fd);
-		return err_set_errno(e, r, "cannot rewind the checkout archive");
-	}
+		return err_set(e, -EINVAL, "step 'checkout' failed: no archive of the commit");
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return err_set_errno(e, -errno, "cannot rewind the checkout archive");
 	struct strv argv = STRV_INIT;
 	strv_push(&argv, "tar");
 	strv_push(&argv, "-x");
@@ -426,9 +387,8 @@ static int checkout_archive(struct run *rn, struct err *e)
 	strv_push(&argv, "-");
 	strv_push(&argv, "--no-same-owner");
 	rn->stdin_fd = fd;
-	r = run_argv(rn, &argv, "extracting the commit", e);
+	int r = run_argv(rn, &argv, "extracting the commit", e);
 	rn->stdin_fd = -1;
-	close(fd);
 	return r;
 }
 
@@ -440,10 +400,19 @@ static const char keep_git_sh[] =
 	"git update-ref --no-deref HEAD \"$2\"\n"
 	"git reset -q\n";
 
+const struct action *actions_custom_checkout(const struct metadata *m, bool fresh)
+{
+	if (fresh && m->repo_clone.defined)
+		return &m->repo_clone;
+	if (!fresh && m->repo_update.defined)
+		return &m->repo_update;
+	return NULL;
+}
+
 static int step_checkout(struct run *rn, struct err *e)
 {
 	struct actions_ctx *x = rn->x;
-	const struct metadata *m = x->meta;
+	const struct action *custom = actions_custom_checkout(x->meta, x->fresh);
 	int r;
 
 	strv_push(&rn->extra_env, "UPAAS_REPOSITORY");
@@ -451,26 +420,19 @@ static int step_checkout(struct run *rn, struct err *e)
 	strv_push(&rn->extra_env, "UPAAS_REPOSITORY_URL");
 	strv_push(&rn->extra_env, x->source ? x->source : "");
 
-	const struct action *custom = NULL;
-	if (x->fresh && m->repo_clone.defined)
-		custom = &m->repo_clone;
-	else if (!x->fresh && m->repo_update.defined)
-		custom = &m->repo_update;
 	if (custom) {
 		/* the app's own clone/update commands: inside the root, with
 		 * the mirror bound read-only at $UPAAS_REPOSITORY */
-		rn->network = true;
+		rn->network = rn->def->network_custom;
 		rn->mirror = true;
 		return run_action(rn, custom, e);
 	}
 
-	if (!x->fresh && x->parent_commit && strcmp(x->parent_commit, x->commit)) {
-		r = checkout_deletions(rn, e);
-		if (r < 0)
-			return r;
-	}
+	r = checkout_deletions(rn, e);
+	if (r < 0)
+		return r;
 	r = checkout_archive(rn, e);
-	if (r < 0 || !m->keep_git)
+	if (r < 0 || !x->checkout.keep_git)
 		return r;
 	struct strv argv = STRV_INIT;
 	strv_push(&argv, "/bin/sh");
@@ -516,6 +478,44 @@ static int step_files(struct run *rn, struct err *e)
 	return 0;
 }
 
+/* A package built on an earlier one has the interpreter (incremental
+ * builds keep its version). */
+static int step_interpreter(struct run *rn, struct err *e)
+{
+	const struct action *a = &rn->x->plan->actions[rn->step];
+
+	return rn->x->fresh && a->defined ? run_action(rn, a, e) : 1;
+}
+
+/* before, main, after, finalize: the plan's action, when it has commands. */
+static int step_action(struct run *rn, struct err *e)
+{
+	const struct action *a = &rn->x->plan->actions[rn->step];
+
+	return a->defined && a->commands.n ? run_action(rn, a, e) : 1;
+}
+
+/* The step policy (documented in actions/actions.h): in enum step order. */
+static const struct step_def step_defs[STEP__COUNT] = {
+	{ .step = STEP_SYSTEM,      .network = true,  .as_app = false, .run = step_system },
+	{ .step = STEP_PACKAGES,    .network = true,  .as_app = false, .run = step_packages },
+	{ .step = STEP_INTERPRETER, .network = true,  .as_app = false, .run = step_interpreter },
+	{ .step = STEP_CHECKOUT,    .network = false, .as_app = true,  .run = step_checkout,
+	  .network_custom = true },
+	{ .step = STEP_FILES,       .network = false, .as_app = false, .run = step_files },
+	{ .step = STEP_BEFORE,      .network = true,  .as_app = true,  .run = step_action },
+	{ .step = STEP_MAIN,        .network = true,  .as_app = true,  .run = step_action },
+	{ .step = STEP_AFTER,       .network = true,  .as_app = true,  .run = step_action },
+	{ .step = STEP_FINALIZE,    .network = false, .as_app = false, .run = step_action },
+};
+
+const struct step_def *actions_step_def(enum step s)
+{
+	if ((int)s < 0 || s >= STEP__COUNT || step_defs[s].step != s)
+		return NULL;
+	return &step_defs[s];
+}
+
 /* Checks what must hold before anything runs: metadata file paths stay in
  * the root, package names are names. */
 static int precheck(const struct actions_ctx *x, struct err *e)
@@ -548,9 +548,10 @@ int actions_run(struct actions_ctx *x, struct err *e)
 		return r;
 
 	for (int s = 0; s < STEP__COUNT; s++) {
+		const struct step_def *def = actions_step_def((enum step)s);
 		struct run rn = {
-			.x = x, .step = (enum step)s, .stdin_fd = -1,
-			.extra_env = STRV_INIT,
+			.x = x, .def = def, .step = (enum step)s, .stdin_fd = -1,
+			.as_app = def->as_app, .network = def->network, .extra_env = STRV_INIT,
 		};
 		const char *name = step_name(rn.step);
 		uint64_t t0 = now_ms();
@@ -564,44 +565,7 @@ int actions_run(struct actions_ctx *x, struct err *e)
 		}
 		blog(x, "==> step %s", name);
 		log_debug("step %s ...", name);
-		switch (rn.step) {
-		case STEP_SYSTEM:
-			rn.network = true;
-			r = step_system(&rn, e);
-			break;
-		case STEP_PACKAGES:
-			rn.network = true;
-			r = step_packages(&rn, e);
-			break;
-		case STEP_INTERPRETER:
-			rn.network = true;
-			/* a package built on an earlier one has the interpreter
-			 * (incremental builds keep its version) */
-			r = x->fresh && x->plan->actions[s].defined
-				    ? run_action(&rn, &x->plan->actions[s], e) : 1;
-			break;
-		case STEP_CHECKOUT:
-			rn.as_app = true;
-			r = step_checkout(&rn, e);
-			break;
-		case STEP_FILES:
-			r = step_files(&rn, e);
-			break;
-		case STEP_BEFORE:
-		case STEP_MAIN:
-		case STEP_AFTER:
-			rn.as_app = true;
-			rn.network = true;
-			r = x->plan->actions[s].defined && x->plan->actions[s].commands.n
-				    ? run_action(&rn, &x->plan->actions[s], e) : 1;
-			break;
-		case STEP_FINALIZE:
-			r = x->plan->actions[s].defined && x->plan->actions[s].commands.n
-				    ? run_action(&rn, &x->plan->actions[s], e) : 1;
-			break;
-		default:
-			r = 1;
-		}
+		r = def->run(&rn, e);
 		strv_free(&rn.extra_env);
 		struct step_record *rec = &x->steps[s];
 		rec->seconds = (double)(now_ms() - t0) / 1000.0;

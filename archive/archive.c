@@ -1,5 +1,5 @@
 /*
- * builder/archive.c - packing a tree into a zstd pax tar (pack_tree) and
+ * archive/archive.c - packing a tree into a zstd pax tar (pack_tree) and
  * extracting one (unpack_file), both with libarchive.
  *
  * pack_tree walks the tree itself instead of using archive_read_disk: it
@@ -487,6 +487,14 @@ int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *ou
 		return r;
 	}
 	return out->commit(out->data, e);
+}
+
+void archive_filter_names(struct strv *out)
+{
+	/* packages and images are zstd tars: the libarchive we run with
+	 * must have libzstd */
+	if (archive_libzstd_version())
+		strv_push(out, "zstd");
 }
 
 /* ---------------------------------------------------------------- unpack */

@@ -52,4 +52,8 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *out,
 		    struct pack_result *ret, struct err *e);
 
+/* The compression filters of the libarchive we run with that packages and
+ * images use ("zstd"), for `upaas --version`. */
+void archive_filter_names(struct strv *out);
+
 #endif

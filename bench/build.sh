@@ -28,10 +28,10 @@ paths = { workdir = "$B/work"; cache = "${BENCH_CACHE:-$B/cache}"; state = "$B/s
 storage = { handler = "local"; path = "$B/storage"; };
 CFG
 
-now() { date +%s.%N; }
+. "$HERE/bench/lib.sh"
 REPEAT=${REPEAT:-3}
-median() { python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.2f}")' "$@"; }
-secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
+# secs T0 T1: the seconds between two bench_now values, as printed here
+secs() { printf '%.2f' "$(bench_elapsed "$1" "$2")"; }
 APP=bench
 SRC=$B/src
 cp -a "$HERE/examples/python-flask" "$SRC"
@@ -64,9 +64,9 @@ print(f"OVERHEAD={wall - a:.2f}")
 run_build() {   # run_build LABEL ARGS...
 	local label=$1; shift
 	local t0 t1 id
-	t0=$(now)
+	t0=$(bench_now)
 	id=$("$UPAAS" -q build --app "$APP" "$@" "$SRC")
-	t1=$(now)
+	t1=$(bench_now)
 	echo "== upaas build: $label ($id)"
 	WALL=$(secs "$t0" "$t1")
 	summary "$id" "$WALL" | tee "$B/summary" | grep -v '^OVERHEAD='
@@ -106,26 +106,26 @@ for i in $(seq "$REPEAT"); do
 	rm -rf "$N/root" "$N/pkg.tar.gz" "$N/store/pkg.tar.gz"
 	sync
 	T=()
-	t0=$(now)
+	t0=$(bench_now)
 	mkdir "$N/root"
 	tar --warning=no-unknown-keyword -xzpf "$N/base.tar.gz" -C "$N/root"
-	t1=$(now); T+=("extract $(secs "$t0" "$t1")")
+	t1=$(bench_now); T+=("extract $(secs "$t0" "$t1")")
 	git -C "$SRC" archive HEAD | tar -xf - -C "$N/root/home/app"
 	chown -R 1000:1000 "$N/root/home/app"
 	mount -t proc proc "$N/root/proc"
-	t2=$(now)
+	t2=$(bench_now)
 	chroot --userspec=1000:1000 "$N/root" /usr/bin/env -i HOME=/home/app PATH=/usr/bin:/bin \
 		sh -ec 'cd /home/app; python3 -c "import flask"; python3 selftest.py;
 			printf "%s\n" x >> build-history.txt' >/dev/null
-	t3=$(now); T+=("run $(secs "$t2" "$t3")")
+	t3=$(bench_now); T+=("run $(secs "$t2" "$t3")")
 	umount "$N/root/proc"
 	tar -czf "$N/pkg.tar.gz" -C "$N/root" --exclude=./proc/* --exclude=./dev/* --exclude=./tmp/* .
-	t4=$(now); T+=("tar-czf $(secs "$t3" "$t4")")
+	t4=$(bench_now); T+=("tar-czf $(secs "$t3" "$t4")")
 	sha256sum "$N/pkg.tar.gz" >/dev/null
-	t5=$(now); T+=("sha256sum $(secs "$t4" "$t5")")
+	t5=$(bench_now); T+=("sha256sum $(secs "$t4" "$t5")")
 	cp "$N/pkg.tar.gz" "$N/store/"
 	sync "$N/store/pkg.tar.gz"
-	t6=$(now); T+=("copy $(secs "$t5" "$t6")")
+	t6=$(bench_now); T+=("copy $(secs "$t5" "$t6")")
 	NAIVE+=("$(secs "$t0" "$t6")") NAIVE_RUNS+=("$(secs "$t2" "$t3")")
 	echo "  #$i stages: ${T[*]}"
 	echo "  #$i wall ${NAIVE[-1]} s, actions ${NAIVE_RUNS[-1]} s"
@@ -136,9 +136,9 @@ NAIVE_WALL=$(median "${NAIVE[@]}")
 echo "== packing throughput on the same tree"
 TZ=()
 for i in $(seq "$REPEAT"); do
-	t0=$(now)
+	t0=$(bench_now)
 	tar -cf - -C "$N/root" . | zstd -T0 -3 -q >/dev/null
-	t1=$(now)
+	t1=$(bench_now)
 	TZ+=("$(secs "$t0" "$t1")")
 done
 TARZSTD=$(median "${TZ[@]}")

@@ -69,8 +69,7 @@ PY
 done
 echo "package: $(du -m "$blob" | cut -f1) MB compressed, $files entries" >&2
 
-secs() { date +%s.%N; }
-median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+. "$(dirname "$0")/lib.sh"
 
 : >"$TMP/deploy.t"; : >"$TMP/switch.t"; : >"$TMP/parts.t"; : >"$TMP/tar.t"; : >"$TMP/tarsync.t"
 for run in $(seq 1 "$RUNS"); do
@@ -79,10 +78,10 @@ for run in $(seq 1 "$RUNS"); do
 	id=p$(( (run % 2) + 1 ))
 	rm -rf "$TMP/srv/$APP/revisions/$id" "$TMP/srv/$APP/manifests/$id.json"
 	sync
-	t0=$(secs)
+	t0=$(bench_now)
 	"$UPAAS" -q deploy --json --package "$id" "$APP" >"$TMP/deploy.json"
-	t1=$(secs)
-	echo "$t1 - $t0" | bc >>"$TMP/deploy.t"
+	t1=$(bench_now)
+	bench_elapsed "$t0" "$t1" >>"$TMP/deploy.t"
 	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["switch_us"] / 1000)' \
 		"$TMP/deploy.json" >>"$TMP/switch.t"
 	python3 -c 'import json,sys; j = json.load(open(sys.argv[1]))
@@ -90,23 +89,23 @@ print(j["fetch_ms"] / 1000, j["extract_ms"] / 1000)' "$TMP/deploy.json" >>"$TMP/
 
 	rm -rf "$TMP/x"; mkdir "$TMP/x"
 	sync
-	t0=$(secs)
+	t0=$(bench_now)
 	tar --zstd -xf "$blob" -C "$TMP/x"
-	t1=$(secs)
+	t1=$(bench_now)
 	sync
-	t2=$(secs)
-	echo "$t1 - $t0" | bc >>"$TMP/tar.t"
-	echo "$t2 - $t0" | bc >>"$TMP/tarsync.t"
+	t2=$(bench_now)
+	bench_elapsed "$t0" "$t1" >>"$TMP/tar.t"
+	bench_elapsed "$t0" "$t2" >>"$TMP/tarsync.t"
 	rm -rf "$TMP/x"
 done
 
-d=$(median <"$TMP/deploy.t")
-s=$(median <"$TMP/switch.t")
-t=$(median <"$TMP/tar.t")
-ts=$(median <"$TMP/tarsync.t")
+d=$(median $(cat "$TMP/deploy.t"))
+s=$(median $(cat "$TMP/switch.t"))
+t=$(median $(cat "$TMP/tar.t"))
+ts=$(median $(cat "$TMP/tarsync.t"))
 printf 'upaas deploy (fetch+verify+extract+sync+switch): %.2f s  (median of %d)\n' "$d" "$RUNS"
 printf '  of which fetch+verify %.2f s, extract+sync %.2f s\n' \
-	"$(cut -d' ' -f1 "$TMP/parts.t" | median)" "$(cut -d' ' -f2 "$TMP/parts.t" | median)"
+	"$(median $(cut -d' ' -f1 "$TMP/parts.t"))" "$(median $(cut -d' ' -f2 "$TMP/parts.t"))"
 printf 'tar --zstd -xf:                                  %.2f s\n' "$t"
 printf 'tar --zstd -xf + sync:                           %.2f s\n' "$ts"
 printf 'ratio deploy/tar:                                %.2f\n' "$(echo "$d / $t" | bc -l)"

@@ -18,6 +18,7 @@ set -euo pipefail
 UPAAS=${UPAAS:-./upaas}
 CLAIMS=${1:-2000}
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+. "$SRCDIR/bench/lib.sh"
 command -v jq >/dev/null || { echo "bench/queue.sh: needs jq" >&2; exit 1; }
 [ -x "$UPAAS" ] || { echo "bench/queue.sh: no upaas at '$UPAAS' (set UPAAS)" >&2; exit 1; }
 UPAAS=$(cd "$(dirname "$UPAAS")" && pwd)/$(basename "$UPAAS")
@@ -45,10 +46,12 @@ CFG
 	export UPAAS_CONFIG=$1/upaas.cfg
 }
 
-stats() {  # reads numbers, prints min/median/p90/max
-	sort -n | awk '{ v[NR] = $1 } END {
-		printf "min %d  median %d  p90 %d  max %d ms\n",
-			v[1], v[int((NR + 1) / 2)], v[int(NR * 0.9 + 0.5)], v[NR] }'
+stats() {  # reads numbers (ms), prints min/median/p90/max
+	local v
+	v=$(sort -n)
+	printf 'min %d  median %.0f  p90 %d  max %d ms\n' "$(head -n 1 <<<"$v")" "$(median $v)" \
+		"$(awk '{ v[NR] = $1 } END { print v[int(NR * 0.9 + 0.5)] }' <<<"$v")" \
+		"$(tail -n 1 <<<"$v")"
 }
 
 wait_done() {  # N: waits until N builds succeeded
@@ -111,13 +114,13 @@ bench() {  # NAME URL
 		PIDS+=($!)
 	done
 	sleep 1
-	t0=$(date +%s%N)
+	t0=$(bench_now)
 	sql "INSERT INTO builds (id, app, fresh, state, queued_at)
 	     SELECT 'b-' || name, name, 0, 'queued', $(now_sql) FROM apps WHERE name <> 'lat'"
 	[ "$name" = postgresql ] && sql "NOTIFY upaas_queue"
 	wait_done $((CLAIMS + 20))
 	local t1
-	t1=$(date +%s%N)
+	t1=$(bench_now)
 	for w in 1 2 3; do
 		kill -TERM "${PIDS[-$w]}" 2>/dev/null || true
 	done
@@ -129,7 +132,8 @@ bench() {  # NAME URL
 		(map(.started_at_ms) | min) as $a | (map(.finished_at_ms) | max) as $b |
 		"  claims/s, 3 workers:            \($n * 1000 / (if $b > $a then $b - $a else 1 end) | floor)" +
 		" (\($n) builds in \($b - $a) ms, spread over \(map(.worker) | unique | length) workers)"' <<<"$L"
-	echo "  (wall clock, including the CLI polls: $(( (t1 - t0) / 1000000 )) ms)"
+	echo "  (wall clock, including the CLI polls: $(awk -v s="$(bench_elapsed "$t0" "$t1")" \
+		'BEGIN { printf "%d", s * 1000 }') ms)"
 }
 
 bench sqlite "sqlite://$TMP/sqlite/state/upaas.db"

@@ -10,6 +10,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/bench/lib.sh"
 UPAAS=$(realpath "${1:-${UPAAS:-./upaas}}")
 SIZE_MB=${SIZE_MB:-200}
 RUNS=${RUNS:-3}
@@ -55,13 +56,9 @@ head -c $((SIZE_MB * 1000 * 1000)) /dev/urandom >"$file"
 
 # t CMD...: prints the wall-clock seconds CMD took (fails the bench if CMD fails)
 t() {
-	local a b
-	a=$(date +%s.%N)
-	"$@" >/dev/null 2>"$work/err" || { echo "bench/s3.sh: failed: $*" >&2; cat "$work/err" >&2; exit 1; }
-	b=$(date +%s.%N)
-	echo "$b - $a" | bc -l
+	bench_time "$@" 2>"$work/err" ||
+		{ echo "bench/s3.sh: failed: $*" >&2; cat "$work/err" >&2; exit 1; }
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 declare -a up_u up_a down_u down_a
 for r in $(seq "$RUNS"); do

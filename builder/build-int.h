@@ -29,5 +29,15 @@ int git_show_file(const char *mirror, const char *commit, const char *path, stru
 		  size_t max, struct err *e);
 /* The committer time of commit (unix seconds). */
 int git_commit_time(const char *mirror, const char *commit, int64_t *ret, struct err *e);
+/* `git archive --format=tar` of commit (a commit id) written to fd. */
+int git_archive_to_fd(const char *mirror, const char *commit, int fd, int log_fd, struct err *e);
+/*
+ * The paths that commit to deleted since commit from, NUL-separated (git
+ * diff -z --diff-filter=D), into ret (at most GIT_DELETED_MAX bytes). Both
+ * must be commit ids (40 or 64 lowercase hex): -EINVAL before git runs.
+ */
+#define GIT_DELETED_MAX ((size_t)64 << 20)
+int git_deleted_files(const char *mirror, const char *from, const char *to, int log_fd,
+		      struct buf *ret, struct err *e);
 
 #endif

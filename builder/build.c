@@ -16,9 +16,9 @@
  * in the root cache as the layer of the new package, so the next
  * incremental build stacks it instead of unpacking the package.
  *
- * The whole build runs in a private mount namespace and holds a per-app
- * lock (<workdir>/<app>.lock), so builds of one app never overlap and a work
- * dir whose build is gone (the lock is free) is stale and removed.
+ * The whole build runs in a private mount namespace and holds its app's
+ * lock in the work dir (rootfs/workdir.c), so builds of one app never
+ * overlap, and a work dir whose build is gone (the lock is free) is swept.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -81,6 +81,8 @@ struct build {
 	bool unpacked;              /* the base was fetched and unpacked */
 	bool no_layer;              /* the upper dir is not worth keeping */
 	struct workspace ws;
+	int checkout_fd;            /* git archive of the commit (unlinked file) */
+	struct buf deleted;         /* paths deleted since the parent's commit */
 	struct actions_ctx ax;
 	bool ran_steps;
 	struct pack_result pack;
@@ -163,50 +165,6 @@ static int check_cancel(struct err *e)
 	return err_set(e, -ECANCELED, "build interrupted%s%s",
 		       build_signal ? " by " : "",
 		       build_signal == SIGTERM ? "SIGTERM" : build_signal == SIGINT ? "SIGINT" : "");
-}
-
-/* ------------------------------------------------------------ work dir */
-
-/* true when name is an id as id_new() makes them: 20261120T214500Z-3f9a2c1 */
-static bool id_like(const char *s)
-{
-	static const char pat[] = "dddddddd" "T" "dddddd" "Z-" "hhhhhhh";
-	if (strlen(s) != sizeof(pat) - 1)
-		return false;
-	for (size_t i = 0; pat[i]; i++) {
-		char c = s[i];
-		if (pat[i] == 'd' ? !(c >= '0' && c <= '9')
-		    : pat[i] == 'h' ? !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
-		    : c != pat[i])
-			return false;
-	}
-	return true;
-}
-
-/* With the app's lock held, every <app>-<id> dir belongs to a dead build. */
-static void remove_stale_dirs(struct build *b)
-{
-	DIR *d = opendir(b->c->paths.workdir);
-	if (!d)
-		return;
-	size_t alen = strlen(b->app);
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, b->app, alen) || de->d_name[alen] != '-' ||
-		    !id_like(de->d_name + alen + 1))
-			continue;
-		_cleanup_free_ char *p = path_join(b->c->paths.workdir, de->d_name);
-		_cleanup_free_ char *runlock = xasprintf("%s.lock", p);
-		_cleanup_err_ struct err e = ERR_INIT;
-		/* "run-<id>" with a "run-<id>.lock" is the workspace of an
-		 * 'upaas image run' (not of app "run"): its owner cleans it */
-		if (access(runlock, F_OK) == 0)
-			continue;
-		log_debug("removing the stale work dir '%s'", p);
-		if (fs_rm_rf(p, &e) < 0)
-			log_warn("cannot remove the stale work dir '%s': %s", p, err_msg(&e));
-	}
-	closedir(d);
 }
 
 /* ------------------------------------------------------------ stages */
@@ -384,9 +342,48 @@ static int stage_workspace(struct build *b, struct err *e)
 	return r;
 }
 
+/*
+ * The checkout the steps unpack, made here on the host: the commit as a tar
+ * (an unlinked file in the work dir) and, for an incremental build, the
+ * paths the commit deleted since the parent's. Nothing when the app's own
+ * clone/update commands do the checkout.
+ */
+static int make_checkout(struct build *b, struct err *e)
+{
+	const char *parent = b->fresh ? NULL : b->parent.repo.commit;
+	_cleanup_free_ char *tmpl = path_join(b->dir, "checkout.XXXXXX");
+	int r;
+
+	if (actions_custom_checkout(&b->meta, b->fresh))
+		return 0;
+	b->checkout_fd = mkostemp(tmpl, O_CLOEXEC);
+	if (b->checkout_fd < 0)
+		return err_set_errno(e, -errno, "cannot create a file in '%s'", b->dir);
+	unlink(tmpl);
+	r = git_archive_to_fd(b->mirror.p, b->commit.p, b->checkout_fd, b->log_fd, e);
+	if (r < 0)
+		return r;
+	if (!parent || !strcmp(parent, b->commit.p))
+		return 0;
+	_cleanup_err_ struct err ge = ERR_INIT;
+	r = git_deleted_files(b->mirror.p, parent, b->commit.p, b->log_fd, &b->deleted, &ge);
+	if (r < 0) {
+		/* the parent commit may be gone (force push): nothing to
+		 * delete that we know of; the package keeps what it had */
+		blog(b, "warning: cannot list the files deleted since the base package: %s",
+		     err_msg(&ge));
+		log_warn("cannot list the files deleted since the base package");
+	}
+	return 0;
+}
+
 static int stage_steps(struct build *b, struct err *e)
 {
 	struct actions_ctx *x = &b->ax;
+	int r = make_checkout(b, e);
+
+	if (r < 0)
+		return r;
 	*x = (struct actions_ctx){
 		.cfg = b->c,
 		.plan = &b->plan,
@@ -398,9 +395,14 @@ static int stage_steps(struct build *b, struct err *e)
 		.app = b->app,
 		.build_id = b->id,
 		.commit = b->commit.p,
-		.parent_commit = b->fresh ? NULL : b->parent.repo.commit,
 		.fresh = b->fresh,
 		.installed = b->fresh ? NULL : &b->parent.os_packages,
+		.checkout = {
+			.tar_fd = b->checkout_fd,
+			.deleted = b->deleted.len ? b->deleted.p : NULL,
+			.deleted_len = b->deleted.len,
+			.keep_git = b->meta.keep_git,
+		},
 		.log_fd = b->log_fd,
 		.log_fd2 = b->o->log_fd,
 		.tee = b->o->tee,
@@ -409,7 +411,7 @@ static int stage_steps(struct build *b, struct err *e)
 	/* the steps write their lines to the caller's log_fd live (queue log
 	 * -f): send what came before, and do not send the steps' lines twice */
 	log_forward(b);
-	int r = actions_run(x, e);
+	r = actions_run(x, e);
 	if (b->o->log_fd >= 0 && b->log_fd >= 0) {
 		off_t end = lseek(b->log_fd, 0, SEEK_END);
 		if (end > b->log_sent)
@@ -716,6 +718,9 @@ static void build_free(struct build *b)
 	free(b->ws.upper);
 	if (b->log_fd >= 0)
 		close(b->log_fd);
+	if (b->checkout_fd >= 0)
+		close(b->checkout_fd);
+	buf_free(&b->deleted);
 	if (b->dir) {
 		_cleanup_err_ struct err e = ERR_INIT;
 		if (fs_rm_rf(b->dir, &e) < 0)
@@ -766,13 +771,13 @@ static int build_stages(struct build *b, struct err *e)
 int build_run(const struct config *c, struct storage *s, const struct build_opts *o,
 	      struct build_result *ret, struct err *e)
 {
-	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .url = BUF_INIT,
+	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .checkout_fd = -1,
+			   .deleted = BUF_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
 			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT };
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
 			 old_int;
 	_cleanup_close_ int lock = -1;
-	_cleanup_free_ char *lockp = NULL;
 	int r;
 
 	b.t_start = now_ms();
@@ -787,8 +792,9 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			return r;
 		b.app = buf_detach(&name);
 	}
-	if (o->build_id && (!path_component_ok(o->build_id) || strchr(o->build_id, '.') ||
-			    strlen(o->build_id) > 64)) {
+	/* an id_new() id (which package_id_ok() accepts): the work dir's
+	 * <app>-<id> names are unambiguous only with that shape */
+	if (o->build_id && !id_ok(o->build_id)) {
 		free(b.app);
 		return err_set(e, -EINVAL, "invalid build id '%s'", o->build_id);
 	}
@@ -804,19 +810,14 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	r = sandbox_private_mounts(e);
 	if (r < 0)
 		goto out;
-	r = fs_mkdir_p(c->paths.workdir, 0700);
-	if (r < 0) {
-		err_set_errno(e, r, "cannot create '%s'", c->paths.workdir);
-		goto out;
-	}
-	lockp = xasprintf("%s/%s.lock", c->paths.workdir, b.app);
-	lock = lock_file(lockp, true, e);
+	lock = workdir_lock_build(c, b.app, e);
 	if (lock < 0) {
 		r = lock;
 		goto out;
 	}
-	remove_stale_dirs(&b);
-	b.dir = xasprintf("%s/%s-%s", c->paths.workdir, b.app, b.id);
+	/* with the app's lock held, its <app>-<id> dirs are dead builds' */
+	workdir_sweep(c, lock);
+	b.dir = workdir_build_dir(c, b.app, b.id);
 	if (mkdir(b.dir, 0700) < 0) {
 		r = err_set_errno(e, -errno, "cannot create '%s'", b.dir);
 		free(b.dir);

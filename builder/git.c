@@ -61,27 +61,26 @@ int git_source_app(const char *source, struct buf *ret_app, struct err *e)
 	return 0;
 }
 
-/* Runs git with args; capture (may be NULL) receives stdout. Returns 0,
- * -EIO with git's exit status in the message, or -errno. */
-static int git(const char *git_dir, int log_fd, struct buf *capture, struct err *e, ...)
+/* Runs git with args (NULL-terminated); stdout to out_fd (>= 0) or into
+ * capture (may be NULL). Returns 0, -EIO with git's exit status in the
+ * message, or -errno. */
+static int git_argv(const char *git_dir, int log_fd, int out_fd, struct buf *capture,
+		    const char *const *args, struct err *e)
 {
 	struct proc p = PROC_INIT;
-	va_list ap;
-	const char *a;
 
 	strv_push(&p.argv, "git");
 	if (git_dir)
 		strv_pushf(&p.argv, "--git-dir=%s", git_dir);
-	va_start(ap, e);
-	while ((a = va_arg(ap, const char *)))
-		strv_push(&p.argv, a);
-	va_end(ap);
+	for (; *args; args++)
+		strv_push(&p.argv, *args);
 	extern char **environ;
 	for (char **v = environ; *v; v++)
 		strv_push(&p.env, *v);
 	/* never ask for credentials on a terminal in the middle of a build */
 	strv_setenv(&p.env, "GIT_TERMINAL_PROMPT", "0");
 	strv_setenv(&p.env, "LC_ALL", "C");
+	p.stdout_fd = out_fd;
 	p.capture = capture;
 	p.stderr_fd = log_fd;   /* messages in the build log, not the terminal */
 	if (log_fd < 0 && capture)
@@ -95,6 +94,23 @@ static int git(const char *git_dir, int log_fd, struct buf *capture, struct err 
 	}
 	proc_free(&p);
 	return r;
+}
+
+#define GIT_MAX_ARGS 16
+
+/* git_argv() with the args as a NULL-terminated list, stdout into capture. */
+static int git(const char *git_dir, int log_fd, struct buf *capture, struct err *e, ...)
+{
+	const char *args[GIT_MAX_ARGS + 1];
+	size_t n = 0;
+	va_list ap;
+
+	va_start(ap, e);
+	for (const char *a; (a = va_arg(ap, const char *)) && n < GIT_MAX_ARGS;)
+		args[n++] = a;
+	va_end(ap);
+	args[n] = NULL;
+	return git_argv(git_dir, log_fd, -1, capture, args, e);
 }
 
 /* Points HEAD at the remote's default branch (as `git clone` does). */
@@ -189,9 +205,16 @@ int git_resolve(const char *mirror, const char *ref, struct buf *ret_commit,
 		if (git(mirror, -1, &out, &ig, "rev-parse", "--symbolic-full-name", "--end-of-options",
 			ref, NULL) >= 0) {
 			buf_rtrim(&out);
-			if (out.len && !strchr(out.p, '\n')) {
+			/* git before 2.43 echoes --end-of-options back */
+			const char *full = out.p;
+			if (!strncmp(full, "--end-of-options\n", 17))
+				full += 17;
+			else if (!strcmp(full, "--end-of-options"))
+				full += 16;
+			if (*full && !strchr(full, '\n')) {
+				_cleanup_free_ char *copy = xstrdup(full);
 				buf_reset(&name);
-				buf_adds(&name, out.p);
+				buf_adds(&name, copy);
 			}
 		}
 		buf_reset(&out);
@@ -244,5 +267,43 @@ int git_commit_time(const char *mirror, const char *commit, int64_t *ret, struct
 	if (r < 0)
 		return err_set(e, r, "bad commit time '%s' of %s", out.p, commit);
 	*ret = t;
+	return 0;
+}
+
+/* 40 (sha1) or 64 (sha256) lowercase hex digits. */
+static bool commit_id_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	return (n == 40 || n == 64) && strspn(s, "0123456789abcdef") == n;
+}
+
+int git_archive_to_fd(const char *mirror, const char *commit, int fd, int log_fd, struct err *e)
+{
+	if (!commit_id_ok(commit))
+		return err_set(e, -EINVAL, "bad commit id '%s'", commit ? commit : "");
+	const char *args[] = { "archive", "--format=tar", "--end-of-options", commit, NULL };
+	int r = git_argv(mirror, log_fd, fd, NULL, args, e);
+	return r < 0 ? err_prefix(e, "cannot archive commit %.12s", commit) : 0;
+}
+
+int git_deleted_files(const char *mirror, const char *from, const char *to, int log_fd,
+		      struct buf *ret, struct err *e)
+{
+	/* from comes from a stored manifest: it must be a commit id before
+	 * it goes anywhere near git's argv */
+	if (!commit_id_ok(from))
+		return err_set(e, -EINVAL, "the base package's commit is not a commit id");
+	if (!commit_id_ok(to))
+		return err_set(e, -EINVAL, "bad commit id '%s'", to ? to : "");
+	_cleanup_buf_ struct buf out = BUF_INIT;
+	buf_init(&out, GIT_DELETED_MAX);
+	const char *args[] = { "diff", "--name-only", "-z", "--no-renames", "--diff-filter=D",
+			       "--end-of-options", from, to, "--", NULL };
+	int r = git_argv(mirror, log_fd, -1, &out, args, e);
+	if (r < 0)
+		return r;
+	buf_free(ret);
+	*ret = out;
+	out = (struct buf)BUF_INIT;
 	return 0;
 }

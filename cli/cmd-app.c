@@ -2,7 +2,6 @@
  * cli/cmd-app.c - upaas app: register, list, show and remove apps.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -13,63 +12,7 @@
 
 #define SHOW_BUILDS 5
 
-static void app_help(FILE *out)
-{
-	fputs("usage: upaas app COMMAND [OPTIONS] [ARGS...]\n"
-	      "\n"
-	      "Commands:\n"
-	      "  add NAME --repo URL [--branch B] [--replace]\n"
-	      "                       register an app: its git repository and branch\n"
-	      "                       (default: the remote's default branch)\n"
-	      "  list [--json]        the registered apps\n"
-	      "  show [--json] NAME   an app: repository, current package, last builds\n"
-	      "  rm NAME              unregister an app and cancel its queued builds;\n"
-	      "                       its packages and build history stay\n"
-	      "\n"
-	      "Options:\n"
-	      "  --repo URL     add: git URL or path of the app's repository\n"
-	      "  --branch B     add: the branch to build\n"
-	      "  --replace      add: update an app that is registered already\n"
-	      "  --json         list, show: machine-readable output\n"
-	      "  -h, --help     this help\n"
-	      "\n"
-	      "After 'app add', 'upaas build NAME' and 'upaas queue add NAME' build it.\n",
-	      out);
-}
-
-struct aopts {
-	const char *repo;
-	const char *branch;
-	bool replace;
-	bool json;
-};
-
-enum { O_REPO = 256, O_BRANCH, O_REPLACE, O_JSON };
-
-static int parse_opts(int argc, char **argv, struct aopts *o)
-{
-	static const struct option longopts[] = {
-		{ "repo", required_argument, NULL, O_REPO },
-		{ "branch", required_argument, NULL, O_BRANCH },
-		{ "replace", no_argument, NULL, O_REPLACE },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch;
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case O_REPO: o->repo = optarg; break;
-		case O_BRANCH: o->branch = optarg; break;
-		case O_REPLACE: o->replace = true; break;
-		case O_JSON: o->json = true; break;
-		case 'h': app_help(stdout); return 0;
-		default: app_help(stderr); return 2;
-		}
-	}
-	return -1;
-}
+enum { O_REPO = CLI_LONG, O_BRANCH, O_REPLACE, O_NEW_SECRET, O_JSON };
 
 static void json_print(struct json_object *o)
 {
@@ -83,49 +26,57 @@ static struct json_object *jstr(const char *s)
 	return s ? json_object_new_string(s) : NULL;
 }
 
-static struct json_object *app_json(const struct queue_app *a)
-{
-	struct json_object *o = json_object_new_object();
-	char t[32];
-	time_iso8601(a->created / 1000, t);
-	json_object_object_add(o, "name", jstr(a->name));
-	json_object_object_add(o, "repo", jstr(a->repo));
-	json_object_object_add(o, "branch", jstr(a->branch));
-	json_object_object_add(o, "created", json_object_new_string(t));
-	return o;
-}
-
 static void queue_closep(struct queue **q)
 {
 	queue_close(*q);
 }
 
-static int a_add(struct cli *c, struct queue *q, const struct aopts *o, int argc, char **argv)
+/* Opens the queue of the config; prints why not and returns -errno. */
+static int open_queue(struct cli *c, struct queue **q)
 {
-	if (argc - optind != 1 || !o->repo)
-		return cli_usage("usage: upaas app add NAME --repo URL [--branch B] [--replace]");
 	_cleanup_err_ struct err e = ERR_INIT;
-	int r = queue_app_add(q, argv[optind], o->repo, o->branch, o->replace, &e);
+	if (cli_config(c) < 0)
+		return -EINVAL;
+	int r = queue_open(q, &c->cfg, &e);
+	if (r < 0)
+		cli_fail(&e, "cannot open the queue");
+	return r;
+}
+
+static int a_add(struct cli *c, const struct cli_args *a)
+{
+	if (!cli_arg(a, O_REPO))
+		return cli_usage("usage: upaas app add NAME --repo URL [--branch B] [--replace] "
+				 "[--new-secret]");
+	_cleanup_(queue_closep) struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
+	_cleanup_err_ struct err e = ERR_INIT;
+	int r = queue_app_add(q, a->argv[0], cli_arg(a, O_REPO), cli_arg(a, O_BRANCH),
+			      cli_flag(a, O_REPLACE), &e);
+	if (r >= 0 && cli_flag(a, O_NEW_SECRET))
+		r = queue_app_new_secret(q, a->argv[0], &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot register the app");
 	return 0;
 }
 
-static int a_list(struct cli *c, struct queue *q, const struct aopts *o, int argc, char **argv)
+static int a_list(struct cli *c, const struct cli_args *a)
 {
-	if (argc != optind)
-		return cli_usage("usage: upaas app list [--json]");
+	_cleanup_(queue_closep) struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct queue_app *v = NULL;
 	size_t n = 0;
 	int r = queue_app_list(q, &v, &n, &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot list apps");
-	if (o->json) {
-		struct json_object *a = json_object_new_array();
+	if (cli_flag(a, O_JSON)) {
+		struct json_object *arr = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
-			json_object_array_add(a, app_json(&v[i]));
-		json_print(a);
+			json_object_array_add(arr, queue_app_json(&v[i], false));
+		json_print(arr);
 	} else {
 		printf("%-24s %-16s %s\n", "NAME", "BRANCH", "REPOSITORY");
 		for (size_t i = 0; i < n; i++)
@@ -136,11 +87,12 @@ static int a_list(struct cli *c, struct queue *q, const struct aopts *o, int arg
 	return 0;
 }
 
-static int a_show(struct cli *c, struct queue *q, const struct aopts *o, int argc, char **argv)
+static int a_show(struct cli *c, const struct cli_args *args)
 {
-	if (argc - optind != 1)
-		return cli_usage("usage: upaas app show [--json] NAME");
-	const char *name = argv[optind];
+	const char *name = args->argv[0];
+	_cleanup_(queue_closep) struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_(queue_app_clear) struct queue_app a = { 0 };
 	int r = queue_app_get(q, name, &a, &e);
@@ -160,18 +112,12 @@ static int a_show(struct cli *c, struct queue *q, const struct aopts *o, int arg
 	r = queue_list(q, &f, &v, &n, &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot list builds");
-	if (o->json) {
-		struct json_object *j = app_json(&a);
+	if (cli_flag(args, O_JSON)) {
+		struct json_object *j = queue_app_json(&a, true);
 		json_object_object_add(j, "current", current.len ? jstr(current.p) : NULL);
 		struct json_object *builds = json_object_new_array();
-		for (size_t i = 0; i < n; i++) {
-			struct json_object *b = json_object_new_object();
-			json_object_object_add(b, "id", jstr(v[i].id));
-			json_object_object_add(b, "state", jstr(build_state_name(v[i].state)));
-			json_object_object_add(b, "package_id", jstr(v[i].package_id));
-			json_object_object_add(b, "error", jstr(v[i].error));
-			json_object_array_add(builds, b);
-		}
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(builds, queue_build_json(&v[i]));
 		json_object_object_add(j, "builds", builds);
 		json_print(j);
 	} else {
@@ -181,6 +127,8 @@ static int a_show(struct cli *c, struct queue *q, const struct aopts *o, int arg
 		printf("repository:  %s\n", a.repo);
 		printf("branch:      %s\n", a.branch ? a.branch : "(the remote's default)");
 		printf("registered:  %s\n", t);
+		printf("webhooks:    %s\n", a.webhook_secret ? "secret set ('app show --json' shows it)"
+			: "no secret yet ('app add --replace --new-secret' makes one)");
 		printf("current:     %s\n", current.len ? current.p : "-");
 		printf("builds:%s\n", n ? "" : "      none");
 		for (size_t i = 0; i < n; i++)
@@ -191,51 +139,102 @@ static int a_show(struct cli *c, struct queue *q, const struct aopts *o, int arg
 	return 0;
 }
 
-static int a_rm(struct cli *c, struct queue *q, const struct aopts *o, int argc, char **argv)
+static int a_rm(struct cli *c, const struct cli_args *a)
 {
-	if (argc - optind != 1)
-		return cli_usage("usage: upaas app rm NAME");
+	_cleanup_(queue_closep) struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
-	int r = queue_app_remove(q, argv[optind], &e);
+	int r = queue_app_remove(q, a->argv[0], &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot remove the app");
 	return 0;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(struct cli *c, struct queue *q, const struct aopts *o, int argc, char **argv);
-} subs[] = {
-	{ "add", a_add },
-	{ "list", a_list },
-	{ "ls", a_list },
-	{ "show", a_show },
-	{ "rm", a_rm },
-	{ "remove", a_rm },
+/* The registered apps, and those deployed on this host. */
+void cli_values_apps(struct cli *c, const struct cli_args *a, struct strv *out)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_(queue_closep) struct queue *q = NULL;
+	struct queue_app *v = NULL;
+	size_t n = 0;
+
+	cli_values_deployed(c, a, out);
+	if (cli_config(c) < 0 || queue_open_existing(&q, &c->cfg, &e) < 0 ||
+	    queue_app_list(q, &v, &n, &e) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		strv_push(out, v[i].name);
+	queue_apps_free(v, n);
+}
+
+static const struct cli_opt json_opt[] = {
+	{ "json", O_JSON, NULL, "machine-readable output", NULL },
+	{ NULL },
 };
 
-int cmd_app(struct cli *c, int argc, char **argv)
-{
-	if (argc < 2 || cli_is_help(argv[1])) {
-		app_help(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(subs); i++) {
-		if (strcmp(argv[1], subs[i].name))
-			continue;
-		struct aopts o = { 0 };
-		int r = parse_opts(argc - 1, argv + 1, &o);
-		if (r >= 0)
-			return r;
-		r = cli_config(c);
-		if (r < 0)
-			return 1;
-		_cleanup_err_ struct err e = ERR_INIT;
-		_cleanup_(queue_closep) struct queue *q = NULL;
-		r = queue_open(&q, &c->cfg, &e);
-		if (r < 0)
-			return cli_fail(&e, "cannot open the queue");
-		return subs[i].fn(c, q, &o, argc - 1, argv + 1);
-	}
-	return cli_usage("unknown app command '%s' (see upaas app --help)", argv[1]);
-}
+static const struct cli_cmd app_add = {
+	.name = "add",
+	.summary = "register an app: its git repository and branch",
+	.usage = "NAME --repo URL [--branch B] [--replace] [--new-secret]",
+	.help = "Registers an app: its git repository and the branch to build (default: the\n"
+		"remote's default branch), and a random webhook secret for its git\n"
+		"webhooks ('app show --json' prints it as webhook_secret). After 'app add',\n"
+		"'upaas build NAME' and 'upaas queue add NAME' build it.",
+	.opts = (const struct cli_opt[]){
+		{ "repo", O_REPO, "URL", "git URL or path of the app's repository", cli_values_dir },
+		{ "branch", O_BRANCH, "B", "the branch to build", NULL },
+		{ "replace", O_REPLACE, NULL, "update an app that is registered already", NULL },
+		{ "new-secret", O_NEW_SECRET, NULL, "give the app a new webhook secret (the old one\n"
+		  "stops working)", NULL },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.run = a_add,
+};
+
+static const struct cli_cmd app_list = {
+	.name = "list",
+	.aliases = (const char *const[]){ "ls", NULL },
+	.summary = "the registered apps",
+	.usage = "[--json]",
+	.opts = json_opt,
+	.run = a_list,
+};
+
+static const struct cli_cmd app_show = {
+	.name = "show",
+	.summary = "an app: repository, current package, last builds",
+	.help = "Shows an app: its repository and branch, when it was registered, its\n"
+		"current package (read from storage) and its last builds. With --json\n"
+		"it also prints webhook_secret, the secret of the app's git webhooks\n"
+		"(see 'upaas serve --help').",
+	.usage = "[--json] NAME",
+	.opts = json_opt,
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_apps },
+	.run = a_show,
+};
+
+static const struct cli_cmd app_rm = {
+	.name = "rm",
+	.aliases = (const char *const[]){ "remove", NULL },
+	.summary = "unregister an app and cancel its queued builds;\n"
+		   "its packages and build history stay",
+	.usage = "NAME",
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_apps },
+	.run = a_rm,
+};
+
+const struct cli_cmd cmd_app = {
+	.name = "app",
+	.summary = "register, list, show or remove apps",
+	.usage = "COMMAND [OPTIONS] [ARGS...]",
+	.help = "The app registry: the apps the build queue knows, by name.",
+	.footer = "After 'app add', 'upaas build NAME' and 'upaas queue add NAME' build it.",
+	.subs = (const struct cli_cmd *const[]){ &app_add, &app_list, &app_show, &app_rm, NULL },
+};

@@ -2,7 +2,6 @@
  * cli/cmd-build.c - upaas build [OPTIONS] SOURCE
  */
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -11,33 +10,7 @@
 #include "builder/builder.h"
 #include "package/package.h"
 #include "cli/cli.h"
-
-/*
- * HOOK for the app registry (queue issue): resolves a registered app name
- * to its repository URL and branch. Weak: while no registry is linked in,
- * a SOURCE that is neither a path nor a URL is an unknown app.
- */
-int app_registry_lookup(const struct config *c, const char *name, struct buf *ret_url,
-			struct buf *ret_branch, struct err *e) __attribute__((weak));
-
-static void usage(FILE *out)
-{
-	fputs("usage: upaas build [OPTIONS] SOURCE\n"
-	      "\n"
-	      "Builds a package of the app in SOURCE (a git URL, a local git repository,\n"
-	      "or a registered app name): incremental on top of the app's current\n"
-	      "package, or fresh from the base image. Prints the new package id.\n"
-	      "\n"
-	      "Options:\n"
-	      "  --fresh                    start from the base image\n"
-	      "  --interpreter-version V    interpreter version (fuzzy: 3 matches 3.11)\n"
-	      "  --ref REF                  branch, tag or commit (default: the default branch)\n"
-	      "  --app NAME                 app name (default: SOURCE's basename without .git)\n"
-	      "  --json                     print the result and the manifest as JSON\n"
-	      "  -v, --verbose              show the output of every step\n"
-	      "  -h, --help                 this help\n",
-	      out);
-}
+#include "queue/queue.h"
 
 static bool looks_like_source(const char *s)
 {
@@ -77,42 +50,28 @@ static void print_json(struct cli *c, const struct build_result *res, const stru
 	json_object_put(o);
 }
 
-int cmd_build(struct cli *c, int argc, char **argv)
-{
-	enum { O_FRESH = 256, O_IVER, O_REF, O_APP, O_JSON };
-	static const struct option opts[] = {
-		{ "fresh", no_argument, NULL, O_FRESH },
-		{ "interpreter-version", required_argument, NULL, O_IVER },
-		{ "ref", required_argument, NULL, O_REF },
-		{ "app", required_argument, NULL, O_APP },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct build_opts bo = { .log_fd = -1 };
-	bool json = false;
-	int o;
+enum { O_FRESH = CLI_LONG, O_IVER, O_REF, O_APP, O_JSON };
 
-	while ((o = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		switch (o) {
-		case O_FRESH: bo.fresh = true; break;
-		case O_IVER: bo.interp_version = optarg; break;
-		case O_REF: bo.ref = optarg; break;
-		case O_APP: bo.app = optarg; break;
-		case O_JSON: json = true; break;
-		case 'v': bo.tee = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind + 1 != argc) {
-		usage(stderr);
-		return 2;
-	}
+/* SOURCE: a registered app, or a local repository */
+static void build_sources(struct cli *c, const struct cli_args *a, struct strv *out)
+{
+	cli_values_apps(c, a, out);
+	cli_values_dir(c, a, out);
+}
+
+static int build_cmd(struct cli *c, const struct cli_args *a)
+{
+	struct build_opts bo = { .log_fd = -1 };
+	bool json = cli_flag(a, O_JSON);
+
+	bo.fresh = cli_flag(a, O_FRESH);
+	bo.interp_version = cli_arg(a, O_IVER);
+	bo.ref = cli_arg(a, O_REF);
+	bo.app = cli_arg(a, O_APP);
+	bo.tee = cli_flag(a, 'v');
 	if (c->verbose)
 		bo.tee = true;
-	bo.source = argv[optind];
+	bo.source = a->argv[0];
 
 	struct storage *s;
 	if (cli_config(c) < 0 || cli_storage(c, &s) < 0)
@@ -123,11 +82,6 @@ int cmd_build(struct cli *c, int argc, char **argv)
 	_cleanup_buf_ struct buf branch = BUF_INIT;
 	if (!looks_like_source(bo.source)) {
 		/* a registered app name */
-		if (!app_registry_lookup) {
-			err_set(&e, -ENOENT, "unknown app '%s' (not a path or git URL, and no app "
-				"registry is available)", bo.source);
-			return cli_fail(&e, NULL);
-		}
 		if (app_registry_lookup(&c->cfg, bo.source, &url, &branch, &e) < 0) {
 			if (e.code == -ENOENT) {
 				err_clear(&e);
@@ -164,3 +118,26 @@ int cmd_build(struct cli *c, int argc, char **argv)
 	build_result_free(&res);
 	return 0;
 }
+
+const struct cli_cmd cmd_build = {
+	.name = "build",
+	.summary = "build an app package (incremental unless --fresh)",
+	.usage = "[OPTIONS] SOURCE",
+	.help = "Builds a package of the app in SOURCE (a git URL, a local git repository,\n"
+		"or a registered app name): incremental on top of the app's current\n"
+		"package, or fresh from the base image. Prints the new package id.",
+	.opts = (const struct cli_opt[]){
+		{ "fresh", O_FRESH, NULL, "start from the base image", NULL },
+		{ "interpreter-version", O_IVER, "V", "interpreter version (fuzzy: 3 matches 3.11)", NULL },
+		{ "ref", O_REF, "REF", "branch, tag or commit (default: the default branch)", NULL },
+		{ "app", O_APP, "NAME", "app name (default: SOURCE's basename without .git)",
+		  cli_values_apps },
+		{ "json", O_JSON, NULL, "print the result and the manifest as JSON", NULL },
+		{ "verbose", 'v', NULL, "show the output of every step", NULL },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { build_sources },
+	.run = build_cmd,
+};

@@ -3,35 +3,12 @@
  * an app's metadata, and print the effective configuration.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 
 #include <json-c/json.h>
 #include <libconfig.h>
 
 #include "cli/cli.h"
-
-static void config_usage(FILE *out)
-{
-	fprintf(out,
-		"usage: upaas config check [--json] [FILE]\n"
-		"       upaas config check [--json] --metadata FILE\n"
-		"       upaas config show [--json]\n"
-		"\n"
-		"check   validates the admin config (FILE, else -c, $UPAAS_CONFIG or the\n"
-		"        default %s) and prints every problem as\n"
-		"        'file:line: message'; exits 0 when it is fine, 1 otherwise\n"
-		"show    prints the effective admin config (defaults included) in\n"
-		"        libconfig syntax; secrets are shown as \"********\"\n"
-		"\n"
-		"Options:\n"
-		"  -m, --metadata FILE  check an app's .upaas.cfg against the admin config\n"
-		"  -j, --json           machine-readable output\n"
-		"  -h, --help           this help\n"
-		"\n"
-		"See upaas.cfg(5) and upaas-metadata(5).\n",
-		UPAAS_DEFAULT_CONFIG);
-}
 
 /* ---------------------------------------------------------------- JSON */
 
@@ -159,47 +136,53 @@ static int config_show_cmd(struct cli *c, bool json)
 	return 0;
 }
 
-int cmd_config(struct cli *c, int argc, char **argv)
+static int config_check_run(struct cli *c, const struct cli_args *a)
 {
-	static const struct option opts[] = {
-		{ "metadata", required_argument, NULL, 'm' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *metadata = NULL;
-	bool json = false;
-	int o;
-
-	if (argc < 2) {
-		config_usage(stderr);
-		return 2;
-	}
-	if (cli_is_help(argv[1])) {
-		config_usage(stdout);
-		return 0;
-	}
-	const char *sub = argv[1];
-	/* options follow the subcommand: parse argv[1..] */
-	argc--;
-	argv++;
-	while ((o = getopt_long(argc, argv, "m:jh", opts, NULL)) != -1) {
-		switch (o) {
-		case 'm': metadata = optarg; break;
-		case 'j': json = true; break;
-		case 'h': config_usage(stdout); return 0;
-		default: config_usage(stderr); return 2;
-		}
-	}
-	if (!strcmp(sub, "check")) {
-		if (argc - optind > 1)
-			return cli_usage("config check: too many arguments (see 'upaas config --help')");
-		return config_check(c, optind < argc ? argv[optind] : NULL, metadata, json);
-	}
-	if (!strcmp(sub, "show")) {
-		if (optind < argc || metadata)
-			return cli_usage("config show: takes no arguments besides --json");
-		return config_show_cmd(c, json);
-	}
-	return cli_usage("config: unknown subcommand '%s' (check or show)", sub);
+	return config_check(c, a->argc ? a->argv[0] : NULL, cli_arg(a, 'm'), cli_flag(a, 'j'));
 }
+
+static int config_show_run(struct cli *c, const struct cli_args *a)
+{
+	return config_show_cmd(c, cli_flag(a, 'j'));
+}
+
+static const struct cli_cmd config_check_sub = {
+	.name = "check",
+	.summary = "validate the admin config or an app's metadata",
+	.usage = "[--json] [--metadata FILE] [FILE]",
+	.help = "Validates the admin config (FILE, else -c, $UPAAS_CONFIG or the default\n"
+		UPAAS_DEFAULT_CONFIG "), or with --metadata an app's .upaas.cfg against\n"
+		"it, and prints every problem as 'file:line: message'; exits 0 when it is\n"
+		"fine, 1 otherwise.",
+	.opts = (const struct cli_opt[]){
+		{ "metadata", 'm', "FILE", "check an app's .upaas.cfg against the admin config",
+		  cli_values_file },
+		{ "json", 'j', NULL, "machine-readable output", NULL },
+		{ NULL },
+	},
+	.max_args = 1,
+	.values = { cli_values_file },
+	.run = config_check_run,
+};
+
+static const struct cli_cmd config_show_sub = {
+	.name = "show",
+	.summary = "print the effective admin config",
+	.usage = "[--json]",
+	.help = "Prints the effective admin config (defaults included) in libconfig syntax;\n"
+		"secrets are shown as \"********\".",
+	.opts = (const struct cli_opt[]){
+		{ "json", 'j', NULL, "machine-readable output", NULL },
+		{ NULL },
+	},
+	.run = config_show_run,
+};
+
+const struct cli_cmd cmd_config = {
+	.name = "config",
+	.summary = "check or show the admin config",
+	.usage = "COMMAND [OPTIONS] [ARGS...]",
+	.help = "Checks or shows the admin config.",
+	.footer = "See upaas.cfg(5) and upaas-metadata(5).",
+	.subs = (const struct cli_cmd *const[]){ &config_check_sub, &config_show_sub, NULL },
+};

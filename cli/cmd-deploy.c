@@ -3,7 +3,6 @@
  * watch, exec.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <string.h>
 
@@ -11,25 +10,12 @@
 
 #include "cli/cli.h"
 #include "deploy/deploy.h"
+#include "serve/serve.h"
 
 static void print_result(const char *app, const struct deploy_result *r, bool json)
 {
 	if (json) {
-		struct json_object *j = json_object_new_object();
-		json_object_object_add(j, "app", json_object_new_string(app));
-		json_object_object_add(j, "id", r->id ? json_object_new_string(r->id) : NULL);
-		json_object_object_add(j, "previous",
-				       r->previous ? json_object_new_string(r->previous) : NULL);
-		json_object_object_add(j, "operation",
-				       json_object_new_string(deploy_op_name(r->op)));
-		json_object_object_add(j, "noop", json_object_new_boolean(r->noop));
-		json_object_object_add(j, "fetched", json_object_new_boolean(r->fetched));
-		json_object_object_add(j, "reverted", json_object_new_boolean(r->reverted));
-		json_object_object_add(j, "switch_us", json_object_new_int64((int64_t)r->switch_us));
-		json_object_object_add(j, "fetch_ms", json_object_new_int64((int64_t)r->fetch_ms));
-		json_object_object_add(j, "extract_ms",
-				       json_object_new_int64((int64_t)r->extract_ms));
-		json_object_object_add(j, "total_ms", json_object_new_int64((int64_t)r->total_ms));
+		struct json_object *j = deploy_result_json(app, r);
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
 							      JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(j);
@@ -50,55 +36,18 @@ static void print_result(const char *app, const struct deploy_result *r, bool js
 	       r->switch_us / 1000.0, r->total_ms / 1000.0);
 }
 
-static int deploy_help(FILE *out)
-{
-	fprintf(out,
-		"usage: upaas deploy APP [--package ID] [--root DIR] [--force] [--no-wait] [--json]\n"
-		"\n"
-		"Fetches a package of APP (default: the one apps/APP/current names), verifies\n"
-		"its size and sha256, extracts it into a new revision, links the shared dirs,\n"
-		"runs the pre-deploy hooks, switches 'current' atomically, runs the post-deploy\n"
-		"hooks (a failure switches back), records the history and prunes.\n"
-		"\n"
-		"  -p, --package ID  deploy this package instead of the current one\n"
-		"  -r, --root DIR    deploy root (default: deploy.root of the config)\n"
-		"  -f, --force       deploy even when ID is already current\n"
-		"      --no-wait     fail at once when another deploy of APP runs\n"
-		"      --json        print the result as JSON\n"
-		"  -h, --help        this help\n");
-	return out == stdout ? 0 : 2;
-}
+enum { O_NO_WAIT = CLI_LONG, O_JSON, O_PURGE, O_ONCE, O_AS_ROOT };
 
-int cmd_deploy(struct cli *c, int argc, char **argv)
+static int deploy_cmd(struct cli *c, const struct cli_args *a)
 {
-	static const struct option opts[] = {
-		{ "package", required_argument, NULL, 'p' },
-		{ "root", required_argument, NULL, 'r' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "no-wait", no_argument, NULL, 'W' },
-		{ "json", no_argument, NULL, 'J' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct deploy_opts o = { .tee = !c->quiet };
-	bool json = false;
-	int opt;
+	bool json = cli_flag(a, O_JSON);
 
-	while ((opt = getopt_long(argc, argv, "p:r:fh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'p': o.package_id = optarg; break;
-		case 'r': o.root = optarg; break;
-		case 'f': o.force = true; break;
-		case 'W': o.no_wait = true; break;
-		case 'J': json = true; break;
-		case 'h': return deploy_help(stdout);
-		default: return deploy_help(stderr);
-		}
-	}
-	if (optind + 1 != argc)
-		return cli_usage("usage: upaas deploy APP [--package ID] [--root DIR] [--force] "
-				 "[--no-wait] [--json]");
-	const char *app = argv[optind];
+	o.package_id = cli_arg(a, 'p');
+	o.root = cli_arg(a, 'r');
+	o.force = cli_flag(a, 'f');
+	o.no_wait = cli_flag(a, O_NO_WAIT);
+	const char *app = a->argv[0];
 	struct storage *s;
 	if (cli_config(c) < 0 || cli_storage(c, &s) < 0)
 		return 1;
@@ -106,53 +55,22 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_run(&c->cfg, s, app, &o, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
 	return rc < 0 ? cli_fail(&e, "deploy failed") : 0;
 }
 
-int cmd_rollback(struct cli *c, int argc, char **argv)
+static int rollback_cmd(struct cli *c, const struct cli_args *a)
 {
-	static const struct option opts[] = {
-		{ "to", required_argument, NULL, 't' },
-		{ "root", required_argument, NULL, 'r' },
-		{ "no-wait", no_argument, NULL, 'W' },
-		{ "json", no_argument, NULL, 'J' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct deploy_opts o = { .tee = !c->quiet };
-	const char *to = NULL;
-	bool json = false;
-	int opt;
+	const char *to = cli_arg(a, 't');
+	bool json = cli_flag(a, O_JSON);
 
-	while ((opt = getopt_long(argc, argv, "t:r:h", opts, NULL)) != -1) {
-		switch (opt) {
-		case 't': to = optarg; break;
-		case 'r': o.root = optarg; break;
-		case 'W': o.no_wait = true; break;
-		case 'J': json = true; break;
-		case 'h':
-			printf("usage: upaas rollback APP [--to ID] [--root DIR] [--no-wait] [--json]\n"
-			       "\n"
-			       "Switches APP back to its previous revision (or to ID), fetching the\n"
-			       "package again when its revision was pruned. Hooks see the operation\n"
-			       "'rollback'.\n"
-			       "\n"
-			       "  -t, --to ID       the package to go back to (default: the previous)\n"
-			       "  -r, --root DIR    deploy root (default: deploy.root of the config)\n"
-			       "      --no-wait     fail at once when another deploy of APP runs\n"
-			       "      --json        print the result as JSON\n"
-			       "  -h, --help        this help\n");
-			return 0;
-		default:
-			return cli_usage("see 'upaas rollback --help'");
-		}
-	}
-	if (optind + 1 != argc)
-		return cli_usage("usage: upaas rollback APP [--to ID] [--root DIR] [--no-wait]");
-	const char *app = argv[optind];
+	o.root = cli_arg(a, 'r');
+	o.no_wait = cli_flag(a, O_NO_WAIT);
+	const char *app = a->argv[0];
 	struct storage *s;
 	if (cli_config(c) < 0 || cli_storage(c, &s) < 0)
 		return 1;
@@ -160,56 +78,28 @@ int cmd_rollback(struct cli *c, int argc, char **argv)
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_rollback(&c->cfg, s, app, to, &o, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
 	return rc < 0 ? cli_fail(&e, "rollback failed") : 0;
 }
 
-int cmd_undeploy(struct cli *c, int argc, char **argv)
+static int undeploy_cmd(struct cli *c, const struct cli_args *a)
 {
-	static const struct option opts[] = {
-		{ "purge", no_argument, NULL, 'P' },
-		{ "root", required_argument, NULL, 'r' },
-		{ "no-wait", no_argument, NULL, 'W' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct deploy_opts o = { .tee = !c->quiet };
-	bool purge = false;
-	int opt;
+	bool purge = cli_flag(a, O_PURGE);
 
-	while ((opt = getopt_long(argc, argv, "r:h", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'P': purge = true; break;
-		case 'r': o.root = optarg; break;
-		case 'W': o.no_wait = true; break;
-		case 'h':
-			printf("usage: upaas undeploy APP [--purge] [--root DIR] [--no-wait]\n"
-			       "\n"
-			       "Takes APP off this host: runs the pre-undeploy hooks (a failure\n"
-			       "aborts), removes 'current', runs the post-undeploy hooks, removes\n"
-			       "every revision. Shared data and history stay unless --purge.\n"
-			       "\n"
-			       "      --purge       also remove shared data, history and log\n"
-			       "                    (operation 'uninstall')\n"
-			       "  -r, --root DIR    deploy root (default: deploy.root of the config)\n"
-			       "      --no-wait     fail at once when another deploy of APP runs\n"
-			       "  -h, --help        this help\n");
-			return 0;
-		default:
-			return cli_usage("see 'upaas undeploy --help'");
-		}
-	}
-	if (optind + 1 != argc)
-		return cli_usage("usage: upaas undeploy APP [--purge] [--root DIR] [--no-wait]");
-	const char *app = argv[optind];
+	o.root = cli_arg(a, 'r');
+	o.no_wait = cli_flag(a, O_NO_WAIT);
+	const char *app = a->argv[0];
 	if (cli_config(c) < 0)
 		return 1;
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct deploy_result r;
 	int rc = deploy_undeploy(&c->cfg, app, &o, purge, &r, &e);
+	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (rc >= 0)
 		printf("app '%s': %s%s%s\n", app, deploy_op_name(r.op), r.id ? " of " : "",
 		       r.id ? r.id : "");
@@ -243,38 +133,11 @@ static void print_status(const struct deploy_status *st, size_t max_history)
 	}
 }
 
-int cmd_status(struct cli *c, int argc, char **argv)
+static int status_cmd(struct cli *c, const struct cli_args *a)
 {
-	static const struct option opts[] = {
-		{ "root", required_argument, NULL, 'r' },
-		{ "json", no_argument, NULL, 'J' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *root = NULL;
-	bool json = false;
-	int opt;
+	const char *root = cli_arg(a, 'r');
+	bool json = cli_flag(a, O_JSON);
 
-	while ((opt = getopt_long(argc, argv, "r:h", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'r': root = optarg; break;
-		case 'J': json = true; break;
-		case 'h':
-			printf("usage: upaas status [APP] [--root DIR] [--json]\n"
-			       "\n"
-			       "Shows the current and previous revisions, the kept revisions and the\n"
-			       "history of APP, or of every app deployed under the root.\n"
-			       "\n"
-			       "  -r, --root DIR    deploy root (default: deploy.root of the config)\n"
-			       "      --json        print JSON (an object for APP, else an array)\n"
-			       "  -h, --help        this help\n");
-			return 0;
-		default:
-			return cli_usage("see 'upaas status --help'");
-		}
-	}
-	if (argc - optind > 1)
-		return cli_usage("usage: upaas status [APP] [--root DIR] [--json]");
 	if (cli_config(c) < 0)
 		return 1;
 	if (!root)
@@ -282,9 +145,9 @@ int cmd_status(struct cli *c, int argc, char **argv)
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_strv_ struct strv apps = STRV_INIT;
-	bool one = optind < argc;
+	bool one = a->argc > 0;
 	if (one)
-		strv_push(&apps, argv[optind]);
+		strv_push(&apps, a->argv[0]);
 	else if (deploy_list_apps(root, &apps, &e) < 0)
 		return cli_fail(&e, NULL);
 
@@ -324,51 +187,30 @@ static void on_stop(int sig)
 	watch_stop = 1;
 }
 
-int cmd_watch(struct cli *c, int argc, char **argv)
+/* Each deploy of `upaas watch` sends its event (serve.notify.urls). */
+static void watch_deployed(void *data, const char *app, const struct deploy_result *r, int rc,
+			   const struct err *e)
 {
-	static const struct option opts[] = {
-		{ "schedule", required_argument, NULL, 's' },
-		{ "once", no_argument, NULL, '1' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "root", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct watch_opts o = { .tee = !c->quiet, .stop = &watch_stop };
-	int opt;
+	notify_deploy(data, app, r, rc, e);
+}
 
-	while ((opt = getopt_long(argc, argv, "s:fr:h", opts, NULL)) != -1) {
-		switch (opt) {
-		case 's': o.schedule = optarg; break;
-		case '1': o.once = true; break;
-		case 'f': o.force = true; break;
-		case 'r': o.root = optarg; break;
-		case 'h':
-			printf("usage: upaas watch [--schedule CRON] [--once] [--force] [--root DIR] [APP...]\n"
-			       "\n"
-			       "Polls storage for a changed apps/APP/current and deploys it, for each\n"
-			       "APP (default: every app deployed under the root). A package whose\n"
-			       "deploy failed is not retried until a newer one appears. SIGTERM and\n"
-			       "SIGINT stop it between deploys.\n"
-			       "\n"
-			       "  -s, --schedule CRON  5-field cron schedule (default: deploy.schedule,\n"
-			       "                       \"* * * * *\": every minute)\n"
-			       "      --once           one round, then exit (1 when a deploy failed)\n"
-			       "  -f, --force          retry packages that failed before\n"
-			       "  -r, --root DIR       deploy root (default: deploy.root of the config)\n"
-			       "  -h, --help           this help\n");
-			return 0;
-		default:
-			return cli_usage("see 'upaas watch --help'");
-		}
-	}
+static int watch_cmd(struct cli *c, const struct cli_args *a)
+{
+	struct watch_opts o = { .tee = !c->quiet, .stop = &watch_stop };
+
+	o.schedule = cli_arg(a, 's');
+	o.once = cli_flag(a, O_ONCE);
+	o.force = cli_flag(a, 'f');
+	o.root = cli_arg(a, 'r');
 	_cleanup_strv_ struct strv apps = STRV_INIT;
-	for (int i = optind; i < argc; i++) {
-		if (!app_name_ok(argv[i]))
-			return cli_usage("invalid app name '%s'", argv[i]);
-		strv_push(&apps, argv[i]);
+	for (int i = 0; i < a->argc; i++) {
+		if (!app_name_ok(a->argv[i]))
+			return cli_usage("invalid app name '%s'", a->argv[i]);
+		strv_push(&apps, a->argv[i]);
 	}
 	o.apps = &apps;
+	o.on_deploy = watch_deployed;
+	o.on_deploy_data = &c->cfg;
 	struct storage *s;
 	if (cli_config(c) < 0 || cli_storage(c, &s) < 0)
 		return 1;
@@ -386,68 +228,35 @@ int cmd_watch(struct cli *c, int argc, char **argv)
 	return 0;
 }
 
-int cmd_exec(struct cli *c, int argc, char **argv)
+static int exec_cmd(struct cli *c, const struct cli_args *a)
 {
-	static const struct option opts[] = {
-		{ "root", required_argument, NULL, 'r' },
-		{ "cwd", required_argument, NULL, 'C' },
-		{ "env", required_argument, NULL, 'e' },
-		{ "as-root", no_argument, NULL, 'R' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct deploy_exec_opts o = { .argv = STRV_INIT, .env = KVLIST_INIT };
-	int opt, rc;
+	int k = 0, rc;
 
+	o.root = cli_arg(a, 'r');
+	o.cwd = cli_arg(a, 'C');
+	o.as_root = cli_flag(a, O_AS_ROOT);
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->v[i].key != 'e')
+			continue;
+		const char *eq = strchr(a->v[i].arg, '=');
+		if (!eq || eq == a->v[i].arg) {
+			rc = cli_usage("--env wants NAME=VALUE, not '%s'", a->v[i].arg);
+			goto out;
+		}
+		_cleanup_free_ char *name = xstrndup(a->v[i].arg, (size_t)(eq - a->v[i].arg));
+		kvlist_set(&o.env, name, eq + 1);
+	}
 	/* options may come before or after APP; everything after "--" is CMD */
-	while ((opt = getopt_long(argc, argv, "r:C:e:h", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'r': o.root = optarg; break;
-		case 'C': o.cwd = optarg; break;
-		case 'e': {
-			const char *eq = strchr(optarg, '=');
-			if (!eq || eq == optarg) {
-				rc = cli_usage("--env wants NAME=VALUE, not '%s'", optarg);
-				goto out;
-			}
-			_cleanup_free_ char *name = xstrndup(optarg, (size_t)(eq - optarg));
-			kvlist_set(&o.env, name, eq + 1);
-			break;
-		}
-		case 'R': o.as_root = true; break;
-		case 'h':
-			printf("usage: upaas exec [--root DIR] [--cwd DIR] [--env NAME=VALUE]... APP -- CMD [ARGS...]\n"
-			       "\n"
-			       "Runs CMD in the sandbox, chrooted into the current revision of APP, as\n"
-			       "the app user, with the network, no timeout, and stdin/stdout/stderr\n"
-			       "inherited; the shared dirs are at /shared. Exits with CMD's status.\n"
-			       "\n"
-			       "  -r, --root DIR        deploy root (default: deploy.root of the config)\n"
-			       "  -C, --cwd DIR         working directory inside the revision\n"
-			       "                        (default: the app's home)\n"
-			       "  -e, --env NAME=VALUE  add to the environment (repeatable)\n"
-			       "      --as-root         run as root (still without the host's view)\n"
-			       "  -h, --help            this help\n");
-			rc = 0;
-			goto out;
-		default:
-			rc = cli_usage("see 'upaas exec --help'");
-			goto out;
-		}
-	}
-	if (optind >= argc) {
-		rc = cli_usage("usage: upaas exec APP -- CMD [ARGS...]");
-		goto out;
-	}
-	const char *app = argv[optind++];
-	if (optind < argc && !strcmp(argv[optind], "--"))
-		optind++;
-	if (optind >= argc) {
+	const char *app = a->argv[k++];
+	if (k < a->argc && !strcmp(a->argv[k], "--"))
+		k++;
+	if (k >= a->argc) {
 		rc = cli_usage("upaas exec: no command given (upaas exec APP -- CMD...)");
 		goto out;
 	}
-	for (int i = optind; i < argc; i++)
-		strv_push(&o.argv, argv[i]);
+	for (int i = k; i < a->argc; i++)
+		strv_push(&o.argv, a->argv[i]);
 	if (cli_config(c) < 0) {
 		rc = 1;
 		goto out;
@@ -463,3 +272,144 @@ out:
 	kvlist_free(&o.env);
 	return rc;
 }
+
+/* -------------------------------------------------------------- table */
+
+/* The apps deployed under the root (--root if given, else deploy.root). */
+void cli_values_deployed(struct cli *c, const struct cli_args *a, struct strv *out)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	const struct cli_opt *root = cli_opt_named(a->cmd, "root");
+	const char *dir = root ? cli_arg(a, root->key) : NULL;
+
+	if (!dir && cli_config(c) < 0)
+		return;
+	deploy_list_apps(dir ? dir : c->cfg.deploy.root, out, &e);
+}
+
+#define ROOT_OPT { "root", 'r', "DIR", "deploy root (default: deploy.root of the config)", \
+		   cli_values_dir }
+#define NO_WAIT_OPT { "no-wait", O_NO_WAIT, NULL, "fail at once when another deploy of APP runs", NULL }
+
+const struct cli_cmd cmd_deploy = {
+	.name = "deploy",
+	.summary = "fetch, verify and switch an app to a package",
+	.usage = "APP [--package ID] [--root DIR] [--force] [--no-wait] [--json]",
+	.help = "Fetches a package of APP (default: the one apps/APP/current names), verifies\n"
+		"its size and sha256, extracts it into a new revision, links the shared dirs,\n"
+		"runs the pre-deploy hooks, switches 'current' atomically, runs the post-deploy\n"
+		"hooks (a failure switches back), records the history and prunes.",
+	.opts = (const struct cli_opt[]){
+		{ "package", 'p', "ID", "deploy this package instead of the current one",
+		  cli_values_packages },
+		ROOT_OPT,
+		{ "force", 'f', NULL, "deploy even when ID is already current", NULL },
+		NO_WAIT_OPT,
+		{ "json", O_JSON, NULL, "print the result as JSON", NULL },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_apps },
+	.run = deploy_cmd,
+};
+
+const struct cli_cmd cmd_rollback = {
+	.name = "rollback",
+	.summary = "switch an app back to an earlier revision",
+	.usage = "APP [--to ID] [--root DIR] [--no-wait] [--json]",
+	.help = "Switches APP back to its previous revision (or to ID), fetching the\n"
+		"package again when its revision was pruned. Hooks see the operation\n"
+		"'rollback'.",
+	.opts = (const struct cli_opt[]){
+		{ "to", 't', "ID", "the package to go back to (default: the previous)",
+		  cli_values_packages },
+		ROOT_OPT,
+		NO_WAIT_OPT,
+		{ "json", O_JSON, NULL, "print the result as JSON", NULL },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_deployed },
+	.run = rollback_cmd,
+};
+
+const struct cli_cmd cmd_undeploy = {
+	.name = "undeploy",
+	.summary = "take an app off this host",
+	.usage = "APP [--purge] [--root DIR] [--no-wait]",
+	.help = "Takes APP off this host: runs the pre-undeploy hooks (a failure\n"
+		"aborts), removes 'current', runs the post-undeploy hooks, removes\n"
+		"every revision. Shared data and history stay unless --purge.",
+	.opts = (const struct cli_opt[]){
+		{ "purge", O_PURGE, NULL, "also remove shared data, history and log\n"
+		  "(operation 'uninstall')", NULL },
+		ROOT_OPT,
+		NO_WAIT_OPT,
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_deployed },
+	.run = undeploy_cmd,
+};
+
+const struct cli_cmd cmd_status = {
+	.name = "status",
+	.summary = "show deployed revisions and history",
+	.usage = "[APP] [--root DIR] [--json]",
+	.help = "Shows the current and previous revisions, the kept revisions and the\n"
+		"history of APP, or of every app deployed under the root.",
+	.opts = (const struct cli_opt[]){
+		ROOT_OPT,
+		{ "json", O_JSON, NULL, "print JSON (an object for APP, else an array)", NULL },
+		{ NULL },
+	},
+	.max_args = 1,
+	.values = { cli_values_deployed },
+	.run = status_cmd,
+};
+
+const struct cli_cmd cmd_watch = {
+	.name = "watch",
+	.summary = "deploy new packages as they appear",
+	.usage = "[--schedule CRON] [--once] [--force] [--root DIR] [APP...]",
+	.help = "Polls storage for a changed apps/APP/current and deploys it, for each\n"
+		"APP (default: every app deployed under the root). A package whose\n"
+		"deploy failed is not retried until a newer one appears. SIGTERM and\n"
+		"SIGINT stop it between deploys.",
+	.opts = (const struct cli_opt[]){
+		{ "schedule", 's', "CRON", "5-field cron schedule (default: deploy.schedule,\n"
+		  "\"* * * * *\": every minute)", NULL },
+		{ "once", O_ONCE, NULL, "one round, then exit (1 when a deploy failed)", NULL },
+		{ "force", 'f', NULL, "retry packages that failed before", NULL },
+		ROOT_OPT,
+		{ NULL },
+	},
+	.max_args = -1,
+	.values = { cli_values_deployed, cli_values_deployed, cli_values_deployed,
+		    cli_values_deployed },
+	.run = watch_cmd,
+};
+
+const struct cli_cmd cmd_exec = {
+	.name = "exec",
+	.summary = "run a command in an app's current revision",
+	.usage = "[--root DIR] [--cwd DIR] [--env NAME=VALUE]... APP -- CMD [ARGS...]",
+	.help = "Runs CMD in the sandbox, chrooted into the current revision of APP, as\n"
+		"the app user, with the network, no timeout, and stdin/stdout/stderr\n"
+		"inherited; the shared dirs are at /shared. Exits with CMD's status.",
+	.opts = (const struct cli_opt[]){
+		ROOT_OPT,
+		{ "cwd", 'C', "DIR", "working directory inside the revision\n"
+		  "(default: the app's home)", NULL },
+		{ "env", 'e', "NAME=VALUE", "add to the environment (repeatable)", NULL },
+		{ "as-root", O_AS_ROOT, NULL, "run as root (still without the host's view)", NULL },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = -1,
+	.values = { cli_values_deployed },
+	.run = exec_cmd,
+};

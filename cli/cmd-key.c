@@ -1,10 +1,9 @@
 /*
  * cli/cmd-key.c - upaas key generate|show|sign|verify: the ed25519 keys that
- * sign packages (package/sign.c does the work; this file parses argv and
- * prints).
+ * sign packages (package/sign.c does the work; this file reads the parsed
+ * options and prints).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -15,75 +14,12 @@
 
 #define SIGNED_FILE_MAX ((size_t)64 << 20)
 
-static void usage(FILE *out)
-{
-	fputs("usage: upaas key generate [--out DIR | --private FILE --public FILE] [--json]\n"
-	      "       upaas key show [--json] [FILE]\n"
-	      "       upaas key sign [--key FILE] [--output SIG] FILE\n"
-	      "       upaas key verify [--sig SIG] FILE\n"
-	      "\n"
-	      "generate  makes an ed25519 key pair: DIR/upaas-KEYID.key (mode 0600) and\n"
-	      "          DIR/upaas-KEYID.pub (default DIR: the current directory); never\n"
-	      "          overwrites a file\n"
-	      "show      prints the public key (PEM) and key id of FILE (a private or a\n"
-	      "          public key); without FILE, signing.key and every signing.trusted key\n"
-	      "sign      writes FILE.sig: a signature of FILE by signing.key (or --key)\n"
-	      "verify    checks FILE.sig (or --sig) against the signing.trusted keys\n"
-	      "\n"
-	      "Options:\n"
-	      "  --out DIR         where generate writes the pair\n"
-	      "  --private FILE    the private key file generate writes\n"
-	      "  --public FILE     the public key file generate writes\n"
-	      "  --key FILE        the private key sign uses (default signing.key)\n"
-	      "  --output SIG      where sign writes the signature (default FILE.sig)\n"
-	      "  --sig SIG         the signature verify reads (default FILE.sig)\n"
-	      "  --json            JSON output (generate, show)\n"
-	      "  -h, --help        this help\n"
-	      "\n"
-	      "See upaas-package(5) for the formats, upaas.cfg(5) for the signing group.\n",
-	      out);
-}
-
 struct kargs {
 	const char *out, *priv, *pub, *key, *output, *sig;
 	bool json;
 	int n;
 	char **v;
 };
-
-static int parse(int argc, char **argv, struct kargs *a)
-{
-	enum { O_OUT = 256, O_PRIVATE, O_PUBLIC, O_KEY, O_OUTPUT, O_SIG, O_JSON };
-	static const struct option opts[] = {
-		{ "out", required_argument, NULL, O_OUT },
-		{ "private", required_argument, NULL, O_PRIVATE },
-		{ "public", required_argument, NULL, O_PUBLIC },
-		{ "key", required_argument, NULL, O_KEY },
-		{ "output", required_argument, NULL, O_OUTPUT },
-		{ "sig", required_argument, NULL, O_SIG },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int o;
-	optind = 0;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (o) {
-		case O_OUT: a->out = optarg; break;
-		case O_PRIVATE: a->priv = optarg; break;
-		case O_PUBLIC: a->pub = optarg; break;
-		case O_KEY: a->key = optarg; break;
-		case O_OUTPUT: a->output = optarg; break;
-		case O_SIG: a->sig = optarg; break;
-		case O_JSON: a->json = true; break;
-		case 'h': usage(stdout); return -1;
-		default: usage(stderr); return 2;
-		}
-	}
-	a->n = argc - optind;
-	a->v = argv + optind;
-	return 0;
-}
 
 static void print_json(json_object *o)
 {
@@ -101,9 +37,6 @@ static int key_generate(struct cli *c, const struct kargs *a)
 	char id[SIGN_KEYID_LEN + 1] = "";
 	int r;
 
-	if (a->n || a->key || a->output || a->sig)
-		return cli_usage("key generate: takes only --out DIR, or --private FILE "
-				 "--public FILE (see 'upaas key --help')");
 	if (a->out && (a->priv || a->pub))
 		return cli_usage("key generate: --out DIR or --private/--public, not both");
 	if (!a->priv != !a->pub)
@@ -194,10 +127,6 @@ static int key_show(struct cli *c, const struct kargs *a)
 	json_object *list = a->json ? json_object_new_array() : NULL;
 	int rc = 0;
 
-	if (a->n > 1 || a->out || a->priv || a->pub || a->key || a->output || a->sig) {
-		json_object_put(list);
-		return cli_usage("key show: takes [--json] [FILE] (see 'upaas key --help')");
-	}
 	if (a->n == 1) {
 		if (show_one(list, a->v[0], NULL, &e) < 0)
 			rc = cli_fail(&e, NULL);
@@ -244,8 +173,6 @@ static int key_sign(struct cli *c, const struct kargs *a)
 	_cleanup_buf_ struct buf data = BUF_INIT, sig = BUF_INIT;
 	struct sign_key *k = NULL;
 
-	if (a->n != 1 || a->out || a->priv || a->pub || a->sig)
-		return cli_usage("key sign: takes [--key FILE] [--output SIG] FILE");
 	const char *keyfile = a->key;
 	if (!keyfile) {
 		if (cli_config(c) < 0)
@@ -277,8 +204,6 @@ static int key_verify(struct cli *c, const struct kargs *a)
 	struct sign_trust t = SIGN_TRUST_INIT;
 	char id[SIGN_KEYID_LEN + 1] = "";
 
-	if (a->n != 1 || a->out || a->priv || a->pub || a->key || a->output)
-		return cli_usage("key verify: takes [--sig SIG] FILE");
 	if (cli_config(c) < 0)
 		return 1;
 	_cleanup_free_ char *sigpath = a->sig ? xstrdup(a->sig) : xasprintf("%s.sig", a->v[0]);
@@ -300,25 +225,120 @@ static int key_verify(struct cli *c, const struct kargs *a)
 	return 0;
 }
 
-int cmd_key(struct cli *c, int argc, char **argv)
+/* ------------------------------------------------------------- tables */
+
+enum { O_OUT = CLI_LONG, O_PRIVATE, O_PUBLIC, O_KEY, O_OUTPUT, O_SIG };
+
+/* The options as the actions above read them. */
+static struct kargs kargs_of(const struct cli_args *a)
 {
-	if (argc < 2 || cli_is_help(argv[1])) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	const char *sub = argv[1];
-	struct kargs a = { 0 };
-	int r = parse(argc - 1, argv + 1, &a);
-	if (r)
-		return r < 0 ? 0 : r;
-	if (!strcmp(sub, "generate"))
-		return key_generate(c, &a);
-	if (!strcmp(sub, "show"))
-		return key_show(c, &a);
-	if (!strcmp(sub, "sign"))
-		return key_sign(c, &a);
-	if (!strcmp(sub, "verify"))
-		return key_verify(c, &a);
-	usage(stderr);
-	return cli_usage("key: unknown command '%s'", sub);
+	return (struct kargs){
+		.out = cli_arg(a, O_OUT), .priv = cli_arg(a, O_PRIVATE),
+		.pub = cli_arg(a, O_PUBLIC), .key = cli_arg(a, O_KEY),
+		.output = cli_arg(a, O_OUTPUT), .sig = cli_arg(a, O_SIG),
+		.json = cli_flag(a, 'j'), .n = a->argc, .v = a->argv,
+	};
 }
+
+static int generate_run(struct cli *c, const struct cli_args *a)
+{
+	struct kargs k = kargs_of(a);
+	return key_generate(c, &k);
+}
+
+static int show_run(struct cli *c, const struct cli_args *a)
+{
+	struct kargs k = kargs_of(a);
+	return key_show(c, &k);
+}
+
+static int sign_run(struct cli *c, const struct cli_args *a)
+{
+	struct kargs k = kargs_of(a);
+	return key_sign(c, &k);
+}
+
+static int verify_run(struct cli *c, const struct cli_args *a)
+{
+	struct kargs k = kargs_of(a);
+	return key_verify(c, &k);
+}
+
+static const struct cli_opt json_opt[] = {
+	{ "json", 'j', NULL, "machine-readable output", NULL },
+	{ NULL },
+};
+
+static const struct cli_cmd key_generate_sub = {
+	.name = "generate",
+	.summary = "make an ed25519 key pair",
+	.usage = "[--out DIR | --private FILE --public FILE] [--json]",
+	.help = "Makes an ed25519 key pair: DIR/upaas-KEYID.key (mode 0600) and\n"
+		"DIR/upaas-KEYID.pub (default DIR: the current directory). Never\n"
+		"overwrites a file. The private key goes in signing.key of the builders,\n"
+		"the public key in signing.trusted of every host.",
+	.opts = (const struct cli_opt[]){
+		{ "out", O_OUT, "DIR", "where the pair is written", cli_values_dir },
+		{ "private", O_PRIVATE, "FILE", "the private key file to write", cli_values_file },
+		{ "public", O_PUBLIC, "FILE", "the public key file to write", cli_values_file },
+		{ "json", 'j', NULL, "machine-readable output", NULL },
+		{ NULL },
+	},
+	.run = generate_run,
+};
+
+static const struct cli_cmd key_show_sub = {
+	.name = "show",
+	.summary = "print a public key and its id",
+	.usage = "[--json] [FILE]",
+	.help = "Prints the key id and the public key (PEM) of FILE, a private or a public\n"
+		"key; without FILE, those of signing.key and every signing.trusted key.",
+	.opts = json_opt,
+	.max_args = 1,
+	.values = { cli_values_file },
+	.run = show_run,
+};
+
+static const struct cli_cmd key_sign_sub = {
+	.name = "sign",
+	.summary = "sign a file (FILE.sig)",
+	.usage = "[--key FILE] [--output SIG] FILE",
+	.help = "Writes FILE.sig (or SIG): a detached signature of FILE by signing.key\n"
+		"(or --key), in the format of upaas-package(5).",
+	.opts = (const struct cli_opt[]){
+		{ "key", O_KEY, "FILE", "the private key (default signing.key)", cli_values_file },
+		{ "output", O_OUTPUT, "SIG", "where the signature goes (default FILE.sig)",
+		  cli_values_file },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_file },
+	.run = sign_run,
+};
+
+static const struct cli_cmd key_verify_sub = {
+	.name = "verify",
+	.summary = "check a file's signature against the trusted keys",
+	.usage = "[--sig SIG] FILE",
+	.help = "Checks FILE.sig (or SIG) against the signing.trusted keys; exits 1 with\n"
+		"the reason otherwise.",
+	.opts = (const struct cli_opt[]){
+		{ "sig", O_SIG, "SIG", "the signature (default FILE.sig)", cli_values_file },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_file },
+	.run = verify_run,
+};
+
+const struct cli_cmd cmd_key = {
+	.name = "key",
+	.summary = "generate or show signing keys; sign or verify a file",
+	.usage = "COMMAND [OPTIONS] [ARGS...]",
+	.help = "The ed25519 keys that sign packages, image manifests and current pointers.",
+	.footer = "See upaas-package(5) for the formats, upaas.cfg(5) for the signing group.",
+	.subs = (const struct cli_cmd *const[]){ &key_generate_sub, &key_show_sub, &key_sign_sub,
+						 &key_verify_sub, NULL },
+};

@@ -2,79 +2,21 @@
  * cli/cmd-package.c - upaas package list|show|verify|get|url|prune
  */
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 
 #include <json-c/json.h>
 
 #include "package/package.h"
 #include "cli/cli.h"
+#include "serve/serve.h"
 
-static void usage(FILE *out)
-{
-	fputs("usage: upaas package COMMAND [OPTIONS] ARGS\n"
-	      "\n"
-	      "Commands:\n"
-	      "  list [--json] APP              the app's packages, oldest first (* = current)\n"
-	      "  show [--json] APP ID           a package's manifest (ID may be 'current')\n"
-	      "  verify APP ID                  download the blob, check size and sha256\n"
-	      "  get APP ID FILE                download, verify, then move into FILE\n"
-	      "  url [--expires S] APP ID       a URL to download the blob (default 3600 s)\n"
-	      "  prune [--keep N] [APP]         keep the newest N packages (default\n"
-	      "                                 apps.keep_packages) and the current one\n"
-	      "\n"
-	      "Options:\n"
-	      "  --json        JSON output (list, show)\n"
-	      "  --expires S   lifetime of the URL in seconds (url)\n"
-	      "  --keep N      packages to keep per app (prune)\n"
-	      "  -h, --help    this help\n",
-	      out);
-}
+enum { O_JSON = CLI_LONG, O_EXPIRES, O_KEEP };
 
+/* The operands of a package command. */
 struct pargs {
-	bool json;
-	int64_t expires;
-	int64_t keep;
 	int n;
 	char **v;
 };
-
-/* Parses the options of a subcommand; returns 0, or the exit status. */
-static int parse(int argc, char **argv, struct pargs *a)
-{
-	enum { O_JSON = 256, O_EXPIRES, O_KEEP };
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, O_JSON },
-		{ "expires", required_argument, NULL, O_EXPIRES },
-		{ "keep", required_argument, NULL, O_KEEP },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int o;
-	a->expires = 3600;
-	a->keep = -1;
-	optind = 0;   /* full reset; argv[0] is the subcommand */
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (o) {
-		case O_JSON: a->json = true; break;
-		case O_EXPIRES:
-			if (parse_int64(optarg, 1, 7 * 24 * 3600, &a->expires) < 0)
-				return cli_usage("package: --expires wants seconds (1..604800), not '%s'",
-						 optarg);
-			break;
-		case O_KEEP:
-			if (parse_int64(optarg, 1, 100000, &a->keep) < 0)
-				return cli_usage("package: --keep wants a number >= 1, not '%s'", optarg);
-			break;
-		case 'h': usage(stdout); return -1;
-		default: usage(stderr); return 2;
-		}
-	}
-	a->n = argc - optind;
-	a->v = argv + optind;
-	return 0;
-}
-
 /* Resolves "current" to the current id. */
 static int resolve_id(struct storage *s, const char *app, const char *id, struct buf *out,
 		      struct err *e)
@@ -97,10 +39,8 @@ static void print_json_obj(json_object *o)
 					    JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
-static int do_list(struct cli *c, struct storage *s, struct pargs *a)
+static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 {
-	if (a->n != 1)
-		return cli_usage("usage: upaas package list [--json] APP");
 	const char *app = a->v[0];
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_strv_ struct strv ids = STRV_INIT;
@@ -110,22 +50,22 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a)
 		return cli_fail(&e, NULL);
 	if (package_current(s, app, &cur, &e) < 0)
 		err_clear(&e);
-	json_object *arr = a->json ? json_object_new_array() : NULL;
-	if (!a->json && ids.n)
+	json_object *arr = json ? json_object_new_array() : NULL;
+	if (!json && ids.n)
 		printf("  %-26s %-11s %-12s %-10s %s\n", "ID", "KIND", "COMMIT", "SIZE", "CREATED");
 	for (size_t i = 0; i < ids.n; i++) {
 		struct package_info p = { 0 };
 		err_clear(&e);
 		bool ok = package_load(s, app, ids.v[i], &p, &e) >= 0;
 		bool is_cur = cur.len && !strcmp(cur.p, ids.v[i]);
-		if (a->json) {
-			json_object *o = ok ? json_tokener_parse(p.json) : NULL;
+		if (json) {
+			json_object *o = ok ? package_json(&p, is_cur) : NULL;
 			if (!o) {
 				o = json_object_new_object();
 				json_object_object_add(o, "id", json_object_new_string(ids.v[i]));
 				json_object_object_add(o, "error", json_object_new_string(err_msg(&e)));
+				json_object_object_add(o, "current", json_object_new_boolean(is_cur));
 			}
-			json_object_object_add(o, "current", json_object_new_boolean(is_cur));
 			json_object_array_add(arr, o);
 		} else if (ok) {
 			char sz[32];
@@ -138,7 +78,7 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a)
 		}
 		package_info_free(&p);
 	}
-	if (a->json) {
+	if (json) {
 		print_json_obj(arr);
 		json_object_put(arr);
 	}
@@ -154,15 +94,13 @@ static int load_arg(struct storage *s, struct pargs *a, struct package_info *p, 
 	return package_load(s, a->v[0], id.p, p, e);
 }
 
-static int do_show(struct cli *c, struct storage *s, struct pargs *a)
+static int do_show(struct cli *c, struct storage *s, struct pargs *a, bool json)
 {
-	if (a->n != 2)
-		return cli_usage("usage: upaas package show [--json] APP ID");
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct package_info p = { 0 };
 	if (load_arg(s, a, &p, &e) < 0)
 		return cli_fail(&e, NULL);
-	if (a->json) {
+	if (json) {
 		fputs(p.json, stdout);
 		package_info_free(&p);
 		return 0;
@@ -207,9 +145,6 @@ static int do_show(struct cli *c, struct storage *s, struct pargs *a)
 
 static int do_fetch(struct cli *c, struct storage *s, struct pargs *a, bool get)
 {
-	if (a->n != (get ? 3 : 2))
-		return cli_usage(get ? "usage: upaas package get APP ID FILE"
-				     : "usage: upaas package verify APP ID");
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct package_info p = { 0 };
 	if (load_arg(s, a, &p, &e) < 0)
@@ -233,16 +168,14 @@ static int do_fetch(struct cli *c, struct storage *s, struct pargs *a, bool get)
 	return 0;
 }
 
-static int do_url(struct cli *c, struct storage *s, struct pargs *a)
+static int do_url(struct cli *c, struct storage *s, struct pargs *a, int64_t expires)
 {
-	if (a->n != 2)
-		return cli_usage("usage: upaas package url [--expires S] APP ID");
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_buf_ struct buf url = BUF_INIT;
 	struct package_info p = { 0 };
 	if (load_arg(s, a, &p, &e) < 0)
 		return cli_fail(&e, NULL);
-	int r = storage_presign(s, p.blob.key, (unsigned)a->expires, &url, &e);
+	int r = storage_presign(s, p.blob.key, (unsigned)expires, &url, &e);
 	if (r == -EOPNOTSUPP) {
 		err_clear(&e);
 		err_set(&e, r, "the '%s' storage handler cannot make download URLs; use "
@@ -276,13 +209,11 @@ static int all_apps(struct storage *s, struct strv *apps, struct err *e)
 	return 0;
 }
 
-static int do_prune(struct cli *c, struct storage *s, struct pargs *a)
+static int do_prune(struct cli *c, struct storage *s, struct pargs *a, int64_t keep_opt)
 {
-	if (a->n > 1)
-		return cli_usage("usage: upaas package prune [--keep N] [APP]");
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_strv_ struct strv apps = STRV_INIT;
-	int keep = a->keep > 0 ? (int)a->keep : c->cfg.apps.keep_packages;
+	int keep = keep_opt > 0 ? (int)keep_opt : c->cfg.apps.keep_packages;
 	int rc = 0;
 
 	if (a->n == 1)
@@ -303,33 +234,173 @@ static int do_prune(struct cli *c, struct storage *s, struct pargs *a)
 	return rc;
 }
 
-int cmd_package(struct cli *c, int argc, char **argv)
-{
-	if (argc < 2 || cli_is_help(argv[1])) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	const char *sub = argv[1];
-	struct pargs a = { 0 };
-	int r = parse(argc - 1, argv + 1, &a);
-	if (r)
-		return r < 0 ? 0 : r;
+/* ---------------------------------------------------------- the table */
 
-	struct storage *s;
-	if (cli_config(c) < 0 || cli_storage(c, &s) < 0)
-		return 1;
-	if (!strcmp(sub, "list"))
-		return do_list(c, s, &a);
-	if (!strcmp(sub, "show"))
-		return do_show(c, s, &a);
-	if (!strcmp(sub, "verify"))
-		return do_fetch(c, s, &a, false);
-	if (!strcmp(sub, "get"))
-		return do_fetch(c, s, &a, true);
-	if (!strcmp(sub, "url"))
-		return do_url(c, s, &a);
-	if (!strcmp(sub, "prune"))
-		return do_prune(c, s, &a);
-	usage(stderr);
-	return cli_usage("package: unknown command '%s'", sub);
+/* Opens the storage for a package command; fills p with its operands. */
+static int open_storage(struct cli *c, const struct cli_args *a, struct storage **s,
+			struct pargs *p)
+{
+	p->n = a->argc;
+	p->v = a->argv;
+	return cli_config(c) < 0 || cli_storage(c, s) < 0 ? -EINVAL : 0;
 }
+
+static int list_run(struct cli *c, const struct cli_args *a)
+{
+	struct storage *s;
+	struct pargs p;
+	if (open_storage(c, a, &s, &p) < 0)
+		return 1;
+	return do_list(c, s, &p, cli_flag(a, O_JSON));
+}
+
+static int show_run(struct cli *c, const struct cli_args *a)
+{
+	struct storage *s;
+	struct pargs p;
+	if (open_storage(c, a, &s, &p) < 0)
+		return 1;
+	return do_show(c, s, &p, cli_flag(a, O_JSON));
+}
+
+static int verify_run(struct cli *c, const struct cli_args *a)
+{
+	struct storage *s;
+	struct pargs p;
+	if (open_storage(c, a, &s, &p) < 0)
+		return 1;
+	return do_fetch(c, s, &p, false);
+}
+
+static int get_run(struct cli *c, const struct cli_args *a)
+{
+	struct storage *s;
+	struct pargs p;
+	if (open_storage(c, a, &s, &p) < 0)
+		return 1;
+	return do_fetch(c, s, &p, true);
+}
+
+static int url_run(struct cli *c, const struct cli_args *a)
+{
+	const char *arg = cli_arg(a, O_EXPIRES);
+	int64_t expires = 3600;
+	struct storage *s;
+	struct pargs p;
+	if (arg && parse_int64(arg, 1, 7 * 24 * 3600, &expires) < 0)
+		return cli_usage("package: --expires wants seconds (1..604800), not '%s'", arg);
+	if (open_storage(c, a, &s, &p) < 0)
+		return 1;
+	return do_url(c, s, &p, expires);
+}
+
+static int prune_run(struct cli *c, const struct cli_args *a)
+{
+	const char *arg = cli_arg(a, O_KEEP);
+	int64_t keep = -1;
+	struct storage *s;
+	struct pargs p;
+	if (arg && parse_int64(arg, 1, 100000, &keep) < 0)
+		return cli_usage("package: --keep wants a number >= 1, not '%s'", arg);
+	if (open_storage(c, a, &s, &p) < 0)
+		return 1;
+	return do_prune(c, s, &p, keep);
+}
+
+/* The package ids of the app in operand 0, and "current". */
+void cli_values_packages(struct cli *c, const struct cli_args *a, struct strv *out)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	struct storage *s;
+
+	if (a->argc < 1 || !app_name_ok(a->argv[0]) || cli_storage(c, &s) < 0)
+		return;
+	if (packages_list(s, a->argv[0], out, &e) >= 0)
+		strv_push(out, "current");
+}
+
+static const struct cli_opt json_opt[] = {
+	{ "json", O_JSON, NULL, "JSON output", NULL },
+	{ NULL },
+};
+
+static const struct cli_cmd package_list = {
+	.name = "list",
+	.summary = "the app's packages, oldest first (* = current)",
+	.usage = "[--json] APP",
+	.opts = json_opt,
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_apps },
+	.run = list_run,
+};
+
+static const struct cli_cmd package_show = {
+	.name = "show",
+	.summary = "a package's manifest (ID may be 'current')",
+	.usage = "[--json] APP ID",
+	.opts = json_opt,
+	.min_args = 2,
+	.max_args = 2,
+	.values = { cli_values_apps, cli_values_packages },
+	.run = show_run,
+};
+
+static const struct cli_cmd package_verify = {
+	.name = "verify",
+	.summary = "download the blob, check size and sha256",
+	.usage = "APP ID",
+	.min_args = 2,
+	.max_args = 2,
+	.values = { cli_values_apps, cli_values_packages },
+	.run = verify_run,
+};
+
+static const struct cli_cmd package_get = {
+	.name = "get",
+	.summary = "download, verify, then move into FILE",
+	.usage = "APP ID FILE",
+	.min_args = 3,
+	.max_args = 3,
+	.values = { cli_values_apps, cli_values_packages, cli_values_file },
+	.run = get_run,
+};
+
+static const struct cli_cmd package_url = {
+	.name = "url",
+	.summary = "a URL to download the blob (default 3600 s)",
+	.usage = "[--expires S] APP ID",
+	.opts = (const struct cli_opt[]){
+		{ "expires", O_EXPIRES, "S", "lifetime of the URL in seconds", NULL },
+		{ NULL },
+	},
+	.min_args = 2,
+	.max_args = 2,
+	.values = { cli_values_apps, cli_values_packages },
+	.run = url_run,
+};
+
+static const struct cli_cmd package_prune = {
+	.name = "prune",
+	.summary = "keep the newest N packages (default\n"
+		   "apps.keep_packages) and the current one",
+	.usage = "[--keep N] [APP]",
+	.opts = (const struct cli_opt[]){
+		{ "keep", O_KEEP, "N", "packages to keep per app", NULL },
+		{ NULL },
+	},
+	.max_args = 1,
+	.values = { cli_values_apps },
+	.run = prune_run,
+};
+
+const struct cli_cmd cmd_package = {
+	.name = "package",
+	.summary = "list, show, verify, fetch or prune packages",
+	.usage = "COMMAND [OPTIONS] ARGS",
+	.help = "The packages of an app in storage.",
+	.subs = (const struct cli_cmd *const[]){
+		&package_list, &package_show, &package_verify, &package_get, &package_url,
+		&package_prune, NULL,
+	},
+};

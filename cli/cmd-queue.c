@@ -3,7 +3,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,137 +12,13 @@
 #include "cli/cli.h"
 #include "queue/queue.h"
 
-static void queue_help(FILE *out)
-{
-	fputs("usage: upaas queue COMMAND [OPTIONS] [ARGS...]\n"
-	      "\n"
-	      "Commands:\n"
-	      "  add [--fresh] [--ref REF] APP   queue a build of a registered app; prints\n"
-	      "                                  its id. A queued build of the same app and\n"
-	      "                                  ref takes the request in (--fresh makes it\n"
-	      "                                  fresh)\n"
-	      "  list [--state S] [--app A] [--limit N] [--json]\n"
-	      "                                  builds, newest first\n"
-	      "  show [--json] ID                one build\n"
-	      "  log [-f] ID                     the build's log; -f follows it until the\n"
-	      "                                  build ends\n"
-	      "  cancel [--wait] ID              cancel a queued build, or stop a running one\n"
-	      "  retry ID                        queue a finished build again; prints the id\n"
-	      "\n"
-	      "Options:\n"
-	      "  --fresh        add: build from the base image, not the current package\n"
-	      "  --ref REF      add: branch, tag or commit (default: the app's branch)\n"
-	      "  --state S      list: queued, running, succeeded, failed or cancelled\n"
-	      "  --app A        list: only this app's builds\n"
-	      "  --limit N      list: at most N builds\n"
-	      "  --json         list, show: machine-readable output\n"
-	      "  -f, --follow   log: follow the log while the build runs\n"
-	      "  --wait         cancel: wait until the build has stopped\n"
-	      "  -h, --help     this help\n",
-	      out);
-}
-
-struct qopts {
-	bool fresh;
-	const char *ref;
-	int state;
-	const char *app;
-	int64_t limit;
-	bool json;
-	bool follow;
-	bool wait;
-};
-
-enum { O_FRESH = 256, O_REF, O_STATE, O_APP, O_LIMIT, O_JSON, O_WAIT };
-
-/* Parses the options of a sub-command (argv[0] is its name); returns -1 to
- * go on, else the exit status. */
-static int parse_opts(int argc, char **argv, struct qopts *o)
-{
-	static const struct option longopts[] = {
-		{ "fresh", no_argument, NULL, O_FRESH },
-		{ "ref", required_argument, NULL, O_REF },
-		{ "state", required_argument, NULL, O_STATE },
-		{ "app", required_argument, NULL, O_APP },
-		{ "limit", required_argument, NULL, O_LIMIT },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "follow", no_argument, NULL, 'f' },
-		{ "wait", no_argument, NULL, O_WAIT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch;
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case O_FRESH: o->fresh = true; break;
-		case O_REF: o->ref = optarg; break;
-		case O_STATE: {
-			enum build_state st;
-			if (build_state_parse(optarg, &st) < 0)
-				return cli_usage("unknown state '%s'", optarg);
-			o->state = (int)st;
-			break;
-		}
-		case O_APP: o->app = optarg; break;
-		case O_LIMIT:
-			if (parse_int64(optarg, 1, 1000000, &o->limit) < 0)
-				return cli_usage("--limit: want a number from 1 to 1000000");
-			break;
-		case O_JSON: o->json = true; break;
-		case 'f': o->follow = true; break;
-		case O_WAIT: o->wait = true; break;
-		case 'h': queue_help(stdout); return 0;
-		default: queue_help(stderr); return 2;
-		}
-	}
-	return -1;
-}
+enum { O_FRESH = CLI_LONG, O_REF, O_STATE, O_APP, O_LIMIT, O_JSON, O_WAIT };
 
 static void json_print(struct json_object *o)
 {
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 						      JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
-}
-
-static void add_time(struct json_object *o, const char *name, int64_t ms)
-{
-	_cleanup_free_ char *name_ms = xasprintf("%s_ms", name);
-	if (!ms) {
-		json_object_object_add(o, name, NULL);
-		json_object_object_add(o, name_ms, NULL);
-		return;
-	}
-	char t[32];
-	time_iso8601(ms / 1000, t);
-	json_object_object_add(o, name, json_object_new_string(t));
-	json_object_object_add(o, name_ms, json_object_new_int64(ms));
-}
-
-static struct json_object *jstr(const char *s)
-{
-	return s ? json_object_new_string(s) : NULL;
-}
-
-static struct json_object *build_json(const struct queue_build *b)
-{
-	struct json_object *o = json_object_new_object();
-	json_object_object_add(o, "id", jstr(b->id));
-	json_object_object_add(o, "app", jstr(b->app));
-	json_object_object_add(o, "ref", jstr(b->ref));
-	json_object_object_add(o, "fresh", json_object_new_boolean(b->fresh));
-	json_object_object_add(o, "state", jstr(build_state_name(b->state)));
-	json_object_object_add(o, "worker", jstr(b->worker));
-	json_object_object_add(o, "attempts", json_object_new_int(b->attempts));
-	json_object_object_add(o, "package_id", jstr(b->package_id));
-	json_object_object_add(o, "error", jstr(b->error));
-	json_object_object_add(o, "cancel_requested", json_object_new_boolean(b->cancel_requested));
-	add_time(o, "queued_at", b->queued_at);
-	add_time(o, "started_at", b->started_at);
-	add_time(o, "finished_at", b->finished_at);
-	add_time(o, "lease_until", b->lease_until);
-	return o;
 }
 
 /* "12.3s", "-" when a time is missing. */
@@ -186,39 +61,55 @@ static void queue_closep(struct queue **q)
 
 /* -------------------------------------------------------------- commands */
 
-static int q_add(struct cli *c, struct queue *q, const struct qopts *o, int argc, char **argv)
+static int q_add(struct cli *c, const struct cli_args *a)
 {
-	if (argc - optind != 1)
-		return cli_usage("usage: upaas queue add [--fresh] [--ref REF] APP");
+	bool fresh = cli_flag(a, O_FRESH);
+	_cleanup_queue_ struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_free_ char *id = NULL;
 	bool coalesced = false;
-	int r = queue_add(q, argv[optind], o->ref, o->fresh, &id, &coalesced, &e);
+	int r = queue_add(q, a->argv[0], cli_arg(a, O_REF), fresh, &id, &coalesced, &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot queue the build");
 	puts(id);
 	if (coalesced && !c->quiet)
 		fprintf(stderr, "upaas: joined the queued build %s%s\n", id,
-			o->fresh ? " (now fresh)" : "");
+			fresh ? " (now fresh)" : "");
 	return 0;
 }
 
-static int q_list(struct cli *c, struct queue *q, const struct qopts *o, int argc, char **argv)
+static int q_list(struct cli *c, const struct cli_args *a)
 {
-	if (argc != optind)
-		return cli_usage("usage: upaas queue list [--state S] [--app A] [--limit N] [--json]");
+	const char *state = cli_arg(a, O_STATE), *limit = cli_arg(a, O_LIMIT);
+	struct queue_filter f = { .app = cli_arg(a, O_APP), .state = -1 };
+	if (state) {
+		enum build_state st;
+		if (build_state_parse(state, &st) < 0)
+			return cli_usage("unknown state '%s'", state);
+		f.state = (int)st;
+	}
+	if (limit) {
+		int64_t n;
+		if (parse_int64(limit, 1, 1000000, &n) < 0)
+			return cli_usage("--limit: want a number from 1 to 1000000");
+		f.limit = (size_t)n;
+	}
+	_cleanup_queue_ struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
-	struct queue_filter f = { .app = o->app, .state = o->state, .limit = (size_t)o->limit };
 	struct queue_build *v = NULL;
 	size_t n = 0;
 	int r = queue_list(q, &f, &v, &n, &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot list builds");
-	if (o->json) {
-		struct json_object *a = json_object_new_array();
+	if (cli_flag(a, O_JSON)) {
+		struct json_object *arr = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
-			json_object_array_add(a, build_json(&v[i]));
-		json_print(a);
+			json_object_array_add(arr, queue_build_json(&v[i]));
+		json_print(arr);
 	} else {
 		printf("%-26s %-20s %-9s %-8s %-19s %-20s %s\n", "ID", "APP", "STATE", "TOOK",
 		       "WORKER", "QUEUED", "PACKAGE/ERROR");
@@ -237,18 +128,19 @@ static int q_list(struct cli *c, struct queue *q, const struct qopts *o, int arg
 	return 0;
 }
 
-static int q_show(struct cli *c, struct queue *q, const struct qopts *o, int argc, char **argv)
+static int q_show(struct cli *c, const struct cli_args *a)
 {
-	if (argc - optind != 1)
-		return cli_usage("usage: upaas queue show [--json] ID");
+	_cleanup_queue_ struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_(queue_build_clear) struct queue_build b = { 0 };
-	int r = queue_get(q, argv[optind], &b, &e);
+	int r = queue_get(q, a->argv[0], &b, &e);
 	if (r < 0)
 		return cli_fail(&e, "no such build");
 	_cleanup_free_ char *log = queue_log_path(&c->cfg, b.id);
-	if (o->json) {
-		struct json_object *j = build_json(&b);
+	if (cli_flag(a, O_JSON)) {
+		struct json_object *j = queue_build_json(&b);
 		json_object_object_add(j, "log", json_object_new_string(log));
 		json_print(j);
 		return 0;
@@ -280,11 +172,6 @@ static int q_show(struct cli *c, struct queue *q, const struct qopts *o, int arg
 	return 0;
 }
 
-static bool state_final(enum build_state s)
-{
-	return s == BUILD_SUCCEEDED || s == BUILD_FAILED || s == BUILD_CANCELLED;
-}
-
 static int copy_out(int fd)
 {
 	char b[65536];
@@ -298,13 +185,14 @@ static int copy_out(int fd)
 	return total;
 }
 
-static int q_log(struct cli *c, struct queue *q, const struct qopts *o, int argc, char **argv)
+static int q_log(struct cli *c, const struct cli_args *a)
 {
-	if (argc - optind != 1)
-		return cli_usage("usage: upaas queue log [-f] ID");
+	_cleanup_queue_ struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_(queue_build_clear) struct queue_build b = { 0 };
-	int r = queue_get(q, argv[optind], &b, &e);
+	int r = queue_get(q, a->argv[0], &b, &e);
 	if (r < 0)
 		return cli_fail(&e, "no such build");
 	_cleanup_free_ char *path = queue_log_path(&c->cfg, b.id);
@@ -314,16 +202,16 @@ static int q_log(struct cli *c, struct queue *q, const struct qopts *o, int argc
 			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd >= 0 && copy_out(fd) < 0)
 			return 1;
-		if (!o->follow || state_final(b.state))
+		if (!cli_flag(a, 'f') || build_state_final(b.state))
 			break;
 		poll(NULL, 0, 200);
 		queue_build_clear(&b);
 		err_clear(&e);
-		r = queue_get(q, argv[optind], &b, &e);
+		r = queue_get(q, a->argv[0], &b, &e);
 		if (r < 0)
 			return cli_fail(&e, "cannot read the build");
 		/* The final lines are written before the state: drain once more. */
-		if (state_final(b.state) && fd >= 0) {
+		if (build_state_final(b.state) && fd >= 0) {
 			copy_out(fd);
 			break;
 		}
@@ -332,7 +220,7 @@ static int q_log(struct cli *c, struct queue *q, const struct qopts *o, int argc
 		return 0;
 	/* Not on this host: the build's log in storage, once it finished. */
 	struct storage *s = NULL;
-	if (!state_final(b.state) || cli_storage(c, &s) < 0) {
+	if (!build_state_final(b.state) || cli_storage(c, &s) < 0) {
 		fprintf(stderr, "upaas: no log for build %s on this host\n", b.id);
 		return 1;
 	}
@@ -346,11 +234,13 @@ static int q_log(struct cli *c, struct queue *q, const struct qopts *o, int argc
 	return 0;
 }
 
-static int q_cancel(struct cli *c, struct queue *q, const struct qopts *o, int argc, char **argv)
+static int q_cancel(struct cli *c, const struct cli_args *a)
 {
-	if (argc - optind != 1)
-		return cli_usage("usage: upaas queue cancel [--wait] ID");
-	const char *id = argv[optind];
+	const char *id = a->argv[0];
+	_cleanup_queue_ struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
+
 	_cleanup_err_ struct err e = ERR_INIT;
 	int r = queue_cancel(q, id, &e);
 	if (r < 0)
@@ -359,7 +249,7 @@ static int q_cancel(struct cli *c, struct queue *q, const struct qopts *o, int a
 		printf("%s cancelled\n", id);
 		return 0;
 	}
-	if (!o->wait) {
+	if (!cli_flag(a, O_WAIT)) {
 		printf("%s: cancel requested\n", id);
 		return 0;
 	}
@@ -369,7 +259,7 @@ static int q_cancel(struct cli *c, struct queue *q, const struct qopts *o, int a
 		r = queue_get(q, id, &b, &e);
 		if (r < 0)
 			return cli_fail(&e, "cannot read the build");
-		if (state_final(b.state)) {
+		if (build_state_final(b.state)) {
 			printf("%s %s\n", id, build_state_name(b.state));
 			return b.state == BUILD_CANCELLED ? 0 : 1;
 		}
@@ -377,49 +267,140 @@ static int q_cancel(struct cli *c, struct queue *q, const struct qopts *o, int a
 	}
 }
 
-static int q_retry(struct cli *c, struct queue *q, const struct qopts *o, int argc, char **argv)
+static int q_retry(struct cli *c, const struct cli_args *a)
 {
-	if (argc - optind != 1)
-		return cli_usage("usage: upaas queue retry ID");
+	_cleanup_queue_ struct queue *q = NULL;
+	if (open_queue(c, &q) < 0)
+		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_free_ char *id = NULL;
-	int r = queue_retry(q, argv[optind], &id, &e);
+	int r = queue_retry(q, a->argv[0], &id, &e);
 	if (r < 0)
 		return cli_fail(&e, "cannot retry");
 	puts(id);
 	return 0;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(struct cli *c, struct queue *q, const struct qopts *o, int argc, char **argv);
-} subs[] = {
-	{ "add", q_add },
-	{ "list", q_list },
-	{ "ls", q_list },
-	{ "show", q_show },
-	{ "log", q_log },
-	{ "cancel", q_cancel },
-	{ "retry", q_retry },
+/* ---------------------------------------------------------- the table */
+
+/* The ids of the newest builds. */
+void cli_values_builds(struct cli *c, const struct cli_args *a, struct strv *out)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_queue_ struct queue *q = NULL;
+	struct queue_filter f = { .state = -1, .limit = 200 };
+	struct queue_build *v = NULL;
+	size_t n = 0;
+
+	if (cli_config(c) < 0 || queue_open_existing(&q, &c->cfg, &e) < 0 ||
+	    queue_list(q, &f, &v, &n, &e) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		strv_push(out, v[i].id);
+	queue_builds_free(v, n);
+}
+
+void cli_values_states(struct cli *c, const struct cli_args *a, struct strv *out)
+{
+	for (int i = 0; i < BUILD__STATE_COUNT; i++)
+		strv_push(out, build_state_name((enum build_state)i));
+}
+
+static const struct cli_opt json_opt[] = {
+	{ "json", O_JSON, NULL, "machine-readable output", NULL },
+	{ NULL },
 };
 
-int cmd_queue(struct cli *c, int argc, char **argv)
-{
-	if (argc < 2 || cli_is_help(argv[1])) {
-		queue_help(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(subs); i++) {
-		if (strcmp(argv[1], subs[i].name))
-			continue;
-		struct qopts o = { .state = -1 };
-		int r = parse_opts(argc - 1, argv + 1, &o);
-		if (r >= 0)
-			return r;
-		_cleanup_queue_ struct queue *q = NULL;
-		if (open_queue(c, &q) < 0)
-			return 1;
-		return subs[i].fn(c, q, &o, argc - 1, argv + 1);
-	}
-	return cli_usage("unknown queue command '%s' (see upaas queue --help)", argv[1]);
-}
+static const struct cli_cmd queue_add_cmd = {
+	.name = "add",
+	.summary = "queue a build of a registered app; prints\n"
+		   "its id. A queued build of the same app and\n"
+		   "ref takes the request in (--fresh makes it\n"
+		   "fresh)",
+	.usage = "[--fresh] [--ref REF] APP",
+	.opts = (const struct cli_opt[]){
+		{ "fresh", O_FRESH, NULL, "build from the base image, not the current package", NULL },
+		{ "ref", O_REF, "REF", "branch, tag or commit (default: the app's branch)", NULL },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_apps },
+	.run = q_add,
+};
+
+static const struct cli_cmd queue_list_cmd = {
+	.name = "list",
+	.aliases = (const char *const[]){ "ls", NULL },
+	.summary = "builds, newest first",
+	.usage = "[--state S] [--app A] [--limit N] [--json]",
+	.opts = (const struct cli_opt[]){
+		{ "state", O_STATE, "S", "queued, running, succeeded, failed or cancelled",
+		  cli_values_states },
+		{ "app", O_APP, "A", "only this app's builds", cli_values_apps },
+		{ "limit", O_LIMIT, "N", "at most N builds", NULL },
+		{ "json", O_JSON, NULL, "machine-readable output", NULL },
+		{ NULL },
+	},
+	.run = q_list,
+};
+
+static const struct cli_cmd queue_show_cmd = {
+	.name = "show",
+	.summary = "one build",
+	.usage = "[--json] ID",
+	.opts = json_opt,
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_builds },
+	.run = q_show,
+};
+
+static const struct cli_cmd queue_log_cmd = {
+	.name = "log",
+	.summary = "the build's log; -f follows it until the build ends",
+	.usage = "[-f] ID",
+	.opts = (const struct cli_opt[]){
+		{ "follow", 'f', NULL, "follow the log while the build runs", NULL },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_builds },
+	.run = q_log,
+};
+
+static const struct cli_cmd queue_cancel_cmd = {
+	.name = "cancel",
+	.summary = "cancel a queued build, or stop a running one",
+	.usage = "[--wait] ID",
+	.opts = (const struct cli_opt[]){
+		{ "wait", O_WAIT, NULL, "wait until the build has stopped", NULL },
+		{ NULL },
+	},
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_builds },
+	.run = q_cancel,
+};
+
+static const struct cli_cmd queue_retry_cmd = {
+	.name = "retry",
+	.summary = "queue a finished build again; prints the id",
+	.usage = "ID",
+	.min_args = 1,
+	.max_args = 1,
+	.values = { cli_values_builds },
+	.run = q_retry,
+};
+
+const struct cli_cmd cmd_queue = {
+	.name = "queue",
+	.summary = "add, list, show, follow, cancel or retry queued builds",
+	.usage = "COMMAND [OPTIONS] [ARGS...]",
+	.help = "The build queue that 'upaas worker' takes builds from.",
+	.subs = (const struct cli_cmd *const[]){
+		&queue_add_cmd, &queue_list_cmd, &queue_show_cmd, &queue_log_cmd,
+		&queue_cancel_cmd, &queue_retry_cmd, NULL,
+	},
+};

@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -12,25 +11,7 @@
 
 #include "cli/cli.h"
 
-static void storage_help(FILE *out)
-{
-	fputs("usage: upaas storage COMMAND [ARGS...]\n"
-	      "\n"
-	      "Commands:\n"
-	      "  check [--json] [--key KEY]   list, write, read back, stat and delete a probe\n"
-	      "                               object; exit 1 when a stage fails\n"
-	      "  ls [--json] [-l] [PREFIX]    list the keys under PREFIX, in lexical order\n"
-	      "  get KEY FILE                 download an object to FILE ('-': stdout)\n"
-	      "  put FILE KEY                 upload FILE ('-': stdin) as KEY\n"
-	      "  rm KEY...                    delete objects (a missing key is fine)\n"
-	      "\n"
-	      "Options:\n"
-	      "  --json         machine-readable output (check, ls)\n"
-	      "  -l, --long     ls: also show size and modification time\n"
-	      "  --key KEY      check: also read this existing object (for read-only handlers)\n"
-	      "  -h, --help     this help\n",
-	      out);
-}
+enum { O_JSON = CLI_LONG, O_KEY };
 
 static void json_print(struct json_object *o)
 {
@@ -40,32 +21,11 @@ static void json_print(struct json_object *o)
 }
 
 
-/* Parses the options every sub-command shares; returns -1 to go on, else
- * the exit status. */
 struct opts {
 	bool json;
 	bool lng;
 	const char *key;
 };
-
-static int parse_opts(int argc, char **argv, const char *shortopts,
-		      const struct option *longopts, struct opts *o)
-{
-	int ch;
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'h': storage_help(stdout); return 0;
-		case 'j': o->json = true; break;
-		case 'l': o->lng = true; break;
-		case 'k': o->key = optarg; break;
-		default:
-			storage_help(stderr);
-			return 2;
-		}
-	}
-	return -1;
-}
 
 /* ------------------------------------------------------------------ check */
 
@@ -259,20 +219,9 @@ static void check_read_key(struct check *k, struct storage *s, const char *key)
 		      (unsigned long long)hc.n, hex);
 }
 
-static int storage_check(struct cli *c, int argc, char **argv)
+static int storage_check(struct cli *c, const struct cli_args *a)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "key", required_argument, NULL, 'k' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct opts o = { 0 };
-	int rc = parse_opts(argc, argv, "h", longopts, &o);
-	if (rc >= 0)
-		return rc;
-	if (optind != argc)
-		return cli_usage("usage: upaas storage check [--json] [--key KEY]");
+	struct opts o = { .json = cli_flag(a, O_JSON), .key = cli_arg(a, O_KEY) };
 	if (o.key && !storage_key_ok(o.key))
 		return cli_usage("invalid storage key '%s'", o.key);
 
@@ -339,21 +288,10 @@ static int ls_cb(void *data, const char *key, const struct storage_stat *st)
 	return 0;
 }
 
-static int storage_ls(struct cli *c, int argc, char **argv)
+static int storage_ls(struct cli *c, const struct cli_args *a)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "long", no_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct opts o = { 0 };
-	int rc = parse_opts(argc, argv, "hl", longopts, &o);
-	if (rc >= 0)
-		return rc;
-	if (argc - optind > 1)
-		return cli_usage("usage: upaas storage ls [--json] [-l] [PREFIX]");
-	const char *prefix = optind < argc ? argv[optind] : "";
+	struct opts o = { .json = cli_flag(a, O_JSON), .lng = cli_flag(a, 'l') };
+	const char *prefix = a->argc ? a->argv[0] : "";
 
 	struct storage *s;
 	if (cli_storage(c, &s) < 0)
@@ -376,19 +314,9 @@ static int fd_sink(void *data, const void *p, size_t n)
 	return fs_write_all(*(int *)data, p, n);
 }
 
-static int storage_getcmd(struct cli *c, int argc, char **argv)
+static int storage_getcmd(struct cli *c, const struct cli_args *a)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct opts o = { 0 };
-	int rc = parse_opts(argc, argv, "h", longopts, &o);
-	if (rc >= 0)
-		return rc;
-	if (argc - optind != 2)
-		return cli_usage("usage: upaas storage get KEY FILE");
-	const char *key = argv[optind], *file = argv[optind + 1];
+	const char *key = a->argv[0], *file = a->argv[1];
 
 	struct storage *s;
 	if (cli_storage(c, &s) < 0)
@@ -407,19 +335,9 @@ static int storage_getcmd(struct cli *c, int argc, char **argv)
 	return r < 0 ? cli_fail(&e, "download failed") : 0;
 }
 
-static int storage_putcmd(struct cli *c, int argc, char **argv)
+static int storage_putcmd(struct cli *c, const struct cli_args *a)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct opts o = { 0 };
-	int rc = parse_opts(argc, argv, "h", longopts, &o);
-	if (rc >= 0)
-		return rc;
-	if (argc - optind != 2)
-		return cli_usage("usage: upaas storage put FILE KEY");
-	const char *file = argv[optind], *key = argv[optind + 1];
+	const char *file = a->argv[0], *key = a->argv[1];
 
 	struct storage *s;
 	if (cli_storage(c, &s) < 0)
@@ -431,55 +349,84 @@ static int storage_putcmd(struct cli *c, int argc, char **argv)
 	return r < 0 ? cli_fail(&e, "upload failed") : 0;
 }
 
-static int storage_rm(struct cli *c, int argc, char **argv)
+static int storage_rm(struct cli *c, const struct cli_args *a)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct opts o = { 0 };
-	int rc = parse_opts(argc, argv, "h", longopts, &o);
-	if (rc >= 0)
-		return rc;
-	if (optind >= argc)
-		return cli_usage("usage: upaas storage rm KEY...");
-
 	struct storage *s;
 	if (cli_storage(c, &s) < 0)
 		return 1;
-	rc = 0;
-	for (int i = optind; i < argc; i++) {
+	int rc = 0;
+	for (int i = 0; i < a->argc; i++) {
 		_cleanup_err_ struct err e = ERR_INIT;
-		if (storage_delete(s, argv[i], &e) < 0)
+		if (storage_delete(s, a->argv[i], &e) < 0)
 			rc = cli_fail(&e, "delete failed");
 	}
 	return rc;
 }
 
-int cmd_storage(struct cli *c, int argc, char **argv)
-{
-	static const struct {
-		const char *name;
-		int (*fn)(struct cli *c, int argc, char **argv);
-	} subs[] = {
-		{ "check", storage_check },
-		{ "ls", storage_ls },
-		{ "get", storage_getcmd },
-		{ "put", storage_putcmd },
-		{ "rm", storage_rm },
-		{ NULL, NULL },
-	};
+/* -------------------------------------------------------------- table */
 
-	if (argc < 2) {
-		storage_help(stderr);
-		return 2;
-	}
-	if (cli_is_help(argv[1])) {
-		storage_help(stdout);
-		return 0;
-	}
-	for (size_t i = 0; subs[i].name; i++)
-		if (!strcmp(subs[i].name, argv[1]))
-			return subs[i].fn(c, argc - 1, argv + 1);
-	return cli_usage("unknown storage command '%s' (see 'upaas storage --help')", argv[1]);
-}
+static const struct cli_cmd storage_check_cmd = {
+	.name = "check",
+	.summary = "list, write, read back, stat and delete a probe\n"
+		   "object; exit 1 when a stage fails",
+	.usage = "[--json] [--key KEY]",
+	.opts = (const struct cli_opt[]){
+		{ "json", O_JSON, NULL, "machine-readable output", NULL },
+		{ "key", O_KEY, "KEY", "also read this existing object (for read-only handlers)", NULL },
+		{ NULL },
+	},
+	.run = storage_check,
+};
+
+static const struct cli_cmd storage_ls_cmd = {
+	.name = "ls",
+	.summary = "list the keys under PREFIX, in lexical order",
+	.usage = "[--json] [-l] [PREFIX]",
+	.opts = (const struct cli_opt[]){
+		{ "json", O_JSON, NULL, "machine-readable output", NULL },
+		{ "long", 'l', NULL, "also show size and modification time", NULL },
+		{ NULL },
+	},
+	.max_args = 1,
+	.run = storage_ls,
+};
+
+static const struct cli_cmd storage_get_cmd = {
+	.name = "get",
+	.summary = "download an object to FILE ('-': stdout)",
+	.usage = "KEY FILE",
+	.min_args = 2,
+	.max_args = 2,
+	.values = { NULL, cli_values_file },
+	.run = storage_getcmd,
+};
+
+static const struct cli_cmd storage_put_cmd = {
+	.name = "put",
+	.summary = "upload FILE ('-': stdin) as KEY",
+	.usage = "FILE KEY",
+	.min_args = 2,
+	.max_args = 2,
+	.values = { cli_values_file },
+	.run = storage_putcmd,
+};
+
+static const struct cli_cmd storage_rm_cmd = {
+	.name = "rm",
+	.summary = "delete objects (a missing key is fine)",
+	.usage = "KEY...",
+	.min_args = 1,
+	.max_args = -1,
+	.run = storage_rm,
+};
+
+const struct cli_cmd cmd_storage = {
+	.name = "storage",
+	.summary = "check the storage handler, list objects",
+	.usage = "COMMAND [ARGS...]",
+	.help = "Checks the configured storage handler, and moves single objects in and out.",
+	.subs = (const struct cli_cmd *const[]){
+		&storage_check_cmd, &storage_ls_cmd, &storage_get_cmd, &storage_put_cmd,
+		&storage_rm_cmd, NULL,
+	},
+};

@@ -1,59 +1,14 @@
 /*
- * cli/main.c - upaas: global options and the command dispatcher.
+ * cli/main.c - upaas: the top-level command table, global options,
+ * --version, and the state every command shares (config, storage).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 
+
+#include "archive/archive.h"
 #include "cli/cli.h"
-
-struct command {
-	const char *name;
-	int (*fn)(struct cli *c, int argc, char **argv);
-	const char *summary;
-};
-
-static const struct command commands[] = {
-	{ "build", cmd_build, "build an app package (incremental unless --fresh)" },
-	{ "package", cmd_package, "list, show, verify, fetch or prune packages" },
-	{ "image", cmd_image, "create, list, show, remove base OS images; run a command in one" },
-	{ "app", cmd_app, "register, list, show or remove apps" },
-	{ "queue", cmd_queue, "add, list, show, follow, cancel or retry queued builds" },
-	{ "worker", cmd_worker, "run queued builds" },
-	{ "deploy", cmd_deploy, "fetch, verify and switch an app to a package" },
-	{ "rollback", cmd_rollback, "switch an app back to an earlier revision" },
-	{ "undeploy", cmd_undeploy, "take an app off this host" },
-	{ "status", cmd_status, "show deployed revisions and history" },
-	{ "watch", cmd_watch, "deploy new packages as they appear" },
-	{ "exec", cmd_exec, "run a command in an app's current revision" },
-	{ "storage", cmd_storage, "check the storage handler, list objects" },
-	{ "config", cmd_config, "check or show the admin config" },
-	{ "key", cmd_key, "generate or show signing keys; sign or verify a file" },
-	{ NULL, NULL, NULL },
-};
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: upaas [-c FILE] [-q] [-v] COMMAND [ARGS...]\n"
-		"\n"
-		"A chroot build farm: builds app repositories into self-contained packages\n"
-		"and deploys them atomically.\n"
-		"\n"
-		"Options:\n"
-		"  -c, --config FILE  admin config (default $UPAAS_CONFIG, else %s)\n"
-		"  -q, --quiet        no progress, warnings and errors only\n"
-		"  -v, --verbose      more detail (repeat for debug)\n"
-		"  -h, --help         this help; 'upaas COMMAND --help' for a command\n"
-		"  -V, --version      print the version\n"
-		"\n"
-		"Commands:\n",
-		UPAAS_DEFAULT_CONFIG);
-	for (const struct command *cmd = commands; cmd->name; cmd++)
-		if (cmd->fn)
-			fprintf(out, "  %-10s %s\n", cmd->name, cmd->summary);
-	fprintf(out, "\nSee upaas(1), upaas.cfg(5) and upaas-metadata(5).\n");
-}
+#include "queue/queue.h"
 
 static void cli_log_sink(enum log_level lvl, const char *msg, void *data)
 {
@@ -63,16 +18,24 @@ static void cli_log_sink(enum log_level lvl, const char *msg, void *data)
 	fprintf(stderr, "upaas: %s%s\n", prefix[lvl], msg);
 }
 
+static void quiet_log_sink(enum log_level lvl, const char *msg, void *data)
+{
+}
+
 int cli_config(struct cli *c)
 {
 	if (c->cfg_loaded)
 		return 0;
 	struct diags d = DIAGS_INIT;
 	int r = config_load(&c->cfg, c->config_path, &d);
+	if (r >= 0 && d.n == 0 && c->completing && !c->cfg.file)
+		r = -ENOENT;   /* no config file: no dynamic words */
 	if (r < 0 || d.n > 0) {
-		_cleanup_buf_ struct buf out = BUF_INIT;
-		diags_format(&d, &out);
-		fputs(out.p, stderr);
+		if (!c->completing) {
+			_cleanup_buf_ struct buf out = BUF_INIT;
+			diags_format(&d, &out);
+			fputs(out.p, stderr);
+		}
 		diags_free(&d);
 		config_free(&c->cfg);
 		return r < 0 ? r : -EINVAL;
@@ -93,7 +56,8 @@ int cli_storage(struct cli *c, struct storage **ret)
 		if (r >= 0)
 			r = storage_open(&c->storage, &c->cfg.storage, c->cfg.paths.state, &e);
 		if (r < 0) {
-			cli_fail(&e, "cannot open storage");
+			if (!c->completing)
+				cli_fail(&e, "cannot open storage");
 			return r;
 		}
 	}
@@ -121,65 +85,121 @@ int cli_usage(const char *fmt, ...)
 	return 2;
 }
 
-bool cli_is_help(const char *arg)
+/* ------------------------------------------------------------ version */
+
+static void join(struct buf *out, const char *key, const struct strv *v)
 {
-	return arg && (!strcmp(arg, "-h") || !strcmp(arg, "--help"));
+	buf_addf(out, " %s=", key);
+	for (size_t i = 0; i < v->n; i++)
+		buf_addf(out, "%s%s", i ? "," : "", v->v[i]);
+	if (!v->n)
+		buf_adds(out, "none");
 }
+
+/* "upaas VERSION" and what this binary was built with, read from the
+ * handler and backend tables and from configure's config.h. */
+static void print_version(void)
+{
+	_cleanup_strv_ struct strv handlers = STRV_INIT;
+	_cleanup_strv_ struct strv backends = STRV_INIT;
+	_cleanup_strv_ struct strv filters = STRV_INIT;
+	_cleanup_buf_ struct buf line = BUF_INIT;
+
+	storage_handler_names(&handlers);
+	queue_backend_names(&backends);
+	archive_filter_names(&filters);
+	buf_adds(&line, "features:");
+	join(&line, "storage", &handlers);
+	join(&line, "queue", &backends);
+	join(&line, "archive", &filters);
+#ifdef UPAAS_SANITIZERS
+	buf_adds(&line, " sanitizers=" UPAAS_SANITIZERS);
+#endif
+	buf_addf(&line, " config=%s", UPAAS_DEFAULT_CONFIG);
+	printf("%s %s\n%s\n", PACKAGE_NAME, PACKAGE_VERSION, line.p);
+}
+
+/* ---------------------------------------------------------- the table */
+
+static const struct cli_cmd root;
+
+static int complete_run(struct cli *c, const struct cli_args *a)
+{
+	log_set_sink(quiet_log_sink, NULL);
+	progress_enabled = false;
+	return cli_complete(c, &root, a->argc, a->argv);
+}
+
+static const struct cli_cmd cmd_complete = {
+	.name = "__complete",
+	.summary = "print the completions of the last word (for shell completion)",
+	.usage = "[WORDS...]",
+	.max_args = -1,
+	.flags = CLI_HIDDEN | CLI_RAW,
+	.run = complete_run,
+};
+
+/* The global options; returns -1 to go on to the command. */
+static int root_run(struct cli *c, const struct cli_args *a)
+{
+	c->config_path = cli_arg(a, 'c');
+	c->quiet = cli_flag(a, 'q');
+	c->verbose = (int)cli_count(a, 'v');
+	if (cli_flag(a, 'V')) {
+		print_version();
+		return 0;
+	}
+	if (c->quiet)
+		log_max_level = LOG_WARN;
+	else if (c->verbose)
+		log_max_level = c->verbose > 1 ? LOG_DEBUG : LOG_INFO;
+	progress_enabled = !c->quiet && isatty(STDERR_FILENO);
+	return -1;
+}
+
+static const struct cli_opt root_opts[] = {
+	{ "config", 'c', "FILE", "admin config (default $UPAAS_CONFIG, else " UPAAS_DEFAULT_CONFIG ")",
+	  cli_values_file },
+	{ "quiet", 'q', NULL, "no progress, warnings and errors only", NULL },
+	{ "verbose", 'v', NULL, "more detail (repeat for debug)", NULL },
+	{ "help", 'h', NULL, "this help; 'upaas COMMAND --help' for a command", NULL },
+	{ "version", 'V', NULL, "print the version and the features built in", NULL },
+	{ NULL },
+};
+
+static const struct cli_cmd root = {
+	.name = "upaas",
+	.usage = "[-c FILE] [-q] [-v] COMMAND [ARGS...]",
+	.summary = "a chroot build farm",
+	.help = "A chroot build farm: builds app repositories into self-contained packages\n"
+		"and deploys them atomically. Options of a command may come before or after\n"
+		"its operands; '--' ends the options.",
+	.footer = "See upaas(1), upaas.cfg(5) and upaas-metadata(5).",
+	.opts = root_opts,
+	.flags = CLI_BRIEF,
+	.run = root_run,
+	.subs = (const struct cli_cmd *const[]){
+		&cmd_build, &cmd_package, &cmd_image, &cmd_app, &cmd_queue, &cmd_worker,
+		&cmd_serve, &cmd_token,
+		&cmd_deploy, &cmd_rollback, &cmd_undeploy, &cmd_status, &cmd_watch, &cmd_exec,
+		&cmd_storage, &cmd_config, &cmd_key, &cmd_complete, NULL,
+	},
+};
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct cli c = { 0 };
-	int o;
 
 	/* git's askpass for the credentials of a source URL (common/askpass.c) */
 	int asked = askpass_main(argc, argv);
 	if (asked >= 0)
 		return asked;
 	log_set_sink(cli_log_sink, NULL);
-	while ((o = getopt_long(argc, argv, "+c:qvhV", opts, NULL)) != -1) {
-		switch (o) {
-		case 'c': c.config_path = optarg; break;
-		case 'q': c.quiet = true; break;
-		case 'v': c.verbose++; break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("upaas %s\n", PACKAGE_VERSION); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind >= argc) {
-		usage(stderr);
-		return 2;
-	}
-	if (c.quiet)
-		log_max_level = LOG_WARN;
-	else if (c.verbose)
-		log_max_level = c.verbose > 1 ? LOG_DEBUG : LOG_INFO;
-	progress_enabled = !c.quiet && isatty(STDERR_FILENO);
-
-	const char *name = argv[optind];
-	for (const struct command *cmd = commands; cmd->name; cmd++) {
-		if (strcmp(cmd->name, name) || !cmd->fn)
-			continue;
-		/* each command group sees argv starting at its own name, and
-		 * parses it with getopt_long from a fresh start (optind = 0) */
-		int sub_argc = argc - optind;
-		char **sub_argv = argv + optind;
-		optind = 0;
-		int rc = cmd->fn(&c, sub_argc, sub_argv);
-		if (c.storage)
-			storage_close(c.storage);
-		if (c.cfg_loaded)
-			config_free(&c.cfg);
-		fflush(stdout);
-		return rc;
-	}
-	return cli_usage("unknown command '%s' (see 'upaas --help')", name);
+	int rc = cli_main(&c, &root, argc, argv);
+	if (c.storage)
+		storage_close(c.storage);
+	if (c.cfg_loaded)
+		config_free(&c.cfg);
+	fflush(stdout);
+	return rc;
 }

@@ -5,6 +5,7 @@
 #define UPAAS_CONFIG_INTERNAL
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <libgen.h>
 #include <limits.h>
 #include <string.h>
@@ -55,6 +56,49 @@ static bool ok_queue_url(const char *s)
 	if (has_prefix(s, "sqlite://"))
 		return ok_abs_path(s + 9) && strcmp(s + 9, "/");
 	return has_prefix(s, "postgresql://") || has_prefix(s, "postgres://");
+}
+
+/* An IPv4 or IPv6 address (no brackets). */
+static bool ok_ip(const char *s)
+{
+	unsigned char a[16];
+	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+/* HOST:PORT with an IPv4 address, [IPv6]:PORT, or *:PORT (every address). */
+static bool ok_listen(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return false;
+	int64_t port;
+	if (parse_int64(colon + 1, 1, 65535, &port) < 0)
+		return false;
+	_cleanup_free_ char *host = xstrndup(s, (size_t)(colon - s));
+	size_t n = strlen(host);
+	if (!strcmp(host, "*"))
+		return true;
+	if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
+		host[n - 1] = '\0';
+		unsigned char a[16];
+		return inet_pton(AF_INET6, host + 1, a) == 1;
+	}
+	unsigned char a[4];
+	return inet_pton(AF_INET, host, a) == 1;
+}
+
+/* An address or ADDRESS/BITS. */
+static bool ok_cidr(const char *s)
+{
+	const char *slash = strchr(s, '/');
+	if (!slash)
+		return ok_ip(s);
+	_cleanup_free_ char *addr = xstrndup(s, (size_t)(slash - s));
+	int64_t bits;
+	unsigned char a[16];
+	if (inet_pton(AF_INET, addr, a) == 1)
+		return parse_int64(slash + 1, 0, 32, &bits) == 0;
+	return inet_pton(AF_INET6, addr, a) == 1 && parse_int64(slash + 1, 0, 128, &bits) == 0;
 }
 
 static bool ok_bucket(const char *s)
@@ -446,8 +490,8 @@ static const struct field queue_fields[] = {
 };
 
 static const struct field apps_fields[] = {
-	{ FIELD("uid", F_INT64, OFF(apps.uid)), RANGE(1, INT32_MAX - 1) },
-	{ FIELD("gid", F_INT64, OFF(apps.gid)), RANGE(1, INT32_MAX - 1) },
+	{ FIELD("uid", F_INT64, OFF(apps.uid)), RANGE(APPS_ID_MIN, APPS_ID_MAX) },
+	{ FIELD("gid", F_INT64, OFF(apps.gid)), RANGE(APPS_ID_MIN, APPS_ID_MAX) },
 	{ FIELD("user", F_STR, OFF(apps.user)), .ok = ok_user,
 	  .what = "a user name ([a-z_][a-z0-9_-]*)" },
 	{ FIELD("home", F_STR, OFF(apps.home)), .ok = ok_abs_path, .what = abs_what },
@@ -499,6 +543,47 @@ static const struct field signing_fields[] = {
 	FIELD_END,
 };
 
+static void check_serve(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	if (!c->serve.tls_cert != !c->serve.tls_key)
+		schema_diag(x, s, "set both tls_cert and tls_key, or neither");
+}
+
+static const struct field serve_limits_fields[] = {
+	{ FIELD("max_body", F_SIZE, OFF(serve.limits.max_body)), RANGE(1024, 1024 * MIB) },
+	{ FIELD("connections", F_INT, OFF(serve.limits.connections)), RANGE(4, 65536) },
+	{ FIELD("rate", F_INT, OFF(serve.limits.rate)), RANGE(1, 1000000) },
+	{ FIELD("burst", F_INT, OFF(serve.limits.burst)), RANGE(1, 1000000) },
+	{ FIELD("timeout", F_INT, OFF(serve.limits.timeout)), RANGE(1, 3600) },
+	FIELD_END,
+};
+
+static const struct field serve_notify_fields[] = {
+	{ FIELD("urls", F_STRV, OFF(serve.notify.urls)), .ok = ok_http_url,
+	  .what = "an http:// or https:// URL" },
+	{ FIELD("secret", F_STR, OFF(serve.notify.secret)), .ok = ok_nonblank, .secret = true,
+	  .unset = "events are not signed" },
+	{ FIELD("timeout", F_INT, OFF(serve.notify.timeout)), RANGE(1, 300) },
+	{ FIELD("retries", F_INT, OFF(serve.notify.retries)), RANGE(0, 100) },
+	FIELD_END,
+};
+
+static const struct field serve_fields[] = {
+	{ FIELD("listen", F_STR, OFF(serve.listen)), .ok = ok_listen,
+	  .what = "ADDRESS:PORT ([IPv6]:PORT, *:PORT for every address)" },
+	{ FIELD("tls_cert", F_STR, OFF(serve.tls_cert)), .ok = ok_abs_path, .what = abs_what,
+	  .unset = "plain HTTP" },
+	{ FIELD("tls_key", F_STR, OFF(serve.tls_key)), .ok = ok_abs_path, .what = abs_what },
+	{ FIELD("trusted_proxies", F_STRV, OFF(serve.trusted_proxies)), .ok = ok_cidr,
+	  .what = "an IP address or CIDR (10.0.0.0/8)" },
+	{ FIELD("anonymous_read", F_BOOL, OFF(serve.anonymous_read)) },
+	{ FIELD("web_dir", F_STR, OFF(serve.web_dir)), .ok = ok_abs_path, .what = abs_what },
+	{ FIELD("limits", F_GROUP, 0), .sub = serve_limits_fields },
+	{ FIELD("notify", F_GROUP, 0), .sub = serve_notify_fields },
+	FIELD_END,
+};
+
 static const struct field admin_fields[] = {
 	{ FIELD("paths", F_GROUP, 0), .sub = paths_fields },
 	{ FIELD("bootstrap", F_GROUP, 0), .sub = bootstrap_fields },
@@ -510,6 +595,7 @@ static const struct field admin_fields[] = {
 	{ FIELD("limits", F_GROUP, 0), .sub = limits_fields },
 	{ FIELD("pack", F_GROUP, 0), .sub = pack_fields },
 	{ FIELD("deploy", F_GROUP, 0), .sub = deploy_fields },
+	{ FIELD("serve", F_GROUP, 0), .sub = serve_fields, .check = check_serve },
 	{ FIELD("interpreters", F_CUSTOM, 0), .parse = parse_interpreters, .show = show_interpreters },
 	FIELD_END,
 };
@@ -594,6 +680,16 @@ void config_defaults(struct config *c)
 	c->deploy.hook_timeout = 300;
 	c->deploy.keep = 5;
 	c->deploy.schedule = xstrdup("* * * * *");
+
+	c->serve.listen = xstrdup("127.0.0.1:7373");
+	c->serve.web_dir = xstrdup(UPAAS_WEB_DIR);
+	c->serve.limits.max_body = MIB;
+	c->serve.limits.connections = 256;
+	c->serve.limits.rate = 50;
+	c->serve.limits.burst = 200;
+	c->serve.limits.timeout = 30;
+	c->serve.notify.timeout = 10;
+	c->serve.notify.retries = 8;
 
 	derived_defaults(c, false, false);
 
@@ -702,6 +798,13 @@ void config_free(struct config *c)
 	free(c->deploy.root);
 	free(c->deploy.hooks_dir);
 	free(c->deploy.schedule);
+	free(c->serve.listen);
+	free(c->serve.tls_cert);
+	free(c->serve.tls_key);
+	strv_free(&c->serve.trusted_proxies);
+	free(c->serve.web_dir);
+	strv_free(&c->serve.notify.urls);
+	free_secret(&c->serve.notify.secret);
 	interpreters_clear(c);
 	*c = (struct config){ 0 };
 }

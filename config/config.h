@@ -147,6 +147,28 @@ struct config {
 		bool allow_unsigned;    /* accept unsigned objects, with a warning */
 	} signing;
 	struct {
+		char *listen;           /* "127.0.0.1:7373", "[::1]:7373" */
+		char *tls_cert;         /* PEM files; both or neither */
+		char *tls_key;
+		/* addresses or CIDRs whose X-Forwarded-* headers are believed */
+		struct strv trusted_proxies;
+		bool anonymous_read;    /* read endpoints without a token */
+		char *web_dir;          /* the dashboard's files, $(datadir)/upaas/web */
+		struct {
+			int64_t max_body;   /* bytes of a request body, 1 MiB */
+			int connections;    /* at once, 256 */
+			int rate;           /* requests per second per client address, 50 */
+			int burst;          /* requests a client may send at once, 200 */
+			int timeout;        /* seconds a silent connection lives, 30 */
+		} limits;
+		struct {
+			struct strv urls;   /* POSTed a signed JSON event */
+			char *secret;       /* HMAC-SHA256 key of the signature (secret) */
+			int timeout;        /* seconds per attempt, 10 */
+			int retries;        /* attempts after the first, 8 */
+		} notify;
+	} serve;
+	struct {
 		struct kvlist env;
 		struct actions actions;     /* system, finalize, before/main/after */
 		struct cfg_interp_type *types;
@@ -214,6 +236,12 @@ int metadata_parse(struct metadata *m, const char *file, const char *text,
 int metadata_load(struct metadata *m, const char *path, const struct config *c,
 		  struct diags *d);
 void metadata_free(struct metadata *m);
+
+/* The range of apps.uid and apps.gid (admin config), and the largest
+ * deploy.keep of the app metadata; package manifests are held to them too. */
+#define APPS_ID_MIN 1
+#define APPS_ID_MAX (INT32_MAX - 1)
+#define METADATA_KEEP_MAX 100000
 
 /* true when name is a valid Debian package name (no shell metacharacters). */
 bool package_name_ok(const char *name);

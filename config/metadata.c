@@ -115,7 +115,7 @@ static const struct field hooks_fields[] = {
 static const struct field deploy_fields[] = {
 	{ FIELD("shared", F_STRV, MOFF(deploy.shared)), .ok = ok_rel_path, .what = rel_what },
 	{ FIELD("hooks", F_GROUP, 0), .sub = hooks_fields },
-	{ FIELD("keep", F_INT, MOFF(deploy.keep)), RANGE(0, 100000) },
+	{ FIELD("keep", F_INT, MOFF(deploy.keep)), RANGE(0, METADATA_KEEP_MAX) },
 	FIELD_END,
 };
 

@@ -5,6 +5,7 @@
 #define UPAAS_DEPLOY_INT_H
 
 #include "deploy/deploy.h"
+#include "package/package.h"
 
 /* The paths of one app under the deploy root (see deploy.h). */
 struct app_paths {
@@ -26,6 +27,15 @@ void app_paths_free(struct app_paths *p);
 char *app_revision_path(const struct app_paths *p, const char *id);   /* caller frees */
 char *app_manifest_path(const struct app_paths *p, const char *id);
 
+/*
+ * Reads a package manifest (package_manifest_parse: the one strict reader)
+ * that must be the one of app/id (each may be NULL), and fills in what the
+ * manifest leaves to the host: app_home, uid and gid come from the config
+ * when the manifest has none (c may be NULL: /home/app, 1000).
+ */
+int deploy_manifest_read(struct package_info *ret, const char *text, const char *app,
+			 const char *id, const struct config *c, struct err *e);
+
 /* Reads the history file; a missing file is an empty history. */
 int deploy_hist_read(const char *path, struct deploy_hist **ret, size_t *ret_n, struct err *e);
 void deploy_hist_free_all(struct deploy_hist *h, size_t n);
@@ -43,7 +53,8 @@ char *deploy_current_id(const char *current_link);
 struct hook_run {
 	const struct config *cfg;
 	const char *event;                  /* "pre-deploy", ... */
-	const struct deploy_manifest *m;    /* app hooks from here; NULL: none */
+	const struct package_info *m;       /* app hooks from here (deploy_manifest_read);
+					     * NULL: none */
 	const struct hook_vars *vars;
 	const char *tmpdir;                 /* where the argv[2] JSON files go */
 	int log_fd;

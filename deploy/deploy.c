@@ -19,8 +19,6 @@
 #include "archive/archive.h"
 #include "deploy/deploy-int.h"
 
-#define MANIFEST_MAX ((size_t)4 << 20)
-
 /* One locked operation on one app. */
 struct dctx {
 	const struct config *cfg;
@@ -179,25 +177,25 @@ static int switch_current(struct dctx *d, const char *id, uint64_t *ret_us, stru
 /* ---------------------------------------------------------- fetch, extract */
 
 /* Reads the manifest kept next to a revision. */
-static int local_manifest(struct dctx *d, const char *id, struct deploy_manifest *m,
+static int local_manifest(struct dctx *d, const char *id, struct package_info *m,
 			  struct err *e)
 {
 	_cleanup_free_ char *path = app_manifest_path(&d->p, id);
 	_cleanup_buf_ struct buf text = BUF_INIT;
-	int r = buf_read_file(&text, path, MANIFEST_MAX);
+	int r = buf_read_file(&text, path, PACKAGE_MANIFEST_MAX);
 	if (r < 0)
 		return err_set_errno(e, r, "cannot read '%s'", path);
-	r = deploy_manifest_parse(m, text.p, d->p.app, id, d->cfg, e);
+	r = deploy_manifest_read(m, text.p, d->p.app, id, d->cfg, e);
 	if (r < 0)
 		return err_prefix(e, "'%s'", path);
 	return 0;
 }
 
-static int remote_manifest(struct dctx *d, const char *id, struct deploy_manifest *m,
+static int remote_manifest(struct dctx *d, const char *id, struct package_info *m,
 			   struct buf *text, struct err *e)
 {
 	_cleanup_free_ char *key = storage_key_package(d->p.app, id, "json");
-	int r = storage_get_buf(d->s, key, text, MANIFEST_MAX, e);
+	int r = storage_get_buf(d->s, key, text, PACKAGE_MANIFEST_MAX, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 		return err_set(e, r, "package '%s' of app '%s' does not exist in %s", id, d->p.app,
@@ -205,7 +203,7 @@ static int remote_manifest(struct dctx *d, const char *id, struct deploy_manifes
 	}
 	if (r < 0)
 		return r;
-	r = deploy_manifest_parse(m, text->p, d->p.app, id, d->cfg, e);
+	r = deploy_manifest_read(m, text->p, d->p.app, id, d->cfg, e);
 	if (r < 0)
 		return err_prefix(e, "'%s'", key);
 	return 0;
@@ -214,7 +212,7 @@ static int remote_manifest(struct dctx *d, const char *id, struct deploy_manifes
 /* Downloads the blob, checks size and sha256 against the manifest, and
  * extracts it into revisions/<id>.tmp, which becomes revisions/<id> once
  * synced. Nothing is extracted from a blob that fails verification. */
-static int fetch_and_extract(struct dctx *d, const struct deploy_manifest *m,
+static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 			     const struct buf *manifest_text, struct deploy_result *res,
 			     struct err *e)
 {
@@ -226,28 +224,28 @@ static int fetch_and_extract(struct dctx *d, const struct deploy_manifest *m,
 	uint64_t size = 0, t0 = now_ms();
 	int r;
 
-	deploy_log(d->log_fd, "fetching '%s' (%llu bytes)", m->blob_key,
-		   (unsigned long long)m->size);
+	deploy_log(d->log_fd, "fetching '%s' (%llu bytes)", m->blob.key,
+		   (unsigned long long)m->blob.size);
 	storage_set_progress(d->s, "fetch");
-	r = storage_get_file(d->s, m->blob_key, dl, hex, &size, e);
+	r = storage_get_file(d->s, m->blob.key, dl, hex, &size, e);
 	storage_set_progress(d->s, NULL);
 	if (r < 0) {
 		unlink(dl);
 		return err_prefix(e, "cannot fetch package '%s'", m->id);
 	}
 	res->fetch_ms = now_ms() - t0;
-	if (size != m->size) {
+	if (size != m->blob.size) {
 		unlink(dl);
 		return err_set(e, -EBADMSG,
 			       "package '%s' failed verification: %llu bytes fetched, the manifest "
 			       "says %llu (truncated or tampered blob)",
-			       m->id, (unsigned long long)size, (unsigned long long)m->size);
+			       m->id, (unsigned long long)size, (unsigned long long)m->blob.size);
 	}
-	if (strcmp(hex, m->sha256)) {
+	if (strcmp(hex, m->blob.sha256)) {
 		unlink(dl);
 		return err_set(e, -EBADMSG,
 			       "package '%s' failed verification: sha256 %s, the manifest says %s",
-			       m->id, hex, m->sha256);
+			       m->id, hex, m->blob.sha256);
 	}
 	deploy_log(d->log_fd, "verified sha256 %s", hex);
 
@@ -353,10 +351,10 @@ static size_t count_components(const char *p)
 }
 
 /* Links each shared dir of m into the revision at rev (see deploy.h). */
-static int link_shared(struct dctx *d, const char *rev, const struct deploy_manifest *m,
+static int link_shared(struct dctx *d, const char *rev, const struct package_info *m,
 		       struct err *e)
 {
-	if (m->shared.n == 0)
+	if (m->deploy.shared.n == 0)
 		return 0;
 	int r = fs_mkdir_p(d->p.shared, 0755);
 	if (r < 0)
@@ -376,8 +374,8 @@ static int link_shared(struct dctx *d, const char *rev, const struct deploy_mani
 	const char *home = m->app_home;
 	while (*home == '/')
 		home++;
-	for (size_t i = 0; i < m->shared.n; i++) {
-		const char *dir = m->shared.v[i];
+	for (size_t i = 0; i < m->deploy.shared.n; i++) {
+		const char *dir = m->deploy.shared.v[i];
 		/* host side: created on the first deploy, owned by the app */
 		_cleanup_close_ int hfd = open_dirs(shfd, d->p.shared, dir, true, (uid_t)m->uid,
 						    (gid_t)m->gid, e);
@@ -435,7 +433,7 @@ static void varsbuf_free(struct varsbuf *b)
 	free(b->data);
 }
 
-static void vars_fill(struct varsbuf *b, struct dctx *d, const struct deploy_manifest *m,
+static void vars_fill(struct varsbuf *b, struct dctx *d, const struct package_info *m,
 		      const char *id, const char *prev_id, const char *op, const char *event)
 {
 	b->rev = app_revision_path(&d->p, id);
@@ -445,7 +443,7 @@ static void vars_fill(struct varsbuf *b, struct dctx *d, const struct deploy_man
 	b->v = (struct hook_vars){
 		.app = d->p.app,
 		.package_id = id,
-		.commit = m && m->commit ? m->commit : "",
+		.commit = m && m->repo.commit ? m->repo.commit : "",
 		.revision_dir = b->rev,
 		.previous_revision_dir = b->prev,
 		.shared_dir = d->p.shared,
@@ -458,7 +456,7 @@ static void vars_fill(struct varsbuf *b, struct dctx *d, const struct deploy_man
 	};
 }
 
-static int run_event(struct dctx *d, const char *event, const struct deploy_manifest *m,
+static int run_event(struct dctx *d, const char *event, const struct package_info *m,
 		     const char *id, const char *prev_id, const char *op, struct err *e)
 {
 	struct varsbuf b;
@@ -495,12 +493,13 @@ static char *history_previous(struct dctx *d, const char *current)
 
 /* ------------------------------------------------------------------ prune */
 
-static void prune(struct dctx *d, const struct deploy_manifest *m, const char *current)
+static void prune(struct dctx *d, const struct package_info *m, const char *current)
 {
 	_cleanup_strv_ struct strv ids = STRV_INIT, remove = STRV_INIT;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_free_ char *prev = history_previous(d, current);
-	int keep = m && m->keep > 0 ? m->keep : d->cfg->deploy.keep > 0 ? d->cfg->deploy.keep : 5;
+	int keep = m && m->deploy.keep > 0 ? m->deploy.keep
+		 : d->cfg->deploy.keep > 0 ? d->cfg->deploy.keep : 5;
 
 	if (deploy_revisions_list(d->p.revisions, &ids, NULL, NULL, &e) < 0)
 		return;
@@ -526,7 +525,7 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 {
 	_cleanup_free_ char *cur = deploy_current_id(d->p.current);
 	_cleanup_free_ char *rev = app_revision_path(&d->p, id);
-	struct deploy_manifest m = { 0 };
+	struct package_info m = { 0 };
 	uint64_t t0 = now_ms();
 	int r;
 
@@ -550,7 +549,7 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 	err_clear(e);
 	if (!have) {
 		_cleanup_buf_ struct buf text = BUF_INIT;
-		deploy_manifest_free(&m);
+		package_info_free(&m);
 		if (lstat(rev, &st) == 0) {
 			/* a revision without its manifest cannot be trusted */
 			if (cur && !strcmp(cur, id))
@@ -561,7 +560,7 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 		}
 		if ((r = remote_manifest(d, id, &m, &text, e)) < 0 ||
 		    (r = fetch_and_extract(d, &m, &text, res, e)) < 0) {
-			deploy_manifest_free(&m);
+			package_info_free(&m);
 			history(d, op, id, "failed:fetch", cur);
 			return r;
 		}
@@ -606,11 +605,11 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 		if (!cur)
 			goto out;
 		/* the previous revision is live again: tell its hooks */
-		struct deploy_manifest pm = { 0 };
+		struct package_info pm = { 0 };
 		if (local_manifest(d, cur, &pm, &e2) < 0)
 			log_warn("%s", err_msg(&e2));
 		int r2 = run_event(d, "post-deploy", pm.id ? &pm : NULL, cur, id, "rollback", &e2);
-		deploy_manifest_free(&pm);
+		package_info_free(&pm);
 		history(d, "switch-back", cur, r2 < 0 ? "failed:post-deploy" : "ok", id);
 		if (r2 < 0)
 			log_warn("%s", err_msg(&e2));
@@ -622,7 +621,7 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 	r = 0;
 out:
 	res->total_ms = now_ms() - t0;
-	deploy_manifest_free(&m);
+	package_info_free(&m);
 	return r;
 }
 
@@ -651,7 +650,7 @@ int deploy_run(const struct config *c, struct storage *s, const char *app,
 			goto out;
 		buf_rtrim(&idb);
 	}
-	if (!deploy_id_ok(idb.p)) {
+	if (!package_id_ok(idb.p)) {
 		r = err_set(e, -EINVAL, "invalid package id '%s'", idb.p);
 		goto out;
 	}
@@ -680,7 +679,7 @@ int deploy_rollback(const struct config *c, struct storage *s, const char *app, 
 		r = err_set(e, -ENOENT, "app '%s' has no previous revision to roll back to", app);
 		goto out;
 	}
-	if (!deploy_id_ok(target)) {
+	if (!package_id_ok(target)) {
 		r = err_set(e, -EINVAL, "invalid package id '%s'", target);
 		goto out;
 	}
@@ -694,7 +693,7 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 		    bool purge, struct deploy_result *ret, struct err *e)
 {
 	struct dctx d;
-	struct deploy_manifest m = { 0 };
+	struct package_info m = { 0 };
 	_cleanup_free_ char *cur = NULL;
 	int r;
 
@@ -738,7 +737,7 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 		r = fs_rm_rf(dir, e);
 	}
 out:
-	deploy_manifest_free(&m);
+	package_info_free(&m);
 	dctx_close(&d);
 	return r;
 }

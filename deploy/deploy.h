@@ -40,38 +40,6 @@
 #include "config/config.h"
 #include "storage/storage.h"
 
-/* ============================================================= manifest */
-
-/* The fields of a package manifest (builder/builder.h) that deploy uses. */
-struct deploy_manifest {
-	char *app;
-	char *id;
-	char *commit;              /* "" when unknown */
-	char *blob_key;
-	char sha256[65];
-	uint64_t size;
-	char *app_home;            /* absolute, e.g. "/home/app" */
-	int64_t uid;
-	int64_t gid;
-	struct strv shared;        /* validated relative dirs */
-	struct strv hooks_pre;     /* validated relative paths below app_home */
-	struct strv hooks_post;
-	int keep;                  /* 0: admin default */
-};
-
-/*
- * Parses and validates manifest text. app/id (may be NULL) must match the
- * manifest's own. uid/gid default to the config's apps.uid/gid when absent
- * (c may be NULL: 1000). -EINVAL with the reason in e.
- */
-int deploy_manifest_parse(struct deploy_manifest *m, const char *text, const char *app,
-			  const char *id, const struct config *c, struct err *e);
-void deploy_manifest_free(struct deploy_manifest *m);
-
-/* true for a package id usable as a revision name: [A-Za-z0-9][A-Za-z0-9._-]*
- * (at most 128), not ending in ".tmp" or ".failed". */
-bool deploy_id_ok(const char *id);
-
 /* ============================================================== deploy */
 
 enum deploy_op {
@@ -243,6 +211,10 @@ struct watch_opts {
 	bool tee;
 	const struct strv *apps;   /* NULL or empty: every deployed app */
 	volatile int *stop;        /* set (by a signal handler) to stop */
+	/* Optional: called after each deploy that ran (rc: its result). */
+	void (*on_deploy)(void *data, const char *app, const struct deploy_result *r, int rc,
+			  const struct err *e);
+	void *on_deploy_data;
 };
 
 /*
@@ -266,9 +238,9 @@ struct deploy_exec_opts {
 };
 
 /*
- * Runs argv in the sandbox (builder.h) chrooted into the current revision
- * of app, as the app's uid/gid, with network, no timeout, stdio inherited,
- * <root>/<app>/shared bound at /shared. Returns the command's exit status
+ * Runs argv in the sandbox (sandbox/sandbox.h) chrooted into the current
+ * revision of app, as the app's uid/gid, with network, no timeout, stdio
+ * inherited, <root>/<app>/shared bound at /shared. Returns the command's exit status
  * (128+signal) or -errno.
  */
 int deploy_exec(const struct config *c, const char *app, const struct deploy_exec_opts *o,

@@ -30,7 +30,7 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 	_cleanup_free_ char *rev = cur ? app_revision_path(&p, cur) : NULL;
 	_cleanup_free_ char *mpath = cur ? app_manifest_path(&p, cur) : NULL;
 	_cleanup_buf_ struct buf text = BUF_INIT;
-	struct deploy_manifest m = { 0 };
+	struct package_info m = { 0 };
 	struct sandbox sb = SANDBOX_INIT;
 	char host[HOST_NAME_MAX + 1] = "";
 
@@ -38,11 +38,11 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 		r = err_set(e, -ENOENT, "app '%s' has no current revision under '%s'", app, root);
 		goto out;
 	}
-	if ((r = buf_read_file(&text, mpath, 4 << 20)) < 0) {
+	if ((r = buf_read_file(&text, mpath, PACKAGE_MANIFEST_MAX)) < 0) {
 		r = err_set_errno(e, r, "cannot read '%s'", mpath);
 		goto out;
 	}
-	if ((r = deploy_manifest_parse(&m, text.p, app, cur, c, e)) < 0)
+	if ((r = deploy_manifest_read(&m, text.p, app, cur, c, e)) < 0)
 		goto out;
 
 	gethostname(host, sizeof(host) - 1);
@@ -57,7 +57,7 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 		strv_setenv(&sb.env, "TERM", term);
 	strv_setenv(&sb.env, "UPAAS_APP", app);
 	strv_setenv(&sb.env, "UPAAS_PACKAGE_ID", cur);
-	strv_setenv(&sb.env, "UPAAS_COMMIT", m.commit);
+	strv_setenv(&sb.env, "UPAAS_COMMIT", m.repo.commit ? m.repo.commit : "");
 	for (size_t i = 0; i < o->env.n; i++)
 		strv_setenv(&sb.env, o->env.v[i].key, o->env.v[i].val);
 
@@ -76,14 +76,14 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 
 	struct sandbox_bind bind = { .host = p.shared, .target = "/shared", .writable = true };
 	struct stat st;
-	if (m.shared.n && lstat(p.shared, &st) == 0 && S_ISDIR(st.st_mode)) {
+	if (m.deploy.shared.n && lstat(p.shared, &st) == 0 && S_ISDIR(st.st_mode)) {
 		sb.binds = &bind;
 		sb.n_binds = 1;
 	}
 	r = sandbox_run(&sb, e);
 out:
 	sandbox_free(&sb);
-	deploy_manifest_free(&m);
+	package_info_free(&m);
 	app_paths_free(&p);
 	return r;
 }

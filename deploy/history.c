@@ -75,7 +75,7 @@ char *deploy_hist_previous(const struct deploy_hist *h, size_t n, const char *cu
 		if (!strcmp(h[i].op, "undeploy") || !strcmp(h[i].op, "uninstall"))
 			return NULL;
 		if (hist_is_switch(&h[i]) && (!current || strcmp(h[i].id, current)) &&
-		    deploy_id_ok(h[i].id))
+		    package_id_ok(h[i].id))
 			return xstrdup(h[i].id);
 	}
 	return NULL;
@@ -207,7 +207,7 @@ int deploy_revisions_list(const char *revdir, struct strv *complete, struct strv
 			continue;
 		}
 		struct stat st;
-		if (!deploy_id_ok(name) || fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		if (!package_id_ok(name) || fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISDIR(st.st_mode))
 			continue;
 		if (complete)
@@ -234,7 +234,7 @@ char *deploy_current_id(const char *current_link)
 		return NULL;
 	b.p[n] = '\0';
 	const char *pfx = "revisions/";
-	if (strncmp(b.p, pfx, strlen(pfx)) || !deploy_id_ok(b.p + strlen(pfx)))
+	if (strncmp(b.p, pfx, strlen(pfx)) || !package_id_ok(b.p + strlen(pfx)))
 		return NULL;
 	return xstrdup(b.p + strlen(pfx));
 }
@@ -264,12 +264,12 @@ int deploy_status_read(const char *root, const char *app, struct deploy_status *
 	if (st.current) {
 		_cleanup_free_ char *mpath = app_manifest_path(&p, st.current);
 		_cleanup_buf_ struct buf text = BUF_INIT;
-		if (buf_read_file(&text, mpath, 1 << 20) >= 0) {
-			struct deploy_manifest m;
+		if (buf_read_file(&text, mpath, PACKAGE_MANIFEST_MAX) >= 0) {
+			struct package_info m;
 			_cleanup_err_ struct err ign = ERR_INIT;
-			if (deploy_manifest_parse(&m, text.p, app, st.current, NULL, &ign) == 0) {
-				st.commit = xstrdup(m.commit);
-				deploy_manifest_free(&m);
+			if (deploy_manifest_read(&m, text.p, app, st.current, NULL, &ign) == 0) {
+				st.commit = xstrdup(m.repo.commit ? m.repo.commit : "");
+				package_info_free(&m);
 			}
 		}
 	}
@@ -277,7 +277,7 @@ int deploy_status_read(const char *root, const char *app, struct deploy_status *
 		_cleanup_buf_ struct buf f = BUF_INIT;
 		if (buf_read_file(&f, p.failed_marker, 4096) >= 0) {
 			buf_rtrim(&f);
-			if (deploy_id_ok(f.p))
+			if (package_id_ok(f.p))
 				st.watch_failed = xstrdup(f.p);
 		}
 	}
@@ -310,8 +310,8 @@ void deploy_status_json(const struct deploy_status *st, struct buf *out)
 		json_object_object_add(o, "operation", json_object_new_string(e->op));
 		json_object_object_add(o, "id", json_object_new_string(e->id));
 		json_object_object_add(o, "result", json_object_new_string(e->result));
-		json_object_object_add(o, "previous", strcmp(e->previous, "-") ?
-					json_object_new_string(e->previous) : NULL);
+		json_object_object_add(o, "previous",
+				       json_new_str(strcmp(e->previous, "-") ? e->previous : NULL));
 		json_object_array_add(h, o);
 	}
 	json_object_object_add(j, "history", h);

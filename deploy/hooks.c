@@ -177,7 +177,7 @@ static int write_vars_file(const struct hook_run *h, uid_t uid, gid_t gid, char 
 static int run_one(const struct hook_run *h, const char *path, const char *label, bool as_app,
 		   struct err *e)
 {
-	const struct deploy_manifest *m = h->m;
+	const struct package_info *m = h->m;
 	struct sandbox_drop d = { .uid = as_app ? (uid_t)m->uid : 0,
 				  .gid = as_app ? (gid_t)m->gid : 0, .parent = getpid() };
 	_cleanup_free_ char *vars = NULL;
@@ -234,9 +234,9 @@ int hooks_run(const struct hook_run *h, struct err *e)
 	if (r < 0)
 		return r;
 	if (h->m && !strcmp(h->event, "pre-deploy"))
-		app = &h->m->hooks_pre;
+		app = &h->m->deploy.hooks_pre;
 	else if (h->m && !strcmp(h->event, "post-deploy"))
-		app = &h->m->hooks_post;
+		app = &h->m->deploy.hooks_post;
 	bool as_app = !(h->cfg && h->cfg->deploy.hooks_as_root);
 	bool admin_first = !strncmp(h->event, "pre-", 4);
 

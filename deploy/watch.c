@@ -16,7 +16,7 @@ static char *failed_id(const struct app_paths *p)
 	if (buf_read_file(&b, p->failed_marker, 4096) < 0)
 		return NULL;
 	buf_rtrim(&b);
-	return deploy_id_ok(b.p) ? buf_detach(&b) : NULL;
+	return package_id_ok(b.p) ? buf_detach(&b) : NULL;
 }
 
 /* One look at app: 1 when a deploy ran and failed, 0 otherwise. */
@@ -42,7 +42,7 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 		return 1;
 	}
 	buf_rtrim(&id);
-	if (!deploy_id_ok(id.p)) {
+	if (!package_id_ok(id.p)) {
 		log_error("app '%s': invalid package id '%s' in '%s'", app, id.p, key);
 		return 1;
 	}
@@ -66,6 +66,8 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 	struct deploy_result res = { 0 };
 	log_info("app '%s': deploying %s (current: %s)", app, id.p, cur ? cur : "none");
 	r = deploy_run(c, s, app, &dopts, &res, &e);
+	if (r != -EWOULDBLOCK && o->on_deploy)
+		o->on_deploy(o->on_deploy_data, app, &res, r, &e);
 	if (r == -EWOULDBLOCK) {
 		log_info("app '%s' is being deployed by someone else: next round", app);
 	} else if (r < 0) {

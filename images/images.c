@@ -9,7 +9,6 @@
  * the upload, so a failure leaves no half image behind.
  */
 #include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -20,6 +19,7 @@
 
 #include "archive/archive.h"
 #include "images/images.h"
+#include "rootfs/rootfs.h"
 #include "sandbox/sandbox.h"
 
 #define UPAAS_IMAGES_INTERNAL
@@ -493,11 +493,6 @@ static int image_store_blob(const struct config *c, struct storage *s, const cha
 	return pack_to_storage(root, &o, &out, res, e);
 }
 
-static void json_set_str(struct json_object *o, const char *k, const char *v)
-{
-	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
-}
-
 /* The inputs and results of one creation, for the manifest. */
 struct image_made {
 	const char *name;
@@ -520,25 +515,25 @@ static char *manifest_text(const struct config *c, const struct image_made *m)
 
 	time_iso8601(m->created, created);
 	json_object_object_add(o, "format", json_object_new_int(1));
-	json_set_str(o, "name", m->name);
-	json_set_str(o, "distribution", c->bootstrap.distribution);
-	json_set_str(o, "suite", m->suite);
-	json_set_str(o, "codename", m->codename);
-	json_set_str(o, "arch", m->arch);
-	json_set_str(o, "variant", c->bootstrap.variant);
+	json_object_object_add(o, "name", json_new_str(m->name));
+	json_object_object_add(o, "distribution", json_new_str(c->bootstrap.distribution));
+	json_object_object_add(o, "suite", json_new_str(m->suite));
+	json_object_object_add(o, "codename", json_new_str(m->codename));
+	json_object_object_add(o, "arch", json_new_str(m->arch));
+	json_object_object_add(o, "variant", json_new_str(c->bootstrap.variant));
 	json_object_object_add(o, "components", json_new_strv(&c->bootstrap.components));
-	json_set_str(o, "mirror", m->mirror);
+	json_object_object_add(o, "mirror", json_new_str(m->mirror));
 	json_object_object_add(o, "packages", json_new_strv(&m->packages));
 	json_object_object_add(o, "extra_packages", json_new_strv(&c->bootstrap.packages));
-	json_set_str(o, "tool", m->tool);
-	json_set_str(o, "cache_key", m->cache_key);
-	json_set_str(o, "key", m->key);
-	json_set_str(o, "sha256", m->pack.sha256);
+	json_object_object_add(o, "tool", json_new_str(m->tool));
+	json_object_object_add(o, "cache_key", json_new_str(m->cache_key));
+	json_object_object_add(o, "key", json_new_str(m->key));
+	json_object_object_add(o, "sha256", json_new_str(m->pack.sha256));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)m->pack.size));
 	json_object_object_add(o, "entries", json_object_new_int64((int64_t)m->pack.entries));
-	json_set_str(o, "compression", "zstd");
-	json_set_str(o, "archive_format", "pax");
-	json_set_str(o, "created", created);
+	json_object_object_add(o, "compression", json_new_str("zstd"));
+	json_object_object_add(o, "archive_format", json_new_str("pax"));
+	json_object_object_add(o, "created", json_new_str(created));
 	_cleanup_buf_ struct buf out = BUF_INIT;
 	json_to_buf(o, &out);
 	return buf_detach(&out);
@@ -549,15 +544,12 @@ static int manifest_parse(const char *key, const char *text, struct image_info *
 			  struct err *e)
 {
 	_cleanup_json_ struct json_object *o = NULL;
-	struct json_object *v;
+	_cleanup_err_ struct err je = ERR_INIT;
 	const char *name, *blob, *sha, *created;
-	enum json_tokener_error jerr;
-	int64_t t;
+	int64_t t, size;
 
-	o = json_tokener_parse_verbose(text, &jerr);
-	if (!o || !json_object_is_type(o, json_type_object))
-		return err_set(e, -EBADMSG, "image manifest '%s' is not valid JSON: %s", key,
-			       o ? "not an object" : json_tokener_error_desc(jerr));
+	if (json_parse_object(text, &o, &je) < 0)
+		return err_set(e, -EBADMSG, "image manifest '%s': %s", key, err_msg(&je));
 	name = json_get_str(o, "name");
 	blob = json_get_str(o, "key");
 	sha = json_get_str(o, "sha256");
@@ -565,12 +557,11 @@ static int manifest_parse(const char *key, const char *text, struct image_info *
 	if (!name || !blob || !sha || !hex64_ok(sha) || !storage_key_ok(blob))
 		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid name, key or sha256",
 			       key);
-	if (!json_object_object_get_ex(o, "size", &v) || !json_object_is_type(v, json_type_int) ||
-	    json_object_get_int64(v) < 0)
+	if (!json_get_int(o, "size", &size) || size < 0)
 		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid size", key);
 	if (!created || time_parse_iso8601(created, &t) < 0)
 		return err_set(e, -EBADMSG, "image manifest '%s' lacks a valid created time", key);
-	i->size = (uint64_t)json_object_get_int64(v);
+	i->size = (uint64_t)size;
 	i->created = t;
 	i->name = xstrdup(name);
 	i->key = xstrdup(blob);
@@ -680,21 +671,18 @@ static int image_build(const struct config *c, struct storage *s, const char *na
 	return 0;
 }
 
-int image_create(const struct config *c, struct storage *s, const char *name,
-		 struct image_info *ret, struct err *e)
+/* Bootstraps, packs and stores the image (always); the caller holds the
+ * image's lock (workdir_lock_image), which guards the temp dir. */
+static int image_create(const struct config *c, struct storage *s, const char *name,
+			struct image_info *ret, struct err *e)
 {
-	_cleanup_free_ char *def = NULL, *tool = NULL, *arch = NULL, *key = NULL, *tmp = NULL;
+	_cleanup_free_ char *tool = NULL, *arch = NULL, *key = NULL, *tmp = NULL;
 	_cleanup_buf_ struct buf mirror = BUF_INIT;
 	_cleanup_err_ struct err e2 = ERR_INIT;
 	struct image_made m = { .packages = STRV_INIT };
 	char cache_key[65];
 	int r;
 
-	if (!name)
-		name = def = image_default_name(c);
-	r = check_name(name, e);
-	if (r < 0)
-		return r;
 	r = pick_tool(c, &tool, e);
 	if (r < 0)
 		return r;
@@ -716,13 +704,9 @@ int image_create(const struct config *c, struct storage *s, const char *name,
 	r = sandbox_private_mounts(e);
 	if (r < 0)
 		return r;
-	r = fs_mkdir_p(c->paths.workdir, 0700);
+	r = workdir_image_mkdtemp(c, name, &tmp, e);
 	if (r < 0)
-		return err_set_errno(e, r, "cannot create '%s'", c->paths.workdir);
-	tmp = xasprintf("%s/image-%s.XXXXXX", c->paths.workdir, name);
-	if (!mkdtemp(tmp))
-		return err_set_errno(e, -errno, "cannot create a directory in '%s'",
-			       c->paths.workdir);
+		return r;
 	r = image_build(c, s, name, tmp, &m, e);
 	strv_free(&m.packages);
 	if (fs_rm_rf(tmp, &e2) < 0)
@@ -732,38 +716,10 @@ int image_create(const struct config *c, struct storage *s, const char *name,
 	return image_load(s, name, ret, e);
 }
 
-/* Removes the temp dirs of creations of name that died (kill -9); the
- * caller holds the image's lock, so none of them is still running. */
-static void remove_dead_creations(const struct config *c, const char *name)
-{
-	_cleanup_free_ char *prefix = xasprintf("image-%s.", name);
-	_cleanup_strv_ struct strv dead = STRV_INIT;
-	DIR *d = opendir(c->paths.workdir);
-
-	if (!d)
-		return;
-	for (struct dirent *de; (de = readdir(d));) {
-		const char *rest = de->d_name + strlen(prefix);
-
-		/* image-<name>.XXXXXX and its .log, not image-<name>.<more>.XXXXXX */
-		if (!strncmp(de->d_name, prefix, strlen(prefix)) &&
-		    (strlen(rest) == 6 || (strlen(rest) == 10 && !strcmp(rest + 6, ".log"))))
-			strv_push(&dead, de->d_name);
-	}
-	closedir(d);
-	for (size_t i = 0; i < dead.n; i++) {
-		_cleanup_free_ char *p = path_join(c->paths.workdir, dead.v[i]);
-		_cleanup_err_ struct err e = ERR_INIT;
-
-		if (fs_rm_rf(p, &e) < 0)
-			log_warn("cannot remove '%s': %s", p, err_msg(&e));
-	}
-}
-
 int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
 		 struct image_info *ret, struct err *e)
 {
-	_cleanup_free_ char *def = NULL, *locks = NULL, *lock = NULL;
+	_cleanup_free_ char *def = NULL;
 	_cleanup_close_ int lfd = -1;
 	struct image_info i = { 0 };
 	int r;
@@ -785,12 +741,7 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 		err_clear(e);
 	}
 	/* one creator per image on this host; a waiter reuses its result */
-	locks = path_join(c->paths.cache, "images");
-	r = fs_mkdir_p(locks, 0700);
-	if (r < 0)
-		return err_set_errno(e, r, "cannot create '%s'", locks);
-	lock = xasprintf("%s/%s.lock", locks, name);
-	lfd = lock_file(lock, true, e);
+	lfd = workdir_lock_image(c, name, e);
 	if (lfd < 0)
 		return lfd;
 	if (!force && image_load(s, name, &i, e) == 0 && !image_needs_rebuild(c, &i, NULL)) {
@@ -799,7 +750,9 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	}
 	image_info_free(&i);
 	err_clear(e);
-	remove_dead_creations(c, name);
+	/* with the image's lock held, its image-<name>.* dirs are dead
+	 * creations' (kill -9) */
+	workdir_sweep(c, lfd);
 	return image_create(c, s, name, ret, e);
 }
 

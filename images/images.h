@@ -42,13 +42,33 @@ int image_load(struct storage *s, const char *name, struct image_info *ret, stru
 /* true when the stored image is missing, stale or from other inputs;
  * reason (may be NULL) says why. */
 bool image_needs_rebuild(const struct config *c, const struct image_info *i, struct buf *reason);
-/* Bootstraps, packs and stores the image (always). */
-int image_create(const struct config *c, struct storage *s, const char *name,
-		 struct image_info *ret, struct err *e);
-/* Loads the image, creating it first when missing or stale (or force). */
+/* Loads the image; bootstraps, packs and stores it first when missing or
+ * stale (or force), one creator per image name on this host at a time. */
 int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
 		 struct image_info *ret, struct err *e);
 int image_list(struct storage *s, struct strv *names, struct err *e);
 int image_remove(struct storage *s, const char *name, struct err *e);
+
+
+/*
+ * `image run` (images/run.c): runs argv in a throwaway copy of image name
+ * (an overlay over its cached root, in the work dir, rootfs/rootfs.h), in
+ * the sandbox: root inside, or apps.uid/apps.gid with no capabilities
+ * (as_user); only loopback unless network. The default image is created
+ * when missing; another name must exist (-ENOENT, saying how to create it).
+ * The image never changes. Returns the command's exit status (128+N when
+ * killed by signal N), -ETIMEDOUT after timeout_s, or -errno.
+ */
+struct image_run_opts {
+	const char *name;
+	char *const *argv;         /* NULL-terminated */
+	bool network;
+	bool as_user;
+	unsigned timeout_s;        /* 0: none */
+	int stdin_fd;              /* -1: /dev/null */
+	const char *term;          /* TERM for the command; NULL: none */
+};
+int image_run(const struct config *c, struct storage *s, const struct image_run_opts *o,
+	      struct err *e);
 
 #endif

@@ -1,5 +1,6 @@
-# images module: base OS images (mmdebstrap/debootstrap), host mirror detection.
-libupaas_a_SOURCES += images/images.h images/images.c images/mirror.c images/mirror.h
+# images/: base OS images (mmdebstrap/debootstrap), host mirror detection, image run.
+libupaas_a_SOURCES += images/images.h images/images.c images/mirror.c images/mirror.h \
+	images/run.c
 upaas_SOURCES += cli/cmd-image.c
 
 check_PROGRAMS += tests/unit/test-mirror
@@ -9,4 +10,4 @@ tests_unit_test_mirror_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test-mirror
 
 TESTS += tests/integration/image.sh
-EXTRA_DIST += tests/integration/image.sh bench/pack.sh
+EXTRA_DIST += tests/integration/image.sh

@@ -1,6 +1,6 @@
 /*
- * builder/packages.c - stored packages: load a manifest, the current id,
- * list, verified download, prune. See the packages section of builder.h.
+ * package/packages.c - stored packages: load a manifest, the current id,
+ * list, verified download, prune. See package.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,18 +9,16 @@
 
 #include "package/package.h"
 
-#define MANIFEST_MAX ((size_t)1 << 20)
-
 int package_load(struct storage *s, const char *app, const char *id, struct package_info *ret,
 		 struct err *e)
 {
 	if (!app_name_ok(app))
 		return err_set(e, -EINVAL, "invalid app name '%s'", app);
-	if (!path_component_ok(id) || strchr(id, '.'))
+	if (!package_id_ok(id))
 		return err_set(e, -EINVAL, "invalid package id '%s'", id);
 	_cleanup_free_ char *key = storage_key_package(app, id, "json");
 	_cleanup_buf_ struct buf text = BUF_INIT;
-	int r = storage_get_buf(s, key, &text, MANIFEST_MAX, e);
+	int r = storage_get_buf(s, key, &text, PACKAGE_MANIFEST_MAX, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 		return err_set(e, -ENOENT, "no package '%s' of app '%s'", id, app);
@@ -28,13 +26,9 @@ int package_load(struct storage *s, const char *app, const char *id, struct pack
 	if (r < 0)
 		return r;
 	struct package_info p = { 0 };
-	r = package_manifest_parse(&p, text.p, e);
+	r = package_manifest_parse(&p, text.p, app, id, e);
 	if (r < 0)
 		return err_prefix(e, "bad manifest '%s'", key);
-	if (strcmp(p.app, app) || strcmp(p.id, id)) {
-		package_info_free(&p);
-		return err_set(e, -EINVAL, "manifest '%s' names another package", key);
-	}
 	*ret = p;
 	return 0;
 }
@@ -47,7 +41,7 @@ int package_current(struct storage *s, const char *app, struct buf *ret_id, stru
 	if (r < 0)
 		return r;
 	buf_rtrim(&b);
-	if (!path_component_ok(b.p) || strchr(b.p, '.'))
+	if (!package_id_ok(b.p))
 		return err_set(e, -EINVAL, "'%s' holds a bad package id", key);
 	buf_reset(ret_id);
 	buf_adds(ret_id, b.p);

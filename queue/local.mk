@@ -1,8 +1,8 @@
 # queue/: the app registry, the build queue (SQLite and PostgreSQL backends
 # behind queue/queue-int.h) and the worker.
 libupaas_a_SOURCES += queue/queue.h queue/queue-int.h queue/queue.c queue/registry.c \
-	queue/sqlite.c queue/pg.c queue/worker.c
-upaas_SOURCES += cli/cmd-queue.c cli/cmd-app.c cli/cmd-worker.c
+	queue/sqlite.c queue/pg.c queue/worker.c queue/tokens.c queue/outbox.c queue/json.c
+upaas_SOURCES += cli/cmd-queue.c cli/cmd-app.c cli/cmd-worker.c cli/cmd-token.c
 
 check_PROGRAMS += tests/unit/test-queue
 tests_unit_test_queue_SOURCES = tests/unit/test-queue.c
@@ -16,7 +16,7 @@ EXTRA_DIST += tests/integration/queue.sh tests/pg.sh bench/queue.sh \
 # binary. queueunitdir: the deploy module installs its own units.
 queueunitdir = $(systemdsystemunitdir)
 queueunit_DATA = queue/upaas-worker.service
-MOSTLYCLEANFILES = queue/upaas-worker.service
+MOSTLYCLEANFILES += queue/upaas-worker.service
 queue/upaas-worker.service: $(srcdir)/dist/systemd/upaas-worker.service
 	$(AM_V_GEN)$(MKDIR_P) queue && \
 	sed -e 's|/usr/bin/upaas|$(bindir)/upaas|g' $(srcdir)/dist/systemd/upaas-worker.service >$@

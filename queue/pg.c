@@ -63,7 +63,15 @@ static int pg_fail(struct queue *q, PGresult *res, struct err *e, const char *wh
 static int pg_open(struct queue *q, const char *url, struct err *e)
 {
 	struct pg_priv *p = P(q);
-	p->conn = PQconnectdb(url);
+	if (q->existing) {
+		/* a quick look: do not hang on a host that does not answer; a
+		 * connect_timeout in the URL wins (later keywords override) */
+		static const char *const keys[] = { "connect_timeout", "dbname", NULL };
+		const char *const vals[] = { "2", url, NULL };
+		p->conn = PQconnectdbParams(keys, vals, 1);
+	} else {
+		p->conn = PQconnectdb(url);
+	}
 	if (!p->conn)
 		return err_set(e, -ENOMEM, "postgresql: out of memory");
 	if (PQstatus(p->conn) != CONNECTION_OK)

@@ -25,6 +25,7 @@ struct qv {
 	int64_t i;
 };
 #define QV_S(str) ((struct qv){ (str) ? QV_TEXT : QV_NULL, (str), 0 })
+#define QV_T(str) ((struct qv){ QV_TEXT, (str), 0 })   /* str never NULL */
 #define QV_I(n) ((struct qv){ QV_INT, NULL, (int64_t)(n) })
 
 /* Called per result row; vals[i] is NULL for SQL NULL. < 0 stops the query
@@ -72,6 +73,8 @@ struct queue {
 	int lease_seconds;
 	int64_t (*clock)(void *data);
 	void *clock_data;
+	bool existing;             /* queue_open_existing(): create and migrate nothing */
+	struct strv notify_urls;   /* where build-end events go */
 };
 
 extern const struct queue_ops queue_sqlite_ops;
@@ -89,6 +92,11 @@ int queue_sql_tx(struct queue *q, int (*fn)(struct queue *q, void *data, struct 
 int queue_row_int(void *data, int ncols, const char *const *v);
 int queue_row_str(void *data, int ncols, const char *const *v);
 int64_t queue_col_int(const char *s);      /* NULL or junk: 0 */
+/* Inside a transaction: writes the "build.<state>" event of build id to
+ * the outbox when notify URLs are set (outbox.c). */
+int queue_outbox_build_event(struct queue *q, const char *id, struct err *e);
+/* 32 random bytes as 64 hex digits + NUL (tokens.c). */
+int queue_random_hex(char out[65]);
 char *queue_col_str(const char *s);        /* NULL stays NULL */
 
 #endif

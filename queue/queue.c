@@ -45,6 +45,26 @@ static const char *const migrations[] = {
 	" cancel_requested INTEGER NOT NULL DEFAULT 0)",
 	"CREATE INDEX builds_state ON builds (state, app)",
 	"CREATE INDEX builds_app ON builds (app, queued_at)",
+	/* 5-8: upaas serve: webhook secrets, API tokens, webhook deliveries
+	 * seen (replays), the notification outbox */
+	"ALTER TABLE apps ADD COLUMN webhook_secret TEXT",
+	"CREATE TABLE tokens ("
+	" name TEXT PRIMARY KEY,"
+	" scope TEXT NOT NULL CHECK (scope IN ('read', 'build', 'admin')),"
+	" hash TEXT NOT NULL UNIQUE,"
+	" created BIGINT NOT NULL,"
+	" last_used BIGINT)",
+	"CREATE TABLE hook_deliveries ("
+	" id TEXT PRIMARY KEY,"
+	" received BIGINT NOT NULL)",
+	"CREATE TABLE notify_outbox ("
+	" id TEXT PRIMARY KEY,"
+	" url TEXT NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" body TEXT NOT NULL,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" created BIGINT NOT NULL,"
+	" next_at BIGINT NOT NULL)",
 };
 
 #define BUILD_COLS "id, app, ref, fresh, state, worker, lease_until, attempts, package_id," \
@@ -57,6 +77,11 @@ static const char *const state_names[BUILD__STATE_COUNT] = {
 	[BUILD_FAILED] = "failed",
 	[BUILD_CANCELLED] = "cancelled",
 };
+
+bool build_state_final(enum build_state s)
+{
+	return s == BUILD_SUCCEEDED || s == BUILD_FAILED || s == BUILD_CANCELLED;
+}
 
 const char *build_state_name(enum build_state s)
 {
@@ -96,6 +121,12 @@ void queue_set_clock(struct queue *q, int64_t (*fn)(void *data), void *data)
 const char *queue_backend(const struct queue *q)
 {
 	return q->ops->name;
+}
+
+void queue_backend_names(struct strv *ret)
+{
+	for (size_t i = 0; backends[i]; i++)
+		strv_push(ret, backends[i]->name);
 }
 
 int queue_lease_seconds(const struct queue *q)
@@ -231,7 +262,8 @@ static const struct queue_ops *backend_for(const char *url)
 	return NULL;
 }
 
-int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struct err *e)
+static int open_url(struct queue **ret, const char *url, int lease_seconds, bool existing,
+		    struct err *e)
 {
 	if (!url || !*url)
 		return err_set(e, -EINVAL, "queue url is not set");
@@ -244,8 +276,9 @@ int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struc
 	q->priv = xcalloc(1, ops->priv_size);
 	q->lease_seconds = lease_seconds > 0 ? lease_seconds : 60;
 	q->clock = real_clock;
+	q->existing = existing;
 	int r = ops->open(q, url, e);
-	if (r >= 0)
+	if (r >= 0 && !existing)
 		r = queue_migrate(q, e);
 	if (r < 0) {
 		queue_close(q);
@@ -255,14 +288,32 @@ int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struc
 	return 0;
 }
 
+int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struct err *e)
+{
+	return open_url(ret, url, lease_seconds, false, e);
+}
+
+/* queue.url, else the SQLite file in paths.state (caller frees). */
+static char *config_url(const struct config *c)
+{
+	if (c->queue.url && *c->queue.url)
+		return xstrdup(c->queue.url);
+	return xasprintf("sqlite://%s/upaas.db", c->paths.state);
+}
+
 int queue_open(struct queue **ret, const struct config *c, struct err *e)
 {
-	_cleanup_free_ char *url = NULL;
-	if (c->queue.url && *c->queue.url)
-		url = xstrdup(c->queue.url);
-	else
-		url = xasprintf("sqlite://%s/upaas.db", c->paths.state);
-	return queue_open_url(ret, url, c->queue.lease_seconds, e);
+	_cleanup_free_ char *url = config_url(c);
+	int r = open_url(ret, url, c->queue.lease_seconds, false, e);
+	if (r >= 0)
+		queue_set_notify(*ret, &c->serve.notify.urls);
+	return r;
+}
+
+int queue_open_existing(struct queue **ret, const struct config *c, struct err *e)
+{
+	_cleanup_free_ char *url = config_url(c);
+	return open_url(ret, url, c->queue.lease_seconds, true, e);
 }
 
 void queue_close(struct queue *q)
@@ -270,6 +321,7 @@ void queue_close(struct queue *q)
 	if (!q)
 		return;
 	q->ops->close(q);
+	strv_free(&q->notify_urls);
 	free(q->priv);
 	free(q);
 }
@@ -377,6 +429,7 @@ int queue_list(struct queue *q, const struct queue_filter *f, struct queue_build
 }
 
 struct add_ctx {
+	const char *delivery;    /* NULL: none to record */
 	const char *app;
 	const char *ref;
 	bool fresh;
@@ -387,6 +440,11 @@ struct add_ctx {
 static int add_tx(struct queue *q, void *data, struct err *e)
 {
 	struct add_ctx *a = data;
+	if (a->delivery) {
+		int r = queue_delivery_record(q, a->delivery, e);
+		if (r < 0)
+			return r;
+	}
 	/* Locking the app's row serialises concurrent adds of one app (PG);
 	 * SQLite's write transaction does that already. */
 	_cleanup_free_ char *sql = xasprintf("SELECT name FROM apps WHERE name = $1%s",
@@ -425,10 +483,11 @@ static int add_tx(struct queue *q, void *data, struct err *e)
 	return 0;
 }
 
-int queue_add(struct queue *q, const char *app, const char *ref, bool fresh, char **ret_id,
-	      bool *ret_coalesced, struct err *e)
+int queue_add_delivery(struct queue *q, const char *delivery, const char *app, const char *ref,
+		       bool fresh, char **ret_id, bool *ret_coalesced, struct err *e)
 {
-	struct add_ctx a = { .app = app, .ref = ref && *ref ? ref : NULL, .fresh = fresh };
+	struct add_ctx a = { .delivery = delivery, .app = app, .ref = ref && *ref ? ref : NULL,
+			     .fresh = fresh };
 	int r = queue_sql_tx(q, add_tx, &a, e);
 	if (r < 0) {
 		free(a.id);
@@ -443,6 +502,12 @@ int queue_add(struct queue *q, const char *app, const char *ref, bool fresh, cha
 	return 0;
 }
 
+int queue_add(struct queue *q, const char *app, const char *ref, bool fresh, char **ret_id,
+	      bool *ret_coalesced, struct err *e)
+{
+	return queue_add_delivery(q, NULL, app, ref, fresh, ret_id, ret_coalesced, e);
+}
+
 static int cancel_tx(struct queue *q, void *data, struct err *e)
 {
 	const char *id = data;
@@ -455,6 +520,8 @@ static int cancel_tx(struct queue *q, void *data, struct err *e)
 	case BUILD_QUEUED:
 		r = queue_sql_exec(q, "UPDATE builds SET state = 'cancelled', finished_at = $2,"
 			   " error = 'cancelled' WHERE id = $1", p, 2, e);
+		if (r >= 0)
+			r = queue_outbox_build_event(q, id, e);
 		return r < 0 ? r : 0;
 	case BUILD_RUNNING:
 		r = queue_sql_exec(q, "UPDATE builds SET cancel_requested = 1 WHERE id = $1", p, 1, e);
@@ -495,11 +562,28 @@ int queue_has_work(struct queue *q, struct err *e)
 	return r < 0 ? r : n > 0;
 }
 
+/* Collects the first column of each row into a strv. */
+static int row_strv(void *data, int ncols, const char *const *v)
+{
+	if (ncols > 0 && v[0])
+		strv_push(data, v[0]);
+	return 0;
+}
+
 static int expire_tx(struct queue *q, void *data, struct err *e)
 {
 	struct qv p[] = { QV_I(queue_now(q)), QV_I(QUEUE_MAX_ATTEMPTS) };
 	int total = 0;
-	int r = queue_sql_exec(q, "UPDATE builds SET state = 'cancelled', finished_at = $1,"
+	/* the builds this ends (cancelled or failed): their events */
+	_cleanup_strv_ struct strv ended = STRV_INIT;
+	int r = 0;
+	if (q->notify_urls.n)
+		r = queue_sql_rows(q, "SELECT id FROM builds WHERE state = 'running' AND lease_until < $1"
+				   " AND (cancel_requested <> 0 OR attempts >= $2)", p, 2, row_strv,
+				   &ended, e);
+	if (r < 0)
+		return r;
+	r = queue_sql_exec(q, "UPDATE builds SET state = 'cancelled', finished_at = $1,"
 			       " lease_until = NULL, error = 'cancelled (its worker was lost)'"
 			       " WHERE state = 'running' AND lease_until < $1 AND cancel_requested <> 0",
 			       p, 1, e);
@@ -518,6 +602,11 @@ static int expire_tx(struct queue *q, void *data, struct err *e)
 	if (r < 0)
 		return r;
 	total += r;
+	for (size_t i = 0; i < ended.n; i++) {
+		r = queue_outbox_build_event(q, ended.v[i], e);
+		if (r < 0)
+			return r;
+	}
 	if (total > 0 && q->ops->notify)
 		q->ops->notify(q);
 	return total;
@@ -646,9 +735,19 @@ int queue_cancel_pending(struct queue *q, const struct queue_build *b, struct er
 	return now.cancel_requested ? 1 : 0;
 }
 
-int queue_finish(struct queue *q, const struct queue_build *b, enum build_state state,
-		 const char *package_id, const char *error, struct err *e)
+struct finish_ctx {
+	const struct queue_build *b;
+	enum build_state state;
+	const char *package_id;
+	const char *error;
+};
+
+static int finish_tx(struct queue *q, void *data, struct err *e)
 {
+	struct finish_ctx *f = data;
+	const struct queue_build *b = f->b;
+	enum build_state state = f->state;
+	const char *package_id = f->package_id, *error = f->error;
 	struct qv p[] = { QV_S(b->id), QV_S(b->worker), QV_I(b->attempts),
 			  QV_S(build_state_name(state)), QV_S(package_id), QV_S(error),
 			  QV_I(queue_now(q)) };
@@ -672,10 +771,25 @@ int queue_finish(struct queue *q, const struct queue_build *b, enum build_state 
 			       b->worker);
 	if (r < 0)
 		return r;
+	if (state != BUILD_QUEUED) {
+		r = queue_outbox_build_event(q, b->id, e);
+		if (r < 0)
+			return r;
+	}
 	/* The app is free again: wake workers that may claim its next build. */
 	if (q->ops->notify)
 		q->ops->notify(q);
 	return 0;
+}
+
+int queue_finish(struct queue *q, const struct queue_build *b, enum build_state state,
+		 const char *package_id, const char *error, struct err *e)
+{
+	if (state == BUILD_RUNNING)
+		return err_set(e, -EINVAL, "build '%s': cannot finish as running", b->id);
+	struct finish_ctx f = { b, state, package_id, error };
+	int r = queue_sql_tx(q, finish_tx, &f, e);
+	return r < 0 ? r : 0;
 }
 
 int queue_wait(struct queue *q, int fd, int timeout_ms, struct err *e)

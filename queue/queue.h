@@ -39,15 +39,25 @@
 #define QUEUE_MAX_ATTEMPTS 3
 
 struct queue;
+struct json_object;
 
 /* Opens the queue of the config (queue.url, queue.lease_seconds); creates
- * the database file's directory and migrates the schema. */
+ * the database file's directory and migrates the schema. A queue opened
+ * from a config with serve.notify.urls writes a notification for each
+ * of them into the outbox when a build ends (see the outbox section). */
 int queue_open(struct queue **ret, const struct config *c, struct err *e);
 /* The same from a URL; lease_seconds <= 0 means 60. */
 int queue_open_url(struct queue **ret, const char *url, int lease_seconds, struct err *e);
+/* As queue_open(), for a quick look that must change nothing (shell
+ * completion): creates no file or directory (-ENOENT when the SQLite file
+ * is missing), migrates nothing, and gives up connecting to PostgreSQL
+ * after 2 seconds. */
+int queue_open_existing(struct queue **ret, const struct config *c, struct err *e);
 void queue_close(struct queue *q);
 /* "sqlite" or "postgresql". */
 const char *queue_backend(const struct queue *q);
+/* Pushes the names of the backends built into this binary. */
+void queue_backend_names(struct strv *ret);
 /* The schema version after migration. */
 int queue_schema_version(struct queue *q, struct err *e);
 /* Replaces the clock (unix ms) for tests; fn NULL restores the real one. */
@@ -62,14 +72,19 @@ struct queue_app {
 	char *repo;
 	char *branch;           /* NULL: the remote's default branch */
 	int64_t created;        /* unix ms */
+	char *webhook_secret;   /* verifies its git webhooks; NULL for an app
+				 * registered before webhooks (rotate it) */
 };
 void queue_app_clear(struct queue_app *a);
 void queue_apps_free(struct queue_app *v, size_t n);
 
 /* Registers an app (-EEXIST when registered, unless replace is true, in
- * which case repo and branch are updated). The name must be app_name_ok(). */
+ * which case repo and branch are updated). The name must be app_name_ok().
+ * A new app gets a random webhook secret; a replaced one keeps its own. */
 int queue_app_add(struct queue *q, const char *name, const char *repo, const char *branch,
 		  bool replace, struct err *e);
+/* Gives an app a new random webhook secret (the old one stops working). */
+int queue_app_new_secret(struct queue *q, const char *name, struct err *e);
 int queue_app_get(struct queue *q, const char *name, struct queue_app *ret, struct err *e);
 /* Every app, by name. The caller frees with queue_apps_free(). */
 int queue_app_list(struct queue *q, struct queue_app **ret, size_t *ret_n, struct err *e);
@@ -212,5 +227,95 @@ int worker_run(const struct config *c, struct storage *s, const struct worker_op
 
 /* The path of a build's log: <state>/logs/<id>.log (caller frees). */
 char *queue_log_path(const struct config *c, const char *id);
+
+/* ----------------------------------------------------------------- JSON */
+
+/*
+ * The objects `upaas app` and `upaas queue` print with --json, and that
+ * the HTTP API of `upaas serve` returns (json-c objects, caller puts).
+ * Times are ISO 8601 plus the same name with _ms in unix ms; missing
+ * values are null.
+ */
+struct json_object *queue_app_json(const struct queue_app *a, bool with_secret);
+struct json_object *queue_build_json(const struct queue_build *b);
+/* true for succeeded, failed and cancelled. */
+bool build_state_final(enum build_state s);
+
+/* ------------------------------------------------------------ API tokens */
+
+/*
+ * Tokens of the HTTP API (`upaas token add NAME --scope S`). A token is 32
+ * random bytes, shown once as "upaas_" and 64 hex digits; only its
+ * sha256 is stored. Scopes nest: read < build < admin.
+ */
+enum token_scope { TOKEN_READ, TOKEN_BUILD, TOKEN_ADMIN };
+const char *token_scope_name(enum token_scope s);
+int token_scope_parse(const char *name, enum token_scope *ret);   /* -EINVAL */
+
+struct queue_token {
+	char *name;
+	enum token_scope scope;
+	int64_t created;        /* unix ms */
+	int64_t last_used;      /* unix ms, 0 when never (updated once a minute) */
+};
+void queue_token_clear(struct queue_token *t);
+void queue_tokens_free(struct queue_token *v, size_t n);
+/* Makes a token NAME (app_name_ok() rules); ret_token receives the token
+ * (caller frees, after explicit_bzero). -EEXIST when NAME exists. */
+int queue_token_add(struct queue *q, const char *name, enum token_scope scope,
+		    char **ret_token, struct err *e);
+int queue_token_list(struct queue *q, struct queue_token **ret, size_t *ret_n, struct err *e);
+/* -ENOENT when there is no such token. */
+int queue_token_remove(struct queue *q, const char *name, struct err *e);
+/* Finds the token whose hash is token's, comparing every stored hash in
+ * constant time; -EACCES when none matches. */
+int queue_token_verify(struct queue *q, const char *token, struct queue_token *ret,
+		       struct err *e);
+
+/* ------------------------------------------------------ webhook deliveries */
+
+/* Delivery ids are remembered this long (a replay within it is refused). */
+#define QUEUE_DELIVERY_KEEP_MS ((int64_t)7 * 24 * 3600 * 1000)
+/* Records the delivery id of a webhook; -EEXIST when it was seen before
+ * (a replay). Forgets ids older than QUEUE_DELIVERY_KEEP_MS. */
+int queue_delivery_record(struct queue *q, const char *delivery, struct err *e);
+/* queue_add() and queue_delivery_record() in one transaction: either
+ * both happen or neither. */
+int queue_add_delivery(struct queue *q, const char *delivery, const char *app, const char *ref,
+		       bool fresh, char **ret_id, bool *ret_coalesced, struct err *e);
+
+/* ---------------------------------------------------------------- outbox */
+
+/*
+ * Outgoing notifications (a durable outbox). When a build ends (succeeded,
+ * failed, cancelled) the queue writes one row per configured URL in the
+ * transaction that ends it; `upaas serve` claims due rows, POSTs them and
+ * deletes them, or retries later. At most QUEUE_OUTBOX_MAX rows are kept:
+ * the oldest go first.
+ */
+#define QUEUE_OUTBOX_MAX 1000
+struct queue_event {
+	char *id;
+	char *url;
+	char *kind;             /* "build.succeeded", "deploy", ... */
+	char *body;             /* the JSON to POST */
+	int attempts;           /* failed tries so far */
+	int64_t created;        /* unix ms */
+};
+void queue_events_free(struct queue_event *v, size_t n);
+/* The URLs that new events go to (copied); queue_open() sets those of
+ * serve.notify.urls. */
+void queue_set_notify(struct queue *q, const struct strv *urls);
+/* Adds an event for each notify URL (nothing when there is none). */
+int queue_outbox_add(struct queue *q, const char *kind, const char *body, struct err *e);
+/* Claims up to max due events, hidden from other claims for hold_ms. */
+int queue_outbox_claim(struct queue *q, size_t max, int64_t hold_ms, struct queue_event **ret,
+		       size_t *ret_n, struct err *e);
+/* Delivered: removes it. */
+int queue_outbox_done(struct queue *q, const char *id, struct err *e);
+/* Failed: due again at retry_at (unix ms) with attempts + 1. */
+int queue_outbox_retry(struct queue *q, const char *id, int64_t retry_at, struct err *e);
+/* Rows in the outbox. */
+int queue_outbox_count(struct queue *q, struct err *e);
 
 #endif

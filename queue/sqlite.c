@@ -93,20 +93,23 @@ static int sqlite_open(struct queue *q, const char *url, struct err *e)
 		return r;
 	_cleanup_free_ char *dir = xstrdup(p->path);
 	char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
+	if (slash && slash != dir && !q->existing) {
 		*slash = '\0';
 		r = fs_mkdir_p(dir, 0755);
 		if (r < 0)
 			return err_set_errno(e, r, "cannot create '%s'", dir);
 	}
 	int rc = sqlite3_open_v2(p->path, &p->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+				 (q->existing ? 0 : SQLITE_OPEN_CREATE), NULL);
 	if (rc != SQLITE_OK)
 		return sqlite_fail(q, rc, e, "cannot open");
 	sqlite3_extended_result_codes(p->db, 1);
 	/* busy_timeout first: switching to WAL needs a lock another process
 	 * may hold for a moment. */
 	sqlite3_busy_timeout(p->db, SQLITE_BUSY_MS);
+	if (q->existing)
+		return 0;   /* a quick look: change no setting of the file */
 	/* WAL: readers (queue list, log -f) never block claims. synchronous=
 	 * NORMAL is safe in WAL mode (no corruption; a power cut may lose the
 	 * last commits, which leases and requeues tolerate). */

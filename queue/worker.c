@@ -15,7 +15,6 @@
  * nothing runs the build any more and it may be requeued.
  */
 #define UPAAS_QUEUE_INTERNAL 1
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,6 +25,7 @@
 
 #include "builder/builder.h"
 #include "package/package.h"
+#include "rootfs/rootfs.h"
 #include "queue/queue-int.h"
 
 #define CANCEL_CHECK_MS 250
@@ -403,60 +403,21 @@ static void jobs_tend(struct worker *w)
 
 /* ------------------------------------------------------- leftovers */
 
-
-/* Removes <workdir>/<app>-<id> dirs of app; the caller holds its lock. */
-static void remove_app_leftovers(const char *wd, const char *app)
-{
-	DIR *d = opendir(wd);
-	if (!d)
-		return;
-	size_t alen = strlen(app);
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, app, alen) || de->d_name[alen] != '-' ||
-		    !id_ok(de->d_name + alen + 1))
-			continue;
-		_cleanup_free_ char *dir = path_join(wd, de->d_name);
-		_cleanup_err_ struct err e = ERR_INIT;
-		if (fs_rm_rf(dir, &e) < 0)
-			log_warn("cannot remove leftover work dir '%s': %s", dir, err_msg(&e));
-		else
-			log_info("removed leftover work dir '%s'", dir);
-	}
-	closedir(d);
-}
-
 /*
- * Removes this host's leftover work dirs of builds that no longer run
- * (a worker or build killed with SIGKILL leaves its <workdir>/<app>-<id>
- * behind; its mounts died with its mount namespace). A build holds its
- * app's lock <workdir>/<app>.lock while it runs (build.c), so the dirs of
- * an app whose lock is free belong to dead builds. fs_rm_rf refuses to
- * cross a mount point.
+ * Removes this host's leftovers of builds, image runs and image creations
+ * that no longer run: a worker or build killed with SIGKILL leaves its
+ * <workdir>/<app>-<id> behind (its mounts died with its mount namespace).
+ * rootfs/workdir.c decides, by the owners' locks, what is dead.
  */
 static void cleanup_leftovers(struct worker *w)
 {
-	const char *wd = w->c->paths.workdir;
-	DIR *d = wd ? opendir(wd) : NULL;
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		size_t n = strlen(de->d_name);
-		if (n <= 5 || strcmp(de->d_name + n - 5, ".lock"))
-			continue;
-		_cleanup_free_ char *app = xstrndup(de->d_name, n - 5);
-		if (!app_name_ok(app))
-			continue;
-		_cleanup_free_ char *lock = path_join(wd, de->d_name);
-		_cleanup_err_ struct err e = ERR_INIT;
-		int fd = lock_file(lock, false, &e);
-		if (fd < 0)
-			continue;   /* a build of the app runs on this host */
-		remove_app_leftovers(wd, app);
-		close(fd);
-	}
-	closedir(d);
+	int n = workdir_sweep(w->c, -1);
+
+	if (n < 0)
+		log_warn("cannot read the work dir '%s': %s", w->c->paths.workdir, strerror(-n));
+	else if (n > 0)
+		log_info("removed %d leftover%s from the work dir '%s'", n, n == 1 ? "" : "s",
+			 w->c->paths.workdir);
 }
 
 /* ----------------------------------------------------------- the loop */

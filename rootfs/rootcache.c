@@ -1,5 +1,5 @@
 /*
- * builder/rootcache.c - read-only roots under <paths.cache>/roots/<sha256>/,
+ * rootfs/rootcache.c - read-only roots under <paths.cache>/roots/<sha256>/,
  * the lower layers of workspaces.
  *
  * Files per entry, all in roots/:

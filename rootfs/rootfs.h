@@ -1,7 +1,7 @@
 /*
  * rootfs/rootfs.h - the roots builds run in: the cache of read-only roots
- * and layers (rootfs/rootcache.c) and writable overlay workspaces over them
- * (rootfs/workspace.c).
+ * and layers (rootfs/rootcache.c), writable overlay workspaces over them
+ * (rootfs/workspace.c), and the work dir they live in (rootfs/workdir.c).
  */
 #ifndef UPAAS_ROOTFS_H
 #define UPAAS_ROOTFS_H
@@ -75,5 +75,56 @@ int workspace_create(struct workspace *w, const char *dir, const struct strv *lo
  * it), so that upper is complete and stable and may be moved away. */
 int workspace_unmount(struct workspace *w, struct err *e);
 int workspace_destroy(struct workspace *w, struct err *e);
+
+/* ================================================================ workdir */
+
+/*
+ * Every name under paths.workdir, the lock that guards each, and the one
+ * sweep that removes what dead processes left there (rootfs/workdir.c):
+ *
+ *   <app>.lock                held by a build of app while it runs
+ *   <app>-<id>/               the work dir of that build (id: id_new())
+ *   run-<id>.lock             held by an `image run` while it runs; removed
+ *                             with its workspace
+ *   run-<id>/                 that run's workspace
+ *   image-<name>.XXXXXX/      a creation of image name, and its .log next
+ *                             to it, guarded by <paths.cache>/images/<name>.lock
+ *
+ * An owner takes its lock before it creates its entry and keeps it until the
+ * entry is gone. Anything else in the work dir is left alone.
+ *
+ * Lifecycle of a build: fd = workdir_lock_build() -> workdir_sweep(c, fd)
+ * -> mkdir workdir_build_dir() ... remove it -> close(fd). Of an image run:
+ * fd = workdir_lock_run() -> workspace_create(workdir_run_dir()) ...
+ * workspace_destroy() -> workdir_unlock_run(). Of an image creation:
+ * fd = workdir_lock_image() -> workdir_sweep(c, fd) ->
+ * workdir_image_mkdtemp() ... remove it -> close(fd).
+ */
+char *workdir_build_dir(const struct config *c, const char *app, const char *id);
+char *workdir_run_dir(const struct config *c, const char *id);
+/* Each creates the lock's directory if needed, waits for the lock, and
+ * returns the fd that holds it (close it to release), or -errno. */
+int workdir_lock_build(const struct config *c, const char *app, struct err *e);
+int workdir_lock_run(const struct config *c, const char *id, struct err *e);
+int workdir_lock_image(const struct config *c, const char *name, struct err *e);
+/* Removes the lock file of run id (held through fd) and closes fd: once its
+ * workspace is gone. fd < 0: nothing. */
+void workdir_unlock_run(const struct config *c, const char *id, int fd);
+/* Creates paths.workdir and a fresh image-<name>.XXXXXX in it; the caller
+ * holds workdir_lock_image(name) and frees *ret_dir. */
+int workdir_image_mkdtemp(const struct config *c, const char *name, char **ret_dir,
+			  struct err *e);
+/*
+ * Removes every entry of the work dir whose owner is gone: only while each
+ * lock that may guard it is free (a flock test, held during the removal),
+ * never through a mount point or a symlink (fs_rm_rf). "run-<id>" is both an
+ * image run's workspace and the name a build of an app called "run" would
+ * use: it goes only when run-<id>.lock and run.lock are both free.
+ * held_fd (-1: none) is a lock the caller holds and under which it has made
+ * nothing yet: the entries it guards are dead. Returns how many entries
+ * were removed, or -errno when the work dir cannot be read (a missing one
+ * is empty); a failure to remove one entry is logged.
+ */
+int workdir_sweep(const struct config *c, int held_fd);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * builder/workspace.c - a writable root over read-only lower directories:
+ * rootfs/workspace.c - a writable root over read-only lower directories:
  * overlayfs where the kernel allows it, else a plain copy of a single one.
  */
 #include <errno.h>

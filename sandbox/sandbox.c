@@ -949,14 +949,6 @@ void sandbox_free(struct sandbox *sb)
 	strv_free(&sb->env);
 }
 
-void sandbox_limits_from_config(struct sandbox *sb, const struct config *c)
-{
-	sb->rlimit_nofile = c->limits.nofile;
-	sb->rlimit_nproc = c->limits.nproc;
-	sb->rlimit_as = c->limits.memory;
-	sb->rlimit_fsize = c->limits.fsize;
-}
-
 int sandbox_private_mounts(struct err *e)
 {
 	static bool done;

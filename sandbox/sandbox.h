@@ -12,7 +12,6 @@
 #define UPAAS_SANDBOX_H
 
 #include "common/common.h"
-#include "config/config.h"
 
 /* The PATH of every command upaas starts in a root or as a hook. */
 #define SANDBOX_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -58,8 +57,9 @@ struct sandbox {
 	int stdin_fd;            /* -1: /dev/null */
 	const struct sandbox_bind *binds;
 	size_t n_binds;
-	/* rlimits; 0 = leave as is. Without CAP_SYS_RESOURCE a limit above the
-	 * inherited hard limit is clamped to it (lowering is what matters). */
+	/* rlimits (the callers' limits.* of the admin config); 0 = leave as
+	 * is. Without CAP_SYS_RESOURCE a limit above the inherited hard limit
+	 * is clamped to it (lowering is what matters). */
 	int64_t rlimit_nofile;
 	int64_t rlimit_nproc;
 	int64_t rlimit_as;
@@ -70,8 +70,6 @@ struct sandbox {
 
 int sandbox_run(const struct sandbox *sb, struct err *e);
 void sandbox_free(struct sandbox *sb);    /* frees argv and env */
-/* Fills rlimits from the admin config. */
-void sandbox_limits_from_config(struct sandbox *sb, const struct config *c);
 
 /*
  * Moves the calling process into a private mount namespace (unshare +

@@ -154,6 +154,13 @@ const char *storage_name(const struct storage *s)
 	return s->ops->name;
 }
 
+void storage_handler_names(struct strv *ret)
+{
+	for (size_t i = 0; handlers[i].name; i++)
+		if (handlers[i].ops)
+			strv_push(ret, handlers[i].name);
+}
+
 unsigned storage_caps(const struct storage *s)
 {
 	return s->ops->caps;

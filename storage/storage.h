@@ -43,6 +43,8 @@ int storage_open(struct storage **ret, const struct cfg_storage *cfg, const char
 		 struct err *e);
 void storage_close(struct storage *s);
 const char *storage_name(const struct storage *s);
+/* Pushes the names of the handlers built into this binary, in table order. */
+void storage_handler_names(struct strv *ret);
 unsigned storage_caps(const struct storage *s);
 /* Describes where objects go, for messages: "/var/lib/upaas/storage",
  * "s3://bucket/prefix". */

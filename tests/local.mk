@@ -4,8 +4,12 @@
 #   tests_unit_test_NAME_CFLAGS = $(UNIT_CFLAGS)
 #   tests_unit_test_NAME_LDADD = $(UNIT_LIBS)
 #   TESTS += tests/unit/test-NAME tests/integration/NAME.sh
-EXTRA_DIST += tests/lib.sh tests/summary.sh tests/run-all.sh tests/unit/unit.h
+EXTRA_DIST += tests/lib.sh tests/summary.sh tests/run-all.sh tests/unit/unit.h bench/lib.sh
 
 # Cross-module integration tests.
 TESTS += tests/integration/build-node.sh tests/integration/deb.sh
 EXTRA_DIST += tests/integration/build-node.sh tests/integration/deb.sh
+
+# Every #include runs downhill (the floors in tests/floors, as in README).
+TESTS += tests/layering.sh
+EXTRA_DIST += tests/layering.sh tests/floors

@@ -2,8 +2,8 @@
 # tests/integration/build-faults.sh - faults and hostile input during a
 # build: a failing and a timed-out action, SIGKILL and SIGTERM mid-step, a
 # failed storage write, metadata that tries to write outside the chroot, a
-# symlink pointing out, a package name with shell syntax, a daemon left
-# running, a fork bomb. After each: nothing visible in storage, current
+# symlink pointing out, a stored parent commit that is a git option, a
+# package name with shell syntax, a daemon left running, a fork bomb. After each: nothing visible in storage, current
 # unchanged, no mount left, the next build works.
 . "$UPAAS_SRCDIR/tests/lib.sh"
 
@@ -178,6 +178,21 @@ t_is "app env: root steps ignore the app's PATH" \
 	"$(tar --zstd -xOf "$T_ROOT/env.tar.zst" --wildcards '*etc/upaas-pathcheck' 2>/dev/null)" \
 	"real cat"
 rm -rf "$T_ROOT/env.tar.zst" "$SRC/bin"
+GOOD=$ID
+NGOOD=$(manifests)
+
+# a stored manifest is not trusted: the parent commit it names must be a
+# commit id before it reaches git's argv (an option there writes a file)
+EVIL=/tmp/upaas-evil-$APP
+sed -i "s|\"commit\": \"[0-9a-f]*\"|\"commit\": \"--output=$EVIL\"|" "$ST/packages/$APP/$GOOD.json"
+git -C "$SRC" rm -q app.sh
+meta 'actions = { main = "echo after a hostile parent"; };'
+ID=$(build 2>"$T_ROOT/parent.err")
+t_is "hostile parent commit: the build succeeds" "$?" 0
+t_ok "hostile parent commit: never an option of git" test ! -e "$EVIL"
+t_match "hostile parent commit: the log says so" "$(cat "$ST/logs/$APP/$ID.log" 2>&1)" \
+	"the base package's commit is not a commit id|unreadable|unusable"
+rm -f "$EVIL"
 GOOD=$ID
 NGOOD=$(manifests)
 

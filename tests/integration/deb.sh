@@ -62,7 +62,11 @@ t_is "the conffile is the example, every line commented out" \
 	"$(sed -e '1,/^$/d' "$UPAAS_SRCDIR/examples/upaas.cfg")"
 t_is "the conffile sets nothing" "$(grep -Ev '^(#|$)' "$X/etc/upaas/upaas.cfg")" ""
 t_ok "the units are in /lib/systemd/system (Debian 12)" \
-	test -f "$X/lib/systemd/system/upaas-worker.service" -a -f "$X/lib/systemd/system/upaas-watch.service"
+	test -f "$X/lib/systemd/system/upaas-worker.service" -a -f "$X/lib/systemd/system/upaas-watch.service" \
+	-a -f "$X/lib/systemd/system/upaas-serve.service"
+t_is "the dashboard's files are in /usr/share/upaas/web" \
+	"$(cd "$X/usr/share/upaas/web" 2>/dev/null && ls | tr '\n' ' ')" \
+	"$(cd "$UPAAS_SRCDIR/serve/web" && ls | tr '\n' ' ')"
 t_ok "the examples are in /usr/share/doc/upaas/examples, uncompressed" \
 	cmp "$X/usr/share/doc/upaas/examples/upaas.cfg" "$UPAAS_SRCDIR/examples/upaas.cfg"
 if [ -f "$UPAAS_SRCDIR/dist/bash-completion/upaas" ]; then
@@ -139,7 +143,7 @@ t_ok "postinst again (reconfigure): nothing changes" \
 t_is "still one range" "$(grep -c '^upaas:' "$ROOT/etc/subuid" "$ROOT/etc/subgid" | tr '\n' ' ')" \
 	"$ROOT/etc/subuid:1 $ROOT/etc/subgid:1 "
 t_is "units installed" "$(cd "$ROOT/lib/systemd/system" && echo upaas*)" \
-	"upaas-app@.service upaas-watch.service upaas-worker.service"
+	"upaas-app@.service upaas-serve.service upaas-watch.service upaas-worker.service"
 t_is "no unit enabled" "$(find "$ROOT/etc/systemd" -name 'upaas*' 2>/dev/null)" ""
 tock "install+run"
 

@@ -55,7 +55,8 @@ with open(blob, 'rb') as f:
         h.update(block)
 m = {
     "format": 1, "app": app, "id": pid, "parent": None, "fresh": True,
-    "repository": {"url": "test", "ref": "main", "commit": "c0ffee-" + pid},
+    "repository": {"url": "test", "ref": "main",
+                   "commit": hashlib.sha1(pid.encode()).hexdigest()},
     "blob": {"key": "packages/%s/%s.tar.zst" % (app, pid), "sha256": h.hexdigest(),
              "size": os.path.getsize(blob), "compression": "zstd", "format": "pax"},
     "app_home": "/home/app", "uid": 1000, "gid": 1000,

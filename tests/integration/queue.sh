@@ -341,7 +341,7 @@ else
 fi
 # A smaller load on PostgreSQL (5 apps, 15 builds) to keep the test short:
 # the claim logic is the same SQL; the unit tests race 4 claimers on both.
-psql -q "$PG_URL" -c 'DROP TABLE IF EXISTS builds, apps, schema_version' >/dev/null 2>&1
+psql -q "$PG_URL" -c 'DROP TABLE IF EXISTS builds, apps, schema_version, tokens, hook_deliveries, notify_outbox' >/dev/null 2>&1
 scenarios postgresql "$PG_URL" 5
 
 # ------------------------------------------ database lost by one worker

@@ -1,5 +1,5 @@
 /* tests/unit/test-actions.c - the step runner's pure parts: file paths,
- * the build environment. */
+ * the build environment, the step policy table against actions.h's prose. */
 #include <string.h>
 
 #include "tests/unit/unit.h"
@@ -73,11 +73,61 @@ static void test_env(void **state)
 	config_free(&c);
 }
 
+/* The policy as actions/actions.h documents it ("runs as", "network"). */
+static void test_step_policy(void **state)
+{
+	static const struct { enum step step; const char *name; bool as_app, network; } doc[] = {
+		{ STEP_SYSTEM, "system", false, true },
+		{ STEP_PACKAGES, "os packages", false, true },
+		{ STEP_INTERPRETER, "interpreter", false, true },
+		{ STEP_CHECKOUT, "checkout", true, false },
+		{ STEP_FILES, "files", false, false },
+		{ STEP_BEFORE, "before", true, true },
+		{ STEP_MAIN, "main", true, true },
+		{ STEP_AFTER, "after", true, true },
+		{ STEP_FINALIZE, "finalize", false, false },
+	};
+	assert_int_equal(ARRAY_SIZE(doc), STEP__COUNT);
+	for (size_t i = 0; i < ARRAY_SIZE(doc); i++) {
+		const struct step_def *d = actions_step_def(doc[i].step);
+
+		assert_non_null(d);
+		assert_int_equal(d->step, doc[i].step);
+		assert_string_equal(step_name(d->step), doc[i].name);
+		assert_non_null(d->run);
+		if (d->as_app != doc[i].as_app || d->network != doc[i].network)
+			fail_msg("step '%s': as_app %d network %d, documented %d %d", doc[i].name,
+				 d->as_app, d->network, doc[i].as_app, doc[i].network);
+		/* only the app's own clone/update commands get the network
+		 * beyond the table, and only in the checkout step */
+		assert_int_equal(d->network_custom, doc[i].step == STEP_CHECKOUT);
+	}
+	assert_null(actions_step_def(STEP__COUNT));
+	assert_null(actions_step_def((enum step)-1));
+}
+
+/* Which checkout runs: the app's clone on fresh builds, its update on
+ * incremental ones, else the builder's archive. */
+static void test_custom_checkout(void **state)
+{
+	struct metadata m = { 0 };
+
+	assert_null(actions_custom_checkout(&m, true));
+	assert_null(actions_custom_checkout(&m, false));
+	m.repo_clone.defined = true;
+	assert_ptr_equal(actions_custom_checkout(&m, true), &m.repo_clone);
+	assert_null(actions_custom_checkout(&m, false));
+	m.repo_update.defined = true;
+	assert_ptr_equal(actions_custom_checkout(&m, false), &m.repo_update);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_file_paths),
 		cmocka_unit_test(test_env),
+		cmocka_unit_test(test_step_policy),
+		cmocka_unit_test(test_custom_checkout),
 	};
 	return cmocka_run_group_tests_name("actions", tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
  * tests/unit/test-deploy.c - the pure parts of deploy/: cron schedules,
  * hook variables (JSON and environment), history lines, prune selection,
- * manifest validation.
+ * the manifest as deploy reads it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +15,7 @@
 
 #include <json-c/json.h>
 
-#include "deploy/deploy.h"
+#include "deploy/deploy-int.h"
 
 static time_t utc(int y, int mo, int d, int h, int mi)
 {
@@ -361,67 +361,91 @@ static void test_prune_select(void **state)
 /* -------------------------------------------------------------- manifest */
 
 #define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define COMMIT "0123456789abcdef0123456789abcdef01234567"
 
+/* deploy reads manifests with the one reader (test-manifest.c checks it)
+ * and fills in what the host decides when a manifest is silent. */
 static void test_manifest(void **state)
 {
 	static const char *const good =
 		"{ \"format\": 1, \"app\": \"web\", \"id\": \"20261120T214500Z-3f9a2c1\","
-		" \"repository\": { \"url\": \"x\", \"commit\": \"abc\" },"
+		" \"repository\": { \"url\": \"x\", \"commit\": \"" COMMIT "\" },"
 		" \"blob\": { \"key\": \"packages/web/20261120T214500Z-3f9a2c1.tar.zst\","
 		"   \"sha256\": \"" SHA "\", \"size\": 1234 },"
-		" \"app_home\": \"/home/app\", \"uid\": 1001, \"gid\": 1002,"
+		" \"app_home\": \"/srv/app\", \"uid\": 1001, \"gid\": 1002,"
 		" \"deploy\": { \"shared\": [\"data\", \"var/uploads\"],"
 		"   \"hooks\": { \"pre\": [\"bin/pre\"], \"post\": [] }, \"keep\": 3 } }";
-	struct deploy_manifest m;
+	static const char *const bare =
+		"{ \"format\": 1, \"app\": \"web\", \"id\": \"x1\","
+		" \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA "\", \"size\": 1 } }";
+	struct package_info m;
 	struct err e = ERR_INIT;
+	struct config c;
 	(void)state;
 
-	assert_int_equal(deploy_manifest_parse(&m, good, "web", "20261120T214500Z-3f9a2c1", NULL,
-					       &e), 0);
-	assert_string_equal(m.commit, "abc");
-	assert_string_equal(m.sha256, SHA);
-	assert_int_equal(m.size, 1234);
+	assert_int_equal(deploy_manifest_read(&m, good, "web", "20261120T214500Z-3f9a2c1", NULL,
+					      &e), 0);
+	assert_string_equal(m.repo.commit, COMMIT);
+	assert_string_equal(m.blob.sha256, SHA);
+	assert_int_equal(m.blob.size, 1234);
+	assert_string_equal(m.app_home, "/srv/app");
 	assert_int_equal(m.uid, 1001);
 	assert_int_equal(m.gid, 1002);
-	assert_int_equal(m.keep, 3);
-	assert_int_equal(m.shared.n, 2);
-	assert_string_equal(m.shared.v[1], "var/uploads");
-	assert_int_equal(m.hooks_pre.n, 1);
-	assert_int_equal(m.hooks_post.n, 0);
-	deploy_manifest_free(&m);
+	assert_int_equal(m.deploy.keep, 3);
+	assert_int_equal(m.deploy.shared.n, 2);
+	assert_string_equal(m.deploy.shared.v[1], "var/uploads");
+	assert_int_equal(m.deploy.hooks_pre.n, 1);
+	assert_int_equal(m.deploy.hooks_post.n, 0);
+	package_info_free(&m);
+
+	/* silent manifest, no config: /home/app, 1000 */
+	assert_int_equal(deploy_manifest_read(&m, bare, "web", "x1", NULL, &e), 0);
+	assert_string_equal(m.app_home, "/home/app");
+	assert_int_equal(m.uid, 1000);
+	assert_int_equal(m.gid, 1000);
+	assert_null(m.repo.commit);
+	package_info_free(&m);
+
+	/* silent manifest: the config decides */
+	config_defaults(&c);
+	c.apps.uid = 2001;
+	c.apps.gid = 2002;
+	free(c.apps.home);
+	c.apps.home = xstrdup("/var/lib/app");
+	assert_int_equal(deploy_manifest_read(&m, bare, NULL, NULL, &c, &e), 0);
+	assert_string_equal(m.app_home, "/var/lib/app");
+	assert_int_equal(m.uid, 2001);
+	assert_int_equal(m.gid, 2002);
+	package_info_free(&m);
+	/* a manifest that says: the manifest (today) */
+	assert_int_equal(deploy_manifest_read(&m, good, NULL, NULL, &c, &e), 0);
+	assert_int_equal(m.uid, 1001);
+	assert_string_equal(m.app_home, "/srv/app");
+	package_info_free(&m);
+	config_free(&c);
 
 	/* wrong app / id */
-	assert_int_equal(deploy_manifest_parse(&m, good, "api", NULL, NULL, &e), -EINVAL);
+	assert_int_equal(deploy_manifest_read(&m, good, "api", NULL, NULL, &e), -EINVAL);
 	err_clear(&e);
-	assert_int_equal(deploy_manifest_parse(&m, good, "web", "other", NULL, &e), -EINVAL);
+	assert_int_equal(deploy_manifest_read(&m, good, "web", "other", NULL, &e), -EINVAL);
 	err_clear(&e);
 
+#define HEAD(id) "{ \"format\": 1, \"app\": \"web\", \"id\": \"" id "\"," \
+	" \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA "\", \"size\": 1 }"
 	static const char *const bad[] = {
 		"not json",
 		"[]",
-		"{ \"app\": \"web\", \"id\": \"x1\", \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA
-		"\", \"size\": -1 } }",
-		"{ \"app\": \"web\", \"id\": \"x1\", \"blob\": { \"key\": \"k\", \"sha256\": \"abc\","
-		" \"size\": 1 } }",
-		"{ \"app\": \"web\", \"id\": \"../x\", \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA
-		"\", \"size\": 1 } }",
-		"{ \"app\": \"web\", \"id\": \"x1\", \"blob\": { \"key\": \"../k\", \"sha256\": \"" SHA
-		"\", \"size\": 1 } }",
-		"{ \"app\": \"web\", \"id\": \"x1\", \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA
-		"\", \"size\": 1 }, \"deploy\": { \"shared\": [\"../etc\"] } }",
-		"{ \"app\": \"web\", \"id\": \"x1\", \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA
-		"\", \"size\": 1 }, \"deploy\": { \"shared\": [\"/etc\"] } }",
-		"{ \"app\": \"web\", \"id\": \"x1\", \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA
-		"\", \"size\": 1 }, \"deploy\": { \"hooks\": { \"pre\": [\"a/../../x\"] } } }",
-		"{ \"app\": \"web\", \"id\": \"x1\", \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA
-		"\", \"size\": 1 }, \"app_home\": \"home/app\" }",
-		"{ \"app\": \"web\", \"id\": \"x1\", \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA
-		"\", \"size\": 1 }, \"app_home\": \"/home/../etc\" }",
-		"{ \"app\": \"web\", \"id\": \"x1.tmp\", \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA
-		"\", \"size\": 1 } }",
+		HEAD("x1") ", \"deploy\": { \"shared\": [\"../etc\"] } }",
+		HEAD("x1") ", \"app_home\": \"home/app\" }",
+		HEAD("x1.tmp") " }",
+		HEAD("x1") ", \"uid\": 0 }",
+		/* no format */
+		"{ \"app\": \"web\", \"id\": \"x1\","
+		" \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA "\", \"size\": 1 } }",
 	};
+#undef HEAD
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		if (deploy_manifest_parse(&m, bad[i], "web", NULL, NULL, &e) != -EINVAL)
+		if (deploy_manifest_read(&m, bad[i], "web", NULL, NULL, &e) != -EINVAL)
 			fail_msg("bad manifest #%zu accepted", i);
 		err_clear(&e);
 	}
@@ -431,15 +455,10 @@ static void test_manifest(void **state)
 static void test_names(void **state)
 {
 	(void)state;
-	assert_true(deploy_id_ok("20261120T214500Z-3f9a2c1"));
-	assert_true(deploy_id_ok("v1.2_3"));
-	assert_false(deploy_id_ok(""));
-	assert_false(deploy_id_ok(".hidden"));
-	assert_false(deploy_id_ok("-x"));
-	assert_false(deploy_id_ok("a/b"));
-	assert_false(deploy_id_ok(".."));
-	assert_false(deploy_id_ok("x.tmp"));
-	assert_false(deploy_id_ok("x.failed"));
+	/* revision names (package_id_ok, more in test-manifest.c) */
+	assert_true(package_id_ok("20261120T214500Z-3f9a2c1"));
+	assert_false(package_id_ok("x.tmp"));
+	assert_false(package_id_ok("x.failed"));
 	assert_true(path_rel_ok("data"));
 	assert_true(path_rel_ok("var/uploads"));
 	assert_false(path_rel_ok("/data"));

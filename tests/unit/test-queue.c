@@ -37,6 +37,9 @@ static void drop_tables(struct queue *q)
 {
 	struct err e = ERR_INIT;
 	q->ops->query(q, "DROP TABLE IF EXISTS builds", NULL, 0, NULL, NULL, &e);
+	q->ops->query(q, "DROP TABLE IF EXISTS tokens", NULL, 0, NULL, NULL, &e);
+	q->ops->query(q, "DROP TABLE IF EXISTS hook_deliveries", NULL, 0, NULL, NULL, &e);
+	q->ops->query(q, "DROP TABLE IF EXISTS notify_outbox", NULL, 0, NULL, NULL, &e);
 	q->ops->query(q, "DROP TABLE IF EXISTS apps", NULL, 0, NULL, NULL, &e);
 	q->ops->query(q, "DROP TABLE IF EXISTS schema_version", NULL, 0, NULL, NULL, &e);
 	err_free(&e);
@@ -137,10 +140,10 @@ static void test_open_url(void **state)
 	assert_int_equal(queue_open_url(&q2, "", 0, &e), -EINVAL);
 	err_clear(&e);
 	assert_string_equal(queue_backend(q), t->be->name);
-	assert_int_equal(queue_schema_version(q, &e), 4);
+	assert_int_equal(queue_schema_version(q, &e), 8);
 	/* Reopening an up-to-date schema changes nothing. */
 	OK(queue_open_url(&q2, t->be->url, 0, &e));
-	assert_int_equal(queue_schema_version(q2, &e), 4);
+	assert_int_equal(queue_schema_version(q2, &e), 8);
 	assert_int_equal(queue_lease_seconds(q2), 60);
 	queue_close(q2);
 	err_free(&e);
@@ -517,6 +520,177 @@ static void test_concurrent_claims(void **state)
 	err_free(&e);
 }
 
+static void test_secrets_tokens(void **state)
+{
+	T_BEGIN;
+	/* every app gets its own secret; --replace keeps it, rotating changes it */
+	OK(queue_app_add(q, "web", "/srv/web", NULL, false, &e));
+	OK(queue_app_add(q, "api", "/srv/api", NULL, false, &e));
+	struct queue_app a = { 0 }, b = { 0 };
+	OK(queue_app_get(q, "web", &a, &e));
+	OK(queue_app_get(q, "api", &b, &e));
+	assert_non_null(a.webhook_secret);
+	assert_int_equal(strlen(a.webhook_secret), 64);
+	assert_string_not_equal(a.webhook_secret, b.webhook_secret);
+	_cleanup_free_ char *first = xstrdup(a.webhook_secret);
+	queue_app_clear(&a);
+	OK(queue_app_add(q, "web", "/srv/web2", NULL, true, &e));
+	OK(queue_app_get(q, "web", &a, &e));
+	assert_string_equal(a.webhook_secret, first);
+	queue_app_clear(&a);
+	OK(queue_app_new_secret(q, "web", &e));
+	OK(queue_app_get(q, "web", &a, &e));
+	assert_string_not_equal(a.webhook_secret, first);
+	queue_app_clear(&a);
+	queue_app_clear(&b);
+	assert_int_equal(queue_app_new_secret(q, "nope", &e), -ENOENT);
+	err_clear(&e);
+
+	/* tokens: shown once, stored hashed, verified, scoped, revoked */
+	char *tok = NULL, *tok2 = NULL;
+	OK(queue_token_add(q, "ci", TOKEN_BUILD, &tok, &e));
+	assert_true(!strncmp(tok, "upaas_", 6) && strlen(tok) == 70);
+	assert_int_equal(queue_token_add(q, "ci", TOKEN_READ, &tok2, &e), -EEXIST);
+	err_clear(&e);
+	assert_int_equal(queue_token_add(q, "Bad Name", TOKEN_READ, &tok2, &e), -EINVAL);
+	err_clear(&e);
+	OK(queue_token_add(q, "viewer", TOKEN_READ, &tok2, &e));
+	struct queue_token tk = { 0 };
+	OK(queue_token_verify(q, tok, &tk, &e));
+	assert_string_equal(tk.name, "ci");
+	assert_int_equal(tk.scope, TOKEN_BUILD);
+	assert_int_equal(tk.last_used, t->now);
+	queue_token_clear(&tk);
+	OK(queue_token_verify(q, tok2, &tk, &e));
+	assert_int_equal(tk.scope, TOKEN_READ);
+	queue_token_clear(&tk);
+	tok[10] ^= 1;
+	assert_int_equal(queue_token_verify(q, tok, &tk, &e), -EACCES);
+	err_clear(&e);
+	tok[10] ^= 1;
+	int64_t n = -1;
+	assert_int_equal(queue_sql_rows(q, "SELECT count(*) FROM tokens WHERE hash LIKE 'upaas_%'",
+					NULL, 0, queue_row_int, &n, &e), 0);
+	assert_int_equal(n, 0);   /* never the token itself */
+	struct queue_token *v = NULL;
+	size_t nv = 0;
+	OK(queue_token_list(q, &v, &nv, &e));
+	assert_int_equal(nv, 2);
+	assert_string_equal(v[0].name, "ci");
+	queue_tokens_free(v, nv);
+	OK(queue_token_remove(q, "ci", &e));
+	assert_int_equal(queue_token_remove(q, "ci", &e), -ENOENT);
+	err_clear(&e);
+	assert_int_equal(queue_token_verify(q, tok, &tk, &e), -EACCES);
+	err_clear(&e);
+	free(tok);
+	free(tok2);
+	err_free(&e);
+}
+
+static void test_deliveries_outbox(void **state)
+{
+	T_BEGIN;
+	OK(queue_app_add(q, "web", "/srv/web", NULL, false, &e));
+	/* a delivery and its build in one transaction; a replay is refused
+	 * and queues nothing */
+	char *id = NULL;
+	OK(queue_add_delivery(q, "github:d1", "web", "abc123", false, &id, NULL, &e));
+	assert_int_equal(queue_add_delivery(q, "github:d1", "web", "def456", false, NULL, NULL, &e),
+			 -EEXIST);
+	err_clear(&e);
+	struct queue_build *v = NULL;
+	size_t n = 0;
+	struct queue_filter f = QUEUE_FILTER_INIT;
+	OK(queue_list(q, &f, &v, &n, &e));
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].ref, "abc123");
+	queue_builds_free(v, n);
+	/* an unknown app: the delivery is not recorded either */
+	assert_int_equal(queue_add_delivery(q, "github:d2", "nope", NULL, false, NULL, NULL, &e),
+			 -ENOENT);
+	err_clear(&e);
+	OK(queue_delivery_record(q, "github:d2", &e));
+	assert_int_equal(queue_delivery_record(q, "github:d2", &e), -EEXIST);
+	err_clear(&e);
+	/* forgotten after a week */
+	t->now += QUEUE_DELIVERY_KEEP_MS + 1000;
+	OK(queue_delivery_record(q, "github:d3", &e));
+	OK(queue_delivery_record(q, "github:d1", &e));
+
+	/* no URLs: no events; with two URLs, two events per build end */
+	struct queue_build b = { 0 };
+	assert_int_equal(queue_claim(q, "w:1", &b, &e), 1);
+	OK(queue_finish(q, &b, BUILD_FAILED, NULL, "boom", &e));
+	queue_build_clear(&b);
+	assert_int_equal(queue_outbox_count(q, &e), 0);
+	struct strv urls = STRV_INIT;
+	strv_push(&urls, "http://127.0.0.1:1/a");
+	strv_push(&urls, "http://127.0.0.1:1/b");
+	queue_set_notify(q, &urls);
+	strv_free(&urls);
+	_cleanup_free_ char *id2 = enqueue(q, "web", NULL, false, NULL);
+	assert_int_equal(queue_claim(q, "w:1", &b, &e), 1);
+	OK(queue_finish(q, &b, BUILD_SUCCEEDED, "pkg", NULL, &e));
+	queue_build_clear(&b);
+	t->now += 1;
+	_cleanup_free_ char *id3 = enqueue(q, "web", NULL, false, NULL);
+	OK(queue_cancel(q, id3, &e));
+	assert_int_equal(queue_outbox_count(q, &e), 4);
+
+	struct queue_event *ev = NULL;
+	size_t nev = 0;
+	OK(queue_outbox_claim(q, 10, 60000, &ev, &nev, &e));
+	assert_int_equal(nev, 4);
+	assert_string_equal(ev[0].kind, "build.succeeded");
+	assert_non_null(strstr(ev[0].body, id2));
+	assert_string_equal(ev[3].kind, "build.cancelled");
+	/* claimed events are held */
+	struct queue_event *ev2 = NULL;
+	size_t nev2 = 9;
+	OK(queue_outbox_claim(q, 10, 60000, &ev2, &nev2, &e));
+	assert_int_equal(nev2, 0);
+	queue_events_free(ev2, nev2);
+	OK(queue_outbox_done(q, ev[0].id, &e));
+	OK(queue_outbox_retry(q, ev[1].id, t->now + 5000, &e));
+	assert_int_equal(queue_outbox_count(q, &e), 3);
+	t->now += 6000;
+	OK(queue_outbox_claim(q, 10, 60000, &ev2, &nev2, &e));
+	assert_int_equal(nev2, 1);
+	assert_string_equal(ev2[0].id, ev[1].id);
+	assert_int_equal(ev2[0].attempts, 1);
+	queue_events_free(ev2, nev2);
+	queue_events_free(ev, nev);
+
+	/* a build ended by a lost lease (cancel requested) is an event too */
+	_cleanup_free_ char *id4 = enqueue(q, "web", "x4", false, NULL);
+	assert_int_equal(queue_claim(q, "w:2", &b, &e), 1);
+	assert_string_equal(b.id, id4);
+	assert_int_equal(queue_cancel(q, id4, &e), 1);
+	queue_build_clear(&b);
+	t->now += 11000;
+	assert_int_equal(queue_expire(q, &e), 1);
+	assert_int_equal(queue_outbox_count(q, &e), 5);   /* 3 + one per URL */
+	t->now += 600000;
+	OK(queue_outbox_claim(q, 10, 60000, &ev, &nev, &e));
+	assert_int_equal(nev, 5);
+	assert_string_equal(ev[4].kind, "build.cancelled");
+	assert_non_null(strstr(ev[4].body, id4));
+	queue_events_free(ev, nev);
+
+	/* bounded: the oldest go (each drop is logged: not here) */
+	enum log_level saved = log_max_level;
+	log_max_level = LOG_ERROR;
+	for (int i = 0; i < QUEUE_OUTBOX_MAX; i++) {
+		t->now += 1;
+		OK(queue_outbox_add(q, "test", "{}", &e));
+	}
+	log_max_level = saved;
+	assert_int_equal(queue_outbox_count(q, &e), QUEUE_OUTBOX_MAX);
+	free(id);
+	err_free(&e);
+}
+
 #define BOTH(f) \
 	{ "sqlite: " #f, f, setup, teardown, &sqlite_be }, \
 	{ "postgresql: " #f, f, setup, teardown, &pg_be }
@@ -540,6 +714,8 @@ int main(void)
 		BOTH(test_lease_expiry),
 		BOTH(test_cancel_retry),
 		BOTH(test_concurrent_claims),
+		BOTH(test_secrets_tokens),
+		BOTH(test_deliveries_outbox),
 	};
 	/* Without a server the PostgreSQL half is left out rather than
 	 * skipped: cmocka reports a skip as "not ok", which TAP counts as a
