@@ -79,9 +79,11 @@ static int a_list(struct cli *c, const struct cli_args *a)
 		json_print(arr);
 	} else {
 		printf("%-24s %-16s %s\n", "NAME", "BRANCH", "REPOSITORY");
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
+			_cleanup_free_ char *repo = url_redacted(v[i].repo);
 			printf("%-24s %-16s %s\n", v[i].name, v[i].branch ? v[i].branch : "(default)",
-			       v[i].repo);
+			       repo);
+		}
 	}
 	queue_apps_free(v, n);
 	return 0;
@@ -101,9 +103,10 @@ static int a_show(struct cli *c, const struct cli_args *args)
 	/* The current package: best effort, storage may be unreachable. */
 	_cleanup_buf_ struct buf current = BUF_INIT;
 	struct storage *s = NULL;
-	if (cli_storage(c, &s) >= 0) {
+	const struct sign_trust *trust = NULL;
+	if (cli_storage(c, &s) >= 0 && cli_trust(c, &trust) >= 0) {
 		_cleanup_err_ struct err se = ERR_INIT;
-		if (package_current(s, name, &current, &se) < 0)
+		if (package_current(s, trust, name, &current, &se) < 0)
 			buf_reset(&current);
 	}
 	struct queue_filter f = { .app = name, .state = -1, .limit = SHOW_BUILDS };
@@ -124,7 +127,8 @@ static int a_show(struct cli *c, const struct cli_args *args)
 		char t[32];
 		time_iso8601(a.created / 1000, t);
 		printf("name:        %s\n", a.name);
-		printf("repository:  %s\n", a.repo);
+		_cleanup_free_ char *repo = url_redacted(a.repo);
+		printf("repository:  %s\n", repo);
 		printf("branch:      %s\n", a.branch ? a.branch : "(the remote's default)");
 		printf("registered:  %s\n", t);
 		printf("webhooks:    %s\n", a.webhook_secret ? "secret set ('app show --json' shows it)"

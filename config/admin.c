@@ -137,6 +137,19 @@ static bool ok_host(const char *s)
 	return true;
 }
 
+/* An xattr name of the trusted or security namespace, or a prefix of
+ * one ending in '*'. */
+static bool ok_xattr(const char *s)
+{
+	size_t n = strlen(s);
+	if ((strncmp(s, "trusted.", 8) && strncmp(s, "security.", 9)) || n > 255)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (s[i] == '*' && i != n - 1))
+			return false;
+	return true;
+}
+
 /* A user name as adduser accepts it. */
 static bool ok_user(const char *s)
 {
@@ -520,6 +533,9 @@ static const struct field deploy_fields[] = {
 	{ FIELD("hook_timeout", F_INT, OFF(deploy.hook_timeout)), RANGE(0, INT_MAX) },
 	{ FIELD("hooks_as_root", F_BOOL, OFF(deploy.hooks_as_root)) },
 	{ FIELD("keep", F_INT, OFF(deploy.keep)), RANGE(1, 100000) },
+	{ FIELD("allow_privileged_files", F_BOOL, OFF(deploy.allow_privileged_files)) },
+	{ FIELD("allow_xattrs", F_STRV, OFF(deploy.allow_xattrs)), .ok = ok_xattr,
+	  .what = "an xattr name (security.selinux) or a prefix ending in '*'" },
 	{ FIELD("schedule", F_STR, OFF(deploy.schedule)), .ok = ok_schedule,
 	  .what = "a cron schedule of five fields (\"*/5 * * * *\")" },
 	FIELD_END,
@@ -560,7 +576,7 @@ static const struct field serve_limits_fields[] = {
 };
 
 static const struct field serve_notify_fields[] = {
-	{ FIELD("urls", F_STRV, OFF(serve.notify.urls)), .ok = ok_http_url,
+	{ FIELD("urls", F_STRV, OFF(serve.notify.urls)), .ok = ok_http_url, .url = true,
 	  .what = "an http:// or https:// URL" },
 	{ FIELD("secret", F_STR, OFF(serve.notify.secret)), .ok = ok_nonblank, .secret = true,
 	  .unset = "events are not signed" },
@@ -805,6 +821,7 @@ void config_free(struct config *c)
 	free(c->serve.web_dir);
 	strv_free(&c->serve.notify.urls);
 	free_secret(&c->serve.notify.secret);
+	strv_free(&c->deploy.allow_xattrs);
 	interpreters_clear(c);
 	*c = (struct config){ 0 };
 }

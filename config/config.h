@@ -140,6 +140,10 @@ struct config {
 		bool hooks_as_root;     /* app hooks run as root (default false) */
 		int keep;               /* revisions kept, 5 */
 		char *schedule;         /* watch schedule, "* * * * *" */
+		/* extraction keeps setuid/setgid, devices, capabilities and
+		 * every xattr (default false: they are dropped) */
+		bool allow_privileged_files;
+		struct strv allow_xattrs;   /* trusted.* / security.* names kept */
 	} deploy;
 	struct {
 		char *key;              /* the builder's private key file; NULL: unsigned */

@@ -448,7 +448,16 @@ void schema_show(const struct field *table, const void *base, struct buf *out, i
 			show_int64(out, *CAT(base, f->off, int64_t));
 			break;
 		case F_STRV:
-			show_strv(out, CAT(base, f->off, struct strv));
+			if (f->url) {
+				const struct strv *v = CAT(base, f->off, struct strv);
+				struct strv shown = STRV_INIT;
+				for (size_t i = 0; i < v->n; i++)
+					strv_push_take(&shown, url_redacted(v->v[i]));
+				show_strv(out, &shown);
+				strv_free(&shown);
+			} else {
+				show_strv(out, CAT(base, f->off, struct strv));
+			}
 			break;
 		case F_ACTION:
 			show_strv(out, &CAT(base, f->off, struct action)->commands);

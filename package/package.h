@@ -51,12 +51,18 @@ struct package_info {
 	bool keep_git;
 	struct { struct strv shared, hooks_pre, hooks_post; int keep; } deploy;
 	char *builder;
+	/* provenance: who built it, with what, from what */
+	char *upaas_version;       /* of the builder */
+	char *key_id;              /* of the key that signed the manifest */
+	struct { char *key; char sha256[65]; uint64_t size; } sbom;   /* key NULL: none */
 	struct package_step *steps;    /* the build steps, in order */
 	size_t n_steps;
 	struct package_step *stages;   /* fetch, base, workspace, steps, pack, ... */
 	size_t n_stages;
 	char *created;
 	char *json;                /* package_load(): the manifest text */
+	char *signer;              /* package_load(): the key id that signed it, NULL
+				    * when unsigned (signing.allow_unsigned) */
 };
 void package_info_free(struct package_info *p);
 /* Serialises p as the manifest JSON above. */
@@ -97,11 +103,16 @@ int package_manifest_parse(struct package_info *ret, const char *text, const cha
  * ".failed" (deploy's names for revisions in the making and failed ones). */
 bool package_id_ok(const char *id);
 
-/* Reads packages/<app>/<id>.json (-ENOENT when there is no such package). */
-int package_load(struct storage *s, const char *app, const char *id, struct package_info *ret,
-		 struct err *e);
-/* The id named by apps/<app>/current (-ENOENT when there is none). */
-int package_current(struct storage *s, const char *app, struct buf *ret_id, struct err *e);
+struct sign_trust;
+/* Reads packages/<app>/<id>.json and verifies its signature against t
+ * before it is parsed (-ENOENT when there is no such package; the errors of
+ * signed_get() otherwise). */
+int package_load(struct storage *s, const struct sign_trust *t, const char *app, const char *id,
+		 struct package_info *ret, struct err *e);
+/* The id named by apps/<app>/current, verified as package_current_read()
+ * does (-ENOENT when there is none). */
+int package_current(struct storage *s, const struct sign_trust *t, const char *app,
+		    struct buf *ret_id, struct err *e);
 /* The ids of the app's packages (those with a manifest), oldest first. */
 int packages_list(struct storage *s, const char *app, struct strv *ids, struct err *e);
 /* Downloads the blob and checks its size and sha256 against the manifest
@@ -109,13 +120,20 @@ int packages_list(struct storage *s, const char *app, struct strv *ids, struct e
  * renamed to path (never left there when the check fails). */
 int package_fetch(struct storage *s, const struct package_info *p, const char *path,
 		  struct err *e);
+/* Reads the package's bill of materials (packages/<app>/<id>.sbom.json),
+ * checking its size and sha256 against the (verified) manifest; -ENOENT
+ * when the package has none. */
+struct sbom;
+int package_sbom(struct storage *s, const struct package_info *p, struct sbom *ret,
+		 struct err *e);
 /*
  * Keeps the newest keep packages of app (and always the current one) and
- * deletes the others: manifest first (the commit marker), then blob and log.
+ * deletes the others: manifest first (the commit marker), then its
+ * signature, blob, bill of materials and log.
  * ret_removed (may be NULL) receives the ids removed.
  */
-int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,
-		   struct err *e);
+int packages_prune(struct storage *s, const struct sign_trust *t, const char *app, int keep,
+		   struct strv *ret_removed, struct err *e);
 
 /* ------------------------------------------------------------ signatures */
 
@@ -179,6 +197,9 @@ int sign_key_config(const struct config *c, struct sign_key **ret, struct err *e
 /* Adds k (taken) to t. */
 void sign_trust_add(struct sign_trust *t, struct sign_key *k);
 void sign_trust_free(struct sign_trust *t);
+#define _cleanup_trust_ _cleanup_(sign_trust_free)
+static inline void sign_key_freep(struct sign_key **k) { sign_key_free(*k); }
+#define _cleanup_sign_key_ _cleanup_(sign_key_freep)
 
 /* Appends one signature line of p[0..n) by private key k to out. */
 int sign_bytes(const struct sign_key *k, const void *p, size_t n, struct buf *out,
