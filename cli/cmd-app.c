@@ -48,12 +48,27 @@ static int a_add(struct cli *c, const struct cli_args *a)
 	if (!cli_arg(a, O_REPO))
 		return cli_usage("usage: upaas app add NAME --repo URL [--branch B] [--replace] "
 				 "[--new-secret]");
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf repo = BUF_INIT;
+	const char *url = cli_arg(a, O_REPO);
+	/* "-": the URL from standard input, so that credentials in it never
+	 * show on a command line */
+	if (!strcmp(url, "-")) {
+		buf_init(&repo, 8192);
+		int rr = buf_read_fd(&repo, STDIN_FILENO);
+		buf_rtrim(&repo);
+		if (rr < 0 || !repo.len || strchr(repo.p, '\n')) {
+			explicit_bzero(repo.p, repo.len);
+			return cli_usage("app add: --repo - reads one URL from standard input");
+		}
+		url = repo.p;
+	}
 	_cleanup_(queue_closep) struct queue *q = NULL;
 	if (open_queue(c, &q) < 0)
 		return 1;
-	_cleanup_err_ struct err e = ERR_INIT;
-	int r = queue_app_add(q, a->argv[0], cli_arg(a, O_REPO), cli_arg(a, O_BRANCH),
-			      cli_flag(a, O_REPLACE), &e);
+	int r = queue_app_add(q, a->argv[0], url, cli_arg(a, O_BRANCH), cli_flag(a, O_REPLACE),
+			      &e);
+	explicit_bzero(repo.p, repo.len);
 	if (r >= 0 && cli_flag(a, O_NEW_SECRET))
 		r = queue_app_new_secret(q, a->argv[0], &e);
 	if (r < 0)
@@ -184,9 +199,13 @@ static const struct cli_cmd app_add = {
 	.help = "Registers an app: its git repository and the branch to build (default: the\n"
 		"remote's default branch), and a random webhook secret for its git\n"
 		"webhooks ('app show --json' prints it as webhook_secret). After 'app add',\n"
-		"'upaas build NAME' and 'upaas queue add NAME' build it.",
+		"'upaas build NAME' and 'upaas queue add NAME' build it. Credentials in the\n"
+		"URL (https://user:token@host/...) are handed to git through its askpass\n"
+		"and never shown; '--repo -' reads the URL from standard input, so that\n"
+		"they do not show on the command line either.",
 	.opts = (const struct cli_opt[]){
-		{ "repo", O_REPO, "URL", "git URL or path of the app's repository", cli_values_dir },
+		{ "repo", O_REPO, "URL", "git URL or path of the app's repository ('-': read it\n"
+		  "from standard input)", cli_values_dir },
 		{ "branch", O_BRANCH, "B", "the branch to build", NULL },
 		{ "replace", O_REPLACE, NULL, "update an app that is registered already", NULL },
 		{ "new-secret", O_NEW_SECRET, NULL, "give the app a new webhook secret (the old one\n"

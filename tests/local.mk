@@ -17,3 +17,5 @@ EXTRA_DIST += tests/layering.sh tests/floors
 # Signed packages and secrets, across builder, deploy and storage.
 TESTS += tests/integration/sign.sh
 EXTRA_DIST += tests/integration/sign.sh
+TESTS += tests/integration/secrets.sh
+EXTRA_DIST += tests/integration/secrets.sh tests/auth-http.py
