@@ -47,6 +47,7 @@ queue = {
 apps = {
   keep_packages = 2;
 };
+signing = { key = "$T_KEY"; trusted = [ "$T_PUB" ]; };
 interpreters = {
   shell = { any = { packages = []; }; };
 };

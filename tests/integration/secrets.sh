@@ -17,6 +17,9 @@ HTTP_PW=httppw-$(rnd)
 PG_PW=pgpw-$(rnd)
 S3_SECRET=s3secret-$(rnd)
 printf '%s\n' "$GIT_PW" "$HTTP_PW" "$PG_PW" "$S3_SECRET" >"$T_ROOT/secrets"
+# a canary on a command line on purpose: proof that the sampler sees them
+CANARY=canary-$(rnd)
+printf '%s\n' "$CANARY" >>"$T_ROOT/secrets"
 SCAN=$T_ROOT/scan
 mkdir -p "$SCAN"
 N=0
@@ -64,6 +67,7 @@ t_image || t_bail "cannot create the base image"
 	done
 ) &
 PIDS+=($!)
+sh -c 'sleep 1' "$CANARY"
 
 # ------------------------------------------------------------ PostgreSQL
 if [ -n "${UPAAS_TEST_PG_URL:-}" ]; then
@@ -212,5 +216,7 @@ t_is "no secret in the git mirror" "$(hits "$UPAAS_TEST_SHARED/cache/git/$APP.gi
 t_is "no secret in the deploy root (logs, history, revisions' manifests)" \
 	"$(hits "$T_ROOT/srv/$APP/deploy.log" "$T_ROOT/srv/$APP/history" "$T_ROOT/srv/$APP/manifests")" ""
 t_is "no secret in the deployed app" "$(hits "$T_ROOT/srv/$APP/current/home" "$T_ROOT/srv/$APP/current/etc")" ""
-t_is "no secret in any /proc/*/cmdline or environ seen" "$(sort -u "$T_ROOT/proc-hits" | head -5)" ""
+t_match "the sampler saw the canary's command line" "$(cat "$T_ROOT/proc-hits")" "^$CANARY\$"
+t_is "no secret in any /proc/*/cmdline or environ seen" \
+	"$(grep -v -x -F "$CANARY" "$T_ROOT/proc-hits" | sort -u | head -5)" ""
 t_done
