@@ -888,6 +888,12 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		build_free(&b);
 		return r;
 	}
+	if (!b.key && !c->signing.allow_unsigned) {
+		/* it would be refused, by this builder's next build too */
+		build_free(&b);
+		return err_set(e, -ENOKEY, "signing.key is not set: make a key pair with 'upaas key "
+			       "generate' (or set signing.allow_unsigned to build unsigned packages)");
+	}
 	if (!b.key)
 		log_warn("signing.key is not set: package %s of %s will be unsigned", b.id, b.app);
 

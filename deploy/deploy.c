@@ -686,7 +686,7 @@ int deploy_run(const struct config *c, struct storage *s, const char *app,
 		/* verified, and never older than what this host has seen */
 		r = deploy_current_read(s, &d.trust, app, d.p.sequence, &cur, e);
 		if (r < 0) {
-			ret->id = NULL;
+			deploy_log(d.log_fd, "refused: %s", err_msg(e));
 			goto out;
 		}
 		deploy_log(d.log_fd, "current is %s, sequence %llu, %s%s", cur.id,

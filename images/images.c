@@ -699,6 +699,9 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 	r = sign_key_config(c, &k, e);
 	if (r < 0)
 		return r;
+	if (!k && !c->signing.allow_unsigned)
+		return err_set(e, -ENOKEY, "signing.key is not set: make a key pair with 'upaas key "
+			       "generate' (or set signing.allow_unsigned to make unsigned images)");
 	if (!k)
 		log_warn("signing.key is not set: image '%s' is stored unsigned", name);
 	sign_key_free(k);
