@@ -195,6 +195,9 @@ static char *deb822_field(const char *text, const char *field)
 static int mirror_probe(const char *mirror, const char *dist, struct buf *out, struct err *e)
 {
 	_cleanup_free_ char *url = xasprintf("%s/dists/%s/Release", mirror, dist);
+	/* what messages show: a mirror's credentials stay out of them */
+	_cleanup_free_ char *shown = url_redacted(mirror);
+	_cleanup_free_ char *shown_url = url_redacted(url);
 	char cerr[CURL_ERROR_SIZE] = "";
 	CURL *h;
 	CURLcode rc;
@@ -228,13 +231,14 @@ static int mirror_probe(const char *mirror, const char *dist, struct buf *out, s
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(h);
 	if (rc != CURLE_OK)
-		return err_set(e, -EHOSTUNREACH, "mirror '%s' does not answer: %s", mirror,
+		return err_set(e, -EHOSTUNREACH, "mirror '%s' does not answer: %s", shown,
 			       cerr[0] ? cerr : curl_easy_strerror(rc));
 	if (code == 404)
 		return err_set(e, -ENOENT, "mirror '%s' has no distribution '%s' (GET '%s': 404)",
-			       mirror, dist, url);
+			       shown, dist, shown_url);
 	if (code >= 400)
-		return err_set(e, -EIO, "mirror '%s' answers HTTP %ld for '%s'", mirror, code, url);
+		return err_set(e, -EIO, "mirror '%s' answers HTTP %ld for '%s'", shown, code,
+			       shown_url);
 	return 0;
 }
 
@@ -382,20 +386,21 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 	p.pid_namespace = true;
 	p.timeout_ms = c->bootstrap.timeout > 0 ? (unsigned)c->bootstrap.timeout * 1000u : 0;
 	log_debug("bootstrap: %s", p.argv.v[0]);
+	_cleanup_free_ char *shown = url_redacted(mirror);
 	progress_begin(&prog, tool, 0);
 	r = proc_run(&p, e);
 	progress_end(&prog);
 	proc_describe(&p, &what);
 	proc_free(&p);
 	if (r == -ETIMEDOUT)
-		return err_prefix(e, "bootstrapping from mirror '%s' (log '%s')", mirror, logpath);
+		return err_prefix(e, "bootstrapping from mirror '%s' (log '%s')", shown, logpath);
 	if (r < 0)
-		return err_prefix(e, "bootstrapping from mirror '%s'", mirror);
+		return err_prefix(e, "bootstrapping from mirror '%s'", shown);
 	if (r > 0) {
 		_cleanup_free_ char *last = log_summary(logpath);
 
 		return err_set(e, -EIO, "%s from mirror '%s' failed with status %d: %s (log '%s')",
-			       tool, mirror, r, last, logpath);
+			       tool, shown, r, last, logpath);
 	}
 	return 0;
 }
