@@ -491,7 +491,7 @@ int sbom_scan(struct sbom *ret, const char *root, struct err *e)
 			r = 0;   /* a tree without dpkg: no Debian packages */
 		if (r < 0) {
 			sbom_free(&s);
-			return err_set_errno(e, r, "cannot read '%s/var/lib/dpkg/status'", root);
+			return err_set_errno(e, r, "cannot read the dpkg status of '%s'", root);
 		}
 	}
 	struct walk w = { .s = &s, .dev = st.st_dev };
