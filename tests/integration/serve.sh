@@ -44,6 +44,7 @@ storage = { handler = "local"; path = "$UPAAS_TEST_SHARED/storage"; };
 queue = { url = "$2"; lease_seconds = 10; };
 deploy = { root = "$1/srv"; hooks_dir = "$1/hooks"; };
 interpreters = { shell = { any = { packages = []; }; }; };
+signing = { key = "$T_KEY"; trusted = [ "$T_PUB" ]; };
 serve = {
   listen = "127.0.0.1:$3";
   web_dir = "$WEB_DIR";
