@@ -883,7 +883,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	/* keys first: a bad key file fails the build before it starts */
 	r = sign_trust_config(&b.trust, c, e);
 	if (r >= 0)
-		r = sign_key_config(c, &b.key, e);
+		r = sign_key_config_make(c, &b.key, e);
 	if (r < 0) {
 		build_free(&b);
 		return r;

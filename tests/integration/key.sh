@@ -53,4 +53,25 @@ t_match "as untrusted" "$(cat "$T_ROOT/last.out")" "which is not trusted"
 chmod 0644 "$T_ROOT/other.key"
 t_fail "a private key readable by others is refused" "$UPAAS" key sign --key "$T_ROOT/other.key" "$T_ROOT/doc.json"
 t_match "saying why" "$(cat "$T_ROOT/last.out")" "accessible by group or others \\(mode 0644\\)"
+# ------------------------------------------ a host on the defaults: its own key
+# No signing settings: the first build makes <state>/keys/signing.{key,pub},
+# signs with it, and this host trusts it, so build and deploy just work.
+t_image || t_bail "no base image"
+t_write_config 'signing = { }; interpreters = { shell = { any = { packages = []; }; }; };'
+APP=keydefault-$(printf '%s' "${T_ROOT##*.}" | tr 'A-Z' 'a-z')
+mkdir -p "$T_ROOT/$APP"
+printf 'interpreter = { type = "shell"; };\nactions = { main = [ "true" ]; };\n' >"$T_ROOT/$APP/.upaas.cfg"
+git -C "$T_ROOT/$APP" init -q -b main
+git -C "$T_ROOT/$APP" add -A
+git -C "$T_ROOT/$APP" -c user.name=t -c user.email=t@localhost commit -qm one
+t_fail "key show: no key of this host yet" "$UPAAS" key show
+t_ok "a build on the defaults" "$UPAAS" build "$T_ROOT/$APP"
+t_match "says it made this host's key" "$(cat "$T_ROOT/last.out")" "made this host's signing key"
+t_is "the private key is 0600" "$(stat -c %a "$T_ROOT/state/keys/signing.key")" 600
+HID=$("$UPAAS" key show --json | jq -r '.[0].id')
+t_is "key show names it" "$("$UPAAS" key show --json | jq -r 'map(.role) | join(" ")')" "signing.key signing.trusted"
+t_match "the package is signed by it" "$(cat "$UPAAS_TEST_SHARED/storage/packages/$APP/"*.json.sig)" "^ed25519 $HID "
+t_ok "and deploys on this host" "$UPAAS" deploy "$APP"
+t_ok "a second build reuses the key" "$UPAAS" build "$T_ROOT/$APP"
+t_is "the same key" "$("$UPAAS" key show --json | jq -r '.[0].id')" "$HID"
 t_done
