@@ -115,9 +115,16 @@ t_write_config
 
 # The base image all tests share; created once per run under a lock.
 t_image() {
+	# always the run's settings and key, whatever config the test wrote:
+	# every test trusts the shared image through the run's key
+	cat >"$T_ROOT/image.cfg" <<CFG
+paths = { workdir = "$T_ROOT/work"; cache = "$UPAAS_TEST_SHARED/cache"; state = "$T_ROOT/state"; };
+storage = { handler = "local"; path = "$UPAAS_TEST_SHARED/storage"; };
+signing = { key = "$T_KEY"; trusted = [ "$T_PUB" ]; };
+CFG
 	(
 		flock 9
-		"$UPAAS" image create >"$T_ROOT/image.out" 2>&1 || {
+		UPAAS_CONFIG=$T_ROOT/image.cfg "$UPAAS" image create >"$T_ROOT/image.out" 2>&1 || {
 			cat "$T_ROOT/image.out" >&2
 			exit 1
 		}
