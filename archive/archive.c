@@ -665,16 +665,16 @@ static int unpack_error(struct archive *a, const char *archive, const char *entr
 }
 
 /* The ids and file capabilities of an entry, shifted into the range. */
-static int unpack_shift(struct archive_entry *ae, const struct unpack_opts *o, const char *archive,
-			const char *name, struct err *e)
+static int unpack_shift(struct archive_entry *ae, uint32_t uid_offset, uint32_t gid_offset,
+			const char *archive, const char *name, struct err *e)
 {
 	int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
 	if (uid < 0 || uid >= ARCHIVE_ID_RANGE || gid < 0 || gid >= ARCHIVE_ID_RANGE)
 		return err_set(e, -EPERM, "'%s': entry '%s' is owned by %lld:%lld, beyond the "
 			       "sandbox's %u ids", archive, name, (long long)uid, (long long)gid,
 			       ARCHIVE_ID_RANGE);
-	archive_entry_set_uid(ae, uid + o->uid_offset);
-	archive_entry_set_gid(ae, gid + o->gid_offset);
+	archive_entry_set_uid(ae, uid + uid_offset);
+	archive_entry_set_gid(ae, gid + gid_offset);
 	/* no names: they would be looked up, and mean the host's users */
 	archive_entry_set_uname(ae, NULL);
 	archive_entry_set_gname(ae, NULL);
@@ -702,7 +702,7 @@ static int unpack_shift(struct archive_entry *ae, const struct unpack_opts *o, c
 			unsigned char v[CAP_V3_SIZE];
 			if (xlen <= sizeof(v)) {
 				memcpy(v, xval, xlen);
-				int nl = cap_shift(v, xlen, o->uid_offset);
+				int nl = cap_shift(v, xlen, uid_offset);
 				if (nl < 0) {
 					strv_free(&names);
 					buf_free(&vals);
@@ -731,12 +731,115 @@ static int unpack_shift(struct archive_entry *ae, const struct unpack_opts *o, c
 	return 0;
 }
 
-int unpack_file(const char *archive, const char *dest, const struct unpack_opts *o,
+/* true when an xattr name is one the policy lets through: anything but
+ * trusted.* and security.*, and of those the names (or "prefix*") the
+ * admin allows. security.capability is a file capability. */
+static bool xattr_allowed(const struct unpack_policy *pol, const char *name)
+{
+	if (strncmp(name, "trusted.", 8) && strncmp(name, "security.", 9))
+		return true;
+	for (size_t i = 0; pol->allow_xattrs && i < pol->allow_xattrs->n; i++) {
+		const char *a = pol->allow_xattrs->v[i];
+		size_t n = strlen(a);
+		if (n && a[n - 1] == '*' ? !strncmp(name, a, n - 1) : !strcmp(name, a))
+			return true;
+	}
+	return false;
+}
+
+/* Applies pol to one entry: false when the entry is dropped as a whole (a
+ * device node), else its setuid/setgid bits and privileged xattrs go. */
+static bool entry_filter(struct archive_entry *ae, const struct unpack_policy *pol,
+			 struct unpack_dropped *d)
+{
+	mode_t type = archive_entry_filetype(ae);
+	if (type == AE_IFCHR || type == AE_IFBLK) {
+		d->devices++;
+		return false;
+	}
+	mode_t perm = archive_entry_perm(ae);
+	if (perm & (S_ISUID | S_ISGID)) {
+		archive_entry_set_perm(ae, perm & ~(mode_t)(S_ISUID | S_ISGID));
+		d->setid++;
+	}
+	bool any = false;
+	const char *name;
+	const void *val;
+	size_t len;
+	archive_entry_xattr_reset(ae);
+	while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK)
+		any |= !xattr_allowed(pol, name);
+	if (!any)
+		return true;
+	/* rebuild the list without the refused names */
+	struct strv keep_names = STRV_INIT;
+	struct buf keep_vals = BUF_INIT;
+	struct { size_t off, len; } *kv = NULL;
+	size_t nk = 0;
+	archive_entry_xattr_reset(ae);
+	while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK) {
+		if (!xattr_allowed(pol, name)) {
+			if (!strcmp(name, "security.capability"))
+				d->caps++;
+			else
+				d->xattrs++;
+			continue;
+		}
+		kv = xrealloc(kv, (nk + 1) * sizeof(*kv));
+		kv[nk].off = keep_vals.len;
+		kv[nk].len = len;
+		nk++;
+		strv_push(&keep_names, name);
+		buf_add(&keep_vals, val, len);
+	}
+	archive_entry_xattr_clear(ae);
+	for (size_t i = 0; i < nk; i++)
+		archive_entry_xattr_add_entry(ae, keep_names.v[i], keep_vals.p + kv[i].off,
+					      kv[i].len);
+	free(kv);
+	strv_free(&keep_names);
+	buf_free(&keep_vals);
+	return true;
+}
+
+/* Every unpack: with pol (may be NULL) filtering, with shift the ids into
+ * the sandbox's range. */
+struct unpack_shift_ids {
+	uint32_t uid_offset;
+	uint32_t gid_offset;
+};
+
+static int unpack_impl(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, const struct unpack_shift_ids *shift,
+		       struct progress *progress, struct unpack_dropped *ret_dropped,
+		       struct err *e);
+
+int unpack_file(const char *archive, const char *dest, bool secure, struct progress *progress,
 		struct err *e)
 {
-	bool secure = o->secure;
-	struct progress *progress = o->progress;
-	bool shift = o->uid_offset || o->gid_offset;
+	return unpack_impl(archive, dest, secure, NULL, NULL, progress, NULL, e);
+}
+
+int unpack_file_policy(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, struct progress *progress,
+		       struct unpack_dropped *ret_dropped, struct err *e)
+{
+	return unpack_impl(archive, dest, secure, pol, NULL, progress, ret_dropped, e);
+}
+
+int unpack_file_shifted(const char *archive, const char *dest, uint32_t uid_offset,
+			uint32_t gid_offset, struct progress *progress, struct err *e)
+{
+	struct unpack_shift_ids s = { uid_offset, gid_offset };
+	return unpack_impl(archive, dest, true, NULL, &s, progress, NULL, e);
+}
+
+static int unpack_impl(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, const struct unpack_shift_ids *shift,
+		       struct progress *progress, struct unpack_dropped *ret_dropped,
+		       struct err *e)
+{
+	struct unpack_dropped dropped = { 0 };
 	_cleanup_(archive_read_freep) struct archive *in = NULL;
 	_cleanup_(archive_write_freep) struct archive *out = NULL;
 	_cleanup_free_ char *root = NULL;
@@ -757,7 +860,7 @@ int unpack_file(const char *archive, const char *dest, const struct unpack_opts 
 	if (r < 0)
 		return r;
 	/* the root of a shifted tree is root's inside */
-	if (shift && lchown(root, o->uid_offset, o->gid_offset) < 0)
+	if (shift && lchown(root, shift->uid_offset, shift->gid_offset) < 0)
 		return err_set_errno(e, -errno, "cannot chown '%s'", root);
 
 	in = archive_read_new();
@@ -803,8 +906,14 @@ int unpack_file(const char *archive, const char *dest, const struct unpack_opts 
 			archive_entry_set_hardlink(ae, link);
 		}
 		archive_entry_set_pathname(ae, full);
-		if (shift && (r = unpack_shift(ae, o, archive, name.p, e)) < 0)
+		if (shift && (r = unpack_shift(ae, shift->uid_offset, shift->gid_offset, archive,
+						name.p, e)) < 0)
 			return r;
+		if (pol && !pol->privileged && !entry_filter(ae, pol, &dropped)) {
+			if (archive_read_data_skip(in) < ARCHIVE_WARN)
+				return unpack_error(in, archive, name.p, e);
+			continue;
+		}
 
 		r = archive_write_header(out, ae);
 		if (r < ARCHIVE_WARN)
@@ -833,5 +942,7 @@ int unpack_file(const char *archive, const char *dest, const struct unpack_opts 
 	/* Directory modes and times are set at close. */
 	if (archive_write_close(out) != ARCHIVE_OK)
 		return unpack_error(out, archive, NULL, e);
+	if (ret_dropped)
+		*ret_dropped = dropped;
 	return 0;
 }

@@ -176,7 +176,7 @@ static void test_round_trip(void **state)
 	assert_string_equal(hex, res.sha256);
 	assert_int_equal(size, res.size);
 
-	assert_int_equal(unpack_file(f->tar, f->out, &(struct unpack_opts){ .secure = true }, &e), 0);
+	assert_int_equal(unpack_file(f->tar, f->out, true, NULL, &e), 0);
 	assert_int_equal(stat(a, &sa), 0);
 	assert_int_equal(stat(al, &sl), 0);
 	assert_int_equal(sa.st_ino, sl.st_ino);            /* hard link kept */
@@ -227,8 +227,7 @@ static void test_shifted_round_trip(void **state)
 	if (!f->root)
 		skip();
 	assert_int_equal(pack_to(f->src, f->tar, excludes, &res), 0);
-	struct unpack_opts uo = { .secure = true, .uid_offset = UOFF, .gid_offset = GOFF };
-	assert_int_equal(unpack_file(f->tar, f->out, &uo, &e), 0);
+	assert_int_equal(unpack_file_shifted(f->tar, f->out, UOFF, GOFF, NULL, &e), 0);
 	_cleanup_free_ char *o = cat(f->out, "etc/owned"), *l = cat(f->out, "lnk");
 	_cleanup_free_ char *a = cat(f->out, "etc/a"), *ping = cat(f->out, "usr/bin/ping");
 	assert_int_equal(stat(o, &st), 0);
@@ -259,7 +258,7 @@ static void test_shifted_round_trip(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(pack_tree(f->out, &po, sink_fd, &fd, &res, &e), 0);
 	close(fd);
-	assert_int_equal(unpack_file(tar2, back, &(struct unpack_opts){ .secure = true }, &e), 0);
+	assert_int_equal(unpack_file(tar2, back, true, NULL, &e), 0);
 	_cleanup_free_ char *o2 = cat(back, "etc/owned"), *p2 = cat(back, "usr/bin/ping");
 	assert_int_equal(stat(o2, &st), 0);
 	assert_int_equal(st.st_uid, 1234);
@@ -286,7 +285,7 @@ static void test_shifted_round_trip(void **state)
 	_cleanup_free_ char *bx = cat(big, "x");
 	assert_int_equal(chown(bx, 70000, 0), 0);
 	assert_int_equal(pack_to(big, f->tar, NULL, &res), 0);
-	assert_int_equal(unpack_file(f->tar, bigout, &uo, &e), -EPERM);
+	assert_int_equal(unpack_file_shifted(f->tar, bigout, UOFF, GOFF, NULL, &e), -EPERM);
 	assert_non_null(strstr(err_msg(&e), "entry 'x/' is owned by 70000:0, beyond the sandbox's"));
 }
 
@@ -301,7 +300,7 @@ static void test_device_node(void **state)
 	if (!f->root)
 		skip();
 	assert_int_equal(pack_to(f->src, f->tar, NULL, &res), 0);
-	assert_int_equal(unpack_file(f->tar, f->out, &(struct unpack_opts){ .secure = false }, &e), 0);
+	assert_int_equal(unpack_file(f->tar, f->out, false, NULL, &e), 0);
 	assert_int_equal(lstat(dn, &st), 0);
 	assert_true(S_ISCHR(st.st_mode));
 	assert_int_equal(major(st.st_rdev), 1);
@@ -443,7 +442,7 @@ static void test_secure(void **state)
 		int r;
 
 		write_evil(evil, cases[i].ev, cases[i].n);
-		r = unpack_file(evil, dest, &(struct unpack_opts){ .secure = true }, &e);
+		r = unpack_file(evil, dest, true, NULL, &e);
 		print_message("# %s: %d %s\n", cases[i].name, r, err_msg(&e));
 		assert_true(r < 0);
 		/* the message names the archive */
@@ -465,7 +464,7 @@ static void test_not_empty(void **state)
 
 	assert_int_equal(pack_to(f->src, f->tar, excludes, &res), 0);
 	/* src is not empty: refused before anything is written */
-	assert_int_equal(unpack_file(f->tar, f->src, &(struct unpack_opts){ .secure = false }, &e), -EEXIST);
+	assert_int_equal(unpack_file(f->tar, f->src, false, NULL, &e), -EEXIST);
 }
 
 static void test_missing_root(void **state)
