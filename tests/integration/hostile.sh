@@ -368,9 +368,12 @@ for kind in bomb hog; do
 done
 
 # the parent's commit, a stored manifest's data, reaches no git argv: one
-# that starts with "--" makes the package unreadable, and the next build
-# fresh
+# that starts with "--", even signed by a key the builder trusts (a key
+# that leaked, a builder that was had), makes the package unreadable, and
+# the next build fresh; unsigned, the signature check refuses it first
 mf=$D_STORAGE/packages/$APP/$ID.json
+cp "$mf" "$T_ROOT/manifest.orig"
+cp "$mf.sig" "$T_ROOT/manifest.orig.sig"
 python3 - "$mf" "$T_ROOT/victim" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -379,15 +382,15 @@ json.dump(m, open(sys.argv[1], "w"))
 PY
 echo again >>"$SRC/probe.sh"
 commit_tree "$REPO" "$SRC" again || t_bail "cannot commit"
-t_ok "a build over a parent whose commit starts with -- goes on" "$UPAAS" build --app "$APP" "$REPO"
+t_fail "a build over a tampered parent manifest fails" "$UPAAS" build --app "$APP" "$REPO"
+t_match "... at its signature" "$(cat "$T_ROOT/last.out")" 'does not match its signature'
+"$UPAAS" key sign --key "$T_KEY" "$mf" >/dev/null
+t_ok "a build over a signed parent whose commit starts with -- goes on" \
+	"$UPAAS" build --app "$APP" "$REPO"
 t_match "... fresh, the parent unreadable" "$(cat "$T_ROOT/last.out")" 'unreadable|fresh'
 t_is "... and truncated no host file" "$(cat "$T_ROOT/victim")" intact
-python3 - "$mf" <<'PY'
-import hashlib, json, sys
-m = json.load(open(sys.argv[1]))
-m["repository"]["commit"] = hashlib.sha1(b"x").hexdigest()
-json.dump(m, open(sys.argv[1], "w"))
-PY
+cp "$T_ROOT/manifest.orig" "$mf"
+cp "$T_ROOT/manifest.orig.sig" "$mf.sig"
 
 # deploy: the probe as a post-deploy hook and through upaas exec
 t_ok "the probe app deploys (the hook is contained)" "$UPAAS" deploy "$APP"
