@@ -27,6 +27,7 @@
 
 #include "archive/archive.h"
 #include "images/images.h"
+#include "package/package.h"
 #include "rootfs/rootfs.h"
 #include "sandbox/sandbox.h"
 
@@ -154,7 +155,10 @@ static void image_cache_key(const struct config *c, const char *mirror, const ch
 	buf_adds(&t, "\npackages=");
 	for (size_t i = 0; i < pk.n; i++)
 		buf_addf(&t, "%s%s", i ? "," : "", pk.v[i]);
-	buf_addf(&t, "\nmirror=%s\n", mirror);
+	/* the mirror without its credentials: a digest of a password is no
+	 * place for it either */
+	_cleanup_free_ char *bare = url_redacted(mirror);
+	buf_addf(&t, "\nmirror=%s\n", bare);
 	sha256_hex(t.p, t.len, hex);
 }
 
@@ -201,6 +205,9 @@ static char *deb822_field(const char *text, const char *field)
 static int mirror_probe(const char *mirror, const char *dist, struct buf *out, struct err *e)
 {
 	_cleanup_free_ char *url = xasprintf("%s/dists/%s/Release", mirror, dist);
+	/* what messages show: a mirror's credentials stay out of them */
+	_cleanup_free_ char *shown = url_redacted(mirror);
+	_cleanup_free_ char *shown_url = url_redacted(url);
 	char cerr[CURL_ERROR_SIZE] = "";
 	CURL *h;
 	CURLcode rc;
@@ -234,13 +241,14 @@ static int mirror_probe(const char *mirror, const char *dist, struct buf *out, s
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(h);
 	if (rc != CURLE_OK)
-		return err_set(e, -EHOSTUNREACH, "mirror '%s' does not answer: %s", mirror,
+		return err_set(e, -EHOSTUNREACH, "mirror '%s' does not answer: %s", shown,
 			       cerr[0] ? cerr : curl_easy_strerror(rc));
 	if (code == 404)
 		return err_set(e, -ENOENT, "mirror '%s' has no distribution '%s' (GET '%s': 404)",
-			       mirror, dist, url);
+			       shown, dist, shown_url);
 	if (code >= 400)
-		return err_set(e, -EIO, "mirror '%s' answers HTTP %ld for '%s'", mirror, code, url);
+		return err_set(e, -EIO, "mirror '%s' answers HTTP %ld for '%s'", shown, code,
+			       shown_url);
 	return 0;
 }
 
@@ -388,20 +396,21 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 	p.pid_namespace = true;
 	p.timeout_ms = c->bootstrap.timeout > 0 ? (unsigned)c->bootstrap.timeout * 1000u : 0;
 	log_debug("bootstrap: %s", p.argv.v[0]);
+	_cleanup_free_ char *shown = url_redacted(mirror);
 	progress_begin(&prog, tool, 0);
 	r = proc_run(&p, e);
 	progress_end(&prog);
 	proc_describe(&p, &what);
 	proc_free(&p);
 	if (r == -ETIMEDOUT)
-		return err_prefix(e, "bootstrapping from mirror '%s' (log '%s')", mirror, logpath);
+		return err_prefix(e, "bootstrapping from mirror '%s' (log '%s')", shown, logpath);
 	if (r < 0)
-		return err_prefix(e, "bootstrapping from mirror '%s'", mirror);
+		return err_prefix(e, "bootstrapping from mirror '%s'", shown);
 	if (r > 0) {
 		_cleanup_free_ char *last = log_summary(logpath);
 
 		return err_set(e, -EIO, "%s from mirror '%s' failed with status %d: %s (log '%s')",
-			       tool, mirror, r, last, logpath);
+			       tool, shown, r, last, logpath);
 	}
 	return 0;
 }
@@ -532,7 +541,8 @@ static char *manifest_text(const struct config *c, const struct image_made *m)
 	json_object_object_add(o, "arch", json_new_str(m->arch));
 	json_object_object_add(o, "variant", json_new_str(c->bootstrap.variant));
 	json_object_object_add(o, "components", json_new_strv(&c->bootstrap.components));
-	json_object_object_add(o, "mirror", json_new_str(m->mirror));
+	_cleanup_free_ char *mirror = url_redacted(m->mirror);
+	json_object_object_add(o, "mirror", json_new_str(mirror));
 	json_object_object_add(o, "packages", json_new_strv(&m->packages));
 	json_object_object_add(o, "extra_packages", json_new_strv(&c->bootstrap.packages));
 	json_object_object_add(o, "tool", json_new_str(m->tool));
@@ -584,7 +594,8 @@ static int manifest_parse(const char *key, const char *text, struct image_info *
 	return 0;
 }
 
-int image_load(struct storage *s, const char *name, struct image_info *ret, struct err *e)
+int image_load(struct storage *s, const struct sign_trust *t, const char *name,
+	       struct image_info *ret, struct err *e)
 {
 	_cleanup_free_ char *key = NULL;
 	_cleanup_buf_ struct buf text = BUF_INIT;
@@ -595,7 +606,8 @@ int image_load(struct storage *s, const char *name, struct image_info *ret, stru
 	if (r < 0)
 		return r;
 	key = storage_key_image(name, "json");
-	r = storage_get_buf(s, key, &text, MANIFEST_MAX_BYTES, e);
+	/* nothing of the manifest is read before its signature checks out */
+	r = signed_get(s, t, key, &text, MANIFEST_MAX_BYTES, NULL, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 		return err_set(e, -ENOENT, "no image '%s' in %s", name, storage_where(s));
@@ -603,6 +615,8 @@ int image_load(struct storage *s, const char *name, struct image_info *ret, stru
 	if (r < 0)
 		return r;
 	r = manifest_parse(key, text.p, &i, e);
+	if (r >= 0 && strcmp(i.name, name))
+		r = err_set(e, -EBADMSG, "image manifest '%s' is the one of image '%s'", key, i.name);
 	if (r < 0) {
 		image_info_free(&i);
 		return r;
@@ -636,6 +650,28 @@ bool image_needs_rebuild(const struct config *c, const struct image_info *i, str
 		return true;
 	}
 	return false;
+}
+
+/*
+ * The blob key the stored manifest of image name names, read without
+ * checking its signature: it only says which blob a removal may delete,
+ * and image_blob_key_ok() bounds that to the image's own keys. -ENOENT
+ * when there is no manifest.
+ */
+static int image_manifest_key(struct storage *s, const char *name, char **ret)
+{
+	_cleanup_free_ char *mkey = storage_key_image(name, "json");
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_json_ struct json_object *o = NULL;
+	int r = storage_get_buf(s, mkey, &text, MANIFEST_MAX_BYTES, &e);
+
+	if (r < 0)
+		return r;
+	if (json_parse_object(text.p, &o, &e) < 0 || !json_get_str(o, "key"))
+		return -EBADMSG;
+	*ret = xstrdup(json_get_str(o, "key"));
+	return 0;
 }
 
 /* true when key may be the blob of image name: images/<name>.tar.zst (first
@@ -732,24 +768,29 @@ static void publish_recover(const struct config *c, struct storage *s, const cha
 	_cleanup_free_ char *path = publish_record(c, name);
 	_cleanup_buf_ struct buf text = BUF_INIT;
 	_cleanup_err_ struct err e = ERR_INIT;
-	struct image_info cur = { 0 };
+	_cleanup_free_ char *cur = NULL;
 	bool clean = true;
 	int r;
 
 	if (buf_read_file(&text, path, 64 * 1024) < 0)
 		return;
-	r = image_load(s, name, &cur, &e);
-	if (r < 0 && r != -ENOENT) {
-		/* cannot tell which blob is live: keep both, try next time */
-		image_info_free(&cur);
-		return;
+	r = image_manifest_key(s, name, &cur);
+	if (r < 0 && r != -ENOENT)
+		return;   /* cannot tell which blob is live: keep both, try next time */
+	if (r == -ENOENT) {
+		/* a removal that died between the manifest and its signature */
+		_cleanup_free_ char *mkey = storage_key_image(name, "json");
+		_cleanup_free_ char *skey = sign_sig_key(mkey);
+		if (storage_delete(s, skey, &e) < 0)
+			clean = false;
+		err_clear(&e);
 	}
 	for (char *line = text.p, *nl; *line; line = nl + 1) {
 		nl = strchrnul(line, '\n');
 		bool last = !*nl;
 
 		*nl = '\0';
-		if (*line && image_blob_key_ok(name, line) && (!cur.key || strcmp(cur.key, line))) {
+		if (*line && image_blob_key_ok(name, line) && (!cur || strcmp(cur, line))) {
 			err_clear(&e);
 			if (storage_delete(s, line, &e) < 0) {
 				log_warn("cannot delete '%s', left by a creation of image '%s' that "
@@ -763,7 +804,6 @@ static void publish_recover(const struct config *c, struct storage *s, const cha
 		if (last)
 			break;
 	}
-	image_info_free(&cur);
 	if (clean)
 		publish_record_done(c, name);
 }
@@ -773,43 +813,42 @@ static void publish_recover(const struct config *c, struct storage *s, const cha
  * in one put (a reader sees either), then the old blob is deleted. On
  * failure the new blob goes, and the old image stays as it was.
  */
-static int image_publish(const struct config *c, struct storage *s, const char *name,
-			 struct image_made *m, struct err *e)
+static int image_publish(const struct config *c, struct storage *s, const struct sign_key *k,
+			 const char *name, struct image_made *m, struct err *e)
 {
-	_cleanup_free_ char *manifest = NULL;
+	_cleanup_free_ char *manifest = NULL, *old = NULL;
 	_cleanup_free_ char *mkey = storage_key_image(name, "json");
 	_cleanup_err_ struct err e2 = ERR_INIT;
-	struct image_info old = { 0 };
 	int r;
 
 	/* the blob the current manifest names, to delete once replaced */
-	if (image_load(s, name, &old, &e2) < 0)
-		image_info_free(&old);
-	err_clear(&e2);
-	if (old.key && image_blob_key_ok(name, old.key))
-		publish_record_write(c, name, m->key, old.key);
+	if (image_manifest_key(s, name, &old) < 0 || !image_blob_key_ok(name, old)) {
+		free(old);
+		old = NULL;
+	}
+	if (old)
+		publish_record_write(c, name, m->key, old);
 	m->created = now_unix();
 	manifest = manifest_text(c, m);
-	r = storage_put_buf(s, mkey, manifest, strlen(manifest), e);
+	/* its signature first (with the old one's kept until the manifest is
+	 * replaced: signed_put), the manifest is the commit marker */
+	r = signed_put(s, k, mkey, manifest, strlen(manifest), e);
 	if (r < 0) {
 		/* no manifest: the blob is garbage, and must not outlive it */
 		storage_delete(s, m->key, &e2);
-		image_info_free(&old);
 		return err_prefix(e, "storing the manifest of image '%s'", name);
 	}
 	crash_point("image.after-manifest");
-	if (old.key && strcmp(old.key, m->key) && image_blob_key_ok(name, old.key) &&
-	    storage_delete(s, old.key, &e2) < 0)
-		log_warn("cannot delete '%s', the blob of the image replaced: %s", old.key,
+	if (old && strcmp(old, m->key) && storage_delete(s, old, &e2) < 0)
+		log_warn("cannot delete '%s', the blob of the image replaced: %s", old,
 			 err_msg(&e2));
-	image_info_free(&old);
 	image_collect_orphans(s, name, m->key);
 	return 0;
 }
 
 /* Bootstraps into tmp/root and stores; tmp is removed by the caller. */
-static int image_build(const struct config *c, struct storage *s, const char *name,
-		       const char *tmp, struct image_made *m, struct err *e)
+static int image_build(const struct config *c, struct storage *s, const struct sign_key *k,
+		       const char *name, const char *tmp, struct image_made *m, struct err *e)
 {
 	_cleanup_free_ char *root = path_join(tmp, "root");
 	_cleanup_free_ char *logpath = NULL;
@@ -837,7 +876,7 @@ static int image_build(const struct config *c, struct storage *s, const char *na
 	if (r < 0)
 		return err_prefix(e, "storing image '%s'", name);
 	crash_point("image.after-blob");
-	return image_publish(c, s, name, m, e);
+	return image_publish(c, s, k, name, m, e);
 }
 
 /* Bootstraps, packs and stores the image (always); the caller holds the
@@ -849,9 +888,21 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 	_cleanup_buf_ struct buf mirror = BUF_INIT;
 	_cleanup_err_ struct err e2 = ERR_INIT;
 	struct image_made m = { .packages = STRV_INIT };
+	struct sign_trust t = SIGN_TRUST_INIT;
+	struct sign_key *k = NULL;
 	char cache_key[65];
 	int r;
 
+	/* a key that cannot sign fails now, not after the bootstrap */
+	r = sign_key_config_make(c, &k, e);
+	if (r < 0)
+		return r;
+	if (!k && !c->signing.allow_unsigned)
+		return err_set(e, -ENOKEY, "signing.key is not set: make a key pair with 'upaas key "
+			       "generate' (or set signing.allow_unsigned to make unsigned images)");
+	if (!k)
+		log_warn("signing.key is not set: image '%s' is stored unsigned", name);
+	sign_key_free(k);
 	r = pick_tool(c, &tool, e);
 	if (r < 0)
 		return r;
@@ -882,7 +933,10 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 	 * blob is recorded before it exists */
 	publish_recover(c, s, name);
 	publish_record_write(c, name, key, NULL);
-	r = image_build(c, s, name, tmp, &m, e);
+	r = sign_key_config(c, &k, e);
+	if (r >= 0)
+		r = image_build(c, s, k, name, tmp, &m, e);
+	sign_key_free(k);
 	if (r < 0) {
 		/* the upload was aborted or the blob deleted: look once more */
 		publish_recover(c, s, name);
@@ -894,7 +948,11 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 		log_warn("cannot remove '%s': %s", tmp, err_msg(&e2));
 	if (r < 0)
 		return r;
-	return image_load(s, name, ret, e);
+	r = sign_trust_config(&t, c, e);
+	if (r >= 0)
+		r = image_load(s, &t, name, ret, e);
+	sign_trust_free(&t);
+	return r;
 }
 
 int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
@@ -903,6 +961,7 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	_cleanup_free_ char *def = NULL;
 	_cleanup_close_ int lfd = -1;
 	struct image_info i = { 0 };
+	_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
 	int r;
 
 	if (!name)
@@ -910,14 +969,20 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	r = check_name(name, e);
 	if (r < 0)
 		return r;
+	r = sign_trust_config(&t, c, e);
+	if (r < 0)
+		return r;
 	if (!force) {
-		r = image_load(s, name, &i, e);
+		r = image_load(s, &t, name, &i, e);
 		if (r == 0 && !image_needs_rebuild(c, &i, NULL)) {
 			*ret = i;
 			return 0;
 		}
 		image_info_free(&i);
-		if (r < 0 && r != -ENOENT && r != -EBADMSG)
+		/* a manifest that fails its signature is not replaced behind the
+		 * admin's back: the build stops and says why ('image create
+		 * --force' makes a new one) */
+		if (r < 0 && r != -ENOENT)
 			return r;
 		err_clear(e);
 	}
@@ -925,7 +990,7 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	lfd = workdir_lock_image(c, name, e);
 	if (lfd < 0)
 		return lfd;
-	if (!force && image_load(s, name, &i, e) == 0 && !image_needs_rebuild(c, &i, NULL)) {
+	if (!force && image_load(s, &t, name, &i, e) == 0 && !image_needs_rebuild(c, &i, NULL)) {
 		*ret = i;
 		return 0;
 	}
@@ -959,9 +1024,7 @@ int image_list(struct storage *s, struct strv *names, struct err *e)
 int image_remove(const struct config *c, struct storage *s, const char *name, struct err *e)
 {
 	_cleanup_free_ char *mkey = NULL, *bkey = NULL;
-	_cleanup_err_ struct err le = ERR_INIT;
 	_cleanup_close_ int lfd = -1;
-	struct image_info i = { 0 };
 	struct storage_stat st;
 	int r;
 
@@ -985,15 +1048,15 @@ int image_remove(const struct config *c, struct storage *s, const char *name, st
 		return r;
 	/* the blob the manifest names (a damaged manifest names none: the
 	 * first edition's key, and the orphan sweep, still apply) */
-	if (image_load(s, name, &i, &le) == 0 && image_blob_key_ok(name, i.key))
-		bkey = xstrdup(i.key);
-	else
+	if (image_manifest_key(s, name, &bkey) < 0 || !image_blob_key_ok(name, bkey)) {
+		free(bkey);
 		bkey = storage_key_image(name, "tar.zst");
-	image_info_free(&i);
-	/* the manifest is the commit marker: it goes first; the record says
-	 * which blob is left to delete if we die before it */
+	}
+	/* the manifest is the commit marker: it goes first, then its
+	 * signature; the record says which blob is left to delete if we die
+	 * before it */
 	publish_record_write(c, name, bkey, NULL);
-	r = storage_delete(s, mkey, e);
+	r = signed_delete(s, mkey, e);
 	if (r < 0) {
 		publish_record_done(c, name);
 		return r;

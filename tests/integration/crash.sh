@@ -120,7 +120,7 @@ host_state() {
 storage_state() {
 	local id
 	[ -e "$ST/apps/$APP/current" ] || return 0
-	id=$(cat "$ST/apps/$APP/current")
+	id=$(stored_current "$APP")
 	[ -f "$ST/packages/$APP/$id.json" ] || { echo "current $id has no manifest"; return; }
 	[ "$(sha256sum <"$(blob_of "$id")" | cut -d' ' -f1)" = \
 		"$(jq -r .blob.sha256 "$ST/packages/$APP/$id.json")" ] ||
@@ -132,7 +132,9 @@ garbage() {
 	for f in "$ST/packages/$APP"/*; do
 		[ -e "$f" ] || continue
 		case $f in
+		*.sbom.json) [ -e "${f%.sbom.json}.json" ] || echo "bill without manifest: $f" ;;
 		*.json) ;;
+		*.json.sig) [ -e "${f%.sig}" ] || echo "signature without manifest: $f" ;;
 		*.tar.zst) [ -e "${f%.tar.zst}.json" ] || echo "blob without manifest: $f" ;;
 		*) echo "stray: $f" ;;
 		esac

@@ -49,6 +49,9 @@ consistent() {
 	[ "$(sha256sum <"$blob" | cut -d' ' -f1)" = "$(jq -r .sha256 "$m")" ] ||
 		{ echo "blob '$key' does not match its manifest"; return; }
 	[ "$(stat -c %s "$blob")" = "$(jq -r .size "$m")" ] || { echo "size differs"; return; }
+	# and its signature checks out: upaas reads it
+	"$UPAAS" image show "$1" >/dev/null 2>"$T_ROOT/show.err" ||
+		{ echo "image show fails: $(tail -n 1 "$T_ROOT/show.err")"; return; }
 	echo ok
 }
 # leftovers NAME: whatever a finished command must not leave: blobs no
@@ -60,6 +63,11 @@ leftovers() {
 	find "$ST/images" -type f \( -path "$ST/images/$1/*" -o -name "$1.tar.zst" \) |
 		grep -v -x -F "$ST/$keep"
 	ls -d "$T_ROOT/cache/images/$1.publish" "$T_ROOT/work/image-$1."* 2>/dev/null
+	# a signature with lines of an older manifest than the one it signs
+	[ ! -e "$ST/images/$1.json.sig" ] || [ "$(wc -l <"$ST/images/$1.json.sig")" = 1 ] ||
+		echo "old signature lines left in images/$1.json.sig"
+	[ -e "$ST/images/$1.json" ] || [ ! -e "$ST/images/$1.json.sig" ] ||
+		echo "a signature without its manifest"
 }
 
 # walk LABEL NAME COMMAND... < TRACE: for each point of TRACE, kills COMMAND

@@ -139,6 +139,8 @@ t_is "... and creates nothing" "$(ls "$STORE/images" | grep -c '^no-such-image')
 # first-edition image: its blob at images/<name>.tar.zst, named by "key"
 cp "$STORE/$(blob_key)" "$STORE/images/rm-me.tar.zst"
 jq '.name = "rm-me" | .key = "images/rm-me.tar.zst"' "$STORE/images/$NAME.json" >"$STORE/images/rm-me.json"
+"$UPAAS" key sign --key "$T_KEY" --output "$STORE/images/rm-me.json.sig" "$STORE/images/rm-me.json" \
+	>/dev/null
 t_match "copy listed" "$("$UPAAS" image list)" "^rm-me "
 t_is "a first-edition image loads" "$("$UPAAS" image show --json rm-me | jq -r .key)" "images/rm-me.tar.zst"
 t_ok "image rm" "$UPAAS" image rm rm-me

@@ -27,6 +27,7 @@ cat >"$T_ROOT/server.py" <<'PY'
 import http.server, socketserver, sys, time, threading
 blobs = [open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()]
 manifest = open(sys.argv[3], "rb").read()
+signature = open(sys.argv[4], "rb").read()
 seen = {}
 lock = threading.Lock()
 class H(http.server.BaseHTTPRequestHandler):
@@ -46,6 +47,8 @@ class H(http.server.BaseHTTPRequestHandler):
         if mode == "demo":
             if self.path.endswith(".json"):
                 body, etag = manifest, '"m"'
+            elif self.path.endswith(".json.sig"):
+                body, etag = signature, '"s"'
             else:
                 mode = "slow"
         lm = "Mon, 0%d Jan 2024 00:00:00 GMT" % (version + 1)
@@ -92,8 +95,10 @@ print(json.dumps({"format": 1, "app": "demo", "id": pid, "fresh": True,
     "blob": {"key": "packages/demo/%s.tar.zst" % pid, "size": os.path.getsize(blob),
              "sha256": hashlib.sha256(open(blob, "rb").read()).hexdigest()}}))
 PY
+"$UPAAS" key sign --key "$T_KEY" --output "$T_ROOT/manifest.json.sig" "$T_ROOT/manifest.json" \
+	>/dev/null || t_bail "cannot sign the manifest"
 python3 -u "$T_ROOT/server.py" "$T_ROOT/blob" "$T_ROOT/blob2" "$T_ROOT/manifest.json" \
-	>"$T_ROOT/server.log" 2>&1 &
+	"$T_ROOT/manifest.json.sig" >"$T_ROOT/server.log" 2>&1 &
 SPID=$!
 trap 'rc=$?; kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; (exit $rc); t_cleanup' EXIT
 PORT=
