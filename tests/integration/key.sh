@@ -69,6 +69,7 @@ paths = { workdir = "$T_ROOT/work"; cache = "$UPAAS_TEST_SHARED/cache"; state = 
 storage = { handler = "local"; path = "$T_ROOT/storage"; };
 deploy = { root = "$T_ROOT/srv"; hooks_dir = "$T_ROOT/hooks"; };
 interpreters = { shell = { any = { packages = []; }; }; };
+sandbox = { uid_base = $T_SANDBOX_BASE; };
 $1
 CFG
 }
