@@ -13,13 +13,6 @@
 
 enum { O_JSON = CLI_LONG, O_KEY, O_FORCE };
 
-static void json_print(struct json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						      JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-}
-
 
 struct opts {
 	bool json;
@@ -300,7 +293,7 @@ static int storage_check(struct cli *c, const struct cli_args *a)
 		json_object_object_add(out, "ok", json_object_new_boolean(k.failed == 0));
 		json_object_object_add(out, "stages", TAKE_PTR(stages));
 		json_object_object_add(out, "uploads", TAKE_PTR(uploads));
-		json_print(out);
+		cli_json_print(out);
 	} else {
 		printf("%s\n", k.failed ? "storage check FAILED" : "storage check ok");
 	}
@@ -349,7 +342,7 @@ static int storage_ls(struct cli *c, const struct cli_args *a)
 	if (r < 0)
 		return cli_fail(&e, "cannot list storage");
 	if (o.json)
-		json_print(TAKE_PTR(arr));
+		cli_json_print(TAKE_PTR(arr));
 	return 0;
 }
 
