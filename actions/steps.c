@@ -16,6 +16,8 @@
 
 /* Where the host-side mirror appears inside the sandbox (read-only). */
 #define SANDBOX_MIRROR "/run/upaas/repo.git"
+/* git's system config for the commands that see the mirror (read-only). */
+#define SANDBOX_GITCONFIG "/run/upaas/gitconfig"
 
 const char *step_status_name(enum step_status s)
 {
@@ -128,6 +130,31 @@ static void blog(struct actions_ctx *x, const char *fmt, ...)
 }
 
 /*
+ * The git config the commands that see the mirror get as their system
+ * config (GIT_CONFIG_SYSTEM): the mirror belongs to another user than the
+ * app, which git refuses as "dubious ownership" unless safe.directory names
+ * it. -c or GIT_CONFIG_* would not do: git drops them for the upload-pack
+ * of a local fetch or clone, which is the one that checks. Written once per
+ * build in tmpdir; *ret is its path.
+ */
+static int git_config_file(const struct actions_ctx *x, char **ret, struct err *e)
+{
+	static const char text[] =
+		"# written by upaas: the app's mirror, bound read-only, belongs to\n"
+		"# another user than the app\n"
+		"[safe]\n"
+		"\tdirectory = " SANDBOX_MIRROR "\n";
+	_cleanup_free_ char *p = path_join(x->tmpdir, "gitconfig");
+	if (access(p, F_OK) < 0) {
+		int r = fs_write_atomic(p, text, sizeof(text) - 1, 0644);
+		if (r < 0)
+			return err_set_errno(e, r, "cannot write '%s'", p);
+	}
+	*ret = TAKE_PTR(p);
+	return 0;
+}
+
+/*
  * Runs argv (taken) in the sandbox. Returns 0 when it exited 0; otherwise
  * records "step 'S' failed: ..." and returns < 0 (-ECHILD for a non-zero exit,
  * with the status in the step record).
@@ -138,7 +165,7 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	const struct config *c = x->cfg;
 	const char *sname = step_name(rn->step);
 	struct sandbox sb = SANDBOX_INIT;
-	struct sandbox_bind binds[2];
+	struct sandbox_bind binds[3];
 	size_t n_binds = 0;
 	int r;
 
@@ -170,8 +197,17 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	sb.log_fd2 = x->log_fd2 > 0 ? x->log_fd2 : -1;
 	sb.tee = x->tee;
 	sb.stdin_fd = rn->stdin_fd;
-	if (rn->mirror && x->mirror)
+	_cleanup_free_ char *gitconfig = NULL;
+	if (rn->mirror && x->mirror) {
 		binds[n_binds++] = (struct sandbox_bind){ .host = x->mirror, .target = SANDBOX_MIRROR };
+		r = git_config_file(x, &gitconfig, e);
+		if (r < 0) {
+			sandbox_free(&sb);
+			return r;
+		}
+		binds[n_binds++] = (struct sandbox_bind){ .host = gitconfig, .target = SANDBOX_GITCONFIG };
+		strv_setenv(&sb.env, "GIT_CONFIG_SYSTEM", SANDBOX_GITCONFIG);
+	}
 	/* the host's CA bundle for downloads through a TLS-intercepting proxy;
 	 * only where the chroot has the directory, so nothing is created */
 	_cleanup_free_ char *ca_dir = NULL;
@@ -386,6 +422,8 @@ static int checkout_archive(struct run *rn, struct err *e)
 	strv_push(&argv, "-f");
 	strv_push(&argv, "-");
 	strv_push(&argv, "--no-same-owner");
+	/* the commit's archive, then one per submodule */
+	strv_push(&argv, "--ignore-zeros");
 	rn->stdin_fd = fd;
 	int r = run_argv(rn, &argv, "extracting the commit", e);
 	rn->stdin_fd = -1;
@@ -396,7 +434,7 @@ static int checkout_archive(struct run *rn, struct err *e)
  * in the root, e.g. from os packages). */
 static const char keep_git_sh[] =
 	"[ -d .git ] || git init -q .\n"
-	"git -c safe.directory='*' fetch -q --no-tags \"$1\" '+refs/heads/*:refs/remotes/origin/*'\n"
+	"git fetch -q --no-tags \"$1\" '+refs/heads/*:refs/remotes/origin/*'\n"
 	"git update-ref --no-deref HEAD \"$2\"\n"
 	"git reset -q\n";
 

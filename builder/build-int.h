@@ -7,6 +7,32 @@
 
 #ifndef UPAAS_BUILDER_H
 #error "include builder/builder.h first"
+/*
+ * The submodules of commit, recursively, each fetched into a bare mirror of
+ * its own under <paths.cache>/git/modules/ (one per URL, under a flock,
+ * fetched only when it lacks the recorded commit). A relative URL is
+ * resolved against its superproject's URL (url: the app's); every URL is
+ * checked before git sees it (module_url_check in git.c): no option, no
+ * remote helper, only http(s), git and ssh, and a local path only inside
+ * git.local_paths. A gitlink without a URL in .gitmodules stays an empty
+ * directory, as with git (a warning in the log). Paths are relative to the
+ * app's checkout, parents before their submodules.
+ */
+struct git_module {
+	char *path;
+	char *url;
+	char *mirror;
+	char *commit;
+};
+struct git_modules {
+	struct git_module *v;
+	size_t n;
+};
+#define GIT_MODULES_INIT { NULL, 0 }
+int git_modules_resolve(const struct config *c, const char *mirror, const char *commit,
+			const char *url, int log_fd, struct git_modules *ret, struct err *e);
+void git_modules_free(struct git_modules *m);
+
 #endif
 
 /* A git URL as given, or a local path made absolute (it must exist). */
@@ -29,8 +55,10 @@ int git_show_file(const char *mirror, const char *commit, const char *path, stru
 		  size_t max, struct err *e);
 /* The committer time of commit (unix seconds). */
 int git_commit_time(const char *mirror, const char *commit, int64_t *ret, struct err *e);
-/* `git archive --format=tar` of commit (a commit id) written to fd. */
-int git_archive_to_fd(const char *mirror, const char *commit, int fd, int log_fd, struct err *e);
+/* `git archive --format=tar` of commit (a commit id) written to fd, its
+ * paths below prefix/ when prefix is not NULL. */
+int git_archive_to_fd(const char *mirror, const char *commit, const char *prefix, int fd,
+		      int log_fd, struct err *e);
 /*
  * The paths that commit to deleted since commit from, NUL-separated (git
  * diff -z --diff-filter=D), into ret (at most GIT_DELETED_MAX bytes). Both
@@ -39,5 +67,31 @@ int git_archive_to_fd(const char *mirror, const char *commit, int fd, int log_fd
 #define GIT_DELETED_MAX ((size_t)64 << 20)
 int git_deleted_files(const char *mirror, const char *from, const char *to, int log_fd,
 		      struct buf *ret, struct err *e);
+
+/*
+ * The submodules of commit, recursively, each fetched into a bare mirror of
+ * its own under <paths.cache>/git/modules/ (one per URL, under a flock,
+ * fetched only when it lacks the recorded commit). A relative URL is
+ * resolved against its superproject's URL (url: the app's); every URL is
+ * checked before git sees it (module_url_check in git.c): no option, no
+ * remote helper, only http(s), git and ssh, and a local path only inside
+ * git.local_paths. A gitlink without a URL in .gitmodules stays an empty
+ * directory, as with git (a warning in the log). Paths are relative to the
+ * app's checkout, parents before their submodules.
+ */
+struct git_module {
+	char *path;
+	char *url;
+	char *mirror;
+	char *commit;
+};
+struct git_modules {
+	struct git_module *v;
+	size_t n;
+};
+#define GIT_MODULES_INIT { NULL, 0 }
+int git_modules_resolve(const struct config *c, const char *mirror, const char *commit,
+			const char *url, int log_fd, struct git_modules *ret, struct err *e);
+void git_modules_free(struct git_modules *m);
 
 #endif

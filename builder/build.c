@@ -66,6 +66,7 @@ struct build {
 	off_t log_sent;             /* bytes of the log copied to o->log_fd */
 	struct buf url, mirror, commit, refname, cfgtext;
 	int64_t commit_time;
+	struct git_modules modules; /* submodules of the commit, recursively */
 	struct metadata meta;
 	bool have_meta;
 	struct plan plan;
@@ -205,6 +206,13 @@ static int stage_fetch(struct build *b, struct err *e)
 			       b->commit.p, msg.p);
 	}
 	diags_free(&d);
+	/* submodules are fetched with the app: a URL that cannot be used
+	 * fails the build here, before any step */
+	r = git_modules_resolve(b->c, b->mirror.p, b->commit.p, b->url.p, b->log_fd, &b->modules, e);
+	if (r < 0)
+		return r;
+	if (b->modules.n)
+		blog(b, "%zu submodule%s fetched", b->modules.n, b->modules.n == 1 ? "" : "s");
 	return 0;
 }
 
@@ -360,7 +368,15 @@ static int make_checkout(struct build *b, struct err *e)
 	if (b->checkout_fd < 0)
 		return err_set_errno(e, -errno, "cannot create a file in '%s'", b->dir);
 	unlink(tmpl);
-	r = git_archive_to_fd(b->mirror.p, b->commit.p, b->checkout_fd, b->log_fd, e);
+	r = git_archive_to_fd(b->mirror.p, b->commit.p, NULL, b->checkout_fd, b->log_fd, e);
+	/* each submodule's archive follows (tar -i reads them all), parents
+	 * first, so that a submodule fills the empty directory of its gitlink */
+	for (size_t i = 0; r >= 0 && i < b->modules.n; i++) {
+		const struct git_module *m = &b->modules.v[i];
+		r = git_archive_to_fd(m->mirror, m->commit, m->path, b->checkout_fd, b->log_fd, e);
+		if (r < 0)
+			err_prefix(e, "submodule '%s'", m->path);
+	}
 	if (r < 0)
 		return r;
 	if (!parent || !strcmp(parent, b->commit.p))
@@ -735,6 +751,7 @@ static void build_free(struct build *b)
 	buf_free(&b->commit);
 	buf_free(&b->refname);
 	buf_free(&b->cfgtext);
+	git_modules_free(&b->modules);
 	buf_free(&b->reason);
 	strv_free(&b->lowers);
 	if (b->have_meta)
@@ -774,7 +791,8 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .checkout_fd = -1,
 			   .deleted = BUF_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
-			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT };
+			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT,
+			   .modules = GIT_MODULES_INIT };
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
 			 old_int;
 	_cleanup_close_ int lock = -1;
@@ -786,8 +804,12 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			return err_set(e, -EINVAL, "invalid app name '%s'", o->app);
 		b.app = xstrdup(o->app);
 	} else {
-		_cleanup_buf_ struct buf name = BUF_INIT;
-		r = git_source_app(o->source, &name, e);
+		/* from the URL or the canonical path: `upaas build .` is the
+		 * directory's name */
+		_cleanup_buf_ struct buf name = BUF_INIT, url = BUF_INIT;
+		r = git_source_url(o->source, &url, e);
+		if (r >= 0)
+			r = git_source_app(url.p, &name, e);
 		if (r < 0)
 			return r;
 		b.app = buf_detach(&name);

@@ -171,6 +171,27 @@ static void check_argv(struct schema_ctx *x, const config_setting_t *s, void *ba
 		schema_diag(x, s, "the update command must start with the program to run");
 }
 
+/* commands.remove, like install, must name the packages; it may be empty
+ * (packages no longer asked for then stay installed). */
+static void check_remove(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	if (!c->commands.remove.n)
+		return;
+	if (!strv_contains(&c->commands.remove, "{packages}"))
+		schema_diag(x, s, "the remove command needs an element \"{packages}\" "
+			    "(where the package names go)");
+	else if (!strcmp(c->commands.remove.v[0], "{packages}"))
+		schema_diag(x, s, "the remove command must start with the program to run");
+}
+
+static void check_autoremove(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	if (strv_contains(&c->commands.autoremove, "{packages}"))
+		schema_diag(x, s, "the autoremove command takes no \"{packages}\"");
+}
+
 static void check_storage(struct schema_ctx *x, const config_setting_t *s, void *base)
 {
 	struct config *c = base;
@@ -431,6 +452,9 @@ static const struct field commands_fields[] = {
 	{ FIELD("timeout", F_INT, OFF(commands.timeout)), RANGE(0, INT_MAX) },
 	{ FIELD("install", F_STRV, OFF(commands.install)), .ok = ok_nonblank, .check = check_install },
 	{ FIELD("update", F_STRV, OFF(commands.update)), .ok = ok_nonblank, .check = check_argv },
+	{ FIELD("remove", F_STRV, OFF(commands.remove)), .ok = ok_nonblank, .check = check_remove },
+	{ FIELD("autoremove", F_STRV, OFF(commands.autoremove)), .ok = ok_nonblank,
+	  .check = check_autoremove },
 	{ FIELD("ca_bundle", F_STR, OFF(commands.ca_bundle)), .ok = ok_abs_path_or_empty,
 	  .what = "an absolute path, or \"\" for none" },
 	FIELD_END,
@@ -488,6 +512,12 @@ static const struct field limits_fields[] = {
 	{ FIELD("memory", F_SIZE, OFF(limits.memory)), RANGE(0, INT64_MAX) },
 	{ FIELD("fsize", F_SIZE, OFF(limits.fsize)), RANGE(0, INT64_MAX) },
 	{ FIELD("unpacked_cache", F_SIZE, OFF(limits.unpacked_cache)), RANGE(0, INT64_MAX) },
+	{ FIELD("log_bytes", F_SIZE, OFF(limits.log_bytes)), RANGE(64 * 1024, INT64_MAX) },
+	FIELD_END,
+};
+
+static const struct field git_fields[] = {
+	{ FIELD("local_paths", F_STRV, OFF(git.local_paths)), .ok = ok_abs_path, .what = abs_what },
 	FIELD_END,
 };
 
@@ -557,6 +587,7 @@ static const struct field admin_fields[] = {
 	{ FIELD("queue", F_GROUP, 0), .sub = queue_fields },
 	{ FIELD("apps", F_GROUP, 0), .sub = apps_fields },
 	{ FIELD("limits", F_GROUP, 0), .sub = limits_fields },
+	{ FIELD("git", F_GROUP, 0), .sub = git_fields },
 	{ FIELD("pack", F_GROUP, 0), .sub = pack_fields },
 	{ FIELD("deploy", F_GROUP, 0), .sub = deploy_fields },
 	{ FIELD("serve", F_GROUP, 0), .sub = serve_fields, .check = check_serve },
@@ -613,6 +644,10 @@ void config_defaults(struct config *c)
 	strv_set(&c->commands.install, (const char *const[]){
 		"apt-get", "install", "-y", "--no-install-recommends", "{packages}", NULL });
 	strv_set(&c->commands.update, (const char *const[]){ "apt-get", "update", NULL });
+	strv_set(&c->commands.remove, (const char *const[]){
+		"apt-get", "purge", "-y", "{packages}", NULL });
+	strv_set(&c->commands.autoremove, (const char *const[]){
+		"apt-get", "autoremove", "--purge", "-y", NULL });
 	c->commands.ca_bundle = xstrdup("/etc/ssl/certs/ca-certificates.crt");
 
 	c->storage.handler = xstrdup("local");
@@ -636,6 +671,7 @@ void config_defaults(struct config *c)
 	c->limits.nofile = 65536;
 	c->limits.nproc = 4096;
 	c->limits.unpacked_cache = 8 * GIB;
+	c->limits.log_bytes = 16 * MIB;
 
 	c->pack.level = 3;
 
@@ -740,6 +776,9 @@ void config_free(struct config *c)
 	strv_free(&c->bootstrap.packages);
 	strv_free(&c->commands.install);
 	strv_free(&c->commands.update);
+	strv_free(&c->commands.remove);
+	strv_free(&c->commands.autoremove);
+	strv_free(&c->git.local_paths);
 	free(c->commands.ca_bundle);
 	struct cfg_storage *s = &c->storage;
 	free(s->handler);

@@ -105,6 +105,10 @@ struct config {
 		 * expands to one argv element per package name */
 		struct strv install;
 		struct strv update;     /* argv run before install: apt-get update */
+		/* argv template that purges packages no longer asked for
+		 * ("{packages}" as in install); empty: they stay */
+		struct strv remove;
+		struct strv autoremove; /* argv run after remove: apt-get autoremove --purge */
 		/* the host's CA bundle, bound read-only over the same path in
 		 * the chroot for steps with network (a proxy's CA); "" = none */
 		char *ca_bundle;
@@ -127,7 +131,13 @@ struct config {
 		int64_t memory;         /* RLIMIT_AS bytes, 0 = unlimited */
 		int64_t fsize;          /* RLIMIT_FSIZE bytes, 0 = unlimited */
 		int64_t unpacked_cache; /* bytes kept in the unpacked-base cache, 8 GiB */
+		int64_t log_bytes;      /* a stored build log at most, 16 MiB */
 	} limits;
+	struct {
+		/* directories a submodule URL that is a local path (or file://)
+		 * must be inside; empty: no local submodule URL */
+		struct strv local_paths;
+	} git;
 	struct {
 		int level;              /* zstd level, 3 */
 		int threads;            /* 0 = number of cores */
