@@ -8,8 +8,11 @@
  *                                                          ensured first);
  *                                                          the admin action on
  *                                                          fresh packages only
- *   os packages   admin commands.*      root      on       fresh, or when the
- *                                                          plan adds packages
+ *   os packages   admin commands.*      root      on       when the tree lacks
+ *                                                          a package of the
+ *                                                          plan, or has one the
+ *                                                          plan no longer asks
+ *                                                          for
  *   interpreter   admin                 root      on       fresh packages only
  *   checkout      upaas / metadata      app       off      every build (on for
  *                 repository.clone/update                   the app's own
@@ -97,8 +100,13 @@ struct actions_ctx {
 	const char *build_id;
 	const char *commit;
 	bool fresh;
-	/* os packages the base package already has (incremental); NULL: none */
+	/* os packages the base package was asked for and had (incremental;
+	 * its manifest's list); those the plan no longer asks for are let
+	 * go of (unmark + autoremove); NULL: none */
 	const struct strv *installed;
+	/* the base image's packages (names), never let go of; NULL: none */
+	const struct strv *image_packages;
+	int64_t commit_time;        /* SOURCE_DATE_EPOCH of every command */
 	struct actions_checkout checkout;
 	int log_fd;                 /* the build log */
 	int log_fd2;                /* > 0: a live copy of the log (the caller's) */
@@ -119,6 +127,16 @@ int actions_run(struct actions_ctx *ctx, struct err *e);
  * plan and the app's HOME; else (root steps) only the admin config's env
  * (interpreters.env < type.any.env < version.env), never the metadata's. */
 void actions_env(const struct actions_ctx *ctx, bool as_app, struct strv *env);
+
+/*
+ * The names among names that the tree at root has installed, by its dpkg
+ * status (/var/lib/dpkg/status, read inside root: a symlink never leads
+ * out), sorted, appended to ret. A tree without the file has none.
+ */
+#define DPKG_STATUS "var/lib/dpkg/status"
+#define DPKG_STATUS_MAX ((size_t)64 << 20)
+int actions_installed(const char *root, const struct strv *names, struct strv *ret,
+		      struct err *e);
 
 /* Checks a metadata file path: absolute, no "." / ".." / empty component. */
 bool actions_file_path_ok(const char *path);

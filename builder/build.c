@@ -27,6 +27,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <json-c/json.h>
+
 #include "actions/actions.h"
 #include "archive/archive.h"
 #include "builder/builder.h"
@@ -39,6 +41,8 @@
 #define METADATA_FILE ".upaas.cfg"
 #define METADATA_MAX ((size_t)1 << 20)
 #define LOG_TAIL_LINES 20
+#define LOG_TAIL_BYTES ((off_t)256 << 10)  /* where the last lines are looked for */
+#define LOG_TAIL_LINE_MAX 1000                 /* bytes of one of them shown */
 
 /* The only global state: which signal interrupted the build. */
 static volatile sig_atomic_t build_signal;
@@ -69,10 +73,13 @@ struct build {
 	struct git_modules modules; /* submodules of the commit, recursively */
 	struct metadata meta;
 	bool have_meta;
+	bool meta_invalid;          /* the failure is the metadata's */
 	struct plan plan;
 	bool have_plan;
 	struct image_info image;
 	bool have_image;
+	struct strv image_pkgs;     /* names of the image's packages */
+	struct strv os_installed;   /* the plan's packages the tree has, after the steps */
 	struct package_info parent;
 	bool have_parent;
 	bool fresh;
@@ -122,29 +129,53 @@ static void log_forward(struct build *b)
 	}
 }
 
-/* Appends the last lines of the build log (without timestamps) to e. */
+/* Appends the last lines of the build log (without timestamps) to e: read
+ * from the end, whatever the log's size. */
 static void err_add_log_tail(struct build *b, struct err *e)
 {
 	_cleanup_buf_ struct buf all = BUF_INIT;
-	if (!b->log_path || buf_read_file(&all, b->log_path, 64u << 20) < 0 || !all.len)
+	struct stat st;
+	if (b->log_fd < 0 || fstat(b->log_fd, &st) < 0 || st.st_size <= 0)
 		return;
+	off_t from = st.st_size > LOG_TAIL_BYTES ? st.st_size - LOG_TAIL_BYTES : 0;
+	size_t want = (size_t)(st.st_size - from);
+	if (buf_grow(&all, want) < 0)
+		return;
+	ssize_t got = pread(b->log_fd, all.p, want, from);
+	if (got <= 0)
+		return;
+	all.len = (size_t)got;
+	all.p[all.len] = '\0';
+	/* a NUL in the output would end the text early: show it as a space */
+	for (size_t i = 0; i < all.len; i++)
+		if (!all.p[i])
+			all.p[i] = ' ';
 	buf_rtrim(&all);
-	size_t start = all.len;
+	const char *text = all.p;
+	if (from > 0) {
+		/* the window starts inside a line: not shown */
+		const char *nl = strchr(text, '\n');
+		text = nl ? nl + 1 : text + strlen(text);
+	}
+	size_t start = strlen(text);
 	int lines = 0;
 	while (start > 0 && lines < LOG_TAIL_LINES) {
 		start--;
-		if (all.p[start] == '\n')
+		if (text[start] == '\n')
 			lines++;
 	}
-	if (all.p[start] == '\n')
+	if (text[start] == '\n')
 		start++;
 	buf_adds(&e->msg, "\nlast lines of the build log:");
-	for (const char *p = all.p + start; *p;) {
+	for (const char *p = text + start; *p;) {
 		size_t n = strcspn(p, "\n");
 		/* "2026-11-20T21:45:00.123Z " */
-		size_t skip = (n > 25 && p[23] == 'Z' && p[24] == ' ') ? 25 : 0;
+		size_t skip = (n >= 25 && p[23] == 'Z' && p[24] == ' ') ? 25 : 0;
+		size_t show = n - skip > LOG_TAIL_LINE_MAX ? LOG_TAIL_LINE_MAX : n - skip;
 		buf_adds(&e->msg, "\n  | ");
-		buf_add(&e->msg, p + skip, n - skip);
+		buf_add(&e->msg, p + skip, show);
+		if (show < n - skip)
+			buf_adds(&e->msg, "...");
 		p += n;
 		if (*p)
 			p++;
@@ -187,9 +218,13 @@ static int stage_fetch(struct build *b, struct err *e)
 		return r;
 	blog(b, "%s is commit %s", b->refname.p, b->commit.p);
 	r = git_show_file(b->mirror.p, b->commit.p, METADATA_FILE, &b->cfgtext, METADATA_MAX, e);
+	if (r == -ENOENT || r == -E2BIG)
+		b->meta_invalid = true;   /* the repository's problem: no log tail */
 	if (r == -ENOENT)
 		return err_set(e, -ENOENT, "no %s in '%s' at %.12s", METADATA_FILE, b->o->source,
 			       b->commit.p);
+	if (r == -E2BIG)
+		return err_prefix(e, "app metadata at %.12s", b->commit.p);
 	if (r < 0)
 		return r;
 
@@ -199,6 +234,7 @@ static int stage_fetch(struct build *b, struct err *e)
 	b->have_meta = true;
 	if (r < 0 || d.n) {
 		_cleanup_buf_ struct buf msg = BUF_INIT;
+		b->meta_invalid = true;
 		diags_format(&d, &msg);
 		buf_rtrim(&msg);
 		diags_free(&d);
@@ -214,6 +250,24 @@ static int stage_fetch(struct build *b, struct err *e)
 	if (b->modules.n)
 		blog(b, "%zu submodule%s fetched", b->modules.n, b->modules.n == 1 ? "" : "s");
 	return 0;
+}
+
+/* The names of the image's packages, from its manifest's "packages"
+ * ("name=version" or "name:arch=version"). */
+static void image_package_names(const struct image_info *i, struct strv *out)
+{
+	_cleanup_json_ struct json_object *o = NULL;
+	_cleanup_err_ struct err ig = ERR_INIT;
+	struct json_object *a;
+
+	if (!i->manifest_json || json_parse_object(i->manifest_json, &o, &ig) < 0 ||
+	    !json_object_object_get_ex(o, "packages", &a) || !json_object_is_type(a, json_type_array))
+		return;
+	for (size_t k = 0; k < json_object_array_length(a); k++) {
+		const char *v = json_object_get_string(json_object_array_get_idx(a, k));
+		if (v)
+			strv_push_take(out, xstrndup(v, strcspn(v, ":=")));
+	}
 }
 
 static void set_reason(struct build *b, const char *fmt, ...) _printf_(2, 3);
@@ -264,6 +318,7 @@ static int stage_base(struct build *b, struct err *e)
 	if (r < 0)
 		return err_prefix(e, "base image '%s'", img_name);
 	b->have_image = true;
+	image_package_names(&b->image, &b->image_pkgs);
 
 	if (b->have_parent && !b->fresh) {
 		const struct package_info *p = &b->parent;
@@ -413,6 +468,8 @@ static int stage_steps(struct build *b, struct err *e)
 		.commit = b->commit.p,
 		.fresh = b->fresh,
 		.installed = b->fresh ? NULL : &b->parent.os_packages,
+		.image_packages = &b->image_pkgs,
+		.commit_time = b->commit_time,
 		.checkout = {
 			.tar_fd = b->checkout_fd,
 			.deleted = b->deleted.len ? b->deleted.p : NULL,
@@ -433,14 +490,20 @@ static int stage_steps(struct build *b, struct err *e)
 		if (end > b->log_sent)
 			b->log_sent = end;
 	}
-	return r;
+	if (r < 0)
+		return r;
+	/* what the manifest lists: the plan's packages the tree has now */
+	r = actions_installed(b->ws.root, &b->plan.packages, &b->os_installed, e);
+	return r < 0 ? err_prefix(e, "listing the installed packages") : 0;
 }
 
-#define EXCLUDE_MAX 16
+#define EXCLUDE_MAX 32
 
 /* What packing leaves out (pack_tree patterns); *git_dir is freed by the
  * caller. /proc and /sys stay as empty dirs: a root without them cannot be
- * entered again (the next build, deploy's exec). */
+ * entered again (the next build, deploy's exec). What records the time of
+ * a run (image_time_records) is left out too: two builds of one commit give
+ * the same package. */
 static void exclude_list(struct build *b, const char *exclude[EXCLUDE_MAX], char **git_dir)
 {
 	size_t n = 0;
@@ -453,6 +516,8 @@ static void exclude_list(struct build *b, const char *exclude[EXCLUDE_MAX], char
 	exclude[n++] = "var/lib/apt/lists/*";
 	exclude[n++] = "var/cache/apt/*";
 	exclude[n++] = "run/*";
+	for (size_t i = 0; image_time_records[i] && n + 2 < EXCLUDE_MAX; i++)
+		exclude[n++] = image_time_records[i];
 	*git_dir = NULL;
 	if (!b->meta.keep_git) {
 		*git_dir = path_join(b->c->apps.home + (b->c->apps.home[0] == '/'), ".git");
@@ -606,12 +671,7 @@ static void make_manifest(struct build *b, struct package_info *p)
 	p->blob.key = storage_key_package(b->app, b->id, "tar.zst");
 	memcpy(p->blob.sha256, b->pack.sha256, sizeof(p->blob.sha256));
 	p->blob.size = b->pack.size;
-	if (!b->fresh)
-		strv_copy(&p->os_packages, &b->parent.os_packages);
-	for (size_t i = 0; i < b->plan.packages.n; i++)
-		if (!strv_contains(&p->os_packages, b->plan.packages.v[i]))
-			strv_push(&p->os_packages, b->plan.packages.v[i]);
-	strv_sort(&p->os_packages);
+	strv_copy(&p->os_packages, &b->os_installed);
 	char hex[65];
 	sha256_hex(b->cfgtext.p, b->cfgtext.len, hex);
 	p->metadata_sha256 = xstrdup(hex);
@@ -684,13 +744,70 @@ static int stage_publish(struct build *b, struct err *e)
 	return 0;
 }
 
-/* The log goes last: by then the package is published, so a failure here
- * is only a warning. */
+/*
+ * Copies the log to out_fd bounded to max bytes: its head and its tail, cut
+ * at line ends, with a line "... N bytes cut ..." in between. size is the
+ * log's size (> max).
+ */
+static int log_bounded_copy(int in_fd, off_t size, off_t max, int out_fd)
+{
+	char marker[64];
+	_cleanup_free_ char *blk = xmalloc(max);
+	/* the head: half of it, up to its last line end */
+	off_t head = max / 2;
+	ssize_t n = pread(in_fd, blk, (size_t)head, 0);
+	if (n < head)
+		return n < 0 ? -errno : -EIO;
+	char *nl = memrchr(blk, '\n', (size_t)head);
+	if (nl)
+		head = nl - blk + 1;
+	int r = fs_write_all(out_fd, blk, (size_t)head);
+	/* the tail: the rest of max, from its first line start */
+	off_t tail = max - head - (off_t)sizeof(marker);
+	off_t from = size - tail;
+	n = pread(in_fd, blk, (size_t)tail, from);
+	if (n < tail)
+		return n < 0 ? -errno : -EIO;
+	nl = memchr(blk, '\n', (size_t)tail);
+	off_t skip = nl ? nl - blk + 1 : 0;
+	snprintf(marker, sizeof(marker), "... %lld bytes cut ...\n",
+		 (long long)(from + skip - head));
+	if (r >= 0)
+		r = fs_write_all(out_fd, marker, strlen(marker));
+	if (r >= 0)
+		r = fs_write_all(out_fd, blk + skip, (size_t)(tail - skip));
+	return r;
+}
+
+/*
+ * Stores the build log as logs/<app>/<id>.log, at most limits.log_bytes
+ * (log_bounded_copy()); the log in the work dir keeps everything. Last,
+ * after the package or the failure: a problem here is only a warning.
+ */
 static void publish_log(struct build *b)
 {
 	_cleanup_free_ char *lkey = storage_key_log(b->app, b->id);
 	_cleanup_err_ struct err e = ERR_INIT;
-	if (storage_put_file(b->s, lkey, b->log_path, &e) < 0)
+	struct stat st;
+	off_t max = (off_t)b->c->limits.log_bytes;
+	const char *path = b->log_path;
+	_cleanup_free_ char *cut = NULL;
+	int r = 0;
+
+	if (b->log_fd < 0 || fstat(b->log_fd, &st) < 0)
+		return;
+	if (max > 0 && st.st_size > max) {
+		cut = path_join(b->dir, "build.log.stored");
+		_cleanup_close_ int fd = open(cut, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		r = fd < 0 ? -errno : log_bounded_copy(b->log_fd, st.st_size, max, fd);
+		if (r < 0) {
+			log_warn("cannot cut the build log to %lld bytes: %s", (long long)max,
+				 strerror(-r));
+			return;
+		}
+		path = cut;
+	}
+	if (storage_put_file(b->s, lkey, path, &e) < 0)
 		log_warn("cannot store the build log '%s': %s", lkey, err_msg(&e));
 }
 
@@ -752,6 +869,8 @@ static void build_free(struct build *b)
 	buf_free(&b->refname);
 	buf_free(&b->cfgtext);
 	git_modules_free(&b->modules);
+	strv_free(&b->image_pkgs);
+	strv_free(&b->os_installed);
 	buf_free(&b->reason);
 	strv_free(&b->lowers);
 	if (b->have_meta)
@@ -792,7 +911,8 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			   .deleted = BUF_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
 			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT,
-			   .modules = GIT_MODULES_INIT };
+			   .modules = GIT_MODULES_INIT, .image_pkgs = STRV_INIT,
+			   .os_installed = STRV_INIT };
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
 			 old_int;
 	_cleanup_close_ int lock = -1;
@@ -866,10 +986,13 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			storage_delete(s, bkey, &ig);
 		}
 		blog(&b, "build failed: %s", err_msg(e));
-		/* the tail says why; a cancel or a config problem needs none */
-		if (b.ran_steps && b.ax.failed >= 0 && r != -ECANCELED)
+		/* the tail says why; a cancel or a metadata problem (its
+		 * message has file:line) needs none */
+		if (r != -ECANCELED && !b.meta_invalid)
 			err_add_log_tail(&b, e);
 		log_forward(&b);
+		/* failed and cancelled builds keep their log too */
+		publish_log(&b);
 		goto out;
 	}
 	keep_layer(&b);

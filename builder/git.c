@@ -307,12 +307,23 @@ int git_show_file(const char *mirror, const char *commit, const char *path, stru
 	buf_rtrim(&type);
 	if (r < 0 || strcmp(type.p, "blob"))
 		return -ENOENT;
+	/* the size first: a file over max is refused with its size and the
+	 * limit, not with git's output cut short */
+	_cleanup_buf_ struct buf size = BUF_INIT;
+	buf_init(&size, 64);
+	r = git(mirror, -1, &size, e, "cat-file", "-s", "--end-of-options", spec, NULL);
+	if (r < 0)
+		return r;
+	buf_rtrim(&size);
+	int64_t n;
+	if (parse_int64(size.p, 0, INT64_MAX, &n) < 0)
+		return err_set(e, -EIO, "git gave the size of '%s' as '%s'", path, size.p);
+	if ((uint64_t)n > max)
+		return err_set(e, -E2BIG, "'%s' is %lld bytes: it may be at most %zu bytes", path,
+			       (long long)n, max);
 	buf_free(out);
 	buf_init(out, max);
-	r = git(mirror, -1, out, e, "cat-file", "blob", spec, NULL);
-	if (r == -E2BIG)
-		return err_set(e, r, "'%s' is larger than %zu bytes", path, max);
-	return r;
+	return git(mirror, -1, out, e, "cat-file", "blob", spec, NULL);
 }
 
 int git_commit_time(const char *mirror, const char *commit, int64_t *ret, struct err *e)

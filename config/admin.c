@@ -171,18 +171,18 @@ static void check_argv(struct schema_ctx *x, const config_setting_t *s, void *ba
 		schema_diag(x, s, "the update command must start with the program to run");
 }
 
-/* commands.remove, like install, must name the packages; it may be empty
- * (packages no longer asked for then stay installed). */
-static void check_remove(struct schema_ctx *x, const config_setting_t *s, void *base)
+/* commands.unmark, like install, must name the packages; it may be empty
+ * (packages no longer asked for then stay as they are). */
+static void check_unmark(struct schema_ctx *x, const config_setting_t *s, void *base)
 {
 	struct config *c = base;
-	if (!c->commands.remove.n)
+	if (!c->commands.unmark.n)
 		return;
-	if (!strv_contains(&c->commands.remove, "{packages}"))
-		schema_diag(x, s, "the remove command needs an element \"{packages}\" "
+	if (!strv_contains(&c->commands.unmark, "{packages}"))
+		schema_diag(x, s, "the unmark command needs an element \"{packages}\" "
 			    "(where the package names go)");
-	else if (!strcmp(c->commands.remove.v[0], "{packages}"))
-		schema_diag(x, s, "the remove command must start with the program to run");
+	else if (!strcmp(c->commands.unmark.v[0], "{packages}"))
+		schema_diag(x, s, "the unmark command must start with the program to run");
 }
 
 static void check_autoremove(struct schema_ctx *x, const config_setting_t *s, void *base)
@@ -452,7 +452,7 @@ static const struct field commands_fields[] = {
 	{ FIELD("timeout", F_INT, OFF(commands.timeout)), RANGE(0, INT_MAX) },
 	{ FIELD("install", F_STRV, OFF(commands.install)), .ok = ok_nonblank, .check = check_install },
 	{ FIELD("update", F_STRV, OFF(commands.update)), .ok = ok_nonblank, .check = check_argv },
-	{ FIELD("remove", F_STRV, OFF(commands.remove)), .ok = ok_nonblank, .check = check_remove },
+	{ FIELD("unmark", F_STRV, OFF(commands.unmark)), .ok = ok_nonblank, .check = check_unmark },
 	{ FIELD("autoremove", F_STRV, OFF(commands.autoremove)), .ok = ok_nonblank,
 	  .check = check_autoremove },
 	{ FIELD("ca_bundle", F_STR, OFF(commands.ca_bundle)), .ok = ok_abs_path_or_empty,
@@ -644,8 +644,8 @@ void config_defaults(struct config *c)
 	strv_set(&c->commands.install, (const char *const[]){
 		"apt-get", "install", "-y", "--no-install-recommends", "{packages}", NULL });
 	strv_set(&c->commands.update, (const char *const[]){ "apt-get", "update", NULL });
-	strv_set(&c->commands.remove, (const char *const[]){
-		"apt-get", "purge", "-y", "{packages}", NULL });
+	strv_set(&c->commands.unmark, (const char *const[]){
+		"apt-mark", "auto", "{packages}", NULL });
 	strv_set(&c->commands.autoremove, (const char *const[]){
 		"apt-get", "autoremove", "--purge", "-y", NULL });
 	c->commands.ca_bundle = xstrdup("/etc/ssl/certs/ca-certificates.crt");
@@ -776,7 +776,7 @@ void config_free(struct config *c)
 	strv_free(&c->bootstrap.packages);
 	strv_free(&c->commands.install);
 	strv_free(&c->commands.update);
-	strv_free(&c->commands.remove);
+	strv_free(&c->commands.unmark);
 	strv_free(&c->commands.autoremove);
 	strv_free(&c->git.local_paths);
 	free(c->commands.ca_bundle);

@@ -105,10 +105,12 @@ struct config {
 		 * expands to one argv element per package name */
 		struct strv install;
 		struct strv update;     /* argv run before install: apt-get update */
-		/* argv template that purges packages no longer asked for
-		 * ("{packages}" as in install); empty: they stay */
-		struct strv remove;
-		struct strv autoremove; /* argv run after remove: apt-get autoremove --purge */
+		/* argv template that marks packages no longer asked for as
+		 * installed automatically ("{packages}" as in install), so
+		 * that autoremove purges them unless another package needs
+		 * them; empty: they stay */
+		struct strv unmark;
+		struct strv autoremove; /* argv after unmark: apt-get autoremove --purge */
 		/* the host's CA bundle, bound read-only over the same path in
 		 * the chroot for steps with network (a proxy's CA); "" = none */
 		char *ca_bundle;

@@ -33,6 +33,14 @@ struct image_info {
 };
 void image_info_free(struct image_info *i);
 
+/*
+ * Paths of a Debian tree that record the time something ran (dpkg's and
+ * apt's logs, ldconfig's aux cache, the -old backups of debconf and dpkg):
+ * never packed, neither into images nor packages, so that the same inputs
+ * give the same sha256. Pack exclude patterns (archive.h), NULL-terminated.
+ */
+extern const char *const image_time_records[];
+
 /* The default image name for the config: "<distribution>-<variant>-<arch>". */
 char *image_default_name(const struct config *c);
 /* The mirror to use: bootstrap.mirror, else the host's apt mirror. */

@@ -112,6 +112,8 @@ int package_fetch(struct storage *s, const struct package_info *p, const char *p
 /*
  * Keeps the newest keep packages of app (and always the current one) and
  * deletes the others: manifest first (the commit marker), then blob and log.
+ * The logs of builds that made no package (failed, cancelled) are kept the
+ * same way: the newest keep of them.
  * ret_removed (may be NULL) receives the ids removed.
  */
 int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,

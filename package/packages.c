@@ -159,6 +159,41 @@ out:
 
 /* ------------------------------------------------------------ prune */
 
+/*
+ * The logs of builds that made no package (failed, cancelled) are kept
+ * like packages: the newest keep of them; the older ones are deleted.
+ * packages: the ids that have a manifest (their logs go with them).
+ */
+static int prune_failed_logs(struct storage *s, const char *app, int keep,
+			     const struct strv *packages, struct err *e)
+{
+	_cleanup_free_ char *prefix = xasprintf("logs/%s/", app);
+	_cleanup_strv_ struct strv keys = STRV_INIT, failed = STRV_INIT;
+	int r = storage_list_keys(s, prefix, &keys, e);
+	if (r < 0)
+		return err_prefix(e, "cannot list the logs of '%s'", app);
+	size_t plen = strlen(prefix);
+	for (size_t i = 0; i < keys.n; i++) {
+		const char *k = keys.v[i];
+		if (!strncmp(k, prefix, plen))
+			k += plen;
+		size_t n = strlen(k);
+		if (n <= 4 || strcmp(k + n - 4, ".log") || strchr(k, '/'))
+			continue;
+		_cleanup_free_ char *id = xstrndup(k, n - 4);
+		if (package_id_ok(id) && !strv_contains(packages, id))
+			strv_push(&failed, id);
+	}
+	strv_sort(&failed);   /* ids sort by time */
+	for (size_t i = 0; i + (size_t)keep < failed.n; i++) {
+		_cleanup_free_ char *lkey = storage_key_log(app, failed.v[i]);
+		r = storage_delete(s, lkey, e);
+		if (r < 0)
+			return err_prefix(e, "cannot prune the log '%s'", lkey);
+	}
+	return 0;
+}
+
 int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,
 		   struct err *e)
 {
@@ -178,6 +213,9 @@ int packages_prune(struct storage *s, const char *app, int keep, struct strv *re
 		/* without knowing current, deleting anything could remove it */
 		return err_prefix(e, "not pruning '%s'", app);
 	}
+	r = prune_failed_logs(s, app, keep, &ids, e);
+	if (r < 0)
+		return r;
 	if (ids.n <= (size_t)keep)
 		return 0;
 	for (size_t i = 0; i + (size_t)keep < ids.n; i++) {

@@ -24,6 +24,31 @@ static void test_buf_basic(void **state)
 	buf_free(&b);
 }
 
+/* Text for a terminal: controls become \xHH, UTF-8 stays, bytes stay in
+ * order and nothing is lost. */
+static void test_buf_add_safe(void **state)
+{
+	static const struct { const char *in; size_t n; const char *out; } cases[] = {
+		{ "plain text\twith tab\n", 0, "plain text\twith tab\n" },
+		{ "\x1b[2J\x1b[H", 0, "\\x1b[2J\\x1b[H" },                    /* clear screen */
+		{ "\x1b]0;owned\x07", 0, "\\x1b]0;owned\\x07" },               /* window title */
+		{ "a\rb\x7f", 0, "a\\x0db\\x7f" },
+		{ "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80", 0, "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80" },
+		{ "\xc2\x9b" "2J", 0, "\\xc2\\x9b2J" },                        /* C1 CSI in UTF-8 */
+		{ "\x9b" "2J", 0, "\\x9b2J" },                                 /* 8-bit CSI */
+		{ "\xff\xc3", 0, "\\xff\\xc3" },                               /* not UTF-8, cut */
+		{ "\xed\xa0\x80", 0, "\\xed\\xa0\\x80" },                      /* a surrogate */
+		{ "nul\0after", 9, "nul\\x00after" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		_cleanup_buf_ struct buf b = BUF_INIT;
+		size_t n = cases[i].n ? cases[i].n : strlen(cases[i].in);
+		buf_add_safe(&b, cases[i].in, n);
+		assert_string_equal(b.p, cases[i].out);
+	}
+	(void)state;
+}
+
 static void test_buf_max(void **state)
 {
 	struct buf b;
@@ -265,6 +290,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_basic),
 		cmocka_unit_test(test_buf_max),
+		cmocka_unit_test(test_buf_add_safe),
 		cmocka_unit_test(test_buf_read_file_bounded),
 		cmocka_unit_test(test_strv_kv),
 		cmocka_unit_test(test_err_first_wins),
