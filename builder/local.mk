@@ -2,8 +2,10 @@
 libupaas_a_SOURCES += builder/builder.h builder/build-int.h builder/build.c builder/git.c
 upaas_SOURCES += cli/cmd-build.c
 
-TESTS += tests/integration/build.sh tests/integration/build-faults.sh
+TESTS += tests/integration/build.sh tests/integration/build-faults.sh \
+	tests/integration/incremental.sh
 EXTRA_DIST += tests/integration/build.sh tests/integration/build-faults.sh \
+	tests/integration/incremental.sh tests/pkgdiff.py \
 	bench/build.sh docs/cmd/build.man \
 	examples/python-flask/.upaas.cfg examples/python-flask/app.py \
 	examples/python-flask/selftest.py \
