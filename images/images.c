@@ -553,6 +553,7 @@ struct image_made {
 	struct strv packages;
 	struct pack_result pack;
 	int64_t created;
+	int64_t epoch;          /* SOURCE_DATE_EPOCH: the Release file's Date */
 };
 
 static char *manifest_text(const struct config *c, const struct image_made *m)
@@ -581,6 +582,8 @@ static char *manifest_text(const struct config *c, const struct image_made *m)
 	json_object_object_add(o, "compression", json_new_str("zstd"));
 	json_object_object_add(o, "archive_format", json_new_str("pax"));
 	json_object_object_add(o, "created", json_new_str(created));
+	if (m->epoch > 0)
+		json_object_object_add(o, "source_date_epoch", json_object_new_int64(m->epoch));
 	_cleanup_buf_ struct buf out = BUF_INIT;
 	json_to_buf(o, &out);
 	return buf_detach(&out);
@@ -697,6 +700,9 @@ static int image_build(const struct config *c, struct storage *s, const char *na
 	_cleanup_free_ char *date = deb822_field(release.p, "Date");
 	int64_t epoch = 0;
 	if (!date || release_date_parse(date, &epoch) < 0)
+		epoch = 0;
+	m->epoch = epoch;
+	if (!epoch)
 		log_warn("mirror '%s': no usable Date in its Release file: the image will not be "
 			 "reproducible", m->mirror);
 	logpath = xasprintf("%s.log", tmp);

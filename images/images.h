@@ -6,7 +6,9 @@
  * The manifest (JSON) holds: "format": 1, "name", "distribution", "suite",
  * "arch", "variant", "components", "mirror", "packages" (the installed
  * package set, "name=version"), "extra_packages", "tool", "cache_key",
- * "sha256", "size", "created".
+ * "sha256", "size", "created" (outside the blob), "source_date_epoch" (the
+ * mirror's Release Date: bootstrap and packing clamp times to it, so that
+ * the same mirror state gives the same sha256).
  *
  * The cache key is the sha256 of the inputs (distribution, variant, arch,
  * components, extra packages, mirror). An image whose key differs from the
