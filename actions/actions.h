@@ -26,9 +26,10 @@
  * through sandbox_run(), by argv; the commands of an action run as
  * /bin/sh -ec COMMAND. Data (package names, file paths, the commit) is
  * passed as argv elements or on stdin, never interpolated into shell text.
- * Nothing runs on the host: the checkout step unpacks what the builder
- * made of the commit (struct actions_checkout); the app's own clone/update
- * commands and keep_git see the app's mirror read-only inside the root.
+ * Nothing of the app runs on the host: the checkout step runs the
+ * builder's checkout (struct actions_checkout), which writes the commit's
+ * files from the host side; the app's own clone/update commands and
+ * keep_git see the app's mirror read-only inside the root.
  *
  * Lifecycle: fill a struct actions_ctx -> actions_run() -> read ctx->steps.
  */
@@ -71,16 +72,15 @@ struct step_def {
 const struct step_def *actions_step_def(enum step s);
 
 /*
- * The checkout, made on the host by the builder (builder/git.c) and
- * handed over as data, unless the app's own clone/update commands run
+ * The checkout: the builder makes it on the host (builder/checkout.c writes
+ * the commit's tree into the root through openat2, never through a program
+ * of the tree) and hands it over as a callback, which the step runs at its
+ * place in the order; unless the app's own clone/update commands run
  * (actions_custom_checkout()).
  */
 struct actions_checkout {
-	int tar_fd;                 /* `git archive` of commit (read from offset 0; the
-				     * caller closes it); -1: none */
-	const char *deleted;        /* NUL-separated paths that commit deleted since
-				     * the base package's, removed first; NULL: none */
-	size_t deleted_len;
+	int (*apply)(void *data, struct err *e);   /* NULL: none */
+	void *data;
 	bool keep_git;              /* a .git at the commit (metadata keep_git) */
 };
 /* The app's own repository.clone (fresh) or repository.update (incremental)

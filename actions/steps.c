@@ -481,56 +481,6 @@ int actions_installed(const char *root, const struct strv *names, struct strv *r
 	return 0;
 }
 
-/* Removes, inside the root, the files the commit deleted since the parent
- * (the builder's list, NUL-separated). */
-static int checkout_deletions(struct run *rn, struct err *e)
-{
-	struct actions_ctx *x = rn->x;
-	const struct actions_checkout *co = &x->checkout;
-
-	if (!co->deleted || co->deleted_len == 0)
-		return 0;
-	int fd = stdin_file(x, co->deleted, co->deleted_len, e);
-	if (fd < 0)
-		return fd;
-	struct strv argv = STRV_INIT;
-	strv_push(&argv, "xargs");
-	strv_push(&argv, "-0");
-	strv_push(&argv, "-r");
-	strv_push(&argv, "rm");
-	strv_push(&argv, "-f");
-	strv_push(&argv, "--");
-	rn->stdin_fd = fd;
-	int r = run_argv(rn, &argv, "removing deleted files", e);
-	rn->stdin_fd = -1;
-	close(fd);
-	return r;
-}
-
-/* The builder's archive of the commit, extracted by tar inside the root. */
-static int checkout_archive(struct run *rn, struct err *e)
-{
-	struct actions_ctx *x = rn->x;
-	int fd = x->checkout.tar_fd;
-
-	if (fd < 0)
-		return err_set(e, -EINVAL, "step 'checkout' failed: no archive of the commit");
-	if (lseek(fd, 0, SEEK_SET) < 0)
-		return err_set_errno(e, -errno, "cannot rewind the checkout archive");
-	struct strv argv = STRV_INIT;
-	strv_push(&argv, "tar");
-	strv_push(&argv, "-x");
-	strv_push(&argv, "-f");
-	strv_push(&argv, "-");
-	strv_push(&argv, "--no-same-owner");
-	/* the commit's archive, then one per submodule */
-	strv_push(&argv, "--ignore-zeros");
-	rn->stdin_fd = fd;
-	int r = run_argv(rn, &argv, "extracting the commit", e);
-	rn->stdin_fd = -1;
-	return r;
-}
-
 /* With keep_git: a .git at the commit, fetched from the mirror (needs git
  * in the root, e.g. from os packages). */
 static const char keep_git_sh[] =
@@ -567,12 +517,16 @@ static int step_checkout(struct run *rn, struct err *e)
 		return run_action(rn, custom, e);
 	}
 
-	r = checkout_deletions(rn, e);
-	if (r < 0)
-		return r;
-	r = checkout_archive(rn, e);
-	if (r < 0 || !x->checkout.keep_git)
-		return r;
+	if (!x->checkout.apply)
+		return err_set(e, -EINVAL, "step 'checkout' failed: nothing to check out");
+	blog(x, "--- checkout: the commit's files, from the host");
+	r = x->checkout.apply(x->checkout.data, e);
+	if (r < 0) {
+		x->steps[rn->step].exit_status = r;
+		return err_prefix(e, "step 'checkout' failed");
+	}
+	if (!x->checkout.keep_git)
+		return 0;
 	struct strv argv = STRV_INIT;
 	strv_push(&argv, "/bin/sh");
 	strv_push(&argv, "-ec");
@@ -756,7 +710,8 @@ int actions_run(struct actions_ctx *x, struct err *e)
 			rec->status = STEP_FAILED;
 			x->failed = s;
 			/* what the previous package left may be in the way */
-			if (s == STEP_CHECKOUT && !x->fresh && r != -ECANCELED && r != -ETIMEDOUT)
+			if (s == STEP_CHECKOUT && !x->fresh && r != -ECANCELED && r != -ETIMEDOUT &&
+			    r != -ESTALE)
 				buf_adds(&e->msg, "; the checkout over the previous package failed: "
 					 "'upaas build --fresh' starts from the base image");
 			blog(x, "<== step %s failed after %.2f s: %s", name, rec->seconds, err_msg(e));

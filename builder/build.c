@@ -89,8 +89,14 @@ struct build {
 	bool unpacked;              /* the base was fetched and unpacked */
 	bool no_layer;              /* the upper dir is not worth keeping */
 	struct workspace ws;
-	int checkout_fd;            /* git archive of the commit (unlinked file) */
-	struct buf deleted;         /* paths deleted since the parent's commit */
+	struct git_tree tree;       /* the commit's tracked tree */
+	struct git_tree old_tree;   /* the base package's (incremental) */
+	struct git_modules old_modules;
+	const char **mirrors;       /* the repositories of tree's blobs (src) */
+	size_t n_mirrors;
+	struct checkout_index index;    /* of the base package's checkout */
+	struct checkout_index co_out;   /* of this build's */
+	bool restarted;             /* fresh after an incremental checkout failed */
 	struct actions_ctx ax;
 	bool ran_steps;
 	struct pack_result pack;
@@ -244,7 +250,8 @@ static int stage_fetch(struct build *b, struct err *e)
 	diags_free(&d);
 	/* submodules are fetched with the app: a URL that cannot be used
 	 * fails the build here, before any step */
-	r = git_modules_resolve(b->c, b->mirror.p, b->commit.p, b->url.p, b->log_fd, &b->modules, e);
+	r = git_modules_resolve(b->c, b->mirror.p, b->commit.p, b->url.p, true, b->log_fd,
+				&b->modules, e);
 	if (r < 0)
 		return r;
 	if (b->modules.n)
@@ -405,47 +412,93 @@ static int stage_workspace(struct build *b, struct err *e)
 	return r;
 }
 
+/* Where the checkout index of the app's latest build is kept. */
+static char *index_path(const struct build *b)
+{
+	return xasprintf("%s/checkout/%s.index", b->c->paths.cache, b->app);
+}
+
 /*
- * The checkout the steps unpack, made here on the host: the commit as a tar
- * (an unlinked file in the work dir) and, for an incremental build, the
- * paths the commit deleted since the parent's. Nothing when the app's own
+ * What the checkout needs, made here on the host before the steps: the
+ * commit's tracked tree and, for an incremental build, the base package's
+ * (its commit and submodules, from the mirrors, nothing fetched) and the
+ * index its checkout left. A base whose tree cannot be listed (its commit
+ * is gone after a force push and a gc, a submodule's mirror lost it) is
+ * -ESTALE: the build starts again fresh. Nothing when the app's own
  * clone/update commands do the checkout.
  */
 static int make_checkout(struct build *b, struct err *e)
 {
-	const char *parent = b->fresh ? NULL : b->parent.repo.commit;
-	_cleanup_free_ char *tmpl = path_join(b->dir, "checkout.XXXXXX");
-	int r;
-
 	if (actions_custom_checkout(&b->meta, b->fresh))
 		return 0;
-	b->checkout_fd = mkostemp(tmpl, O_CLOEXEC);
-	if (b->checkout_fd < 0)
-		return err_set_errno(e, -errno, "cannot create a file in '%s'", b->dir);
-	unlink(tmpl);
-	r = git_archive_to_fd(b->mirror.p, b->commit.p, NULL, b->checkout_fd, b->log_fd, e);
-	/* each submodule's archive follows (tar -i reads them all), parents
-	 * first, so that a submodule fills the empty directory of its gitlink */
-	for (size_t i = 0; r >= 0 && i < b->modules.n; i++) {
-		const struct git_module *m = &b->modules.v[i];
-		r = git_archive_to_fd(m->mirror, m->commit, m->path, b->checkout_fd, b->log_fd, e);
-		if (r < 0)
-			err_prefix(e, "submodule '%s'", m->path);
-	}
+	git_tree_free(&b->tree);
+	int r = git_tree_list(b->mirror.p, b->commit.p, &b->modules, &b->tree, e);
 	if (r < 0)
 		return r;
-	if (!parent || !strcmp(parent, b->commit.p))
+	free(b->mirrors);
+	b->n_mirrors = b->modules.n + 1;
+	b->mirrors = xcalloc(b->n_mirrors, sizeof(*b->mirrors));
+	b->mirrors[0] = b->mirror.p;
+	for (size_t i = 0; i < b->modules.n; i++)
+		b->mirrors[i + 1] = b->modules.v[i].mirror;
+	if (b->fresh)
 		return 0;
+
+	const char *pc = b->parent.repo.commit;
 	_cleanup_err_ struct err ge = ERR_INIT;
-	r = git_deleted_files(b->mirror.p, parent, b->commit.p, b->log_fd, &b->deleted, &ge);
-	if (r < 0) {
-		/* the parent commit may be gone (force push): nothing to
-		 * delete that we know of; the package keeps what it had */
-		blog(b, "warning: cannot list the files deleted since the base package: %s",
-		     err_msg(&ge));
-		log_warn("cannot list the files deleted since the base package");
-	}
+	/* from a stored manifest: a commit id before it goes near git */
+	size_t pl = pc ? strlen(pc) : 0;
+	if ((pl != 40 && pl != 64) || strspn(pc, "0123456789abcdef") != pl)
+		return err_set(e, -ESTALE, "the base package's commit is not a commit id");
+	if (!git_has_commit(b->mirror.p, pc))
+		return err_set(e, -ESTALE, "the commit of package '%s' (%.12s) is not in the "
+			       "repository any more", b->parent.id, pc ? pc : "none");
+	r = git_modules_resolve(b->c, b->mirror.p, pc, b->url.p, false, -1, &b->old_modules, &ge);
+	if (r >= 0)
+		r = git_tree_list(b->mirror.p, pc, &b->old_modules, &b->old_tree, &ge);
+	if (r < 0)
+		return err_set(e, -ESTALE, "the tree of package '%s' cannot be listed: %s",
+			       b->parent.id, err_msg(&ge));
+	_cleanup_free_ char *ip = index_path(b);
+	r = checkout_index_load(ip, b->parent.blob.sha256, &b->index);
+	if (r < 0)
+		blog(b, "checkout: no index of package %s (%s): every unchanged file is checked "
+		     "by its content", b->parent.id, strerror(-r));
 	return 0;
+}
+
+/* The checkout step's work (struct actions_checkout): the commit's tree
+ * written into the root by builder/checkout.c, as the app's files. */
+static int do_checkout(void *data, struct err *e)
+{
+	struct build *b = data;
+	uint64_t t0 = now_ms();
+	struct checkout co = {
+		.root = b->ws.root,
+		.home = b->c->apps.home,
+		.uid = (uid_t)b->c->apps.uid,
+		.gid = (gid_t)b->c->apps.gid,
+		.mtime = b->commit_time,
+		.tree = &b->tree,
+		.old = b->fresh ? NULL : &b->old_tree,
+		.index = b->fresh ? NULL : &b->index,
+		.mirrors = b->mirrors,
+		.n_mirrors = b->n_mirrors,
+		.out = CHECKOUT_INDEX_INIT,
+	};
+	int r = checkout_apply(&co, e);
+	const struct checkout_stats *st = &co.st;
+	blog(b, "checkout: %zu entries: %u written, %u kept (%u checked by content), %u repaired, "
+	     "%u removed; directories: %u made, %u fixed, %u removed; %.2f s", b->tree.n,
+	     st->written, st->kept, st->hashed, st->repaired, st->removed, st->dirs_made,
+	     st->dirs_fixed, st->dirs_removed, (double)(now_ms() - t0) / 1000.0);
+	checkout_index_free(&b->co_out);
+	b->co_out = co.out;
+	/* what the base package left cannot be made the commit's: a fresh
+	 * build can (build_stages starts again) */
+	if (r < 0 && !b->fresh && r != -ECANCELED && !proc_cancelled)
+		return err_set(e, -ESTALE, "%s", err_msg(e));
+	return r;
 }
 
 static int stage_steps(struct build *b, struct err *e)
@@ -471,9 +524,8 @@ static int stage_steps(struct build *b, struct err *e)
 		.image_packages = &b->image_pkgs,
 		.commit_time = b->commit_time,
 		.checkout = {
-			.tar_fd = b->checkout_fd,
-			.deleted = b->deleted.len ? b->deleted.p : NULL,
-			.deleted_len = b->deleted.len,
+			.apply = do_checkout,
+			.data = b,
 			.keep_git = b->meta.keep_git,
 		},
 		.log_fd = b->log_fd,
@@ -837,6 +889,24 @@ static void keep_layer(struct build *b)
 		     b->lower_sha, (double)(now_ms() - t0) / 1000.0);
 }
 
+/* Keeps the index of this build's checkout for the next incremental build
+ * (only the latest build's, per app); a failure costs only content checks. */
+static void save_index(struct build *b)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_free_ char *dir = path_join(b->c->paths.cache, "checkout");
+	_cleanup_free_ char *ip = index_path(b);
+	if (!b->co_out.n && !b->tree.n)
+		return;
+	int r = fs_mkdir_p(dir, 0700);
+	if (r < 0)
+		err_set_errno(&e, r, "cannot create '%s'", dir);
+	else
+		r = checkout_index_save(&b->co_out, b->pack.sha256, ip, &e);
+	if (r < 0)
+		blog(b, "no checkout index for the next build: %s", err_msg(&e));
+}
+
 /* ------------------------------------------------------------ the build */
 
 static void build_free(struct build *b)
@@ -851,9 +921,12 @@ static void build_free(struct build *b)
 	free(b->ws.upper);
 	if (b->log_fd >= 0)
 		close(b->log_fd);
-	if (b->checkout_fd >= 0)
-		close(b->checkout_fd);
-	buf_free(&b->deleted);
+	git_tree_free(&b->tree);
+	git_tree_free(&b->old_tree);
+	git_modules_free(&b->old_modules);
+	free(b->mirrors);
+	checkout_index_free(&b->index);
+	checkout_index_free(&b->co_out);
 	if (b->dir) {
 		_cleanup_err_ struct err e = ERR_INIT;
 		if (fs_rm_rf(b->dir, &e) < 0)
@@ -882,6 +955,48 @@ static void build_free(struct build *b)
 	package_info_free(&b->parent);
 }
 
+/*
+ * The incremental build's checkout could not make the base package's tree
+ * the commit's (-ESTALE, the reason in e): the build starts again from the
+ * base image, once, on a new workspace, and the manifest's base reason says
+ * why.
+ */
+static int restart_fresh(struct build *b, struct err *e)
+{
+	_cleanup_err_ struct err we = ERR_INIT;
+	buf_reset(&b->reason);
+	buf_addf(&b->reason, "the checkout over package '%s' failed: %s", b->parent.id, err_msg(e));
+	err_clear(e);
+	blog(b, "falling back to a fresh build: %s", b->reason.p);
+	log_warn("falling back to a fresh build: %s", b->reason.p);
+	b->fresh = true;
+	b->restarted = true;
+	if (workspace_destroy(&b->ws, &we) < 0)
+		return err_set(e, we.code, "%s", err_msg(&we));
+	free(b->ws.dir);
+	free(b->ws.root);
+	free(b->ws.upper);
+	b->ws = (struct workspace)WORKSPACE_INIT;
+	strv_free(&b->lowers);
+	strv_free(&b->os_installed);
+	git_tree_free(&b->old_tree);
+	checkout_index_free(&b->index);
+	/* the interpreter version was chosen for the base package */
+	if (b->have_plan)
+		plan_free(&b->plan);
+	b->have_plan = false;
+	int r = plan_make(&b->plan, b->c, &b->meta, NULL, b->o->interp_version, e);
+	if (r < 0)
+		return r;
+	b->have_plan = true;
+	r = rootcache_get(b->c, b->s, b->image.key, b->image.sha256, b->image.size, &b->lowers, e);
+	if (r < 0)
+		return err_prefix(e, "base image '%s'", b->image.name);
+	b->unpacked = r > 0;
+	b->lower_sha = b->image.sha256;
+	return 0;
+}
+
 static int build_stages(struct build *b, struct err *e)
 {
 	static int (*const fns[ST__COUNT])(struct build *, struct err *) = {
@@ -892,6 +1007,13 @@ static int build_stages(struct build *b, struct err *e)
 		int r = check_cancel(e);
 		if (r >= 0)
 			r = fns[s](b, e);
+		if (r == -ESTALE && s == ST_STEPS && !b->fresh && !b->restarted && !proc_cancelled) {
+			r = restart_fresh(b, e);
+			if (r >= 0) {
+				s = ST_WORKSPACE - 1;   /* a new workspace, the steps again */
+				continue;
+			}
+		}
 		if (r < 0) {
 			if (proc_cancelled && r != -ECANCELED) {
 				err_clear(e);
@@ -907,8 +1029,9 @@ static int build_stages(struct build *b, struct err *e)
 int build_run(const struct config *c, struct storage *s, const struct build_opts *o,
 	      struct build_result *ret, struct err *e)
 {
-	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .checkout_fd = -1,
-			   .deleted = BUF_INIT, .url = BUF_INIT,
+	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .tree = GIT_TREE_INIT,
+			   .old_tree = GIT_TREE_INIT, .old_modules = GIT_MODULES_INIT,
+			   .index = CHECKOUT_INDEX_INIT, .co_out = CHECKOUT_INDEX_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
 			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT,
 			   .modules = GIT_MODULES_INIT, .image_pkgs = STRV_INIT,
@@ -996,6 +1119,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		goto out;
 	}
 	keep_layer(&b);
+	save_index(&b);
 	blog(&b, "build %s of %s done in %.2f s: %s package, sha256 %s", b.id, b.app,
 	     (double)(now_ms() - b.t_start) / 1000.0, b.fresh ? "fresh" : "incremental",
 	     b.pack.sha256);

@@ -4,8 +4,10 @@
  * by argv through proc_*, never through a shell.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "builder/builder.h"
@@ -143,8 +145,7 @@ static void mirror_follow_head(const char *mirror, int log_fd)
 	git(mirror, log_fd, NULL, &e, "symbolic-ref", "HEAD", ref, NULL);
 }
 
-/* true when the repository at git_dir has commit (a commit id). */
-static bool has_commit(const char *git_dir, const char *commit)
+bool git_has_commit(const char *git_dir, const char *commit)
 {
 	_cleanup_err_ struct err ig = ERR_INIT;
 	_cleanup_free_ char *spec = xasprintf("%s^{commit}", commit);
@@ -172,7 +173,7 @@ static int mirror_update_in(const char *dir, const char *name, const char *url, 
 
 	struct stat st;
 	if (lstat(mirror, &st) == 0 && S_ISDIR(st.st_mode)) {
-		if (!only_if_missing || !has_commit(mirror, only_if_missing)) {
+		if (!only_if_missing || !git_has_commit(mirror, only_if_missing)) {
 			const char *seturl[] = { "remote", "set-url", "origin", "--", url, NULL };
 			const char *fetch[] = { "fetch", "--prune", "--quiet", "origin", NULL };
 			r = git_argv(mirror, log_fd, -1, NULL, seturl, e);
@@ -347,40 +348,6 @@ static bool commit_id_ok(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 	return (n == 40 || n == 64) && strspn(s, "0123456789abcdef") == n;
-}
-
-int git_archive_to_fd(const char *mirror, const char *commit, const char *prefix, int fd,
-		      int log_fd, struct err *e)
-{
-	if (!commit_id_ok(commit))
-		return err_set(e, -EINVAL, "bad commit id '%s'", commit ? commit : "");
-	_cleanup_free_ char *pfx = xasprintf("--prefix=%s%s", prefix ? prefix : "",
-					     prefix ? "/" : "");
-	const char *args[] = { "archive", "--format=tar", pfx, "--end-of-options", commit, NULL };
-	int r = git_argv(mirror, log_fd, fd, NULL, args, e);
-	return r < 0 ? err_prefix(e, "cannot archive commit %.12s", commit) : 0;
-}
-
-int git_deleted_files(const char *mirror, const char *from, const char *to, int log_fd,
-		      struct buf *ret, struct err *e)
-{
-	/* from comes from a stored manifest: it must be a commit id before
-	 * it goes anywhere near git's argv */
-	if (!commit_id_ok(from))
-		return err_set(e, -EINVAL, "the base package's commit is not a commit id");
-	if (!commit_id_ok(to))
-		return err_set(e, -EINVAL, "bad commit id '%s'", to ? to : "");
-	_cleanup_buf_ struct buf out = BUF_INIT;
-	buf_init(&out, GIT_DELETED_MAX);
-	const char *args[] = { "diff", "--name-only", "-z", "--no-renames", "--diff-filter=D",
-			       "--end-of-options", from, to, "--", NULL };
-	int r = git_argv(mirror, log_fd, -1, &out, args, e);
-	if (r < 0)
-		return r;
-	buf_free(ret);
-	*ret = out;
-	out = (struct buf)BUF_INIT;
-	return 0;
 }
 
 /* ------------------------------------------------------------ submodules */
@@ -611,7 +578,7 @@ static int gitmodules_read(const char *mirror, const char *commit, struct kvlist
 }
 
 static int modules_walk(const struct config *c, const char *mirror, const char *commit,
-			const char *url, const char *prefix, unsigned depth, int log_fd,
+			const char *url, const char *prefix, unsigned depth, bool fetch, int log_fd,
 			struct git_modules *out, struct err *e)
 {
 	_cleanup_strv_ struct strv lpaths = STRV_INIT, lcommits = STRV_INIT;
@@ -651,20 +618,27 @@ static int modules_walk(const struct config *c, const char *mirror, const char *
 		sha256_hex(sub_url.p, sub_url.len, hex);
 		hex[32] = '\0';
 		_cleanup_free_ char *dir = path_join(c->paths.cache, "git/modules");
-		if (log_fd >= 0) {
+		if (log_fd >= 0 && fetch) {
 			_cleanup_free_ char *m = xasprintf("submodule '%s': %s at %s", full, sub_url.p,
 							   lcommits.v[i]);
 			log_line_fd(log_fd, m, strlen(m));
 		}
-		r = mirror_update_in(dir, hex, sub_url.p, false, protocols, lcommits.v[i], log_fd,
-				     &sub_mirror, e);
-		if (r < 0) {
-			err_prefix(e, "submodule '%s'", full);
-			break;
+		if (fetch) {
+			r = mirror_update_in(dir, hex, sub_url.p, false, protocols, lcommits.v[i],
+					     log_fd, &sub_mirror, e);
+			if (r < 0) {
+				err_prefix(e, "submodule '%s'", full);
+				break;
+			}
+		} else {
+			buf_reset(&sub_mirror);
+			buf_addf(&sub_mirror, "%s/%s.git", dir, hex);
 		}
-		if (!has_commit(sub_mirror.p, lcommits.v[i])) {
-			r = err_set(e, -ENOENT, "submodule '%s': commit %s is not in '%s'", full,
-				    lcommits.v[i], sub_url.p);
+		struct stat st;
+		if (lstat(sub_mirror.p, &st) < 0 || !git_has_commit(sub_mirror.p, lcommits.v[i])) {
+			r = err_set(e, fetch ? -ENOENT : -ESTALE, "submodule '%s': commit %s is not "
+				    "in %s'%s'", full, lcommits.v[i], fetch ? "" : "the mirror of ",
+				    sub_url.p);
 			break;
 		}
 		out->v = xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
@@ -676,7 +650,7 @@ static int modules_walk(const struct config *c, const char *mirror, const char *
 		};
 		_cleanup_free_ char *sub_prefix = xasprintf("%s/", full);
 		r = modules_walk(c, sub_mirror.p, lcommits.v[i], sub_url.p, sub_prefix, depth + 1,
-				 log_fd, out, e);
+				 fetch, log_fd, out, e);
 	}
 	kvlist_free(&paths);
 	kvlist_free(&urls);
@@ -684,16 +658,258 @@ static int modules_walk(const struct config *c, const char *mirror, const char *
 }
 
 int git_modules_resolve(const struct config *c, const char *mirror, const char *commit,
-			const char *url, int log_fd, struct git_modules *ret, struct err *e)
+			const char *url, bool fetch, int log_fd, struct git_modules *ret,
+			struct err *e)
 {
 	struct git_modules m = GIT_MODULES_INIT;
 	if (!commit_id_ok(commit))
 		return err_set(e, -EINVAL, "bad commit id '%s'", commit ? commit : "");
-	int r = modules_walk(c, mirror, commit, url, "", 0, log_fd, &m, e);
+	int r = modules_walk(c, mirror, commit, url, "", 0, fetch, log_fd, &m, e);
 	if (r < 0) {
 		git_modules_free(&m);
 		return r;
 	}
 	*ret = m;
 	return 0;
+}
+
+/* ------------------------------------------------------------ trees */
+
+void git_tree_free(struct git_tree *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->v[i].path);
+	free(t->v);
+	*t = (struct git_tree)GIT_TREE_INIT;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct git_entry *)a)->path, ((const struct git_entry *)b)->path);
+}
+
+/* Adds the entries of commit's tree in mirror below prefix (src: which
+ * mirror), a submodule's in place of its gitlink. */
+static int tree_walk(const char *mirror, const char *commit, const char *prefix, unsigned src,
+		     const struct git_modules *mods, unsigned depth, struct git_tree *t,
+		     struct err *e)
+{
+	_cleanup_buf_ struct buf out = BUF_INIT;
+	buf_init(&out, GIT_LS_TREE_MAX);
+	const char *args[] = { "ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit,
+			       NULL };
+	int r = git_argv(mirror, -1, -1, &out, args, e);
+	if (r == -E2BIG)
+		return err_set(e, r, "the tree of %.12s is too large to list", commit);
+	if (r < 0)
+		return r;
+	for (const char *p = out.p; p < out.p + out.len; p += strlen(p) + 1) {
+		/* "<mode> <type> <id>\t<path>" */
+		const char *sp1 = strchr(p, ' ');
+		const char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+		const char *tab = sp2 ? strchr(sp2 + 1, '\t') : NULL;
+		if (!tab || (size_t)(tab - sp2 - 1) > 64)
+			return err_set(e, -EIO, "cannot read the tree of %.12s", commit);
+		_cleanup_free_ char *id = xstrndup(sp2 + 1, (size_t)(tab - sp2 - 1));
+		const char *path = tab + 1;
+		unsigned mode;
+		if (!strncmp(p, "100644 ", 7))
+			mode = 0100644;
+		else if (!strncmp(p, "100755 ", 7))
+			mode = 0100755;
+		else if (!strncmp(p, "120000 ", 7))
+			mode = 0120000;
+		else if (!strncmp(p, "160000 ", 7))
+			mode = 0160000;
+		else
+			continue;   /* git writes no other modes */
+		_cleanup_free_ char *full = xasprintf("%s%s", prefix, path);
+		if (!commit_id_ok(id) || !path_rel_ok(full))
+			return err_set(e, -EINVAL, "'%s' at %.12s: a path or an object id upaas "
+				       "cannot check out", full, commit);
+		if (mode == 0160000 && depth < GIT_MODULES_DEPTH) {
+			size_t m = 0;
+			while (m < mods->n && strcmp(mods->v[m].path, full))
+				m++;
+			if (m < mods->n) {
+				_cleanup_free_ char *sub = xasprintf("%s/", full);
+				r = tree_walk(mods->v[m].mirror, mods->v[m].commit, sub, (unsigned)m + 1,
+					      mods, depth + 1, t, e);
+				if (r < 0)
+					return r;
+				/* the submodule's own directory, even when empty */
+			}
+		}
+		if (t->n == t->cap) {
+			t->cap = t->cap ? 2 * t->cap : 256;
+			t->v = xrealloc(t->v, t->cap * sizeof(*t->v));
+		}
+		struct git_entry *en = &t->v[t->n++];
+		*en = (struct git_entry){ .path = TAKE_PTR(full), .mode = mode, .src = src };
+		memcpy(en->oid, id, strlen(id) + 1);
+	}
+	return 0;
+}
+
+int git_tree_list(const char *mirror, const char *commit, const struct git_modules *mods,
+		  struct git_tree *ret, struct err *e)
+{
+	struct git_tree t = GIT_TREE_INIT;
+	if (!commit_id_ok(commit))
+		return err_set(e, -EINVAL, "bad commit id '%s'", commit ? commit : "");
+	int r = tree_walk(mirror, commit, "", 0, mods, 0, &t, e);
+	if (r < 0) {
+		git_tree_free(&t);
+		return r;
+	}
+	if (t.n > 1)
+		qsort(t.v, t.n, sizeof(*t.v), entry_cmp);
+	*ret = t;
+	return 0;
+}
+
+/* ------------------------------------------------------------ blobs */
+
+int git_batch_start(struct git_batch *b, const char *mirror, struct err *e)
+{
+	int in[2], out[2];
+	*b = (struct git_batch)GIT_BATCH_INIT;
+	/* requests go through a socket: send(MSG_NOSIGNAL) to a git that
+	 * died is an error, not a SIGPIPE */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) < 0)
+		return err_set_errno(e, -errno, "cannot create a socket pair");
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		int r = -errno;
+		close(in[0]);
+		close(in[1]);
+		return err_set_errno(e, r, "cannot create a pipe");
+	}
+	strv_push(&b->p.argv, "git");
+	strv_pushf(&b->p.argv, "--git-dir=%s", mirror);
+	strv_push(&b->p.argv, "cat-file");
+	strv_push(&b->p.argv, "--batch");
+	extern char **environ;
+	for (char **v = environ; *v; v++)
+		strv_push(&b->p.env, *v);
+	strv_setenv(&b->p.env, "LC_ALL", "C");
+	b->p.stdin_fd = in[0];
+	b->p.stdout_fd = out[1];
+	int r = proc_start(&b->p, e);
+	close(in[0]);
+	close(out[1]);
+	b->p.stdin_fd = b->p.stdout_fd = -1;
+	if (r < 0) {
+		close(in[1]);
+		close(out[0]);
+		proc_free(&b->p);
+		return r;
+	}
+	b->in = in[1];
+	b->out = out[0];
+	b->started = true;
+	return 0;
+}
+
+/* Reads up to n bytes of the answer into p (at least 1 unless at EOF). */
+static ssize_t batch_read(struct git_batch *b, char *p, size_t n)
+{
+	if (b->len) {
+		size_t k = n < b->len ? n : b->len;
+		memcpy(p, b->buf + b->start, k);
+		b->start += k;
+		b->len -= k;
+		return (ssize_t)k;
+	}
+	for (;;) {
+		ssize_t r = read(b->out, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r < 0 ? -errno : r;
+	}
+}
+
+/* One line of the answer (without its newline) into line. */
+static int batch_line(struct git_batch *b, struct buf *line)
+{
+	buf_reset(line);
+	for (;;) {
+		if (!b->len) {
+			ssize_t r = read(b->out, b->buf, sizeof(b->buf));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				return r < 0 ? -errno : -EPIPE;
+			b->start = 0;
+			b->len = (size_t)r;
+		}
+		char *nl = memchr(b->buf + b->start, '\n', b->len);
+		size_t k = nl ? (size_t)(nl - b->buf - b->start) : b->len;
+		if (buf_add(line, b->buf + b->start, k) < 0)
+			return -E2BIG;
+		b->start += k + (nl ? 1 : 0);
+		b->len -= k + (nl ? 1 : 0);
+		if (nl)
+			return 0;
+	}
+}
+
+int git_batch_blob(struct git_batch *b, const char *oid, sink_fn sink, void *data,
+		   uint64_t *ret_size, struct err *e)
+{
+	if (!b->started || !commit_id_ok(oid))
+		return err_set(e, -EINVAL, "bad object id '%s'", oid ? oid : "");
+	_cleanup_free_ char *req = xasprintf("%s\n", oid);
+	size_t rl = strlen(req);
+	for (size_t off = 0; off < rl;) {
+		ssize_t n = send(b->in, req + off, rl - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_set_errno(e, -errno, "git cat-file: cannot ask for %s", oid);
+		off += (size_t)n;
+	}
+	int r;
+	_cleanup_buf_ struct buf line = BUF_INIT;
+	buf_init(&line, 256);
+	r = batch_line(b, &line);
+	if (r < 0)
+		return err_set_errno(e, r, "git cat-file: no answer for %s", oid);
+	/* "<id> blob <size>" or "<id> missing" */
+	size_t il = strlen(oid);
+	int64_t size;
+	if (strncmp(line.p, oid, il) || strncmp(line.p + il, " blob ", 6) ||
+	    parse_int64(line.p + il + 6, 0, INT64_MAX, &size) < 0)
+		return err_set(e, -ENOENT, "git cat-file: %s is not a blob of the repository (%s)",
+			       oid, line.p);
+	char blk[65536];
+	uint64_t left = (uint64_t)size;
+	int sr = 0;
+	while (left > 0) {
+		ssize_t n = batch_read(b, blk, left > sizeof(blk) ? sizeof(blk) : (size_t)left);
+		if (n <= 0)
+			return err_set_errno(e, n < 0 ? (int)n : -EPIPE, "git cat-file: %s cut short", oid);
+		if (sr >= 0)
+			sr = sink(data, blk, (size_t)n);   /* read the rest even so */
+		left -= (uint64_t)n;
+	}
+	char nl;
+	if (batch_read(b, &nl, 1) != 1 || nl != '\n')
+		return err_set(e, -EIO, "git cat-file: bad answer after %s", oid);
+	if (sr < 0)
+		return err_set_errno(e, sr, "cannot write the content of %s", oid);
+	if (ret_size)
+		*ret_size = (uint64_t)size;
+	return 0;
+}
+
+void git_batch_end(struct git_batch *b)
+{
+	if (!b->started)
+		return;
+	_cleanup_err_ struct err ig = ERR_INIT;
+	close(b->in);
+	close(b->out);
+	proc_finish(&b->p, &ig);
+	proc_free(&b->p);
+	b->started = false;
 }

@@ -1,5 +1,6 @@
 # builder/: one build (build.c, git.c); the CLI command build.
-libupaas_a_SOURCES += builder/builder.h builder/build-int.h builder/build.c builder/git.c
+libupaas_a_SOURCES += builder/builder.h builder/build-int.h builder/build.c builder/git.c \
+	builder/checkout.c
 upaas_SOURCES += cli/cmd-build.c
 
 TESTS += tests/integration/build.sh tests/integration/build-faults.sh \

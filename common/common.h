@@ -222,6 +222,10 @@ void sha256_update(struct sha256 *h, const void *p, size_t n);
 void sha256_final(struct sha256 *h, char hex[65]);   /* also frees ctx */
 void sha256_free(struct sha256 *h);                  /* without final */
 void sha256_hex(const void *p, size_t n, char hex[65]);
+/* git's object id of a blob: the SHA-1 (SHA-256 with sha256) of
+ * "blob <size>" NUL and the size bytes read from fd (-EIO when it has
+ * fewer); hex gets 40 (64) digits. */
+int hash_git_blob(int fd, uint64_t size, bool sha256, char hex[65]);
 /* Hashes a whole file; ret_size may be NULL. */
 int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *e);
 
@@ -367,6 +371,14 @@ int fs_read_in_root(const char *root, const char *rel, struct buf *out, size_t m
  * below path (as listed in /proc/self/mountinfo). A missing path is success.
  */
 int fs_rm_rf(const char *path, struct err *e);
+/*
+ * The same for the entry name of the directory dfd (a directory and what it
+ * holds, anything else unlinked), for callers that walk a tree by fds and
+ * have no path to check in mountinfo: a mount point at name is refused
+ * (-EBUSY), one below it or another file system stops the walk. display
+ * names it in messages. A missing name is success.
+ */
+int fs_rm_rf_at(int dfd, const char *name, const char *display, struct err *e);
 /* true when something is mounted at or below path. */
 bool fs_has_mounts_below(const char *path);
 

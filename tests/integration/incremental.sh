@@ -54,8 +54,14 @@ check() {
 		LAST=$("$UPAAS" build --fresh --app "$APP" "$SRC" 2>/dev/null)
 		return 1
 	fi
-	t_pass "$desc: incremental build"
 	LAST=$id
+	if [ "$desc" != "first commit" ] &&
+		[ "$("$UPAAS" package show --json "$APP" "$id" | jget fresh)" != false ]; then
+		t_not "$desc: incremental build"
+		t_diag "it was fresh: $("$UPAAS" package show --json "$APP" "$id" | jget base.reason)"
+	else
+		t_pass "$desc: incremental build"
+	fi
 	if ! fid=$("$UPAAS" build --fresh --app "$APPF" "$SRC" 2>"$T_ROOT/fresh.err"); then
 		t_not "$desc: fresh build"
 		t_diag "$(tail -n 25 "$T_ROOT/fresh.err")"
@@ -178,6 +184,27 @@ check "a files entry under the home"
 mkdir "$SRC/conf"
 echo tracked >"$SRC/conf/tracked.txt"
 check "a commit tracks a file in the files entry's directory"
+
+# a build of the same commit: the index of the last checkout says every
+# tracked file is as it was written, so none is read
+ID=$("$UPAAS" build --app "$APP" "$SRC" 2>/dev/null)
+t_match "a no-change build checks its files by their stat" "$(cat "$ST/logs/$APP/$ID.log")" \
+	"checkout: [0-9]+ entries: 0 written, [0-9]+ kept \(0 checked by content\), 0 repaired"
+
+# history rewritten and the old commits gone from the mirror: the base
+# package's tree cannot be listed, the build falls back to fresh by itself
+g -C "$SRC" checkout -q --orphan rewritten
+g -C "$SRC" commit -qm "rewritten"
+g -C "$SRC" branch -q -D main
+g -C "$SRC" branch -q -m main
+git --git-dir="$UPAAS_TEST_SHARED/cache/git/$APP.git" fetch -q --prune origin
+git --git-dir="$UPAAS_TEST_SHARED/cache/git/$APP.git" reflog expire --expire=now --all
+git --git-dir="$UPAAS_TEST_SHARED/cache/git/$APP.git" gc -q --prune=now
+ID=$("$UPAAS" build --app "$APP" "$SRC" 2>"$T_ROOT/fb.err")
+t_is "a base that cannot be checked out over: the build succeeds" "$?" 0
+M=$("$UPAAS" package show --json "$APP" "$ID" 2>/dev/null)
+t_is "it fell back to fresh" "$(jget fresh <<<"$M")" true
+t_match "the manifest says why" "$(jget base.reason <<<"$M")" "is not in the repository any more"
 
 t_diag "compared $ENTRIES entries in all; $(( $(date +%s) - T0 )) s"
 t_done

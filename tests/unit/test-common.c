@@ -49,6 +49,30 @@ static void test_buf_add_safe(void **state)
 	(void)state;
 }
 
+/* git's blob ids, as `git hash-object` gives them */
+static void test_hash_git_blob(void **state)
+{
+	char hex[65];
+	int p[2];
+
+	for (int sha256 = 0; sha256 < 2; sha256++) {
+		assert_int_equal(pipe(p), 0);
+		assert_int_equal(fs_write_all(p[1], "hello\n", 6), 0);
+		close(p[1]);
+		assert_int_equal(hash_git_blob(p[0], 6, sha256, hex), 0);
+		close(p[0]);
+		assert_string_equal(hex, sha256 ? "2cf8d83d9ee29543b34a87727421fdecb7e3f3a183d337639025de576db9ebb4"
+					      : "ce013625030ba8dba906f756967f9e9ca394464a");
+	}
+	/* fewer bytes than the size said */
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(fs_write_all(p[1], "hi", 2), 0);
+	close(p[1]);
+	assert_int_equal(hash_git_blob(p[0], 6, false, hex), -EIO);
+	close(p[0]);
+	(void)state;
+}
+
 static void test_buf_max(void **state)
 {
 	struct buf b;
@@ -291,6 +315,7 @@ int main(void)
 		cmocka_unit_test(test_buf_basic),
 		cmocka_unit_test(test_buf_max),
 		cmocka_unit_test(test_buf_add_safe),
+		cmocka_unit_test(test_hash_git_blob),
 		cmocka_unit_test(test_buf_read_file_bounded),
 		cmocka_unit_test(test_strv_kv),
 		cmocka_unit_test(test_err_first_wins),
