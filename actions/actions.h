@@ -14,9 +14,9 @@
  *                                                          plan no longer asks
  *                                                          for
  *   interpreter   admin                 root      on       fresh packages only
- *   checkout      upaas / metadata      app       off      every build (on for
- *                 repository.clone/update                   the app's own
- *                                                          clone/update)
+ *   checkout      upaas (builder, from  app's     off      every build (on for
+ *                 the host) / metadata  files             the app's own
+ *                 repository.clone/update                  clone/update)
  *   files         metadata              root      off      every build
  *   before/main/after  admin < metadata app       on       every build
  *   finalize      admin                 root      off      every build
