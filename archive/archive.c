@@ -600,9 +600,88 @@ static int unpack_error(struct archive *a, const char *archive, const char *entr
 	return err_set(e, code, "'%s': %s%s%s", archive, what, why ? ": " : "", why ? why : "");
 }
 
+/* true when an xattr name is one the policy lets through: anything but
+ * trusted.* and security.*, and of those the names (or "prefix*") the
+ * admin allows. security.capability is a file capability. */
+static bool xattr_allowed(const struct unpack_policy *pol, const char *name)
+{
+	if (strncmp(name, "trusted.", 8) && strncmp(name, "security.", 9))
+		return true;
+	for (size_t i = 0; pol->allow_xattrs && i < pol->allow_xattrs->n; i++) {
+		const char *a = pol->allow_xattrs->v[i];
+		size_t n = strlen(a);
+		if (n && a[n - 1] == '*' ? !strncmp(name, a, n - 1) : !strcmp(name, a))
+			return true;
+	}
+	return false;
+}
+
+/* Applies pol to one entry: false when the entry is dropped as a whole (a
+ * device node), else its setuid/setgid bits and privileged xattrs go. */
+static bool entry_filter(struct archive_entry *ae, const struct unpack_policy *pol,
+			 struct unpack_dropped *d)
+{
+	mode_t type = archive_entry_filetype(ae);
+	if (type == AE_IFCHR || type == AE_IFBLK) {
+		d->devices++;
+		return false;
+	}
+	mode_t perm = archive_entry_perm(ae);
+	if (perm & (S_ISUID | S_ISGID)) {
+		archive_entry_set_perm(ae, perm & ~(mode_t)(S_ISUID | S_ISGID));
+		d->setid++;
+	}
+	bool any = false;
+	const char *name;
+	const void *val;
+	size_t len;
+	archive_entry_xattr_reset(ae);
+	while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK)
+		any |= !xattr_allowed(pol, name);
+	if (!any)
+		return true;
+	/* rebuild the list without the refused names */
+	struct strv keep_names = STRV_INIT;
+	struct buf keep_vals = BUF_INIT;
+	struct { size_t off, len; } *kv = NULL;
+	size_t nk = 0;
+	archive_entry_xattr_reset(ae);
+	while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK) {
+		if (!xattr_allowed(pol, name)) {
+			if (!strcmp(name, "security.capability"))
+				d->caps++;
+			else
+				d->xattrs++;
+			continue;
+		}
+		kv = xrealloc(kv, (nk + 1) * sizeof(*kv));
+		kv[nk].off = keep_vals.len;
+		kv[nk].len = len;
+		nk++;
+		strv_push(&keep_names, name);
+		buf_add(&keep_vals, val, len);
+	}
+	archive_entry_xattr_clear(ae);
+	for (size_t i = 0; i < nk; i++)
+		archive_entry_xattr_add_entry(ae, keep_names.v[i], keep_vals.p + kv[i].off,
+					      kv[i].len);
+	free(kv);
+	strv_free(&keep_names);
+	buf_free(&keep_vals);
+	return true;
+}
+
 int unpack_file(const char *archive, const char *dest, bool secure, struct progress *progress,
 		struct err *e)
 {
+	return unpack_file_policy(archive, dest, secure, NULL, progress, NULL, e);
+}
+
+int unpack_file_policy(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, struct progress *progress,
+		       struct unpack_dropped *ret_dropped, struct err *e)
+{
+	struct unpack_dropped dropped = { 0 };
 	_cleanup_(archive_read_freep) struct archive *in = NULL;
 	_cleanup_(archive_write_freep) struct archive *out = NULL;
 	_cleanup_free_ char *root = NULL;
@@ -666,6 +745,11 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 			archive_entry_set_hardlink(ae, link);
 		}
 		archive_entry_set_pathname(ae, full);
+		if (pol && !pol->privileged && !entry_filter(ae, pol, &dropped)) {
+			if (archive_read_data_skip(in) < ARCHIVE_WARN)
+				return unpack_error(in, archive, name.p, e);
+			continue;
+		}
 
 		r = archive_write_header(out, ae);
 		if (r < ARCHIVE_WARN)
@@ -694,5 +778,7 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 	/* Directory modes and times are set at close. */
 	if (archive_write_close(out) != ARCHIVE_OK)
 		return unpack_error(out, archive, NULL, e);
+	if (ret_dropped)
+		*ret_dropped = dropped;
 	return 0;
 }

@@ -42,6 +42,28 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 		struct err *e);
 
 /*
+ * unpack_file() for trees from outside (deploy): unless pol->privileged,
+ * setuid and setgid bits are cleared, device nodes (character, block) are
+ * not created, and the trusted.* and security.* xattrs are dropped (file
+ * capabilities are security.capability) except the names of
+ * pol->allow_xattrs (exact, or a prefix ending in '*'). ret_dropped (may be
+ * NULL) counts what was dropped.
+ */
+struct unpack_policy {
+	bool privileged;                  /* keep everything */
+	const struct strv *allow_xattrs;  /* may be NULL */
+};
+struct unpack_dropped {
+	uint64_t setid;                   /* entries that lost setuid/setgid */
+	uint64_t caps;                    /* file capabilities dropped */
+	uint64_t xattrs;                  /* other trusted.* / security.* dropped */
+	uint64_t devices;                 /* device nodes not created */
+};
+int unpack_file_policy(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, struct progress *progress,
+		       struct unpack_dropped *ret_dropped, struct err *e);
+
+/*
  * Packs root into out (a storage upload from storage_upload_sink(), or any
  * struct sink): pack_tree() with a progress line on a terminal, stopped by
  * proc_cancelled (-ECANCELED, with no message recorded unless the sink

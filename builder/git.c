@@ -29,8 +29,10 @@ int git_source_url(const char *source, struct buf *ret_url, struct err *e)
 {
 	if (!source || !*source)
 		return err_set(e, -EINVAL, "no source given");
-	if (source[0] == '-')
-		return err_set(e, -EINVAL, "bad source '%s'", source);
+	if (source[0] == '-') {
+		_cleanup_free_ char *shown = url_redacted(source);
+		return err_set(e, -EINVAL, "bad source '%s'", shown);
+	}
 	buf_reset(ret_url);
 	if (is_url(source))
 		return buf_adds(ret_url, source);
@@ -55,9 +57,11 @@ int git_source_app(const char *source, struct buf *ret_app, struct err *e)
 	if (len > 4 && !strncmp(source + start + len - 4, ".git", 4))
 		len -= 4;
 	_cleanup_free_ char *name = xstrndup(source + start, len);
-	if (!app_name_ok(name))
+	if (!app_name_ok(name)) {
+		_cleanup_free_ char *shown = url_redacted(source);
 		return err_set(e, -EINVAL, "cannot derive an app name from '%s' ('%s' is not a "
-			       "valid name): use --app NAME", source, name);
+			       "valid name): use --app NAME", shown, name);
+	}
 	buf_reset(ret_app);
 	buf_adds(ret_app, name);
 	return 0;
@@ -69,17 +73,22 @@ int git_source_app(const char *source, struct buf *ret_app, struct err *e)
 #define GIT_REMOTE_PROTOCOLS "http:https:git:ssh"
 
 /* Runs git with args (NULL-terminated); stdout to out_fd (>= 0) or into
- * capture (may be NULL); with protocols, git may use only those transports
- * (GIT_ALLOW_PROTOCOL). Returns 0, -EIO with git's exit status in the
- * message, or -errno. */
+ * capture (may be NULL). With ap, the credentials of the source URL reach
+ * git through its askpass, never its argv or environment; with protocols,
+ * git may use only those transports (GIT_ALLOW_PROTOCOL). Returns 0, -EIO
+ * with git's exit status in the message, or -errno. */
 static int git_argv_p(const char *git_dir, int log_fd, int out_fd, struct buf *capture,
-		      const char *protocols, const char *const *args, struct err *e)
+		      const struct askpass *ap, const char *protocols, const char *const *args,
+		      struct err *e)
 {
 	struct proc p = PROC_INIT;
 
 	strv_push(&p.argv, "git");
 	if (git_dir)
 		strv_pushf(&p.argv, "--git-dir=%s", git_dir);
+	/* no credential helper of the host keeps what the askpass answers */
+	strv_push(&p.argv, "-c");
+	strv_push(&p.argv, "credential.helper=");
 	for (; *args; args++)
 		strv_push(&p.argv, *args);
 	extern char **environ;
@@ -90,6 +99,11 @@ static int git_argv_p(const char *git_dir, int log_fd, int out_fd, struct buf *c
 	strv_setenv(&p.env, "LC_ALL", "C");
 	if (protocols)
 		strv_setenv(&p.env, "GIT_ALLOW_PROTOCOL", protocols);
+	if (ap) {
+		askpass_env(ap, &p.env);
+		p.child_setup = askpass_child_setup;
+		p.child_data = (void *)ap;
+	}
 	p.stdout_fd = out_fd;
 	p.capture = capture;
 	p.stderr_fd = log_fd;   /* messages in the build log, not the terminal */
@@ -107,9 +121,9 @@ static int git_argv_p(const char *git_dir, int log_fd, int out_fd, struct buf *c
 }
 
 static int git_argv(const char *git_dir, int log_fd, int out_fd, struct buf *capture,
-		    const char *const *args, struct err *e)
+		    const struct askpass *ap, const char *const *args, struct err *e)
 {
-	return git_argv_p(git_dir, log_fd, out_fd, capture, NULL, args, e);
+	return git_argv_p(git_dir, log_fd, out_fd, capture, ap, NULL, args, e);
 }
 
 #define GIT_MAX_ARGS 16
@@ -126,16 +140,33 @@ static int git(const char *git_dir, int log_fd, struct buf *capture, struct err 
 		args[n++] = a;
 	va_end(ap);
 	args[n] = NULL;
-	return git_argv(git_dir, log_fd, -1, capture, args, e);
+	return git_argv(git_dir, log_fd, -1, capture, NULL, args, e);
+}
+
+/* git() for the commands that talk to the remote: with the askpass. */
+static int git_remote(const char *git_dir, int log_fd, struct buf *capture,
+		      const struct askpass *ap, struct err *e, ...)
+{
+	const char *args[GIT_MAX_ARGS + 1];
+	size_t n = 0;
+	va_list va;
+
+	va_start(va, e);
+	for (const char *a; (a = va_arg(va, const char *)) && n < GIT_MAX_ARGS;)
+		args[n++] = a;
+	va_end(va);
+	args[n] = NULL;
+	return git_argv(git_dir, log_fd, -1, capture, ap, args, e);
 }
 
 /* Points HEAD at the remote's default branch (as `git clone` does). */
-static void mirror_follow_head(const char *mirror, int log_fd)
+static void mirror_follow_head(const char *mirror, int log_fd, const struct askpass *ap)
 {
 	_cleanup_buf_ struct buf out = BUF_INIT;
 	_cleanup_err_ struct err e = ERR_INIT;
 	buf_init(&out, 1u << 20);
-	if (git(mirror, log_fd, &out, &e, "ls-remote", "--symref", "origin", "HEAD", NULL) < 0)
+	if (git_remote(mirror, log_fd, &out, ap, &e, "ls-remote", "--symref", "origin", "HEAD",
+		       NULL) < 0)
 		return;
 	/* "ref: refs/heads/main\tHEAD" */
 	if (strncmp(out.p, "ref: refs/heads/", 16))
@@ -150,7 +181,7 @@ bool git_has_commit(const char *git_dir, const char *commit)
 	_cleanup_err_ struct err ig = ERR_INIT;
 	_cleanup_free_ char *spec = xasprintf("%s^{commit}", commit);
 	const char *args[] = { "cat-file", "-e", "--end-of-options", spec, NULL };
-	return git_argv(git_dir, -1, -1, NULL, args, &ig) == 0;
+	return git_argv(git_dir, -1, -1, NULL, NULL, args, &ig) == 0;
 }
 
 /*
@@ -159,8 +190,9 @@ bool git_has_commit(const char *git_dir, const char *commit)
  * mirror that already has that commit is not fetched again.
  */
 static int mirror_update_in(const char *dir, const char *name, const char *url, bool update_head,
-			    const char *protocols, const char *only_if_missing, int log_fd,
-			    struct buf *ret_mirror, struct err *e)
+			    const struct askpass *ap, const char *protocols,
+			    const char *only_if_missing, int log_fd, struct buf *ret_mirror,
+			    struct err *e)
 {
 	_cleanup_free_ char *mirror = xasprintf("%s/%s.git", dir, name);
 	_cleanup_free_ char *lockp = xasprintf("%s/%s.lock", dir, name);
@@ -176,13 +208,13 @@ static int mirror_update_in(const char *dir, const char *name, const char *url, 
 		if (!only_if_missing || !git_has_commit(mirror, only_if_missing)) {
 			const char *seturl[] = { "remote", "set-url", "origin", "--", url, NULL };
 			const char *fetch[] = { "fetch", "--prune", "--quiet", "origin", NULL };
-			r = git_argv(mirror, log_fd, -1, NULL, seturl, e);
+			r = git_argv(mirror, log_fd, -1, NULL, NULL, seturl, e);
 			if (r >= 0)
-				r = git_argv_p(mirror, log_fd, -1, NULL, protocols, fetch, e);
+				r = git_argv_p(mirror, log_fd, -1, NULL, ap, protocols, fetch, e);
 			if (r < 0)
 				return err_prefix(e, "cannot update the mirror of '%s'", url);
 			if (update_head)
-				mirror_follow_head(mirror, log_fd);
+				mirror_follow_head(mirror, log_fd, ap);
 		}
 	} else {
 		/* cloned next to it and renamed: a half-done clone is never
@@ -192,7 +224,7 @@ static int mirror_update_in(const char *dir, const char *name, const char *url, 
 		if (r < 0)
 			return r;
 		const char *clone[] = { "clone", "--mirror", "--quiet", "--", url, tmp, NULL };
-		r = git_argv_p(NULL, log_fd, -1, NULL, protocols, clone, e);
+		r = git_argv_p(NULL, log_fd, -1, NULL, ap, protocols, clone, e);
 		if (r >= 0 && rename(tmp, mirror) < 0)
 			r = err_set_errno(e, -errno, "cannot rename '%s'", tmp);
 		if (r < 0) {
@@ -206,11 +238,25 @@ static int mirror_update_in(const char *dir, const char *name, const char *url, 
 	return 0;
 }
 
+static void askpass_closep(struct askpass *a)
+{
+	askpass_close(a);
+}
+
 int git_mirror_update(const struct config *c, const char *app, const char *url,
-		      bool update_head, int log_fd, struct buf *ret_mirror, struct err *e)
+		      const char *user, const char *pass, bool update_head, int log_fd,
+		      struct buf *ret_mirror, struct err *e)
 {
 	_cleanup_free_ char *dir = path_join(c->paths.cache, "git");
-	return mirror_update_in(dir, app, url, update_head, NULL, NULL, log_fd, ret_mirror, e);
+	_cleanup_(askpass_closep) struct askpass cred = { .fd = -1 };
+	const struct askpass *ap = NULL;
+	if (user || pass) {
+		int r = askpass_open(&cred, user, pass, e);
+		if (r < 0)
+			return r;
+		ap = &cred;
+	}
+	return mirror_update_in(dir, app, url, update_head, ap, NULL, NULL, log_fd, ret_mirror, e);
 }
 
 static bool ref_ok(const char *ref)
@@ -513,7 +559,7 @@ static int gitlinks(const char *mirror, const char *commit, struct strv *paths,
 	buf_init(&out, GIT_LS_TREE_MAX);
 	const char *args[] = { "ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit,
 			       NULL };
-	int r = git_argv(mirror, -1, -1, &out, args, e);
+	int r = git_argv(mirror, -1, -1, &out, NULL, args, e);
 	if (r == -E2BIG)
 		return err_set(e, r, "the tree of %.12s is too large to list", commit);
 	if (r < 0)
@@ -544,7 +590,7 @@ static int gitmodules_read(const char *mirror, const char *commit, struct kvlist
 	_cleanup_free_ char *blob = xasprintf("%s:.gitmodules", commit);
 	buf_init(&out, GIT_MODULES_FILE_MAX);
 	const char *type[] = { "cat-file", "-t", "--end-of-options", blob, NULL };
-	if (git_argv(mirror, -1, -1, &out, type, &ig) < 0)
+	if (git_argv(mirror, -1, -1, &out, NULL, type, &ig) < 0)
 		return 0;   /* no .gitmodules */
 	buf_rtrim(&out);
 	if (strcmp(out.p, "blob"))
@@ -552,7 +598,7 @@ static int gitmodules_read(const char *mirror, const char *commit, struct kvlist
 	buf_reset(&out);
 	const char *args[] = { "config", "--blob", blob, "-z", "--get-regexp",
 			       "^submodule\\..*\\.(path|url)$", NULL };
-	int r = git_argv(mirror, -1, -1, &out, args, &ig);
+	int r = git_argv(mirror, -1, -1, &out, NULL, args, &ig);
 	if (r == -E2BIG)
 		return err_set(e, r, ".gitmodules at %.12s is larger than %zu bytes", commit,
 			       GIT_MODULES_FILE_MAX);
@@ -624,8 +670,8 @@ static int modules_walk(const struct config *c, const char *mirror, const char *
 			log_line_fd(log_fd, m, strlen(m));
 		}
 		if (fetch) {
-			r = mirror_update_in(dir, hex, sub_url.p, false, protocols, lcommits.v[i],
-					     log_fd, &sub_mirror, e);
+			r = mirror_update_in(dir, hex, sub_url.p, false, NULL, protocols,
+					     lcommits.v[i], log_fd, &sub_mirror, e);
 			if (r < 0) {
 				err_prefix(e, "submodule '%s'", full);
 				break;
@@ -698,7 +744,7 @@ static int tree_walk(const char *mirror, const char *commit, const char *prefix,
 	buf_init(&out, GIT_LS_TREE_MAX);
 	const char *args[] = { "ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit,
 			       NULL };
-	int r = git_argv(mirror, -1, -1, &out, args, e);
+	int r = git_argv(mirror, -1, -1, &out, NULL, args, e);
 	if (r == -E2BIG)
 		return err_set(e, r, "the tree of %.12s is too large to list", commit);
 	if (r < 0)

@@ -78,7 +78,8 @@ struct cfg_storage {
 	bool unsigned_payload;
 	int timeout;                /* seconds per request, default 300 */
 	/* http */
-	char *url;
+	char *url;                  /* its userinfo (user:password@) is a secret */
+	struct strv redirect_hosts; /* hosts besides url's own a redirect may go to */
 };
 
 struct config {
@@ -151,7 +152,16 @@ struct config {
 		bool hooks_as_root;     /* app hooks run as root (default false) */
 		int keep;               /* revisions kept, 5 */
 		char *schedule;         /* watch schedule, "* * * * *" */
+		/* extraction keeps setuid/setgid, devices, capabilities and
+		 * every xattr (default false: they are dropped) */
+		bool allow_privileged_files;
+		struct strv allow_xattrs;   /* trusted.* / security.* names kept */
 	} deploy;
+	struct {
+		char *key;              /* the builder's private key file; NULL: unsigned */
+		struct strv trusted;    /* public key files trusted to sign */
+		bool allow_unsigned;    /* accept unsigned objects, with a warning */
+	} signing;
 	struct {
 		char *listen;           /* "127.0.0.1:7373", "[::1]:7373" */
 		char *tls_cert;         /* PEM files; both or neither */

@@ -21,6 +21,7 @@ struct app_paths {
 	char *log;
 	char *lock;
 	char *failed_marker;  /* .failed (watch) */
+	char *sequence;       /* the highest current sequence seen */
 };
 void app_paths_init(struct app_paths *p, const char *root, const char *app);
 void app_paths_free(struct app_paths *p);
@@ -35,6 +36,15 @@ char *app_manifest_path(const struct app_paths *p, const char *id);
  */
 int deploy_manifest_read(struct package_info *ret, const char *text, const char *app,
 			 const char *id, const struct config *c, struct err *e);
+
+/*
+ * Reads apps/<app>/current and verifies it against t (package_current_read);
+ * with seen_path (the app's <dir>/sequence, may be NULL) also refuses a
+ * sequence lower than the highest one recorded there (-ESTALE: an old
+ * pointer put back), and records a higher one (atomically).
+ */
+int deploy_current_read(struct storage *s, const struct sign_trust *t, const char *app,
+			const char *seen_path, struct package_current *ret, struct err *e);
 
 /* Reads the history file; a missing file is an empty history. */
 int deploy_hist_read(const char *path, struct deploy_hist **ret, size_t *ret_n, struct err *e);

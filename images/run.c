@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "images/images.h"
+#include "package/package.h"
 #include "rootfs/rootfs.h"
 #include "sandbox/sandbox.h"
 
@@ -33,8 +34,12 @@ static int image_for_run(const struct config *c, struct storage *s, const char *
 
 	if (strcmp(name, def)) {
 		struct image_info probe = { 0 };
+		_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
 
-		r = image_load(s, name, &probe, e);
+		r = sign_trust_config(&t, c, e);
+		if (r < 0)
+			return r;
+		r = image_load(s, &t, name, &probe, e);
 		image_info_free(&probe);
 		if (r == -ENOENT) {
 			err_clear(e);

@@ -48,6 +48,7 @@ t_bail() { echo "Bail out! $*"; exit 1; }
 # Shared between all tests of one run (tests/run-all.sh sets it fresh).
 UPAAS_TEST_SHARED=${UPAAS_TEST_SHARED:-/var/tmp/upaas-tests-shared}
 mkdir -p "$UPAAS_TEST_SHARED/storage" "$UPAAS_TEST_SHARED/cache"
+mkdir -p -m 0700 "$UPAAS_TEST_SHARED/keys"
 export UPAAS_TEST_SHARED
 
 T_ROOT=$(mktemp -d /var/tmp/upaas-test.XXXXXX)
@@ -68,8 +69,23 @@ t_cleanup() {
 }
 trap t_cleanup EXIT
 
+# The run's signing key pair, made once per run under a lock: every test
+# builds signed packages and deploys only what this key signed.
+T_KEY=$UPAAS_TEST_SHARED/keys/builder.key
+T_PUB=$UPAAS_TEST_SHARED/keys/builder.pub
+(
+	flock 9
+	[ -s "$T_KEY" ] || "$UPAAS" key generate --private "$T_KEY" --public "$T_PUB" >/dev/null ||
+		exit 1
+) 9>"$UPAAS_TEST_SHARED/keys.lock" || t_bail "cannot make the run's signing key"
+export T_KEY T_PUB
+
 # Writes the test's admin config; extra libconfig text may be passed as $1.
+# Unless it has a signing group of its own, the run's key signs and is the
+# one trusted.
 t_write_config() {
+	local signing="signing = { key = \"$T_KEY\"; trusted = [ \"$T_PUB\" ]; };"
+	case ${1:-} in *"signing = "* | *"signing ="*) signing= ;; esac
 	cat >"$T_CFG" <<CFG
 paths = {
   workdir = "$T_ROOT/work";
@@ -84,8 +100,16 @@ deploy = {
   root = "$T_ROOT/srv";
   hooks_dir = "$T_ROOT/hooks";
 };
+$signing
 ${1:-}
 CFG
+}
+
+# The package id an apps/<app>/current file names (its signature lines,
+# then its JSON document; or the first edition's plain id).
+t_current_id() {
+	[ -e "$1" ] || return 1
+	if grep -q '^{' "$1"; then grep -v '^ed25519 ' "$1" | jq -r .id; else head -n1 "$1"; fi
 }
 t_write_config
 

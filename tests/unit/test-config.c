@@ -460,6 +460,62 @@ static void test_secrets(void **state)
 	err_free(&e);
 }
 
+/* URLs lose their userinfo and secret query values in config show and in
+ * messages; the signing group. */
+static void test_show_urls(void **state)
+{
+	struct config c;
+	struct diags d = DIAGS_INIT;
+	_cleanup_buf_ struct buf out = BUF_INIT, msgs = BUF_INIT;
+	_cleanup_free_ char *path = write_tmp("urls.cfg",
+		"bootstrap = { mirror = \"http://mu:MIRRORPW@deb.example/debian\"; };\n"
+		"storage = { handler = \"http\"; url = \"https://hu:HTTPPW@store.example/p\";\n"
+		"  endpoint = \"http://EPTOKEN@127.0.0.1:7480\"; redirect_hosts = [ \"cdn.example\" ]; };\n"
+		"queue = { url = \"postgresql://pg:PGPW@db/upaas?password=QPW\"; };\n"
+		"signing = { key = \"/etc/upaas/signing.key\";\n"
+		"  trusted = [ \"/etc/upaas/a.pub\", \"/etc/upaas/b.pub\" ]; allow_unsigned = true; };\n");
+
+	assert_int_equal(config_load(&c, path, &d), 0);
+	assert_string_equal(c.signing.key, "/etc/upaas/signing.key");
+	assert_int_equal(c.signing.trusted.n, 2);
+	assert_true(c.signing.allow_unsigned);
+	assert_string_equal(c.storage.redirect_hosts.v[0], "cdn.example");
+	/* the config itself keeps them: the handlers need them */
+	assert_non_null(strstr(c.storage.url, "HTTPPW"));
+	config_show(&c, &out);
+	static const char *const secrets[] = { "MIRRORPW", "HTTPPW", "EPTOKEN", "PGPW", "QPW",
+					       "mu:", "hu:", "pg:" };
+	for (size_t i = 0; i < ARRAY_SIZE(secrets); i++)
+		if (strstr(out.p, secrets[i]))
+			fail_msg("config show shows '%s'", secrets[i]);
+	assert_non_null(strstr(out.p, "url = \"https://********@store.example/p\";"));
+	assert_non_null(strstr(out.p, "postgresql://********@db/upaas?password=********"));
+	assert_non_null(strstr(out.p, "key = \"/etc/upaas/signing.key\";"));
+	config_free(&c);
+
+	/* a mistyped URL is reported without its secret */
+	_cleanup_free_ char *bad = write_tmp("badurl.cfg",
+		"queue = { url = \"mysql://u:BADPW@h/db\"; };\n"
+		"storage = { secret_key = \"\"; url = \"ftp://u:BADPW2@h/\"; };\n"
+		"signing = { key = \"/k\"; trusted = [ \"/k\", \"rel.pub\" ]; };\n");
+	assert_int_equal(config_load(&c, bad, &d), -EINVAL);
+	diags_format(&d, &msgs);
+	assert_null(strstr(msgs.p, "BADPW"));
+	assert_non_null(strstr(msgs.p, "queue.url: 'mysql://********@h/db' is not"));
+	assert_non_null(strstr(msgs.p, "signing.trusted[1]: 'rel.pub' is not an absolute path"));
+	config_free(&c);
+	diags_free(&d);
+
+	_cleanup_free_ char *same = write_tmp("same.cfg",
+		"signing = { key = \"/k\"; trusted = [ \"/k\" ]; };\n");
+	assert_int_equal(config_load(&c, same, &d), -EINVAL);
+	buf_reset(&msgs);
+	diags_format(&d, &msgs);
+	assert_non_null(strstr(msgs.p, "'/k' is the private key"));
+	config_free(&c);
+	diags_free(&d);
+}
+
 /* ------------------------------------------------------------------ names */
 
 static void test_names(void **state)
@@ -523,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_include),
 		cmocka_unit_test(test_show),
 		cmocka_unit_test(test_secrets),
+		cmocka_unit_test(test_show_urls),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_diags_format),
 	};
