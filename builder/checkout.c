@@ -99,14 +99,14 @@ int checkout_index_load(const char *path, const char *base, struct checkout_inde
 		unsigned long long size, mode, uid, gid;
 		long long mtime, ctime;
 		int off = 0;
-		if (sscanf(p, "%64s %llu %lld %lld %llo %llu %llu %n", oid, &size, &mtime, &ctime,
-			   &mode, &uid, &gid, &off) != 7 || off <= 0 || !p[off]) {
+		if (sscanf(p, "%64s %llu %lld %lld %llo %llu %llu%n", oid, &size, &mtime, &ctime,
+			   &mode, &uid, &gid, &off) != 7 || off <= 0 || p[off] != ' ' || !p[off + 1]) {
 			checkout_index_free(&ix);
 			return -EBADMSG;
 		}
 		struct checkout_rec *rec = index_add(&ix);
 		memcpy(rec->oid, oid, sizeof(oid));
-		rec->path = xstrdup(p + off);
+		rec->path = xstrdup(p + off + 1);
 		rec->size = size;
 		rec->mtime_ns = mtime;
 		rec->ctime_ns = ctime;

@@ -73,7 +73,8 @@ tar_clean "an image" "$ST/images/$IMG.tar.zst"
 # Release Date the image records), must give the same bytes.
 epoch() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("source_date_epoch", 0))' "$1"; }
 NAME=repro-$(printf '%s' "${T_ROOT##*.}" | tr 'A-Z' 'a-z')
-trap '"$UPAAS" image rm "$NAME" >/dev/null 2>&1; "$UPAAS" image rm "$NAME-2" >/dev/null 2>&1; t_cleanup' EXIT
+trap 'rc=$?; "$UPAAS" image rm "$NAME" >/dev/null 2>&1; "$UPAAS" image rm "$NAME-2" >/dev/null 2>&1
+(exit $rc); t_cleanup' EXIT
 t_ok "image create NAME" "$UPAAS" image create "$NAME"
 A=$ST/images/$IMG.json
 B=$ST/images/$NAME.json
