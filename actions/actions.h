@@ -40,6 +40,7 @@
 
 #include "common/common.h"
 #include "config/config.h"
+#include "sandbox/sandbox.h"
 
 enum step_status {
 	STEP_NOT_RUN,
@@ -140,5 +141,12 @@ int actions_installed(const char *root, const struct strv *names, struct strv *r
 
 /* Checks a metadata file path: absolute, no "." / ".." / empty component. */
 bool actions_file_path_ok(const char *path);
+
+/*
+ * The sandbox policy of the admin config (sandbox.*, limits.*), for every
+ * caller of sandbox_run(): build steps, `upaas image run`, deploy hooks and
+ * `upaas exec`. Points into c, which must outlive it.
+ */
+void actions_sandbox_policy(const struct config *c, struct sandbox_policy *ret);
 
 #endif

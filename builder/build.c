@@ -432,7 +432,7 @@ static int stage_base(struct build *b, struct err *e)
 static int stage_workspace(struct build *b, struct err *e)
 {
 	_cleanup_free_ char *wsdir = path_join(b->dir, "ws");
-	int r = workspace_create(&b->ws, wsdir, &b->lowers, e);
+	int r = workspace_create(&b->ws, b->c, wsdir, &b->lowers, e);
 
 	/* layers that cannot be stacked (after a config change, say) must not
 	 * break every later build: fall back to a full copy of the parent */
@@ -442,7 +442,7 @@ static int stage_workspace(struct build *b, struct err *e)
 		r = rootcache_get_full(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
 				       b->parent.blob.size, &b->lowers, e);
 		if (r >= 0)
-			r = workspace_create(&b->ws, wsdir, &b->lowers, e);
+			r = workspace_create(&b->ws, b->c, wsdir, &b->lowers, e);
 	}
 	return r;
 }
@@ -508,11 +508,15 @@ static int do_checkout(void *data, struct err *e)
 {
 	struct build *b = data;
 	uint64_t t0 = now_ms();
+	/* the root belongs to the sandbox's range: the app's files are the
+	 * app's ids inside it */
+	struct sandbox_range ids;
+	rootfs_range(b->c, &ids);
 	struct checkout co = {
 		.root = b->ws.root,
 		.home = b->c->apps.home,
-		.uid = (uid_t)b->c->apps.uid,
-		.gid = (gid_t)b->c->apps.gid,
+		.uid = ids.uid_base + (uid_t)b->c->apps.uid,
+		.gid = ids.gid_base + (gid_t)b->c->apps.gid,
 		.mtime = b->commit_time,
 		.tree = &b->tree,
 		.old = b->fresh ? NULL : &b->old_tree,
@@ -711,11 +715,17 @@ static int stage_pack(struct build *b, struct err *e)
 	     (double)(now_ms() - t_sbom) / 1000.0);
 	sbom_free(&bill);
 
+	/* the root belongs to the sandbox's range: the package holds the ids
+	 * inside (root's files root's, the app's the app's) */
+	struct sandbox_range ids;
+	rootfs_range(b->c, &ids);
 	struct pack_opts po = {
 		.level = b->c->pack.level,
 		.threads = b->c->pack.threads,
 		.mtime_clamp = b->commit_time,
 		.exclude = exclude,
+		.uid_offset = ids.uid_base,
+		.gid_offset = ids.gid_base,
 	};
 	r = storage_upload_sink(b->s, key, 0, &out, e);
 	if (r < 0)
@@ -993,9 +1003,7 @@ static void build_free(struct build *b)
 		if (workspace_destroy(&b->ws, &e) < 0)
 			log_warn("%s", err_msg(&e));
 	}
-	free(b->ws.dir);
-	free(b->ws.root);
-	free(b->ws.upper);
+	workspace_free(&b->ws);
 	if (b->log_fd >= 0)
 		close(b->log_fd);
 	git_tree_free(&b->tree);
@@ -1148,7 +1156,7 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	/* keys first: a bad key file fails the build before it starts */
 	r = sign_trust_config(&b.trust, c, e);
 	if (r >= 0)
-		r = sign_key_config(c, &b.key, e);
+		r = sign_key_config_make(c, &b.key, e);
 	if (r < 0) {
 		build_free(&b);
 		return r;

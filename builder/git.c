@@ -94,8 +94,11 @@ static int git_argv_p(const char *git_dir, int log_fd, int out_fd, struct buf *c
 	extern char **environ;
 	for (char **v = environ; *v; v++)
 		strv_push(&p.env, *v);
-	/* never ask for credentials on a terminal in the middle of a build */
+	/* never ask for credentials on a terminal in the middle of a build;
+	 * and no way to the terminal or the keyring upaas runs with, for git
+	 * or the helpers it runs (ssh, credential helpers) */
 	strv_setenv(&p.env, "GIT_TERMINAL_PROMPT", "0");
+	p.new_session = true;
 	strv_setenv(&p.env, "LC_ALL", "C");
 	if (protocols)
 		strv_setenv(&p.env, "GIT_ALLOW_PROTOCOL", protocols);

@@ -321,7 +321,7 @@ static const struct cli_cmd image_run_cmd = {
 		"NAME: every word after NAME is the command line. Exits with CMD's status\n"
 		"(128+N when killed by signal N, 124 on timeout, 1 when upaas fails).",
 	.opts = (const struct cli_opt[]){
-		{ "network", 'n', NULL, "share the host's network (default: only loopback)", NULL },
+		{ "network", 'n', NULL, "a network of its own through pasta (default: only loopback)", NULL },
 		{ "user", 'u', NULL, "as apps.uid/apps.gid with every capability dropped\n"
 		  "(default: root inside the sandbox)", NULL },
 		{ "timeout", 't', "S", "kill the command and its children after S seconds", NULL },

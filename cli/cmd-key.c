@@ -134,21 +134,33 @@ static int key_show(struct cli *c, const struct kargs *a)
 		rc = 1;
 	} else {
 		const struct config *cfg = &c->cfg;
-		if (!cfg->signing.key && !cfg->signing.trusted.n) {
+		/* what sign_key_config()/sign_trust_config() use: the configured
+		 * keys, else this host's own pair under <state>/keys */
+		_cleanup_free_ char *dpriv = xasprintf("%s/keys/" SIGN_DEFAULT_PRIVATE, cfg->paths.state);
+		_cleanup_free_ char *dpub = xasprintf("%s/keys/" SIGN_DEFAULT_PUBLIC, cfg->paths.state);
+		const char *priv = cfg->signing.key ? cfg->signing.key
+			: access(dpriv, F_OK) == 0 ? dpriv : NULL;
+		struct strv trusted = STRV_INIT;
+		if (cfg->signing.trusted.n)
+			strv_copy(&trusted, &cfg->signing.trusted);
+		else if (access(dpub, F_OK) == 0)
+			strv_push(&trusted, dpub);
+		if (!priv && !trusted.n) {
 			json_object_put(list);
-			err_set(&e, -ENOENT, "no signing.key and no signing.trusted keys configured: "
-				"name a key FILE");
+			err_set(&e, -ENOENT, "no signing.key and no signing.trusted keys configured, and "
+				"no key of this host in '%s/keys' yet: name a key FILE", cfg->paths.state);
 			return cli_fail(&e, NULL);
 		}
-		if (cfg->signing.key && show_one(list, cfg->signing.key, "signing.key", &e) < 0)
+		if (priv && show_one(list, priv, "signing.key", &e) < 0)
 			rc = cli_fail(&e, NULL);
-		for (size_t i = 0; i < cfg->signing.trusted.n; i++) {
+		for (size_t i = 0; i < trusted.n; i++) {
 			err_clear(&e);
-			if (!list && (i || cfg->signing.key))
+			if (!list && (i || priv))
 				putchar('\n');
-			if (show_one(list, cfg->signing.trusted.v[i], "signing.trusted", &e) < 0)
+			if (show_one(list, trusted.v[i], "signing.trusted", &e) < 0)
 				rc = cli_fail(&e, NULL);
 		}
+		strv_free(&trusted);
 	}
 	if (list)
 		print_json(list);

@@ -239,7 +239,7 @@ int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *
  * env and argv are built before fork. A failed exec is reported back over a
  * close-on-exec pipe as -errno from proc_start() (or, when a child_setup hook
  * is set, from proc_finish()). The child gets its own
- * process group; on timeout the whole group is killed with SIGKILL (and the
+ * process group (its own session with new_session); on timeout the whole group is killed with SIGKILL (and the
  * setup hook may put it in a PID namespace, where killing its init kills all).
  *
  * Output: by default the child inherits stdout/stderr. With log_fd >= 0 its
@@ -265,6 +265,12 @@ struct proc {
 	 * it starts dies with it, even when upaas is killed with SIGKILL
 	 * (mmdebstrap's apt and dpkg). Not with child_setup. */
 	bool pid_namespace;
+	/* Start a new session (setsid: no controlling terminal, so no way to
+	 * the terminal upaas was started from) and join a new anonymous
+	 * session keyring (so no way to upaas's keys), before child_setup
+	 * and exec: for every child that runs something upaas does not
+	 * fully trust (git, hooks, the sandbox). */
+	bool new_session;
 	/* Called in the child after fork, before exec; returns 0 or -errno.
 	 * It may also replace the exec entirely (and must then _exit()). */
 	int (*child_setup)(void *data);

@@ -161,6 +161,13 @@ static bool ok_user(const char *s)
 	return true;
 }
 
+/* A TCP port, 1..65535, in decimal. */
+static bool ok_port(const char *s)
+{
+	int64_t v;
+	return parse_int64(s, 1, 65535, &v) == 0;
+}
+
 /* Five cron fields of [0-9*,/-] and names (mon, tue, jan). */
 static bool ok_schedule(const char *s)
 {
@@ -539,7 +546,10 @@ static const struct field apps_fields[] = {
 static const struct field limits_fields[] = {
 	{ FIELD("nofile", F_INT64, OFF(limits.nofile)), RANGE(16, 1 << 24) },
 	{ FIELD("nproc", F_INT64, OFF(limits.nproc)), RANGE(1, 1 << 22) },
+	{ FIELD("pids", F_INT64, OFF(limits.pids)), RANGE(0, 1 << 22) },
 	{ FIELD("memory", F_SIZE, OFF(limits.memory)), RANGE(0, INT64_MAX) },
+	{ FIELD("cpu_weight", F_INT, OFF(limits.cpu_weight)), RANGE(1, 10000) },
+	{ FIELD("address_space", F_SIZE, OFF(limits.address_space)), RANGE(0, INT64_MAX) },
 	{ FIELD("fsize", F_SIZE, OFF(limits.fsize)), RANGE(0, INT64_MAX) },
 	{ FIELD("unpacked_cache", F_SIZE, OFF(limits.unpacked_cache)), RANGE(0, INT64_MAX) },
 	{ FIELD("log_bytes", F_SIZE, OFF(limits.log_bytes)), RANGE(64 * 1024, INT64_MAX) },
@@ -548,6 +558,42 @@ static const struct field limits_fields[] = {
 
 static const struct field git_fields[] = {
 	{ FIELD("local_paths", F_STRV, OFF(git.local_paths)), .ok = ok_abs_path, .what = abs_what },
+	FIELD_END,
+};
+
+/* The first id of a range of 65536 that is no user's and not root's. */
+#define ID_BASE_RANGE RANGE(0, (int64_t)UINT32_MAX - 65536)
+
+static bool ok_syscall_name(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+/* A base must leave the ids of users (below 65536) alone. */
+static void check_sandbox(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	if (c->sandbox.uid_base && c->sandbox.uid_base < 65536)
+		schema_diag(x, s, "uid_base must be 0 (from /etc/subuid) or at least 65536, got %lld",
+			    (long long)c->sandbox.uid_base);
+	if (c->sandbox.gid_base && c->sandbox.gid_base < 65536)
+		schema_diag(x, s, "gid_base must be 0 (from /etc/subgid) or at least 65536, got %lld",
+			    (long long)c->sandbox.gid_base);
+}
+
+static const struct field sandbox_fields[] = {
+	{ FIELD("user", F_STR, OFF(sandbox.user)), .ok = ok_user,
+	  .what = "a user name ([a-z_][a-z0-9_-]*)" },
+	{ FIELD("uid_base", F_INT64, OFF(sandbox.uid_base)), ID_BASE_RANGE },
+	{ FIELD("gid_base", F_INT64, OFF(sandbox.gid_base)), ID_BASE_RANGE },
+	{ FIELD("seccomp_deny", F_STRV, OFF(sandbox.seccomp_deny)), .ok = ok_syscall_name,
+	  .what = "a system call name ([a-z0-9_]+)" },
+	{ FIELD("pasta", F_STR, OFF(sandbox.pasta)), .ok = ok_abs_path, .what = abs_what },
 	FIELD_END,
 };
 
@@ -568,6 +614,8 @@ static const struct field deploy_fields[] = {
 	  .what = "an xattr name (security.selinux) or a prefix ending in '*'" },
 	{ FIELD("schedule", F_STR, OFF(deploy.schedule)), .ok = ok_schedule,
 	  .what = "a cron schedule of five fields (\"*/5 * * * *\")" },
+	{ FIELD("loopback_ports", F_STRV, OFF(deploy.loopback_ports)), .ok = ok_port,
+	  .what = "a TCP port (1..65535)" },
 	FIELD_END,
 };
 
@@ -640,6 +688,7 @@ static const struct field admin_fields[] = {
 	{ FIELD("apps", F_GROUP, 0), .sub = apps_fields },
 	{ FIELD("limits", F_GROUP, 0), .sub = limits_fields },
 	{ FIELD("git", F_GROUP, 0), .sub = git_fields },
+	{ FIELD("sandbox", F_GROUP, 0), .sub = sandbox_fields, .check = check_sandbox },
 	{ FIELD("pack", F_GROUP, 0), .sub = pack_fields },
 	{ FIELD("deploy", F_GROUP, 0), .sub = deploy_fields },
 	{ FIELD("serve", F_GROUP, 0), .sub = serve_fields, .check = check_serve },
@@ -722,6 +771,12 @@ void config_defaults(struct config *c)
 
 	c->limits.nofile = 65536;
 	c->limits.nproc = 4096;
+	c->limits.pids = 4096;
+	c->limits.memory = 4 * GIB;
+	c->limits.cpu_weight = 100;
+
+	c->sandbox.user = xstrdup("upaas");
+	c->sandbox.pasta = xstrdup("/usr/bin/pasta");
 	c->limits.unpacked_cache = 8 * GIB;
 	c->limits.log_bytes = 16 * MIB;
 
@@ -850,9 +905,13 @@ void config_free(struct config *c)
 	free(c->queue.url);
 	free(c->apps.user);
 	free(c->apps.home);
+	free(c->sandbox.user);
+	strv_free(&c->sandbox.seccomp_deny);
+	free(c->sandbox.pasta);
 	free(c->deploy.root);
 	free(c->deploy.hooks_dir);
 	free(c->deploy.schedule);
+	strv_free(&c->deploy.loopback_ports);
 	free(c->serve.listen);
 	free(c->serve.tls_cert);
 	free(c->serve.tls_key);

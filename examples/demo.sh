@@ -1,6 +1,6 @@
 #!/bin/bash
-# examples/demo.sh UPAAS - the main job on the built-in defaults and a
-# signing key of its own: bootstrap (or reuse) the base image, build the example Python app into a package in
+# examples/demo.sh UPAAS - the main job on the built-in defaults: bootstrap
+# (or reuse) the base image, build the example Python app into a package in
 # local storage under /var/lib/upaas, show it, deploy it under /srv/upaas and
 # run the app's self-test inside the deployed revision.
 set -euo pipefail
@@ -16,17 +16,9 @@ git -C "$src" init -q -b main
 git -C "$src" add -A
 git -C "$src" -c user.name=demo -c user.email=demo@localhost commit -qm "demo app"
 
-# A signing key pair, and a config that signs with it and trusts it: deploy
-# runs only what a trusted key signed. Everything else stays at its default.
-keys=/var/lib/upaas/demo/keys
-if [ ! -e "$keys/demo.key" ]; then
-	mkdir -p -m 0700 "$keys"
-	echo "== upaas key generate"
-	"$upaas" key generate --private "$keys/demo.key" --public "$keys/demo.pub"
-fi
-printf 'signing = { key = "%s"; trusted = [ "%s" ]; };\n' "$keys/demo.key" "$keys/demo.pub" \
-	>/var/lib/upaas/demo/upaas.cfg
-export UPAAS_CONFIG=/var/lib/upaas/demo/upaas.cfg
+# No config at all: the first build makes this host's signing key
+# (/var/lib/upaas/keys/signing.key) and this host trusts it (signing.pub).
+unset UPAAS_CONFIG
 
 echo "== upaas image create"
 "$upaas" image create

@@ -760,7 +760,7 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 	int r;
 
 	/* a key that cannot sign fails now, not after the bootstrap */
-	r = sign_key_config(c, &k, e);
+	r = sign_key_config_make(c, &k, e);
 	if (r < 0)
 		return r;
 	if (!k && !c->signing.allow_unsigned)

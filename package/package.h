@@ -192,10 +192,21 @@ struct sign_trust {
 /* Loads every file of files as a public key; any bad file fails it all. */
 int sign_trust_load(struct sign_trust *t, const struct strv *files, bool allow_unsigned,
 		    struct err *e);
-/* sign_trust_load() of the config's signing.trusted and allow_unsigned. */
+/* The key pair a host makes itself, under <paths.state>/keys/. */
+#define SIGN_DEFAULT_PRIVATE "signing.key"
+#define SIGN_DEFAULT_PUBLIC "signing.pub"
+/* sign_trust_load() of the config's signing.trusted and allow_unsigned;
+ * when signing.trusted is not set, the host's own <state>/keys/signing.pub
+ * if it exists (so one host that builds and deploys needs no config, and a
+ * deploy host needs only the builder's public key copied to that path). */
 int sign_trust_config(struct sign_trust *t, const struct config *c, struct err *e);
-/* Loads signing.key: 1 and the key, or 0 and NULL when none is configured. */
+/* Loads signing.key (when not set: <state>/keys/signing.key if it exists):
+ * 1 and the key, or 0 and NULL when there is none. */
 int sign_key_config(const struct config *c, struct sign_key **ret, struct err *e);
+/* The same for builders: when signing.key is not set and the host has no
+ * key yet, makes <state>/keys/signing.{key,pub} first (unless
+ * signing.allow_unsigned), so that a build on the defaults is signed. */
+int sign_key_config_make(const struct config *c, struct sign_key **ret, struct err *e);
 /* Adds k (taken) to t. */
 void sign_trust_add(struct sign_trust *t, struct sign_key *k);
 void sign_trust_free(struct sign_trust *t);

@@ -368,18 +368,60 @@ int sign_trust_load(struct sign_trust *t, const struct strv *files, bool allow_u
 	return 0;
 }
 
+/* <paths.state>/keys/NAME: the key pair a builder makes itself when
+ * signing.key is not set, and the public key trusted when signing.trusted
+ * is not set (caller frees). */
+static char *default_key_path(const struct config *c, const char *name)
+{
+	return xasprintf("%s/keys/%s", c->paths.state, name);
+}
+
 int sign_trust_config(struct sign_trust *t, const struct config *c, struct err *e)
 {
-	return sign_trust_load(t, &c->signing.trusted, c->signing.allow_unsigned, e);
+	if (c->signing.trusted.n)
+		return sign_trust_load(t, &c->signing.trusted, c->signing.allow_unsigned, e);
+	/* nothing configured: this host's own key, when it has made one */
+	_cleanup_strv_ struct strv files = STRV_INIT;
+	_cleanup_free_ char *pub = default_key_path(c, SIGN_DEFAULT_PUBLIC);
+	if (access(pub, F_OK) == 0)
+		strv_push(&files, pub);
+	return sign_trust_load(t, &files, c->signing.allow_unsigned, e);
 }
 
 int sign_key_config(const struct config *c, struct sign_key **ret, struct err *e)
 {
 	*ret = NULL;
-	if (!c->signing.key)
+	_cleanup_free_ char *def = c->signing.key ? NULL : default_key_path(c, SIGN_DEFAULT_PRIVATE);
+	if (def && access(def, F_OK) < 0)
 		return 0;
-	int r = sign_key_load_private(c->signing.key, ret, e);
+	int r = sign_key_load_private(def ? def : c->signing.key, ret, e);
 	return r < 0 ? err_prefix(e, "signing.key") : 1;
+}
+
+int sign_key_config_make(const struct config *c, struct sign_key **ret, struct err *e)
+{
+	int r = sign_key_config(c, ret, e);
+	if (r != 0 || c->signing.key || c->signing.allow_unsigned)
+		return r;
+	_cleanup_free_ char *dir = xasprintf("%s/keys", c->paths.state);
+	_cleanup_free_ char *priv = default_key_path(c, SIGN_DEFAULT_PRIVATE);
+	_cleanup_free_ char *pub = default_key_path(c, SIGN_DEFAULT_PUBLIC);
+	char id[SIGN_KEYID_LEN + 1];
+	r = fs_mkdir_p(dir, 0700);
+	if (r < 0)
+		return err_set_errno(e, r, "cannot create '%s'", dir);
+	r = sign_key_generate(priv, pub, id, e);
+	if (r == -EEXIST) {
+		/* another builder of this host made it meanwhile */
+		err_clear(e);
+	} else if (r < 0) {
+		return err_prefix(e, "making this host's signing key");
+	} else {
+		log_info("made this host's signing key %s in '%s': deploy hosts run its packages "
+			 "once they trust '%s' (signing.trusted, by default that same path)", id, priv,
+			 pub);
+	}
+	return sign_key_config(c, ret, e);
 }
 
 void sign_trust_free(struct sign_trust *t)

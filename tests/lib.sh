@@ -80,6 +80,9 @@ T_PUB=$UPAAS_TEST_SHARED/keys/builder.pub
 ) 9>"$UPAAS_TEST_SHARED/keys.lock" || t_bail "cannot make the run's signing key"
 export T_KEY T_PUB
 
+# The first host id of the sandbox's range in the tests (the built-in one).
+T_SANDBOX_BASE=268435456
+
 # Writes the test's admin config; extra libconfig text may be passed as $1.
 # Unless it has a signing group of its own, the run's key signs and is the
 # one trusted.
@@ -103,6 +106,10 @@ deploy = {
 $signing
 ${1:-}
 CFG
+	# the sandbox's range: the built-in one, named (no warning in every
+	# test's output); a test that sets its own sandbox group keeps it
+	grep -q '^sandbox' "$T_CFG" ||
+		printf 'sandbox = {\n  uid_base = %s;\n};\n' "$T_SANDBOX_BASE" >>"$T_CFG"
 }
 
 # The package id an apps/<app>/current file names (its signature lines,
@@ -115,13 +122,40 @@ t_write_config
 
 # The base image all tests share; created once per run under a lock.
 t_image() {
+	# always the run's settings and key, whatever config the test wrote:
+	# every test trusts the shared image through the run's key
+	cat >"$T_ROOT/image.cfg" <<CFG
+paths = { workdir = "$T_ROOT/work"; cache = "$UPAAS_TEST_SHARED/cache"; state = "$T_ROOT/state"; };
+storage = { handler = "local"; path = "$UPAAS_TEST_SHARED/storage"; };
+signing = { key = "$T_KEY"; trusted = [ "$T_PUB" ]; };
+sandbox = { uid_base = $T_SANDBOX_BASE; };
+CFG
 	(
 		flock 9
-		"$UPAAS" image create >"$T_ROOT/image.out" 2>&1 || {
+		UPAAS_CONFIG=$T_ROOT/image.cfg "$UPAAS" image create >"$T_ROOT/image.out" 2>&1 || {
 			cat "$T_ROOT/image.out" >&2
 			exit 1
 		}
 	) 9>"$UPAAS_TEST_SHARED/image.lock"
+}
+
+# A minbase bookworm for the sandbox tests at $1, made once per run with
+# mmdebstrap from the real mirror (under a lock), its ids shifted into the
+# sandbox range starting at $2 (idempotent).
+t_sandbox_root() {
+	local r=$1 base=$2
+	(
+		flock 9
+		if [ ! -x "$r/bin/sh" ]; then
+			rm -rf "$r.tmp"
+			mmdebstrap --variant=minbase --mode=root --quiet bookworm "$r.tmp" \
+				"${UPAAS_TEST_MIRROR:-http://deb.debian.org/debian}" >"$T_ROOT/mmdebstrap.out" 2>&1 &&
+				mv "$r.tmp" "$r"
+		fi
+		[ -x "$r/bin/sh" ] &&
+			"$UPAAS_BUILDDIR/tests/unit/sandbox-helper" --shift-tree "$r" --range "$base"
+	) 9>"$UPAAS_TEST_SHARED/sandbox-root.lock"
+	[ -x "$r/bin/sh" ] || { cat "$T_ROOT/mmdebstrap.out" >&2; t_bail "cannot bootstrap the test root"; }
 }
 
 # Mount points below a path (for leak checks); prints them.

@@ -53,4 +53,46 @@ t_match "as untrusted" "$(cat "$T_ROOT/last.out")" "which is not trusted"
 chmod 0644 "$T_ROOT/other.key"
 t_fail "a private key readable by others is refused" "$UPAAS" key sign --key "$T_ROOT/other.key" "$T_ROOT/doc.json"
 t_match "saying why" "$(cat "$T_ROOT/last.out")" "accessible by group or others \\(mode 0644\\)"
+# ------------------------------------------ a host on the defaults: its own key
+# No signing.key: the first build makes <state>/keys/signing.{key,pub} and
+# signs with it; no signing.trusted: a host trusts that signing.pub, so one
+# host that builds and deploys needs no signing settings at all. Storage of
+# its own (a copy of the run's base image): the run's storage stays signed by
+# the run's key only.
+t_write_config
+t_image || t_bail "no base image"
+mkdir -p "$T_ROOT/storage"
+cp -a "$UPAAS_TEST_SHARED/storage/images" "$T_ROOT/storage/"
+own_cfg() {  # SIGNING-GROUP
+	cat >"$T_CFG" <<CFG
+paths = { workdir = "$T_ROOT/work"; cache = "$UPAAS_TEST_SHARED/cache"; state = "$T_ROOT/state"; };
+storage = { handler = "local"; path = "$T_ROOT/storage"; };
+deploy = { root = "$T_ROOT/srv"; hooks_dir = "$T_ROOT/hooks"; };
+interpreters = { shell = { any = { packages = []; }; }; };
+sandbox = { uid_base = $T_SANDBOX_BASE; };
+$1
+CFG
+}
+HPUB=$T_ROOT/state/keys/signing.pub
+APP=keydefault
+mkdir -p "$T_ROOT/$APP"
+printf 'interpreter = { type = "shell"; };\nactions = { main = [ "true" ]; };\n' >"$T_ROOT/$APP/.upaas.cfg"
+git -C "$T_ROOT/$APP" init -q -b main
+git -C "$T_ROOT/$APP" add -A
+git -C "$T_ROOT/$APP" -c user.name=t -c user.email=t@localhost commit -qm one
+# the base image is the run's: trust the run's key for it
+own_cfg "signing = { trusted = [ \"$T_PUB\" ]; };"
+t_is "no key of this host yet" "$("$UPAAS" key show --json | jq -r 'map(.role) | join(" ")')" "signing.trusted"
+t_ok "a build with no signing.key" "$UPAAS" build "$T_ROOT/$APP"
+t_match "says it made this host's key" "$(cat "$T_ROOT/last.out")" "made this host's signing key"
+t_is "the private key is 0600" "$(stat -c %a "$T_ROOT/state/keys/signing.key")" 600
+own_cfg "signing = { };"
+HID=$("$UPAAS" key show --json | jq -r '.[0].id')
+t_is "with no signing settings, key show names the host's pair" \
+	"$("$UPAAS" key show --json | jq -r 'map(.role) | join(" ")')" "signing.key signing.trusted"
+t_match "the package is signed by it" "$(cat "$T_ROOT/storage/packages/$APP/"*.json.sig)" "^ed25519 $HID "
+t_ok "and deploys on this host, which trusts signing.pub by default" "$UPAAS" deploy "$APP"
+own_cfg "signing = { trusted = [ \"$T_PUB\", \"$HPUB\" ]; };"
+t_ok "a second build reuses the key" "$UPAAS" build "$T_ROOT/$APP"
+t_is "the same key" "$(cat "$T_ROOT/storage/packages/$APP/"*.json.sig | cut -d' ' -f2 | sort -u)" "$HID"
 t_done

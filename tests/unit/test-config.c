@@ -90,8 +90,16 @@ static void test_defaults(void **state)
 	assert_int_equal(c.apps.keep_packages, 5);
 	assert_int_equal(c.limits.nofile, 65536);
 	assert_int_equal(c.limits.nproc, 4096);
-	assert_int_equal(c.limits.memory, 0);
+	assert_int_equal(c.limits.pids, 4096);
+	assert_int_equal(c.limits.memory, (int64_t)4 << 30);
+	assert_int_equal(c.limits.cpu_weight, 100);
+	assert_int_equal(c.limits.address_space, 0);
 	assert_int_equal(c.limits.unpacked_cache, (int64_t)8 << 30);
+	assert_string_equal(c.sandbox.user, "upaas");
+	assert_int_equal(c.sandbox.uid_base, 0);
+	assert_int_equal(c.sandbox.gid_base, 0);
+	assert_int_equal(c.sandbox.seccomp_deny.n, 0);
+	assert_string_equal(c.sandbox.pasta, "/usr/bin/pasta");
 	assert_int_equal(c.pack.level, 3);
 	assert_int_equal(c.pack.threads, 0);
 	assert_string_equal(c.deploy.root, "/srv/upaas");
@@ -251,6 +259,14 @@ static const struct bad_case bad_cases[] = {
 	{ "storage = {\n  endpoint = \"s3.example.com\";\n};\n", 2, "is not an http:// or https:// URL" },
 	{ "bootstrap = {\n  tool = \"cdebootstrap\";\n};\n", 2, "'cdebootstrap' is not a bootstrap tool" },
 	{ "bootstrap = {\n  mirror = \"ftp://x\";\n};\n", 2, "is not an http://" },
+	{ "sandbox = {\n  uid_base = 1000;\n};\n", 1, "uid_base must be 0 (from /etc/subuid) or at least 65536" },
+	{ "sandbox = {\n  gid_base = 5;\n};\n", 1, "gid_base must be 0 (from /etc/subgid) or at least 65536" },
+	{ "sandbox = {\n  uid_base = 4294967295L;\n};\n", 2, "sandbox.uid_base: must be between 0 and" },
+	{ "sandbox = {\n  user = \"Up\";\n};\n", 2, "'Up' is not a user name" },
+	{ "sandbox = {\n  seccomp_deny = [ \"mount; rm\" ];\n};\n", 2, "is not a system call name" },
+	{ "sandbox = {\n  pasta = \"pasta\";\n};\n", 2, "'pasta' is not an absolute path" },
+	{ "limits = {\n  cpu_weight = 0;\n};\n", 2, "limits.cpu_weight: must be between 1 and 10000, got 0" },
+	{ "limits = {\n  pids = -1;\n};\n", 2, "limits.pids: must be between 0 and" },
 	{ "pack = {\n  level = 0;\n};\n", 2, "pack.level: must be between 1 and 19, got 0" },
 	{ "pack = {\n  level = 20;\n};\n", 2, "must be between 1 and 19, got 20" },
 	{ "queue = {\n  url = \"mysql://x\";\n};\n", 2, "is not a queue URL" },
