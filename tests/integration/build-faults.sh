@@ -248,7 +248,7 @@ SH
 meta 'actions = { main = "sh noisy.sh"; };'
 OUT=$(build 2>&1)
 t_is "noisy failure: exit status 1" "$?" 1
-t_match "noisy failure: the error ends with the last lines" "$(printf '%s' "$OUT" | tail -n 3)" \
+t_match "noisy failure: the error ends with the last lines" "$(printf '%s' "$OUT" | tail -n 8)" \
 	"last words"
 t_is "noisy failure: no escape reaches the terminal" "$(printf '%s' "$OUT" | tr -dc '\033\007' | wc -c)" 0
 t_match "noisy failure: escapes shown as text" "$OUT" '\\x1b\]0;owned\\x07\\x1b\[2Jlast words'
