@@ -249,8 +249,14 @@ int main(int argc, char **argv)
 	if (asked >= 0)
 		return asked;
 	log_set_sink(cli_log_sink, NULL);
+	char **orig = argv;
 	argv = argv_hide_secrets(argc, argv);
 	int rc = cli_main(&c, &root, argc, argv);
+	/* the copies argv_hide_secrets made, and its array (for LeakSanitizer) */
+	for (int i = 0; i < argc; i++)
+		if (argv[i] != orig[i])
+			free(argv[i]);
+	free(argv);
 	if (c.storage)
 		storage_close(c.storage);
 	if (c.trust) {
