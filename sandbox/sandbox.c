@@ -829,14 +829,18 @@ static _Noreturn void child_exec(const struct sb_child *c)
  * passed on to the command (sb->init) by upaas, the intermediate and init. */
 static const int sb_fwd_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 
-/* Where the handlers of upaas and of the intermediate pass them. */
+/* Where the handlers of upaas and of the intermediate pass them; one that
+ * came before there was anyone to pass it to waits in sb_fwd_pending. */
 static volatile pid_t sb_fwd_pid;
+static volatile sig_atomic_t sb_fwd_pending;
 
 static void sb_fwd_handler(int sig)
 {
 	int saved = errno;
 	if (sb_fwd_pid > 0)
 		kill(sb_fwd_pid, sig);
+	else
+		sb_fwd_pending = sig;
 	errno = saved;
 }
 
@@ -1405,14 +1409,18 @@ static int sb_spawn(const struct sandbox *sb, struct sb_child *c, struct err *e)
 	struct sigaction old[ARRAY_SIZE(sb_fwd_signals)];
 	if (sb->init) {
 		sb_fwd_pid = 0;
+		sb_fwd_pending = 0;
 		sb_fwd_install(sb_fwd_handler, old);
 	}
 	mark(SB_T_FORK);
 	int r = proc_start(&p, &pe);
 	close(rep[1]);
 	c->report_fd = -1;
-	if (r >= 0 && sb->init)
+	if (r >= 0 && sb->init) {
 		sb_fwd_pid = p.pid;
+		if (sb_fwd_pending)
+			kill(p.pid, sb_fwd_pending);
+	}
 	if (r >= 0)
 		r = proc_finish(&p, &pe);
 	if (sb->init) {
