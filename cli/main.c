@@ -249,6 +249,7 @@ int main(int argc, char **argv)
 	if (asked >= 0)
 		return asked;
 	log_set_sink(cli_log_sink, NULL);
+	crash_init();
 	char **orig = argv;
 	argv = argv_hide_secrets(argc, argv);
 	int rc = cli_main(&c, &root, argc, argv);
