@@ -1020,8 +1020,14 @@ static void publish_log(struct build *b)
 		}
 		path = cut;
 	}
+	/* a cancelled build keeps its log too: the signal that cancelled the
+	 * build does not cancel this upload (another one does) */
+	bool cancelled = proc_cancelled;
+	proc_cancelled = 0;
 	if (storage_put_file(b->s, lkey, path, &e) < 0)
 		log_warn("cannot store the build log '%s': %s", lkey, err_msg(&e));
+	if (cancelled)
+		proc_cancelled = 1;
 }
 
 /*

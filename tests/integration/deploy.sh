@@ -234,12 +234,21 @@ zombies() {
 	for p in $all; do awk '{print $3}' "/proc/$p/stat" 2>/dev/null; done | grep -c '^Z' || true
 }
 wait_for() { for _ in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
-rm -f "$DATA/stop.txt" "$DATA/started.txt"
-"$UPAAS" exec "$APP" -- sh -c 'trap "echo stopped cleanly >/home/app/data/stop.txt; exit 3" TERM
+rm -f "$DATA/stop.txt" "$DATA/started.txt" "$DATA/signals.txt"
+"$UPAAS" exec "$APP" -- sh -c 'for s in HUP INT QUIT USR1 USR2; do
+	trap "echo $s >>/home/app/data/signals.txt" $s; done
+trap "echo stopped cleanly >/home/app/data/stop.txt; exit 3" TERM
 echo up >/home/app/data/started.txt
 while :; do sleep 0.1; done' &
 PID=$!
 t_ok "a service runs" wait_for "$DATA/started.txt"
+# the other signals a service manager or a terminal sends reach it too
+for s in HUP INT QUIT USR1 USR2; do
+	kill -$s $PID
+	for _ in $(seq 1 50); do grep -qx $s "$DATA/signals.txt" 2>/dev/null && break; sleep 0.1; done
+done
+t_is "SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 to upaas reach the app" \
+	"$(tr '\n' ' ' <"$DATA/signals.txt" 2>&1)" "HUP INT QUIT USR1 USR2 "
 kill -TERM $PID
 wait $PID
 t_is "SIGTERM to upaas: upaas exits with the app's status" "$?" 3

@@ -55,6 +55,14 @@ t_is "repository.update builds incrementally" "$?" 0
 t_is "the package's .git is at the new commit" "$(head_of "$ID2")" "$C2"
 t_is "with the new content" "$(cat "$T_ROOT/x/home/app/file.txt")" two
 
+# an update that fails over what the previous package left: the error says
+# how to start from the base image
+sed -i 's|^  update = .*|  update = [ "exit 7" ];|' "$SRC/.upaas.cfg"
+commit "update fails"
+OUT=$("$UPAAS" build --app "$APP" "$SRC" 2>&1)
+t_match "a failed incremental checkout suggests --fresh" "$OUT" \
+	"step 'checkout' failed: .*'upaas build --fresh' starts from the base image"
+
 # ------------------------------------------------- git.keep on its own
 sed -i '/^repository/,/^};/d' "$SRC/.upaas.cfg"
 echo three >"$SRC/file.txt"
@@ -86,6 +94,16 @@ g -C "$DOT" symbolic-ref HEAD refs/heads/main
 OUT=$("$UPAAS" build --app "u-$SUFFIX" "$DOT" 2>&1)
 t_match "an unborn default branch says so, and what there is" "$OUT" \
 	"the default branch 'main' has no commit yet.*--ref.*other"
+
+# metadata over its size limit: the error gives the size and the limit
+g init -q -b main "$T_ROOT/big"
+{ printf 'interpreter = { type = "shell"; };\n#'; head -c 1100000 /dev/zero | tr '\0' x; echo; } \
+	>"$T_ROOT/big/.upaas.cfg"
+g -C "$T_ROOT/big" add -A
+g -C "$T_ROOT/big" commit -qm big
+OUT=$("$UPAAS" build --app "b-$SUFFIX" "$T_ROOT/big" 2>&1)
+t_match "metadata over the size limit says the limit" "$OUT" \
+	"'.upaas.cfg' is 1100037 bytes: it may be at most 1048576 bytes"
 
 # ------------------------------------------------- submodule URLs
 # sub: a repository a submodule may point at
