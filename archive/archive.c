@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
+#include <locale.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -461,8 +462,9 @@ static void pack_zstd_option(struct archive *a, const char *key, int value)
 			  archive_error_string(a) ?: "");
 }
 
-int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
-	      struct pack_result *ret, struct err *e)
+/* pack_tree() in the calling thread's current locale (see below). */
+static int pack_tree_locale(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
+			    bool binary, struct pack_result *ret, struct err *e)
 {
 	_cleanup_(archive_write_freep) struct archive *a = NULL;
 	_cleanup_(entry_freep) struct archive_entry *ae = NULL;
@@ -502,8 +504,7 @@ int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *d
 	archive_entry_linkresolver_set_strategy(x.lr, ARCHIVE_FORMAT_TAR_PAX_RESTRICTED);
 
 	archive_write_set_format_pax_restricted(a);
-	/* names are bytes: no iconv per entry, and non-UTF-8 names survive */
-	if (archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK)
+	if (binary && archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK)
 		log_debug("libarchive pax option hdrcharset=BINARY not supported");
 	archive_write_add_filter_zstd(a);
 	pack_zstd_option(a, "compression-level", o->level);
@@ -540,6 +541,32 @@ int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *d
 	ret->size = x.size;
 	ret->entries = x.entries;
 	return 0;
+}
+
+/*
+ * Names are written as the pax standard wants them: UTF-8, which GNU tar and
+ * bsdtar read without a word. libarchive converts each name from the
+ * current locale's charset to UTF-8, so the packing thread runs in C.UTF-8
+ * (uselocale: per thread, the rest of upaas keeps its locale): a name that
+ * is valid UTF-8 is copied as it is (no normalization), and a name that is
+ * not fails the conversion, which makes libarchive write that one entry
+ * with hdrcharset=BINARY and its bytes unchanged. Extraction (upaas's own,
+ * in the C locale) gives every name back byte for byte. Without a C.UTF-8
+ * locale every entry is written as BINARY, as before.
+ */
+int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
+	      struct pack_result *ret, struct err *e)
+{
+	locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (utf8 == (locale_t)0) {
+		log_debug("no C.UTF-8 locale: names are packed as bytes (hdrcharset=BINARY)");
+		return pack_tree_locale(root, o, sink, data, true, ret, e);
+	}
+	locale_t old = uselocale(utf8);
+	int r = pack_tree_locale(root, o, sink, data, false, ret, e);
+	uselocale(old);
+	freelocale(utf8);
+	return r;
 }
 
 /* The sink of pack_tree() in pack_to_storage(): out, stopped by a cancel. */
