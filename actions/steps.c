@@ -162,6 +162,37 @@ static int git_config_file(const struct actions_ctx *x, char **ret, struct err *
 }
 
 /*
+ * The bootstrap mirror's credentials (bootstrap.mirror's userinfo) as an
+ * apt_auth.conf(5) file in the build's tmpdir, owned by the sandbox's root
+ * and readable by it alone; *ret NULL when the mirror has none.
+ */
+static int mirror_auth_file(struct actions_ctx *x, char **ret, struct err *e)
+{
+	const struct config *c = x->cfg;
+	_cleanup_free_ char *bare = NULL;
+	_cleanup_buf_ struct buf auth = BUF_INIT;
+	*ret = NULL;
+	if (!c->bootstrap.mirror || url_apt_auth(c->bootstrap.mirror, &auth, &bare) <= 0)
+		return 0;
+	struct sandbox_policy pol;
+	struct sandbox_range ids;
+	actions_sandbox_policy(c, &pol);
+	sandbox_range_get(&pol, &ids);
+	_cleanup_free_ char *path = path_join(x->tmpdir, "mirror-auth.conf");
+	int r = fs_write_atomic(path, auth.p, auth.len, 0600);
+	explicit_bzero(auth.p, auth.len);
+	if (r < 0)
+		return err_set_errno(e, r, "cannot write '%s'", path);
+	if (chown(path, ids.uid_base, ids.gid_base) < 0) {
+		r = err_set_errno(e, -errno, "cannot hand '%s' to the sandbox's root", path);
+		unlink(path);
+		return r;
+	}
+	*ret = TAKE_PTR(path);
+	return 0;
+}
+
+/*
  * Runs argv (taken) in the sandbox. Returns 0 when it exited 0; otherwise
  * records "step 'S' failed: ..." and returns < 0 (-ECHILD for a non-zero exit,
  * with the status in the step record).
@@ -172,7 +203,7 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	const struct config *c = x->cfg;
 	const char *sname = step_name(rn->step);
 	struct sandbox sb = SANDBOX_INIT;
-	struct sandbox_bind binds[3];
+	struct sandbox_bind binds[4];
 	size_t n_binds = 0;
 	int r;
 
@@ -227,6 +258,19 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 		if (lstat(ca_dir, &dst) == 0 && S_ISDIR(dst.st_mode))
 			binds[n_binds++] = (struct sandbox_bind){ .host = ca, .target = ca };
 	}
+	/* apt of a root step with network (the os packages step) reaches a
+	 * mirror that wants credentials; the app's steps never see them */
+	_cleanup_free_ char *auth_file = NULL;
+	if (rn->network && !rn->as_app) {
+		r = mirror_auth_file(x, &auth_file, e);
+		if (r < 0) {
+			sandbox_free(&sb);
+			return r;
+		}
+		if (auth_file)
+			binds[n_binds++] = (struct sandbox_bind){ .host = auth_file,
+								  .target = APT_MIRROR_AUTH };
+	}
 	sb.binds = binds;
 	sb.n_binds = n_binds;
 	/* the build's user namespace (root inside is the range's first id),
@@ -242,6 +286,8 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	blog(x, "--- %s: %s", sname, what);
 	r = sandbox_run(&sb, e);
 	sandbox_free(&sb);
+	if (auth_file)
+		unlink(auth_file);
 	struct sandbox_timing st;
 	sandbox_last_timing(&st);
 	if (st.total_us)

@@ -472,6 +472,17 @@ char *url_redacted(const char *url);
 int url_split_userinfo(const char *url, char **ret_bare, char **ret_user, char **ret_pass);
 /* Wipes and frees a secret string; accepts NULL. */
 void secret_free(char *s);
+/*
+ * The apt_auth.conf(5) entry for a mirror URL with a userinfo: out gets
+ * "machine SCHEME://HOST[:PORT]/PATH login USER password PASS\n" (wipe it
+ * after use) and ret_bare the URL without the userinfo. Returns 1 with
+ * an entry, 0 when url has no userinfo (out untouched), -EINVAL when a
+ * part cannot be written in that format (white space, a bad %-escape).
+ */
+int url_apt_auth(const char *url, struct buf *out, char **ret_bare);
+/* Where a tree's apt finds the mirror's credentials while upaas runs it
+ * (the bootstrap, the root steps with network); never packed. */
+#define APT_MIRROR_AUTH "/etc/apt/auth.conf.d/upaas-mirror.conf"
 
 /*
  * Credentials for a child without argv, environment or a file on disk

@@ -168,6 +168,35 @@ int url_split_userinfo(const char *url, char **ret_bare, char **ret_user, char *
 	return 1;
 }
 
+static bool netrc_token_ok(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f)
+			return false;
+	return true;
+}
+
+int url_apt_auth(const char *url, struct buf *out, char **ret_bare)
+{
+	char *bare = NULL, *user = NULL, *pass = NULL;
+	int r = url_split_userinfo(url, &bare, &user, &pass);
+	if (r > 0 && (!netrc_token_ok(user) || !netrc_token_ok(pass) || !netrc_token_ok(bare)))
+		r = -EINVAL;
+	if (r > 0) {
+		size_t l = strlen(bare);
+		while (l > 0 && bare[l - 1] == '/')
+			l--;
+		buf_addf(out, "machine %.*s login %s password %s\n", (int)l, bare, user, pass);
+		*ret_bare = TAKE_PTR(bare);
+	}
+	free(bare);
+	secret_free(user);
+	secret_free(pass);
+	return r;
+}
+
 void secret_free(char *s)
 {
 	if (s)

@@ -335,7 +335,8 @@ static void join_list(struct buf *b, const struct strv *l)
 }
 
 static void bootstrap_argv(const struct config *c, const char *tool, const char *arch,
-			   const char *mirror, const char *root, struct strv *argv)
+			   const char *mirror, const char *root, const char *auth_file,
+			   struct strv *argv)
 {
 	_cleanup_buf_ struct buf comps = BUF_INIT, pk = BUF_INIT;
 
@@ -349,6 +350,14 @@ static void bootstrap_argv(const struct config *c, const char *tool, const char 
 		strv_pushf(argv, "--architectures=%s", arch);
 		/* a mirror that drops a connection now and then is normal */
 		strv_push(argv, "--aptopt=Acquire::Retries \"3\"");
+		/* the mirror's credentials: in for apt, out before the tree
+		 * is packed (hooks of our own text; the file's path has no
+		 * white space, checked by the caller) */
+		if (auth_file) {
+			strv_push(argv, "--setup-hook=mkdir -p \"$1/etc/apt/auth.conf.d\"");
+			strv_pushf(argv, "--setup-hook=upload %s " APT_MIRROR_AUTH, auth_file);
+			strv_push(argv, "--customize-hook=rm -f \"$1" APT_MIRROR_AUTH "\"");
+		}
 	} else {
 		strv_pushf(argv, "--variant=%s", c->bootstrap.variant);
 		strv_pushf(argv, "--arch=%s", arch);
@@ -409,10 +418,46 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 	struct progress prog = { 0 };
 	int r;
 
+	_cleanup_free_ char *shown = url_redacted(mirror);
+	/* a mirror's credentials never reach an argv (ps), the log or the
+	 * tree: mmdebstrap gets the bare URL, apt an auth.conf.d entry that
+	 * the bootstrap alone sees */
+	_cleanup_free_ char *bare = NULL, *auth_file = NULL;
+	_cleanup_buf_ struct buf auth = BUF_INIT;
+	r = url_apt_auth(mirror, &auth, &bare);
+	if (r < 0)
+		return err_set(e, -EINVAL, "mirror '%s': its user name and password cannot be "
+			       "handed to apt (white space or a bad %%-escape)", shown);
+	if (r > 0) {
+		_cleanup_free_ char *dir = xstrdup(root);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+		auth_file = path_join(dir, "mirror-auth.conf");
+		if (strcmp(tool, "mmdebstrap"))
+			r = err_set(e, -ENOTSUP, "mirror '%s' has credentials: they need mmdebstrap "
+				    "(debootstrap would show them on its command line)", shown);
+		else if (strpbrk(auth_file, " \t\n\"'\\"))
+			r = err_set(e, -EINVAL, "cannot hand the mirror's credentials to mmdebstrap "
+				    "from '%s' (white space or quotes in the path)", auth_file);
+		else if ((r = fs_write_atomic(auth_file, auth.p, auth.len, 0600)) < 0)
+			err_set_errno(e, r, "cannot write '%s'", auth_file);
+		explicit_bzero(auth.p, auth.len);
+		if (r < 0)
+			return r;
+		mirror = bare;
+	}
+
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (logfd < 0)
-		return err_set_errno(e, -errno, "cannot create '%s'", logpath);
-	bootstrap_argv(c, tool, arch, mirror, root, &p.argv);
+		r = err_set_errno(e, -errno, "cannot create '%s'", logpath);
+	else
+		bootstrap_argv(c, tool, arch, mirror, root, auth_file, &p.argv);
+	if (r < 0) {
+		if (auth_file)
+			unlink(auth_file);
+		return r;
+	}
 	if (epoch > 0) {
 		/* the same mirror state gives the same image (mmdebstrap and
 		 * dpkg clamp times to it, shadow records it) */
@@ -429,10 +474,11 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 	p.pid_namespace = true;
 	p.timeout_ms = c->bootstrap.timeout > 0 ? (unsigned)c->bootstrap.timeout * 1000u : 0;
 	log_debug("bootstrap: %s", p.argv.v[0]);
-	_cleanup_free_ char *shown = url_redacted(mirror);
 	progress_begin(&prog, tool, 0);
 	r = proc_run(&p, e);
 	progress_end(&prog);
+	if (auth_file)
+		unlink(auth_file);
 	proc_describe(&p, &what);
 	proc_free(&p);
 	if (r == -ETIMEDOUT)
@@ -917,12 +963,13 @@ static int image_build(const struct config *c, struct storage *s, const struct s
 	/* the mirror state's time: the Release file's Date */
 	_cleanup_free_ char *date = deb822_field(release.p, "Date");
 	int64_t epoch = 0;
+	_cleanup_free_ char *shown = url_redacted(m->mirror);
 	if (!date || release_date_parse(date, &epoch) < 0)
 		epoch = 0;
 	m->epoch = epoch;
 	if (!epoch)
 		log_warn("mirror '%s': no usable Date in its Release file: the image will not be "
-			 "reproducible", m->mirror);
+			 "reproducible", shown);
 	logpath = xasprintf("%s.log", tmp);
 	r = bootstrap_run_retry(c, m->tool, m->arch, m->mirror, root, logpath, epoch, e);
 	if (r < 0)

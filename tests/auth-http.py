@@ -1,13 +1,15 @@
 #!/usr/bin/python3
-# tests/auth-http.py DIR CREDFILE - serves the files of DIR on a free port of
-# 127.0.0.1 to GET and HEAD requests with HTTP basic credentials, those of
-# CREDFILE ("user:password", read from a file so that they are in no
-# command line); anything else gets 401. Prints "port N" when it listens.
-# A git repository in DIR is cloned over git's "dumb" HTTP protocol
-# (after `git update-server-info`).
-import base64, functools, http.server, sys
+# tests/auth-http.py DIR|URL CREDFILE - serves the files of DIR (or passes
+# the requests on to the server at URL, "http://host[:port]": a Debian
+# mirror that wants credentials) on a free port of 127.0.0.1 to GET and HEAD
+# requests with HTTP basic credentials, those of CREDFILE ("user:password",
+# read from a file so that they are in no command line); anything else gets
+# 401. Prints "port N" when it listens. A git repository in DIR is cloned
+# over git's "dumb" HTTP protocol (after `git update-server-info`).
+import base64, functools, http.server, shutil, sys, urllib.error, urllib.request
 
 root, credfile = sys.argv[1], sys.argv[2]
+upstream = root.rstrip("/") if root.startswith("http://") else None
 with open(credfile) as f:
     want = "Basic " + base64.b64encode(f.read().strip().encode()).decode()
 
@@ -22,13 +24,37 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         return False
 
+    def forward(self, body):
+        req = urllib.request.Request(upstream + self.path, method=self.command)
+        try:
+            r = urllib.request.urlopen(req, timeout=60)
+        except urllib.error.HTTPError as e:
+            r = e
+        except OSError:
+            self.send_error(502)
+            return
+        with r:
+            self.send_response(r.status)
+            for k in ("Content-Type", "Content-Length", "Last-Modified", "ETag"):
+                if r.headers.get(k):
+                    self.send_header(k, r.headers[k])
+            self.end_headers()
+            if body:
+                shutil.copyfileobj(r, self.wfile)
+
     def do_GET(self):
         if self.authorized():
-            super().do_GET()
+            if upstream:
+                self.forward(True)
+            else:
+                super().do_GET()
 
     def do_HEAD(self):
         if self.authorized():
-            super().do_HEAD()
+            if upstream:
+                self.forward(False)
+            else:
+                super().do_HEAD()
 
     def log_message(self, fmt, *args):
         sys.stderr.write("%s\n" % (fmt % args))

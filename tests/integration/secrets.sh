@@ -16,7 +16,8 @@ GIT_PW=gitpw-$(rnd)
 HTTP_PW=httppw-$(rnd)
 PG_PW=pgpw-$(rnd)
 S3_SECRET=s3secret-$(rnd)
-printf '%s\n' "$GIT_PW" "$HTTP_PW" "$PG_PW" "$S3_SECRET" >"$T_ROOT/secrets"
+MIRROR_PW=mirrorpw-$(rnd)
+printf '%s\n' "$GIT_PW" "$HTTP_PW" "$PG_PW" "$S3_SECRET" "$MIRROR_PW" >"$T_ROOT/secrets"
 # a canary on a command line on purpose: proof that the sampler sees them
 CANARY=canary-$(rnd)
 printf '%s\n' "$CANARY" >>"$T_ROOT/secrets"
@@ -201,6 +202,38 @@ CFG
 77) t_pass "# SKIP no radosgw: $(tail -n 1 "$T_ROOT/rgw.out")" ;;
 *) t_bail "radosgw did not start: $(tail -n 5 "$T_ROOT/rgw.out" | tr '\n' ' ')" ;;
 esac
+
+# ------------------------------------------------- a mirror with credentials
+# bootstrap.mirror with a user and password (a proxy in front of the real
+# mirror that wants them): mmdebstrap's command line gets the bare URL, apt
+# an auth.conf.d entry the image never keeps
+UP=${UPAAS_TEST_MIRROR:-http://deb.debian.org/debian}
+UP_BASE=$(sed -E 's|^(http://[^/]+).*|\1|' <<<"$UP")
+printf 'apt:%s\n' "$MIRROR_PW" >"$T_ROOT/mirror.cred"
+python3 -u "$UPAAS_SRCDIR/tests/auth-http.py" "$UP_BASE" "$T_ROOT/mirror.cred" \
+	>"$T_ROOT/mirror.port" 2>"$T_ROOT/mirror.log" &
+PIDS+=($!)
+MPORT=$(wait_port "$T_ROOT/mirror.port") || t_bail "the mirror proxy did not start"
+cat >"$T_ROOT/mirror.cfg" <<CFG
+paths = { workdir = "$T_ROOT/mwork"; cache = "$T_ROOT/mcache"; state = "$T_ROOT/state"; };
+storage = { handler = "local"; path = "$T_ROOT/mstorage"; };
+signing = { key = "$T_KEY"; trusted = [ "$T_PUB" ]; };
+sandbox = { uid_base = $T_SANDBOX_BASE; };
+bootstrap = { mirror = "http://apt:$MIRROR_PW@127.0.0.1:$MPORT${UP#"$UP_BASE"}"; variant = "essential"; };
+CFG
+run "image create from a mirror with credentials" \
+	env UPAAS_CONFIG="$T_ROOT/mirror.cfg" "$UPAAS" image create mirror-auth
+t_is "an image from a mirror that wants credentials" "$RC" 0
+t_is "the mirror wants them" "$(curl -s -o /dev/null -w '%{http_code}' \
+	"http://127.0.0.1:$MPORT${UP#"$UP_BASE"}/dists/bookworm/Release")" 401
+t_match "... and apt gave them" "$(cat "$T_ROOT/mirror.log")" '"GET [^"]*\.deb HTTP/1\.1" 200'
+BLOB=$(find "$T_ROOT/mstorage" -name '*.tar.zst' | head -n 1)
+t_ok "the image is stored" test -s "$BLOB"
+t_is "the image holds no credentials" "$(zstd -dc "$BLOB" | grep -c -a -F "$MIRROR_PW")" 0
+t_fail "... and no auth.conf.d entry of upaas" \
+	bash -c 'zstd -dc "$1" | tar -t | grep -q upaas-mirror' _ "$BLOB"
+t_is "the work dir keeps no credentials" \
+	"$(grep -r -l -F -f "$T_ROOT/secrets" "$T_ROOT/mwork" 2>/dev/null)" ""
 
 # ------------------------------------------------------------ the scan
 touch "$T_ROOT/stop"
