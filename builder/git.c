@@ -554,17 +554,25 @@ static int module_url_check(const struct config *c, const char *name, const char
 		       c->git.local_paths.n ? "" : " (none is allowed)");
 }
 
+/* commit's whole tree, recursively: "<mode> <type> <id>\t<path>" entries,
+ * each ending in a NUL. */
+static int ls_tree(const char *mirror, const char *commit, struct buf *out, struct err *e)
+{
+	buf_init(out, GIT_LS_TREE_MAX);
+	const char *args[] = { "ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit,
+			       NULL };
+	int r = git_argv(mirror, -1, -1, out, NULL, args, e);
+	if (r == -E2BIG)
+		return err_set(e, r, "the tree of %.12s is too large to list", commit);
+	return r < 0 ? r : 0;
+}
+
 /* The gitlinks of commit: paths and recorded commits. */
 static int gitlinks(const char *mirror, const char *commit, struct strv *paths,
 		    struct strv *commits, struct err *e)
 {
 	_cleanup_buf_ struct buf out = BUF_INIT;
-	buf_init(&out, GIT_LS_TREE_MAX);
-	const char *args[] = { "ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit,
-			       NULL };
-	int r = git_argv(mirror, -1, -1, &out, NULL, args, e);
-	if (r == -E2BIG)
-		return err_set(e, r, "the tree of %.12s is too large to list", commit);
+	int r = ls_tree(mirror, commit, &out, e);
 	if (r < 0)
 		return r;
 	for (const char *p = out.p; p < out.p + out.len; p += strlen(p) + 1) {
@@ -744,12 +752,7 @@ static int tree_walk(const char *mirror, const char *commit, const char *prefix,
 		     struct err *e)
 {
 	_cleanup_buf_ struct buf out = BUF_INIT;
-	buf_init(&out, GIT_LS_TREE_MAX);
-	const char *args[] = { "ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit,
-			       NULL };
-	int r = git_argv(mirror, -1, -1, &out, NULL, args, e);
-	if (r == -E2BIG)
-		return err_set(e, r, "the tree of %.12s is too large to list", commit);
+	int r = ls_tree(mirror, commit, &out, e);
 	if (r < 0)
 		return r;
 	for (const char *p = out.p; p < out.p + out.len; p += strlen(p) + 1) {

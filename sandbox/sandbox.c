@@ -97,22 +97,6 @@ struct sb_owner {
 
 /* ------------------------------------------------------- inside the root */
 
-/* Opens rel (relative to rootfd) as if rootfd were "/": ".." and absolute
- * symlinks never leave the tree. */
-static int root_open(int rootfd, const char *rel, int flags)
-{
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-	};
-	while (*rel == '/')
-		rel++;
-	if (!*rel)
-		rel = ".";
-	long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
-	return fd < 0 ? -errno : (int)fd;
-}
-
 /* mkdir -p of rel inside rootfd, never following a symlink out of it;
  * what it creates belongs to own (when set). */
 static int root_mkdir_p(int rootfd, const char *rel, mode_t mode, const struct sb_owner *own)
@@ -126,13 +110,13 @@ static int root_mkdir_p(int rootfd, const char *rel, mode_t mode, const struct s
 			continue;
 		char c = p[i];
 		p[i] = '\0';
-		int fd = root_open(rootfd, p, O_PATH | O_DIRECTORY);
+		int fd = fs_open_in_root(rootfd, p, O_PATH | O_DIRECTORY);
 		if (fd == -ENOENT) {
 			char *slash = strrchr(p, '/');
 			const char *base = slash ? slash + 1 : p;
 			if (slash)
 				*slash = '\0';
-			int pfd = root_open(rootfd, slash ? p : ".", O_PATH | O_DIRECTORY);
+			int pfd = fs_open_in_root(rootfd, slash ? p : ".", O_PATH | O_DIRECTORY);
 			if (slash)
 				*slash = '/';
 			if (pfd < 0)
@@ -148,7 +132,7 @@ static int root_mkdir_p(int rootfd, const char *rel, mode_t mode, const struct s
 			close(pfd);
 			if (r < 0)
 				return r;
-			fd = root_open(rootfd, p, O_PATH | O_DIRECTORY);
+			fd = fs_open_in_root(rootfd, p, O_PATH | O_DIRECTORY);
 		}
 		if (fd < 0)
 			return fd;
@@ -174,7 +158,7 @@ static int root_open_parent(int rootfd, const char *rel, const struct sb_owner *
 		if (r < 0)
 			return r;
 	}
-	return root_open(rootfd, dir, O_PATH | O_DIRECTORY);
+	return fs_open_in_root(rootfd, dir, O_PATH | O_DIRECTORY);
 }
 
 /* ------------------------------------------------ files made for the run */
@@ -389,7 +373,7 @@ enum {
 /* Opens a mount target inside the (bind-mounted) root; never a symlink. */
 static int target_open(int rootfd, const char *rel, bool dir)
 {
-	int fd = root_open(rootfd, rel, O_PATH | O_NOFOLLOW | (dir ? O_DIRECTORY : 0));
+	int fd = fs_open_in_root(rootfd, rel, O_PATH | O_NOFOLLOW | (dir ? O_DIRECTORY : 0));
 	if (fd < 0)
 		return fd;
 	struct stat st;
@@ -472,7 +456,7 @@ static void child_masks(const struct sb_child *c, int rootfd)
 	struct stat st;
 	for (size_t i = 0; i < ARRAY_SIZE(sb_proc_ro); i++) {
 		const char *rel = sb_proc_ro[i];
-		int fd = root_open(rootfd, rel, O_PATH | O_NOFOLLOW);
+		int fd = fs_open_in_root(rootfd, rel, O_PATH | O_NOFOLLOW);
 		if (fd == -ENOENT)
 			continue;
 		if (fd < 0 || fstat(fd, &st) < 0)
@@ -1240,7 +1224,7 @@ static int prepare_tree(const struct sandbox *sb, int rootfd, struct sb_child *c
 			return err_set_errno(e, r, "sandbox: cannot create '/%s' in '%s'", dirs[i],
 				       c->root);
 	}
-	int fd = root_open(rootfd, "sys", O_PATH | O_DIRECTORY | O_NOFOLLOW);
+	int fd = fs_open_in_root(rootfd, "sys", O_PATH | O_DIRECTORY | O_NOFOLLOW);
 	if (fd >= 0) {
 		c->sys = true;
 		close(fd);
