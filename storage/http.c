@@ -8,12 +8,15 @@
  * '/' separates segments. Redirects are followed (http/https only).
  * storage.timeout bounds the connection and any stall of the transfer,
  * not the whole download: a large package on a slow link may take longer.
+ * A conditional GET (storage_get_if) sends If-None-Match with the server's
+ * ETag, or If-Modified-Since with its Last-Modified when it gave no ETag.
  */
 #define UPAAS_STORAGE_INTERNAL 1
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include "storage/storage-int.h"
 
@@ -173,6 +176,96 @@ static int http_get(struct storage *s, const char *key, sink_fn sink, void *data
 	return http_result(c, cc, "GET", url, key, errbuf, e);
 }
 
+/* A conditional GET: what came back besides the body. */
+struct cond_ctx {
+	struct get_ctx g;
+	char *etag;            /* the answer's ETag */
+	char *last_modified;   /* its Last-Modified */
+};
+
+static size_t cond_header_cb(char *p, size_t size, size_t nmemb, void *data)
+{
+	struct cond_ctx *cc = data;
+	size_t n = size * nmemb, len = n;
+
+	while (len && (p[len - 1] == '\r' || p[len - 1] == '\n'))
+		len--;
+	_cleanup_free_ char *line = xstrndup(p, len);
+	char *colon = strchr(line, ':');
+	if (!strncmp(line, "HTTP/", 5)) {   /* a new answer (a redirect) */
+		free(cc->etag);
+		free(cc->last_modified);
+		cc->etag = cc->last_modified = NULL;
+		return n;
+	}
+	if (!colon)
+		return n;
+	*colon = '\0';
+	const char *v = colon + 1;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (!*v)
+		return n;
+	if (!strcasecmp(line, "etag")) {
+		free(cc->etag);
+		cc->etag = xstrdup(v);
+	} else if (!strcasecmp(line, "last-modified")) {
+		free(cc->last_modified);
+		cc->last_modified = xstrdup(v);
+	}
+	return n;
+}
+
+/* Our ETag token of an answer without an ETag: its Last-Modified, marked
+ * so that the next request asks If-Modified-Since instead. */
+#define LM_PREFIX "lm:"
+
+static int http_get_if(struct storage *s, const char *key, const char *etag,
+		       struct buf *ret_etag, sink_fn sink, void *data, struct err *e)
+{
+	struct http *h = H(s);
+	_cleanup_free_ char *url = http_url(h, key);
+	_cleanup_curl_ CURL *c = curl_easy_init();
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct cond_ctx cc = { .g = { .sink = sink, .data = data } };
+	struct curl_slist *hdrs = NULL;
+	_cleanup_free_ char *cond = NULL;
+	int r;
+
+	if (!strncmp(etag, LM_PREFIX, strlen(LM_PREFIX)))
+		cond = xasprintf("If-Modified-Since: %s", etag + strlen(LM_PREFIX));
+	else if (*etag)
+		cond = xasprintf("If-None-Match: %s", etag);
+	if (cond)
+		hdrs = curl_slist_append(hdrs, cond);
+	if (!c || http_setup(h, c, url, errbuf) < 0 ||
+	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_WRITEDATA, &cc.g) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, cond_header_cb) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_HEADERDATA, &cc) != CURLE_OK ||
+	    (hdrs && curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK)) {
+		curl_slist_free_all(hdrs);
+		return err_set(e, -EIO, "cannot set up a request for '%s'", url);
+	}
+	CURLcode code = curl_easy_perform(c);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (cc.g.sink_r < 0)    /* the sink's failure is the caller's to describe */
+		r = cc.g.sink_r;
+	else if (code == CURLE_OK && status == 304 && cond)
+		r = STORAGE_NOT_MODIFIED;
+	else
+		r = http_result(c, code, "GET", url, key, errbuf, e);
+	if (r == 0 && cc.etag)
+		buf_adds(ret_etag, cc.etag);
+	else if (r == 0 && cc.last_modified)
+		buf_addf(ret_etag, LM_PREFIX "%s", cc.last_modified);
+	curl_slist_free_all(hdrs);
+	free(cc.etag);
+	free(cc.last_modified);
+	return r;
+}
+
 static int http_stat(struct storage *s, const char *key, struct storage_stat *ret,
 		     struct err *e)
 {
@@ -205,5 +298,6 @@ const struct storage_ops storage_http_ops = {
 	.open = http_open,
 	.close = http_close,
 	.get = http_get,
+	.get_if = http_get_if,
 	.stat = http_stat,
 };

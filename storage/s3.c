@@ -7,6 +7,7 @@
  *         CreateMultipartUpload, UploadPart (parallel, libcurl multi),
  *         CompleteMultipartUpload; any failure or abort -> AbortMultipartUpload
  *   get   GET, streamed to the sink
+ *   get_if  GET with If-None-Match: 304 when the object kept its ETag
  *   stat  HEAD
  *   list  ListObjectsV2 with continuation tokens
  *   del   DELETE (404 is success)
@@ -70,6 +71,7 @@ struct s3_req {
 	size_t body_len;
 	const char *payload_hash;   /* NULL: computed from body */
 	const char *range;      /* Range header, or NULL */
+	const char *if_none_match;  /* If-None-Match header, or NULL: a 304 is OK */
 	sink_fn sink;   /* where a 2xx body goes; NULL: into resp */
 	void *sink_data;
 	/* per attempt */
@@ -496,6 +498,12 @@ static int req_setup(struct s3 *s3, CURL *h, struct s3_req *rq, struct err *e)
 		_cleanup_free_ char *rh = xasprintf("Range: %s", rq->range);
 		rq->hdrs = curl_slist_append(rq->hdrs, rh);
 	}
+	if (rq->if_none_match) {
+		/* not signed: SigV4 covers the headers it lists, and a changed
+		 * condition can only cost a download */
+		_cleanup_free_ char *ih = xasprintf("If-None-Match: %s", rq->if_none_match);
+		rq->hdrs = curl_slist_append(rq->hdrs, ih);
+	}
 	/* no 100-continue round trip; the body is small or already in memory */
 	rq->hdrs = curl_slist_append(rq->hdrs, "Expect:");
 	if (!strcmp(rq->method, "POST"))
@@ -553,6 +561,8 @@ static enum outcome req_outcome(const struct s3_req *rq)
 	if (rq->cc != CURLE_OK)
 		/* bytes already in the sink cannot be taken back */
 		return rq->delivered ? OUT_FAIL : OUT_RETRY;
+	if (rq->status == 304 && rq->if_none_match)
+		return OUT_OK;
 	if (rq->status >= 200 && rq->status < 300) {
 		/* CompleteMultipartUpload may report an error inside a 200 */
 		if (!rq->sink && strstr(rq->resp.p, "<Error>"))
@@ -1230,6 +1240,28 @@ static int s3_get(struct storage *st, const char *key, sink_fn sink, void *data,
 	return r;
 }
 
+/* A GET with If-None-Match: 304 means the object still has that ETag. */
+static int s3_get_if(struct storage *st, const char *key, const char *etag,
+		     struct buf *ret_etag, sink_fn sink, void *data, struct err *e)
+{
+	struct s3 *s3 = st->priv;
+	_cleanup_free_ char *k = full_key(s3, key);
+	struct s3_req rq = { .method = "GET", .key = k, .sink = sink, .sink_data = data,
+			     .if_none_match = *etag ? etag : NULL };
+	int r = s3_do(s3, &rq, 0, e);
+
+	if (r == 0 && rq.status == 304)
+		r = STORAGE_NOT_MODIFIED;
+	else if (r == 0 && rq.have_length && rq.delivered != rq.content_length)
+		r = err_set(e, -EIO, "s3: GET '%s' in bucket '%s' was cut short: %llu of %llu bytes",
+			    k, s3->bucket, (unsigned long long)rq.delivered,
+			    (unsigned long long)rq.content_length);
+	else if (r == 0 && rq.etag)
+		buf_adds(ret_etag, rq.etag);
+	req_free(&rq);
+	return r;
+}
+
 static int s3_stat(struct storage *st, const char *key, struct storage_stat *ret, struct err *e)
 {
 	struct s3 *s3 = st->priv;
@@ -1387,6 +1419,7 @@ const struct storage_ops storage_s3_ops = {
 	.upload_commit = s3_upload_commit,
 	.upload_abort = s3_upload_abort,
 	.get = s3_get,
+	.get_if = s3_get_if,
 	.stat = s3_stat,
 	.list = s3_list,
 	.del = s3_del,
