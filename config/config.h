@@ -139,6 +139,10 @@ struct config {
 		bool hooks_as_root;     /* app hooks run as root (default false) */
 		int keep;               /* revisions kept, 5 */
 		char *schedule;         /* watch schedule, "* * * * *" */
+		int interval;           /* watch: seconds between rounds; 0 = schedule */
+		int jitter;             /* watch: up to this many seconds late per round, 15 */
+		char *host_name;        /* in host reports; NULL = gethostname() */
+		bool report;            /* write host reports (default true) */
 	} deploy;
 	struct {
 		char *listen;           /* "127.0.0.1:7373", "[::1]:7373" */

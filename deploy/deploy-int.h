@@ -68,6 +68,16 @@ struct hook_run {
  */
 int hooks_run(const struct hook_run *h, struct err *e);
 
+/*
+ * Writes the host report of app after operation op on package id (each may
+ * be NULL) that returned rc, with oe's message when it failed (report.c).
+ * Does nothing without a storage that takes writes or with deploy.report
+ * off; a failure to write is a warning. Returns 0 when nothing failed.
+ */
+int deploy_report_after(const struct config *c, struct storage *s, const char *root,
+			const char *app, const char *op, const char *id, int rc,
+			const struct err *oe);
+
 /* Writes "text" as a timestamped line to the deploy log (fd may be -1). */
 void deploy_log(int fd, const char *fmt, ...) _printf_(2, 3);
 
