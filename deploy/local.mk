@@ -17,7 +17,7 @@ TESTS += tests/unit/test-deploy tests/unit/test-fleet tests/integration/deploy.s
 EXTRA_DIST += tests/integration/deploy.sh tests/integration/deploy-faults.sh \
 	tests/integration/fleet-report.sh \
 	tests/integration/deploy-lib.sh bench/deploy.sh \
-	docs/cmd/deploy.man dist/systemd/upaas-watch.service dist/systemd/upaas-app@.service
+	docs/cmd/deploy.man docs/cmd/fleet.man dist/systemd/upaas-watch.service dist/systemd/upaas-app@.service
 
 # systemd units: `upaas watch` as a service, and an example unit that runs
 # an app with `upaas exec`; ExecStart points at the installed binary.
