@@ -247,8 +247,9 @@ int deploy_host_name(const struct config *c, char **ret, struct err *e);
  * web API's /api/v1/hosts serves.
  *
  * A pair is marked
- *   behind      the host runs something else than the app's current (or
- *               nothing, while the app has a current);
+ *   behind      the host runs something else than the app's current, or
+ *               nothing while the app has one (a watcher that has not
+ *               deployed it yet; not a host that undeployed it);
  *   failed      the host's last operation on the app failed;
  *   silent      the host watches (it has a heartbeat) and has not been heard
  *               of for longer than silent_after seconds;
@@ -304,8 +305,10 @@ void fleet_view_add_beat(struct fleet_view *v, const struct host_beat *b);
 void fleet_view_set_current(struct fleet_view *v, const char *app, const char *id, bool known);
 /* Sorts, links hosts and cells, sets the marks and the counts. */
 void fleet_view_compute(struct fleet_view *v);
-/* Mark names for a cell: "current", "behind", "failed", "silent",
- * "undeployed" (the worst first), for tables. */
+/* The state of a cell for tables, the worst first: "failed", "behind",
+ * "silent", then "undeployed" (taken off the host), "none" (nothing
+ * deployed, the app has no current either), "no-current" (the app has no
+ * current in storage), "unknown" (it could not be read), "current". */
 const char *fleet_cell_state(const struct fleet_view *v, const struct fleet_app *a,
 			     const struct fleet_cell *c);
 /* The view as one JSON object (see upaas(1), fleet status --json): as

@@ -119,6 +119,12 @@ static int host_cmp(const void *x, const void *y)
 	return strcmp(((const struct fleet_host *)x)->host, ((const struct fleet_host *)y)->host);
 }
 
+static bool undeployed(const struct host_report *r)
+{
+	return r->operation && (!strcmp(r->operation, "undeploy") ||
+				!strcmp(r->operation, "uninstall"));
+}
+
 void fleet_view_compute(struct fleet_view *v)
 {
 	/* every host that reports: seen is the latest word from it */
@@ -159,9 +165,10 @@ void fleet_view_compute(struct fleet_view *v)
 				c->marks |= FLEET_FAILED;
 			if (h && h->silent)
 				c->marks |= FLEET_SILENT;
-			/* a host that runs nothing of the app undeployed it (or
-			 * never got it: then it failed) */
-			if (a->current && r->current && strcmp(a->current, r->current))
+			/* running nothing of the app is behind too, unless the
+			 * host took it off on purpose (undeploy) */
+			if (a->current && (r->current ? strcmp(a->current, r->current) != 0
+						      : !undeployed(r)))
 				c->marks |= FLEET_BEHIND;
 			if (c->marks)
 				v->n_drift++;
@@ -180,7 +187,7 @@ const char *fleet_cell_state(const struct fleet_view *v, const struct fleet_app 
 	if (c->marks & FLEET_SILENT)
 		return "silent";
 	if (!c->rep.current)
-		return "undeployed";
+		return undeployed(&c->rep) ? "undeployed" : "none";
 	if (!a->current)
 		return a->current_known ? "no-current" : "unknown";
 	return "current";

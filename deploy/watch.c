@@ -165,11 +165,20 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 						   res.id ? res.id : id.p, r, &e) == 0;
 	deploy_result_free(&res);
 out:
-	/* the first round, or a report that could not be written before */
-	if (w->host && !wa->reported)
-		wa->reported = deploy_report_after(c, s, root, app, NULL, NULL, 0, NULL) == 0;
 	app_paths_free(&p);
 	return ret;
+}
+
+/* The report of an app at the first round (what this host runs of it,
+ * perhaps nothing yet), or one that could not be written before. */
+static void watch_report(const struct config *c, struct storage *s, struct wstate *w,
+			 const char *root, const char *app)
+{
+	if (!w->host || !app_name_ok(app))
+		return;
+	struct wapp *wa = wapp_get(w, app);
+	if (!wa->reported)
+		wa->reported = deploy_report_after(c, s, root, app, NULL, NULL, 0, NULL) == 0;
 }
 
 /* The heartbeat, when the last one is a minute old (or failed). */
@@ -273,6 +282,7 @@ int deploy_watch(const struct config *c, struct storage *s, const struct watch_o
 			if (o->stop && *o->stop)
 				break;
 			failures += watch_app(c, s, o, &w, root, apps.v[i]);
+			watch_report(c, s, &w, root, apps.v[i]);
 		}
 		watch_beat(s, &w, root, &apps);
 

@@ -161,8 +161,8 @@ _f_host() {
 # PostgreSQL in the services namespace, listening on the bridge address
 # (trust for the fleet's subnet: a throwaway server).
 _f_pg() {
-	F_PG_DIR=$F_DIR/svc/pg
-	mkdir -p "$F_PG_DIR"
+	# a dir of its own: the postgres user may not reach into F_DIR
+	F_PG_DIR=$(mktemp -d /var/tmp/upaas-fleet-pg.XXXXXX) || return 1
 	chown postgres: "$F_PG_DIR"
 	chmod 0700 "$F_PG_DIR"
 	runuser -u postgres -- "$F_PG_BIN/initdb" -D "$F_PG_DIR/data" -U postgres --auth=trust \
@@ -294,6 +294,7 @@ fleet_leaks() {
 		done
 	done
 	awk -v r="$F_DIR" 'index($5, r) == 1 {print "mount " $5}' /proc/self/mountinfo
+	[ -n "$F_PG_DIR" ] && [ -e "$F_PG_DIR" ] && echo "PostgreSQL dir '$F_PG_DIR'"
 	# a process that runs something of the fleet's dir (a worker, a build)
 	for p in /proc/[0-9]*; do
 		grep -qsF "$F_DIR/" "$p/cmdline" 2>/dev/null &&

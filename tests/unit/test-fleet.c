@@ -304,6 +304,14 @@ static void test_view_marks(void **state)
 	add(&v, "web5", "shop", A2, false, now - 86400);
 	add(&v, "web1", "blog", NULL, false, now - 5);
 	add(&v, "web2", "blog", A1, false, now - 5);
+	/* news: web1 watches it but has deployed nothing yet: behind; web2
+	 * undeployed it: not */
+	struct host_report fresh = mk_report("web1", "news", NULL, false, now - 5);
+	free(fresh.operation);
+	fresh.operation = NULL;
+	fleet_view_add_report(&v, &fresh);
+	add(&v, "web2", "news", NULL, false, now - 5);
+	fleet_view_set_current(&v, "news", A1, true);
 	beat(&v, "web1", now - 30);
 	beat(&v, "web2", now - 30);
 	beat(&v, "web3", now - 299);
@@ -312,8 +320,10 @@ static void test_view_marks(void **state)
 	fleet_view_set_current(&v, "blog", NULL, true);
 	fleet_view_compute(&v);
 
-	assert_int_equal(v.n_apps, 2);
+	assert_int_equal(v.n_apps, 3);
 	assert_string_equal(v.apps[0].app, "blog");   /* sorted */
+	assert_string_equal(state_of(&v, "news", "web1"), "behind");
+	assert_string_equal(state_of(&v, "news", "web2"), "undeployed");
 	assert_int_equal(v.n_hosts, 5);
 	assert_string_equal(v.hosts[0].host, "web1");
 	assert_string_equal(state_of(&v, "shop", "web1"), "current");
@@ -329,7 +339,7 @@ static void test_view_marks(void **state)
 	assert_int_equal(cell(&v, "shop", "web1")->seen, now - 5);
 	assert_int_equal(cell(&v, "shop", "web3")->seen, now - 5);
 	assert_int_equal(cell(&v, "shop", "web4")->seen, now - 301);
-	assert_int_equal(v.n_drift, 3);
+	assert_int_equal(v.n_drift, 4);
 
 	_cleanup_buf_ struct buf text = BUF_INIT;
 	fleet_view_json(&v, &text);
@@ -338,14 +348,14 @@ static void test_view_marks(void **state)
 	assert_int_equal(json_parse_object(text.p, &o, &e), 0);
 	int64_t n;
 	assert_true(json_get_int(o, "drift", &n));
-	assert_int_equal(n, 3);
+	assert_int_equal(n, 4);
 	assert_true(json_get_int(o, "silent_after", &n));
 	assert_int_equal(n, 300);
 	struct json_object *apps, *hosts;
 	assert_true(json_object_object_get_ex(o, "apps", &apps));
 	assert_true(json_object_object_get_ex(o, "hosts", &hosts));
 	assert_int_equal(json_object_array_length(hosts), 5);
-	struct json_object *shop = json_object_array_get_idx(apps, 1);
+	struct json_object *shop = json_object_array_get_idx(apps, 2);
 	assert_string_equal(json_get_str(shop, "current"), A2);
 	assert_true(json_get_int(shop, "drift", &n));
 	assert_int_equal(n, 3);
