@@ -144,7 +144,8 @@ void fleet_view_compute(struct fleet_view *v)
 		struct fleet_host *h = &v->hosts[i];
 		h->silent = h->watching && v->now - h->seen > v->silent_after;
 	}
-	qsort(v->hosts, v->n_hosts, sizeof(*v->hosts), host_cmp);
+	if (v->n_hosts)
+		qsort(v->hosts, v->n_hosts, sizeof(*v->hosts), host_cmp);
 	if (v->n_apps)
 		qsort(v->apps, v->n_apps, sizeof(*v->apps), app_cmp);
 
@@ -157,8 +158,8 @@ void fleet_view_compute(struct fleet_view *v)
 			struct fleet_cell *c = &a->cells[k];
 			const struct host_report *r = &c->rep;
 			struct fleet_host key = { .host = r->host };
-			const struct fleet_host *h = bsearch(&key, v->hosts, v->n_hosts,
-							     sizeof(*v->hosts), host_cmp);
+			const struct fleet_host *h = v->n_hosts ?
+				bsearch(&key, v->hosts, v->n_hosts, sizeof(*v->hosts), host_cmp) : NULL;
 			c->seen = h ? h->seen : r->time;
 			c->marks = 0;
 			if (r->failed)
