@@ -115,7 +115,7 @@ static int fleet_status(struct cli *c, const struct cli_args *a)
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct fleet_view v;
-	if (fleet_view_read(s, app, silent_after, &v, &e) < 0)
+	if (fleet_view_read(s, app, silent_after, NULL, &v, &e) < 0)
 		return cli_fail(&e, "cannot read the fleet view");
 	if (cli_flag(a, O_JSON)) {
 		_cleanup_buf_ struct buf out = BUF_INIT;

@@ -318,11 +318,24 @@ struct json_object;
 struct json_object *fleet_view_to_json(const struct fleet_view *v);
 
 /*
+ * What earlier fleet_view_read() calls saw, so that a long-running reader
+ * (upaas serve) pays for what changed only: a report whose listing entry
+ * (size, time) did not change is not read again, a current is read with a
+ * conditional GET. Not shared between threads without a lock.
+ */
+struct fleet_cache;
+struct fleet_cache *fleet_cache_new(void);
+void fleet_cache_free(struct fleet_cache *c);
+/* Objects read and objects reused (unchanged) so far. */
+void fleet_cache_stats(const struct fleet_cache *c, uint64_t *reads, uint64_t *reused);
+
+/*
  * Reads hosts/ (one listing, a GET per report and heartbeat) and the
  * current of each app seen (app: only that app), then computes the view.
+ * cache (may be NULL) is what earlier calls saw.
  */
 int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
-		    struct fleet_view *ret, struct err *e);
+		    struct fleet_cache *cache, struct fleet_view *ret, struct err *e);
 
 /* =============================================================== hooks */
 

@@ -287,6 +287,72 @@ struct json_object *fleet_view_to_json(const struct fleet_view *v)
 
 /* ------------------------------------------------------------ from storage */
 
+/*
+ * What earlier reads saw: the text of each object under hosts/ with the
+ * size and time the listing gave for it (an object whose listing entry did
+ * not change is not read again), and each app's current with its ETag (read
+ * again only when it changed). Sorted by key.
+ */
+struct fleet_obj {
+	char *key;
+	uint64_t size;
+	int64_t mtime;
+	char *text;
+	bool seen;                 /* in the latest listing */
+};
+struct fleet_cur {
+	char *app;
+	char *etag;
+	char *id;
+};
+struct fleet_cache {
+	struct fleet_obj *objs;
+	size_t n_objs;
+	struct fleet_cur *curs;
+	size_t n_curs;
+	uint64_t reads, reused;    /* for tests and the curious: objects read / not */
+};
+
+struct fleet_cache *fleet_cache_new(void)
+{
+	return xcalloc(1, sizeof(struct fleet_cache));
+}
+
+void fleet_cache_free(struct fleet_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n_objs; i++) {
+		free(c->objs[i].key);
+		free(c->objs[i].text);
+	}
+	for (size_t i = 0; i < c->n_curs; i++) {
+		free(c->curs[i].app);
+		free(c->curs[i].etag);
+		free(c->curs[i].id);
+	}
+	free(c->objs);
+	free(c->curs);
+	free(c);
+}
+
+void fleet_cache_stats(const struct fleet_cache *c, uint64_t *reads, uint64_t *reused)
+{
+	*reads = c->reads;
+	*reused = c->reused;
+}
+
+static int obj_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct fleet_obj *)a)->key, ((const struct fleet_obj *)b)->key);
+}
+
+static struct fleet_obj *cache_find(struct fleet_cache *c, const char *key)
+{
+	struct fleet_obj k = { .key = (char *)key };
+	return c->n_objs ? bsearch(&k, c->objs, c->n_objs, sizeof(*c->objs), obj_cmp) : NULL;
+}
+
 /* Splits "hosts/<host>/<name>" into host and name; false otherwise. */
 static bool split_key(const char *key, char **host, char **name)
 {
@@ -299,11 +365,144 @@ static bool split_key(const char *key, char **host, char **name)
 	return app_name_ok(*host);
 }
 
-int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
-		    struct fleet_view *ret, struct err *e)
+/* One listing entry worth reading: a report (of app, when given) or a
+ * heartbeat. */
+static bool wanted(const char *key, const char *app)
 {
-	_cleanup_strv_ struct strv keys = STRV_INIT;
+	_cleanup_free_ char *host = NULL, *name = NULL;
+	if (!split_key(key, &host, &name))
+		return false;
+	if (!strcmp(name, HOST_BEAT_KEY))
+		return true;
+	size_t n = strlen(name);
+	if (n < 6 || strcmp(name + n - 5, ".json"))
+		return false;
+	return !app || (n - 5 == strlen(app) && !strncmp(name, app, n - 5));
+}
+
+struct list_ctx {
+	const char *app;
+	struct fleet_obj *v;
+	size_t n, cap;
+};
+
+static int list_cb(void *data, const char *key, const struct storage_stat *st)
+{
+	struct list_ctx *l = data;
+	if (!wanted(key, l->app))
+		return 0;
+	if (l->n == FLEET_MAX_OBJECTS)
+		return -E2BIG;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = (struct fleet_obj){ .key = xstrdup(key), .size = st->size,
+					   .mtime = st->mtime };
+	return 0;
+}
+
+/* Lists hosts/ and brings the cache up to date with it: objects whose
+ * listing entry changed (or that are new) are read, objects gone are
+ * dropped. */
+static int cache_refresh(struct storage *s, struct fleet_cache *c, const char *app,
+			 struct err *e)
+{
+	struct list_ctx l = { .app = app };
+	int r = storage_list(s, "hosts/", list_cb, &l, e);
+	if (r == -E2BIG)
+		r = err_set(e, r, "more than %d host reports under 'hosts/'", FLEET_MAX_OBJECTS);
+	if (r < 0) {
+		for (size_t i = 0; i < l.n; i++)
+			free(l.v[i].key);
+		free(l.v);
+		return r;
+	}
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), obj_cmp);
+	for (size_t i = 0; i < l.n; i++) {
+		struct fleet_obj *o = &l.v[i];
+		struct fleet_obj *old = cache_find(c, o->key);
+		/* a listing's time has a resolution of a second: an entry
+		 * from this very second may still change unseen */
+		if (old && old->text && old->size == o->size && old->mtime == o->mtime &&
+		    o->mtime > 0 && o->mtime < now_unix()) {
+			o->text = TAKE_PTR(old->text);
+			c->reused++;
+			continue;
+		}
+		_cleanup_buf_ struct buf text = BUF_INIT;
+		_cleanup_err_ struct err re = ERR_INIT;
+		r = storage_get_buf(s, o->key, &text, HOST_REPORT_MAX, &re);
+		c->reads++;
+		if (r == -ENOENT)
+			continue;   /* gone since the listing: text stays NULL */
+		if (r < 0) {
+			/* storage failing: nothing half-read is kept */
+			for (size_t k = 0; k < l.n; k++) {
+				free(l.v[k].key);
+				free(l.v[k].text);
+			}
+			free(l.v);
+			return err_set(e, r, "%s", err_msg(&re));
+		}
+		o->text = buf_detach(&text);
+	}
+	for (size_t i = 0; i < c->n_objs; i++) {
+		free(c->objs[i].key);
+		free(c->objs[i].text);
+	}
+	free(c->objs);
+	c->objs = l.v;
+	c->n_objs = l.n;
+	return 0;
+}
+
+/* The current of app, read again only when its ETag changed. */
+static int cache_current(struct storage *s, struct fleet_cache *c, const char *app,
+			 struct buf *ret_id, struct err *e)
+{
+	struct fleet_cur *cur = NULL;
+	for (size_t i = 0; i < c->n_curs; i++)
+		if (!strcmp(c->curs[i].app, app))
+			cur = &c->curs[i];
+	if (!cur) {
+		c->curs = xrealloc(c->curs, (c->n_curs + 1) * sizeof(*c->curs));
+		cur = &c->curs[c->n_curs++];
+		*cur = (struct fleet_cur){ .app = xstrdup(app) };
+	}
+	_cleanup_free_ char *key = storage_key_current(app);
+	_cleanup_buf_ struct buf text = BUF_INIT, etag = BUF_INIT;
+	int r = storage_get_buf_if(s, key, cur->id ? cur->etag : NULL, &etag, &text, 4096, e);
+	if (r == STORAGE_NOT_MODIFIED) {
+		c->reused++;
+		buf_reset(ret_id);
+		buf_adds(ret_id, cur->id);
+		return 0;
+	}
+	c->reads++;
+	free(cur->etag);
+	free(cur->id);
+	cur->etag = cur->id = NULL;
+	if (r < 0)
+		return r;
+	buf_rtrim(&text);
+	if (!package_id_ok(text.p))
+		return err_set(e, -EINVAL, "'%s' holds a bad package id", key);
+	if (etag.len) {
+		cur->etag = xstrdup(etag.p);
+		cur->id = xstrdup(text.p);
+	}
+	buf_reset(ret_id);
+	buf_adds(ret_id, text.p);
+	return 0;
+}
+
+int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
+		    struct fleet_cache *cache, struct fleet_view *ret, struct err *e)
+{
 	struct fleet_view v;
+	struct fleet_cache *own = NULL;
 	int r;
 
 	if (app && !app_name_ok(app))
@@ -311,33 +510,26 @@ int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
 	if (!(storage_caps(s) & STORAGE_CAP_LIST))
 		return err_set(e, -EOPNOTSUPP, "the fleet view lists hosts/ in storage, which "
 			       "storage handler '%s' cannot do", storage_name(s));
-	if ((r = storage_list_keys(s, "hosts/", &keys, e)) < 0)
+	if (!cache)
+		cache = own = fleet_cache_new();
+	/* a cache lists everything, whatever one call wants to see */
+	if ((r = cache_refresh(s, cache, own ? app : NULL, e)) < 0) {
+		fleet_cache_free(own);
 		return r;
+	}
 	fleet_view_init(&v, now_unix(), silent_after);
-	_cleanup_free_ char *want = app ? xasprintf("%s.json", app) : NULL;
-	for (size_t i = 0; i < keys.n && i < FLEET_MAX_OBJECTS; i++) {
+	for (size_t i = 0; i < cache->n_objs; i++) {
+		const struct fleet_obj *o = &cache->objs[i];
 		_cleanup_free_ char *host = NULL, *name = NULL;
-		if (!split_key(keys.v[i], &host, &name))
-			continue;
-		bool beat = !strcmp(name, HOST_BEAT_KEY);
-		size_t n = strlen(name);
-		if (!beat && (n < 6 || strcmp(name + n - 5, ".json") || (want && strcmp(name, want))))
-			continue;
-
-		_cleanup_buf_ struct buf text = BUF_INIT;
 		_cleanup_err_ struct err re = ERR_INIT;
-		if ((r = storage_get_buf(s, keys.v[i], &text, HOST_REPORT_MAX, &re)) == -ENOENT)
-			continue;   /* gone since the listing */
-		if (r < 0) {
-			fleet_view_free(&v);
-			return err_set(e, r, "%s", err_msg(&re));
-		}
-		if (beat) {
+		if (!o->text || !wanted(o->key, app) || !split_key(o->key, &host, &name))
+			continue;
+		if (!strcmp(name, HOST_BEAT_KEY)) {
 			struct host_beat b;
-			if (host_beat_parse(text.p, &b, &re) < 0 || strcmp(b.host, host)) {
+			if (host_beat_parse(o->text, &b, &re) < 0 || strcmp(b.host, host)) {
 				if (!re.code)
 					host_beat_free(&b);
-				log_warn("'%s': %s", keys.v[i], re.code ? err_msg(&re) :
+				log_warn("'%s': %s", o->key, re.code ? err_msg(&re) :
 					 "the heartbeat of another host");
 				v.n_unreadable++;
 				continue;
@@ -347,12 +539,12 @@ int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
 			continue;
 		}
 		struct host_report rep;
-		_cleanup_free_ char *app_name = xstrndup(name, n - 5);
-		if (host_report_parse(text.p, &rep, &re) < 0 || strcmp(rep.host, host) ||
+		_cleanup_free_ char *app_name = xstrndup(name, strlen(name) - 5);
+		if (host_report_parse(o->text, &rep, &re) < 0 || strcmp(rep.host, host) ||
 		    strcmp(rep.app, app_name)) {
 			if (!re.code)
 				host_report_free(&rep);
-			log_warn("'%s': %s", keys.v[i], re.code ? err_msg(&re) :
+			log_warn("'%s': %s", o->key, re.code ? err_msg(&re) :
 				 "a report of another host or app");
 			v.n_unreadable++;
 			continue;
@@ -362,11 +554,11 @@ int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
 	if (app)
 		app_get(&v, app);
 
-	/* the current of each app seen: one read each */
+	/* the current of each app seen */
 	for (size_t i = 0; i < v.n_apps; i++) {
 		_cleanup_buf_ struct buf id = BUF_INIT;
 		_cleanup_err_ struct err ce = ERR_INIT;
-		r = package_current(s, v.apps[i].app, &id, &ce);
+		r = cache_current(s, cache, v.apps[i].app, &id, &ce);
 		if (r == -ENOENT) {
 			fleet_view_set_current(&v, v.apps[i].app, NULL, true);
 		} else if (r < 0) {
@@ -376,6 +568,7 @@ int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
 			fleet_view_set_current(&v, v.apps[i].app, id.p, true);
 		}
 	}
+	fleet_cache_free(own);
 	fleet_view_compute(&v);
 	*ret = v;
 	return 0;

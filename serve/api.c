@@ -339,7 +339,8 @@ static enum MHD_Result current_h(struct route_ctx *x, const char *app)
 
 /* What each deploy host runs: the fleet view of `upaas fleet status
  * --json` (deploy/fleet.c), from hosts/ in storage; ?app=APP for one app,
- * ?silent_after=SECONDS. An empty view until hosts report. */
+ * ?silent_after=SECONDS. An empty view until hosts report. The server's
+ * cache makes a refresh cost a listing and the reports that changed. */
 static enum MHD_Result hosts_h(struct route_ctx *x)
 {
 	const char *app = req_arg(x->r, "app");
@@ -353,7 +354,10 @@ static enum MHD_Result hosts_h(struct route_ctx *x)
 	if (!s)
 		return reply_err(x->r, x->e.code ? x->e.code : -EIO, &x->e);
 	struct fleet_view v;
-	int rc = fleet_view_read(s, app && *app ? app : NULL, silent_after, &v, &x->e);
+	pthread_mutex_lock(&x->r->srv->fleet_lock);
+	int rc = fleet_view_read(s, app && *app ? app : NULL, silent_after, x->r->srv->fleet, &v,
+				 &x->e);
+	pthread_mutex_unlock(&x->r->srv->fleet_lock);
 	if (rc < 0)
 		return reply_err(x->r, rc, &x->e);
 	struct json_object *o = fleet_view_to_json(&v);

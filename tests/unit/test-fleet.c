@@ -412,6 +412,108 @@ static void test_view_converged(void **state)
 	fleet_view_free(&v);
 }
 
+/* ------------------------------------------------------ from storage */
+
+static void age(const char *root, const char *key)
+{
+	_cleanup_free_ char *path = path_join(root, key);
+	struct timespec ts[2] = { { T0, 0 }, { T0, 0 } };
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static void test_view_read(void **state)
+{
+	(void)state;
+	char root[] = "/tmp/test-fleet-st.XXXXXX";
+	assert_non_null(mkdtemp(root));
+	struct cfg_storage cfg = { .handler = "local", .path = root };
+	struct storage *s;
+	struct err e = ERR_INIT;
+	assert_int_equal(storage_open(&s, &cfg, root, &e), 0);
+
+	/* two hosts, two apps; app b's current is A1, app a has none */
+	static const char *const hosts[] = { "h1", "h2" };
+	for (size_t i = 0; i < 2; i++) {
+		struct host_report r = mk_report(hosts[i], "a", A1, false, now_unix());
+		assert_int_equal(host_report_put(s, &r, &e), 0);
+		host_report_free(&r);
+		r = mk_report(hosts[i], "b", i ? A2 : A1, false, now_unix());
+		assert_int_equal(host_report_put(s, &r, &e), 0);
+		host_report_free(&r);
+	}
+	struct host_beat b = { .host = xstrdup("h1"), .time = now_unix(),
+			       .version = xstrdup("9.9"), .apps = KVLIST_INIT };
+	assert_int_equal(host_beat_put(s, &b, &e), 0);
+	host_beat_free(&b);
+	assert_int_equal(storage_put_buf(s, "apps/b/current", A1 "\n", strlen(A1) + 1, &e), 0);
+	/* noise: another host's report under the wrong name, junk, a key
+	 * deeper down */
+	struct host_report w = mk_report("h3", "a", A1, false, now_unix());
+	_cleanup_buf_ struct buf wt = BUF_INIT;
+	host_report_json(&w, &wt);
+	host_report_free(&w);
+	assert_int_equal(storage_put_buf(s, "hosts/h2/c.json", wt.p, wt.len, &e), 0);
+	assert_int_equal(storage_put_buf(s, "hosts/h2/d.json", "{", 1, &e), 0);
+	assert_int_equal(storage_put_buf(s, "hosts/h2/x/a.json", wt.p, wt.len, &e), 0);
+
+	struct fleet_cache *c = fleet_cache_new();
+	struct fleet_view v;
+	assert_int_equal(fleet_view_read(s, NULL, 300, c, &v, &e), 0);
+	assert_int_equal(v.n_apps, 2);
+	assert_int_equal(v.n_hosts, 2);
+	assert_int_equal(v.n_unreadable, 2);
+	assert_null(v.apps[0].current);
+	assert_string_equal(v.apps[1].current, A1);
+	assert_string_equal(fleet_cell_state(&v, &v.apps[1], &v.apps[1].cells[1]), "behind");
+	assert_int_equal(v.n_drift, 1);
+	assert_true(v.hosts[0].watching);
+	fleet_view_free(&v);
+	uint64_t reads, reused;
+	fleet_cache_stats(c, &reads, &reused);
+	assert_int_equal(reads, 9);   /* 7 objects, 2 currents (a has none) */
+	assert_int_equal(reused, 0);
+
+	/* nothing changed (and the listing's times are in the past): only
+	 * the listing, a conditional read of b's current, and a's (a
+	 * missing object has no ETag) */
+	static const char *const keys[] = { "hosts/h1/a.json", "hosts/h1/b.json", "hosts/h2/a.json",
+					    "hosts/h2/b.json", "hosts/h1/_host.json",
+					    "hosts/h2/c.json", "hosts/h2/d.json" };
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		age(root, keys[i]);
+	assert_int_equal(fleet_view_read(s, NULL, 300, c, &v, &e), 0);
+	fleet_view_free(&v);
+	assert_int_equal(fleet_view_read(s, NULL, 300, c, &v, &e), 0);
+	fleet_view_free(&v);
+	fleet_cache_stats(c, &reads, &reused);
+	assert_int_equal(reads, 9 + 7 + 1 + 1);   /* the aged objects once, a's current */
+	assert_int_equal(reused, 1 + 7 + 1);      /* b's current, then every object */
+
+	/* h2 catches up: its report is read again, the rest is not */
+	struct host_report r = mk_report("h2", "b", A1, false, now_unix());
+	assert_int_equal(host_report_put(s, &r, &e), 0);
+	host_report_free(&r);
+	assert_int_equal(fleet_view_read(s, NULL, 300, c, &v, &e), 0);
+	assert_int_equal(v.n_drift, 0);
+	fleet_view_free(&v);
+	fleet_cache_stats(c, &reads, &reused);
+	assert_int_equal(reads, 18 + 1 + 1);
+	/* one app only: a view of b, the cache unharmed */
+	assert_int_equal(fleet_view_read(s, "b", 300, c, &v, &e), 0);
+	assert_int_equal(v.n_apps, 1);
+	assert_int_equal(v.apps[0].n_cells, 2);
+	fleet_view_free(&v);
+	assert_int_equal(fleet_view_read(s, "nothing", 300, NULL, &v, &e), 0);
+	assert_int_equal(v.n_apps, 1);
+	assert_int_equal(v.apps[0].n_cells, 0);
+	fleet_view_free(&v);
+
+	fleet_cache_free(c);
+	storage_close(s);
+	assert_int_equal(fs_rm_rf(root, &e), 0);
+	err_free(&e);
+}
+
 int main(void)
 {
 	setenv("TZ", "UTC", 1);
@@ -423,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_host_name),
 		cmocka_unit_test(test_view_marks),
 		cmocka_unit_test(test_view_converged),
+		cmocka_unit_test(test_view_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
