@@ -162,6 +162,33 @@ set_current "$APP" $P2
 t_ok "watch --once deploys the new current" U2 watch --once "$APP"
 t_is "... reported" "$(report web2 .current)" $P2
 
+# ------------------------------------------------------------- the web API
+# upaas serve's /api/v1/hosts serves the view of fleet status --json
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+host_cfg web9 "};
+serve = { listen = \"127.0.0.1:$PORT\"; anonymous_read = true; "
+"$UPAAS" -c "$T_ROOT/web9/upaas.cfg" serve >"$T_ROOT/serve.log" 2>&1 &
+BG=$!
+for _ in $(seq 100); do
+	curl -s -o /dev/null "http://127.0.0.1:$PORT/api/v1/whoami" && break
+	sleep 0.05
+done
+# the times move: compare what does not
+view() { jq -c 'del(.time) | .apps[].hosts[] |= del(.seconds_since_seen) |
+	.hosts[] |= del(.seconds_since_seen)'; }
+t_is "GET /api/v1/hosts is the view of fleet status --json" \
+	"$(curl -sf "http://127.0.0.1:$PORT/api/v1/hosts" | view)" "$(status_json | view)"
+t_is "... again, from its cache" \
+	"$(curl -sf "http://127.0.0.1:$PORT/api/v1/hosts" | view)" "$(status_json | view)"
+t_is "... ?app= and ?silent_after=" \
+	"$(curl -sf "http://127.0.0.1:$PORT/api/v1/hosts?app=$APP&silent_after=1" | view)" \
+	"$(status_json "$APP" --silent-after 1 | view)"
+t_is "... a bad threshold: 400" \
+	"$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/api/v1/hosts?silent_after=x")" 400
+kill $BG
+wait $BG 2>/dev/null
+BG=
+
 # ------------------------------------------------------------- settings
 host_cfg web3 'report = false;'
 t_ok "deploy.report = false: deploy" "$UPAAS" -c "$T_ROOT/web3/upaas.cfg" deploy "$APP"
