@@ -65,6 +65,7 @@ struct pack_ctx {
 	uint64_t size;
 	uint64_t entries;
 	int sink_rc;            /* first error of the sink */
+	bool discard;           /* failed: what libarchive still flushes goes nowhere */
 	char *rbuf;
 	struct buf rel;         /* path of the current entry, relative to root */
 	struct buf xnames;
@@ -78,6 +79,8 @@ static ssize_t pack_write_cb(struct archive *a, void *data, const void *p, size_
 	struct pack_ctx *x = data;
 	int r;
 
+	if (x->discard)
+		return (ssize_t)n;
 	sha256_update(&x->hash, p, n);
 	r = x->sink(x->sink_data, p, n);
 	if (r < 0) {
@@ -119,6 +122,68 @@ static bool pack_excluded(const struct pack_ctx *x, const char *rel)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * File capabilities (security.capability): v2 is 20 bytes (magic_etc, then
+ * permitted/inheritable twice), v3 adds the root id of the user namespace
+ * the capability is for. A capability of a shifted tree's root is a v3 one
+ * with the offset as its root id; unshifted, it is a v2 one (the host's
+ * root). Returns the new length (0: leave the value alone), or -EINVAL for
+ * a v3 root id that does not shift.
+ */
+#define CAP_V2_SIZE 20
+#define CAP_V3_SIZE 24
+#define CAP_REVISION_MASK 0xff000000u
+#define CAP_REVISION_2 0x02000000u
+#define CAP_REVISION_3 0x03000000u
+
+static uint32_t le32_get(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void le32_put(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+/* Shifted to unshifted (pack): v3 with root id offset+r -> r (v2 for 0). */
+static int cap_unshift(unsigned char *v, size_t len, uint32_t offset)
+{
+	if (len != CAP_V3_SIZE || (le32_get(v) & CAP_REVISION_MASK) != CAP_REVISION_3)
+		return 0;
+	uint32_t root = le32_get(v + CAP_V2_SIZE);
+	if (root < offset || root - offset >= ARCHIVE_ID_RANGE)
+		return -EINVAL;
+	if (root == offset) {
+		le32_put(v, (le32_get(v) & ~CAP_REVISION_MASK) | CAP_REVISION_2);
+		return CAP_V2_SIZE;
+	}
+	le32_put(v + CAP_V2_SIZE, root - offset);
+	return CAP_V3_SIZE;
+}
+
+/* Unshifted to shifted (unpack): v2 -> v3 with root id offset; v3 r -> offset+r. */
+static int cap_shift(unsigned char *v, size_t len, uint32_t offset)
+{
+	uint32_t rev = len >= 4 ? le32_get(v) & CAP_REVISION_MASK : 0;
+	if (len == CAP_V2_SIZE && rev == CAP_REVISION_2) {
+		le32_put(v, (le32_get(v) & ~CAP_REVISION_MASK) | CAP_REVISION_3);
+		le32_put(v + CAP_V2_SIZE, offset);
+		return CAP_V3_SIZE;
+	}
+	if (len == CAP_V3_SIZE && rev == CAP_REVISION_3) {
+		uint32_t root = le32_get(v + CAP_V2_SIZE);
+		if (root >= ARCHIVE_ID_RANGE)
+			return -EINVAL;
+		le32_put(v + CAP_V2_SIZE, root + offset);
+		return CAP_V3_SIZE;
+	}
+	return 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -169,6 +234,15 @@ static int pack_xattrs(struct pack_ctx *x, int fd, const char *path)
 				continue;
 			return err_set_errno(x->e, -errno, "packing '%s': cannot read xattr '%s' of '%s'",
 				       x->root, names.v[i], x->rel.p);
+		}
+		if (x->o->uid_offset && !strcmp(names.v[i], "security.capability")) {
+			int nl = cap_unshift((unsigned char *)x->xval.p, (size_t)vl, x->o->uid_offset);
+			if (nl < 0)
+				return err_set(x->e, -EINVAL, "packing '%s': the file capabilities of '%s' "
+					       "are for a user namespace outside the sandbox's ids",
+					       x->root, x->rel.p);
+			if (nl > 0)
+				vl = nl;
 		}
 		archive_entry_xattr_add_entry(x->entry, names.v[i], x->xval.p, (size_t)vl);
 	}
@@ -226,11 +300,25 @@ static int pack_one(struct pack_ctx *x, int dfd, const char *name, unsigned dept
 	if (S_ISSOCK(st.st_mode))
 		return 0;       /* tar cannot hold sockets; they are runtime state */
 
+	/* a shifted tree holds the ids inside; anything else in it was made
+	 * by someone who should not have (or a first-edition root) */
+	uid_t uid = st.st_uid;
+	gid_t gid = st.st_gid;
+	if (x->o->uid_offset || x->o->gid_offset) {
+		if (uid - x->o->uid_offset >= ARCHIVE_ID_RANGE || uid < x->o->uid_offset ||
+		    gid - x->o->gid_offset >= ARCHIVE_ID_RANGE || gid < x->o->gid_offset)
+			return err_set(x->e, -EPERM, "packing '%s': '%s' is owned by %u:%u, outside the "
+				       "sandbox's ids (%u:%u and the %u after them)", x->root, x->rel.p,
+				       (unsigned)uid, (unsigned)gid, x->o->uid_offset,
+				       x->o->gid_offset, ARCHIVE_ID_RANGE - 1);
+		uid -= x->o->uid_offset;
+		gid -= x->o->gid_offset;
+	}
 	archive_entry_clear(ae);
 	archive_entry_set_pathname(ae, x->rel.p);
 	archive_entry_set_mode(ae, st.st_mode);
-	archive_entry_set_uid(ae, st.st_uid);
-	archive_entry_set_gid(ae, st.st_gid);
+	archive_entry_set_uid(ae, uid);
+	archive_entry_set_gid(ae, gid);
 	mtime = st.st_mtim.tv_sec;
 	if (x->o->mtime_clamp >= 0 && mtime > x->o->mtime_clamp)
 		mtime = x->o->mtime_clamp;
@@ -433,8 +521,11 @@ int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *d
 			r = pack_fail(&x, "closing archive after");
 	}
 	if (r < 0) {
-		/* A failed archive must not flush into the sink on free. */
-		archive_write_fail(a);
+		/* A failed archive must not flush into the sink; closing it
+		 * (into nowhere) frees what libarchive holds, which
+		 * archive_write_fail() would leak (its client buffer) */
+		x.discard = true;
+		archive_write_close(a);
 	}
 	archive_write_free(TAKE_PTR(a));
 	archive_entry_linkresolver_free(x.lr);
@@ -573,9 +664,182 @@ static int unpack_error(struct archive *a, const char *archive, const char *entr
 	return err_set(e, code, "'%s': %s%s%s", archive, what, why ? ": " : "", why ? why : "");
 }
 
+/* The ids and file capabilities of an entry, shifted into the range. */
+static int unpack_shift(struct archive_entry *ae, uint32_t uid_offset, uint32_t gid_offset,
+			const char *archive, const char *name, struct err *e)
+{
+	int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
+	if (uid < 0 || uid >= ARCHIVE_ID_RANGE || gid < 0 || gid >= ARCHIVE_ID_RANGE)
+		return err_set(e, -EPERM, "'%s': entry '%s' is owned by %lld:%lld, beyond the "
+			       "sandbox's %u ids", archive, name, (long long)uid, (long long)gid,
+			       ARCHIVE_ID_RANGE);
+	archive_entry_set_uid(ae, uid + uid_offset);
+	archive_entry_set_gid(ae, gid + gid_offset);
+	/* no names: they would be looked up, and mean the host's users */
+	archive_entry_set_uname(ae, NULL);
+	archive_entry_set_gname(ae, NULL);
+
+	const char *xname;
+	const void *xval;
+	size_t xlen;
+	bool caps = false;
+	for (archive_entry_xattr_reset(ae); archive_entry_xattr_next(ae, &xname, &xval, &xlen) ==
+	     ARCHIVE_OK;)
+		caps |= !strcmp(xname, "security.capability");
+	if (!caps)
+		return 0;
+	/* rebuild the list with the capability shifted */
+	struct strv names = STRV_INIT;
+	struct buf vals = BUF_INIT;
+	size_t *lens = NULL, n = 0;
+	for (archive_entry_xattr_reset(ae); archive_entry_xattr_next(ae, &xname, &xval, &xlen) ==
+	     ARCHIVE_OK; n++) {
+		strv_push(&names, xname);
+		lens = xrealloc(lens, (n + 1) * sizeof(*lens));
+		lens[n] = xlen;
+		buf_add(&vals, xval, xlen);
+		if (!strcmp(xname, "security.capability")) {
+			unsigned char v[CAP_V3_SIZE];
+			if (xlen <= sizeof(v)) {
+				memcpy(v, xval, xlen);
+				int nl = cap_shift(v, xlen, uid_offset);
+				if (nl < 0) {
+					strv_free(&names);
+					buf_free(&vals);
+					free(lens);
+					return err_set(e, -EPERM, "'%s': entry '%s' has file capabilities "
+						       "for a user namespace beyond the sandbox's ids",
+						       archive, name);
+				}
+				if (nl > 0) {
+					buf_setlen(&vals, vals.len - xlen);
+					buf_add(&vals, v, (size_t)nl);
+					lens[n] = (size_t)nl;
+				}
+			}
+		}
+	}
+	archive_entry_xattr_clear(ae);
+	size_t off = 0;
+	for (size_t i = 0; i < n; i++) {
+		archive_entry_xattr_add_entry(ae, names.v[i], vals.p + off, lens[i]);
+		off += lens[i];
+	}
+	strv_free(&names);
+	buf_free(&vals);
+	free(lens);
+	return 0;
+}
+
+/* true when an xattr name is one the policy lets through: anything but
+ * trusted.* and security.*, and of those the names (or "prefix*") the
+ * admin allows. security.capability is a file capability. */
+static bool xattr_allowed(const struct unpack_policy *pol, const char *name)
+{
+	if (strncmp(name, "trusted.", 8) && strncmp(name, "security.", 9))
+		return true;
+	for (size_t i = 0; pol->allow_xattrs && i < pol->allow_xattrs->n; i++) {
+		const char *a = pol->allow_xattrs->v[i];
+		size_t n = strlen(a);
+		if (n && a[n - 1] == '*' ? !strncmp(name, a, n - 1) : !strcmp(name, a))
+			return true;
+	}
+	return false;
+}
+
+/* Applies pol to one entry: false when the entry is dropped as a whole (a
+ * device node), else its setuid/setgid bits and privileged xattrs go. */
+static bool entry_filter(struct archive_entry *ae, const struct unpack_policy *pol,
+			 struct unpack_dropped *d)
+{
+	mode_t type = archive_entry_filetype(ae);
+	if (type == AE_IFCHR || type == AE_IFBLK) {
+		d->devices++;
+		return false;
+	}
+	mode_t perm = archive_entry_perm(ae);
+	if (perm & (S_ISUID | S_ISGID)) {
+		archive_entry_set_perm(ae, perm & ~(mode_t)(S_ISUID | S_ISGID));
+		d->setid++;
+	}
+	bool any = false;
+	const char *name;
+	const void *val;
+	size_t len;
+	archive_entry_xattr_reset(ae);
+	while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK)
+		any |= !xattr_allowed(pol, name);
+	if (!any)
+		return true;
+	/* rebuild the list without the refused names */
+	struct strv keep_names = STRV_INIT;
+	struct buf keep_vals = BUF_INIT;
+	struct { size_t off, len; } *kv = NULL;
+	size_t nk = 0;
+	archive_entry_xattr_reset(ae);
+	while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK) {
+		if (!xattr_allowed(pol, name)) {
+			if (!strcmp(name, "security.capability"))
+				d->caps++;
+			else
+				d->xattrs++;
+			continue;
+		}
+		kv = xrealloc(kv, (nk + 1) * sizeof(*kv));
+		kv[nk].off = keep_vals.len;
+		kv[nk].len = len;
+		nk++;
+		strv_push(&keep_names, name);
+		buf_add(&keep_vals, val, len);
+	}
+	archive_entry_xattr_clear(ae);
+	for (size_t i = 0; i < nk; i++)
+		archive_entry_xattr_add_entry(ae, keep_names.v[i], keep_vals.p + kv[i].off,
+					      kv[i].len);
+	free(kv);
+	strv_free(&keep_names);
+	buf_free(&keep_vals);
+	return true;
+}
+
+/* Every unpack: with pol (may be NULL) filtering, with shift the ids into
+ * the sandbox's range. */
+struct unpack_shift_ids {
+	uint32_t uid_offset;
+	uint32_t gid_offset;
+};
+
+static int unpack_impl(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, const struct unpack_shift_ids *shift,
+		       struct progress *progress, struct unpack_dropped *ret_dropped,
+		       struct err *e);
+
 int unpack_file(const char *archive, const char *dest, bool secure, struct progress *progress,
 		struct err *e)
 {
+	return unpack_impl(archive, dest, secure, NULL, NULL, progress, NULL, e);
+}
+
+int unpack_file_policy(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, struct progress *progress,
+		       struct unpack_dropped *ret_dropped, struct err *e)
+{
+	return unpack_impl(archive, dest, secure, pol, NULL, progress, ret_dropped, e);
+}
+
+int unpack_file_shifted(const char *archive, const char *dest, uint32_t uid_offset,
+			uint32_t gid_offset, struct progress *progress, struct err *e)
+{
+	struct unpack_shift_ids s = { uid_offset, gid_offset };
+	return unpack_impl(archive, dest, true, NULL, &s, progress, NULL, e);
+}
+
+static int unpack_impl(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, const struct unpack_shift_ids *shift,
+		       struct progress *progress, struct unpack_dropped *ret_dropped,
+		       struct err *e)
+{
+	struct unpack_dropped dropped = { 0 };
 	_cleanup_(archive_read_freep) struct archive *in = NULL;
 	_cleanup_(archive_write_freep) struct archive *out = NULL;
 	_cleanup_free_ char *root = NULL;
@@ -595,6 +859,9 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 	r = unpack_dest(dest, &root, e);
 	if (r < 0)
 		return r;
+	/* the root of a shifted tree is root's inside */
+	if (shift && lchown(root, shift->uid_offset, shift->gid_offset) < 0)
+		return err_set_errno(e, -errno, "cannot chown '%s'", root);
 
 	in = archive_read_new();
 	out = archive_write_disk_new();
@@ -639,6 +906,14 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 			archive_entry_set_hardlink(ae, link);
 		}
 		archive_entry_set_pathname(ae, full);
+		if (shift && (r = unpack_shift(ae, shift->uid_offset, shift->gid_offset, archive,
+						name.p, e)) < 0)
+			return r;
+		if (pol && !pol->privileged && !entry_filter(ae, pol, &dropped)) {
+			if (archive_read_data_skip(in) < ARCHIVE_WARN)
+				return unpack_error(in, archive, name.p, e);
+			continue;
+		}
 
 		r = archive_write_header(out, ae);
 		if (r < ARCHIVE_WARN)
@@ -667,5 +942,7 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 	/* Directory modes and times are set at close. */
 	if (archive_write_close(out) != ARCHIVE_OK)
 		return unpack_error(out, archive, NULL, e);
+	if (ret_dropped)
+		*ret_dropped = dropped;
 	return 0;
 }

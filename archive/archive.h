@@ -11,8 +11,9 @@
  * Packs the tree at root into a zstd-compressed pax tar, streamed to sink,
  * computing the sha256 of the compressed stream on the way (one pass).
  * Entries are sorted by path; mtimes above mtime_clamp are clamped to it
- * (mtime_clamp < 0: no clamping); no atime. Ownership, modes, xattrs (file
- * capabilities), hard links and device nodes are kept.
+ * (mtime_clamp < 0: no clamping); no atime. Ownership (numeric, shifted
+ * back by the offsets), modes, xattrs (file capabilities), hard links and
+ * device nodes are kept.
  * exclude: patterns relative to root, such as "proc", "dev/" "*" or
  * "var/lib/apt/lists/" "*": "dir" excludes dir and everything below;
  * "dir/" followed by "*" keeps dir itself and excludes its contents.
@@ -23,7 +24,16 @@ struct pack_opts {
 	int64_t mtime_clamp;     /* SOURCE_DATE_EPOCH, -1: none */
 	const char *const *exclude;  /* NULL-terminated, may be NULL */
 	struct progress *progress;   /* may be NULL */
+	/* A tree owned by the sandbox's range (a build's root): the archive
+	 * holds the ids inside, host id - offset; an owner outside
+	 * [offset, offset + ARCHIVE_ID_RANGE) is an error naming the file.
+	 * 0: ids as they are. See struct archive_ids. */
+	uint32_t uid_offset;
+	uint32_t gid_offset;
 };
+
+/* How many ids a shifted tree holds (the sandbox's range: 0..65535). */
+#define ARCHIVE_ID_RANGE 65536u
 struct pack_result {
 	char sha256[65];
 	uint64_t size;           /* compressed bytes */
@@ -36,10 +46,45 @@ int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *d
  * Extracts a zstd/gzip/plain tar file into dest (created, must not exist or
  * be empty). With secure=true refuses "..", absolute paths and writes through
  * symlinks (libarchive's ARCHIVE_EXTRACT_SECURE_*), as deploy needs.
- * Ownership, modes, xattrs and device nodes are restored.
+ * Ownership, modes, xattrs and device nodes are restored; ownership by
+ * number, never by the host's user names.
  */
 int unpack_file(const char *archive, const char *dest, bool secure, struct progress *progress,
 		struct err *e);
+
+/*
+ * unpack_file() (secure) of a root for the sandbox (the root cache): every
+ * owner is shifted into the sandbox's range, host id = id + offset, applied
+ * as lchown does (never through a symlink); an id of ARCHIVE_ID_RANGE or
+ * more is an error naming the entry. dest itself then belongs to the
+ * offsets (root inside). File capabilities follow: one of the host's root
+ * becomes one of root inside (a v3 xattr whose root id is the offset).
+ * pack_tree() with the same offsets gives the ids back.
+ */
+int unpack_file_shifted(const char *archive, const char *dest, uint32_t uid_offset,
+			uint32_t gid_offset, struct progress *progress, struct err *e);
+
+/*
+ * unpack_file() for trees from outside (deploy): unless pol->privileged,
+ * setuid and setgid bits are cleared, device nodes (character, block) are
+ * not created, and the trusted.* and security.* xattrs are dropped (file
+ * capabilities are security.capability) except the names of
+ * pol->allow_xattrs (exact, or a prefix ending in '*'). ret_dropped (may be
+ * NULL) counts what was dropped.
+ */
+struct unpack_policy {
+	bool privileged;                  /* keep everything */
+	const struct strv *allow_xattrs;  /* may be NULL */
+};
+struct unpack_dropped {
+	uint64_t setid;                   /* entries that lost setuid/setgid */
+	uint64_t caps;                    /* file capabilities dropped */
+	uint64_t xattrs;                  /* other trusted.* / security.* dropped */
+	uint64_t devices;                 /* device nodes not created */
+};
+int unpack_file_policy(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, struct progress *progress,
+		       struct unpack_dropped *ret_dropped, struct err *e);
 
 /*
  * Packs root into out (a storage upload from storage_upload_sink(), or any

@@ -33,7 +33,9 @@ static void print_json(struct cli *c, const struct build_result *res, const stru
 		json_object_object_add(o, "size", json_object_new_int64((int64_t)res->size));
 		struct package_info p = { 0 };
 		_cleanup_err_ struct err me = ERR_INIT;
-		if (package_load(c->storage, res->app, res->id, &p, &me) >= 0) {
+		const struct sign_trust *t = NULL;
+		if (cli_trust(c, &t) >= 0 &&
+		    package_load(c->storage, t, res->app, res->id, &p, &me) >= 0) {
 			json_object *m = json_tokener_parse(p.json);
 			if (m)
 				json_object_object_add(o, "manifest", m);

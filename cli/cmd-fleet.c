@@ -110,12 +110,13 @@ static int fleet_status(struct cli *c, const struct cli_args *a)
 	if (sa && parse_int64(sa, 1, 365LL * 86400, &silent_after) < 0)
 		return cli_usage("--silent-after wants seconds, not '%s'", sa);
 	struct storage *s;
-	if (cli_config(c) < 0 || cli_storage(c, &s) < 0)
+	const struct sign_trust *t;
+	if (cli_config(c) < 0 || cli_storage(c, &s) < 0 || cli_trust(c, &t) < 0)
 		return 1;
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct fleet_view v;
-	if (fleet_view_read(s, app, silent_after, NULL, &v, &e) < 0)
+	if (fleet_view_read(s, t, app, silent_after, NULL, &v, &e) < 0)
 		return cli_fail(&e, "cannot read the fleet view");
 	if (cli_flag(a, O_JSON)) {
 		_cleanup_buf_ struct buf out = BUF_INIT;

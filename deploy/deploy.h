@@ -324,6 +324,7 @@ struct json_object *fleet_view_to_json(const struct fleet_view *v);
  * conditional GET. Not shared between threads without a lock.
  */
 struct fleet_cache;
+struct sign_trust;
 struct fleet_cache *fleet_cache_new(void);
 void fleet_cache_free(struct fleet_cache *c);
 /* Objects read and objects reused (unchanged) so far. */
@@ -331,11 +332,13 @@ void fleet_cache_stats(const struct fleet_cache *c, uint64_t *reads, uint64_t *r
 
 /*
  * Reads hosts/ (one listing, a GET per report and heartbeat) and the
- * current of each app seen (app: only that app), then computes the view.
- * cache (may be NULL) is what earlier calls saw.
+ * current of each app seen (app: only that app), verified against t (one
+ * that cannot be verified counts as unknown, with a warning), then computes
+ * the view. cache (may be NULL) is what earlier calls saw.
  */
-int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
-		    struct fleet_cache *cache, struct fleet_view *ret, struct err *e);
+int fleet_view_read(struct storage *s, const struct sign_trust *t, const char *app,
+		    int64_t silent_after, struct fleet_cache *cache, struct fleet_view *ret,
+		    struct err *e);
 
 /* =============================================================== hooks */
 

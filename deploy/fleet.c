@@ -458,9 +458,10 @@ static int cache_refresh(struct storage *s, struct fleet_cache *c, const char *a
 	return 0;
 }
 
-/* The current of app, read again only when its ETag changed. */
-static int cache_current(struct storage *s, struct fleet_cache *c, const char *app,
-			 struct buf *ret_id, struct err *e)
+/* The current of app, verified against t, read again only when its ETag
+ * changed. */
+static int cache_current(struct storage *s, const struct sign_trust *t, struct fleet_cache *c,
+			 const char *app, struct buf *ret_id, struct err *e)
 {
 	struct fleet_cur *cur = NULL;
 	for (size_t i = 0; i < c->n_curs; i++)
@@ -473,7 +474,9 @@ static int cache_current(struct storage *s, struct fleet_cache *c, const char *a
 	}
 	_cleanup_free_ char *key = storage_key_current(app);
 	_cleanup_buf_ struct buf text = BUF_INIT, etag = BUF_INIT;
-	int r = storage_get_buf_if(s, key, cur->id ? cur->etag : NULL, &etag, &text, 4096, e);
+	struct package_current pc = { 0 };
+	int r = storage_get_buf_if(s, key, cur->id ? cur->etag : NULL, &etag, &text,
+				   PACKAGE_CURRENT_MAX, e);
 	if (r == STORAGE_NOT_MODIFIED) {
 		c->reused++;
 		buf_reset(ret_id);
@@ -486,20 +489,25 @@ static int cache_current(struct storage *s, struct fleet_cache *c, const char *a
 	cur->etag = cur->id = NULL;
 	if (r < 0)
 		return r;
-	buf_rtrim(&text);
-	if (!package_id_ok(text.p))
+	if ((r = package_current_parse(t, app, text.p, text.len, &pc, e)) < 0)
+		return r;
+	if (!package_id_ok(pc.id)) {
+		package_current_free(&pc);
 		return err_set(e, -EINVAL, "'%s' holds a bad package id", key);
+	}
 	if (etag.len) {
 		cur->etag = xstrdup(etag.p);
-		cur->id = xstrdup(text.p);
+		cur->id = xstrdup(pc.id);
 	}
 	buf_reset(ret_id);
-	buf_adds(ret_id, text.p);
+	buf_adds(ret_id, pc.id);
+	package_current_free(&pc);
 	return 0;
 }
 
-int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
-		    struct fleet_cache *cache, struct fleet_view *ret, struct err *e)
+int fleet_view_read(struct storage *s, const struct sign_trust *t, const char *app,
+		    int64_t silent_after, struct fleet_cache *cache, struct fleet_view *ret,
+		    struct err *e)
 {
 	struct fleet_view v;
 	struct fleet_cache *own = NULL;
@@ -558,7 +566,7 @@ int fleet_view_read(struct storage *s, const char *app, int64_t silent_after,
 	for (size_t i = 0; i < v.n_apps; i++) {
 		_cleanup_buf_ struct buf id = BUF_INIT;
 		_cleanup_err_ struct err ce = ERR_INIT;
-		r = cache_current(s, cache, v.apps[i].app, &id, &ce);
+		r = cache_current(s, t, cache, v.apps[i].app, &id, &ce);
 		if (r == -ENOENT) {
 			fleet_view_set_current(&v, v.apps[i].app, NULL, true);
 		} else if (r < 0) {

@@ -71,13 +71,19 @@ static char *failed_id(const struct app_paths *p)
 	return package_id_ok(b.p) ? buf_detach(&b) : NULL;
 }
 
-/* The id apps/<app>/current names, read only when it changed since the
- * last round. -errno (e set) on failure; -ENOENT when there is none. */
-static int current_id(struct storage *s, struct wapp *wa, struct buf *id, struct err *e)
+/* The id apps/<app>/current names, verified against t, read only when it
+ * changed since the last round (a look without the lock: deploy_run()
+ * reads it again, verified and against the sequence this host has seen,
+ * before it deploys). -errno (e set) on failure; -ENOENT when there is
+ * none. */
+static int current_id(struct storage *s, const struct sign_trust *t, struct wapp *wa,
+		      struct buf *id, struct err *e)
 {
 	_cleanup_free_ char *key = storage_key_current(wa->app);
-	_cleanup_buf_ struct buf etag = BUF_INIT;
-	int r = storage_get_buf_if(s, key, wa->id ? wa->etag : NULL, &etag, id, 1024, e);
+	_cleanup_buf_ struct buf etag = BUF_INIT, text = BUF_INIT;
+	struct package_current pc = { 0 };
+	int r = storage_get_buf_if(s, key, wa->id ? wa->etag : NULL, &etag, &text,
+				   PACKAGE_CURRENT_MAX, e);
 	if (r == STORAGE_NOT_MODIFIED) {
 		log_debug("app '%s': '%s' is not modified", wa->app, key);
 		buf_reset(id);
@@ -89,7 +95,11 @@ static int current_id(struct storage *s, struct wapp *wa, struct buf *id, struct
 	wa->etag = wa->id = NULL;
 	if (r < 0)
 		return r;
-	buf_rtrim(id);
+	if ((r = package_current_parse(t, wa->app, text.p, text.len, &pc, e)) < 0)
+		return r;
+	buf_reset(id);
+	buf_adds(id, pc.id);
+	package_current_free(&pc);
 	if (!package_id_ok(id->p))
 		return err_set(e, -EINVAL, "invalid package id '%s' in '%s'", id->p, key);
 	if (etag.len) {
@@ -100,8 +110,9 @@ static int current_id(struct storage *s, struct wapp *wa, struct buf *id, struct
 }
 
 /* One look at app: 1 when a deploy ran and failed, 0 otherwise. */
-static int watch_app(const struct config *c, struct storage *s, const struct watch_opts *o,
-		     struct wstate *w, const char *root, const char *app)
+static int watch_app(const struct config *c, struct storage *s, const struct sign_trust *t,
+		     const struct watch_opts *o, struct wstate *w, const char *root,
+		     const char *app)
 {
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_buf_ struct buf id = BUF_INIT;
@@ -112,7 +123,7 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 		return 1;
 	}
 	struct wapp *wa = wapp_get(w, app);
-	int r = current_id(s, wa, &id, &e);
+	int r = current_id(s, t, wa, &id, &e);
 	if (r == -ENOENT) {
 		log_warn("app '%s' has no current package in %s", app, storage_where(s));
 		return 0;
@@ -136,9 +147,11 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 		goto out;
 	}
 
-	/* the report is written below, where a failed write is seen */
-	struct deploy_opts dopts = { .root = root, .package_id = id.p, .no_wait = true,
-				     .tee = o->tee, .no_report = true };
+	/* deploy_run() reads the current again, verified and against the
+	 * sequence this host has seen; the report is written below, where a
+	 * failed write is seen */
+	struct deploy_opts dopts = { .root = root, .no_wait = true, .tee = o->tee,
+				     .no_report = true };
 	struct deploy_result res = { 0 };
 	log_info("app '%s': deploying %s (current: %s)", app, id.p, cur ? cur : "none");
 	r = deploy_run(c, s, app, &dopts, &res, &e);
@@ -277,11 +290,16 @@ int deploy_watch(const struct config *c, struct storage *s, const struct watch_o
 		if (apps.n == 0)
 			log_info("no apps to watch under '%s'", root);
 
+		/* the trusted keys, read each round: a rotation needs no restart */
+		_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
+		_cleanup_err_ struct err te = ERR_INIT;
+		if (sign_trust_config(&t, c, &te) < 0)
+			log_error("%s", err_msg(&te));
 		int failures = 0;
 		for (size_t i = 0; i < apps.n; i++) {
 			if (o->stop && *o->stop)
 				break;
-			failures += watch_app(c, s, o, &w, root, apps.v[i]);
+			failures += watch_app(c, s, &t, o, &w, root, apps.v[i]);
 			watch_report(c, s, &w, root, apps.v[i]);
 		}
 		watch_beat(s, &w, root, &apps);

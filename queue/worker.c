@@ -247,7 +247,11 @@ static void job_record(struct worker *w, struct job *j, enum build_state st,
 	if (r >= 0 && st == BUILD_SUCCEEDED && w->c->apps.keep_packages > 0 && w->s) {
 		_cleanup_err_ struct err pe = ERR_INIT;
 		_cleanup_strv_ struct strv removed = STRV_INIT;
-		r = packages_prune(w->s, j->b.app, w->c->apps.keep_packages, &removed, &pe);
+		_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
+		r = sign_trust_config(&t, w->c, &pe);
+		if (r >= 0)
+			r = packages_prune(w->s, &t, j->b.app, w->c->apps.keep_packages, &removed,
+					   &pe);
 		if (r < 0)
 			log_warn("app '%s': cannot prune packages: %s", j->b.app, err_msg(&pe));
 		for (size_t i = 0; i < removed.n; i++)

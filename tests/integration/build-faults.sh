@@ -28,15 +28,18 @@ meta() {
 	git -C "$SRC" -c user.name=t -c user.email=t@l commit -qm "meta" --allow-empty
 }
 build() { "$UPAAS" build --app "$APP" "$@" "$SRC"; }
-current() { cat "$ST/apps/$APP/current" 2>/dev/null; }
-manifests() { ls "$ST/packages/$APP" 2>/dev/null | grep -c '\.json$'; }
+current() { t_current_id "$ST/apps/$APP/current" 2>/dev/null; }
+manifests() { ls "$ST/packages/$APP" 2>/dev/null | grep -v '\.sbom\.json$' | grep -c '\.json$'; }
 workdirs() { ls "$T_ROOT/work" 2>/dev/null | grep -v '\.lock$'; }
-# files in packages/<app> other than a manifest and its blob
+# files in packages/<app> other than a manifest and its signature, blob and
+# bill of materials
 stray() {
 	local f
 	for f in $(ls -A "$ST/packages/$APP"); do
 		case $f in
+		*.sbom.json) [ -e "$ST/packages/$APP/${f%.sbom.json}.json" ] || echo "$f" ;;
 		*.json) ;;
+		*.json.sig) [ -e "$ST/packages/$APP/${f%.sig}" ] || echo "$f" ;;
 		*.tar.zst) [ -e "$ST/packages/$APP/${f%.tar.zst}.json" ] || echo "$f" ;;
 		*) echo "$f" ;;
 		esac
@@ -121,18 +124,19 @@ t_is "SIGTERM: the sandbox is gone" "$(pgrep -f '^sleep 120$' | head -1)" ""
 
 # ----------------------------------------------------- failed storage write
 meta 'actions = { main = "echo storage"; };'
-# packages/<app> becomes a 1 MiB tmpfs holding only the manifests
+# packages/<app> becomes a 1 MiB tmpfs holding only the manifests (and
+# their signatures)
 mv "$ST/packages/$APP" "$T_ROOT/aside"
 mkdir "$ST/packages/$APP"
 trap 'rc=$?; umount "$ST/packages/$APP" 2>/dev/null; (exit $rc); t_cleanup' EXIT
 mount -t tmpfs -o size=1m tmpfs "$ST/packages/$APP"
-cp "$T_ROOT/aside"/*.json "$ST/packages/$APP/"
+cp "$T_ROOT/aside"/*.json "$T_ROOT/aside"/*.json.sig "$ST/packages/$APP/"
 OUT=$(build 2>&1)
 t_is "full storage: exit status 1" "$?" 1
 t_match "full storage: says why" "$OUT" "[Nn]o space left on device"
 t_is "full storage: current unchanged" "$(current)" "$GOOD"
-t_is "full storage: no new manifest" "$(ls "$ST/packages/$APP" | grep -c '\.json$')" "$NGOOD"
-t_is "full storage: no partial blob" "$(ls -A "$ST/packages/$APP" | grep -v '\.json$')" ""
+t_is "full storage: no new manifest" "$(manifests)" "$NGOOD"
+t_is "full storage: no partial blob" "$(ls -A "$ST/packages/$APP" | grep -v '\.json$' | grep -v '\.json\.sig$')" ""
 umount "$ST/packages/$APP"
 rmdir "$ST/packages/$APP"
 mv "$T_ROOT/aside" "$ST/packages/$APP"
@@ -185,6 +189,10 @@ NGOOD=$(manifests)
 # commit id before it reaches git's argv (an option there writes a file)
 EVIL=/tmp/upaas-evil-$APP
 sed -i "s|\"commit\": \"[0-9a-f]*\"|\"commit\": \"--output=$EVIL\"|" "$ST/packages/$APP/$GOOD.json"
+# (signed again, as a builder gone bad would: the signature alone would
+# stop it, sign.sh shows that; here the check behind it is tested)
+"$UPAAS" key sign --key "$T_KEY" --output "$ST/packages/$APP/$GOOD.json.sig" \
+	"$ST/packages/$APP/$GOOD.json" >/dev/null
 git -C "$SRC" rm -q app.sh
 meta 'actions = { main = "echo after a hostile parent"; };'
 ID=$(build 2>"$T_ROOT/parent.err")

@@ -23,6 +23,8 @@ host_cfg() {
 	cat >"$T_ROOT/$1/upaas.cfg" <<CFG
 paths = { workdir = "$T_ROOT/$1/work"; cache = "$T_ROOT/$1/cache"; state = "$T_ROOT/$1/state"; };
 storage = { handler = "local"; path = "$D_STORAGE"; };
+signing = { trusted = [ "$T_PUB" ]; };
+sandbox = { uid_base = $T_SANDBOX_BASE; };
 deploy = {
   root = "$T_ROOT/$1/srv";
   hooks_dir = "$T_ROOT/hooks";

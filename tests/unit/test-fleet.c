@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "deploy/deploy-int.h"
+#include "package/package.h"
 
 #define T0 1790000000   /* 2026-09-21T14:13:20Z */
 
@@ -445,7 +446,17 @@ static void test_view_read(void **state)
 			       .version = xstrdup("9.9"), .apps = KVLIST_INIT };
 	assert_int_equal(host_beat_put(s, &b, &e), 0);
 	host_beat_free(&b);
-	assert_int_equal(storage_put_buf(s, "apps/b/current", A1 "\n", strlen(A1) + 1, &e), 0);
+	/* b's current, signed by a key the view trusts */
+	_cleanup_free_ char *priv = path_join(root, "k.key"), *pub = path_join(root, "k.pub");
+	assert_int_equal(sign_key_generate(priv, pub, NULL, &e), 0);
+	struct sign_key *k, *kp;
+	assert_int_equal(sign_key_load_private(priv, &k, &e), 0);
+	assert_int_equal(sign_key_load_public(pub, &kp, &e), 0);
+	struct sign_trust t = SIGN_TRUST_INIT;
+	sign_trust_add(&t, kp);
+	struct package_current pc = { .app = "b", .id = A1, .sequence = 1 };
+	assert_int_equal(package_current_write(s, k, &pc, &e), 0);
+	sign_key_free(k);
 	/* noise: another host's report under the wrong name, junk, a key
 	 * deeper down */
 	struct host_report w = mk_report("h3", "a", A1, false, now_unix());
@@ -458,7 +469,7 @@ static void test_view_read(void **state)
 
 	struct fleet_cache *c = fleet_cache_new();
 	struct fleet_view v;
-	assert_int_equal(fleet_view_read(s, NULL, 300, c, &v, &e), 0);
+	assert_int_equal(fleet_view_read(s, &t, NULL, 300, c, &v, &e), 0);
 	assert_int_equal(v.n_apps, 2);
 	assert_int_equal(v.n_hosts, 2);
 	assert_int_equal(v.n_unreadable, 2);
@@ -481,9 +492,9 @@ static void test_view_read(void **state)
 					    "hosts/h2/c.json", "hosts/h2/d.json" };
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
 		age(root, keys[i]);
-	assert_int_equal(fleet_view_read(s, NULL, 300, c, &v, &e), 0);
+	assert_int_equal(fleet_view_read(s, &t, NULL, 300, c, &v, &e), 0);
 	fleet_view_free(&v);
-	assert_int_equal(fleet_view_read(s, NULL, 300, c, &v, &e), 0);
+	assert_int_equal(fleet_view_read(s, &t, NULL, 300, c, &v, &e), 0);
 	fleet_view_free(&v);
 	fleet_cache_stats(c, &reads, &reused);
 	assert_int_equal(reads, 9 + 7 + 1 + 1);   /* the aged objects once, a's current */
@@ -493,21 +504,29 @@ static void test_view_read(void **state)
 	struct host_report r = mk_report("h2", "b", A1, false, now_unix());
 	assert_int_equal(host_report_put(s, &r, &e), 0);
 	host_report_free(&r);
-	assert_int_equal(fleet_view_read(s, NULL, 300, c, &v, &e), 0);
+	assert_int_equal(fleet_view_read(s, &t, NULL, 300, c, &v, &e), 0);
 	assert_int_equal(v.n_drift, 0);
 	fleet_view_free(&v);
 	fleet_cache_stats(c, &reads, &reused);
 	assert_int_equal(reads, 18 + 1 + 1);
 	/* one app only: a view of b, the cache unharmed */
-	assert_int_equal(fleet_view_read(s, "b", 300, c, &v, &e), 0);
+	assert_int_equal(fleet_view_read(s, &t, "b", 300, c, &v, &e), 0);
 	assert_int_equal(v.n_apps, 1);
 	assert_int_equal(v.apps[0].n_cells, 2);
 	fleet_view_free(&v);
-	assert_int_equal(fleet_view_read(s, "nothing", 300, NULL, &v, &e), 0);
+	assert_int_equal(fleet_view_read(s, &t, "nothing", 300, NULL, &v, &e), 0);
 	assert_int_equal(v.n_apps, 1);
 	assert_int_equal(v.apps[0].n_cells, 0);
 	fleet_view_free(&v);
 
+	/* a current no trusted key signed: unknown, with a warning */
+	struct sign_trust none = SIGN_TRUST_INIT;
+	assert_int_equal(fleet_view_read(s, &none, "b", 300, NULL, &v, &e), 0);
+	assert_false(v.apps[0].current_known);
+	assert_string_equal(fleet_cell_state(&v, &v.apps[0], &v.apps[0].cells[0]), "unknown");
+	fleet_view_free(&v);
+
+	sign_trust_free(&t);
 	fleet_cache_free(c);
 	storage_close(s);
 	assert_int_equal(fs_rm_rf(root, &e), 0);
