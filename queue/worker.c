@@ -182,6 +182,11 @@ static _Noreturn void child_main(struct worker *w, struct job *j, const char *re
 	struct build_result res = { 0 };
 	int r = storage_open(&s, &w->c->storage, w->c->paths.state, &e);
 	if (r >= 0) {
+		/* the index lock on a connection of its own: the parent's is
+		 * not the child's to use */
+		struct queue_index_lock il;
+		struct package_index_lock pil;
+		queue_index_lock_init(&il, w->c, &pil);
 		struct build_opts bo = {
 			.source = repo,
 			.app = j->b.app,
@@ -190,8 +195,10 @@ static _Noreturn void child_main(struct worker *w, struct job *j, const char *re
 			.build_id = j->b.id,
 			.log_fd = j->log_fd,
 			.tee = false,
+			.index_lock = &pil,
 		};
 		r = build_run(w->c, s, &bo, &res, &e);
+		queue_index_lock_close(&il);
 	}
 	struct buf out = BUF_INIT;
 	if (r >= 0) {
