@@ -3,8 +3,12 @@
  * schedule (or every deploy.interval seconds), deploy what changed, and
  * keep this host's reports in storage up to date.
  *
- * Cheap polling: each current is read with a conditional GET (the ETag of
- * the last read), so an unchanged pointer costs a request and no body;
+ * Cheap polling: apps/_index (package.h), which changes whenever a
+ * current does, is read with a conditional GET (the ETag of the last
+ * read), so an idle round costs one request whatever the number of apps;
+ * only an app whose entry names another package than this host runs has
+ * its current read (conditionally too). Without a usable index, in the
+ * first round and every WATCH_FULL_EVERY rounds, each current is read;
  * each round starts up to deploy.jitter seconds late (random), so that a
  * fleet of watchers does not hit storage in the same second. The host's
  * heartbeat (hosts/<host>/_host.json) is written at most once a minute;
@@ -21,6 +25,11 @@
 
 /* Seconds between two heartbeats of an idle watcher. */
 #define WATCH_BEAT_EVERY 60
+/* Every this many rounds each app's current is read by itself (once an
+ * hour at one round a minute), whatever the index says. */
+#define WATCH_FULL_EVERY 60
+/* Rounds between two looks for an index that storage did not have. */
+#define WATCH_INDEX_RETRY 10
 
 /* What the watcher remembers of one app between rounds. */
 struct wapp {
@@ -33,6 +42,10 @@ struct wapp {
 struct wstate {
 	struct wapp *v;
 	size_t n;
+	struct package_index index;  /* apps/_index as last read, when have_index */
+	bool have_index;
+	char *index_etag;
+	uint64_t index_missing;      /* the round it was last found missing; 0: not */
 	char *host;                /* NULL: reports are off (or no valid name) */
 	int64_t beat_at;           /* unix s of the last heartbeat written; 0: none */
 	int64_t interval;          /* seconds between rounds, for the heartbeat */
@@ -47,6 +60,9 @@ static void wstate_free(struct wstate *w)
 	}
 	free(w->v);
 	free(w->host);
+	if (w->have_index)
+		package_index_free(&w->index);
+	free(w->index_etag);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -109,29 +125,16 @@ static int current_id(struct storage *s, const struct sign_trust *t, struct wapp
 	return 0;
 }
 
-/* One look at app: 1 when a deploy ran and failed, 0 otherwise. */
-static int watch_app(const struct config *c, struct storage *s, const struct sign_trust *t,
-		     const struct watch_opts *o, struct wstate *w, const char *root,
-		     const char *app)
+/* What to do about app now that its current names id: 1 when a deploy ran and failed, 0
+ * otherwise. */
+static int watch_act(const struct config *c, struct storage *s, const struct watch_opts *o,
+		     struct wstate *w, struct wapp *wa, const char *root, const char *app,
+		     const struct buf *idb)
 {
 	_cleanup_err_ struct err e = ERR_INIT;
-	_cleanup_buf_ struct buf id = BUF_INIT;
+	struct buf id = *idb;   /* read only */
 	struct app_paths p;
-
-	if (!app_name_ok(app)) {
-		log_error("invalid app name '%s'", app);
-		return 1;
-	}
-	struct wapp *wa = wapp_get(w, app);
-	int r = current_id(s, t, wa, &id, &e);
-	if (r == -ENOENT) {
-		log_warn("app '%s' has no current package in %s", app, storage_where(s));
-		return 0;
-	}
-	if (r < 0) {
-		log_error("app '%s': %s", app, err_msg(&e));
-		return 1;
-	}
+	int r;
 
 	app_paths_init(&p, root, app);
 	_cleanup_free_ char *cur = deploy_current_id(p.current);
@@ -180,6 +183,103 @@ static int watch_app(const struct config *c, struct storage *s, const struct sig
 out:
 	app_paths_free(&p);
 	return ret;
+}
+
+/* One look at app by its own current (read conditionally): 1 when a
+ * deploy ran and failed, 0 otherwise. */
+static int watch_app(const struct config *c, struct storage *s, const struct sign_trust *t,
+		     const struct watch_opts *o, struct wstate *w, const char *root,
+		     const char *app)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf id = BUF_INIT;
+
+	if (!app_name_ok(app)) {
+		log_error("invalid app name '%s'", app);
+		return 1;
+	}
+	struct wapp *wa = wapp_get(w, app);
+	int r = current_id(s, t, wa, &id, &e);
+	if (r == -ENOENT) {
+		log_warn("app '%s' has no current package in %s", app, storage_where(s));
+		return 0;
+	}
+	if (r < 0) {
+		log_error("app '%s': %s", app, err_msg(&e));
+		return 1;
+	}
+	return watch_act(c, s, o, w, wa, root, app, &id);
+}
+
+/*
+ * The index of this round (apps/_index, read conditionally): true when
+ * w->index holds one to go by. Without one (none in storage, or it cannot
+ * be verified), every app is read by itself.
+ */
+static bool watch_index(struct storage *s, const struct sign_trust *t, struct wstate *w,
+			uint64_t round)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf etag = BUF_INIT;
+	struct package_index x;
+	/* none in storage (builders that write none): a look now and then */
+	if (w->index_missing && round - w->index_missing < WATCH_INDEX_RETRY)
+		return false;
+	w->index_missing = 0;
+	int r = package_index_read(s, t, w->have_index ? w->index_etag : NULL, &etag, &x, &e);
+	if (r == STORAGE_NOT_MODIFIED) {
+		log_debug("'%s' is not modified", PACKAGE_INDEX_KEY);
+		return true;
+	}
+	if (w->have_index)
+		package_index_free(&w->index);
+	free(w->index_etag);
+	w->index_etag = NULL;
+	w->have_index = false;
+	if (r == -ENOENT) {
+		log_debug("no '%s' in %s: every app is read by itself", PACKAGE_INDEX_KEY,
+			  storage_where(s));
+		w->index_missing = round;
+		return false;
+	}
+	if (r < 0) {
+		log_warn("%s: every app is read by itself", err_msg(&e));
+		return false;
+	}
+	w->index = x;
+	w->have_index = true;
+	w->index_etag = etag.len ? xstrdup(etag.p) : NULL;
+	return true;
+}
+
+/*
+ * One look at app by the index: 0 when the index names what this host
+ * runs of it (or the package that failed here before): nothing to read;
+ * -1 when it names another package, or does not list the app: its current
+ * is read by itself, verified (the index only says where to look, so that
+ * an entry that is late or lost never moves a host back).
+ */
+static int watch_app_indexed(const struct watch_opts *o, struct wstate *w, const char *root,
+			     const char *app)
+{
+	const struct package_index_entry *en = package_index_find(&w->index, app);
+	if (!en || !app_name_ok(app))
+		return -1;
+	struct app_paths p;
+	app_paths_init(&p, root, app);
+	_cleanup_free_ char *cur = deploy_current_id(p.current);
+	_cleanup_free_ char *failed = failed_id(&p);
+	app_paths_free(&p);
+	if (cur && !strcmp(cur, en->id)) {
+		log_debug("app '%s' is at %s (index)", app, cur);
+		return 0;
+	}
+	if (failed && !strcmp(failed, en->id) && !o->force) {
+		log_debug("app '%s': package %s failed before, waiting for a newer one (index)",
+			  app, en->id);
+		return 0;
+	}
+	return -1;
 }
 
 /* The report of an app at the first round (what this host runs of it,
@@ -295,11 +395,19 @@ int deploy_watch(const struct config *c, struct storage *s, const struct watch_o
 		_cleanup_err_ struct err te = ERR_INIT;
 		if (sign_trust_config(&t, c, &te) < 0)
 			log_error("%s", err_msg(&te));
+		/* by the index, but every app by itself in the first round and
+		 * every WATCH_FULL_EVERY rounds (a safety net: an index entry
+		 * that was lost costs a delay, never a missed current) */
+		bool indexed = watch_index(s, &t, &w, round) && round > 1 &&
+			       round % WATCH_FULL_EVERY != 0;
 		int failures = 0;
 		for (size_t i = 0; i < apps.n; i++) {
 			if (o->stop && *o->stop)
 				break;
-			failures += watch_app(c, s, &t, o, &w, root, apps.v[i]);
+			int f = indexed ? watch_app_indexed(o, &w, root, apps.v[i]) : -1;
+			if (f < 0)
+				f = watch_app(c, s, &t, o, &w, root, apps.v[i]);
+			failures += f;
 			watch_report(c, s, &w, root, apps.v[i]);
 		}
 		watch_beat(s, &w, root, &apps);

@@ -142,6 +142,10 @@ _f_host() {
 	ip -n "$ns" addr add "$ip/24" dev eth0 &&
 	ip -n "$ns" link set eth0 up &&
 	ip -n "$ns" link set lo up || return 1
+	# a default route through the services host, which forwards nothing:
+	# the sandbox's user-mode network (pasta) wants a routable interface,
+	# and the fleet reaches nothing beyond its bridge anyway
+	[ "$name" = svc ] || ip -n "$ns" route add default via "$F_SVC_IP" || return 1
 	F_IP[$name]=$ip
 	# the anchor: a hostname and a mount namespace of the host's own
 	ip netns exec "$ns" unshare --uts --mount --propagation private -- \
@@ -191,10 +195,12 @@ fleet_rgw_restart() {
 }
 
 # _f_config HOST: the admin config of a host: its own paths, S3 on the
-# services host, the queue on its PostgreSQL.
+# services host, the queue on its PostgreSQL; builders sign with the
+# fleet's key, every host trusts it.
 _f_config() {
-	local h=$1 d=$F_DIR/$1
+	local h=$1 d=$F_DIR/$1 key=
 	mkdir -p "$d"
+	case $h in b*) key="key = \"$F_DIR/keys/signing.key\";" ;; esac
 	cat >"$d/upaas.cfg" <<CFG
 paths = { workdir = "$d/work"; cache = "$d/cache"; state = "$d/state"; };
 storage = {
@@ -211,6 +217,8 @@ storage = {
 queue = { url = "postgresql://postgres@$F_SVC_IP:5432/upaas"; lease_seconds = 6; };
 deploy = { root = "$d/srv"; hooks_dir = "$d/hooks"; keep = 2; };
 interpreters = { shell = { any = { packages = []; }; }; };
+signing = { $key trusted = [ "$F_DIR/keys/signing.pub" ]; };
+sandbox = { uid_base = 268435456; };
 ${F_EXTRA_CFG:-}
 CFG
 }
@@ -230,6 +238,10 @@ fleet_up() {
 	_f_pg || { echo "fleet: PostgreSQL did not start: $(tail -n 5 "$F_PG_DIR/server.log" \
 		"$F_DIR/svc/initdb.log" 2>/dev/null)"; return 1; }
 	_f_rgw || { echo "fleet: radosgw did not start: $(tail -n 5 "$F_DIR/svc/rgw.out")"; return 1; }
+	# the fleet's signing key: builders sign, every host trusts it
+	mkdir -p -m 0700 "$F_DIR/keys"
+	"$UPAAS" key generate --private "$F_DIR/keys/signing.key" \
+		--public "$F_DIR/keys/signing.pub" >/dev/null || return 1
 	for i in $(seq "$b"); do
 		_f_host "b$i" "$F_NET.$((10 + i))" && _f_config "b$i" || return 1
 	done
@@ -239,12 +251,21 @@ fleet_up() {
 }
 
 # The suite's base image (tests/lib.sh t_image, in the shared local
-# storage) copied into the bucket, object by object, from builder b1.
+# storage) copied into the bucket, object by object, from builder b1; its
+# manifest signed again with the fleet's key (the suite's key signed it).
 fleet_image() {
 	local st=${UPAAS_TEST_SHARED:?}/storage f
 	(cd "$st" && find images -type f ! -name '.tmp-*' | sort) >"$F_DIR/image.keys"
 	[ -s "$F_DIR/image.keys" ] || { echo "fleet: no base image in '$st'" >&2; return 1; }
 	while read -r f; do
+		case $f in
+		*.sig) continue ;;
+		*.json)
+			"$UPAAS" key sign --key "$F_DIR/keys/signing.key" --output "$F_DIR/image.sig" \
+				"$st/$f" >/dev/null &&
+			fleet_upaas b1 -q storage put "$F_DIR/image.sig" "$f.sig" || return 1
+			;;
+		esac
 		fleet_upaas b1 -q storage put "$st/$f" "$f" || return 1
 	done <"$F_DIR/image.keys"
 }

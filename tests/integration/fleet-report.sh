@@ -15,7 +15,7 @@ chmod 755 "$T_ROOT"
 # a storage of our own: the view covers everything under hosts/
 D_STORAGE=$T_ROOT/storage
 BG=
-trap '[ -n "$BG" ] && kill -9 $BG 2>/dev/null; t_cleanup' EXIT
+trap 'rc=$?; [ -z "$BG" ] || kill -9 $BG 2>/dev/null; (exit $rc); t_cleanup' EXIT
 
 # host_cfg NAME [EXTRA]: the admin config of one "host"
 host_cfg() {
@@ -152,10 +152,11 @@ rounds=$(grep -c "watch: round" "$T_ROOT/watch.log")
 	t_not "watch ran $rounds rounds in 4.5 s (--interval 1)"
 t_is "... current was not modified in every round but the first" \
 	"$(grep -c "is not modified" "$T_ROOT/watch.log")" $((rounds - 1))
-# two writes in the first round (the report, the heartbeat), none since
+# two writes in the first round (the report, the heartbeat), none since;
+# one look for apps/_index (there is none: no build wrote one), none since
 t_match "... the last round's storage line: one GET downloaded" \
 	"$(grep "watch: round $rounds," "$T_ROOT/watch.log")" \
-	"storage: $((rounds + 2)) requests \($rounds GET, $((rounds - 1)) not modified, 2 PUT\)"
+	"storage: $((rounds + 3)) requests \($((rounds + 1)) GET, $((rounds - 1)) not modified, 2 PUT\)"
 t_match "... and a summary when it stops" "$(tail -n 3 "$T_ROOT/watch.log")" \
 	"watch: stopped: [0-9]+ storage requests in"
 
@@ -163,6 +164,52 @@ t_match "... and a summary when it stops" "$(tail -n 3 "$T_ROOT/watch.log")" \
 set_current "$APP" $P2
 t_ok "watch --once deploys the new current" U2 watch --once "$APP"
 t_is "... reported" "$(report web2 .current)" $P2
+
+# ------------------------------------------------------------- the index
+# apps/_index, made from the currents by a host with the signing key (a
+# build updates it after each current it writes); an idle watcher reads
+# it alone, conditionally, whatever the number of apps it watches
+sed "s|signing = { trusted|signing = { key = \"$T_KEY\"; trusted|" "$T_ROOT/web1/upaas.cfg" \
+	>"$T_ROOT/signer.cfg"
+US() { "$UPAAS" -c "$T_ROOT/signer.cfg" "$@"; }
+APP2=$(d_app fleet)
+tree one && hand_package "$APP2" $P1 "$T_ROOT/tree" &&
+	tree two && hand_package "$APP2" $P2 "$T_ROOT/tree" && set_current "$APP2" $P2 ||
+	t_bail "cannot make a package"
+t_ok "package index --rebuild" US package index --rebuild
+t_is "... lists both apps, signed" \
+	"$(U1 package index --json | jq -c --arg a "$APP" --arg b "$APP2" '[.apps[$a].id, .apps[$b].id, .kind]')" \
+	"[\"$P2\",\"$P2\",\"index\"]"
+t_match "... the table" "$(U2 package index)" "2 apps, signed by key"
+"$UPAAS" -c "$T_ROOT/web2/upaas.cfg" -vv watch --interval 1 --jitter 0 "$APP" "$APP2" \
+	>"$T_ROOT/watch2.log" 2>&1 &
+BG=$!
+# reqs N: the requests of the watcher's first N rounds
+reqs() { grep -o "watch: round $1, .*requests" "$T_ROOT/watch2.log" | grep -o '[0-9]* requests$' |
+	cut -d' ' -f1; }
+for _ in $(seq 100); do grep -q "watch: round 4," "$T_ROOT/watch2.log" && break; sleep 0.1; done
+t_is "after the first round, one request a round for two apps" "$(( $(reqs 4) - $(reqs 1) ))" 3
+t_is "... the index was not modified" \
+	"$(grep -c "'apps/_index' is not modified" "$T_ROOT/watch2.log")" 3
+t_is "... both apps deployed in the first round" "$(report web2 .current)" $P2
+# a new current, then the index (as a build does): the running watcher
+# reads that app's current and deploys it
+set_current "$APP2" $P1
+t_ok "... the index made again" US package index --rebuild
+for _ in $(seq 100); do
+	[ "$(jq -r .current "$D_STORAGE/hosts/web2/$APP2.json")" = $P1 ] && break
+	sleep 0.1
+done
+t_is "... the watcher deployed the app the index names anew" \
+	"$(jq -r .current "$D_STORAGE/hosts/web2/$APP2.json")" $P1
+kill -TERM $BG
+wait $BG
+BG=
+t_is "... and read no other current after its first round" \
+	"$(grep -c "'apps/$APP/current' is not modified" "$T_ROOT/watch2.log")" 0
+printf '{"format":1,"kind":"index","apps":{}}' >"$D_STORAGE/apps/_index"
+t_fail "an unsigned index is refused" U1 package index
+t_match "... saying so" "$(cat "$T_ROOT/last.out")" "unsigned|signature"
 
 # ------------------------------------------------------------- the web API
 # upaas serve's /api/v1/hosts serves the view of fleet status --json
