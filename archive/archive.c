@@ -883,6 +883,9 @@ static int unpack_impl(const char *archive, const char *dest, bool secure,
 		size_t len;
 		la_int64_t off;
 
+		/* SIGTERM/SIGINT: stop between entries; the caller removes dest */
+		if (proc_cancelled)
+			return proc_check_cancel(e);
 		r = archive_read_next_header(in, &ae);
 		if (r == ARCHIVE_EOF)
 			break;

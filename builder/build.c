@@ -70,6 +70,8 @@ struct build {
 	char *dir;                  /* <workdir>/<app>-<id> */
 	char *log_path;
 	int log_fd;
+	int lock_fd;                /* the app's build lock; its note names the
+				     * blob while it has no manifest */
 	off_t log_sent;             /* bytes of the log copied to o->log_fd */
 	struct buf url, mirror, commit, refname, cfgtext;
 	int64_t commit_time;
@@ -590,6 +592,13 @@ static int stage_pack(struct build *b, struct err *e)
 		.uid_offset = ids.uid_base,
 		.gid_offset = ids.gid_base,
 	};
+	/* the note says which blob is uploaded without its manifest: if this
+	 * build dies before the manifest, the next build of the app deletes it */
+	_cleanup_free_ char *note = xasprintf("blob %s\n", key);
+	r = lock_note_set(b->lock_fd, note);
+	if (r < 0)
+		return err_set_errno(e, r, "cannot write the note of the build lock of '%s'",
+				     b->app);
 	r = storage_upload_sink(b->s, key, 0, &out, e);
 	if (r < 0)
 		return r;
@@ -714,6 +723,7 @@ static int stage_publish(struct build *b, struct err *e)
 	package_manifest_json(&p, &json);
 	package_info_free(&p);
 
+	crash_point("build.after-blob");
 	r = check_cancel(e);
 	if (r >= 0)
 		r = storage_put_buf(b->s, skey, b->sbom.p, b->sbom.len, e);
@@ -730,6 +740,9 @@ static int stage_publish(struct build *b, struct err *e)
 		storage_delete(b->s, bkey, &ig);
 		return err_prefix(e, "storing the manifest '%s'", mkey);
 	}
+	crash_point("build.after-manifest");
+	/* the package exists now: a crash leaves it, not an orphan blob */
+	lock_note_set(b->lock_fd, NULL);
 	blog(b, "manifest %s%s%s", mkey, b->key ? " signed by key " : " (unsigned: no signing.key)",
 	     b->key ? sign_key_id(b->key) : "");
 
@@ -742,12 +755,24 @@ static int stage_publish(struct build *b, struct err *e)
 	if (r >= 0)
 		r = package_current_write(b->s, b->key, &cur, e);
 	if (r < 0) {
+		/* a write that failed may have reached the server (a timeout
+		 * after the write): current must never name a deleted package */
+		struct package_current now = { 0 };
+		if (package_current_read(b->s, &b->trust, b->app, &now, &ig) >= 0 &&
+		    !strcmp(now.id, b->id)) {
+			package_current_free(&now);
+			blog(b, "'%s' was written after all: %s", ckey, err_msg(e));
+			err_clear(e);
+			return 0;
+		}
+		package_current_free(&now);
 		signed_delete(b->s, mkey, &ig);
 		storage_delete(b->s, skey, &ig);
 		storage_delete(b->s, bkey, &ig);
 		return err_prefix(e, "storing '%s'", ckey);
 	}
 	blog(b, "current: %s, sequence %llu", b->id, (unsigned long long)cur.sequence);
+	crash_point("build.after-current");
 
 	/* the index tells watchers which current changed; the package is
 	 * published whatever happens to it (a watcher that misses an entry
@@ -760,6 +785,55 @@ static int stage_publish(struct build *b, struct err *e)
 		blog(b, "index: %s at sequence %llu", b->app, (unsigned long long)cur.sequence);
 	}
 	return 0;
+}
+
+/*
+ * A build of this app that died between its blob and its manifest left the
+ * blob's key in the note of the app's lock (which we hold now): the blob is
+ * deleted unless its manifest made it after all. Storage that cannot be
+ * reached leaves the note for the next build.
+ */
+static void build_recover(struct build *b)
+{
+	_cleanup_buf_ struct buf note = BUF_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_free_ char *prefix = xasprintf("blob packages/%s/", b->app);
+	struct storage_stat st;
+
+	if (lock_note_get(b->lock_fd, &note, 4096) < 0 || !note.len)
+		return;
+	buf_rtrim(&note);
+	size_t pl = strlen(prefix), n = note.len;
+	const char *id = note.p + pl;
+	if (n <= pl + 8 || strncmp(note.p, prefix, pl) || strcmp(note.p + n - 8, ".tar.zst")) {
+		log_warn("ignoring the note '%s' of the build lock of '%s'", note.p, b->app);
+		lock_note_set(b->lock_fd, NULL);
+		return;
+	}
+	_cleanup_free_ char *pid = xstrndup(id, n - pl - 8);
+	_cleanup_free_ char *mkey = storage_key_package(b->app, pid, "json");
+	_cleanup_free_ char *bkey = storage_key_package(b->app, pid, "tar.zst");
+	_cleanup_free_ char *skey = storage_key_package(b->app, pid, "sbom.json");
+	_cleanup_free_ char *sig = sign_sig_key(mkey);
+	int r = package_id_ok(pid) ? storage_stat(b->s, mkey, &st, &e) : 0;
+	if (r == -ENOENT) {
+		/* what it stored before its manifest: the bill of materials,
+		 * the manifest's signature, and first of all the blob */
+		err_clear(&e);
+		r = storage_delete(b->s, skey, &e);
+		if (r == 0)
+			r = storage_delete(b->s, sig, &e);
+		if (r == 0)
+			r = storage_delete(b->s, bkey, &e);
+		if (r == 0)
+			blog(b, "deleted '%s', the blob of a build that died before its manifest",
+			     bkey);
+	}
+	if (r < 0) {
+		log_warn("cannot clean up after a dead build of '%s': %s", b->app, err_msg(&e));
+		return;
+	}
+	lock_note_set(b->lock_fd, NULL);
 }
 
 /* The log goes last: by then the package is published, so a failure here
@@ -866,7 +940,7 @@ static int build_stages(struct build *b, struct err *e)
 int build_run(const struct config *c, struct storage *s, const struct build_opts *o,
 	      struct build_result *ret, struct err *e)
 {
-	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .checkout_fd = -1,
+	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .lock_fd = -1, .checkout_fd = -1,
 			   .deleted = BUF_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
 			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT,
@@ -927,8 +1001,11 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		r = lock;
 		goto out;
 	}
-	/* with the app's lock held, its <app>-<id> dirs are dead builds' */
+	/* with the app's lock held, its <app>-<id> dirs are dead builds', and
+	 * so is a blob its note names */
 	workdir_sweep(c, lock);
+	b.lock_fd = lock;
+	build_recover(&b);
 	b.dir = workdir_build_dir(c, b.app, b.id);
 	if (mkdir(b.dir, 0700) < 0) {
 		r = err_set_errno(e, -errno, "cannot create '%s'", b.dir);
@@ -957,8 +1034,12 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			_cleanup_free_ char *bkey = storage_key_package(b.app, b.id, "tar.zst");
 			_cleanup_free_ char *skey = storage_key_package(b.app, b.id, "sbom.json");
 			_cleanup_err_ struct err ig = ERR_INIT;
-			storage_delete(s, bkey, &ig);
 			storage_delete(s, skey, &ig);
+			if (storage_delete(s, bkey, &ig) == 0)
+				lock_note_set(lock, NULL);
+		} else {
+			/* the upload was aborted, or the package published */
+			lock_note_set(lock, NULL);
 		}
 		blog(&b, "build failed: %s", err_msg(e));
 		/* the tail says why; a cancel or a config problem needs none */

@@ -130,8 +130,12 @@ int package_sbom(struct storage *s, const struct package_info *p, struct sbom *r
  * Keeps the newest keep packages of app (and always the current one) and
  * deletes the others: manifest first (the commit marker), then its
  * signature, blob, bill of materials and log.
- * ret_removed (may be NULL) receives the ids removed.
+ * ret_removed (may be NULL) receives the ids removed. Then deletes the blobs
+ * (and their signatures and bills) and logs of app that no manifest names
+ * (what a build or a prune that died left) once they are
+ * PACKAGE_ORPHAN_GRACE_S old, and at once what a prune that died left.
  */
+#define PACKAGE_ORPHAN_GRACE_S (15 * 60)
 int packages_prune(struct storage *s, const struct sign_trust *t, const char *app, int keep,
 		   struct strv *ret_removed, struct err *e);
 

@@ -57,6 +57,10 @@ int rootcache_get_full(const struct config *c, struct storage *s, const char *ke
  */
 int rootcache_put_layer(const struct config *c, const char *sha256, const char *parent_sha256,
 			const char *upper, struct err *e);
+/* Removes what makers and removers that died left in the cache (temps,
+ * sidecars of entries that are gone), each under its entry's lock; called
+ * by rootcache_get() itself. Returns how many were removed. */
+int rootcache_sweep(const struct config *c);
 /* Removes least recently used entries until the cache is below max bytes.
  * Entries named in keep (paths or sha256s, may be NULL) and entries that a
  * workspace stacks are never removed. */

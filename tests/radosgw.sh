@@ -68,6 +68,9 @@ wait_for() {
 start_rgw() {
 	# shellcheck disable=SC1090
 	. "$envfile"
+	# a radosgw killed with SIGKILL left its pid file: reading that one
+	# back would record a dead pid (and a later kill-rgw would miss)
+	rm -f "$RGW_DIR/run/rgw.pid"
 	local addr=${RGW_ADDR:-127.0.0.1}
 	radosgw -c "$RGW_DIR/ceph.conf" -n client.rgw --no-mon-config \
 		--rgw-frontends "beast endpoint=$addr:$RGW_PORT" \
