@@ -9,7 +9,8 @@
 #                (time in queue calls against time building, as each worker
 #                logs it when it stops)
 #   idle watch   S3 requests per idle watcher per minute with 1, 10 and 50
-#                apps (one watcher, --interval 10 --jitter 0, counted by the
+#                apps (one watcher, --interval 10 --jitter 0, which reads
+#                apps/_index conditionally and no current, counted by the
 #                storage layer; the apps are built for real, their deploys are
 #                stood in for by their current links so the watcher is idle
 #                from its first round), and per round
@@ -52,6 +53,7 @@ base_image() {
 	cat >"$TMP/image.cfg" <<CFG
 paths = { workdir = "$TMP/iwork"; cache = "$UPAAS_TEST_SHARED/cache"; state = "$TMP/istate"; };
 storage = { handler = "local"; path = "$UPAAS_TEST_SHARED/storage"; };
+signing = { key = "$UPAAS_TEST_SHARED/keys/builder.key"; trusted = [ "$UPAAS_TEST_SHARED/keys/builder.pub" ]; };
 CFG
 	(flock 9; "$UPAAS" -c "$TMP/image.cfg" -q image create >/dev/null) 9>"$UPAAS_TEST_SHARED/image.lock"
 }
@@ -227,6 +229,7 @@ if has bytes; then
 paths = { workdir = "$B/work"; cache = "$UPAAS_TEST_SHARED/cache"; state = "$B/state"; };
 storage = { handler = "local"; path = "$B/storage"; };
 deploy = { root = "$B/srv"; hooks_dir = "$B/hooks"; };
+signing = { key = "$UPAAS_TEST_SHARED/keys/builder.key"; trusted = [ "$UPAAS_TEST_SHARED/keys/builder.pub" ]; };
 CFG
 	# the base image from the shared storage
 	mkdir -p "$B/storage"
