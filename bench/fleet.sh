@@ -238,10 +238,10 @@ CFG
 	cp -a "$SRCDIR/examples/python-flask" "$B/repo"
 	git -C "$B/repo" init -q -b main && git -C "$B/repo" add -A &&
 		git -C "$B/repo" -c user.name=b -c user.email=b@localhost commit -qm one
-	if U -q build "$B/repo" >"$B/build1.out" 2>&1 && U -vv deploy python-flask >"$B/deploy1.out" 2>&1; then
+	if U -q build --app python-flask "$B/repo" >"$B/build1.out" 2>&1 && U -vv deploy python-flask >"$B/deploy1.out" 2>&1; then
 		echo "# a one-line change" >>"$B/repo/app.py"
 		git -C "$B/repo" -c user.name=b -c user.email=b@localhost commit -qam change
-		U -q build "$B/repo" >"$B/build2.out" 2>&1
+		U -q build --app python-flask "$B/repo" >"$B/build2.out" 2>&1
 		U -vv deploy python-flask >"$B/deploy2.out" 2>&1
 		first=$(sed -n 's/.*storage: .*, \([0-9]*\) bytes in.*/\1/p' "$B/deploy1.out")
 		second=$(sed -n 's/.*storage: .*, \([0-9]*\) bytes in.*/\1/p' "$B/deploy2.out")
