@@ -433,9 +433,12 @@ const struct cli_cmd cmd_watch = {
 	.usage = "[--schedule CRON | --interval SECONDS] [--jitter SECONDS] [--once] [--force]\n"
 		 "[--root DIR] [APP...]",
 	.help = "Polls storage for a changed apps/APP/current and deploys it, for each\n"
-		"APP (default: every app deployed under the root). An unchanged current\n"
-		"costs a conditional GET and no download; each round starts up to the\n"
-		"jitter late, at random. A package whose deploy failed is not retried\n"
+		"APP (default: every app deployed under the root). A round reads\n"
+		"apps/_index (see 'upaas package index') with a conditional GET: an idle\n"
+		"round costs one request and no download whatever the number of apps,\n"
+		"and only a changed app's current is read (each current is read in the\n"
+		"first round, every 60th, and when there is no index); each round starts\n"
+		"up to the jitter late, at random. A package whose deploy failed is not retried\n"
 		"until a newer one appears. Writes this host's reports to storage\n"
 		"(hosts/HOST/, see 'upaas fleet status'). SIGTERM and SIGINT stop it\n"
 		"between deploys.",

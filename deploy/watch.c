@@ -45,6 +45,7 @@ struct wstate {
 	struct package_index index;  /* apps/_index as last read, when have_index */
 	bool have_index;
 	char *index_etag;
+	char *bad_etag;              /* of an index refused before: said once */
 	uint64_t index_missing;      /* the round it was last found missing; 0: not */
 	char *host;                /* NULL: reports are off (or no valid name) */
 	int64_t beat_at;           /* unix s of the last heartbeat written; 0: none */
@@ -63,6 +64,7 @@ static void wstate_free(struct wstate *w)
 	if (w->have_index)
 		package_index_free(&w->index);
 	free(w->index_etag);
+	free(w->bad_etag);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -232,15 +234,22 @@ static bool watch_index(struct storage *s, const struct sign_trust *t, struct ws
 	if (w->index_missing && round - w->index_missing < WATCH_INDEX_RETRY)
 		return false;
 	w->index_missing = 0;
-	int r = package_index_read(s, t, w->have_index ? w->index_etag : NULL, &etag, &x, &e);
-	if (r == STORAGE_NOT_MODIFIED) {
+	int r = package_index_read(s, t, w->have_index ? w->index_etag : w->bad_etag, &etag, &x,
+				   &e);
+	if (r == STORAGE_NOT_MODIFIED && w->have_index) {
 		log_debug("'%s' is not modified", PACKAGE_INDEX_KEY);
 		return true;
+	}
+	if (r == STORAGE_NOT_MODIFIED) {
+		log_debug("'%s' is not modified (refused before): every app is read by itself",
+			  PACKAGE_INDEX_KEY);
+		return false;
 	}
 	if (w->have_index)
 		package_index_free(&w->index);
 	free(w->index_etag);
-	w->index_etag = NULL;
+	free(w->bad_etag);
+	w->index_etag = w->bad_etag = NULL;
 	w->have_index = false;
 	if (r == -ENOENT) {
 		log_debug("no '%s' in %s: every app is read by itself", PACKAGE_INDEX_KEY,
@@ -249,7 +258,9 @@ static bool watch_index(struct storage *s, const struct sign_trust *t, struct ws
 		return false;
 	}
 	if (r < 0) {
+		/* said once, until it changes */
 		log_warn("%s: every app is read by itself", err_msg(&e));
+		w->bad_etag = etag.len ? xstrdup(etag.p) : NULL;
 		return false;
 	}
 	w->index = x;

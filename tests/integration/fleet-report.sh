@@ -210,6 +210,16 @@ t_is "... and read no other current after its first round" \
 printf '{"format":1,"kind":"index","apps":{}}' >"$D_STORAGE/apps/_index"
 t_fail "an unsigned index is refused" U1 package index
 t_match "... saying so" "$(cat "$T_ROOT/last.out")" "unsigned|signature"
+"$UPAAS" -c "$T_ROOT/web2/upaas.cfg" -vv watch --interval 1 --jitter 0 "$APP" "$APP2" \
+	>"$T_ROOT/watch3.log" 2>&1 &
+BG=$!
+for _ in $(seq 100); do grep -q "watch: round 3," "$T_ROOT/watch3.log" && break; sleep 0.1; done
+kill -TERM $BG
+wait $BG
+BG=
+t_is "watch: a refused index is said once, then each current is read (3 rounds)" \
+	"$(grep -c "warning: .*_index.*every app is read by itself" "$T_ROOT/watch3.log") $(grep -c "is not modified (refused before)" "$T_ROOT/watch3.log") $(grep -c "'apps/$APP/current' is not modified" "$T_ROOT/watch3.log")" \
+	"1 2 2"
 
 # ------------------------------------------------------------- the web API
 # upaas serve's /api/v1/hosts serves the view of fleet status --json
