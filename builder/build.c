@@ -905,6 +905,17 @@ static int stage_publish(struct build *b, struct err *e)
 	}
 	blog(b, "current: %s, sequence %llu", b->id, (unsigned long long)cur.sequence);
 	crash_point("build.after-current");
+
+	/* the index tells watchers which current changed; the package is
+	 * published whatever happens to it (a watcher that misses an entry
+	 * reads that app's current itself) */
+	_cleanup_err_ struct err ie = ERR_INIT;
+	if (package_index_update(b->s, b->key, &b->trust, &cur, b->o->index_lock, &ie) < 0) {
+		log_warn("cannot update '%s': %s", PACKAGE_INDEX_KEY, err_msg(&ie));
+		blog(b, "cannot update '%s': %s", PACKAGE_INDEX_KEY, err_msg(&ie));
+	} else {
+		blog(b, "index: %s at sequence %llu", b->app, (unsigned long long)cur.sequence);
+	}
 	return 0;
 }
 

@@ -11,6 +11,8 @@
 #include "config/config.h"
 #include "storage/storage.h"
 
+struct package_index_lock;
+
 struct build_opts {
 	const char *source;        /* git URL or local repository path */
 	const char *app;           /* app name; NULL: derived from source */
@@ -20,6 +22,8 @@ struct build_opts {
 	const char *build_id;      /* NULL: a new id */
 	int log_fd;                /* -1: none besides the stored log */
 	bool tee;                  /* step output also to stderr */
+	/* serialises the writers of apps/_index (package.h); NULL: none */
+	const struct package_index_lock *index_lock;
 };
 struct build_result {
 	char *app;

@@ -99,8 +99,14 @@ static int build_cmd(struct cli *c, const struct cli_args *a)
 		bo.source = url.p;
 	}
 
+	/* the builders of one queue update apps/_index one at a time */
+	struct queue_index_lock il;
+	struct package_index_lock pil;
+	queue_index_lock_init(&il, &c->cfg, &pil);
+	bo.index_lock = &pil;
 	struct build_result res = { 0 };
 	int r = build_run(&c->cfg, s, &bo, &res, &e);
+	queue_index_lock_close(&il);
 	if (json)
 		print_json(c, &res, &e);
 	if (r < 0) {

@@ -36,7 +36,7 @@ static void print_result(const char *app, const struct deploy_result *r, bool js
 	       r->switch_us / 1000.0, r->total_ms / 1000.0);
 }
 
-enum { O_NO_WAIT = CLI_LONG, O_JSON, O_PURGE, O_ONCE, O_AS_ROOT };
+enum { O_NO_WAIT = CLI_LONG, O_JSON, O_PURGE, O_ONCE, O_AS_ROOT, O_INTERVAL, O_JITTER };
 
 /* After the report: deletes what the command put in the trash. */
 static void sweep(struct cli *c, const char *root, const char *app)
@@ -123,8 +123,20 @@ static int undeploy_cmd(struct cli *c, const struct cli_args *a)
 		return 1;
 
 	_cleanup_err_ struct err e = ERR_INIT;
+	/* the host report goes to storage; storage being out of reach must
+	 * not keep an app on the host */
+	struct storage *s = NULL;
+	if (c->cfg.deploy.report) {
+		_cleanup_err_ struct err se = ERR_INIT;
+		if (config_storage_secrets(&c->cfg.storage, &se) < 0 ||
+		    storage_open(&s, &c->cfg.storage, c->cfg.paths.state, &se) < 0) {
+			log_warn("no host report: %s", err_msg(&se));
+			s = NULL;
+		}
+	}
 	struct deploy_result r;
-	int rc = deploy_undeploy(&c->cfg, app, &o, purge, &r, &e);
+	int rc = deploy_undeploy(&c->cfg, s, app, &o, purge, &r, &e);
+	storage_close(s);
 	notify_deploy(&c->cfg, app, &r, rc, &e);
 	if (rc >= 0)
 		printf("app '%s': %s%s%s\n", app, deploy_op_name(r.op), r.id ? " of " : "",
@@ -229,6 +241,21 @@ static int watch_cmd(struct cli *c, const struct cli_args *a)
 
 	o.schedule = cli_arg(a, 's');
 	o.once = cli_flag(a, O_ONCE);
+	o.jitter = -1;
+	const char *iv = cli_arg(a, O_INTERVAL), *ji = cli_arg(a, O_JITTER);
+	int64_t n;
+	if (iv) {
+		if (parse_int64(iv, 1, 86400, &n) < 0)
+			return cli_usage("--interval wants seconds (1 to 86400), not '%s'", iv);
+		if (o.schedule)
+			return cli_usage("--interval and --schedule exclude each other");
+		o.interval = (int)n;
+	}
+	if (ji) {
+		if (parse_int64(ji, 0, 3600, &n) < 0)
+			return cli_usage("--jitter wants seconds (0 to 3600), not '%s'", ji);
+		o.jitter = (int)n;
+	}
 	o.force = cli_flag(a, 'f');
 	o.root = cli_arg(a, 'r');
 	_cleanup_strv_ struct strv apps = STRV_INIT;
@@ -403,14 +430,25 @@ const struct cli_cmd cmd_status = {
 const struct cli_cmd cmd_watch = {
 	.name = "watch",
 	.summary = "deploy new packages as they appear",
-	.usage = "[--schedule CRON] [--once] [--force] [--root DIR] [APP...]",
+	.usage = "[--schedule CRON | --interval SECONDS] [--jitter SECONDS] [--once] [--force]\n"
+		 "[--root DIR] [APP...]",
 	.help = "Polls storage for a changed apps/APP/current and deploys it, for each\n"
-		"APP (default: every app deployed under the root). A package whose\n"
-		"deploy failed is not retried until a newer one appears. SIGTERM and\n"
-		"SIGINT stop it between deploys.",
+		"APP (default: every app deployed under the root). A round reads\n"
+		"apps/_index (see 'upaas package index') with a conditional GET: an idle\n"
+		"round costs one request and no download whatever the number of apps,\n"
+		"and only a changed app's current is read (each current is read in the\n"
+		"first round, every 60th, and when there is no index); each round starts\n"
+		"up to the jitter late, at random. A package whose deploy failed is not retried\n"
+		"until a newer one appears. Writes this host's reports to storage\n"
+		"(hosts/HOST/, see 'upaas fleet status'). SIGTERM and SIGINT stop it\n"
+		"between deploys.",
 	.opts = (const struct cli_opt[]){
 		{ "schedule", 's', "CRON", "5-field cron schedule (default: deploy.schedule,\n"
 		  "\"* * * * *\": every minute)", NULL },
+		{ "interval", O_INTERVAL, "SECONDS", "a round every SECONDS instead of a schedule\n"
+		  "(default: deploy.interval)", NULL },
+		{ "jitter", O_JITTER, "SECONDS", "start each round up to SECONDS late, at random\n"
+		  "(default: deploy.jitter, 15)", NULL },
 		{ "once", O_ONCE, NULL, "one round, then exit (1 when a deploy failed)", NULL },
 		{ "force", 'f', NULL, "retry packages that failed before", NULL },
 		ROOT_OPT,

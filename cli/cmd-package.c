@@ -11,9 +11,10 @@
 
 #include "package/package.h"
 #include "cli/cli.h"
+#include "queue/queue.h"
 #include "serve/serve.h"
 
-enum { O_JSON = CLI_LONG, O_EXPIRES, O_KEEP, O_FORMAT };
+enum { O_JSON = CLI_LONG, O_EXPIRES, O_KEEP, O_FORMAT, O_REBUILD };
 
 /* The operands of a package command, and the keys it trusts. */
 struct pargs {
@@ -473,6 +474,76 @@ static const struct cli_cmd package_sbom_cmd = {
 	.run = sbom_run,
 };
 
+static void index_print(const struct package_index *x, bool json)
+{
+	if (json) {
+		_cleanup_buf_ struct buf out = BUF_INIT;
+		package_index_json(x, &out);
+		fputs(out.p, stdout);
+		return;
+	}
+	for (size_t i = 0; i < x->n; i++)
+		printf("%-24s %-28s %llu\n", x->v[i].app, x->v[i].id,
+		       (unsigned long long)x->v[i].sequence);
+	printf("%zu app%s, %s%s%s%s\n", x->n, x->n == 1 ? "" : "s",
+	       x->keyid[0] ? "signed by key " : "unsigned", x->keyid, x->created ? ", made " : "",
+	       x->created ? x->created : "");
+}
+
+static int index_run(struct cli *c, const struct cli_args *a)
+{
+	struct storage *s;
+	struct pargs p;
+	if (open_storage(c, a, &s, &p) < 0)
+		return 1;
+	_cleanup_err_ struct err e = ERR_INIT;
+	struct package_index x = { 0 };
+	if (cli_flag(a, O_REBUILD)) {
+		_cleanup_sign_key_ struct sign_key *k = NULL;
+		if (sign_key_config(&c->cfg, &k, &e) < 0)
+			return cli_fail(&e, NULL);
+		if (!k)
+			log_warn("no signing.key: the index is unsigned (hosts refuse it unless "
+				 "signing.allow_unsigned, and read each app's current instead)");
+		struct queue_index_lock il;
+		struct package_index_lock pil;
+		queue_index_lock_init(&il, &c->cfg, &pil);
+		int r = package_index_rebuild(s, k, p.t, &pil, &x, &e);
+		queue_index_lock_close(&il);
+		if (r < 0)
+			return cli_fail(&e, "cannot rebuild the index");
+	} else {
+		int r = package_index_read(s, p.t, NULL, NULL, &x, &e);
+		if (r == -ENOENT) {
+			err_clear(&e);
+			err_set(&e, r, "no '%s' in %s (builds write it; --rebuild makes it)",
+				PACKAGE_INDEX_KEY, storage_where(s));
+		}
+		if (r < 0)
+			return cli_fail(&e, NULL);
+	}
+	index_print(&x, cli_flag(a, O_JSON));
+	package_index_free(&x);
+	return 0;
+}
+
+static const struct cli_cmd package_index_cmd = {
+	.name = "index",
+	.summary = "show apps/_index (what watchers poll), or make it again",
+	.usage = "[--rebuild] [--json]",
+	.help = "Shows apps/_index, verified: each app's current package and sequence, as\n"
+		"builders record them after they write a current, so that an idle\n"
+		"'upaas watch' reads one object whatever the number of apps. --rebuild\n"
+		"makes it again from every apps/APP/current (signed with signing.key),\n"
+		"under the queue's lock of its writers.",
+	.opts = (const struct cli_opt[]){
+		{ "rebuild", O_REBUILD, NULL, "make it again from every app's current", NULL },
+		{ "json", O_JSON, NULL, "print the document as JSON", NULL },
+		{ NULL },
+	},
+	.run = index_run,
+};
+
 static const struct cli_cmd package_prune = {
 	.name = "prune",
 	.summary = "keep the newest N packages (default\n"
@@ -494,6 +565,6 @@ const struct cli_cmd cmd_package = {
 	.help = "The packages of an app in storage.",
 	.subs = (const struct cli_cmd *const[]){
 		&package_list, &package_show, &package_verify, &package_get, &package_url,
-		&package_sbom_cmd, &package_prune, NULL,
+		&package_sbom_cmd, &package_index_cmd, &package_prune, NULL,
 	},
 };

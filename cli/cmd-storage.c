@@ -6,13 +6,13 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 #include <json-c/json.h>
 
 #include "cli/cli.h"
 
-enum { O_JSON = CLI_LONG, O_KEY, O_FORCE };
-
+enum { O_JSON = CLI_LONG, O_KEY, O_IF_NONE_MATCH, O_ETAG, O_FORCE };
 
 struct opts {
 	bool json;
@@ -353,9 +353,32 @@ static int fd_sink(void *data, const void *p, size_t n)
 	return fs_write_all(*(int *)data, p, n);
 }
 
+/* get --if-none-match / --etag into a file: a temp file next to it,
+ * renamed over it only when the object came. */
+static int get_file_if(struct storage *s, const char *key, const char *file, const char *etag,
+		       struct buf *tag, struct err *e)
+{
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp-XXXXXX", file);
+	_cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return err_set_errno(e, -errno, "cannot create a temporary file next to '%s'", file);
+	int r = storage_get_if(s, key, etag, tag, fd_sink, &fd, e);
+	if (r < 0 && !e->code)
+		err_set(e, r, "cannot write '%s': %s", tmp, strerror(-r));
+	if (r == 0 && fchmod(fd, 0644) < 0)
+		r = err_set_errno(e, -errno, "cannot chmod '%s'", tmp);
+	if (r == 0 && rename(tmp, file) < 0)
+		r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, file);
+	if (r != 0)
+		unlink(tmp);
+	return r;
+}
+
 static int storage_getcmd(struct cli *c, const struct cli_args *a)
 {
 	const char *key = a->argv[0], *file = a->argv[1];
+	const char *etag = cli_arg(a, O_IF_NONE_MATCH);
+	bool print_etag = cli_flag(a, O_ETAG);
 
 	/* SIGTERM/SIGINT: nothing stays behind (no temp file, no multipart
 	 * upload), exit 1 "interrupted" */
@@ -365,17 +388,28 @@ static int storage_getcmd(struct cli *c, const struct cli_args *a)
 	if (cli_storage(c, &s) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf tag = BUF_INIT;
 	storage_set_progress(s, "download");
 	int r;
 	if (!strcmp(file, "-")) {
 		int fd = STDOUT_FILENO;
-		r = storage_get(s, key, fd_sink, &fd, &e);
+		r = storage_get_if(s, key, etag, &tag, fd_sink, &fd, &e);
 		if (r < 0 && !e.code)
 			err_set(&e, r, "cannot write to stdout: %s", strerror(-r));
+	} else if (etag || print_etag) {
+		r = get_file_if(s, key, file, etag, &tag, &e);
 	} else {
 		r = storage_get_file(s, key, file, NULL, NULL, &e);
 	}
-	return r < 0 ? cli_fail(&e, "download failed") : 0;
+	if (r < 0)
+		return cli_fail(&e, "download failed");
+	if (r == STORAGE_NOT_MODIFIED) {
+		fprintf(stderr, "upaas: '%s' is not modified\n", key);
+		return 0;
+	}
+	if (print_etag)
+		fprintf(stderr, "etag: %s\n", tag.p);
+	return 0;
 }
 
 static int storage_putcmd(struct cli *c, const struct cli_args *a)
@@ -443,7 +477,16 @@ static const struct cli_cmd storage_ls_cmd = {
 static const struct cli_cmd storage_get_cmd = {
 	.name = "get",
 	.summary = "download an object to FILE ('-': stdout)",
-	.usage = "KEY FILE",
+	.usage = "[--if-none-match ETAG] [--etag] KEY FILE",
+	.help = "Downloads KEY. With --if-none-match, an object whose ETag is still ETAG\n"
+		"is not downloaded: FILE stays as it was and 'not modified' is said on\n"
+		"stderr (exit status 0). --etag prints the object's ETag on stderr.",
+	.opts = (const struct cli_opt[]){
+		{ "if-none-match", O_IF_NONE_MATCH, "ETAG", "download only when the object's ETag differs",
+		  NULL },
+		{ "etag", O_ETAG, NULL, "print the ETag (\"etag: ...\") on stderr", NULL },
+		{ NULL },
+	},
 	.min_args = 2,
 	.max_args = 2,
 	.values = { NULL, cli_values_file },

@@ -234,6 +234,7 @@ static const struct cli_cmd root = {
 		&cmd_build, &cmd_package, &cmd_image, &cmd_app, &cmd_queue, &cmd_worker,
 		&cmd_serve, &cmd_token,
 		&cmd_deploy, &cmd_rollback, &cmd_undeploy, &cmd_status, &cmd_watch, &cmd_exec,
+		&cmd_fleet,
 		&cmd_storage, &cmd_config, &cmd_key, &cmd_complete, NULL,
 	},
 };
@@ -283,8 +284,15 @@ int main(int argc, char **argv)
 		if (argv[i] != orig[i])
 			free(argv[i]);
 	free(argv);
-	if (c.storage)
+	if (c.storage) {
+		/* what the command cost the storage (-vv; the fleet bench reads it) */
+		struct storage_counters sc;
+		_cleanup_buf_ struct buf line = BUF_INIT;
+		storage_get_counters(c.storage, &sc);
+		storage_counters_format(&sc, &line);
+		log_debug("storage: %s", line.p);
 		storage_close(c.storage);
+	}
 	if (c.trust) {
 		sign_trust_free(c.trust);
 		free(c.trust);

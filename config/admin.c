@@ -615,6 +615,11 @@ static const struct field deploy_fields[] = {
 	  .what = "an xattr name (security.selinux) or a prefix ending in '*'" },
 	{ FIELD("schedule", F_STR, OFF(deploy.schedule)), .ok = ok_schedule,
 	  .what = "a cron schedule of five fields (\"*/5 * * * *\")" },
+	{ FIELD("interval", F_INT, OFF(deploy.interval)), RANGE(0, 86400) },
+	{ FIELD("jitter", F_INT, OFF(deploy.jitter)), RANGE(0, 3600) },
+	{ FIELD("host_name", F_STR, OFF(deploy.host_name)), .ok = app_name_ok,
+	  .what = "a host name that can name a storage key ([a-z0-9][a-z0-9._-]*, at most 63)" },
+	{ FIELD("report", F_BOOL, OFF(deploy.report)) },
 	{ FIELD("loopback_ports", F_STRV, OFF(deploy.loopback_ports)), .ok = ok_port,
 	  .what = "a TCP port (1..65535)" },
 	FIELD_END,
@@ -789,6 +794,8 @@ void config_defaults(struct config *c)
 	c->deploy.hook_timeout = 300;
 	c->deploy.keep = 5;
 	c->deploy.schedule = xstrdup("* * * * *");
+	c->deploy.jitter = 15;
+	c->deploy.report = true;
 
 	c->serve.listen = xstrdup("127.0.0.1:7373");
 	c->serve.web_dir = xstrdup(UPAAS_WEB_DIR);
@@ -913,6 +920,7 @@ void config_free(struct config *c)
 	free(c->deploy.root);
 	free(c->deploy.hooks_dir);
 	free(c->deploy.schedule);
+	free(c->deploy.host_name);
 	strv_free(&c->deploy.loopback_ports);
 	free(c->serve.listen);
 	free(c->serve.tls_cert);

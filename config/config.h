@@ -165,6 +165,10 @@ struct config {
 		bool hooks_as_root;     /* app hooks run as root (default false) */
 		int keep;               /* revisions kept, 5 */
 		char *schedule;         /* watch schedule, "* * * * *" */
+		int interval;           /* watch: seconds between rounds; 0 = schedule */
+		int jitter;             /* watch: up to this many seconds late per round, 15 */
+		char *host_name;        /* in host reports; NULL = gethostname() */
+		bool report;            /* write host reports (default true) */
 		/* extraction keeps setuid/setgid, devices, capabilities and
 		 * every xattr (default false: they are dropped) */
 		bool allow_privileged_files;

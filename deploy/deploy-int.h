@@ -108,6 +108,16 @@ int app_sandbox_init(struct app_sandbox *a, const struct config *c, const char *
 void app_sandbox_bind(struct app_sandbox *a, const char *host, const char *target, bool rw);
 void app_sandbox_free(struct app_sandbox *a);
 
+/*
+ * Writes the host report of app after operation op on package id (each may
+ * be NULL) that returned rc, with oe's message when it failed (report.c).
+ * Does nothing without a storage that takes writes or with deploy.report
+ * off; a failure to write is a warning. Returns 0 when nothing failed.
+ */
+int deploy_report_after(const struct config *c, struct storage *s, const char *root,
+			const char *app, const char *op, const char *id, int rc,
+			const struct err *oe);
+
 /* Writes "text" as a timestamped line to the deploy log (fd may be -1). */
 void deploy_log(int fd, const char *fmt, ...) _printf_(2, 3);
 

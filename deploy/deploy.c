@@ -835,6 +835,8 @@ int deploy_run(const struct config *c, struct storage *s, const char *app,
 	}
 	r = deploy_locked(&d, idb.p, o->rollback, ret, e);
 out:
+	if (ret->id && !o->no_report)
+		deploy_report_after(c, s, d.p.root, app, deploy_op_name(ret->op), ret->id, r, e);
 	dctx_close(&d);
 	return r;
 }
@@ -864,24 +866,29 @@ int deploy_rollback(const struct config *c, struct storage *s, const char *app, 
 	}
 	r = deploy_locked(&d, target, true, ret, e);
 out:
+	if (ret->id && !o->no_report)
+		deploy_report_after(c, s, d.p.root, app, deploy_op_name(ret->op), ret->id, r, e);
 	dctx_close(&d);
 	return r;
 }
 
-int deploy_undeploy(const struct config *c, const char *app, const struct deploy_opts *o,
-		    bool purge, struct deploy_result *ret, struct err *e)
+int deploy_undeploy(const struct config *c, struct storage *s, const char *app,
+		    const struct deploy_opts *o, bool purge, struct deploy_result *ret,
+		    struct err *e)
 {
 	struct dctx d;
 	struct package_info m = { 0 };
 	_cleanup_free_ char *cur = NULL;
+	bool opened = false;
 	_cleanup_strv_ struct strv ids = STRV_INIT, left = STRV_INIT;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	ret->op = purge ? DEPLOY_OP_UNINSTALL : DEPLOY_OP_UNDEPLOY;
 	const char *op = deploy_op_name(ret->op);
-	if ((r = dctx_open(&d, c, NULL, app, o, false, e)) < 0)
+	if ((r = dctx_open(&d, c, s, app, o, false, e)) < 0)
 		goto out;
+	opened = true;
 	cleanup_leftovers(&d);
 	cur = deploy_current_id(d.p.current);
 	if (!cur && !purge) {
@@ -939,6 +946,8 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 	}
 	r = 0;
 out:
+	if (opened && !o->no_report)
+		deploy_report_after(c, s, d.p.root, app, op, ret->id, r, e);
 	package_info_free(&m);
 	dctx_close(&d);
 	return r;

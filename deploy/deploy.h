@@ -66,6 +66,7 @@ struct deploy_opts {
 	bool no_wait;              /* fail at once when the app is locked */
 	bool tee;                  /* hook output also to stderr */
 	bool rollback;             /* operation "rollback" instead of install/upgrade */
+	bool no_report;            /* no host report: the caller writes it (watch) */
 };
 
 struct deploy_result {
@@ -83,7 +84,8 @@ struct deploy_result {
  * Deploys app (steps of issue 6, in order): lock -> manifest -> fetch +
  * verify (size, sha256) -> extract (secure) into revisions/<id>.tmp ->
  * rename -> shared links -> pre-deploy hooks -> switch -> post-deploy hooks
- * -> history -> prune. Returns 0 (also for a no-op) or -errno; after
+ * -> history -> prune -> host report (once the package id is known, also
+ * after a failure). Returns 0 (also for a no-op) or -errno; after
  * failed post-deploy hooks `current` is switched back, ret->reverted is set
  * and the hook's error is returned. ret is filled as far as the deploy got
  * (free it with deploy_result_free either way).
@@ -103,10 +105,12 @@ int deploy_rollback(const struct config *c, struct storage *s, const char *app, 
  * Takes app off this host: pre-undeploy hooks (failure aborts) -> remove
  * current -> post-undeploy hooks -> remove revisions and manifests. purge
  * ("uninstall") also removes shared data, history and logs: the whole
- * <root>/<app>. -ENOENT when nothing is deployed.
+ * <root>/<app>. -ENOENT when nothing is deployed. s (may be NULL) is where
+ * the host report goes.
  */
-int deploy_undeploy(const struct config *c, const char *app, const struct deploy_opts *o,
-		    bool purge, struct deploy_result *ret, struct err *e);
+int deploy_undeploy(const struct config *c, struct storage *s, const char *app,
+		    const struct deploy_opts *o, bool purge, struct deploy_result *ret,
+		    struct err *e);
 
 void deploy_result_free(struct deploy_result *r);
 
@@ -172,6 +176,189 @@ void deploy_status_free(struct deploy_status *st);
 void deploy_prune_select(const struct strv *ids, const char *current, const char *previous,
 			 int keep, struct strv *remove);
 
+/* ======================================================== host reports */
+
+/*
+ * What a deploy host runs, told to storage so that `upaas fleet status` and
+ * the web API can show the whole fleet (DESIGN.md, storage layout):
+ *
+ *   hosts/<host>/<app>.json   one app on one host, written after every
+ *                             deploy, rollback, undeploy and failed deploy
+ *                             (deploy_run, deploy_rollback, deploy_undeploy
+ *                             write it themselves when deploy.report is on),
+ *                             and by `upaas watch` when it starts and when a
+ *                             write failed before
+ *   hosts/<host>/_host.json   the host's heartbeat: `upaas watch` rewrites
+ *                             it at most once a minute, so that an idle
+ *                             watcher costs one write a minute whatever the
+ *                             number of apps ("_" starts no app name)
+ *
+ * <host> is deploy.host_name, else gethostname() in lower case; it must be
+ * a valid app name (it becomes a storage key). Reports are information, not
+ * trust: nothing deploys from them, and a report that cannot be written is
+ * a warning, never a failed deploy.
+ *
+ * Report JSON: { "format": 1, "host", "app", "current" (id or null),
+ * "previous", "revisions": [..], "operation" (install, upgrade, rollback,
+ * undeploy, uninstall, switch-back), "package" (the id it was about),
+ * "result" ("ok" or "failed"), "error" (null or the message), "time"
+ * (ISO 8601 UTC), "upaas_version" }.
+ * Heartbeat JSON: { "format": 1, "host", "time", "upaas_version",
+ * "interval" (seconds between the watcher's rounds), "apps": { app: id } }.
+ */
+#define HOST_REPORT_MAX ((size_t)64 << 10)
+#define HOST_BEAT_KEY "_host.json"
+
+struct host_report {
+	char *host;
+	char *app;
+	char *current;             /* NULL: nothing deployed */
+	char *previous;            /* NULL: none */
+	struct strv revisions;     /* complete revisions kept, sorted */
+	char *operation;           /* NULL: no operation recorded yet */
+	char *package;             /* NULL: none */
+	bool failed;               /* the last operation failed */
+	char *error;               /* NULL unless failed (may be NULL then too) */
+	int64_t time;              /* unix seconds */
+	char *version;             /* upaas version of the host */
+};
+void host_report_free(struct host_report *r);
+void host_report_json(const struct host_report *r, struct buf *out);
+/* Parses a report as stored; -EINVAL (detail in e) for anything that is not
+ * a well-formed report (reports come from storage: data, not trust). */
+int host_report_parse(const char *text, struct host_report *ret, struct err *e);
+
+/*
+ * The report of app under root, from the local state alone: current,
+ * previous and revisions as `upaas status` shows them, the last operation
+ * and its result from the history ("failed at <stage>" as the error). An
+ * app that has no directory under root is reported as not deployed.
+ */
+int host_report_local(const char *host, const char *root, const char *app,
+		      struct host_report *ret, struct err *e);
+/* Writes r to hosts/<host>/<app>.json. */
+int host_report_put(struct storage *s, const struct host_report *r, struct err *e);
+
+struct host_beat {
+	char *host;
+	int64_t time;
+	char *version;
+	int64_t interval;          /* seconds, 0 when unknown */
+	struct kvlist apps;        /* app -> current id ("" when none) */
+};
+void host_beat_free(struct host_beat *b);
+void host_beat_json(const struct host_beat *b, struct buf *out);
+int host_beat_parse(const char *text, struct host_beat *ret, struct err *e);
+/* Writes b to hosts/<host>/_host.json. */
+int host_beat_put(struct storage *s, const struct host_beat *b, struct err *e);
+
+/* The name this host reports as: deploy.host_name, else gethostname() in
+ * lower case. -EINVAL when it is not a valid app name. */
+int deploy_host_name(const struct config *c, char **ret, struct err *e);
+
+/* ================================================================ fleet */
+
+/*
+ * The fleet view: every app × host pair that hosts report, against the
+ * app's current package in storage. Built from hosts/ and apps/<app>/current
+ * by fleet_view_read(); the pure part (fleet_view_add_*, fleet_view_compute,
+ * fleet_view_json) is what `upaas fleet status --json` prints and what the
+ * web API's /api/v1/hosts serves.
+ *
+ * A pair is marked
+ *   behind      the host runs something else than the app's current, or
+ *               nothing while the app has one (a watcher that has not
+ *               deployed it yet; not a host that undeployed it);
+ *   failed      the host's last operation on the app failed;
+ *   silent      the host watches (it has a heartbeat) and has not been heard
+ *               of for longer than silent_after seconds;
+ * and drifts when any mark is set. A host that undeployed the app, or an
+ * app without a current in storage, drifts only when failed or silent.
+ */
+enum {
+	FLEET_BEHIND = 1u << 0,
+	FLEET_FAILED = 1u << 1,
+	FLEET_SILENT = 1u << 2,
+};
+
+struct fleet_cell {
+	struct host_report rep;
+	int64_t seen;              /* the host's last sign of life, unix s */
+	unsigned marks;            /* FLEET_* (fleet_view_compute) */
+};
+struct fleet_app {
+	char *app;
+	char *current;             /* NULL: none in storage (or unknown) */
+	bool current_known;        /* false: apps/<app>/current could not be read */
+	struct fleet_cell *cells;  /* by host name */
+	size_t n_cells;
+};
+struct fleet_host {
+	char *host;
+	int64_t seen;              /* latest of its heartbeat and reports */
+	bool watching;             /* it has a heartbeat */
+	int64_t interval;          /* from the heartbeat */
+	char *version;
+	bool silent;
+	size_t n_apps;
+};
+struct fleet_view {
+	int64_t now;               /* unix s */
+	int64_t silent_after;      /* seconds */
+	struct fleet_app *apps;    /* by name */
+	size_t n_apps;
+	struct fleet_host *hosts;  /* by name */
+	size_t n_hosts;
+	size_t n_drift;            /* pairs with a mark (fleet_view_compute) */
+	size_t n_unreadable;       /* reports that could not be read or parsed */
+};
+#define FLEET_SILENT_AFTER_DEFAULT 300
+
+/* An empty view as of now with the given threshold (<= 0: the default). */
+void fleet_view_init(struct fleet_view *v, int64_t now, int64_t silent_after);
+void fleet_view_free(struct fleet_view *v);
+/* Adds one report (taken: *r is emptied), one heartbeat (copied), the
+ * current of an app (known: false when it could not be read). */
+void fleet_view_add_report(struct fleet_view *v, struct host_report *r);
+void fleet_view_add_beat(struct fleet_view *v, const struct host_beat *b);
+void fleet_view_set_current(struct fleet_view *v, const char *app, const char *id, bool known);
+/* Sorts, links hosts and cells, sets the marks and the counts. */
+void fleet_view_compute(struct fleet_view *v);
+/* The state of a cell for tables, the worst first: "failed", "behind",
+ * "silent", then "undeployed" (taken off the host), "none" (nothing
+ * deployed, the app has no current either), "no-current" (the app has no
+ * current in storage), "unknown" (it could not be read), "current". */
+const char *fleet_cell_state(const struct fleet_view *v, const struct fleet_app *a,
+			     const struct fleet_cell *c);
+/* The view as one JSON object (see upaas(1), fleet status --json): as
+ * text, or as a json-c object (the caller puts it). */
+void fleet_view_json(const struct fleet_view *v, struct buf *out);
+struct json_object;
+struct json_object *fleet_view_to_json(const struct fleet_view *v);
+
+/*
+ * What earlier fleet_view_read() calls saw, so that a long-running reader
+ * (upaas serve) pays for what changed only: a report whose listing entry
+ * (size, time) did not change is not read again, a current is read with a
+ * conditional GET. Not shared between threads without a lock.
+ */
+struct fleet_cache;
+struct sign_trust;
+struct fleet_cache *fleet_cache_new(void);
+void fleet_cache_free(struct fleet_cache *c);
+/* Objects read and objects reused (unchanged) so far. */
+void fleet_cache_stats(const struct fleet_cache *c, uint64_t *reads, uint64_t *reused);
+
+/*
+ * Reads hosts/ (one listing, a GET per report and heartbeat) and the
+ * current of each app seen (app: only that app), verified against t (one
+ * that cannot be verified counts as unknown, with a warning), then computes
+ * the view. cache (may be NULL) is what earlier calls saw.
+ */
+int fleet_view_read(struct storage *s, const struct sign_trust *t, const char *app,
+		    int64_t silent_after, struct fleet_cache *cache, struct fleet_view *ret,
+		    struct err *e);
+
 /* =============================================================== hooks */
 
 /* The context every hook receives (argv[2] JSON, UPAAS_* environment). */
@@ -224,7 +411,11 @@ int cron_next(const struct cron *c, time_t after, time_t *ret);
 
 struct watch_opts {
 	const char *root;          /* NULL: config deploy.root */
-	const char *schedule;      /* NULL: config deploy.schedule */
+	const char *schedule;      /* NULL: config deploy.schedule (or interval) */
+	int interval;              /* seconds between rounds; 0: config deploy.interval,
+				    * unless schedule is set */
+	int jitter;                /* up to this many seconds late per round;
+				    * -1: config deploy.jitter */
 	bool once;
 	bool force;                /* retry packages that failed before */
 	bool tee;
@@ -237,11 +428,17 @@ struct watch_opts {
 };
 
 /*
- * Polls apps/<app>/current of each app on the schedule (once with
- * o->once) and deploys a changed package. A failed package id is written
- * to <root>/<app>/.failed and skipped until another id appears (or force).
- * Returns 0, or -EIO when a deploy of the last round failed (once), or
- * -errno for a bad schedule. Stops between deploys when *stop is set.
+ * Polls apps/<app>/current of each app on the schedule, or every interval
+ * seconds (once with o->once), each round up to jitter seconds late, and
+ * deploys a changed package. Each current is read with a conditional GET
+ * (storage_get_if): an unchanged one costs no download. A failed package
+ * id is written to <root>/<app>/.failed and skipped until another id
+ * appears (or force). Keeps the host reports up to date (deploy.report):
+ * an app's report after each deploy, at the first round and after a
+ * failed write; the heartbeat at most once a minute. Logs (debug) what
+ * each round cost the storage since the start. Returns 0, or -EIO when a
+ * deploy of the last round failed (once), or -errno for a bad schedule.
+ * Stops between deploys when *stop is set.
  */
 int deploy_watch(const struct config *c, struct storage *s, const struct watch_opts *o,
 		 struct err *e);

@@ -1,7 +1,7 @@
 # package/: the package manifest (writer and reader) and stored packages;
 # the CLI command package.
 libupaas_a_SOURCES += package/package.h package/manifest.c package/packages.c \
-	package/sign.c package/sbom.c
+	package/sign.c package/sbom.c package/index.c
 upaas_SOURCES += cli/cmd-package.c cli/cmd-key.c
 
 check_PROGRAMS += tests/unit/test-manifest
@@ -16,6 +16,12 @@ tests_unit_test_sign_SOURCES = tests/unit/test-sign.c
 tests_unit_test_sign_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_sign_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test-sign
+
+check_PROGRAMS += tests/unit/test-index
+tests_unit_test_index_SOURCES = tests/unit/test-index.c
+tests_unit_test_index_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_index_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test-index
 TESTS += tests/integration/key.sh
 EXTRA_DIST += tests/integration/key.sh
 

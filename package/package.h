@@ -229,6 +229,21 @@ int sign_bytes(const struct sign_key *k, const void *p, size_t n, struct buf *ou
 int sign_verify(const struct sign_trust *t, const char *what, const void *p, size_t n,
 		const char *sig, size_t sig_len, char ret_id[SIGN_KEYID_LEN + 1], struct err *e);
 
+/*
+ * Objects that carry their signature lines in front of their text, as
+ * apps/<app>/current and apps/_index do (one object, replaced whole, so
+ * that a reader never sees a new text with an old signature):
+ * signed_text_verify() checks text[0..len) and sets *ret_doc to where the
+ * document starts; 0 signed by a trusted key, 1 unsigned and allowed,
+ * -errno as signed_get(). signed_text_format() appends k's signature line
+ * (none when k is NULL) and the document to out.
+ */
+int signed_text_verify(const struct sign_trust *t, const char *what, const char *text,
+		       size_t len, size_t *ret_doc, char ret_id[SIGN_KEYID_LEN + 1],
+		       struct err *e);
+int signed_text_format(const struct sign_key *k, const char *doc, size_t len,
+		       struct buf *out, struct err *e);
+
 /* The storage key of key's detached signature: "<key>.sig" (caller frees). */
 char *sign_sig_key(const char *key);
 /* Stores p as key: with k, its signature <key>.sig first, then the object;
@@ -252,6 +267,8 @@ int signed_delete(struct storage *s, const char *key, struct err *e);
  * seen) and the time it was made. The first edition's plain "<id>\n" reads
  * as sequence 0, unsigned.
  */
+/* The largest current read (signature lines and document). */
+#define PACKAGE_CURRENT_MAX 4096
 struct package_current {
 	char *app;
 	char *id;
@@ -277,6 +294,76 @@ int package_current_read(struct storage *s, const struct sign_trust *t, const ch
 /* Replaces apps/<app>/current with c, signed by k (unsigned when NULL). */
 int package_current_write(struct storage *s, const struct sign_key *k,
 			  const struct package_current *c, struct err *e);
+
+/* ----------------------------------------------------------------- index */
+
+/*
+ * apps/_index (package/index.c): one small object that changes whenever an
+ * app's current changes, so that a watcher learns with one conditional read
+ * which apps it must look at, whatever their number:
+ *   { "format": 1, "kind": "index", "created": ISO 8601,
+ *     "apps": { "<app>": { "id": "<package id>", "sequence": N }, ... } }
+ * with its signature lines in front, like current ("_" starts no app
+ * name, so the key is nobody's apps/<app>/). It is a hint, not an order:
+ * a host deploys only the verified current, with its sequence check; an
+ * index that cannot be read or verified only makes watchers look at each
+ * app's current themselves. Builders update it after they write a current,
+ * under a lock that serialises the writers of a fleet (the queue's), so
+ * that no update is lost to a concurrent one.
+ */
+#define PACKAGE_INDEX_KEY "apps/_index"
+#define PACKAGE_INDEX_MAX ((size_t)4 << 20)
+struct package_index_entry {
+	char *app;
+	char *id;
+	uint64_t sequence;
+};
+struct package_index {
+	struct package_index_entry *v;   /* sorted by app */
+	size_t n;
+	char *created;                   /* NULL when unknown */
+	char keyid[SIGN_KEYID_LEN + 1];  /* "" when unsigned */
+};
+void package_index_free(struct package_index *x);
+const struct package_index_entry *package_index_find(const struct package_index *x,
+						     const char *app);
+/* Sets app's entry unless it holds a higher sequence (or the same one)
+ * already; 1 when the index changed, 0 when not. */
+int package_index_set(struct package_index *x, const char *app, const char *id,
+		      uint64_t sequence);
+/* The JSON document (what the signature covers). */
+void package_index_json(const struct package_index *x, struct buf *out);
+/* Parses and verifies an index as stored; 0 signed, 1 unsigned and
+ * allowed, -errno as signed_get() (-EINVAL for a bad document). */
+int package_index_parse(const struct sign_trust *t, const char *text, size_t len,
+			struct package_index *ret, struct err *e);
+/* Reads apps/_index with a conditional GET (etag as storage_get_if()):
+ * 0 and the index (ret_etag its ETag), STORAGE_NOT_MODIFIED, -ENOENT when
+ * there is none, -errno. */
+int package_index_read(struct storage *s, const struct sign_trust *t, const char *etag,
+		       struct buf *ret_etag, struct package_index *ret, struct err *e);
+
+/* The lock of the index's writers: lock(data, true) before the index is
+ * read, lock(data, false) after it is written. NULL or no function: no lock
+ * (a single writer). */
+struct package_index_lock {
+	int (*lock)(void *data, bool acquire, struct err *e);
+	void *data;
+};
+/*
+ * Puts cur into the index under lock: reads it (one that is missing, or
+ * cannot be verified against t, is started again with a warning), sets
+ * the app's entry, writes it signed by k (unsigned when NULL).
+ */
+int package_index_update(struct storage *s, const struct sign_key *k, const struct sign_trust *t,
+			 const struct package_current *cur, const struct package_index_lock *lock,
+			 struct err *e);
+/* Makes the index again from every apps/<app>/current (a listing, a read
+ * each; one that cannot be verified is left out, with a warning), under
+ * lock; ret (may be NULL) receives it. */
+int package_index_rebuild(struct storage *s, const struct sign_key *k,
+			  const struct sign_trust *t, const struct package_index_lock *lock,
+			  struct package_index *ret, struct err *e);
 
 /* ------------------------------------------------------------------ SBOM */
 

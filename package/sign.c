@@ -29,7 +29,7 @@
 #define SIG_LINES_MAX 8
 #define SIG_RAW_LEN 64              /* ed25519 */
 #define SIG_B64_LEN 88              /* base64 of 64 bytes, with "==" */
-#define CURRENT_MAX 4096
+#define CURRENT_MAX PACKAGE_CURRENT_MAX
 
 struct sign_key {
 	EVP_PKEY *pkey;
@@ -576,6 +576,40 @@ int sign_verify(const struct sign_trust *t, const char *what, const void *p, siz
 		return err_set(e, -EBADMSG, "'%s' has a malformed signature (want lines "
 			       "\"ed25519 KEYID BASE64\")", what);
 	return verify_lines(t, what, v, (size_t)nl, p, n, ret_id, e);
+}
+
+static int unsigned_object(const struct sign_trust *t, const char *what, struct err *e);
+
+int signed_text_verify(const struct sign_trust *t, const char *what, const char *text,
+		       size_t len, size_t *ret_doc, char ret_id[SIGN_KEYID_LEN + 1],
+		       struct err *e)
+{
+	struct sig_line v[SIG_LINES_MAX];
+	size_t used = 0;
+
+	if (memchr(text, '\0', len))
+		return err_set(e, -EINVAL, "'%s' holds a NUL byte", what);
+	int nl = sig_lines_parse(text, len, v, &used);
+	if (nl < 0)
+		return err_set(e, -EBADMSG, "'%s' has a malformed signature line", what);
+	*ret_doc = used;
+	if (nl == 0) {
+		if (ret_id)
+			ret_id[0] = '\0';
+		return unsigned_object(t, what, e);
+	}
+	return verify_lines(t, what, v, (size_t)nl, text + used, len - used, ret_id, e);
+}
+
+int signed_text_format(const struct sign_key *k, const char *doc, size_t len,
+		       struct buf *out, struct err *e)
+{
+	if (k) {
+		int r = sign_bytes(k, doc, len, out, e);
+		if (r < 0)
+			return r;
+	}
+	return buf_add(out, doc, len);
 }
 
 /* ------------------------------------------------- signed objects */

@@ -194,6 +194,23 @@ static int pg_migrate_lock(struct queue *q, struct err *e)
 	return 0;
 }
 
+/* A session advisory lock: released by pg_advisory_unlock or when the
+ * connection ends (a killed builder's lock goes with it). */
+static int pg_lock(struct queue *q, const char *name, int64_t key, bool acquire, struct err *e)
+{
+	char num[32];
+	snprintf(num, sizeof(num), "%" PRId64, key);
+	const char *vals[1] = { num };
+	_cleanup_pgresult_ PGresult *res =
+		PQexecParams(P(q)->conn, acquire ? "SELECT pg_advisory_lock($1::bigint)"
+						 : "SELECT pg_advisory_unlock($1::bigint)",
+			     1, NULL, vals, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return pg_fail(q, res, e, acquire ? "cannot take a lock" : "cannot release a lock");
+	(void)name;
+	return 0;
+}
+
 static void pg_notify(struct queue *q)
 {
 	PGresult *res = PQexec(P(q)->conn, "NOTIFY " PG_CHANNEL);
@@ -259,4 +276,5 @@ const struct queue_ops queue_pg_ops = {
 	.migrate_lock = pg_migrate_lock,
 	.notify = pg_notify,
 	.wait = pg_wait,
+	.lock = pg_lock,
 };

@@ -65,6 +65,10 @@ struct queue_ops {
 	/* Optional: waits up to timeout_ms for a notification or fd; returns
 	 * 1 when fd is readable, else 0. NULL: poll(fd) only. */
 	int (*wait)(struct queue *q, int fd, int timeout_ms, struct err *e);
+	/* Takes (acquire) or releases the named lock key, held by this
+	 * connection until released or closed (queue_lock()). */
+	int (*lock)(struct queue *q, const char *name, int64_t key, bool acquire,
+		    struct err *e);
 };
 
 struct queue {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "package/package.h"
 #include "queue/queue-int.h"
 
 static const struct queue_ops *const backends[] = {
@@ -795,6 +796,79 @@ int queue_finish(struct queue *q, const struct queue_build *b, enum build_state 
 int queue_wait(struct queue *q, int fd, int timeout_ms, struct err *e)
 {
 	return q->ops->wait(q, fd, timeout_ms, e);
+}
+
+/* The key of a named lock: FNV-1a of the name, in the range of a bigint,
+ * away from the schema's own lock. */
+static int64_t lock_key(const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ull;
+	return (int64_t)(h >> 1);
+}
+
+static bool lock_name_ok(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (!n || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+		      name[i] == '-'))
+			return false;
+	return true;
+}
+
+int queue_lock(struct queue *q, const char *name, struct err *e)
+{
+	if (!lock_name_ok(name))
+		return err_set(e, -EINVAL, "invalid lock name '%s'", name ? name : "");
+	if (!q->ops->lock)
+		return err_set(e, -EOPNOTSUPP, "the %s queue has no locks", q->ops->name);
+	return q->ops->lock(q, name, lock_key(name), true, e);
+}
+
+static int index_lock_fn(void *data, bool acquire, struct err *e)
+{
+	struct queue_index_lock *l = data;
+	if (!l->q) {
+		if (!acquire)
+			return 0;
+		/* no queue database at all: a host building on its own */
+		_cleanup_err_ struct err oe = ERR_INIT;
+		int r = queue_open_existing(&l->q, l->c, &oe);
+		if (r == -ENOENT)
+			return 0;
+		if (r < 0)
+			return err_set(e, r, "%s", err_msg(&oe));
+	}
+	return acquire ? queue_lock(l->q, "index", e) : queue_unlock(l->q, "index", e);
+}
+
+void queue_index_lock_init(struct queue_index_lock *l, const struct config *c,
+			   struct package_index_lock *ret)
+{
+	l->c = c;
+	l->q = NULL;
+	ret->lock = index_lock_fn;
+	ret->data = l;
+}
+
+void queue_index_lock_close(struct queue_index_lock *l)
+{
+	if (l->q)
+		queue_close(l->q);
+	l->q = NULL;
+}
+
+int queue_unlock(struct queue *q, const char *name, struct err *e)
+{
+	if (!lock_name_ok(name))
+		return err_set(e, -EINVAL, "invalid lock name '%s'", name ? name : "");
+	if (!q->ops->lock)
+		return err_set(e, -EOPNOTSUPP, "the %s queue has no locks", q->ops->name);
+	return q->ops->lock(q, name, lock_key(name), false, e);
 }
 
 char *queue_log_path(const struct config *c, const char *id)

@@ -196,6 +196,31 @@ int queue_finish(struct queue *q, const struct queue_build *b, enum build_state 
  * fd is readable, else 0.
  */
 int queue_wait(struct queue *q, int fd, int timeout_ms, struct err *e);
+
+/*
+ * Named locks ([a-z0-9-], at most 64) that serialise a short critical
+ * section across every worker and host of the queue, such as the writers
+ * of apps/_index (package.h): PostgreSQL: a session advisory lock;
+ * SQLite (one host): flock() of <database>.<name>.lock. queue_lock() waits
+ * until the lock is free; it is held until queue_unlock() or until the
+ * connection closes (a killed process releases it). One at a time.
+ */
+int queue_lock(struct queue *q, const char *name, struct err *e);
+int queue_unlock(struct queue *q, const char *name, struct err *e);
+/*
+ * The index lock of package.h on the queue of c, opened on first use
+ * (its own connection: in a worker's build process, the parent's must not
+ * be shared; with no queue database at all, a host building on its own,
+ * no lock). queue_index_lock_close() closes that connection.
+ */
+struct package_index_lock;
+struct queue_index_lock {
+	const struct config *c;
+	struct queue *q;
+};
+void queue_index_lock_init(struct queue_index_lock *l, const struct config *c,
+			   struct package_index_lock *ret);
+void queue_index_lock_close(struct queue_index_lock *l);
 /* The lease duration in seconds. */
 int queue_lease_seconds(const struct queue *q);
 

@@ -21,6 +21,7 @@
 struct sqlite_priv {
 	sqlite3 *db;
 	char *path;
+	int lock_fd;             /* a named lock held (sqlite_lock), or -1 */
 };
 
 static struct sqlite_priv *P(struct queue *q) { return q->priv; }
@@ -88,6 +89,7 @@ static int sqlite_exec(struct queue *q, const char *sql, struct err *e)
 static int sqlite_open(struct queue *q, const char *url, struct err *e)
 {
 	struct sqlite_priv *p = P(q);
+	p->lock_fd = -1;
 	int r = sqlite_path(url, &p->path, e);
 	if (r < 0)
 		return r;
@@ -121,9 +123,35 @@ static int sqlite_open(struct queue *q, const char *url, struct err *e)
 	return r;
 }
 
+/* One host (the database is a file): flock() of <db>.<name>.lock, which
+ * a killed process releases. One named lock at a time. */
+static int sqlite_lock(struct queue *q, const char *name, int64_t key, bool acquire,
+		       struct err *e)
+{
+	struct sqlite_priv *p = P(q);
+	(void)key;
+	if (!acquire) {
+		if (p->lock_fd >= 0)
+			close(p->lock_fd);
+		p->lock_fd = -1;
+		return 0;
+	}
+	if (p->lock_fd >= 0)
+		return err_set(e, -EDEADLK, "a lock of '%s' is held already", p->path);
+	_cleanup_free_ char *path = xasprintf("%s.%s.lock", p->path, name);
+	int fd = lock_file(path, true, e);
+	if (fd < 0)
+		return fd;
+	p->lock_fd = fd;
+	return 0;
+}
+
 static void sqlite_close(struct queue *q)
 {
 	struct sqlite_priv *p = P(q);
+	if (p->lock_fd >= 0)
+		close(p->lock_fd);
+	p->lock_fd = -1;
 	if (p->db)
 		sqlite3_close_v2(p->db);
 	p->db = NULL;
@@ -234,4 +262,5 @@ const struct queue_ops queue_sqlite_ops = {
 	.migrate_lock = NULL,
 	.notify = NULL,
 	.wait = sqlite_wait,
+	.lock = sqlite_lock,
 };

@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "builder/builder.h"
 #include "package/package.h"
@@ -44,7 +45,21 @@ struct job {
 	uint64_t lease_end;      /* monotonic ms by which the lease runs out */
 	uint64_t next_cancel_check;
 	uint64_t kill_at;        /* SIGKILL when still running then; 0: not yet */
+	uint64_t started_us;     /* monotonic, when its child was started */
 	enum job_stop stop;
+};
+
+/*
+ * Where a worker's time goes: in calls to the queue (claim, lease renewals,
+ * cancel checks, finish, ...; not the idle waits) and in builds (each from
+ * its fork to its end). Logged after each build (debug) and when the worker
+ * stops (info), so that the queue's share can be measured (bench/fleet.sh).
+ */
+struct worker_stats {
+	uint64_t queue_us;
+	uint64_t queue_calls;
+	uint64_t build_us;
+	uint64_t builds;
 };
 
 struct worker {
@@ -57,7 +72,33 @@ struct worker {
 	int n_jobs;
 	bool stopping;
 	uint64_t stop_deadline;
+	struct worker_stats st;
 };
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Evaluates a queue call, adding its time to w's stats. */
+#define QCALL(w, call) ({                                               \
+	uint64_t qc_t0_ = mono_us();                                     \
+	__typeof__(call) qc_r_ = (call);                                 \
+	(w)->st.queue_us += mono_us() - qc_t0_;                          \
+	(w)->st.queue_calls++;                                           \
+	qc_r_;                                                           \
+})
+
+static void stats_line(const struct worker *w, struct buf *out)
+{
+	double build_s = (double)w->st.build_us / 1e6, queue_s = (double)w->st.queue_us / 1e6;
+	buf_addf(out, "%llu build%s, %.2f s building, %.3f s in %llu queue calls (%.2f%% of the "
+		 "building time)", (unsigned long long)w->st.builds, w->st.builds == 1 ? "" : "s",
+		 build_s, queue_s, (unsigned long long)w->st.queue_calls,
+		 build_s > 0 ? 100.0 * queue_s / build_s : 0.0);
+}
 
 static int sig_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t got_stop;
@@ -141,6 +182,11 @@ static _Noreturn void child_main(struct worker *w, struct job *j, const char *re
 	struct build_result res = { 0 };
 	int r = storage_open(&s, &w->c->storage, w->c->paths.state, &e);
 	if (r >= 0) {
+		/* the index lock on a connection of its own: the parent's is
+		 * not the child's to use */
+		struct queue_index_lock il;
+		struct package_index_lock pil;
+		queue_index_lock_init(&il, w->c, &pil);
 		struct build_opts bo = {
 			.source = repo,
 			.app = j->b.app,
@@ -149,8 +195,10 @@ static _Noreturn void child_main(struct worker *w, struct job *j, const char *re
 			.build_id = j->b.id,
 			.log_fd = j->log_fd,
 			.tee = false,
+			.index_lock = &pil,
 		};
 		r = build_run(w->c, s, &bo, &res, &e);
+		queue_index_lock_close(&il);
 	}
 	struct buf out = BUF_INIT;
 	if (r >= 0) {
@@ -197,7 +245,7 @@ static void job_record(struct worker *w, struct job *j, enum build_state st,
 	else
 		job_log(j, "build %s %s%s%s", j->b.id, build_state_name(st), error ? ": " : "",
 			error ? error : "");
-	int r = queue_finish(w->q, &j->b, st, package_id, error, &e);
+	int r = QCALL(w, queue_finish(w->q, &j->b, st, package_id, error, &e));
 	if (r < 0)
 		log_warn("build '%s': cannot record its end: %s", j->b.id, err_msg(&e));
 	else
@@ -229,6 +277,10 @@ static void job_read_result(struct job *j)
 /* The child has exited with status: record what it means. */
 static void job_done(struct worker *w, struct job *j, int status)
 {
+	if (j->started_us) {
+		w->st.build_us += mono_us() - j->started_us;
+		w->st.builds++;
+	}
 	job_read_result(j);
 	buf_rtrim(&j->result);
 	const char *res = j->result.p;
@@ -247,6 +299,9 @@ static void job_done(struct worker *w, struct job *j, int status)
 		job_record(w, j, BUILD_FAILED, NULL, why);
 	}
 	job_release(w, j);
+	_cleanup_buf_ struct buf line = BUF_INIT;
+	stats_line(w, &line);
+	log_debug("worker %s: %s", w->id, line.p);
 }
 
 static void job_signal(struct job *j, enum job_stop why, int grace_s)
@@ -291,7 +346,7 @@ static void job_start(struct worker *w, struct queue_build *b)
 	struct queue_app app = { 0 };
 	int r = job_open_log(w, j, &e);
 	if (r >= 0)
-		r = queue_app_get(w->q, j->b.app, &app, &e);
+		r = QCALL(w, queue_app_get(w->q, j->b.app, &app, &e));
 	if (r < 0) {
 		job_record(w, j, BUILD_FAILED, NULL, err_msg(&e));
 		job_release(w, j);
@@ -308,6 +363,7 @@ static void job_start(struct worker *w, struct queue_build *b)
 		return;
 	}
 	pid_t parent = getpid();
+	j->started_us = mono_us();
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(p[0]);
@@ -359,7 +415,7 @@ static void jobs_tend(struct worker *w)
 		}
 		_cleanup_err_ struct err e = ERR_INIT;
 		if (now >= j->next_renew) {
-			int r = queue_renew(w->q, &j->b, &e);
+			int r = QCALL(w, queue_renew(w->q, &j->b, &e));
 			if (r == -ESTALE) {
 				job_log(j, "%s", err_msg(&e));
 				job_signal(j, STOP_LOST, 5);
@@ -392,7 +448,7 @@ static void jobs_tend(struct worker *w)
 		}
 		if (j->stop == STOP_NONE && now >= j->next_cancel_check) {
 			err_clear(&e);
-			int r = queue_cancel_pending(w->q, &j->b, &e);
+			int r = QCALL(w, queue_cancel_pending(w->q, &j->b, &e));
 			if (r == 1) {
 				job_log(j, "cancel requested: stopping the build");
 				job_signal(j, STOP_CANCEL, w->o->stop_grace_s);
@@ -455,10 +511,10 @@ static int worker_loop(struct worker *w, struct err *e)
 		bool claimed = false, nothing = true;
 		if (!w->stopping && w->n_jobs < w->o->concurrency) {
 			_cleanup_err_ struct err ce = ERR_INIT;
-			int r = queue_has_work(w->q, &ce);
+			int r = QCALL(w, queue_has_work(w->q, &ce));
 			if (r > 0) {
 				struct queue_build b = { 0 };
-				r = queue_claim(w->q, w->id, &b, &ce);
+				r = QCALL(w, queue_claim(w->q, w->id, &b, &ce));
 				if (r > 0) {
 					job_start(w, &b);
 					claimed = true;
@@ -532,6 +588,11 @@ int worker_run(const struct config *c, struct storage *s, const struct worker_op
 			job_done(&w, &w.jobs[i], status);
 		}
 
+	{
+		_cleanup_buf_ struct buf line = BUF_INIT;
+		stats_line(&w, &line);
+		log_info("worker %s stopped: %s", w.id, line.p);
+	}
 	sigaction(SIGTERM, &old_term, NULL);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGCHLD, &old_chld, NULL);

@@ -337,38 +337,32 @@ static enum MHD_Result current_h(struct route_ctx *x, const char *app)
 
 /* ------------------------------------------------------------------ hosts */
 
-/* What each deploy host runs: hosts/<host>/<app>.json in storage, once
- * hosts report; an empty list until then. */
+/* What each deploy host runs: the fleet view of `upaas fleet status
+ * --json` (deploy/fleet.c), from hosts/ in storage; ?app=APP for one app,
+ * ?silent_after=SECONDS. An empty view until hosts report. The server's
+ * cache makes a refresh cost a listing and the reports that changed. */
 static enum MHD_Result hosts_h(struct route_ctx *x)
 {
+	const char *app = req_arg(x->r, "app");
+	const char *sa = req_arg(x->r, "silent_after");
+	int64_t silent_after = FLEET_SILENT_AFTER_DEFAULT;
+	if (app && *app && !app_name_ok(app))
+		return reply_error(x->r, MHD_HTTP_BAD_REQUEST, "app: not a valid app name");
+	if (sa && *sa && parse_int64(sa, 1, 365LL * 86400, &silent_after) < 0)
+		return reply_error(x->r, MHD_HTTP_BAD_REQUEST, "silent_after: want seconds");
 	_cleanup_storage_ struct storage *s = open_storage(x);
-	struct json_object *arr = json_object_new_array();
-	_cleanup_strv_ struct strv keys = STRV_INIT;
-	if (!s || storage_list_keys(s, "hosts/", &keys, &x->e) < 0)
-		keys.n = 0;
-	for (size_t i = 0; i < keys.n && i < 10000; i++) {
-		const char *k = keys.v[i];
-		if (!strncmp(k, "hosts/", 6))
-			k += 6;
-		size_t hn = strcspn(k, "/");
-		size_t n = strlen(k);
-		if (!k[hn] || n < 5 || strcmp(k + n - 5, ".json"))
-			continue;
-		_cleanup_free_ char *key = xasprintf("hosts/%s", k);
-		_cleanup_buf_ struct buf text = BUF_INIT;
-		_cleanup_err_ struct err he = ERR_INIT;
-		if (storage_get_buf(s, key, &text, 1 << 20, &he) < 0)
-			continue;
-		struct json_object *rep = json_tokener_parse(text.p);
-		struct json_object *o = json_object_new_object();
-		_cleanup_free_ char *host = xstrndup(k, hn);
-		_cleanup_free_ char *app = xstrndup(k + hn + 1, n - hn - 1 - 5);
-		json_object_object_add(o, "host", json_object_new_string(host));
-		json_object_object_add(o, "app", json_object_new_string(app));
-		json_object_object_add(o, "report", rep);
-		json_object_array_add(arr, o);
-	}
-	return reply_json(x->r, MHD_HTTP_OK, arr);
+	if (!s)
+		return reply_err(x->r, x->e.code ? x->e.code : -EIO, &x->e);
+	struct fleet_view v;
+	pthread_mutex_lock(&x->r->srv->fleet_lock);
+	int rc = fleet_view_read(s, &x->r->srv->trust, app && *app ? app : NULL, silent_after,
+				 x->r->srv->fleet, &v, &x->e);
+	pthread_mutex_unlock(&x->r->srv->fleet_lock);
+	if (rc < 0)
+		return reply_err(x->r, rc, &x->e);
+	struct json_object *o = fleet_view_to_json(&v);
+	fleet_view_free(&v);
+	return reply_json(x->r, MHD_HTTP_OK, o);
 }
 
 /* ----------------------------------------------------------------- builds */

@@ -82,6 +82,10 @@ struct server {
 	bool notifier_started;
 	pthread_mutex_t stop_lock;
 	pthread_cond_t stop_cond;
+	/* the fleet view's cache (/api/v1/hosts): a refresh reads only the
+	 * host reports that changed */
+	pthread_mutex_t fleet_lock;
+	struct fleet_cache *fleet;
 };
 
 /* One request, from its first call to its completion. */

@@ -471,6 +471,8 @@ static void server_free(struct server *s)
 	pthread_mutex_destroy(&s->rate_lock);
 	pthread_mutex_destroy(&s->stop_lock);
 	pthread_cond_destroy(&s->stop_cond);
+	pthread_mutex_destroy(&s->fleet_lock);
+	fleet_cache_free(s->fleet);
 }
 
 /* "sqlite" or "postgresql", for the start message (never the URL: it
@@ -530,6 +532,8 @@ int serve_run(const struct config *c, const struct serve_opts *o, struct err *e)
 	pthread_mutex_init(&s.rate_lock, NULL);
 	pthread_mutex_init(&s.stop_lock, NULL);
 	pthread_cond_init(&s.stop_cond, NULL);
+	pthread_mutex_init(&s.fleet_lock, NULL);
+	s.fleet = fleet_cache_new();
 	s.rate = xcalloc(RATE_SLOTS, sizeof(*s.rate));
 	s.web_dir = xstrdup(o && o->web_dir ? o->web_dir : c->serve.web_dir);
 	const char *listen = o && o->listen ? o->listen : c->serve.listen;

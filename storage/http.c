@@ -23,6 +23,9 @@
  * host of storage.url or to a host of storage.redirect_hosts (same scheme):
  * a storage server cannot send a host to file://, to http from https, or to
  * some other host's service.
+ *
+ * A conditional GET (storage_get_if) sends If-None-Match with the server's
+ * ETag, or If-Modified-Since with its Last-Modified when it gave no ETag.
  */
 #define UPAAS_STORAGE_INTERNAL 1
 
@@ -470,13 +473,30 @@ static bool get_retryable(struct get_ctx *g, CURLcode cc)
 	       cc != CURLE_TOO_MANY_REDIRECTS;
 }
 
-static int http_get(struct storage *s, const char *key, sink_fn sink, void *data,
-		    struct err *e)
+/* Our ETag token of an answer without an ETag: its Last-Modified, marked
+ * so that the next request asks If-Modified-Since instead. */
+#define LM_PREFIX "lm:"
+
+/*
+ * A GET over its attempts, resumed with Range after bytes reached the
+ * sink. With a condition (etag not ""), the first attempt asks
+ * If-None-Match, or If-Modified-Since for an LM_PREFIX token: a 304 is
+ * STORAGE_NOT_MODIFIED. ret_etag (may be NULL) receives the answer's token.
+ */
+static int http_get_cond(struct storage *s, const char *key, const char *etag,
+			 struct buf *ret_etag, sink_fn sink, void *data, struct err *e)
 {
 	struct http *h = H(s);
 	_cleanup_free_ char *url = http_url(h, key);
+	_cleanup_free_ char *cond = NULL, *token = NULL;
 	struct get_ctx g = { .sink = sink, .data = data, .range_first = -1 };
+	long status = 0;
 	int r = 0;
+
+	if (!strncmp(etag, LM_PREFIX, strlen(LM_PREFIX)))
+		cond = xasprintf("If-Modified-Since: %s", etag + strlen(LM_PREFIX));
+	else if (*etag)
+		cond = xasprintf("If-None-Match: %s", etag);
 
 	for (int attempt = 1;; attempt++) {
 		_cleanup_curl_ CURL *c = curl_easy_init();
@@ -503,10 +523,20 @@ static int http_get(struct storage *s, const char *key, sink_fn sink, void *data
 			_cleanup_free_ char *ifr = xasprintf("If-Range: %s", g.validator);
 			hdrs = curl_slist_append(hdrs, range);
 			hdrs = curl_slist_append(hdrs, ifr);
-			curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+		} else if (cond) {
+			hdrs = curl_slist_append(hdrs, cond);
 		}
+		if (hdrs)
+			curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 		_cleanup_err_ struct err perr = ERR_INIT;
 		int pr = http_perform(h, c, url, "GET", key, &g, errbuf, &perr);
+		if (pr >= 0) {
+			/* the answer's token, before the next reset frees it */
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+			free(token);
+			token = g.etag ? xstrdup(g.etag) :
+				g.last_modified ? xasprintf(LM_PREFIX "%s", g.last_modified) : NULL;
+		}
 		CURLcode cc = pr < 0 && g.cc == CURLE_OK ? CURLE_HTTP_RETURNED_ERROR : g.cc;
 		bool again = pr < 0 && get_retryable(&g, cc) && attempt <= h->retries;
 		if (pr >= 0) {
@@ -556,13 +586,29 @@ static int http_get(struct storage *s, const char *key, sink_fn sink, void *data
 		curl_slist_free_all(hdrs);
 		break;
 	}
-	if (r == 0 && g.have_total && g.delivered != g.total)
+	if (r == 0 && status == 304 && cond && !g.delivered)
+		r = STORAGE_NOT_MODIFIED;
+	else if (r == 0 && g.have_total && g.delivered != g.total)
 		r = err_set(e, -EIO, "GET '%s' was cut short: %llu of %llu bytes", url,
 			    (unsigned long long)g.delivered, (unsigned long long)g.total);
+	else if (r == 0 && ret_etag && token)
+		buf_adds(ret_etag, token);
 	g.c = NULL;
 	get_attempt_reset(&g);
 	free(g.validator);
 	return r;
+}
+
+static int http_get(struct storage *s, const char *key, sink_fn sink, void *data,
+		    struct err *e)
+{
+	return http_get_cond(s, key, "", NULL, sink, data, e);
+}
+
+static int http_get_if(struct storage *s, const char *key, const char *etag,
+		       struct buf *ret_etag, sink_fn sink, void *data, struct err *e)
+{
+	return http_get_cond(s, key, etag, ret_etag, sink, data, e);
 }
 
 static int http_stat(struct storage *s, const char *key, struct storage_stat *ret,
@@ -596,5 +642,6 @@ const struct storage_ops storage_http_ops = {
 	.open = http_open,
 	.close = http_close,
 	.get = http_get,
+	.get_if = http_get_if,
 	.stat = http_stat,
 };

@@ -507,14 +507,33 @@ static int object_open(struct local *l, const char *key, struct stat *st, struct
 	return fd;
 }
 
-static int local_get(struct storage *s, const char *key, sink_fn sink, void *data,
-		     struct err *e)
+/* The ETag of a local object: an upload renames a new file over the key,
+ * so the inode changes with every write; size and mtime catch a file
+ * rewritten in place by hand. */
+static void local_etag(const struct stat *st, struct buf *out)
+{
+	buf_reset(out);
+	buf_addf(out, "\"%llx-%llx-%llx-%llx.%09ld\"", (unsigned long long)st->st_dev,
+		 (unsigned long long)st->st_ino, (unsigned long long)st->st_size,
+		 (unsigned long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+}
+
+static int local_get_if(struct storage *s, const char *key, const char *etag,
+			struct buf *ret_etag, sink_fn sink, void *data, struct err *e)
 {
 	struct local *l = L(s);
 	struct stat st;
 	_cleanup_close_ int fd = object_open(l, key, &st, e);
 	if (fd < 0)
 		return fd;
+	_cleanup_buf_ struct buf tag = BUF_INIT;
+	local_etag(&st, &tag);
+	if (*etag && !strcmp(etag, tag.p))
+		return STORAGE_NOT_MODIFIED;
+	if (ret_etag) {
+		buf_reset(ret_etag);
+		buf_adds(ret_etag, tag.p);
+	}
 	_cleanup_free_ char *block = xmalloc(128 * 1024);
 	for (;;) {
 		ssize_t n = read(fd, block, 128 * 1024);
@@ -529,6 +548,12 @@ static int local_get(struct storage *s, const char *key, sink_fn sink, void *dat
 		if (r < 0)
 			return r;
 	}
+}
+
+static int local_get(struct storage *s, const char *key, sink_fn sink, void *data,
+		     struct err *e)
+{
+	return local_get_if(s, key, "", NULL, sink, data, e);
 }
 
 static int local_stat(struct storage *s, const char *key, struct storage_stat *ret,
@@ -735,6 +760,7 @@ const struct storage_ops storage_local_ops = {
 	.upload_commit = local_upload_commit,
 	.upload_abort = local_upload_abort,
 	.get = local_get,
+	.get_if = local_get_if,
 	.stat = local_stat,
 	.list = local_list,
 	.del = local_del,

@@ -9,6 +9,7 @@
  *   get   GET, streamed to the sink; a GET cut short after some bytes
  *         resumes with Range from the bytes the sink already took, on
  *         condition (If-Match) that the object kept its ETag
+ *   get_if  GET with If-None-Match: 304 when the object kept its ETag
  *   stat  HEAD
  *   list  ListObjectsV2 with continuation tokens
  *   del   DELETE (404 is success)
@@ -78,6 +79,7 @@ struct s3_req {
 	size_t body_len;
 	const char *payload_hash;   /* NULL: computed from body */
 	const char *range;      /* Range header, or NULL */
+	const char *if_none_match;  /* If-None-Match header, or NULL: a 304 is OK */
 	sink_fn sink;   /* where a 2xx body goes; NULL: into resp */
 	void *sink_data;
 	bool resumable;         /* a GET cut short resumes where it stopped */
@@ -636,6 +638,12 @@ static int req_setup(struct s3 *s3, CURL *h, struct s3_req *rq, struct err *e)
 		_cleanup_free_ char *rh = xasprintf("Range: %s", range);
 		rq->hdrs = curl_slist_append(rq->hdrs, rh);
 	}
+	if (rq->if_none_match) {
+		/* not signed: SigV4 covers the headers it lists, and a changed
+		 * condition can only cost a download */
+		_cleanup_free_ char *ih = xasprintf("If-None-Match: %s", rq->if_none_match);
+		rq->hdrs = curl_slist_append(rq->hdrs, ih);
+	}
 	if (if_match) {
 		_cleanup_free_ char *ih = xasprintf("If-Match: %s", if_match);
 		rq->hdrs = curl_slist_append(rq->hdrs, ih);
@@ -706,6 +714,8 @@ static enum outcome req_outcome(const struct s3_req *rq)
 		return OUT_FAIL;
 	if (rq->cc != CURLE_OK)
 		return again ? OUT_RETRY : OUT_FAIL;
+	if (rq->status == 304 && rq->if_none_match)
+		return OUT_OK;
 	if (rq->status >= 200 && rq->status < 300) {
 		/* CompleteMultipartUpload may report an error inside a 200 */
 		if (!rq->sink && strstr(rq->resp.p, "<Error>"))
@@ -1419,6 +1429,31 @@ static int s3_get(struct storage *st, const char *key, sink_fn sink, void *data,
 	return r;
 }
 
+/* A GET with If-None-Match: 304 means the object still has that ETag;
+ * a download cut short resumes as s3_get()'s does. */
+static int s3_get_if(struct storage *st, const char *key, const char *etag,
+		     struct buf *ret_etag, sink_fn sink, void *data, struct err *e)
+{
+	struct s3 *s3 = st->priv;
+	_cleanup_free_ char *k = full_key(s3, key);
+	struct s3_req rq = { .method = "GET", .key = k, .sink = sink, .sink_data = data,
+			     .if_none_match = *etag ? etag : NULL };
+	int r;
+
+	rq.resumable = true;
+	r = s3_do(s3, &rq, 0, e);
+	if (r == 0 && rq.status == 304)
+		r = STORAGE_NOT_MODIFIED;
+	else if (r == 0 && rq.have_total && rq.delivered != rq.total)
+		r = err_set(e, -EIO, "s3: GET '%s' in bucket '%s' was cut short: %llu of %llu bytes",
+			    k, s3->bucket, (unsigned long long)rq.delivered,
+			    (unsigned long long)rq.total);
+	else if (r == 0 && (rq.validator || rq.etag))
+		buf_adds(ret_etag, rq.validator ? rq.validator : rq.etag);
+	req_free(&rq);
+	return r;
+}
+
 static int s3_stat(struct storage *st, const char *key, struct storage_stat *ret, struct err *e)
 {
 	struct s3 *s3 = st->priv;
@@ -1811,6 +1846,7 @@ const struct storage_ops storage_s3_ops = {
 	.upload_commit = s3_upload_commit,
 	.upload_abort = s3_upload_abort,
 	.get = s3_get,
+	.get_if = s3_get_if,
 	.stat = s3_stat,
 	.list = s3_list,
 	.del = s3_del,

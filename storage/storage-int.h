@@ -40,6 +40,12 @@ struct storage_ops {
 	void (*upload_abort)(struct storage_upload *u);
 	int (*get)(struct storage *s, const char *key, sink_fn sink, void *data,
 		   struct err *e);
+	/* Optional: a conditional GET (storage_get_if); etag is never NULL
+	 * here but may be "". Returns 0 with the object streamed and its
+	 * ETag in ret_etag (empty when there is none), or STORAGE_NOT_MODIFIED.
+	 * Without it the generic layer calls get(). */
+	int (*get_if)(struct storage *s, const char *key, const char *etag, struct buf *ret_etag,
+		      sink_fn sink, void *data, struct err *e);
 	int (*stat)(struct storage *s, const char *key, struct storage_stat *ret, struct err *e);
 	int (*list)(struct storage *s, const char *prefix, storage_list_fn cb, void *data,
 		    struct err *e);
@@ -56,6 +62,7 @@ struct storage {
 	char *where;                      /* set by open */
 	struct progress progress;
 	const char *progress_label;
+	struct storage_counters counters;   /* kept by the generic layer */
 	void *priv;
 };
 

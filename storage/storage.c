@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -264,6 +265,10 @@ int storage_upload_commit(struct storage_upload *u, struct err *e)
 		return r;
 	}
 	r = s->ops->upload_commit(u, e);
+	s->counters.requests++;
+	s->counters.puts++;
+	if (r >= 0)
+		s->counters.bytes_out += u->written;
 	xfer_end(s);
 	upload_free(u);
 	return r < 0 ? r : 0;
@@ -421,12 +426,30 @@ static int get_sink(void *data, const void *p, size_t n)
 	if (r < 0)
 		return r;
 	g->n += n;
+	g->s->counters.bytes_in += n;
 	xfer_add(g->s, n);
 	return 0;
 }
 
 int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		struct err *e)
+{
+	return storage_get_if(s, key, NULL, NULL, sink, data, e);
+}
+
+/* An ETag that may go into a request header: printable, bounded. */
+static bool etag_ok(const char *t)
+{
+	if (!t || !*t || strlen(t) > 512)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+		if (*p < 0x20 || *p >= 0x7f)
+			return false;
+	return true;
+}
+
+int storage_get_if(struct storage *s, const char *key, const char *etag, struct buf *ret_etag,
+		   sink_fn sink, void *data, struct err *e)
 {
 	int r = key_check(key, e);
 	if (r < 0)
@@ -435,12 +458,30 @@ int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		return err_set(e, -EOPNOTSUPP, "storage handler '%s' cannot read objects",
 			       s->ops->name);
 	struct get_ctx g = { .s = s, .sink = sink, .data = data };
+	_cleanup_buf_ struct buf tag = BUF_INIT;
+	buf_init(&tag, 1024);
+	s->counters.requests++;
+	s->counters.gets++;
 	xfer_begin(s, 0);
-	r = s->ops->get(s, key, get_sink, &g, e);
+	if (s->ops->get_if)
+		r = s->ops->get_if(s, key, etag_ok(etag) ? etag : "", &tag, get_sink, &g, e);
+	else
+		r = s->ops->get(s, key, get_sink, &g, e);
 	xfer_end(s);
+	if (r == STORAGE_NOT_MODIFIED) {
+		s->counters.not_modified++;
+		return STORAGE_NOT_MODIFIED;
+	}
 	if (r < 0 && proc_cancelled && !e->code)
 		proc_check_cancel(e);
-	return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	if (ret_etag) {
+		buf_reset(ret_etag);
+		if (etag_ok(tag.p))
+			buf_add(ret_etag, tag.p, tag.len);
+	}
+	return 0;
 }
 
 struct buf_ctx {
@@ -459,15 +500,21 @@ static int buf_sink(void *data, const void *p, size_t n)
 int storage_get_buf(struct storage *s, const char *key, struct buf *out, size_t max,
 		    struct err *e)
 {
+	return storage_get_buf_if(s, key, NULL, NULL, out, max, e);
+}
+
+int storage_get_buf_if(struct storage *s, const char *key, const char *etag,
+		       struct buf *ret_etag, struct buf *out, size_t max, struct err *e)
+{
 	_cleanup_buf_ struct buf tmp = BUF_INIT;
 	if (max == 0)
 		max = BUF_DEFAULT_MAX;
 	buf_init(&tmp, max);
 	struct buf_ctx c = { .b = &tmp, .max = max };
-	int r = storage_get(s, key, buf_sink, &c, e);
+	int r = storage_get_if(s, key, etag, ret_etag, buf_sink, &c, e);
 	if (r == -E2BIG)
 		return err_set(e, r, "object '%s' is larger than %zu bytes", key, max);
-	if (r < 0)
+	if (r != 0)
 		return r;
 	/* out changes only on success */
 	buf_reset(out);
@@ -607,6 +654,8 @@ int storage_stat(struct storage *s, const char *key, struct storage_stat *ret, s
 		return err_set(e, -EOPNOTSUPP, "storage handler '%s' cannot stat objects",
 			       s->ops->name);
 	struct storage_stat st = { 0 };
+	s->counters.requests++;
+	s->counters.stats++;
 	r = s->ops->stat(s, key, &st, e);
 	if (r < 0)
 		return r;
@@ -623,6 +672,8 @@ int storage_list(struct storage *s, const char *prefix, storage_list_fn cb, void
 	if (!s->ops->list || !(s->ops->caps & STORAGE_CAP_LIST))
 		return err_set(e, -EOPNOTSUPP, "storage handler '%s' cannot list objects",
 			       s->ops->name);
+	s->counters.requests++;
+	s->counters.lists++;
 	return s->ops->list(s, prefix ? prefix : "", cb, data, e);
 }
 
@@ -651,7 +702,44 @@ int storage_delete(struct storage *s, const char *key, struct err *e)
 		return r;
 	if (!s->ops->del || !(s->ops->caps & STORAGE_CAP_WRITE))
 		return read_only(s, e);
+	s->counters.requests++;
+	s->counters.deletes++;
 	return s->ops->del(s, key, e);
+}
+
+void storage_get_counters(const struct storage *s, struct storage_counters *ret)
+{
+	*ret = s->counters;
+}
+
+void storage_counters_format(const struct storage_counters *c, struct buf *out)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} kinds[] = {
+		{ "GET", offsetof(struct storage_counters, gets) },
+		{ "not modified", offsetof(struct storage_counters, not_modified) },
+		{ "PUT", offsetof(struct storage_counters, puts) },
+		{ "HEAD", offsetof(struct storage_counters, stats) },
+		{ "LIST", offsetof(struct storage_counters, lists) },
+		{ "DELETE", offsetof(struct storage_counters, deletes) },
+	};
+	bool first = true;
+
+	buf_addf(out, "%llu request%s", (unsigned long long)c->requests,
+		 c->requests == 1 ? "" : "s");
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		uint64_t n = *(const uint64_t *)((const char *)c + kinds[i].off);
+		if (!n)
+			continue;
+		buf_addf(out, "%s%llu %s", first ? " (" : ", ", (unsigned long long)n,
+			 kinds[i].name);
+		first = false;
+	}
+	/* exact counts: scripts (the fleet bench) read them */
+	buf_addf(out, "%s, %llu bytes in, %llu bytes out", first ? "" : ")",
+		 (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
 }
 
 int storage_sweep_uploads(struct storage *s, int64_t grace, storage_stale_fn cb, void *data,

@@ -78,6 +78,25 @@ int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 /* Small objects (manifests, pointers) into a buffer, at most max bytes. */
 int storage_get_buf(struct storage *s, const char *key, struct buf *out, size_t max,
 		    struct err *e);
+
+/*
+ * Conditional reads, for pollers (upaas watch): etag is what an earlier
+ * read of the same key returned in ret_etag (NULL or "": read whatever the
+ * object is). Returns 0 when the object was streamed to sink (ret_etag, when
+ * not NULL, then receives its new ETag, "" when the handler has none), or
+ * STORAGE_NOT_MODIFIED when its ETag is still etag: nothing reached the sink
+ * and ret_etag is unchanged. The ETag is opaque: the handler's own token
+ * (local: device, inode, size and mtime of the file; s3: the server's ETag,
+ * If-None-Match; http: the server's ETag, else its Last-Modified with
+ * If-Modified-Since). A handler that cannot tell always reads the object.
+ */
+#define STORAGE_NOT_MODIFIED 1
+int storage_get_if(struct storage *s, const char *key, const char *etag, struct buf *ret_etag,
+		   sink_fn sink, void *data, struct err *e);
+/* The same into a buffer, at most max bytes; out changes only when 0 is
+ * returned. */
+int storage_get_buf_if(struct storage *s, const char *key, const char *etag,
+		       struct buf *ret_etag, struct buf *out, size_t max, struct err *e);
 /* Downloads to path atomically (temp + rename); returns the sha256 and size
  * when ret_hex/ret_size are not NULL. */
 int storage_get_file(struct storage *s, const char *key, const char *path, char ret_hex[65],
@@ -139,6 +158,22 @@ int storage_sweep_uploads(struct storage *s, int64_t grace, storage_stale_fn cb,
 /* A URL anyone can GET for expires seconds (-EOPNOTSUPP if the handler can't). */
 int storage_presign(struct storage *s, const char *key, unsigned expires, struct buf *url,
 		    struct err *e);
+
+/*
+ * What one opened storage did so far: one count per operation (a GET, a
+ * conditional GET answered "not modified", an upload, a HEAD, a listing, a
+ * DELETE), each one request to a remote handler unless it was retried,
+ * uploaded in parts or listed in pages. bytes_in counts what reached the
+ * callers' sinks, bytes_out what uploads committed.
+ */
+struct storage_counters {
+	uint64_t requests;         /* the sum of the operations below */
+	uint64_t gets, not_modified, puts, stats, lists, deletes;
+	uint64_t bytes_in, bytes_out;
+};
+void storage_get_counters(const struct storage *s, struct storage_counters *ret);
+/* "12 requests (10 GET, 8 not modified, 2 PUT), 1234 bytes in, 300 bytes out" */
+void storage_counters_format(const struct storage_counters *c, struct buf *out);
 
 /* true when key is well-formed (see above). */
 bool storage_key_ok(const char *key);

@@ -12,6 +12,11 @@ TESTS += tests/integration/build-node.sh tests/integration/deb.sh tests/integrat
 EXTRA_DIST += tests/integration/build-node.sh tests/integration/deb.sh \
 	tests/integration/repro.sh tests/integration/crash.sh
 
+# The fleet: builders, deploy hosts, PostgreSQL and radosgw in network
+# namespaces on one machine (tests/fleet/lib.sh, also used by bench/fleet.sh).
+TESTS += tests/fleet/fleet.sh
+EXTRA_DIST += tests/fleet/lib.sh tests/fleet/fleet.sh
+
 # Every #include runs downhill (the floors in tests/floors, as in README).
 TESTS += tests/layering.sh
 EXTRA_DIST += tests/layering.sh tests/floors

@@ -8,7 +8,11 @@
 #   tests/radosgw.sh start-rgw ENVFILE start radosgw again, same port and keys
 #
 # ENVFILE is shell: RGW_ENDPOINT, RGW_ACCESS_KEY, RGW_SECRET_KEY, RGW_BUCKET,
-# RGW_REGION, RGW_DIR and the daemons' PIDs. One ceph-mon, one ceph-osd with
+# RGW_REGION, RGW_DIR and the daemons' PIDs. RGW_ADDR (environment, at
+# start) is the address radosgw listens on instead of 127.0.0.1: the fleet
+# harness (tests/fleet/lib.sh) runs this script inside a network namespace
+# and gives it the namespace's address on the test bridge; the monitor and
+# the OSD stay on that namespace's loopback. One ceph-mon, one ceph-osd with
 # `osd objectstore = memstore` (nothing touches a disk but logs) and radosgw
 # with the beast frontend; cephx is off inside the cluster, but radosgw checks
 # S3 signatures for real. Exit status 77 when the packages cannot be installed.
@@ -67,13 +71,14 @@ start_rgw() {
 	# a radosgw killed with SIGKILL left its pid file: reading that one
 	# back would record a dead pid (and a later kill-rgw would miss)
 	rm -f "$RGW_DIR/run/rgw.pid"
+	local addr=${RGW_ADDR:-127.0.0.1}
 	radosgw -c "$RGW_DIR/ceph.conf" -n client.rgw --no-mon-config \
-		--rgw-frontends "beast endpoint=127.0.0.1:$RGW_PORT" \
+		--rgw-frontends "beast endpoint=$addr:$RGW_PORT" \
 		--pid-file "$RGW_DIR/run/rgw.pid" --log-file "$RGW_DIR/log/rgw.log"
 	wait_for 60 "radosgw pid file" test -s "$RGW_DIR/run/rgw.pid"
 	sed -i '/^RGW_PID=/d' "$envfile"
 	echo "RGW_PID=$(tr -dc 0-9 <"$RGW_DIR/run/rgw.pid")" >>"$envfile"
-	wait_for 60 "radosgw on port $RGW_PORT" curl -sf -o /dev/null "http://127.0.0.1:$RGW_PORT/"
+	wait_for 60 "radosgw on port $RGW_PORT" curl -sf -o /dev/null "http://$addr:$RGW_PORT/"
 }
 
 kill_pid() {  # kill_pid PID [SIGNAL]: kills and waits for it to go away
@@ -89,7 +94,7 @@ kill_pid() {  # kill_pid PID [SIGNAL]: kills and waits for it to go away
 
 start() {
 	install_pkgs
-	local dir mon_port rgw_port fsid
+	local dir mon_port rgw_port fsid addr=${RGW_ADDR:-127.0.0.1}
 	dir=$(mktemp -d /var/tmp/upaas-rgw.XXXXXX)
 	mon_port=$(free_port)
 	rgw_port=$(free_port)
@@ -135,7 +140,7 @@ osd max object size = 134217728
 # radosgw insists on a secure mon connection by default, which auth none
 # cannot give
 ms mon client mode = crc
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = beast endpoint=$addr:$rgw_port
 rgw data = $dir/rgw
 rgw dns name = localhost
 rgw enable usage log = false
@@ -145,7 +150,8 @@ EOF
 	cat >"$envfile" <<EOF
 RGW_DIR=$dir
 RGW_PORT=$rgw_port
-RGW_ENDPOINT=http://127.0.0.1:$rgw_port
+RGW_ADDR=$addr
+RGW_ENDPOINT=http://$addr:$rgw_port
 RGW_REGION=us-east-1
 RGW_BUCKET=upaas-test
 RGW_ACCESS_KEY=UPAASTESTACCESSKEY01

@@ -667,23 +667,42 @@ function renderBuildHead(el, b) {
 
 /* ------------------------------------------------------------ hosts */
 
+function fleetPill(state) {
+  const ic = { current: 'ok', failed: 'bad', behind: 'running', silent: 'queued',
+    undeployed: 'cancelled' }[state] || 'queued';
+  return h('span', { class: 'state fleet-' + state, 'data-state': state }, icon(ic), state);
+}
+
 function pageHosts() {
   const body = h('div', { class: 'card flush' }, loading());
+  const sub = h('div', { class: 'sub' }, 'What each deploy host runs, as the hosts report it');
   setPage('hosts', h('div', { class: 'page-head' }, h('div', { class: 'grow' }, h('h1', {}, 'Deploy hosts'),
-    h('div', { class: 'sub' }, 'What each deploy host runs, as the hosts report it'))), body);
+    sub)), body);
   return every(10000, async () => {
-    const hosts = await api('/hosts');
-    if (!hosts.length) {
+    const v = await api('/hosts');
+    if (!v.apps || !v.apps.length) {
       body.replaceChildren(h('div', { class: 'empty' }, 'No deploy host has reported yet.'));
       return;
     }
-    body.replaceChildren(h('table', { class: 'list' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'Host'), h('th', {}, 'App'), h('th', {}, 'Runs'), h('th', {}, 'Since'))),
-      h('tbody', {}, hosts.map((x) => {
-        const r = x.report || {};
-        return h('tr', {}, h('td', { class: 'mono' }, x.host), h('td', {}, x.app),
-          h('td', { class: 'mono' }, r.current || r.id || '–'), h('td', {}, r.time || r.deployed || '–'));
-      }))));
+    sub.textContent = v.hosts.length + (v.hosts.length === 1 ? ' host, ' : ' hosts, ') +
+      v.apps.length + (v.apps.length === 1 ? ' app: ' : ' apps: ') +
+      (v.drift ? v.drift + ' drifting' : 'every host runs every app\'s current');
+    const rows = [];
+    for (const a of v.apps) {
+      a.hosts.forEach((x, i) => {
+        rows.push(h('tr', { 'data-app': a.app, 'data-host': x.host },
+          h('td', {}, i ? '' : h('a', { href: '#/app/' + encodeURIComponent(a.app) }, a.app)),
+          h('td', { class: 'mono' }, i ? '' : (a.current || '–')),
+          h('td', { class: 'mono' }, x.host),
+          h('td', { class: 'mono' }, x.runs || '–'),
+          h('td', { title: x.error || '' }, fleetPill(x.state)),
+          h('td', {}, x.seen ? ago(Date.parse(x.seen)) : '–')));
+      });
+    }
+    body.replaceChildren(h('table', { class: 'list', id: 'hosts-table' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'App'), h('th', {}, 'Current'), h('th', {}, 'Host'),
+        h('th', {}, 'Runs'), h('th', {}, 'State'), h('th', {}, 'Seen'))),
+      h('tbody', {}, rows)));
   });
 }
 

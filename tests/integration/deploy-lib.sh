@@ -27,6 +27,7 @@ d_cleanup_storage() {
 	local a
 	for a in "${D_APPS[@]}"; do
 		rm -rf "${D_STORAGE:?}/packages/$a" "${D_STORAGE:?}/apps/$a" "${D_STORAGE:?}/logs/$a"
+		rm -f "${D_STORAGE:?}"/hosts/*/"$a.json"
 	done
 }
 

@@ -70,6 +70,19 @@ t_ok "the object is still served" H storage get packages/web/1.json "$T_ROOT/y"
 t_fail "ls is not supported" H storage ls
 t_match "and says so" "$(cat "$T_ROOT/last.out")" "storage handler 'http' cannot list objects"
 
+# Conditional reads: http.server gives no ETag, so the handler's token is
+# the Last-Modified, asked back with If-Modified-Since.
+H storage get --etag packages/web/1.json "$T_ROOT/c1" 2>"$T_ROOT/etag.err"
+etag=$(sed -n 's/^etag: //p' "$T_ROOT/etag.err")
+t_match "get --etag: a Last-Modified token" "$etag" "^lm:[A-Z][a-z]{2}, [0-9]{2} "
+t_ok "get --if-none-match of an unchanged object" \
+	H storage get --if-none-match "$etag" packages/web/1.json "$T_ROOT/c2"
+t_match "... is not modified" "$(cat "$T_ROOT/last.out")" "'packages/web/1.json' is not modified"
+t_ok "... and writes no file" test ! -e "$T_ROOT/c2"
+touch -d '+2 seconds' "$ST/packages/web/1.json"
+t_ok "once the object changed" H storage get --if-none-match "$etag" packages/web/1.json "$T_ROOT/c3"
+t_is "... it is downloaded" "$(cat "$T_ROOT/c3")" '{"id":1}'
+
 # Status mapping and redirects: a second server answers /status/NNN/... with
 # that status, /moved/KEY with a redirect to KEY on the first server,
 # /auth/KEY the same but only with the right basic credentials (else 401),

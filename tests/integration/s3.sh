@@ -195,6 +195,21 @@ aws s3 cp --quiet "$T_ROOT/evil" "s3://$RGW_BUCKET/$blob" >/dev/null 2>&1
 t_fail "package verify catches a tampered blob (same size)" U package verify demo "$id"
 t_match "by its sha256" "$(cat "$T_ROOT/last.out")" "sha256"
 
+# -------------------------------------------------------------- conditional reads
+printf 'one\n' | U storage put - apps/cond/current
+U storage get --etag apps/cond/current "$T_ROOT/c1" 2>"$T_ROOT/etag.err"
+etag=$(sed -n 's/^etag: //p' "$T_ROOT/etag.err")
+t_match "get --etag prints the server's ETag" "$etag" '^"[0-9a-f]{32}"$'
+t_ok "get --if-none-match of an unchanged object" \
+	U storage get --if-none-match "$etag" apps/cond/current "$T_ROOT/c2"
+t_match "... is not modified (304)" "$(cat "$T_ROOT/last.out")" "'apps/cond/current' is not modified"
+t_ok "... and writes no file" test ! -e "$T_ROOT/c2"
+printf 'two\n' | U storage put - apps/cond/current
+t_is "a changed object is downloaded" \
+	"$(U storage get --if-none-match "$etag" apps/cond/current -)" two
+t_is "a missing one is an error" \
+	"$(U storage get --if-none-match "$etag" apps/cond/nope - >/dev/null 2>&1; echo $?)" 1
+
 # -------------------------------------------------------------- nothing left behind
 t_is "no multipart upload left on the server" \
 	"$(s3api list-multipart-uploads --query 'Uploads[].Key' --output text 2>&1)" "None"

@@ -199,7 +199,9 @@ api_scenarios() {  # BACKEND
 	rid=$(body | jq -r .id)
 	[ "$rid" != "$id" ] && t_pass "$be: ... a new build" || t_not "$be: ... a new build"
 	post "$BT" "/api/v1/builds/$rid/cancel" >/dev/null
-	t_is "$be: hosts: none report yet" "$(get "$RT" /api/v1/hosts)" "[]"
+	t_is "$be: hosts: none reports the app yet" \
+		"$(get "$RT" "/api/v1/hosts?app=$APP" | jq -c '[.drift, [.apps[].hosts[]]]')" "[0,[]]"
+	t_is "$be: hosts: a bad app name: 400" "$(status GET "/api/v1/hosts?app=..x" "$RT")" 400
 	t_is "$be: no packages yet" "$(get "$RT" "/api/v1/apps/$APP/packages")" "[]"
 	t_is "$be: no current package: 404" "$(status GET "/api/v1/apps/$APP/packages/current" "$RT")" 404
 

@@ -520,6 +520,76 @@ static void test_concurrent_claims(void **state)
 	err_free(&e);
 }
 
+/*
+ * Named locks: a second connection (another process) waits until the
+ * first releases the lock, or until the first goes away; a bad name and an
+ * unlock of nothing.
+ */
+static void test_named_lock(void **state)
+{
+	T_BEGIN;
+	/* the child is forked before the lock is taken: a lock file's
+	 * descriptor inherited through fork() would be the parent's lock */
+	int p[2], go[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(pipe(go), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct queue *cq = NULL;
+		struct err ce = ERR_INIT;
+		char c;
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(9);
+		if (queue_open_url(&cq, t->be->url, 30, &ce) < 0)
+			_exit(10);
+		uint64_t t0 = now_ms();
+		if (queue_lock(cq, "index", &ce) < 0)
+			_exit(11);
+		uint64_t waited = now_ms() - t0;
+		if (write(p[1], &waited, sizeof(waited)) != sizeof(waited))
+			_exit(12);
+		queue_unlock(cq, "index", &ce);
+		queue_close(cq);
+		_exit(0);
+	}
+	close(p[1]);
+	close(go[0]);
+	OK(queue_lock(q, "index", &e));
+	assert_int_equal(write(go[1], "g", 1), 1);
+	close(go[1]);
+	usleep(400 * 1000);
+	OK(queue_unlock(q, "index", &e));
+	uint64_t waited = 0;
+	assert_int_equal(read(p[0], &waited, sizeof(waited)), sizeof(waited));
+	close(p[0]);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	if (waited < 250)
+		fail_msg("the second holder waited %llu ms, not until the first released it",
+			 (unsigned long long)waited);
+	/* a process that dies with the lock releases it */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct queue *cq = NULL;
+		struct err ce = ERR_INIT;
+		if (queue_open_url(&cq, t->be->url, 30, &ce) < 0 || queue_lock(cq, "index", &ce) < 0)
+			_exit(10);
+		_exit(0);   /* no unlock, no close */
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(WEXITSTATUS(st), 0);
+	OK(queue_lock(q, "index", &e));
+	OK(queue_unlock(q, "index", &e));
+	assert_int_equal(queue_lock(q, "Bad Name", &e), -EINVAL);
+	err_free(&e);
+}
+
 static void test_secrets_tokens(void **state)
 {
 	T_BEGIN;
@@ -714,6 +784,7 @@ int main(void)
 		BOTH(test_lease_expiry),
 		BOTH(test_cancel_retry),
 		BOTH(test_concurrent_claims),
+		BOTH(test_named_lock),
 		BOTH(test_secrets_tokens),
 		BOTH(test_deliveries_outbox),
 	};

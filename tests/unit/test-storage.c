@@ -471,6 +471,59 @@ static void test_stat(void **state)
 	assert_int_equal(storage_stat(f->s, "images/x.json/y", &st, &e), -ENOENT);
 }
 
+/* Conditional reads (local: the ETag is the file's identity) and the
+ * counters of the generic layer. */
+static void test_get_if(void **state)
+{
+	struct fx *f = *state;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf out = BUF_INIT, tag = BUF_INIT, tag2 = BUF_INIT;
+	struct storage_counters c0, c;
+
+	storage_get_counters(f->s, &c0);
+	put_str(f->s, "apps/a/current", "id-1\n");
+	assert_int_equal(storage_get_buf_if(f->s, "apps/a/current", NULL, &tag, &out, 64, &e), 0);
+	assert_string_equal(out.p, "id-1\n");
+	assert_true(tag.len > 2 && tag.p[0] == '"');
+	/* unchanged: not modified, out untouched */
+	buf_reset(&out);
+	buf_adds(&out, "kept");
+	assert_int_equal(storage_get_buf_if(f->s, "apps/a/current", tag.p, &tag2, &out, 64, &e),
+			 STORAGE_NOT_MODIFIED);
+	assert_string_equal(out.p, "kept");
+	assert_int_equal(tag2.len, 0);
+	/* rewritten with the same bytes: a new file, a new ETag */
+	put_str(f->s, "apps/a/current", "id-1\n");
+	assert_int_equal(storage_get_buf_if(f->s, "apps/a/current", tag.p, &tag2, &out, 64, &e), 0);
+	assert_string_equal(out.p, "id-1\n");
+	assert_string_not_equal(tag.p, tag2.p);
+	/* an ETag that could not go in a header is no condition */
+	assert_int_equal(storage_get_buf_if(f->s, "apps/a/current", "\"a\r\nX: y\"", &tag, &out,
+					    64, &e), 0);
+	/* a missing key is -ENOENT either way */
+	assert_int_equal(storage_get_buf_if(f->s, "apps/b/current", tag2.p, &tag, &out, 64, &e),
+			 -ENOENT);
+
+	storage_get_counters(f->s, &c);
+	assert_int_equal(c.gets - c0.gets, 5);
+	assert_int_equal(c.not_modified - c0.not_modified, 1);
+	assert_int_equal(c.puts - c0.puts, 2);
+	assert_int_equal(c.requests - c0.requests, 7);
+	assert_int_equal(c.bytes_in - c0.bytes_in, 15);
+	assert_int_equal(c.bytes_out - c0.bytes_out, 10);
+	_cleanup_buf_ struct buf line = BUF_INIT;
+	c.requests = 3;
+	c.gets = 2;
+	c.not_modified = 1;
+	c.puts = 1;
+	c.stats = c.lists = c.deletes = 0;
+	c.bytes_in = 5;
+	c.bytes_out = 7;
+	storage_counters_format(&c, &line);
+	assert_string_equal(line.p, "3 requests (2 GET, 1 not modified, 1 PUT), 5 bytes in, "
+			    "7 bytes out");
+}
+
 static void test_delete(void **state)
 {
 	struct fx *f = *state;
@@ -768,6 +821,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reader_during_upload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_get_if, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_get_verified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_keys, setup, teardown),
