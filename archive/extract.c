@@ -618,6 +618,28 @@ static int do_file(struct xctx *x, struct archive_entry *ae, int dfd, const char
 	return owner_and_time(x, ae, fd, dfd, name, false);
 }
 
+/* Removes the xattrs of fd that the entry does not have. */
+static int drop_xattrs(struct xctx *x, struct archive_entry *ae, int fd)
+{
+	char names[65536];
+	ssize_t n = flistxattr(fd, names, sizeof(names));
+
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(names + i) + 1) {
+		const char *xn, *have = names + i;
+		const void *xv;
+		size_t xs;
+		bool keep = false;
+
+		archive_entry_xattr_reset(ae);
+		while (!keep && archive_entry_xattr_next(ae, &xn, &xv, &xs) == ARCHIVE_OK)
+			keep = xn && !strcmp(xn, have);
+		/* the entry's own are set again right after */
+		if (!keep && fremovexattr(fd, have) < 0 && errno != ENODATA && errno != EPERM)
+			return xfail_errno(x, -errno, "cannot remove an xattr");
+	}
+	return 0;
+}
+
 static int do_dir(struct xctx *x, struct archive_entry *ae, int dfd, const char *name)
 {
 	struct stat st;
@@ -639,6 +661,12 @@ static int do_dir(struct xctx *x, struct archive_entry *ae, int dfd, const char 
 	if (fd < 0)
 		return xfail_errno(x, -errno, "cannot open");
 	mark_made(x, fd, dfd, name);
+	/* a directory of the layers below keeps its contents, and takes the
+	 * entry's metadata: the xattrs the entry lacks go */
+	if (x->o->mode == UNPACK_APPLY && (r = drop_xattrs(x, ae, fd)) < 0) {
+		close(fd);
+		return r;
+	}
 	r = owner_and_time(x, ae, fd, dfd, name, true);
 	if (r < 0 || x->depth >= MAX_DEPTH) {
 		close(fd);

@@ -86,6 +86,7 @@ struct build {
 	struct actions_ctx ax;
 	bool ran_steps;
 	struct pack_result pack;
+	struct package_layer layer;   /* the layer the pack stored */
 	double stage_s[ST__COUNT];
 	bool stage_done[ST__COUNT];
 	uint64_t t_start;
@@ -278,12 +279,23 @@ static int stage_base(struct build *b, struct err *e)
 	if (r < 0)
 		return r;
 
+	if (incremental && b->parent.n_layers != 1) {
+		set_reason(b, "the previous package '%s' has %zu layers, which this builder does "
+			   "not stack", b->parent.id, b->parent.n_layers);
+		incremental = false;
+		plan_free(&b->plan);
+		b->have_plan = false;
+		r = plan_make(&b->plan, b->c, &b->meta, NULL, o->interp_version, e);
+		if (r < 0)
+			return r;
+		b->have_plan = true;
+	}
 	if (incremental) {
-		r = rootcache_get(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
-				  b->parent.blob.size, &b->lowers, e);
+		const struct package_layer *pl = &b->parent.layers[0];
+		r = rootcache_get(b->c, b->s, pl->key, pl->sha256, pl->size, &b->lowers, e);
 		if (r >= 0) {
 			b->unpacked = r > 0;
-			b->lower_sha = b->parent.blob.sha256;
+			b->lower_sha = pl->sha256;
 		} else {
 			if (r == -ECANCELED || proc_cancelled)
 				return r;
@@ -312,7 +324,8 @@ static int stage_base(struct build *b, struct err *e)
 		     b->reason.p);
 	} else {
 		buf_adds(&b->reason, "the current package");
-		blog(b, "base: package %s (%.12s), incremental", b->parent.id, b->parent.blob.sha256);
+		blog(b, "base: package %s (%.12s), incremental", b->parent.id,
+		     b->parent.layers[0].sha256);
 	}
 	if (b->unpacked)
 		blog(b, "root: fetched and unpacked %.12s into the cache", b->lower_sha);
@@ -332,10 +345,10 @@ static int stage_workspace(struct build *b, struct err *e)
 	/* layers that cannot be stacked (after a config change, say) must not
 	 * break every later build: fall back to a full copy of the parent */
 	if (r < 0 && b->lowers.n > 1 && !b->fresh && !proc_cancelled) {
-		blog(b, "%s; unpacking %.12s instead", err_msg(e), b->parent.blob.sha256);
+		const struct package_layer *pl = &b->parent.layers[0];
+		blog(b, "%s; unpacking %.12s instead", err_msg(e), pl->sha256);
 		err_clear(e);
-		r = rootcache_get_full(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
-				       b->parent.blob.size, &b->lowers, e);
+		r = rootcache_get_full(b->c, b->s, pl->key, pl->sha256, pl->size, &b->lowers, e);
 		if (r >= 0)
 			r = workspace_create(&b->ws, wsdir, &b->lowers, e);
 	}
@@ -521,35 +534,37 @@ static void tidy_for_layer(struct build *b, const char *const *exclude)
 
 static int stage_pack(struct build *b, struct err *e)
 {
-	_cleanup_free_ char *key = storage_key_package(b->app, b->id, "tar.zst");
 	_cleanup_free_ char *git_dir = NULL;
 	const char *exclude[EXCLUDE_MAX];
-	struct sink out;
 	int r;
 
 	exclude_list(b, exclude, &git_dir);
 	tidy_for_layer(b, exclude);
 
-	struct pack_opts po = {
-		.level = b->c->pack.level,
-		.threads = b->c->pack.threads,
-		.mtime_clamp = b->commit_time,
-		.exclude = exclude,
+	/* the whole root, as the one full layer of the package */
+	struct layer_store_opts lo = {
+		.root = b->ws.root,
+		.pack = {
+			.level = b->c->pack.level,
+			.threads = b->c->pack.threads,
+			.mtime_clamp = b->commit_time,
+			.exclude = exclude,
+			.layer = true,
+		},
+		.tmpdir = b->dir,
+		.grace = b->c->apps.layer_grace,
 	};
-	r = storage_upload_sink(b->s, key, 0, &out, e);
-	if (r < 0)
-		return r;
-	blog(b, "packing into %s/%s", storage_where(b->s), key);
-	r = pack_to_storage(b->ws.root, &po, &out, &b->pack, e);
+	blog(b, "packing into %s/layers/", storage_where(b->s));
+	r = layer_store(b->s, &lo, &b->layer, &b->pack, e);
 	if (r < 0) {
 		if (r == -ECANCELED && !e->code)
 			check_cancel(e);
-		return err_prefix(e, "packing into '%s'", key);
+		return err_prefix(e, "packing the root into a layer");
 	}
 	char sz[32];
 	fmt_bytes(b->pack.size, sz);
-	blog(b, "packed %llu entries, %s, sha256 %s", (unsigned long long)b->pack.entries, sz,
-	     b->pack.sha256);
+	blog(b, "packed %llu entries, %s, sha256 %s: '%s'", (unsigned long long)b->pack.entries,
+	     sz, b->pack.sha256, b->layer.key);
 	return 0;
 }
 
@@ -577,7 +592,8 @@ static void make_manifest(struct build *b, struct package_info *p)
 	p->fresh = b->fresh;
 	p->base.kind = xstrdup(b->fresh ? "image" : "package");
 	p->base.name = xstrdup(b->fresh ? b->image.name : b->parent.id);
-	p->base.sha256 = xstrdup(b->fresh ? b->image.sha256 : b->parent.blob.sha256);
+	p->base.sha256 = xstrdup(b->fresh ? b->image.sha256
+				 : b->parent.layers[b->parent.n_layers - 1].sha256);
 	p->base.reason = xstrdup(b->reason.p);
 	p->image.name = xstrdup(b->image.name);
 	p->image.sha256 = xstrdup(b->image.sha256);
@@ -587,9 +603,12 @@ static void make_manifest(struct build *b, struct package_info *p)
 	p->repo.commit_time = b->commit_time;
 	p->interp.type = xstrdup(b->plan.interp_type);
 	p->interp.version = b->plan.interp_version ? xstrdup(b->plan.interp_version) : NULL;
-	p->blob.key = storage_key_package(b->app, b->id, "tar.zst");
-	memcpy(p->blob.sha256, b->pack.sha256, sizeof(p->blob.sha256));
-	p->blob.size = b->pack.size;
+	p->format = PACKAGE_FORMAT;
+	p->layers = xcalloc(1, sizeof(*p->layers));
+	p->n_layers = 1;
+	p->layers[0] = (struct package_layer){ .key = xstrdup(b->layer.key), .size = b->layer.size,
+					       .kind = xstrdup("full") };
+	memcpy(p->layers[0].sha256, b->layer.sha256, sizeof(p->layers[0].sha256));
 	if (!b->fresh)
 		strv_copy(&p->os_packages, &b->parent.os_packages);
 	for (size_t i = 0; i < b->plan.packages.n; i++)
@@ -633,12 +652,17 @@ static void make_manifest(struct build *b, struct package_info *p)
 	p->created = xstrdup(created);
 }
 
-/* Manifest (the commit marker), then current, then the log. A failure
- * before current is written takes back what was written. */
+/*
+ * Manifest (the commit marker), then current, then the log. Right before
+ * the manifest, every layer it lists is checked to be in storage (a prune
+ * that ran meanwhile must not leave a manifest listing a missing layer).
+ * A failure before current is written takes the manifest back; the layers
+ * stay (another package may list them) until layers_gc() finds them
+ * unlisted.
+ */
 static int stage_publish(struct build *b, struct err *e)
 {
 	_cleanup_free_ char *mkey = storage_key_package(b->app, b->id, "json");
-	_cleanup_free_ char *bkey = storage_key_package(b->app, b->id, "tar.zst");
 	_cleanup_free_ char *ckey = storage_key_current(b->app);
 	_cleanup_buf_ struct buf json = BUF_INIT;
 	_cleanup_err_ struct err ig = ERR_INIT;
@@ -647,22 +671,23 @@ static int stage_publish(struct build *b, struct err *e)
 
 	make_manifest(b, &p);
 	package_manifest_json(&p, &json);
-	package_info_free(&p);
-
+	test_pause("build.before-manifest");
 	r = check_cancel(e);
+	if (r >= 0 && (r = package_layers_check(b->s, &p, e)) < 0)
+		err_prefix(e, "before writing the manifest");
+	package_info_free(&p);
+	if (r >= 0)
+		r = check_cancel(e);
 	if (r >= 0)
 		r = storage_put_buf(b->s, mkey, json.p, json.len, e);
-	if (r < 0) {
-		storage_delete(b->s, bkey, &ig);
+	if (r < 0)
 		return err_prefix(e, "storing the manifest '%s'", mkey);
-	}
 	_cleanup_free_ char *cur = xasprintf("%s\n", b->id);
 	r = check_cancel(e);
 	if (r >= 0)
 		r = storage_put_buf(b->s, ckey, cur, strlen(cur), e);
 	if (r < 0) {
 		storage_delete(b->s, mkey, &ig);
-		storage_delete(b->s, bkey, &ig);
 		return err_prefix(e, "storing '%s'", ckey);
 	}
 	return 0;
@@ -729,6 +754,8 @@ static void build_free(struct build *b)
 	free(b->app);
 	free(b->id);
 	free(b->dir);
+	free(b->layer.key);
+	free(b->layer.kind);
 	free(b->log_path);
 	buf_free(&b->url);
 	buf_free(&b->mirror);
@@ -836,13 +863,9 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	if (r < 0) {
 		if (b.ran_steps && b.ax.failed >= 0 && ret)
 			ret->failed_step = xstrdup(step_name((enum step)b.ax.failed));
-		/* cancelled between the blob's upload and the manifest: the
-		 * blob must not stay behind without one */
-		if (b.stage_done[ST_PACK] && !b.stage_done[ST_PUBLISH]) {
-			_cleanup_free_ char *bkey = storage_key_package(b.app, b.id, "tar.zst");
-			_cleanup_err_ struct err ig = ERR_INIT;
-			storage_delete(s, bkey, &ig);
-		}
+		/* a layer stored without a manifest stays: it is content
+		 * addressed, so another package may list it; layers_gc()
+		 * removes it once it is old and no package lists it */
 		blog(&b, "build failed: %s", err_msg(e));
 		/* the tail says why; a cancel or a config problem needs none */
 		if (b.ran_steps && b.ax.failed >= 0 && r != -ECANCELED)

@@ -106,6 +106,19 @@ static int build_cmd(struct cli *c, const struct cli_args *a)
 		build_result_free(&res);
 		return 1;
 	}
+	/* the same retention as the worker's: apps.keep_packages per app,
+	 * then the layers no package lists any more */
+	if (c->cfg.apps.keep_packages > 0) {
+		_cleanup_err_ struct err pe = ERR_INIT;
+		_cleanup_strv_ struct strv removed = STRV_INIT;
+		struct gc_result gc = { STRV_INIT, 0 };
+		if (packages_prune(s, res.app, c->cfg.apps.keep_packages, &removed, &pe) < 0 ||
+		    layers_gc(s, c->cfg.apps.layer_grace, &gc, &pe) < 0)
+			log_warn("app '%s': cannot prune packages: %s", res.app, err_msg(&pe));
+		for (size_t i = 0; i < removed.n; i++)
+			log_info("pruned package %s/%s", res.app, removed.v[i]);
+		strv_free(&gc.removed);
+	}
 	if (!json) {
 		char sz[32];
 		fmt_bytes(res.size, sz);

@@ -479,6 +479,7 @@ static const struct field apps_fields[] = {
 	  .what = "a user name ([a-z_][a-z0-9_-]*)" },
 	{ FIELD("home", F_STR, OFF(apps.home)), .ok = ok_abs_path, .what = abs_what },
 	{ FIELD("keep_packages", F_INT, OFF(apps.keep_packages)), RANGE(1, 100000) },
+	{ FIELD("layer_grace", F_INT64, OFF(apps.layer_grace)), RANGE(0, INT64_MAX) },
 	FIELD_END,
 };
 
@@ -632,6 +633,7 @@ void config_defaults(struct config *c)
 	c->apps.user = xstrdup("app");
 	c->apps.home = xstrdup("/home/app");
 	c->apps.keep_packages = 5;
+	c->apps.layer_grace = 3600;
 
 	c->limits.nofile = 65536;
 	c->limits.nproc = 4096;

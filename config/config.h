@@ -120,6 +120,7 @@ struct config {
 		char *user;             /* "app" */
 		char *home;             /* "/home/app" */
 		int keep_packages;      /* 5 */
+		int64_t layer_grace;    /* seconds an unlisted layer is kept, 3600 */
 	} apps;
 	struct {
 		int64_t nofile;         /* RLIMIT_NOFILE, 65536 */

@@ -209,67 +209,67 @@ static int remote_manifest(struct dctx *d, const char *id, struct package_info *
 	return 0;
 }
 
-/* Downloads the blob, checks size and sha256 against the manifest, and
- * extracts it into revisions/<id>.tmp, which becomes revisions/<id> once
- * synced. Nothing is extracted from a blob that fails verification. */
+/*
+ * Fetches each layer of the package, checks its size and sha256 against
+ * the manifest, and extracts it into revisions/<id>.tmp (the bottom one as
+ * it is, each later one applied onto it), which becomes revisions/<id> once
+ * synced. Local storage is read in place; other storage is streamed into a
+ * private temporary file in the app's dir. Nothing is extracted from a
+ * layer that fails verification.
+ */
 static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 			     const struct buf *manifest_text, struct deploy_result *res,
 			     struct err *e)
 {
-	_cleanup_free_ char *dl = xasprintf("%s/.download-%s.tmp", d->p.dir, m->id);
 	_cleanup_free_ char *rev = app_revision_path(&d->p, m->id);
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp", rev);
 	_cleanup_free_ char *mpath = app_manifest_path(&d->p, m->id);
-	char hex[65];
-	uint64_t size = 0, t0 = now_ms();
-	int r;
-
-	deploy_log(d->log_fd, "fetching '%s' (%llu bytes)", m->blob.key,
-		   (unsigned long long)m->blob.size);
-	storage_set_progress(d->s, "fetch");
-	r = storage_get_file(d->s, m->blob.key, dl, hex, &size, e);
-	storage_set_progress(d->s, NULL);
-	if (r < 0) {
-		unlink(dl);
-		return err_prefix(e, "cannot fetch package '%s'", m->id);
-	}
-	res->fetch_ms = now_ms() - t0;
-	if (size != m->blob.size) {
-		unlink(dl);
-		return err_set(e, -EBADMSG,
-			       "package '%s' failed verification: %llu bytes fetched, the manifest "
-			       "says %llu (truncated or tampered blob)",
-			       m->id, (unsigned long long)size, (unsigned long long)m->blob.size);
-	}
-	if (strcmp(hex, m->blob.sha256)) {
-		unlink(dl);
-		return err_set(e, -EBADMSG,
-			       "package '%s' failed verification: sha256 %s, the manifest says %s",
-			       m->id, hex, m->blob.sha256);
-	}
-	deploy_log(d->log_fd, "verified sha256 %s", hex);
-
-	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0) {
-		unlink(dl);
-		return err_set_errno(e, r, "cannot create the revision dirs in '%s'", d->p.dir);
-	}
-	t0 = now_ms();
 	struct progress pr = { 0 };
-	r = unpack_file(dl, tmp, true, progress_enabled ? &pr : NULL, e);
+	uint64_t t0;
+	int r = 0;
+
+	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0)
+		return err_set_errno(e, r, "cannot create the revision dirs in '%s'", d->p.dir);
+	if (progress_enabled)
+		progress_begin(&pr, "extract", package_size(m));
+	for (size_t i = 0; i < m->n_layers && r >= 0; i++) {
+		const struct package_layer *l = &m->layers[i];
+		_cleanup_buf_ struct buf name = BUF_INIT;
+
+		deploy_log(d->log_fd, "fetching layer %zu of %zu '%s' (%llu bytes)", i + 1,
+			   m->n_layers, l->key, (unsigned long long)l->size);
+		t0 = now_ms();
+		_cleanup_close_ int fd = layer_open(d->s, m, i, d->p.dir, e);
+		res->fetch_ms += now_ms() - t0;
+		if (fd < 0) {
+			r = fd;
+			break;
+		}
+		res->fetched_bytes += l->size;
+		res->fetched_layers++;
+		deploy_log(d->log_fd, "verified sha256 %s", l->sha256);
+		t0 = now_ms();
+		buf_addf(&name, "layer %.12s of package '%s'", l->sha256, m->id);
+		struct unpack_opts o = { .mode = i ? UNPACK_APPLY : UNPACK_PLAIN, .name = name.p,
+					 .sha256 = l->sha256, .size = l->size,
+					 .progress = progress_enabled ? &pr : NULL };
+		r = unpack_fd(fd, tmp, &o, NULL, e);
+		res->extract_ms += now_ms() - t0;
+	}
+	if (progress_enabled)
+		progress_end(&pr);
+	t0 = now_ms();
 	if (r >= 0) {
 		/* the files must be on disk before the name says "complete" */
 		_cleanup_close_ int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		struct statvfs vfs;
 		if (fd < 0 || syncfs(fd) < 0)
 			r = err_set_errno(e, -errno, "cannot sync '%s'", tmp);
-		/* Defence in depth: a failed write() shows up as a mere warning
-		 * of libarchive, so a full disk could pass for a complete
-		 * extract with truncated files. A filesystem left with no free
-		 * block at all is taken as that failure. */
+		/* Defence in depth: a filesystem left with no free block at
+		 * all is taken as a failed write. */
 		else if (fstatvfs(fd, &vfs) == 0 && vfs.f_bfree == 0)
 			r = err_set(e, -ENOSPC, "no space left on the filesystem of '%s'", tmp);
 	}
-	unlink(dl);
 	if (r >= 0) {
 		r = fs_write_atomic(mpath, manifest_text->p, manifest_text->len, 0644);
 		if (r < 0)
@@ -285,12 +285,14 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 		unlink(mpath);
 		if (e->code == 0)
 			err_set_errno(e, r, "cannot sync '%s'", d->p.revisions);
+		if (r == -EBADMSG || r == -ENOENT)
+			return err_prefix(e, "package '%s' failed verification", m->id);
 		return err_prefix(e, "cannot extract package '%s'", m->id);
 	}
-	res->extract_ms = now_ms() - t0;
+	res->extract_ms += now_ms() - t0;
 	res->fetched = true;
-	deploy_log(d->log_fd, "extracted into '%s' in %llu ms", rev,
-		   (unsigned long long)res->extract_ms);
+	deploy_log(d->log_fd, "extracted %zu layer%s into '%s' in %llu ms", m->n_layers,
+		   m->n_layers == 1 ? "" : "s", rev, (unsigned long long)res->extract_ms);
 	return 0;
 }
 

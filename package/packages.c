@@ -1,6 +1,6 @@
 /*
  * package/packages.c - stored packages: load a manifest, the current id,
- * list, verified download, prune. See package.h.
+ * list, prune. Layers are package/layers.c. See package.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,92 +71,6 @@ int packages_list(struct storage *s, const char *app, struct strv *ids, struct e
 	return 0;
 }
 
-/* ------------------------------------------------------------ fetch */
-
-struct fetch_sink {
-	struct sha256 h;
-	uint64_t size;
-	uint64_t max;
-	int fd;
-};
-
-static int fetch_write(void *data, const void *p, size_t n)
-{
-	struct fetch_sink *f = data;
-	f->size += n;
-	if (f->size > f->max)
-		return -EFBIG;
-	sha256_update(&f->h, p, n);
-	if (f->fd >= 0)
-		return fs_write_all(f->fd, p, n);
-	return 0;
-}
-
-int package_fetch(struct storage *s, const struct package_info *p, const char *path,
-		  struct err *e)
-{
-	struct fetch_sink f = { .fd = -1, .max = p->blob.size };
-	_cleanup_free_ char *tmp = NULL;
-	int r;
-
-	if (path) {
-		tmp = xasprintf("%s.tmp.XXXXXX", path);
-		f.fd = mkostemp(tmp, O_CLOEXEC);
-		if (f.fd < 0)
-			return err_set_errno(e, -errno, "cannot create '%s'", tmp);
-	}
-	r = sha256_init(&f.h);
-	if (r < 0) {
-		err_set(e, r, "cannot start sha256");
-		goto out;
-	}
-	r = storage_get(s, p->blob.key, fetch_write, &f, e);
-	char hex[65];
-	sha256_final(&f.h, hex);
-	if (r == -EFBIG) {
-		err_clear(e);
-		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' is larger than "
-			    "the %llu bytes of its manifest", p->app, p->id, p->blob.key,
-			    (unsigned long long)p->blob.size);
-		goto out;
-	}
-	if (r < 0)
-		goto out;
-	if (f.size != p->blob.size) {
-		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' has %llu bytes, "
-			    "the manifest says %llu", p->app, p->id, p->blob.key,
-			    (unsigned long long)f.size, (unsigned long long)p->blob.size);
-		goto out;
-	}
-	if (strcmp(hex, p->blob.sha256)) {
-		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' has sha256 %s, "
-			    "the manifest says %s", p->app, p->id, p->blob.key, hex,
-			    p->blob.sha256);
-		goto out;
-	}
-	if (path) {
-		if (fsync(f.fd) < 0 || close(f.fd) < 0) {
-			f.fd = -1;
-			r = err_set_errno(e, -errno, "cannot write '%s'", tmp);
-			goto out;
-		}
-		f.fd = -1;
-		if (rename(tmp, path) < 0) {
-			r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, path);
-			goto out;
-		}
-		free(tmp);
-		tmp = NULL;
-	}
-	r = 0;
-out:
-	if (f.fd >= 0)
-		close(f.fd);
-	if (tmp)
-		unlink(tmp);
-	return r;
-}
-
 /* ------------------------------------------------------------ prune */
 
 int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,
@@ -185,14 +99,11 @@ int packages_prune(struct storage *s, const char *app, int keep, struct strv *re
 		if (cur.len && !strcmp(id, cur.p))
 			continue;
 		/* the manifest is the commit marker: once it is gone, the package
-		 * is gone, and a crash before the blob is deleted leaves only an
-		 * unreferenced blob behind */
+		 * is gone; its layers (a first-edition package's blob too) go
+		 * with layers_gc() once no other package lists them */
 		_cleanup_free_ char *mkey = storage_key_package(app, id, "json");
-		_cleanup_free_ char *bkey = storage_key_package(app, id, "tar.zst");
 		_cleanup_free_ char *lkey = storage_key_log(app, id);
 		r = storage_delete(s, mkey, e);
-		if (r >= 0)
-			r = storage_delete(s, bkey, e);
 		if (r >= 0)
 			r = storage_delete(s, lkey, e);
 		if (r < 0)

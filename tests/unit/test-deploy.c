@@ -386,8 +386,8 @@ static void test_manifest(void **state)
 	assert_int_equal(deploy_manifest_read(&m, good, "web", "20261120T214500Z-3f9a2c1", NULL,
 					      &e), 0);
 	assert_string_equal(m.repo.commit, COMMIT);
-	assert_string_equal(m.blob.sha256, SHA);
-	assert_int_equal(m.blob.size, 1234);
+	assert_string_equal(m.layers[0].sha256, SHA);
+	assert_int_equal(m.layers[0].size, 1234);
 	assert_string_equal(m.app_home, "/srv/app");
 	assert_int_equal(m.uid, 1001);
 	assert_int_equal(m.gid, 1002);
