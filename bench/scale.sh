@@ -135,8 +135,13 @@ one_build() {
 	t1=$(bench_now)
 	local dep down
 	dep=$(bench_elapsed "$t0" "$t1")
-	down=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("fetched_bytes", -1))' \
-		"$B/deploy.json")
+	# (an upaas without fetched_bytes downloads the whole package)
+	down=$("$UPAAS" package show --json "$app" "$id" | python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = json.load(sys.stdin)
+total = sum(l["size"] for l in m["layers"]) if m.get("format") == 2 else m["blob"]["size"]
+print(d.get("fetched_bytes", total))' "$B/deploy.json")
 	echo "$app $label $build $up $dep $down" >>"$RESULTS"
 	printf '  %-6s %-9s build %7.2f s  up %12d B  deploy %7.2f s  down %12d B\n' \
 		"$app" "$label" "$build" "$up" "$dep" "$down"

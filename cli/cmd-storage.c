@@ -429,9 +429,9 @@ static int storage_du(struct cli *c, const struct cli_args *a)
 	/* the layers nobody lists: what layers_gc() will take */
 	_cleanup_strv_ struct strv keys = STRV_INIT;
 	for (size_t i = 0; i < x.n; i++)
-		for (size_t k = 0; x.v[i].ok && k < x.v[i].info.n_layers; k++)
-			if (!strv_contains(&keys, x.v[i].info.layers[k].key))
-				strv_push(&keys, x.v[i].info.layers[k].key);
+		for (size_t k = 0; k < x.v[i].keys.n; k++)
+			if (!strv_contains(&keys, x.v[i].keys.v[k]))
+				strv_push(&keys, x.v[i].keys.v[k]);
 	for (size_t i = 0; i < x.n_objects; i++) {
 		if (strncmp(x.objects[i].key, "layers/", 7))
 			continue;

@@ -442,6 +442,7 @@ void package_index_free(struct package_index *x)
 		free(x->v[i].app);
 		free(x->v[i].id);
 		free(x->v[i].error);
+		strv_free(&x->v[i].keys);
 		package_info_free(&x->v[i].info);
 	}
 	free(x->v);
@@ -476,6 +477,29 @@ const struct stored_object *package_index_object(const struct package_index *x, 
 	return bsearch(&k, x->objects, x->n_objects, sizeof(k), cmp_obj);
 }
 
+/*
+ * Reads one manifest for the index: the strict reader for the package
+ * (ip->ok), and whatever it lists as a layer for the collection (ip->keys),
+ * also when the strict reader refuses it for another reason: a manifest is
+ * taken to list a key as long as its JSON names it.
+ */
+static int index_read(struct storage *s, struct indexed_package *ip, struct err *e)
+{
+	_cleanup_free_ char *key = storage_key_package(ip->app, ip->id, "json");
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	_cleanup_err_ struct err pe = ERR_INIT;
+	int r = storage_get_buf(s, key, &text, PACKAGE_MANIFEST_MAX, e);
+
+	if (r < 0)
+		return r;
+	r = package_manifest_keys(text.p, &ip->keys, e);
+	if (r < 0)
+		return err_prefix(e, "'%s'", key);
+	if (package_manifest_parse(&ip->info, text.p, ip->app, ip->id, &pe) >= 0)
+		ip->ok = true;
+	return 0;
+}
+
 int package_index_load(struct storage *s, struct package_index *ret, struct err *e)
 {
 	struct package_index x = { .current = STRV_INIT };
@@ -507,13 +531,11 @@ int package_index_load(struct storage *s, struct package_index *ret, struct err 
 		struct indexed_package *ip = &x.v[x.n++];
 		_cleanup_err_ struct err le = ERR_INIT;
 		*ip = (struct indexed_package){ .app = TAKE_PTR(app), .id = TAKE_PTR(id) };
-		r = package_load(s, ip->app, ip->id, &ip->info, &le);
+		r = index_read(s, ip, &le);
 		if (r == -ENOENT)
 			ip->gone = true;     /* removed meanwhile */
 		else if (r < 0)
 			ip->error = xstrdup(err_msg(&le));
-		else
-			ip->ok = true;
 	}
 	/* the current package of each app is kept whatever happens */
 	for (size_t i = 0; i < x.n; i++) {
@@ -528,23 +550,19 @@ int package_index_load(struct storage *s, struct package_index *ret, struct err 
 	return 0;
 }
 
-/* true when a readable manifest of the index (other than skip) lists key;
- * *shared set when it is one of another app than app. */
+/* true when a manifest of the index lists key; *other_app (may be NULL)
+ * set when one of another app than app does. */
 static bool listed(const struct package_index *x, const char *key, const char *app,
 		   bool *other_app)
 {
 	bool found = false;
 
 	for (size_t i = 0; i < x->n; i++) {
-		if (!x->v[i].ok)
+		if (!strv_contains(&x->v[i].keys, key))
 			continue;
-		for (size_t k = 0; k < x->v[i].info.n_layers; k++) {
-			if (strcmp(x->v[i].info.layers[k].key, key))
-				continue;
-			found = true;
-			if (other_app && app && strcmp(x->v[i].app, app))
-				*other_app = true;
-		}
+		found = true;
+		if (other_app && app && strcmp(x->v[i].app, app))
+			*other_app = true;
 	}
 	return found;
 }
@@ -589,6 +607,8 @@ int package_usage(const struct package_index *x, const char *app, struct app_usa
 			ret->unreadable++;
 			continue;
 		}
+		/* (an unreadable manifest still holds its layers in storage:
+		 * they count with the app whose packages list them readably) */
 		ret->listed += package_size(&x->v[i].info);
 		for (size_t k = 0; k < x->v[i].info.n_layers; k++) {
 			const struct package_layer *l = &x->v[i].info.layers[k];
@@ -649,8 +669,8 @@ int layers_gc(struct storage *s, int64_t grace, struct gc_result *ret, struct er
 	for (size_t i = 0; i < x.n; i++)
 		if (x.v[i].error) {
 			/* what it lists is unknown: keep everything */
-			r = err_set(e, -EBADMSG, "not collecting layers: package %s/%s is unreadable: "
-				    "%s", x.v[i].app, x.v[i].id, x.v[i].error);
+			r = err_set(e, -EBADMSG, "not collecting layers: the manifest of %s/%s is "
+				    "not JSON: %s", x.v[i].app, x.v[i].id, x.v[i].error);
 			package_index_free(&x);
 			return r;
 		}

@@ -10,3 +10,7 @@ tests_unit_test_manifest_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test-manifest
 EXTRA_DIST += docs/cmd/package.man
 dist_man_MANS += docs/upaas-package.5
+
+# Layered packages end to end (deploy, get, missing layers, prune vs build).
+TESTS += tests/integration/layers.sh
+EXTRA_DIST += tests/integration/layers.sh

@@ -114,6 +114,14 @@ uint64_t package_size(const struct package_info *p);
 int package_manifest_parse(struct package_info *ret, const char *text, const char *app,
 			   const char *id, struct err *e);
 
+/*
+ * What a manifest text lists as layers, read leniently (for the collection
+ * of layers: a manifest keeps a key as long as it names it): every string
+ * "key" of "layers" and the "blob" key, whatever else the manifest holds.
+ * -EBADMSG when the text is not a JSON object.
+ */
+int package_manifest_keys(const char *text, struct strv *ret, struct err *e);
+
 /* true for a package id usable as a revision name on a deploy host:
  * [A-Za-z0-9][A-Za-z0-9._-]* (at most 128), not ending in ".tmp" or
  * ".failed" (deploy's names for revisions in the making and failed ones). */
@@ -213,9 +221,10 @@ struct stored_object {
 };
 struct indexed_package {
 	char *app, *id;
-	bool ok;                   /* info was read */
+	struct strv keys;          /* what it lists as layers (package_manifest_keys) */
+	bool ok;                   /* info was read (the strict reader took it) */
 	bool gone;                 /* removed while the index was read */
-	char *error;               /* unreadable: why */
+	char *error;               /* not even keys could be read: why */
 	struct package_info info;
 };
 struct package_index {
@@ -253,7 +262,9 @@ int package_usage(const struct package_index *x, const char *app, struct app_usa
  * app) lists and whose storage mtime is older than grace seconds (a build
  * may have stored it and not have written its manifest yet; a build checks
  * its layers again right before it does). When a manifest cannot be read,
- * what it lists is unknown: nothing is removed (-EBADMSG).
+ * (not even as JSON), what it lists is unknown: nothing is removed
+ * (-EBADMSG). A manifest the strict reader refuses for another reason
+ * still keeps what it lists.
  */
 struct gc_result {
 	struct strv removed;       /* keys */

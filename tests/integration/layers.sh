@@ -1,0 +1,229 @@
+#!/bin/bash
+# tests/integration/layers.sh - layered packages (upaas-package(5)): a
+# package of three layers with whiteouts and an opaque directory, deployed
+# and fetched as one tarball, each equal to the tree it describes; a missing
+# and a corrupt layer fail cleanly and name the layer; prune in the middle
+# of a build never takes a layer the build stored and has not listed yet,
+# and a build whose layer vanished anyway writes no manifest.
+. "$UPAAS_SRCDIR/tests/lib.sh"
+. "$UPAAS_SRCDIR/tests/integration/deploy-lib.sh"
+
+ST=$D_STORAGE
+trap 'rc=$?; d_cleanup_storage; (exit $rc); t_cleanup' EXIT
+
+# tree_of DIR: one line per entry (type, mode, owner, size, digest or
+# target, xattrs), for comparing trees entry by entry
+tree_of() {
+	python3 - "$1" <<'PY'
+import hashlib, os, stat, sys
+root = sys.argv[1]
+out = []
+for d, dirs, files in os.walk(root):
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        rel = os.path.relpath(p, root)
+        extra = ""
+        if stat.S_ISREG(st.st_mode):
+            extra = hashlib.sha256(open(p, "rb").read()).hexdigest()[:16]
+        elif stat.S_ISLNK(st.st_mode):
+            extra = "-> " + os.readlink(p)
+        try:
+            xs = sorted(os.listxattr(p, follow_symlinks=False))
+        except OSError:
+            xs = []
+        size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size
+        out.append(f"{rel} {st.st_mode:o} {st.st_uid}:{st.st_gid} {size} {extra} {' '.join(xs)}")
+print("\n".join(sorted(out)))
+PY
+}
+
+# ----------------------------------------------------- a hand-made package
+# Three layers written by Python's tarfile (pax, sorted as upaas writes
+# them) and zstd: a full root, then two deltas with whiteouts, an opaque
+# directory, a file that becomes a directory and a unicode name; the tree
+# they make is written next to them for comparison.
+APP=$(d_app layers)
+L=$T_ROOT/layers
+mkdir -p "$L" "$ST/layers" "$ST/packages/$APP"
+python3 - "$L" <<'PY' || t_bail "cannot make the layers"
+import io, os, sys, tarfile
+out = sys.argv[1]
+def layer(name, entries):
+    with tarfile.open(f"{out}/{name}.tar", "w", format=tarfile.PAX_FORMAT) as t:
+        for path, kind, data in entries:
+            i = tarfile.TarInfo(path)
+            i.mtime = 1700000000
+            i.uid = i.gid = 1000 if path.startswith("home/app/") else 0
+            if kind == "d":
+                i.type, i.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(i)
+            elif kind == "l":
+                i.type, i.linkname, i.mode = tarfile.SYMTYPE, data, 0o777
+                t.addfile(i)
+            else:
+                b = data.encode()
+                i.size, i.mode = len(b), 0o600 if kind == "x" else 0o644
+                t.addfile(i, io.BytesIO(b))
+layer("0", [
+    ("etc", "d", None), ("etc/keep", "f", "kept\n"), ("etc/gone", "f", "deleted\n"),
+    ("etc/mode", "f", "mode only\n"),
+    ("home", "d", None), ("home/app", "d", None), ("home/app/app.py", "f", "print(1)\n"),
+    ("home/app/f2d", "f", "a file, then a directory\n"),
+    ("home/app/old", "d", None), ("home/app/old/x", "f", "hidden by opaque\n"),
+    ("home/app/tree", "d", None), ("home/app/tree/deep", "d", None),
+    ("home/app/tree/deep/f", "f", "removed with its directory\n"),
+    ("link", "l", "etc/keep"),
+])
+layer("1", [
+    ("etc", "d", None), ("etc/.wh.gone", "f", ""), ("etc/mode", "x", "mode only\n"),
+    ("home/app", "d", None), ("home/app/.wh.tree", "f", ""),
+    ("home/app/app.py", "f", "print(2)\n"),
+    ("home/app/f2d", "d", None), ("home/app/f2d/in", "f", "inside\n"),
+    ("home/app/old", "d", None), ("home/app/old/.wh..wh..opq", "f", ""),
+    ("home/app/old/new", "f", "new\n"),
+    ("link", "l", "etc/mode"),
+])
+layer("2", [
+    ("home/app", "d", None), ("home/app/f2d", "f", "a file again\n"),
+    ("home/app/\u00e9t\u00e9 \u2603.txt", "f", "unicode\n"),
+])
+PY
+for i in 0 1 2; do
+	zstd -q -f --rm "$L/$i.tar" -o "$L/$i.tar.zst"
+	SHA[$i]=$(sha256sum "$L/$i.tar.zst" | cut -c1-64)
+	SIZE[$i]=$(stat -c %s "$L/$i.tar.zst")
+	cp "$L/$i.tar.zst" "$ST/layers/${SHA[$i]}.tar.zst"
+done
+python3 - "$APP" "${SHA[0]}" "${SIZE[0]}" "${SHA[1]}" "${SIZE[1]}" "${SHA[2]}" "${SIZE[2]}" \
+	>"$ST/packages/$APP/p3.json" <<'PY'
+import json, sys
+app = sys.argv[1]
+v = sys.argv[2:]
+layers = [{"sha256": v[2 * i], "size": int(v[2 * i + 1]), "kind": "delta" if i else "full",
+           "key": f"layers/{v[2 * i]}.tar.zst"} for i in range(3)]
+print(json.dumps({"format": 2, "app": app, "id": "p3", "fresh": False, "layers": layers,
+                  "repository": {"url": "test", "commit": "ab" * 20},
+                  "app_home": "/home/app", "uid": 1000, "gid": 1000}, indent=1))
+PY
+# the tree the three layers make, by hand
+W=$T_ROOT/want
+mkdir -p "$W/etc" "$W/home/app/f2d" "$W/home/app/old"
+printf 'kept\n' >"$W/etc/keep"
+printf 'mode only\n' >"$W/etc/mode"
+chmod 600 "$W/etc/mode"
+printf 'print(2)\n' >"$W/home/app/app.py"
+rmdir "$W/home/app/f2d"
+printf 'a file again\n' >"$W/home/app/f2d"
+printf 'new\n' >"$W/home/app/old/new"
+printf 'unicode\n' >"$W/home/app/$(printf '\303\251t\303\251 \342\230\203.txt')"
+ln -s etc/mode "$W/link"
+chown -R 1000:1000 "$W/home/app"
+chown 0:0 "$W/home/app"
+chmod 644 "$W/etc/keep" "$W/home/app/app.py" "$W/home/app/f2d" "$W/home/app/old/new" \
+	"$W/home/app/$(printf '\303\251t\303\251 \342\230\203.txt')"
+WANT=$(tree_of "$W")
+
+set_current "$APP" p3
+t_ok "deploy a package of three layers" "$UPAAS" deploy "$APP"
+t_is "the deployed tree is what the layers make" "$(tree_of "$T_ROOT/srv/$APP/revisions/p3")" "$WANT"
+t_ok "package verify checks every layer" "$UPAAS" package verify "$APP" p3
+t_is "package verify lists three layers" "$(grep -c '^ok ' "$T_ROOT/last.out")" 3
+t_ok "package get writes one tarball" "$UPAAS" package get "$APP" p3 "$T_ROOT/p3.tar.zst"
+mkdir "$T_ROOT/got"
+tar --zstd -xpf "$T_ROOT/p3.tar.zst" -C "$T_ROOT/got" --numeric-owner
+t_is "the tarball holds the same tree" "$(tree_of "$T_ROOT/got")" "$WANT"
+t_is "the tarball has no whiteout" "$(tar --zstd -tf "$T_ROOT/p3.tar.zst" | grep -c '\.wh\.')" 0
+LIST=$("$UPAAS" package list "$APP")
+t_match "package list: three layers, own and total" "$LIST" "p3 .* 3 +[0-9.]+ [KM]iB +[0-9.]+ [KM]iB"
+t_match "storage du: the app's layers, each once" "$("$UPAAS" storage du "$APP")" \
+	"^$APP +1 +3 "
+
+# a missing and a corrupt layer: refused, named, nothing changed
+cp "$ST/packages/$APP/p3.json" "$ST/packages/$APP/p4.json"
+sed -i 's/"p3"/"p4"/' "$ST/packages/$APP/p4.json"
+mv "$ST/layers/${SHA[1]}.tar.zst" "$T_ROOT/aside"
+OUT=$("$UPAAS" deploy --package p4 "$APP" 2>&1)
+t_is "a missing layer fails the deploy" "$?" 1
+t_match "the error names the missing layer" "$OUT" \
+	"layer ${SHA[1]:0:12} \(2 of 3\) of package $APP/p4 .*missing from storage"
+t_is "current untouched" "$(deployed "$APP")" p3
+t_ok "nothing left of p4" test ! -e "$T_ROOT/srv/$APP/revisions/p4.tmp" -a ! -e "$T_ROOT/srv/$APP/revisions/p4"
+cp "$T_ROOT/aside" "$ST/layers/${SHA[1]}.tar.zst"
+printf 'X' | dd of="$ST/layers/${SHA[2]}.tar.zst" bs=1 seek=20 conv=notrunc status=none
+OUT=$("$UPAAS" deploy --package p4 "$APP" 2>&1)
+t_is "a corrupt layer fails the deploy" "$?" 1
+t_match "the error names the corrupt layer" "$OUT" "layer ${SHA[2]:0:12} \(3 of 3\).*corrupt: sha256"
+t_is "current still untouched" "$(deployed "$APP")" p3
+t_fail "package get refuses it too" "$UPAAS" package get "$APP" p4 "$T_ROOT/p4.tar.zst"
+t_ok "and leaves no file" test ! -e "$T_ROOT/p4.tar.zst"
+cp "$L/2.tar.zst" "$ST/layers/${SHA[2]}.tar.zst"
+"$UPAAS" undeploy --purge "$APP" >/dev/null 2>&1
+rm -f "$ST/layers/${SHA[0]}.tar.zst" "$ST/layers/${SHA[1]}.tar.zst" "$ST/layers/${SHA[2]}.tar.zst"
+
+# ------------------------------------------------- prune during a build
+t_image || t_bail "cannot create the base image"
+CFG_EXTRA='interpreters = { shell = { any = { packages = []; }; }; };'
+t_write_config "$CFG_EXTRA"
+APP=$(d_app race)
+SRC=$T_ROOT/src
+mkdir -p "$SRC"
+printf 'interpreter = { type = "shell"; };\nactions = { main = "date >> history"; };\n' \
+	>"$SRC/.upaas.cfg"
+commit_tree "$T_ROOT/repo" "$SRC" one >/dev/null
+ID1=$(make_package "$APP" "$T_ROOT/repo") || t_bail "the first build failed"
+layer_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][-1]["key"])' \
+	"$ST/packages/$APP/$1.json"; }
+K1=$(layer_of "$ID1")
+# an old layer nobody lists: what prune is for
+OLD=layers/$(printf old | sha256sum | cut -c1-64).tar.zst
+printf 'garbage' >"$ST/$OLD"
+touch -d '3 hours ago' "$ST/$OLD"
+
+# paused right before its manifest: its layer is stored, listed nowhere
+echo two >"$SRC/two"
+commit_tree "$T_ROOT/repo" "$SRC" two >/dev/null
+PAUSE=$T_ROOT/paused
+(UPAAS_TEST_PAUSE=build.before-manifest:$PAUSE exec "$UPAAS" build --app "$APP" "$T_ROOT/repo" \
+	>"$T_ROOT/b2.out" 2>"$T_ROOT/b2.err") &
+PID=$!
+for _ in $(seq 600); do [ -e "$PAUSE" ] && break; sleep 0.1; done
+t_ok "the build pauses before its manifest" test -e "$PAUSE"
+NEW=$(cd "$ST" && find layers -name '*.tar.zst' -newer "$ST/$K1" ! -path "$OLD" | head -1)
+t_ok "its layer is stored" test -n "$NEW"
+t_ok "prune --keep 1 meanwhile" "$UPAAS" package prune --keep 1 "$APP"
+t_ok "prune removed the old unlisted layer" test ! -e "$ST/$OLD"
+t_ok "prune kept the parent's layer" test -e "$ST/$K1"
+t_ok "prune kept the layer the build stored and has not listed yet" test -e "$ST/$NEW"
+rm -f "$PAUSE"
+wait $PID
+t_is "the build completes" "$?" 0
+ID2=$(cat "$T_ROOT/b2.out")
+t_is "its manifest lists the layer prune left" "$(layer_of "$ID2")" "$NEW"
+t_ok "the package verifies" "$UPAAS" package verify "$APP" "$ID2"
+
+# a layer that vanishes anyway (a prune without a grace): no manifest
+echo three >"$SRC/three"
+commit_tree "$T_ROOT/repo" "$SRC" three >/dev/null
+(UPAAS_TEST_PAUSE=build.before-manifest:$PAUSE exec "$UPAAS" build --app "$APP" "$T_ROOT/repo" \
+	>"$T_ROOT/b3.out" 2>"$T_ROOT/b3.err") &
+PID=$!
+for _ in $(seq 600); do [ -e "$PAUSE" ] && break; sleep 0.1; done
+t_write_config "$CFG_EXTRA
+apps = { layer_grace = 0; };"
+t_ok "prune with no grace meanwhile" "$UPAAS" package prune "$APP"
+t_write_config "$CFG_EXTRA"
+rm -f "$PAUSE"
+wait $PID
+t_is "the build fails" "$?" 1
+t_match "it names the missing layer" "$(cat "$T_ROOT/b3.err")" \
+	"before writing the manifest: layer [0-9a-f]{12} .*missing from storage"
+t_is "it wrote no manifest" "$(ls "$ST/packages/$APP" | grep -c json)" 2
+t_is "current still names the last good package" "$(stored_current "$APP")" "$ID2"
+t_ok "the next build works" make_package "$APP" "$T_ROOT/repo"
+t_is "no mount left" "$(t_mounts_below "$T_ROOT")" ""
+
+for id in $(ls "$ST/packages/$APP" | sed -n 's/\.json$//p'); do
+	rm -f "$ST/$(layer_of "$id")"
+done
+t_done
