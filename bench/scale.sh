@@ -32,6 +32,7 @@ SCALE_MB=${SCALE_MB:-1024}
 SCALE_FILES=${SCALE_FILES:-100000}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 2; }
 command -v "$UPAAS" >/dev/null || { echo "no upaas binary '$UPAAS'" >&2; exit 2; }
+command -v rsync >/dev/null || apt-get install -y -qq rsync >/dev/null
 UPAAS=$(command -v "$UPAAS")
 
 rm -rf "$B/storage" "$B/src" "$B/srv" "$B/work" "$B/state" "$B/rsync"
@@ -218,16 +219,14 @@ for app in ("flask", "big", "many"):
           f" {of[0]:7.2f} {mib(of[1]):8.2f} {of[2]:8.2f} {mib(of[3]):7.2f} | {rs:6.2f}")
 fb, ff = roots["flask"]
 print()
-print("growth over flask (the extra root's cost), per GB of root and per 10k files:")
-for app in ("big", "many"):
+print("growth over flask: the extra cost per GB of root (big) and per 10k files (many):")
+for app, unit in (("big", "GB"), ("many", "10k files")):
     b, f = roots[app]
-    gb = (b - fb) / 1e9
-    tk = (f - ff) / 1e4
+    size = (b - fb) / 1e9 if app == "big" else (f - ff) / 1e4
     for label in ("nochange", "onefile"):
-        db = med(app, label, 2) - med("flask", label, 2)
-        dd = med(app, label, 4) - med("flask", label, 4)
-        print(f"  {app:5} {label:9} build {db / gb:+7.2f} s/GB {db / tk:+7.3f} s/10k files,"
-              f" deploy {dd / gb:+7.2f} s/GB {dd / tk:+7.3f} s/10k files")
+        cols = [(med(app, label, c) - med("flask", label, c)) / size for c in (2, 3, 4, 5)]
+        print(f"  {app:5} {label:9} build {cols[0]:+7.2f} s, up {mib(cols[1]):+9.2f} MiB,"
+              f" deploy {cols[2]:+7.2f} s, down {mib(cols[3]):+9.2f} MiB per {unit}")
 print()
 for app in ("flask", "big", "many"):
     of_up, of_dep, of_dn = med(app, "onefile", 3), med(app, "onefile", 4), med(app, "onefile", 5)

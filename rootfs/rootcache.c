@@ -191,32 +191,84 @@ static int chain_resolve(const char *roots, const char *sha, struct strv *out)
 	}
 }
 
-/* Fetches and verifies the blob, unpacks it into tmp/root and publishes
- * that as final; the caller holds the lock and removes tmp. */
+/* Hashes fd to its end (at most max + 1 bytes are read). */
+static int hash_fd(int fd, uint64_t max, char hex[65], uint64_t *ret_size)
+{
+	_cleanup_free_ char *block = xmalloc(1u << 20);
+	struct sha256 h;
+	uint64_t n = 0;
+	int r = sha256_init(&h);
+
+	if (r < 0)
+		return r;
+	for (;;) {
+		ssize_t k = read(fd, block, 1u << 20);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			r = -errno;
+			sha256_free(&h);
+			return r;
+		}
+		if (k == 0)
+			break;
+		sha256_update(&h, block, (size_t)k);
+		n += (uint64_t)k;
+		if (n > max)
+			break;
+	}
+	sha256_final(&h, hex);
+	*ret_size = n;
+	return 0;
+}
+
+/*
+ * Fetches and verifies the blob, unpacks it into tmp/root and publishes
+ * that as final; the caller holds the lock and removes tmp. Local storage
+ * is read in place (hashed, then hashed again while it is unpacked); other
+ * storage is downloaded into tmp first.
+ */
 static int rootcache_fill(struct storage *s, const char *roots, const char *tmp,
 			  const char *key, const char *sha256, uint64_t size, const char *final,
 			  struct err *e)
 {
 	_cleanup_free_ char *blob = path_join(tmp, "blob"), *tree = path_join(tmp, "root");
 	_cleanup_free_ char *sizefile = NULL, *txt = NULL;
+	_cleanup_close_ int fd = -1;
 	struct progress prog = { 0 };
 	char hex[65];
 	uint64_t got = 0;
 	int dfd, r;
 
-	r = storage_get_file(s, key, blob, hex, &got, e);
-	if (r < 0)
-		return err_prefix(e, "fetching '%s'", key);
+	if (storage_caps(s) & STORAGE_CAP_FD) {
+		fd = storage_open_fd(s, key, e);
+		if (fd < 0)
+			return err_prefix(e, "fetching '%s'", key);
+		r = hash_fd(fd, size ? size : UINT64_MAX - 1, hex, &got);
+		if (r < 0)
+			return err_set_errno(e, r, "cannot read '%s'", key);
+		if (lseek(fd, 0, SEEK_SET) < 0)
+			return err_set_errno(e, -errno, "cannot read '%s'", key);
+	} else {
+		r = storage_get_file(s, key, blob, hex, &got, e);
+		if (r < 0)
+			return err_prefix(e, "fetching '%s'", key);
+		fd = open(blob, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return err_set_errno(e, -errno, "cannot open '%s'", blob);
+		unlink(blob);
+	}
 	if (strcmp(hex, sha256) || (size && got != size))
 		return err_set(e, -EBADMSG,
 			       "'%s' is corrupt: sha256 %s, %llu bytes; the manifest says %s, %llu bytes",
 			       key, hex, (unsigned long long)got, sha256, (unsigned long long)size);
+	struct unpack_opts uo = { .mode = UNPACK_PLAIN, .name = key, .sha256 = sha256,
+				  .size = got, .progress = &prog };
 	progress_begin(&prog, "unpacking", got);
-	r = unpack_file(blob, tree, true, &prog, e);
+	r = unpack_fd(fd, tree, &uo, NULL, e);
 	progress_end(&prog);
 	if (r < 0)
 		return r;
-	unlink(blob);
 
 	dfd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	sizefile = xasprintf("%s/%s.size", roots, sha256);

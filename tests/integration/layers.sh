@@ -159,6 +159,36 @@ t_fail "package get refuses it too" "$UPAAS" package get "$APP" p4 "$T_ROOT/p4.t
 t_ok "and leaves no file" test ! -e "$T_ROOT/p4.tar.zst"
 cp "$L/2.tar.zst" "$ST/layers/${SHA[2]}.tar.zst"
 "$UPAAS" undeploy --purge "$APP" >/dev/null 2>&1
+
+# the same through the http handler: each layer streamed into a private
+# temporary file, verified, bounded by its size, then extracted
+python3 -u -m http.server --bind 127.0.0.1 --directory "$ST" 0 >"$T_ROOT/http.log" 2>&1 &
+HPID=$!
+trap 'rc=$?; kill $HPID 2>/dev/null; d_cleanup_storage; (exit $rc); t_cleanup' EXIT
+for _ in $(seq 100); do
+	PORT=$(sed -n 's/.*Serving HTTP on [0-9.]* port \([0-9]*\).*/\1/p' "$T_ROOT/http.log")
+	[ -n "$PORT" ] && break
+	sleep 0.1
+done
+sed '/^storage = {/,/^};/d' "$T_CFG" >"$T_ROOT/http.cfg"
+printf 'storage = { handler = "http"; url = "http://127.0.0.1:%s/"; timeout = 10; };\n' \
+	"$PORT" >>"$T_ROOT/http.cfg"
+H() { UPAAS_CONFIG=$T_ROOT/http.cfg "$UPAAS" "$@"; }
+t_ok "deploy the three layers over http" H deploy --package p3 "$APP"
+t_is "the same tree" "$(tree_of "$T_ROOT/srv/$APP/revisions/p3")" "$WANT"
+t_is "no temporary file left" "$(find "$T_ROOT/srv/$APP" -maxdepth 1 -name '.*layer*')" ""
+printf 'X' | dd of="$ST/layers/${SHA[1]}.tar.zst" bs=1 seek=20 conv=notrunc status=none
+OUT=$(H deploy --package p4 "$APP" 2>&1)
+t_match "a corrupt layer over http: refused, named" "$OUT" "layer ${SHA[1]:0:12} \(2 of 3\).*corrupt"
+printf 'more' >>"$ST/layers/${SHA[2]}.tar.zst"
+cp "$L/1.tar.zst" "$ST/layers/${SHA[1]}.tar.zst"
+OUT=$(H deploy --package p4 "$APP" 2>&1)
+t_match "a layer longer than its size: refused" "$OUT" \
+	"layer ${SHA[2]:0:12} .*corrupt: larger than the ${SIZE[2]} bytes"
+kill $HPID 2>/dev/null
+wait $HPID 2>/dev/null
+trap 'rc=$?; d_cleanup_storage; (exit $rc); t_cleanup' EXIT
+"$UPAAS" undeploy --purge "$APP" >/dev/null 2>&1
 rm -f "$ST/layers/${SHA[0]}.tar.zst" "$ST/layers/${SHA[1]}.tar.zst" "$ST/layers/${SHA[2]}.tar.zst"
 
 # ------------------------------------------------- prune during a build
