@@ -66,6 +66,7 @@ struct pack_ctx {
 	sink_fn sink;
 	void *sink_data;
 	struct sha256 hash;
+	bool discard;           /* failed: what libarchive flushes goes nowhere */
 	uint64_t size;
 	uint64_t entries;
 	uint64_t whiteouts;
@@ -88,6 +89,8 @@ static ssize_t pack_write_cb(struct archive *a, void *data, const void *p, size_
 	struct pack_ctx *x = data;
 	int r;
 
+	if (x->discard)
+		return (ssize_t)n;
 	sha256_update(&x->hash, p, n);
 	r = x->sink(x->sink_data, p, n);
 	if (r < 0) {
@@ -745,8 +748,11 @@ static int pack_run(const char *root, const char *lower, bool layer, const struc
 			r = pack_fail(&x, "closing archive after");
 	}
 	if (r < 0) {
-		/* A failed archive must not flush into the sink on free. */
-		archive_write_fail(a);
+		/* A failed archive must not flush into the sink: what closing
+		 * it flushes is dropped (archive_write_fail() would leave
+		 * libarchive's output buffer behind, before 3.7) */
+		x.discard = true;
+		archive_write_close(a);
 	}
 	archive_write_free(TAKE_PTR(a));
 	archive_entry_linkresolver_free(x.lr);
