@@ -36,6 +36,7 @@
 
 #include "common/common.h"
 #include "config/config.h"
+#include "sandbox/sandbox.h"
 
 enum step_status {
 	STEP_NOT_RUN,
@@ -122,5 +123,12 @@ void actions_env(const struct actions_ctx *ctx, bool as_app, struct strv *env);
 
 /* Checks a metadata file path: absolute, no "." / ".." / empty component. */
 bool actions_file_path_ok(const char *path);
+
+/*
+ * The sandbox policy of the admin config (sandbox.*, limits.*), for every
+ * caller of sandbox_run(): build steps, `upaas image run`, deploy hooks and
+ * `upaas exec`. Points into c, which must outlive it.
+ */
+void actions_sandbox_policy(const struct config *c, struct sandbox_policy *ret);
 
 #endif

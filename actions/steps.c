@@ -186,18 +186,24 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	}
 	sb.binds = binds;
 	sb.n_binds = n_binds;
-	sb.rlimit_nofile = c->limits.nofile;
-	sb.rlimit_nproc = c->limits.nproc;
-	sb.rlimit_as = c->limits.memory;
-	sb.rlimit_fsize = c->limits.fsize;
-	/* the process limit is for what the app runs (a fork bomb); apt and
-	 * the admin's commands run as root, which RLIMIT_NPROC does not bind */
+	/* the build's user namespace (root inside is the range's first id),
+	 * the limits, the filter */
+	struct sandbox_policy pol;
+	actions_sandbox_policy(c, &pol);
+	sandbox_apply_policy(&sb, &pol);
+	/* RLIMIT_NPROC is for what the app runs; the cgroup's pids limit
+	 * binds every step */
 	if (!rn->as_app)
 		sb.rlimit_nproc = 0;
 
 	blog(x, "--- %s: %s", sname, what);
 	r = sandbox_run(&sb, e);
 	sandbox_free(&sb);
+	struct sandbox_timing st;
+	sandbox_last_timing(&st);
+	if (st.total_us)
+		blog(x, "--- %s: sandbox setup %.1f ms (of which waiting for the network %.1f ms)",
+		     sname, (double)st.total_us / 1000.0, (double)st.network_us / 1000.0);
 	if (r < 0) {
 		x->steps[rn->step].exit_status = r;
 		if (r == -ETIMEDOUT && e->code) {
@@ -445,35 +451,35 @@ static int step_checkout(struct run *rn, struct err *e)
 	return run_argv(rn, &argv, "setting up .git (keep_git)", e);
 }
 
-static const char write_file_sh[] =
-	"mkdir -p -- \"$(dirname -- \"$1\")\"\n"
-	"cat > \"$1\"\n";
-
+/*
+ * files: written by upaas from the host side (sandbox_write_file()), never
+ * by a program of the tree: an earlier entry may have replaced any of them
+ * (/bin/sh, dirname). A file under the app's home belongs to the app user,
+ * any other to root (inside ids); missing directories too.
+ */
 static int step_files(struct run *rn, struct err *e)
 {
 	struct actions_ctx *x = rn->x;
+	const struct config *c = x->cfg;
 	const struct kvlist *files = &x->meta->files;
 	if (files->n == 0)
 		return 1;
+	struct sandbox_policy pol;
+	struct sandbox_range ids;
+	actions_sandbox_policy(c, &pol);
+	sandbox_range_get(&pol, &ids);
+	size_t hl = strlen(c->apps.home);
 	for (size_t i = 0; i < files->n; i++) {
 		const char *path = files->v[i].key, *val = files->v[i].val;
-		int fd = stdin_file(x, val, strlen(val), e);
-		if (fd < 0)
-			return fd;
-		struct strv argv = STRV_INIT;
-		_cleanup_buf_ struct buf what = BUF_INIT;
-		strv_push(&argv, "/bin/sh");
-		strv_push(&argv, "-ec");
-		strv_push(&argv, write_file_sh);
-		strv_push(&argv, "sh");
-		strv_push(&argv, path);
-		buf_addf(&what, "writing '%s'", path);
-		rn->stdin_fd = fd;
-		int r = run_argv(rn, &argv, what.p, e);
-		rn->stdin_fd = -1;
-		close(fd);
-		if (r < 0)
-			return r;
+		bool app = !strncmp(path, c->apps.home, hl) && path[hl] == '/';
+		uid_t uid = ids.uid_base + (app ? (uid_t)c->apps.uid : 0);
+		gid_t gid = ids.gid_base + (app ? (gid_t)c->apps.gid : 0);
+		blog(x, "--- files: writing '%s' (%s)", path, app ? c->apps.user : "root");
+		int r = sandbox_write_file(x->root, path, val, strlen(val), 0644, uid, gid, e);
+		if (r < 0) {
+			x->steps[rn->step].exit_status = r;
+			return err_prefix(e, "step 'files' failed");
+		}
 	}
 	return 0;
 }
@@ -508,6 +514,24 @@ static const struct step_def step_defs[STEP__COUNT] = {
 	{ .step = STEP_AFTER,       .network = true,  .as_app = true,  .run = step_action },
 	{ .step = STEP_FINALIZE,    .network = false, .as_app = false, .run = step_action },
 };
+
+void actions_sandbox_policy(const struct config *c, struct sandbox_policy *ret)
+{
+	*ret = (struct sandbox_policy){
+		.user = c->sandbox.user,
+		.uid_base = c->sandbox.uid_base,
+		.gid_base = c->sandbox.gid_base,
+		.seccomp_deny = &c->sandbox.seccomp_deny,
+		.pasta = c->sandbox.pasta,
+		.pids = c->limits.pids,
+		.memory = c->limits.memory,
+		.cpu_weight = c->limits.cpu_weight,
+		.nofile = c->limits.nofile,
+		.nproc = c->limits.nproc,
+		.address_space = c->limits.address_space,
+		.fsize = c->limits.fsize,
+	};
+}
 
 const struct step_def *actions_step_def(enum step s)
 {

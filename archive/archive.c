@@ -21,6 +21,7 @@
 #include <sys/xattr.h>
 
 #include "archive/archive.h"
+#include "archive/archive-int.h"
 
 #define PACK_READ_BUF (1u << 20)        /* file data is read in 1 MiB chunks */
 #define PACK_BLOCK (1u << 20)           /* libarchive output block */
@@ -134,6 +135,67 @@ static bool pack_excluded(const struct pack_ctx *x, const char *rel)
 	return false;
 }
 
+/*
+ * File capabilities (security.capability): v2 is 20 bytes (magic_etc, then
+ * permitted/inheritable twice), v3 adds the root id of the user namespace
+ * the capability is for. A capability of a shifted tree's root is a v3 one
+ * with the offset as its root id; unshifted, it is a v2 one (the host's
+ * root). Returns the new length (0: leave the value alone), or -EINVAL for
+ * a v3 root id that does not shift.
+ */
+#define CAP_V2_SIZE 20
+#define CAP_REVISION_MASK 0xff000000u
+#define CAP_REVISION_2 0x02000000u
+#define CAP_REVISION_3 0x03000000u
+
+static uint32_t le32_get(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void le32_put(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+/* Shifted to unshifted (pack): v3 with root id offset+r -> r (v2 for 0). */
+static int cap_unshift(unsigned char *v, size_t len, uint32_t offset)
+{
+	if (len != CAP_V3_SIZE || (le32_get(v) & CAP_REVISION_MASK) != CAP_REVISION_3)
+		return 0;
+	uint32_t root = le32_get(v + CAP_V2_SIZE);
+	if (root < offset || root - offset >= ARCHIVE_ID_RANGE)
+		return -EINVAL;
+	if (root == offset) {
+		le32_put(v, (le32_get(v) & ~CAP_REVISION_MASK) | CAP_REVISION_2);
+		return CAP_V2_SIZE;
+	}
+	le32_put(v + CAP_V2_SIZE, root - offset);
+	return CAP_V3_SIZE;
+}
+
+/* Unshifted to shifted (unpack): v2 -> v3 with root id offset; v3 r -> offset+r. */
+int archive_cap_shift(unsigned char *v, size_t len, uint32_t offset)
+{
+	uint32_t rev = len >= 4 ? le32_get(v) & CAP_REVISION_MASK : 0;
+	if (len == CAP_V2_SIZE && rev == CAP_REVISION_2) {
+		le32_put(v, (le32_get(v) & ~CAP_REVISION_MASK) | CAP_REVISION_3);
+		le32_put(v + CAP_V2_SIZE, offset);
+		return CAP_V3_SIZE;
+	}
+	if (len == CAP_V3_SIZE && rev == CAP_REVISION_3) {
+		uint32_t root = le32_get(v + CAP_V2_SIZE);
+		if (root >= ARCHIVE_ID_RANGE)
+			return -EINVAL;
+		le32_put(v + CAP_V2_SIZE, root + offset);
+		return CAP_V3_SIZE;
+	}
+	return 0;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -221,6 +283,16 @@ static int xattrs_read(struct pack_ctx *x, int fd, const char *path, struct buf 
 			if (ovl)
 				*ovl |= ovl_flag(names.v[i], val, vl);
 			continue;
+		}
+		/* a shifted tree's capabilities are for the sandbox's namespace */
+		if (x->o->uid_offset && !strcmp(names.v[i], "security.capability")) {
+			int nl = cap_unshift((unsigned char *)val, (size_t)vl, x->o->uid_offset);
+			if (nl < 0)
+				return err_set(x->e, -EINVAL, "packing '%s': the file capabilities of '%s' "
+					       "are for a user namespace outside the sandbox's ids",
+					       x->root, x->rel.p);
+			if (nl > 0)
+				vl = nl;
 		}
 		len = (uint64_t)vl;
 		if (buf_add(out, names.v[i], strlen(names.v[i]) + 1) < 0 ||
@@ -484,11 +556,25 @@ static int pack_one(struct pack_ctx *x, int dfd, int lfd, const char *name, unsi
 			       "with '" WHITEOUT_PREFIX "' are reserved for whiteouts in a layer",
 			       x->root, x->rel.p);
 
+	/* a shifted tree holds the ids inside; anything else in it was made
+	 * by someone who should not have (or a first-edition root) */
+	uid_t uid = st.st_uid;
+	gid_t gid = st.st_gid;
+	if (x->o->uid_offset || x->o->gid_offset) {
+		if (uid - x->o->uid_offset >= ARCHIVE_ID_RANGE || uid < x->o->uid_offset ||
+		    gid - x->o->gid_offset >= ARCHIVE_ID_RANGE || gid < x->o->gid_offset)
+			return err_set(x->e, -EPERM, "packing '%s': '%s' is owned by %u:%u, outside the "
+				       "sandbox's ids (%u:%u and the %u after them)", x->root, x->rel.p,
+				       (unsigned)uid, (unsigned)gid, x->o->uid_offset,
+				       x->o->gid_offset, ARCHIVE_ID_RANGE - 1);
+		uid -= x->o->uid_offset;
+		gid -= x->o->gid_offset;
+	}
 	archive_entry_clear(ae);
 	archive_entry_set_pathname(ae, x->rel.p);
 	archive_entry_set_mode(ae, st.st_mode);
-	archive_entry_set_uid(ae, st.st_uid);
-	archive_entry_set_gid(ae, st.st_gid);
+	archive_entry_set_uid(ae, uid);
+	archive_entry_set_gid(ae, gid);
 	mtime = st.st_mtim.tv_sec;
 	if (x->o->mtime_clamp >= 0 && mtime > x->o->mtime_clamp)
 		mtime = x->o->mtime_clamp;

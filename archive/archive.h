@@ -21,8 +21,9 @@
  * computing the sha256 of the compressed stream on the way (one pass).
  * Entries are depth first, the names of a directory in byte order; mtimes
  * above mtime_clamp are clamped to it (mtime_clamp < 0: no clamping); no
- * atime or ctime; owners by number only. Ownership, modes, xattrs (file
- * capabilities), hard links and device nodes are kept; sockets are not.
+ * atime or ctime; owners by number only (shifted back by the offsets).
+ * Ownership, modes, xattrs (file capabilities), hard links and device nodes
+ * are kept; sockets are not.
  * exclude: patterns relative to root, such as "proc", "dev/" "*" or
  * "var/lib/apt/lists/" "*": "dir" excludes dir and everything below;
  * "dir/" followed by "*" keeps dir itself and excludes its contents.
@@ -36,7 +37,17 @@ struct pack_opts {
 	const char *const *exclude;  /* NULL-terminated, may be NULL */
 	struct progress *progress;   /* may be NULL */
 	bool layer;              /* a full layer (see above) */
+	/* A tree owned by the sandbox's range (a build's root): the archive
+	 * holds the ids inside, host id - offset; an owner outside
+	 * [offset, offset + ARCHIVE_ID_RANGE) is an error naming the file,
+	 * and file capabilities for the sandbox's namespace become the host's
+	 * root's again. 0: ids as they are. */
+	uint32_t uid_offset;
+	uint32_t gid_offset;
 };
+
+/* How many ids a shifted tree holds (the sandbox's range: 0..65535). */
+#define ARCHIVE_ID_RANGE 65536u
 struct pack_result {
 	char sha256[65];
 	uint64_t size;           /* compressed bytes */
@@ -83,9 +94,35 @@ int pack_layer(const char *upper, const char *lower, const struct pack_opts *o, 
  */
 enum unpack_mode { UNPACK_PLAIN, UNPACK_UPPER, UNPACK_APPLY };
 
+/*
+ * What an extraction keeps of a tree from outside (deploy): unless
+ * privileged, setuid and setgid bits are cleared, device nodes (character,
+ * block) are not created, and the trusted.* and security.* xattrs are
+ * dropped (file capabilities are security.capability) except the names of
+ * allow_xattrs (exact, or a prefix ending in '*').
+ */
+struct unpack_policy {
+	bool privileged;                  /* keep everything */
+	const struct strv *allow_xattrs;  /* may be NULL */
+};
+struct unpack_dropped {
+	uint64_t setid;                   /* entries that lost setuid/setgid */
+	uint64_t caps;                    /* file capabilities dropped */
+	uint64_t xattrs;                  /* other trusted.* / security.* dropped */
+	uint64_t devices;                 /* device nodes not created */
+};
+
 struct unpack_opts {
 	enum unpack_mode mode;
 	const char *name;            /* the archive in messages; NULL: dest */
+	const struct unpack_policy *policy;   /* NULL: every entry as it is */
+	/* A root for the sandbox (the root cache): every owner is shifted
+	 * into the sandbox's range, host id = id + offset (an id of
+	 * ARCHIVE_ID_RANGE or more is an error naming the entry), dest itself
+	 * then belongs to the offsets (root inside), and file capabilities of
+	 * the host's root become those of root inside. 0: ids as they are. */
+	uint32_t uid_offset;
+	uint32_t gid_offset;
 	/* Verification of the compressed stream while it is read: with sha256
 	 * set, reading stops (-EBADMSG) past size bytes, and after the last
 	 * entry the stream must have exactly size bytes and this sha256
@@ -98,6 +135,7 @@ struct unpack_opts {
 struct unpack_result {
 	uint64_t entries;
 	uint64_t bytes;              /* compressed bytes read */
+	struct unpack_dropped dropped;   /* what the policy took out */
 };
 
 /*
@@ -124,6 +162,13 @@ int unpack_fd(int fd, const char *dest, const struct unpack_opts *o, struct unpa
  */
 int unpack_file(const char *archive, const char *dest, bool secure, struct progress *progress,
 		struct err *e);
+/* The same with the ids shifted (unpack_opts.uid_offset, gid_offset). */
+int unpack_file_shifted(const char *archive, const char *dest, uint32_t uid_offset,
+			uint32_t gid_offset, struct progress *progress, struct err *e);
+/* The same with a policy; ret_dropped (may be NULL) counts what it took. */
+int unpack_file_policy(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, struct progress *progress,
+		       struct unpack_dropped *ret_dropped, struct err *e);
 
 /*
  * Packs root into out (a storage upload from storage_upload_sink(), or any

@@ -41,6 +41,7 @@
 #include <sys/xattr.h>
 
 #include "archive/archive.h"
+#include "archive/archive-int.h"
 
 #define READ_BLOCK (1u << 20)
 #define MAX_DEPTH 256
@@ -125,6 +126,7 @@ struct xctx {
 	struct archive *a;
 	char *block;
 	struct err *e;
+	struct unpack_dropped dropped;
 	/* the compressed stream */
 	int fd;
 	struct sha256 hash;
@@ -473,6 +475,24 @@ static bool overlay_xattr(const char *name)
 	return !strncmp(name, "trusted.overlay.", 16) || !strncmp(name, "user.overlay.", 13);
 }
 
+/* true when an xattr name is one the policy lets through: anything but
+ * trusted.* and security.*, and of those the names (or "prefix*") the
+ * admin allows. security.capability is a file capability. */
+static bool xattr_allowed(const struct unpack_policy *pol, const char *name)
+{
+	if (!pol || pol->privileged)
+		return true;
+	if (strncmp(name, "trusted.", 8) && strncmp(name, "security.", 9))
+		return true;
+	for (size_t i = 0; pol->allow_xattrs && i < pol->allow_xattrs->n; i++) {
+		const char *a = pol->allow_xattrs->v[i];
+		size_t n = strlen(a);
+		if (n && a[n - 1] == '*' ? !strncmp(name, a, n - 1) : !strcmp(name, a))
+			return true;
+	}
+	return false;
+}
+
 /* Sets the xattrs of the entry on fd, or on name below dfd when fd < 0. */
 static int set_xattrs(struct xctx *x, struct archive_entry *ae, int fd, int dfd,
 		      const char *name)
@@ -484,10 +504,30 @@ static int set_xattrs(struct xctx *x, struct archive_entry *ae, int fd, int dfd,
 	if (archive_entry_xattr_reset(ae) == 0)
 		return 0;
 	while (archive_entry_xattr_next(ae, &xn, &xv, &xs) == ARCHIVE_OK) {
+		unsigned char cap[CAP_V3_SIZE];
 		int r;
 
 		if (!xn || !*xn || overlay_xattr(xn))
 			continue;
+		if (!xattr_allowed(x->o->policy, xn)) {
+			if (!strcmp(xn, "security.capability"))
+				x->dropped.caps++;
+			else
+				x->dropped.xattrs++;
+			continue;
+		}
+		/* a shifted tree's capabilities are for the sandbox's namespace */
+		if (x->o->uid_offset && !strcmp(xn, "security.capability") && xs <= sizeof(cap)) {
+			memcpy(cap, xv, xs);
+			int nl = archive_cap_shift(cap, xs, x->o->uid_offset);
+			if (nl < 0)
+				return xfail(x, -EPERM, "has file capabilities for a user namespace "
+					     "beyond the sandbox's ids");
+			if (nl > 0) {
+				xv = cap;
+				xs = (size_t)nl;
+			}
+		}
 		if (fd >= 0) {
 			r = fsetxattr(fd, xn, xv, xs, 0);
 		} else {
@@ -774,10 +814,39 @@ static int do_whiteout(struct xctx *x, int dfd, const char *base)
 	return r < 0 ? xfail_errno(x, r, "cannot delete its target") : 0;
 }
 
+/* The owner of the entry shifted into the sandbox's range, and what the
+ * policy takes: 1 when the entry is not created at all (a device node). */
+static int entry_adjust(struct xctx *x, struct archive_entry *ae)
+{
+	const struct unpack_policy *pol = x->o->policy;
+	mode_t type = archive_entry_filetype(ae);
+
+	if (x->o->uid_offset || x->o->gid_offset) {
+		int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
+		if (uid < 0 || uid >= ARCHIVE_ID_RANGE || gid < 0 || gid >= ARCHIVE_ID_RANGE)
+			return xfail(x, -EPERM, "is owned by %lld:%lld, beyond the sandbox's %u ids",
+				     (long long)uid, (long long)gid, ARCHIVE_ID_RANGE);
+		archive_entry_set_uid(ae, uid + x->o->uid_offset);
+		archive_entry_set_gid(ae, gid + x->o->gid_offset);
+	}
+	if (!pol || pol->privileged)
+		return 0;
+	if (type == AE_IFCHR || type == AE_IFBLK) {
+		x->dropped.devices++;
+		return 1;
+	}
+	mode_t perm = archive_entry_perm(ae);
+	if (perm & (S_ISUID | S_ISGID)) {
+		archive_entry_set_perm(ae, perm & ~(mode_t)(S_ISUID | S_ISGID));
+		x->dropped.setid++;
+	}
+	return 0;
+}
+
 static int do_entry(struct xctx *x, struct archive_entry *ae)
 {
 	const char *base, *hl = archive_entry_hardlink(ae);
-	mode_t mode = archive_entry_mode(ae);
+	mode_t mode;
 	int dfd, r;
 
 	r = clean_path(x, archive_entry_pathname(ae) ?: "", false, &x->path);
@@ -792,6 +861,9 @@ static int do_entry(struct xctx *x, struct archive_entry *ae)
 		return do_whiteout(x, dfd, base);
 	if (hl)
 		return do_hardlink(x, hl, dfd, base);
+	if ((r = entry_adjust(x, ae)) != 0)
+		return r < 0 ? r : 0;
+	mode = archive_entry_mode(ae);
 	switch (mode & S_IFMT) {
 	case S_IFREG:
 		return do_file(x, ae, dfd, base);
@@ -869,6 +941,13 @@ int unpack_fd(int fd, const char *dest, const struct unpack_opts *o, struct unpa
 	x.dev = st.st_dev;
 	x.euid = geteuid();
 	x.egid = getegid();
+	/* the root of a shifted tree is root's inside */
+	if ((o->uid_offset || o->gid_offset) &&
+	    fchown(x.rootfd, o->uid_offset, o->gid_offset) < 0) {
+		r = err_set_errno(e, -errno, "cannot chown '%s'", dest);
+		close(x.rootfd);
+		return r;
+	}
 	x.stack[0] = (struct xdir){ .fd = x.rootfd, .end = 0 };
 	if (o->sha256) {
 		if ((r = sha256_init(&x.hash)) < 0) {
@@ -934,7 +1013,8 @@ out:
 	buf_free(&x.cur);
 	buf_free(&x.path);
 	if (r >= 0 && ret)
-		*ret = (struct unpack_result){ .entries = x.entries, .bytes = x.read };
+		*ret = (struct unpack_result){ .entries = x.entries, .bytes = x.read,
+					       .dropped = x.dropped };
 	return r < 0 ? r : 0;
 }
 
@@ -948,4 +1028,35 @@ int unpack_file(const char *archive, const char *dest, bool secure, struct progr
 	if (fd < 0)
 		return err_set_errno(e, -errno, "cannot open '%s'", archive);
 	return unpack_fd(fd, dest, &o, NULL, e);
+}
+
+int unpack_file_shifted(const char *archive, const char *dest, uint32_t uid_offset,
+			uint32_t gid_offset, struct progress *progress, struct err *e)
+{
+	struct unpack_opts o = { .mode = UNPACK_PLAIN, .name = archive, .progress = progress,
+				 .uid_offset = uid_offset, .gid_offset = gid_offset };
+	_cleanup_close_ int fd = open(archive, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0)
+		return err_set_errno(e, -errno, "cannot open '%s'", archive);
+	return unpack_fd(fd, dest, &o, NULL, e);
+}
+
+int unpack_file_policy(const char *archive, const char *dest, bool secure,
+		       const struct unpack_policy *pol, struct progress *progress,
+		       struct unpack_dropped *ret_dropped, struct err *e)
+{
+	struct unpack_opts o = { .mode = UNPACK_PLAIN, .name = archive, .progress = progress,
+				 .policy = pol };
+	struct unpack_result res;
+	_cleanup_close_ int fd = open(archive, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int r;
+
+	(void)secure;
+	if (fd < 0)
+		return err_set_errno(e, -errno, "cannot open '%s'", archive);
+	r = unpack_fd(fd, dest, &o, &res, e);
+	if (r >= 0 && ret_dropped)
+		*ret_dropped = res.dropped;
+	return r;
 }

@@ -1,5 +1,6 @@
 # archive/: pack a tree (zstd pax tar), unpack one safely (libarchive).
-libupaas_a_SOURCES += archive/archive.h archive/archive.c archive/extract.c
+libupaas_a_SOURCES += archive/archive.h archive/archive-int.h archive/archive.c \
+	archive/extract.c
 
 check_PROGRAMS += tests/unit/test-archive
 tests_unit_test_archive_SOURCES = tests/unit/test-archive.c

@@ -16,10 +16,14 @@ int git_source_app(const char *source, struct buf *ret_app, struct err *e);
 /*
  * Creates (git clone --mirror) or updates (git fetch --prune) the app's
  * mirror under a per-app flock; with update_head, HEAD follows the remote's
- * default branch. ret_mirror receives the mirror's path.
+ * default branch. ret_mirror receives the mirror's path. url carries no
+ * credentials: user and pass (may be NULL) reach git through an askpass
+ * (common/askpass.c), never its argv, its environment or the mirror's
+ * config.
  */
 int git_mirror_update(const struct config *c, const char *app, const char *url,
-		      bool update_head, int log_fd, struct buf *ret_mirror, struct err *e);
+		      const char *user, const char *pass, bool update_head, int log_fd,
+		      struct buf *ret_mirror, struct err *e);
 /* Resolves ref (NULL: HEAD, the default branch) to a commit id; ret_refname
  * receives the full ref name when there is one (else the ref as given). */
 int git_resolve(const char *mirror, const char *ref, struct buf *ret_commit,

@@ -10,7 +10,14 @@
  *   pack       what packing excludes is deleted in the overlay (so the
  *              merged view is what gets packed), then pack_tree() streamed
  *              into the storage upload of the blob
- *   publish    manifest, then apps/<app>/current, then the log
+ *   publish    the bill of materials, the manifest's signature, the manifest,
+ *              then apps/<app>/current (signed, its sequence one more than
+ *              the verified previous one), then the log
+ *
+ * What the build takes from storage is verified first: the current pointer
+ * and the parent's manifest against signing.trusted, the base image's
+ * manifest too (images/), and every blob against the size and sha256 of
+ * its verified manifest while it streams (rootfs/rootcache.c).
  *
  * After a successful build the overlay is unmounted and its upper dir kept
  * in the root cache as the layer of the new package, so the next
@@ -87,6 +94,10 @@ struct build {
 	bool ran_steps;
 	struct pack_result pack;
 	struct package_layer layer;   /* the layer the pack stored */
+	struct sign_trust trust;    /* signing.trusted */
+	struct sign_key *key;       /* signing.key, NULL: the package goes unsigned */
+	uint64_t prev_seq;          /* sequence of the verified previous current */
+	struct buf sbom;            /* the bill of materials (upaas JSON) */
 	double stage_s[ST__COUNT];
 	bool stage_done[ST__COUNT];
 	uint64_t t_start;
@@ -172,29 +183,43 @@ static int check_cancel(struct err *e)
 
 static int stage_fetch(struct build *b, struct err *e)
 {
-	int r = git_source_url(b->o->source, &b->url, e);
+	_cleanup_buf_ struct buf full = BUF_INIT;
+	_cleanup_free_ char *bare = NULL;
+	char *user = NULL, *pass = NULL;
+	int r = git_source_url(b->o->source, &full, e);
 	if (r < 0)
 		return r;
-	blog(b, "fetching %s", b->url.p);
-	r = git_mirror_update(b->c, b->app, b->url.p, !b->o->ref, b->log_fd, &b->mirror, e);
+	/* credentials of the URL go to git's askpass; the URL without them is
+	 * what the log, the mirror and the manifest see */
+	r = url_split_userinfo(full.p, &bare, &user, &pass);
+	explicit_bzero(full.p, full.len);
+	if (r < 0)
+		return err_set(e, r, "the source URL has a bad %%-escape in its credentials");
+	buf_reset(&b->url);
+	buf_adds(&b->url, bare);
+	blog(b, "fetching %s%s", b->url.p, user || pass ? " (with credentials)" : "");
+	r = git_mirror_update(b->c, b->app, b->url.p, user, pass, !b->o->ref, b->log_fd,
+			      &b->mirror, e);
+	secret_free(user);
+	secret_free(pass);
 	if (r < 0)
 		return r;
 	r = git_resolve(b->mirror.p, b->o->ref, &b->commit, &b->refname, e);
 	if (r < 0)
-		return err_prefix(e, "'%s'", b->o->source);
+		return err_prefix(e, "'%s'", b->url.p);
 	r = git_commit_time(b->mirror.p, b->commit.p, &b->commit_time, e);
 	if (r < 0)
 		return r;
 	blog(b, "%s is commit %s", b->refname.p, b->commit.p);
 	r = git_show_file(b->mirror.p, b->commit.p, METADATA_FILE, &b->cfgtext, METADATA_MAX, e);
 	if (r == -ENOENT)
-		return err_set(e, -ENOENT, "no %s in '%s' at %.12s", METADATA_FILE, b->o->source,
+		return err_set(e, -ENOENT, "no %s in '%s' at %.12s", METADATA_FILE, b->url.p,
 			       b->commit.p);
 	if (r < 0)
 		return r;
 
 	struct diags d = DIAGS_INIT;
-	_cleanup_free_ char *file = xasprintf("%s:%s", b->o->source, METADATA_FILE);
+	_cleanup_free_ char *file = xasprintf("%s:%s", b->url.p, METADATA_FILE);
 	r = metadata_parse(&b->meta, file, b->cfgtext.p, b->c, &d);
 	b->have_meta = true;
 	if (r < 0 || d.n) {
@@ -231,19 +256,29 @@ static int stage_base(struct build *b, struct err *e)
 	if (o->fresh)
 		set_reason(b, "requested (--fresh)");
 
-	r = package_current(b->s, b->app, &cur, e);
+	/* The new pointer's sequence is the verified previous one's plus one:
+	 * a pointer that fails its signature stops the build here, rather
+	 * than be replaced by one whose sequence the hosts may refuse. */
+	struct package_current pc = { 0 };
+	r = package_current_read(b->s, &b->trust, b->app, &pc, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 		set_reason(b, "first build of '%s'", b->app);
 	} else if (r < 0) {
-		if (r != -EINVAL)
-			return r;   /* storage trouble is not a reason to rebuild */
-		set_reason(b, "the current package pointer is unreadable: %s", err_msg(e));
-		err_clear(e);
-	} else if (!b->fresh) {
-		r = package_load(b->s, b->app, cur.p, &b->parent, e);
+		return err_prefix(e, "the current package of '%s'", b->app);
+	} else {
+		b->prev_seq = pc.sequence;
+		buf_adds(&cur, pc.id);
+		blog(b, "current: %s, sequence %llu, %s%s", pc.id, (unsigned long long)pc.sequence,
+		     pc.keyid[0] ? "signed by key " : "unsigned", pc.keyid);
+	}
+	package_current_free(&pc);
+	if (cur.len && !b->fresh) {
+		r = package_load(b->s, &b->trust, b->app, cur.p, &b->parent, e);
+		/* a parent that fails its signature is an error, not a reason
+		 * to start over */
 		if (r < 0 && r != -ENOENT && r != -EINVAL)
-			return r;
+			return err_prefix(e, "the parent package");
 		if (r < 0) {
 			set_reason(b, "the previous package '%s' is missing or unreadable: %s",
 				   cur.p, err_msg(e));
@@ -340,7 +375,7 @@ static int stage_base(struct build *b, struct err *e)
 static int stage_workspace(struct build *b, struct err *e)
 {
 	_cleanup_free_ char *wsdir = path_join(b->dir, "ws");
-	int r = workspace_create(&b->ws, wsdir, &b->lowers, e);
+	int r = workspace_create(&b->ws, b->c, wsdir, &b->lowers, e);
 
 	/* layers that cannot be stacked (after a config change, say) must not
 	 * break every later build: fall back to a full copy of the parent */
@@ -350,7 +385,7 @@ static int stage_workspace(struct build *b, struct err *e)
 		err_clear(e);
 		r = rootcache_get_full(b->c, b->s, pl->key, pl->sha256, pl->size, &b->lowers, e);
 		if (r >= 0)
-			r = workspace_create(&b->ws, wsdir, &b->lowers, e);
+			r = workspace_create(&b->ws, b->c, wsdir, &b->lowers, e);
 	}
 	return r;
 }
@@ -541,7 +576,26 @@ static int stage_pack(struct build *b, struct err *e)
 	exclude_list(b, exclude, &git_dir);
 	tidy_for_layer(b, exclude);
 
-	/* the whole root, as the one full layer of the package */
+	/* the bill of materials of the tree that is about to be packed */
+	struct sbom bill = { 0 };
+	uint64_t t_sbom = now_ms();
+	r = sbom_scan(&bill, b->ws.root, e);
+	if (r < 0)
+		return err_prefix(e, "the bill of materials");
+	buf_reset(&b->sbom);
+	sbom_json(&bill, &b->sbom);
+	blog(b, "bill of materials: %zu packages%s in %.2f s", bill.n,
+	     bill.truncated ? " (incomplete: the tree is past the bounds)" : "",
+	     (double)(now_ms() - t_sbom) / 1000.0);
+	sbom_free(&bill);
+
+	/* the root belongs to the sandbox's range: the package holds the ids
+	 * inside (root's files root's, the app's the app's) */
+	struct sandbox_range ids;
+	rootfs_range(b->c, &ids);
+	/* the whole root, as the one full layer of the package; the root
+	 * belongs to the sandbox's range: the package holds the ids inside
+	 * (root's files root's, the app's the app's) */
 	struct layer_store_opts lo = {
 		.root = b->ws.root,
 		.pack = {
@@ -550,6 +604,8 @@ static int stage_pack(struct build *b, struct err *e)
 			.mtime_clamp = b->commit_time,
 			.exclude = exclude,
 			.layer = true,
+			.uid_offset = ids.uid_base,
+			.gid_offset = ids.gid_base,
 		},
 		.tmpdir = b->dir,
 		.grace = b->c->apps.layer_grace,
@@ -628,6 +684,12 @@ static void make_manifest(struct build *b, struct package_info *p)
 	p->deploy.keep = b->meta.deploy.keep;
 	gethostname(host, sizeof(host) - 1);
 	p->builder = xstrdup(host);
+	/* provenance: the builder above, the image line above, and */
+	p->upaas_version = xstrdup(PACKAGE_VERSION);
+	p->key_id = b->key ? xstrdup(sign_key_id(b->key)) : NULL;
+	p->sbom.key = storage_key_package(b->app, b->id, "sbom.json");
+	sha256_hex(b->sbom.p, b->sbom.len, p->sbom.sha256);
+	p->sbom.size = b->sbom.len;
 
 	const char *names[STEP__COUNT], *status[STEP__COUNT];
 	double secs[STEP__COUNT];
@@ -653,20 +715,22 @@ static void make_manifest(struct build *b, struct package_info *p)
 }
 
 /*
- * Manifest (the commit marker), then current, then the log. Right before
- * the manifest, every layer it lists is checked to be in storage (a prune
- * that ran meanwhile must not leave a manifest listing a missing layer).
- * A failure before current is written takes the manifest back; the layers
- * stay (another package may list them) until layers_gc() finds them
- * unlisted.
+ * The bill of materials, the manifest's signature, the manifest (the
+ * commit marker), then current, then the log. Right before the manifest,
+ * every layer it lists is checked to be in storage (a prune that ran
+ * meanwhile must not leave a manifest listing a missing layer). A failure
+ * before current is written takes back what was written; the layers stay
+ * (another package may list them) until layers_gc() finds them unlisted.
  */
 static int stage_publish(struct build *b, struct err *e)
 {
 	_cleanup_free_ char *mkey = storage_key_package(b->app, b->id, "json");
+	_cleanup_free_ char *skey = storage_key_package(b->app, b->id, "sbom.json");
 	_cleanup_free_ char *ckey = storage_key_current(b->app);
 	_cleanup_buf_ struct buf json = BUF_INIT;
 	_cleanup_err_ struct err ig = ERR_INIT;
 	struct package_info p = { 0 };
+	char created[32];
 	int r;
 
 	make_manifest(b, &p);
@@ -679,17 +743,34 @@ static int stage_publish(struct build *b, struct err *e)
 	if (r >= 0)
 		r = check_cancel(e);
 	if (r >= 0)
-		r = storage_put_buf(b->s, mkey, json.p, json.len, e);
+		r = storage_put_buf(b->s, skey, b->sbom.p, b->sbom.len, e);
 	if (r < 0)
-		return err_prefix(e, "storing the manifest '%s'", mkey);
-	_cleanup_free_ char *cur = xasprintf("%s\n", b->id);
+		return err_prefix(e, "storing the bill of materials '%s'", skey);
 	r = check_cancel(e);
 	if (r >= 0)
-		r = storage_put_buf(b->s, ckey, cur, strlen(cur), e);
+		r = signed_put(b->s, b->key, mkey, json.p, json.len, e);
 	if (r < 0) {
-		storage_delete(b->s, mkey, &ig);
+		signed_delete(b->s, mkey, &ig);
+		storage_delete(b->s, skey, &ig);
+		return err_prefix(e, "storing the manifest '%s'", mkey);
+	}
+	blog(b, "manifest %s%s%s", mkey, b->key ? " signed by key " : " (unsigned: no signing.key)",
+	     b->key ? sign_key_id(b->key) : "");
+
+	char host[256] = "";
+	gethostname(host, sizeof(host) - 1);
+	time_iso8601(now_unix(), created);
+	struct package_current cur = { .app = b->app, .id = b->id, .sequence = b->prev_seq + 1,
+				       .created = created, .builder = host };
+	r = check_cancel(e);
+	if (r >= 0)
+		r = package_current_write(b->s, b->key, &cur, e);
+	if (r < 0) {
+		signed_delete(b->s, mkey, &ig);
+		storage_delete(b->s, skey, &ig);
 		return err_prefix(e, "storing '%s'", ckey);
 	}
+	blog(b, "current: %s, sequence %llu", b->id, (unsigned long long)cur.sequence);
 	return 0;
 }
 
@@ -738,9 +819,7 @@ static void build_free(struct build *b)
 		if (workspace_destroy(&b->ws, &e) < 0)
 			log_warn("%s", err_msg(&e));
 	}
-	free(b->ws.dir);
-	free(b->ws.root);
-	free(b->ws.upper);
+	workspace_free(&b->ws);
 	if (b->log_fd >= 0)
 		close(b->log_fd);
 	if (b->checkout_fd >= 0)
@@ -771,6 +850,9 @@ static void build_free(struct build *b)
 	if (b->have_image)
 		image_info_free(&b->image);
 	package_info_free(&b->parent);
+	sign_trust_free(&b->trust);
+	sign_key_free(b->key);
+	buf_free(&b->sbom);
 }
 
 static int build_stages(struct build *b, struct err *e)
@@ -801,7 +883,8 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .checkout_fd = -1,
 			   .deleted = BUF_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
-			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT };
+			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT,
+			   .sbom = BUF_INIT };
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
 			 old_int;
 	_cleanup_close_ int lock = -1;
@@ -826,6 +909,22 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		return err_set(e, -EINVAL, "invalid build id '%s'", o->build_id);
 	}
 	b.id = o->build_id ? xstrdup(o->build_id) : id_new();
+	/* keys first: a bad key file fails the build before it starts */
+	r = sign_trust_config(&b.trust, c, e);
+	if (r >= 0)
+		r = sign_key_config_make(c, &b.key, e);
+	if (r < 0) {
+		build_free(&b);
+		return r;
+	}
+	if (!b.key && !c->signing.allow_unsigned) {
+		/* it would be refused, by this builder's next build too */
+		build_free(&b);
+		return err_set(e, -ENOKEY, "signing.key is not set: make a key pair with 'upaas key "
+			       "generate' (or set signing.allow_unsigned to build unsigned packages)");
+	}
+	if (!b.key)
+		log_warn("signing.key is not set: package %s of %s will be unsigned", b.id, b.app);
 
 	build_signal = 0;
 	sigemptyset(&sa.sa_mask);
@@ -857,15 +956,24 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		r = err_set_errno(e, -errno, "cannot create '%s'", b.log_path);
 		goto out;
 	}
-	blog(&b, "upaas build %s of app %s from %s", b.id, b.app, o->source);
+	{
+		_cleanup_free_ char *shown = url_redacted(o->source);
+		blog(&b, "upaas build %s of app %s from %s", b.id, b.app, shown);
+	}
 
 	r = build_stages(&b, e);
 	if (r < 0) {
 		if (b.ran_steps && b.ax.failed >= 0 && ret)
 			ret->failed_step = xstrdup(step_name((enum step)b.ax.failed));
-		/* a layer stored without a manifest stays: it is content
-		 * addressed, so another package may list it; layers_gc()
-		 * removes it once it is old and no package lists it */
+		/* cancelled between the pack and the manifest: the bill of
+		 * materials must not stay behind without one; a layer stays, as
+		 * it is content addressed and another package may list it
+		 * (layers_gc() removes it once it is old and no package lists it) */
+		if (b.stage_done[ST_PACK] && !b.stage_done[ST_PUBLISH]) {
+			_cleanup_free_ char *skey = storage_key_package(b.app, b.id, "sbom.json");
+			_cleanup_err_ struct err ig = ERR_INIT;
+			storage_delete(s, skey, &ig);
+		}
 		blog(&b, "build failed: %s", err_msg(e));
 		/* the tail says why; a cancel or a config problem needs none */
 		if (b.ran_steps && b.ax.failed >= 0 && r != -ECANCELED)

@@ -27,8 +27,10 @@ int git_source_url(const char *source, struct buf *ret_url, struct err *e)
 {
 	if (!source || !*source)
 		return err_set(e, -EINVAL, "no source given");
-	if (source[0] == '-')
-		return err_set(e, -EINVAL, "bad source '%s'", source);
+	if (source[0] == '-') {
+		_cleanup_free_ char *shown = url_redacted(source);
+		return err_set(e, -EINVAL, "bad source '%s'", shown);
+	}
 	buf_reset(ret_url);
 	if (is_url(source))
 		return buf_adds(ret_url, source);
@@ -53,33 +55,47 @@ int git_source_app(const char *source, struct buf *ret_app, struct err *e)
 	if (len > 4 && !strncmp(source + start + len - 4, ".git", 4))
 		len -= 4;
 	_cleanup_free_ char *name = xstrndup(source + start, len);
-	if (!app_name_ok(name))
+	if (!app_name_ok(name)) {
+		_cleanup_free_ char *shown = url_redacted(source);
 		return err_set(e, -EINVAL, "cannot derive an app name from '%s' ('%s' is not a "
-			       "valid name): use --app NAME", source, name);
+			       "valid name): use --app NAME", shown, name);
+	}
 	buf_reset(ret_app);
 	buf_adds(ret_app, name);
 	return 0;
 }
 
 /* Runs git with args (NULL-terminated); stdout to out_fd (>= 0) or into
- * capture (may be NULL). Returns 0, -EIO with git's exit status in the
- * message, or -errno. */
+ * capture (may be NULL). With ap, the credentials of the source URL reach
+ * git through its askpass, never its argv or environment. Returns 0, -EIO
+ * with git's exit status in the message, or -errno. */
 static int git_argv(const char *git_dir, int log_fd, int out_fd, struct buf *capture,
-		    const char *const *args, struct err *e)
+		    const struct askpass *ap, const char *const *args, struct err *e)
 {
 	struct proc p = PROC_INIT;
 
 	strv_push(&p.argv, "git");
 	if (git_dir)
 		strv_pushf(&p.argv, "--git-dir=%s", git_dir);
+	/* no credential helper of the host keeps what the askpass answers */
+	strv_push(&p.argv, "-c");
+	strv_push(&p.argv, "credential.helper=");
 	for (; *args; args++)
 		strv_push(&p.argv, *args);
 	extern char **environ;
 	for (char **v = environ; *v; v++)
 		strv_push(&p.env, *v);
-	/* never ask for credentials on a terminal in the middle of a build */
+	/* never ask for credentials on a terminal in the middle of a build;
+	 * and no way to the terminal or the keyring upaas runs with, for git
+	 * or the helpers it runs (ssh, credential helpers) */
 	strv_setenv(&p.env, "GIT_TERMINAL_PROMPT", "0");
+	p.new_session = true;
 	strv_setenv(&p.env, "LC_ALL", "C");
+	if (ap) {
+		askpass_env(ap, &p.env);
+		p.child_setup = askpass_child_setup;
+		p.child_data = (void *)ap;
+	}
 	p.stdout_fd = out_fd;
 	p.capture = capture;
 	p.stderr_fd = log_fd;   /* messages in the build log, not the terminal */
@@ -110,16 +126,33 @@ static int git(const char *git_dir, int log_fd, struct buf *capture, struct err 
 		args[n++] = a;
 	va_end(ap);
 	args[n] = NULL;
-	return git_argv(git_dir, log_fd, -1, capture, args, e);
+	return git_argv(git_dir, log_fd, -1, capture, NULL, args, e);
+}
+
+/* git() for the commands that talk to the remote: with the askpass. */
+static int git_remote(const char *git_dir, int log_fd, struct buf *capture,
+		      const struct askpass *ap, struct err *e, ...)
+{
+	const char *args[GIT_MAX_ARGS + 1];
+	size_t n = 0;
+	va_list va;
+
+	va_start(va, e);
+	for (const char *a; (a = va_arg(va, const char *)) && n < GIT_MAX_ARGS;)
+		args[n++] = a;
+	va_end(va);
+	args[n] = NULL;
+	return git_argv(git_dir, log_fd, -1, capture, ap, args, e);
 }
 
 /* Points HEAD at the remote's default branch (as `git clone` does). */
-static void mirror_follow_head(const char *mirror, int log_fd)
+static void mirror_follow_head(const char *mirror, int log_fd, const struct askpass *ap)
 {
 	_cleanup_buf_ struct buf out = BUF_INIT;
 	_cleanup_err_ struct err e = ERR_INIT;
 	buf_init(&out, 1u << 20);
-	if (git(mirror, log_fd, &out, &e, "ls-remote", "--symref", "origin", "HEAD", NULL) < 0)
+	if (git_remote(mirror, log_fd, &out, ap, &e, "ls-remote", "--symref", "origin", "HEAD",
+		       NULL) < 0)
 		return;
 	/* "ref: refs/heads/main\tHEAD" */
 	if (strncmp(out.p, "ref: refs/heads/", 16))
@@ -129,28 +162,43 @@ static void mirror_follow_head(const char *mirror, int log_fd)
 	git(mirror, log_fd, NULL, &e, "symbolic-ref", "HEAD", ref, NULL);
 }
 
+static void askpass_closep(struct askpass *a)
+{
+	askpass_close(a);
+}
+
 int git_mirror_update(const struct config *c, const char *app, const char *url,
-		      bool update_head, int log_fd, struct buf *ret_mirror, struct err *e)
+		      const char *user, const char *pass, bool update_head, int log_fd,
+		      struct buf *ret_mirror, struct err *e)
 {
 	_cleanup_free_ char *dir = path_join(c->paths.cache, "git");
 	_cleanup_free_ char *mirror = xasprintf("%s/%s.git", dir, app);
 	_cleanup_free_ char *lockp = xasprintf("%s/%s.lock", dir, app);
+	_cleanup_(askpass_closep) struct askpass cred = { .fd = -1 };
+	const struct askpass *ap = NULL;
 	int r = fs_mkdir_p(dir, 0755);
 	if (r < 0)
 		return err_set_errno(e, r, "cannot create '%s'", dir);
 	_cleanup_close_ int lock = lock_file(lockp, true, e);
 	if (lock < 0)
 		return lock;
+	if (user || pass) {
+		r = askpass_open(&cred, user, pass, e);
+		if (r < 0)
+			return r;
+		ap = &cred;
+	}
 
 	struct stat st;
 	if (lstat(mirror, &st) == 0 && S_ISDIR(st.st_mode)) {
 		r = git(mirror, log_fd, NULL, e, "remote", "set-url", "origin", "--", url, NULL);
 		if (r >= 0)
-			r = git(mirror, log_fd, NULL, e, "fetch", "--prune", "--quiet", "origin", NULL);
+			r = git_remote(mirror, log_fd, NULL, ap, e, "fetch", "--prune", "--quiet",
+				       "origin", NULL);
 		if (r < 0)
 			return err_prefix(e, "cannot update the mirror of '%s'", url);
 		if (update_head)
-			mirror_follow_head(mirror, log_fd);
+			mirror_follow_head(mirror, log_fd, ap);
 	} else {
 		/* cloned next to it and renamed: a half-done clone is never
 		 * taken for a mirror */
@@ -158,7 +206,8 @@ int git_mirror_update(const struct config *c, const char *app, const char *url,
 		r = fs_rm_rf(tmp, e);
 		if (r < 0)
 			return r;
-		r = git(NULL, log_fd, NULL, e, "clone", "--mirror", "--quiet", "--", url, tmp, NULL);
+		r = git_remote(NULL, log_fd, NULL, ap, e, "clone", "--mirror", "--quiet", "--", url,
+			       tmp, NULL);
 		if (r >= 0 && rename(tmp, mirror) < 0)
 			r = err_set_errno(e, -errno, "cannot rename '%s'", tmp);
 		if (r < 0) {
@@ -282,7 +331,7 @@ int git_archive_to_fd(const char *mirror, const char *commit, int fd, int log_fd
 	if (!commit_id_ok(commit))
 		return err_set(e, -EINVAL, "bad commit id '%s'", commit ? commit : "");
 	const char *args[] = { "archive", "--format=tar", "--end-of-options", commit, NULL };
-	int r = git_argv(mirror, log_fd, fd, NULL, args, e);
+	int r = git_argv(mirror, log_fd, fd, NULL, NULL, args, e);
 	return r < 0 ? err_prefix(e, "cannot archive commit %.12s", commit) : 0;
 }
 
@@ -299,7 +348,7 @@ int git_deleted_files(const char *mirror, const char *from, const char *to, int 
 	buf_init(&out, GIT_DELETED_MAX);
 	const char *args[] = { "diff", "--name-only", "-z", "--no-renames", "--diff-filter=D",
 			       "--end-of-options", from, to, "--", NULL };
-	int r = git_argv(mirror, log_fd, -1, &out, args, e);
+	int r = git_argv(mirror, log_fd, -1, &out, NULL, args, e);
 	if (r < 0)
 		return r;
 	buf_free(ret);

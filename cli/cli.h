@@ -35,6 +35,7 @@ struct cli {
 	int verbose;               /* -v count */
 	bool completing;           /* upaas __complete: print nothing, need a config file */
 	struct storage *storage;   /* opened on demand */
+	struct sign_trust *trust;  /* loaded on demand (signing.trusted) */
 };
 
 /* Loads the admin config once. On any problem prints every "file:line:
@@ -43,6 +44,10 @@ struct cli {
 int cli_config(struct cli *c);
 /* Opens the configured storage handler once (after cli_config). */
 int cli_storage(struct cli *c, struct storage **ret);
+/* Loads the trusted public keys once (signing.trusted, allow_unsigned);
+ * prints the problem and returns -errno when a key file is bad. */
+struct sign_trust;
+int cli_trust(struct cli *c, const struct sign_trust **ret);
 /* Prints "upaas: <message>" for e (or fallback) and returns the exit status (1). */
 int cli_fail(const struct err *e, const char *fallback);
 /* Prints "upaas: usage: ..." style message and returns 2. */
@@ -154,6 +159,7 @@ extern const struct cli_cmd cmd_watch;
 extern const struct cli_cmd cmd_exec;
 extern const struct cli_cmd cmd_storage;
 extern const struct cli_cmd cmd_config;
+extern const struct cli_cmd cmd_key;
 
 /* Completion of the values each group knows. */
 cli_values_fn cli_values_apps;      /* registered and deployed apps (cmd-app.c) */

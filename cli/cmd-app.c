@@ -48,12 +48,27 @@ static int a_add(struct cli *c, const struct cli_args *a)
 	if (!cli_arg(a, O_REPO))
 		return cli_usage("usage: upaas app add NAME --repo URL [--branch B] [--replace] "
 				 "[--new-secret]");
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf repo = BUF_INIT;
+	const char *url = cli_arg(a, O_REPO);
+	/* "-": the URL from standard input, so that credentials in it never
+	 * show on a command line */
+	if (!strcmp(url, "-")) {
+		buf_init(&repo, 8192);
+		int rr = buf_read_fd(&repo, STDIN_FILENO);
+		buf_rtrim(&repo);
+		if (rr < 0 || !repo.len || strchr(repo.p, '\n')) {
+			explicit_bzero(repo.p, repo.len);
+			return cli_usage("app add: --repo - reads one URL from standard input");
+		}
+		url = repo.p;
+	}
 	_cleanup_(queue_closep) struct queue *q = NULL;
 	if (open_queue(c, &q) < 0)
 		return 1;
-	_cleanup_err_ struct err e = ERR_INIT;
-	int r = queue_app_add(q, a->argv[0], cli_arg(a, O_REPO), cli_arg(a, O_BRANCH),
-			      cli_flag(a, O_REPLACE), &e);
+	int r = queue_app_add(q, a->argv[0], url, cli_arg(a, O_BRANCH), cli_flag(a, O_REPLACE),
+			      &e);
+	explicit_bzero(repo.p, repo.len);
 	if (r >= 0 && cli_flag(a, O_NEW_SECRET))
 		r = queue_app_new_secret(q, a->argv[0], &e);
 	if (r < 0)
@@ -79,9 +94,11 @@ static int a_list(struct cli *c, const struct cli_args *a)
 		json_print(arr);
 	} else {
 		printf("%-24s %-16s %s\n", "NAME", "BRANCH", "REPOSITORY");
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
+			_cleanup_free_ char *repo = url_redacted(v[i].repo);
 			printf("%-24s %-16s %s\n", v[i].name, v[i].branch ? v[i].branch : "(default)",
-			       v[i].repo);
+			       repo);
+		}
 	}
 	queue_apps_free(v, n);
 	return 0;
@@ -101,9 +118,10 @@ static int a_show(struct cli *c, const struct cli_args *args)
 	/* The current package: best effort, storage may be unreachable. */
 	_cleanup_buf_ struct buf current = BUF_INIT;
 	struct storage *s = NULL;
-	if (cli_storage(c, &s) >= 0) {
+	const struct sign_trust *trust = NULL;
+	if (cli_storage(c, &s) >= 0 && cli_trust(c, &trust) >= 0) {
 		_cleanup_err_ struct err se = ERR_INIT;
-		if (package_current(s, name, &current, &se) < 0)
+		if (package_current(s, trust, name, &current, &se) < 0)
 			buf_reset(&current);
 	}
 	struct queue_filter f = { .app = name, .state = -1, .limit = SHOW_BUILDS };
@@ -124,7 +142,8 @@ static int a_show(struct cli *c, const struct cli_args *args)
 		char t[32];
 		time_iso8601(a.created / 1000, t);
 		printf("name:        %s\n", a.name);
-		printf("repository:  %s\n", a.repo);
+		_cleanup_free_ char *repo = url_redacted(a.repo);
+		printf("repository:  %s\n", repo);
 		printf("branch:      %s\n", a.branch ? a.branch : "(the remote's default)");
 		printf("registered:  %s\n", t);
 		printf("webhooks:    %s\n", a.webhook_secret ? "secret set ('app show --json' shows it)"
@@ -180,9 +199,13 @@ static const struct cli_cmd app_add = {
 	.help = "Registers an app: its git repository and the branch to build (default: the\n"
 		"remote's default branch), and a random webhook secret for its git\n"
 		"webhooks ('app show --json' prints it as webhook_secret). After 'app add',\n"
-		"'upaas build NAME' and 'upaas queue add NAME' build it.",
+		"'upaas build NAME' and 'upaas queue add NAME' build it. Credentials in the\n"
+		"URL (https://user:token@host/...) are handed to git through its askpass\n"
+		"and never shown; '--repo -' reads the URL from standard input, so that\n"
+		"they do not show on the command line either.",
 	.opts = (const struct cli_opt[]){
-		{ "repo", O_REPO, "URL", "git URL or path of the app's repository", cli_values_dir },
+		{ "repo", O_REPO, "URL", "git URL or path of the app's repository ('-': read it\n"
+		  "from standard input)", cli_values_dir },
 		{ "branch", O_BRANCH, "B", "the branch to build", NULL },
 		{ "replace", O_REPLACE, NULL, "update an app that is registered already", NULL },
 		{ "new-secret", O_NEW_SECRET, NULL, "give the app a new webhook secret (the old one\n"

@@ -33,7 +33,9 @@ static void print_json(struct cli *c, const struct build_result *res, const stru
 		json_object_object_add(o, "size", json_object_new_int64((int64_t)res->size));
 		struct package_info p = { 0 };
 		_cleanup_err_ struct err me = ERR_INIT;
-		if (package_load(c->storage, res->app, res->id, &p, &me) >= 0) {
+		const struct sign_trust *t = NULL;
+		if (cli_trust(c, &t) >= 0 &&
+		    package_load(c->storage, t, res->app, res->id, &p, &me) >= 0) {
 			json_object *m = json_tokener_parse(p.json);
 			if (m)
 				json_object_object_add(o, "manifest", m);
@@ -112,7 +114,9 @@ static int build_cmd(struct cli *c, const struct cli_args *a)
 		_cleanup_err_ struct err pe = ERR_INIT;
 		_cleanup_strv_ struct strv removed = STRV_INIT;
 		struct gc_result gc = { STRV_INIT, 0 };
-		if (packages_prune(s, res.app, c->cfg.apps.keep_packages, &removed, &pe) < 0 ||
+		const struct sign_trust *t = NULL;
+		if (cli_trust(c, &t) < 0 ||
+		    packages_prune(s, t, res.app, c->cfg.apps.keep_packages, &removed, &pe) < 0 ||
 		    layers_gc(s, c->cfg.apps.layer_grace, &gc, &pe) < 0)
 			log_warn("app '%s': cannot prune packages: %s", res.app, err_msg(&pe));
 		for (size_t i = 0; i < removed.n; i++)

@@ -8,7 +8,9 @@
 #include <json-c/json.h>
 #include <libconfig.h>
 
+#include "actions/actions.h"
 #include "cli/cli.h"
+#include "sandbox/sandbox.h"
 
 /* ---------------------------------------------------------------- JSON */
 
@@ -95,6 +97,14 @@ static int config_check(struct cli *c, const char *file, const char *metadata, b
 	/* load directly rather than through cli_config(): every problem is
 	 * reported, and a broken admin config is the result, not an error */
 	config_load(&cfg, file ? file : c->config_path, &d);
+	if (!d.n) {
+		/* what only the sandbox knows: the system call names */
+		struct sandbox_policy pol;
+		_cleanup_err_ struct err e = ERR_INIT;
+		actions_sandbox_policy(&cfg, &pol);
+		if (sandbox_check_policy(&pol, &e) < 0)
+			diags_add(&d, cfg.file ? cfg.file : "(built-in defaults)", 0, "%s", err_msg(&e));
+	}
 	if (metadata && !d.n) {
 		struct metadata m;
 		metadata_load(&m, metadata, &cfg, &d);

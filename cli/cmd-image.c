@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "cli/cli.h"
+#include "package/package.h"
 #include "images/images.h"
 
 enum { O_JSON = CLI_LONG };
@@ -46,11 +47,12 @@ static int image_cmd_create(struct cli *c, const struct cli_args *a)
 	int64_t start;
 	int r;
 
-	if (cli_storage(c, &s) < 0)
+	const struct sign_trust *t;
+	if (cli_storage(c, &s) < 0 || cli_trust(c, &t) < 0)
 		return 1;
 	name = a->argc ? a->argv[0] : (def = image_default_name(&c->cfg));
 
-	if (!o.force && image_load(s, name, &i, &e) == 0) {
+	if (!o.force && image_load(s, t, name, &i, &e) == 0) {
 		if (!image_needs_rebuild(&c->cfg, &i, &reason)) {
 			char created[32];
 
@@ -92,7 +94,8 @@ static int image_cmd_list(struct cli *c, const struct cli_args *a)
 	struct storage *s;
 	int rc = 0;
 
-	if (cli_storage(c, &s) < 0)
+	const struct sign_trust *t;
+	if (cli_storage(c, &s) < 0 || cli_trust(c, &t) < 0)
 		return 1;
 	if (image_list(s, &names, &e) < 0)
 		return cli_fail(&e, "cannot list images");
@@ -104,7 +107,7 @@ static int image_cmd_list(struct cli *c, const struct cli_args *a)
 		struct image_info i = { 0 };
 		_cleanup_err_ struct err e2 = ERR_INIT;
 
-		if (image_load(s, names.v[n], &i, &e2) < 0) {
+		if (image_load(s, t, names.v[n], &i, &e2) < 0) {
 			log_warn("%s", err_msg(&e2));
 			rc = 1;
 			continue;
@@ -140,9 +143,10 @@ static int image_cmd_show(struct cli *c, const struct cli_args *a)
 	struct json_object *m, *v;
 	struct storage *s;
 
-	if (cli_storage(c, &s) < 0)
+	const struct sign_trust *t;
+	if (cli_storage(c, &s) < 0 || cli_trust(c, &t) < 0)
 		return 1;
-	if (image_load(s, a->argv[0], &i, &e) < 0)
+	if (image_load(s, t, a->argv[0], &i, &e) < 0)
 		return cli_fail(&e, "cannot load the image");
 	if (o.json) {
 		fputs(i.manifest_json, stdout);
@@ -317,7 +321,7 @@ static const struct cli_cmd image_run_cmd = {
 		"NAME: every word after NAME is the command line. Exits with CMD's status\n"
 		"(128+N when killed by signal N, 124 on timeout, 1 when upaas fails).",
 	.opts = (const struct cli_opt[]){
-		{ "network", 'n', NULL, "share the host's network (default: only loopback)", NULL },
+		{ "network", 'n', NULL, "a network of its own through pasta (default: only loopback)", NULL },
 		{ "user", 'u', NULL, "as apps.uid/apps.gid with every capability dropped\n"
 		  "(default: root inside the sandbox)", NULL },
 		{ "timeout", 't', "S", "kill the command and its children after S seconds", NULL },

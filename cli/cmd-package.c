@@ -1,5 +1,8 @@
 /*
- * cli/cmd-package.c - upaas package list|show|verify|get|url|prune
+ * cli/cmd-package.c - upaas package list|show|verify|get|url|sbom|prune
+ *
+ * Every manifest is read through package_load(), which checks its signature
+ * against signing.trusted before anything of it is used.
  */
 #include <errno.h>
 #include <string.h>
@@ -10,22 +13,23 @@
 #include "cli/cli.h"
 #include "serve/serve.h"
 
-enum { O_JSON = CLI_LONG, O_EXPIRES, O_KEEP };
+enum { O_JSON = CLI_LONG, O_EXPIRES, O_KEEP, O_FORMAT };
 
-/* The operands of a package command. */
+/* The operands of a package command, and the keys it trusts. */
 struct pargs {
 	int n;
 	char **v;
+	const struct sign_trust *t;
 };
 /* Resolves "current" to the current id. */
-static int resolve_id(struct storage *s, const char *app, const char *id, struct buf *out,
-		      struct err *e)
+static int resolve_id(struct storage *s, const struct sign_trust *t, const char *app,
+		      const char *id, struct buf *out, struct err *e)
 {
 	if (strcmp(id, "current")) {
 		buf_reset(out);
 		return buf_adds(out, id);
 	}
-	int r = package_current(s, app, out, e);
+	int r = package_current(s, t, app, out, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 		return err_set(e, r, "app '%s' has no current package", app);
@@ -63,9 +67,13 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 	}
 	if (packages_list(s, app, &ids, &e) < 0)
 		return cli_fail(&e, NULL);
-	if (package_current(s, app, &cur, &e) < 0)
+	if (package_current(s, a->t, app, &cur, &e) < 0) {
+		if (e.code != -ENOENT)
+			log_warn("%s", err_msg(&e));
 		err_clear(&e);
-	/* the other apps' manifests too: a layer counts where it is first listed */
+	}
+	/* every app's manifests: a layer counts with the package that lists
+	 * it first (what is shown is each package's verified manifest) */
 	if (package_index_load(s, &x, &e) < 0)
 		return cli_fail(&e, NULL);
 	json_object *arr = json ? json_object_new_array() : NULL;
@@ -74,10 +82,13 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 		       "OWN", "TOTAL", "CREATED");
 	for (size_t i = 0; i < ids.n; i++) {
 		const struct indexed_package *ip = index_find(&x, app, ids.v[i]);
+		struct package_info pv = { 0 };
+		err_clear(&e);
+		bool ok = package_load(s, a->t, app, ids.v[i], &pv, &e) >= 0;
 		bool is_cur = cur.len && !strcmp(cur.p, ids.v[i]);
-		const struct package_info *p = ip && ip->ok ? &ip->info : NULL;
-		uint64_t own = p ? package_own_size(&x, ip) : 0, total = p ? package_size(p) : 0;
-		const char *why = ip && ip->error ? ip->error : "removed meanwhile";
+		const struct package_info *p = ok ? &pv : NULL;
+		uint64_t own = p && ip ? package_own_size(&x, ip) : 0, total = p ? package_size(p) : 0;
+		const char *why = err_msg(&e);
 
 		if (json) {
 			json_object *o = p ? package_json(p, is_cur) : NULL;
@@ -101,6 +112,7 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 		} else {
 			printf("%c %-26s unreadable: %s\n", is_cur ? '*' : ' ', ids.v[i], why);
 		}
+		package_info_free(&pv);
 	}
 	package_index_free(&x);
 	if (json) {
@@ -113,10 +125,10 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 static int load_arg(struct storage *s, struct pargs *a, struct package_info *p, struct err *e)
 {
 	_cleanup_buf_ struct buf id = BUF_INIT;
-	int r = resolve_id(s, a->v[0], a->v[1], &id, e);
+	int r = resolve_id(s, a->t, a->v[0], a->v[1], &id, e);
 	if (r < 0)
 		return r;
-	return package_load(s, a->v[0], id.p, p, e);
+	return package_load(s, a->t, a->v[0], id.p, p, e);
 }
 
 static int do_show(struct cli *c, struct storage *s, struct pargs *a, bool json)
@@ -158,7 +170,11 @@ static int do_show(struct cli *c, struct storage *s, struct pargs *a, bool json)
 	printf("os packages  ");
 	for (size_t i = 0; i < p.os_packages.n; i++)
 		printf("%s%s", i ? " " : "", p.os_packages.v[i]);
-	printf("\nbuilder      %s\n", p.builder ? p.builder : "?");
+	printf("\nbuilder      %s (upaas %s)\n", p.builder ? p.builder : "?",
+	       p.upaas_version ? p.upaas_version : "?");
+	printf("signed by    %s\n", p.signer ? p.signer : "nobody (unsigned, allowed by "
+	       "signing.allow_unsigned)");
+	printf("sbom         %s\n", p.sbom.key ? p.sbom.key : "(none)");
 	printf("created      %s\n", p.created ? p.created : "?");
 	printf("steps\n");
 	for (size_t i = 0; i < p.n_steps; i++)
@@ -258,7 +274,7 @@ static int do_prune(struct cli *c, struct storage *s, struct pargs *a, int64_t k
 	for (size_t i = 0; i < apps.n; i++) {
 		_cleanup_strv_ struct strv removed = STRV_INIT;
 		err_clear(&e);
-		if (packages_prune(s, apps.v[i], keep, &removed, &e) < 0) {
+		if (packages_prune(s, a->t, apps.v[i], keep, &removed, &e) < 0) {
 			rc = cli_fail(&e, NULL);
 			continue;
 		}
@@ -277,15 +293,51 @@ static int do_prune(struct cli *c, struct storage *s, struct pargs *a, int64_t k
 	return rc;
 }
 
+/* The package's bill of materials, in a standard format. */
+static int do_sbom(struct cli *c, struct storage *s, struct pargs *a, const char *format)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf out = BUF_INIT;
+	struct package_info p = { 0 };
+	struct sbom b = { 0 };
+	(void)c;
+
+	if (strcmp(format, "spdx") && strcmp(format, "cyclonedx") && strcmp(format, "upaas"))
+		return cli_usage("package sbom: --format is spdx, cyclonedx or upaas, not '%s'",
+				 format);
+	int r = load_arg(s, a, &p, &e);
+	if (r >= 0)
+		r = package_sbom(s, &p, &b, &e);
+	if (r < 0) {
+		package_info_free(&p);
+		return cli_fail(&e, NULL);
+	}
+	struct sbom_subject subj = { .name = p.app, .version = p.id, .created = p.created,
+				     .tool_version = p.upaas_version ? p.upaas_version
+								     : PACKAGE_VERSION };
+	if (!strcmp(format, "spdx"))
+		sbom_spdx(&b, &subj, &out);
+	else if (!strcmp(format, "cyclonedx"))
+		sbom_cyclonedx(&b, &subj, &out);
+	else
+		sbom_json(&b, &out);
+	fputs(out.p, stdout);
+	sbom_free(&b);
+	package_info_free(&p);
+	return 0;
+}
+
 /* ---------------------------------------------------------- the table */
 
-/* Opens the storage for a package command; fills p with its operands. */
+/* Opens the storage and loads the trusted keys for a package command;
+ * fills p with its operands. */
 static int open_storage(struct cli *c, const struct cli_args *a, struct storage **s,
 			struct pargs *p)
 {
 	p->n = a->argc;
 	p->v = a->argv;
-	return cli_config(c) < 0 || cli_storage(c, s) < 0 ? -EINVAL : 0;
+	return cli_config(c) < 0 || cli_storage(c, s) < 0 || cli_trust(c, &p->t) < 0 ? -EINVAL
+										    : 0;
 }
 
 static int list_run(struct cli *c, const struct cli_args *a)
@@ -348,6 +400,16 @@ static int prune_run(struct cli *c, const struct cli_args *a)
 	if (open_storage(c, a, &s, &p) < 0)
 		return 1;
 	return do_prune(c, s, &p, keep);
+}
+
+static int sbom_run(struct cli *c, const struct cli_args *a)
+{
+	const char *format = cli_arg(a, O_FORMAT);
+	struct storage *s;
+	struct pargs p;
+	if (open_storage(c, a, &s, &p) < 0)
+		return 1;
+	return do_sbom(c, s, &p, format ? format : "spdx");
 }
 
 /* The package ids of the app in operand 0, and "current". */
@@ -423,6 +485,33 @@ static const struct cli_cmd package_url = {
 	.run = url_run,
 };
 
+static void values_sbom_formats(struct cli *c, const struct cli_args *a, struct strv *out)
+{
+	(void)c;
+	(void)a;
+	strv_push(out, "spdx");
+	strv_push(out, "cyclonedx");
+	strv_push(out, "upaas");
+}
+
+static const struct cli_cmd package_sbom_cmd = {
+	.name = "sbom",
+	.summary = "the bill of materials (SPDX 2.3 or CycloneDX 1.5 JSON)",
+	.usage = "[--format spdx|cyclonedx|upaas] APP ID",
+	.help = "Prints the package's bill of materials: every Debian package of its tree\n"
+		"with its version, and the npm and Python packages found in it. The bill\n"
+		"is checked against the sha256 and size of the signed manifest first.",
+	.opts = (const struct cli_opt[]){
+		{ "format", O_FORMAT, "FORMAT", "spdx (default), cyclonedx or upaas (stored form)",
+		  values_sbom_formats },
+		{ NULL },
+	},
+	.min_args = 2,
+	.max_args = 2,
+	.values = { cli_values_apps, cli_values_packages },
+	.run = sbom_run,
+};
+
 static const struct cli_cmd package_prune = {
 	.name = "prune",
 	.summary = "keep the newest N packages (default\n"
@@ -439,11 +528,11 @@ static const struct cli_cmd package_prune = {
 
 const struct cli_cmd cmd_package = {
 	.name = "package",
-	.summary = "list, show, verify, fetch or prune packages",
+	.summary = "list, show, verify, fetch, describe (sbom) or prune packages",
 	.usage = "COMMAND [OPTIONS] ARGS",
 	.help = "The packages of an app in storage.",
 	.subs = (const struct cli_cmd *const[]){
 		&package_list, &package_show, &package_verify, &package_get, &package_url,
-		&package_prune, NULL,
+		&package_sbom_cmd, &package_prune, NULL,
 	},
 };

@@ -8,6 +8,7 @@
 
 #include "archive/archive.h"
 #include "cli/cli.h"
+#include "package/package.h"
 #include "queue/queue.h"
 
 static void cli_log_sink(enum log_level lvl, const char *msg, void *data)
@@ -62,6 +63,27 @@ int cli_storage(struct cli *c, struct storage **ret)
 		}
 	}
 	*ret = c->storage;
+	return 0;
+}
+
+int cli_trust(struct cli *c, const struct sign_trust **ret)
+{
+	if (!c->trust) {
+		_cleanup_err_ struct err e = ERR_INIT;
+		int r = cli_config(c);
+		if (r < 0)
+			return r;
+		struct sign_trust *t = xcalloc(1, sizeof(*t));
+		r = sign_trust_config(t, &c->cfg, &e);
+		if (r < 0) {
+			free(t);
+			if (!c->completing)
+				cli_fail(&e, "cannot load the trusted keys");
+			return r;
+		}
+		c->trust = t;
+	}
+	*ret = c->trust;
 	return 0;
 }
 
@@ -182,18 +204,54 @@ static const struct cli_cmd root = {
 		&cmd_build, &cmd_package, &cmd_image, &cmd_app, &cmd_queue, &cmd_worker,
 		&cmd_serve, &cmd_token,
 		&cmd_deploy, &cmd_rollback, &cmd_undeploy, &cmd_status, &cmd_watch, &cmd_exec,
-		&cmd_storage, &cmd_config, &cmd_complete, NULL,
+		&cmd_storage, &cmd_config, &cmd_key, &cmd_complete, NULL,
 	},
 };
+
+/*
+ * The credentials of a URL on the command line (upaas app add --repo
+ * https://user:token@host/...) are hidden from ps: each such argument is
+ * copied, and its userinfo in the original memory, which is what
+ * /proc/<pid>/cmdline shows, is overwritten with '*'. Returns the copies.
+ */
+static char **argv_hide_secrets(int argc, char **argv)
+{
+	char **v = xcalloc((size_t)argc + 1, sizeof(*v));
+	for (int i = 0; i < argc; i++) {
+		char *a = argv[i], *auth = strstr(a, "://");
+		v[i] = a;
+		if (!auth || i == 0)
+			continue;
+		auth += 3;
+		char *at = NULL;
+		for (char *p = auth; *p && !strchr("/?#", *p); p++)
+			if (*p == '@')
+				at = p;
+		if (!at || at == auth)
+			continue;
+		v[i] = xstrdup(a);
+		memset(auth, '*', (size_t)(at - auth));
+	}
+	return v;
+}
 
 int main(int argc, char **argv)
 {
 	struct cli c = { 0 };
 
+	/* git's askpass for the credentials of a source URL (common/askpass.c) */
+	int asked = askpass_main(argc, argv);
+	if (asked >= 0)
+		return asked;
 	log_set_sink(cli_log_sink, NULL);
+	argv = argv_hide_secrets(argc, argv);
 	int rc = cli_main(&c, &root, argc, argv);
 	if (c.storage)
 		storage_close(c.storage);
+	if (c.trust) {
+		sign_trust_free(c.trust);
+		free(c.trust);
+	}
 	if (c.cfg_loaded)
 		config_free(&c.cfg);
 	fflush(stdout);

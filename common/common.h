@@ -225,7 +225,7 @@ int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *
  * env and argv are built before fork. A failed exec is reported back over a
  * close-on-exec pipe as -errno from proc_start() (or, when a child_setup hook
  * is set, from proc_finish()). The child gets its own
- * process group; on timeout the whole group is killed with SIGKILL (and the
+ * process group (its own session with new_session); on timeout the whole group is killed with SIGKILL (and the
  * setup hook may put it in a PID namespace, where killing its init kills all).
  *
  * Output: by default the child inherits stdout/stderr. With log_fd >= 0 its
@@ -251,6 +251,12 @@ struct proc {
 	 * it starts dies with it, even when upaas is killed with SIGKILL
 	 * (mmdebstrap's apt and dpkg). Not with child_setup. */
 	bool pid_namespace;
+	/* Start a new session (setsid: no controlling terminal, so no way to
+	 * the terminal upaas was started from) and join a new anonymous
+	 * session keyring (so no way to upaas's keys), before child_setup
+	 * and exec: for every child that runs something upaas does not
+	 * fully trust (git, hooks, the sandbox). */
+	bool new_session;
 	/* Called in the child after fork, before exec; returns 0 or -errno.
 	 * It may also replace the exec entirely (and must then _exit()). */
 	int (*child_setup)(void *data);
@@ -389,6 +395,46 @@ bool json_get_int(struct json_object *o, const char *key, int64_t *ret);
 /* A string, or JSON null for NULL. */
 struct json_object *json_new_str(const char *s);
 struct json_object *json_new_strv(const struct strv *v);
+
+/* ----------------------------------------------------------- URLs */
+
+/* Copies url to out with its userinfo ("user:password@", "token@") shown as
+ * "********@" and the values of secret-looking query parameters (password,
+ * secret, token, ...) as "********": what may be shown, logged or put in a
+ * manifest. Text that is not a "scheme://" URL is copied as it is. */
+void url_redact(const char *url, struct buf *out);
+/* The same as a new string (caller frees). */
+char *url_redacted(const char *url);
+/* Splits the userinfo off url: ret_bare gets the URL without it, ret_user
+ * and ret_pass its percent-decoded parts (NULL when absent; free them with
+ * secret_free()). Returns 1 when url had a userinfo, 0 when not, -EINVAL
+ * for a bad %-escape. */
+int url_split_userinfo(const char *url, char **ret_bare, char **ret_user, char **ret_pass);
+/* Wipes and frees a secret string; accepts NULL. */
+void secret_free(char *s);
+
+/*
+ * Credentials for a child without argv, environment or a file on disk
+ * (common/askpass.c): a sealed memfd that only that child inherits, and the
+ * upaas binary as its GIT_ASKPASS program, which reads the memfd back.
+ * Lifecycle: askpass_open() -> askpass_env(&proc.env) and
+ * proc.child_setup = askpass_child_setup, child_data = &a -> proc_run()
+ * -> askpass_close(). main() calls askpass_main() first.
+ */
+struct askpass {
+	int fd;                     /* the memfd, close-on-exec */
+	char exe[4096];             /* /proc/self/exe */
+};
+int askpass_open(struct askpass *a, const char *user, const char *pass, struct err *e);
+/* Sets GIT_ASKPASS, SSH_ASKPASS, UPAAS_ASKPASS_FD and GIT_TERMINAL_PROMPT=0. */
+void askpass_env(const struct askpass *a, struct strv *env);
+/* A proc child_setup hook: lets the child inherit the memfd. */
+int askpass_child_setup(void *data);
+void askpass_close(struct askpass *a);
+/* When upaas runs as an askpass (UPAAS_ASKPASS_FD set, one argument, the
+ * prompt): answers "Username..." or "Password..." on stdout and returns the
+ * exit status; otherwise -1. */
+int askpass_main(int argc, char **argv);
 
 /* ----------------------------------------------------------- numbers */
 

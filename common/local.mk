@@ -1,6 +1,7 @@
 libupaas_a_SOURCES += common/common.h common/alloc.c common/buf.c common/strv.c \
 	common/err.c common/log.c common/progress.c common/time.c common/testhook.c common/hash.c \
-	common/proc.c common/fs.c common/saferm.c common/lock.c common/json.c
+	common/proc.c common/fs.c common/saferm.c common/lock.c common/json.c \
+	common/url.c common/askpass.c
 
 check_PROGRAMS += tests/unit/test-common
 tests_unit_test_common_SOURCES = tests/unit/test-common.c
@@ -17,3 +18,9 @@ tests_unit_rmrf_helper_SOURCES = tests/unit/rmrf-helper.c
 tests_unit_rmrf_helper_LDADD = $(UPAAS_LIBS)
 TESTS += tests/unit/test-saferm tests/integration/saferm.sh
 EXTRA_DIST += tests/integration/saferm.sh
+
+check_PROGRAMS += tests/unit/test-url
+tests_unit_test_url_SOURCES = tests/unit/test-url.c
+tests_unit_test_url_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_url_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test-url

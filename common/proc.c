@@ -4,7 +4,8 @@
  * Everything the child needs (argv, envp) is built before fork, so the
  * child only calls async-signal-safe functions up to exec. A failed exec is
  * reported over a close-on-exec pipe. The child leads its own process group
- * and gets SIGKILL when upaas dies, so a timeout or a cancel can kill the
+ * (or, with new_session, its own session and keyring) and gets SIGKILL when
+ * upaas dies, so a timeout or a cancel can kill the
  * whole tree with one kill(-pgid).
  */
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <poll.h>
 #include <string.h>
 #include <linux/close_range.h>
+#include <linux/keyctl.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -106,7 +108,18 @@ static _Noreturn void child_exec(struct proc *p, char **argv, char **envp, int o
 				 int status_w)
 {
 	child_status_fd = status_w;
-	setpgid(0, 0);
+	if (p->new_session) {
+		/* a session of our own leads a process group of our own too,
+		 * so kill(-pid) still reaches the whole tree */
+		if (setsid() < 0)
+			goto fail;
+		/* a new anonymous session keyring replaces upaas's; a kernel
+		 * without keyrings has nothing to reach */
+		if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS)
+			goto fail;
+	} else {
+		setpgid(0, 0);
+	}
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 
 	sigset_t all;
@@ -182,7 +195,10 @@ int proc_start(struct proc *p, struct err *e)
 			close(cap[0]);
 		child_exec(p, argv, envp, out[1], cap[1], st[1]);
 	}
-	setpgid(pid, pid);   /* also in the child: whoever runs first */
+	/* also in the child: whoever runs first; not with new_session, where
+	 * a group of its own would make the child's setsid() fail */
+	if (!p->new_session)
+		setpgid(pid, pid);
 	p->pid = pid;
 	p->timed_out = false;
 	p->start_ms = now_ms();

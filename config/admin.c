@@ -124,6 +124,32 @@ static bool ok_prefix(const char *s)
 	return ok_rel_path(t);
 }
 
+/* A host name or address as a URL has it, without port or userinfo. */
+static bool ok_host(const char *s)
+{
+	if (!*s || strlen(s) > 253)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == ':' ||
+		      *p == '[' || *p == ']'))
+			return false;
+	return true;
+}
+
+/* An xattr name of the trusted or security namespace, or a prefix of
+ * one ending in '*'. */
+static bool ok_xattr(const char *s)
+{
+	size_t n = strlen(s);
+	if ((strncmp(s, "trusted.", 8) && strncmp(s, "security.", 9)) || n > 255)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (s[i] == '*' && i != n - 1))
+			return false;
+	return true;
+}
+
 /* A user name as adduser accepts it. */
 static bool ok_user(const char *s)
 {
@@ -133,6 +159,13 @@ static bool ok_user(const char *s)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
 			return false;
 	return true;
+}
+
+/* A TCP port, 1..65535, in decimal. */
+static bool ok_port(const char *s)
+{
+	int64_t v;
+	return parse_int64(s, 1, 65535, &v) == 0;
 }
 
 /* Five cron fields of [0-9*,/-] and names (mon, tue, jan). */
@@ -413,7 +446,7 @@ static const struct field bootstrap_fields[] = {
 	  .what = "a bootstrap tool (auto, mmdebstrap or debootstrap)" },
 	{ FIELD("distribution", F_STR, OFF(bootstrap.distribution)), .ok = ok_word,
 	  .what = "a distribution name (bookworm)" },
-	{ FIELD("mirror", F_STR, OFF(bootstrap.mirror)), .ok = ok_mirror,
+	{ FIELD("mirror", F_STR, OFF(bootstrap.mirror)), .ok = ok_mirror, .url = true,
 	  .what = "an http://, https:// or file:/// URL", .unset = "the host's apt mirror" },
 	{ FIELD("variant", F_STR, OFF(bootstrap.variant)), .ok = ok_word,
 	  .what = "a variant name (minbase)" },
@@ -441,7 +474,8 @@ static const struct field storage_fields[] = {
 	{ FIELD("handler", F_STR, SOFF(handler)), .ok = ok_handler,
 	  .what = "a storage handler (local, s3 or http)" },
 	{ FIELD("path", F_STR, SOFF(path)), .ok = ok_abs_path, .what = abs_what },
-	{ FIELD("endpoint", F_STR, SOFF(endpoint)), .ok = ok_http_url, .what = "an http:// or https:// URL" },
+	{ FIELD("endpoint", F_STR, SOFF(endpoint)), .ok = ok_http_url, .url = true,
+	  .what = "an http:// or https:// URL" },
 	{ FIELD("region", F_STR, SOFF(region)), .ok = ok_word, .what = "a region name (us-east-1)" },
 	{ FIELD("bucket", F_STR, SOFF(bucket)), .ok = ok_bucket,
 	  .what = "a bucket name ([a-z0-9.-], 3 to 63 characters)" },
@@ -461,12 +495,15 @@ static const struct field storage_fields[] = {
 	{ FIELD("retries", F_INT, SOFF(retries)), RANGE(0, 20) },
 	{ FIELD("unsigned_payload", F_BOOL, SOFF(unsigned_payload)) },
 	{ FIELD("timeout", F_INT, SOFF(timeout)), RANGE(0, INT_MAX) },
-	{ FIELD("url", F_STR, SOFF(url)), .ok = ok_http_url, .what = "an http:// or https:// URL" },
+	{ FIELD("url", F_STR, SOFF(url)), .ok = ok_http_url, .url = true,
+	  .what = "an http:// or https:// URL" },
+	{ FIELD("redirect_hosts", F_STRV, SOFF(redirect_hosts)), .ok = ok_host,
+	  .what = "a host name (cdn.example.com)" },
 	FIELD_END,
 };
 
 static const struct field queue_fields[] = {
-	{ FIELD("url", F_STR, OFF(queue.url)), .ok = ok_queue_url,
+	{ FIELD("url", F_STR, OFF(queue.url)), .ok = ok_queue_url, .url = true,
 	  .what = "a queue URL (sqlite:///ABSOLUTE/PATH, postgresql://... or postgres://...)" },
 	{ FIELD("lease_seconds", F_INT, OFF(queue.lease_seconds)), RANGE(1, INT_MAX) },
 	FIELD_END,
@@ -486,9 +523,48 @@ static const struct field apps_fields[] = {
 static const struct field limits_fields[] = {
 	{ FIELD("nofile", F_INT64, OFF(limits.nofile)), RANGE(16, 1 << 24) },
 	{ FIELD("nproc", F_INT64, OFF(limits.nproc)), RANGE(1, 1 << 22) },
+	{ FIELD("pids", F_INT64, OFF(limits.pids)), RANGE(0, 1 << 22) },
 	{ FIELD("memory", F_SIZE, OFF(limits.memory)), RANGE(0, INT64_MAX) },
+	{ FIELD("cpu_weight", F_INT, OFF(limits.cpu_weight)), RANGE(1, 10000) },
+	{ FIELD("address_space", F_SIZE, OFF(limits.address_space)), RANGE(0, INT64_MAX) },
 	{ FIELD("fsize", F_SIZE, OFF(limits.fsize)), RANGE(0, INT64_MAX) },
 	{ FIELD("unpacked_cache", F_SIZE, OFF(limits.unpacked_cache)), RANGE(0, INT64_MAX) },
+	FIELD_END,
+};
+
+/* The first id of a range of 65536 that is no user's and not root's. */
+#define ID_BASE_RANGE RANGE(0, (int64_t)UINT32_MAX - 65536)
+
+static bool ok_syscall_name(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+/* A base must leave the ids of users (below 65536) alone. */
+static void check_sandbox(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	if (c->sandbox.uid_base && c->sandbox.uid_base < 65536)
+		schema_diag(x, s, "uid_base must be 0 (from /etc/subuid) or at least 65536, got %lld",
+			    (long long)c->sandbox.uid_base);
+	if (c->sandbox.gid_base && c->sandbox.gid_base < 65536)
+		schema_diag(x, s, "gid_base must be 0 (from /etc/subgid) or at least 65536, got %lld",
+			    (long long)c->sandbox.gid_base);
+}
+
+static const struct field sandbox_fields[] = {
+	{ FIELD("user", F_STR, OFF(sandbox.user)), .ok = ok_user,
+	  .what = "a user name ([a-z_][a-z0-9_-]*)" },
+	{ FIELD("uid_base", F_INT64, OFF(sandbox.uid_base)), ID_BASE_RANGE },
+	{ FIELD("gid_base", F_INT64, OFF(sandbox.gid_base)), ID_BASE_RANGE },
+	{ FIELD("seccomp_deny", F_STRV, OFF(sandbox.seccomp_deny)), .ok = ok_syscall_name,
+	  .what = "a system call name ([a-z0-9_]+)" },
+	{ FIELD("pasta", F_STR, OFF(sandbox.pasta)), .ok = ok_abs_path, .what = abs_what },
 	FIELD_END,
 };
 
@@ -504,8 +580,31 @@ static const struct field deploy_fields[] = {
 	{ FIELD("hook_timeout", F_INT, OFF(deploy.hook_timeout)), RANGE(0, INT_MAX) },
 	{ FIELD("hooks_as_root", F_BOOL, OFF(deploy.hooks_as_root)) },
 	{ FIELD("keep", F_INT, OFF(deploy.keep)), RANGE(1, 100000) },
+	{ FIELD("allow_privileged_files", F_BOOL, OFF(deploy.allow_privileged_files)) },
+	{ FIELD("allow_xattrs", F_STRV, OFF(deploy.allow_xattrs)), .ok = ok_xattr,
+	  .what = "an xattr name (security.selinux) or a prefix ending in '*'" },
 	{ FIELD("schedule", F_STR, OFF(deploy.schedule)), .ok = ok_schedule,
 	  .what = "a cron schedule of five fields (\"*/5 * * * *\")" },
+	{ FIELD("loopback_ports", F_STRV, OFF(deploy.loopback_ports)), .ok = ok_port,
+	  .what = "a TCP port (1..65535)" },
+	FIELD_END,
+};
+
+/* The signing group: keys, what is trusted (upaas-package(5)). */
+static void check_signing(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	for (size_t i = 0; c->signing.key && i < c->signing.trusted.n; i++)
+		if (!strcmp(c->signing.key, c->signing.trusted.v[i]))
+			schema_diag(x, s, "'%s' is the private key: trust its public key file",
+				    c->signing.key);
+}
+
+static const struct field signing_fields[] = {
+	{ FIELD("key", F_STR, OFF(signing.key)), .ok = ok_abs_path, .what = abs_what,
+	  .unset = "builds are not signed" },
+	{ FIELD("trusted", F_STRV, OFF(signing.trusted)), .ok = ok_abs_path, .what = abs_what },
+	{ FIELD("allow_unsigned", F_BOOL, OFF(signing.allow_unsigned)) },
 	FIELD_END,
 };
 
@@ -526,7 +625,7 @@ static const struct field serve_limits_fields[] = {
 };
 
 static const struct field serve_notify_fields[] = {
-	{ FIELD("urls", F_STRV, OFF(serve.notify.urls)), .ok = ok_http_url,
+	{ FIELD("urls", F_STRV, OFF(serve.notify.urls)), .ok = ok_http_url, .url = true,
 	  .what = "an http:// or https:// URL" },
 	{ FIELD("secret", F_STR, OFF(serve.notify.secret)), .ok = ok_nonblank, .secret = true,
 	  .unset = "events are not signed" },
@@ -555,9 +654,11 @@ static const struct field admin_fields[] = {
 	{ FIELD("bootstrap", F_GROUP, 0), .sub = bootstrap_fields },
 	{ FIELD("commands", F_GROUP, 0), .sub = commands_fields },
 	{ FIELD("storage", F_GROUP, 0), .sub = storage_fields, .check = check_storage },
+	{ FIELD("signing", F_GROUP, 0), .sub = signing_fields, .check = check_signing },
 	{ FIELD("queue", F_GROUP, 0), .sub = queue_fields },
 	{ FIELD("apps", F_GROUP, 0), .sub = apps_fields },
 	{ FIELD("limits", F_GROUP, 0), .sub = limits_fields },
+	{ FIELD("sandbox", F_GROUP, 0), .sub = sandbox_fields, .check = check_sandbox },
 	{ FIELD("pack", F_GROUP, 0), .sub = pack_fields },
 	{ FIELD("deploy", F_GROUP, 0), .sub = deploy_fields },
 	{ FIELD("serve", F_GROUP, 0), .sub = serve_fields, .check = check_serve },
@@ -637,6 +738,12 @@ void config_defaults(struct config *c)
 
 	c->limits.nofile = 65536;
 	c->limits.nproc = 4096;
+	c->limits.pids = 4096;
+	c->limits.memory = 4 * GIB;
+	c->limits.cpu_weight = 100;
+
+	c->sandbox.user = xstrdup("upaas");
+	c->sandbox.pasta = xstrdup("/usr/bin/pasta");
 	c->limits.unpacked_cache = 8 * GIB;
 
 	c->pack.level = 3;
@@ -755,12 +862,19 @@ void config_free(struct config *c)
 	free(s->secret_key_file);
 	free_secret(&s->session_token);
 	free(s->url);
+	strv_free(&s->redirect_hosts);
+	free(c->signing.key);
+	strv_free(&c->signing.trusted);
 	free(c->queue.url);
 	free(c->apps.user);
 	free(c->apps.home);
+	free(c->sandbox.user);
+	strv_free(&c->sandbox.seccomp_deny);
+	free(c->sandbox.pasta);
 	free(c->deploy.root);
 	free(c->deploy.hooks_dir);
 	free(c->deploy.schedule);
+	strv_free(&c->deploy.loopback_ports);
 	free(c->serve.listen);
 	free(c->serve.tls_cert);
 	free(c->serve.tls_key);
@@ -768,6 +882,7 @@ void config_free(struct config *c)
 	free(c->serve.web_dir);
 	strv_free(&c->serve.notify.urls);
 	free_secret(&c->serve.notify.secret);
+	strv_free(&c->deploy.allow_xattrs);
 	interpreters_clear(c);
 	*c = (struct config){ 0 };
 }

@@ -51,6 +51,7 @@ struct field {
 	const struct field *sub;    /* F_GROUP */
 	unsigned mask;              /* F_ACTIONS: 1u << STEP_x allowed */
 	bool secret;                /* config_show prints "********" */
+	bool url;                   /* a URL: config_show and messages hide its userinfo */
 	const char *unset;          /* config_show comment when NULL */
 	/* F_CUSTOM: parses s into base */
 	void (*parse)(struct schema_ctx *x, const config_setting_t *s, void *base);

@@ -78,7 +78,8 @@ struct cfg_storage {
 	bool unsigned_payload;
 	int timeout;                /* seconds per request, default 300 */
 	/* http */
-	char *url;
+	char *url;                  /* its userinfo (user:password@) is a secret */
+	struct strv redirect_hosts; /* hosts besides url's own a redirect may go to */
 };
 
 struct config {
@@ -125,10 +126,20 @@ struct config {
 	struct {
 		int64_t nofile;         /* RLIMIT_NOFILE, 65536 */
 		int64_t nproc;          /* RLIMIT_NPROC for app steps, 4096 */
-		int64_t memory;         /* RLIMIT_AS bytes, 0 = unlimited */
+		int64_t pids;           /* cgroup pids.max of a sandbox run, 4096; 0 = none */
+		int64_t memory;         /* cgroup memory limit of a run, 4 GiB; 0 = none */
+		int cpu_weight;         /* cgroup CPU weight of a run, 1..10000, 100 */
+		int64_t address_space;  /* RLIMIT_AS bytes, 0 = unlimited */
 		int64_t fsize;          /* RLIMIT_FSIZE bytes, 0 = unlimited */
 		int64_t unpacked_cache; /* bytes kept in the unpacked-base cache, 8 GiB */
 	} limits;
+	struct {
+		char *user;             /* "upaas": whose subordinate ids the sandbox maps to */
+		int64_t uid_base;       /* 0: from user's /etc/subuid */
+		int64_t gid_base;       /* 0: from user's /etc/subgid (uid_base when that is set) */
+		struct strv seccomp_deny; /* system calls refused on top of the built-in list */
+		char *pasta;            /* "/usr/bin/pasta" */
+	} sandbox;
 	struct {
 		int level;              /* zstd level, 3 */
 		int threads;            /* 0 = number of cores */
@@ -140,7 +151,17 @@ struct config {
 		bool hooks_as_root;     /* app hooks run as root (default false) */
 		int keep;               /* revisions kept, 5 */
 		char *schedule;         /* watch schedule, "* * * * *" */
+		/* extraction keeps setuid/setgid, devices, capabilities and
+		 * every xattr (default false: they are dropped) */
+		bool allow_privileged_files;
+		struct strv allow_xattrs;   /* trusted.* / security.* names kept */
+		struct strv loopback_ports; /* host loopback ports deployed apps may reach */
 	} deploy;
+	struct {
+		char *key;              /* the builder's private key file; NULL: unsigned */
+		struct strv trusted;    /* public key files trusted to sign */
+		bool allow_unsigned;    /* accept unsigned objects, with a warning */
+	} signing;
 	struct {
 		char *listen;           /* "127.0.0.1:7373", "[::1]:7373" */
 		char *tls_cert;         /* PEM files; both or neither */
@@ -235,7 +256,7 @@ void metadata_free(struct metadata *m);
 /* The range of apps.uid and apps.gid (admin config), and the largest
  * deploy.keep of the app metadata; package manifests are held to them too. */
 #define APPS_ID_MIN 1
-#define APPS_ID_MAX (INT32_MAX - 1)
+#define APPS_ID_MAX 65535      /* an id of the sandbox's range (0..65535) */
 #define METADATA_KEEP_MAX 100000
 
 /* true when name is a valid Debian package name (no shell metacharacters). */

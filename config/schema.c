@@ -101,10 +101,15 @@ static const char *get_string(struct schema_ctx *x, const config_setting_t *s,
 	}
 	const char *v = config_setting_get_string(s);
 	if (f->ok && !f->ok(v)) {
+		/* a message shows no secret, not even a mistyped one */
+		_cleanup_free_ char *shown = f->url ? url_redacted(v) : NULL;
 		if (!*v)
 			schema_diag(x, s, "must not be empty");
+		else if (f->secret)
+			schema_diag(x, s, "is not %s", f->what ? f->what : "valid");
 		else
-			schema_diag(x, s, "'%s' is not %s", v, f->what ? f->what : "valid");
+			schema_diag(x, s, "'%s' is not %s", shown ? shown : v,
+				    f->what ? f->what : "valid");
 		return NULL;
 	}
 	return v;
@@ -423,10 +428,14 @@ void schema_show(const struct field *table, const void *base, struct buf *out, i
 		buf_addf(out, "%s = ", f->name);
 		switch (f->type) {
 		case F_STR:
-			if (f->secret)
+			if (f->secret) {
 				buf_adds(out, "\"********\"");
-			else
+			} else if (f->url) {
+				_cleanup_free_ char *u = url_redacted(*CAT(base, f->off, char *));
+				show_string(out, u);
+			} else {
 				show_string(out, *CAT(base, f->off, char *));
+			}
 			break;
 		case F_BOOL:
 			buf_adds(out, *CAT(base, f->off, bool) ? "true" : "false");
@@ -439,7 +448,16 @@ void schema_show(const struct field *table, const void *base, struct buf *out, i
 			show_int64(out, *CAT(base, f->off, int64_t));
 			break;
 		case F_STRV:
-			show_strv(out, CAT(base, f->off, struct strv));
+			if (f->url) {
+				const struct strv *v = CAT(base, f->off, struct strv);
+				struct strv shown = STRV_INIT;
+				for (size_t i = 0; i < v->n; i++)
+					strv_push_take(&shown, url_redacted(v->v[i]));
+				show_strv(out, &shown);
+				strv_free(&shown);
+			} else {
+				show_strv(out, CAT(base, f->off, struct strv));
+			}
 			break;
 		case F_ACTION:
 			show_strv(out, &CAT(base, f->off, struct action)->commands);

@@ -5,6 +5,7 @@
 #define UPAAS_DEPLOY_INT_H
 
 #include "deploy/deploy.h"
+#include "sandbox/sandbox.h"
 #include "package/package.h"
 
 /* The paths of one app under the deploy root (see deploy.h). */
@@ -21,6 +22,7 @@ struct app_paths {
 	char *log;
 	char *lock;
 	char *failed_marker;  /* .failed (watch) */
+	char *sequence;       /* the highest current sequence seen */
 };
 void app_paths_init(struct app_paths *p, const char *root, const char *app);
 void app_paths_free(struct app_paths *p);
@@ -35,6 +37,15 @@ char *app_manifest_path(const struct app_paths *p, const char *id);
  */
 int deploy_manifest_read(struct package_info *ret, const char *text, const char *app,
 			 const char *id, const struct config *c, struct err *e);
+
+/*
+ * Reads apps/<app>/current and verifies it against t (package_current_read);
+ * with seen_path (the app's <dir>/sequence, may be NULL) also refuses a
+ * sequence lower than the highest one recorded there (-ESTALE: an old
+ * pointer put back), and records a higher one (atomically).
+ */
+int deploy_current_read(struct storage *s, const struct sign_trust *t, const char *app,
+			const char *seen_path, struct package_current *ret, struct err *e);
 
 /* Reads the history file; a missing file is an empty history. */
 int deploy_hist_read(const char *path, struct deploy_hist **ret, size_t *ret_n, struct err *e);
@@ -67,6 +78,28 @@ struct hook_run {
  * Stops at the first failure: -EIO (or -ETIMEDOUT) with the detail in e.
  */
 int hooks_run(const struct hook_run *h, struct err *e);
+
+/*
+ * The sandbox of the app on this host (app deploy hooks, upaas exec),
+ * chrooted into rev: as the app user of this host's config (apps.uid/gid,
+ * never the manifest's), mapped to the same ids on the host, so that the
+ * app's files are its own; root inside is the sandbox range's first id,
+ * which owns nothing here, so the package's root-owned files read as
+ * nobody's. <root>/<app>/shared is bound at /shared when it exists;
+ * network through pasta, reaching the host's loopback only on the admin's
+ * deploy.loopback_ports. The caller adds argv, env, cwd, binds and output.
+ */
+struct app_sandbox {
+	struct sandbox sb;
+	struct sandbox_policy pol;
+	struct sandbox_bind binds[4];
+	char *ports;
+};
+int app_sandbox_init(struct app_sandbox *a, const struct config *c, const char *rev,
+		     const char *shared, bool as_root, struct err *e);
+/* Adds a bind (at most 4 in all). */
+void app_sandbox_bind(struct app_sandbox *a, const char *host, const char *target, bool rw);
+void app_sandbox_free(struct app_sandbox *a);
 
 /* Writes "text" as a timestamped line to the deploy log (fd may be -1). */
 void deploy_log(int fd, const char *fmt, ...) _printf_(2, 3);

@@ -28,6 +28,7 @@ struct dctx {
 	int lock_fd;
 	int log_fd;
 	char hostname[HOST_NAME_MAX + 1];
+	struct sign_trust trust;    /* signing.trusted: nothing from storage without it */
 };
 
 static void dctx_close(struct dctx *d)
@@ -38,6 +39,7 @@ static void dctx_close(struct dctx *d)
 		close(d->lock_fd);
 	d->log_fd = d->lock_fd = -1;
 	app_paths_free(&d->p);
+	sign_trust_free(&d->trust);
 }
 
 /* Creates <root>/<app>, takes the app lock and opens the deploy log. */
@@ -57,6 +59,11 @@ static int dctx_open(struct dctx *d, const struct config *c, struct storage *s, 
 	app_paths_init(&d->p, root, app);
 	if (gethostname(d->hostname, sizeof(d->hostname) - 1) < 0)
 		d->hostname[0] = '\0';
+	if (s) {
+		int r = sign_trust_config(&d->trust, c, e);
+		if (r < 0)
+			return r;
+	}
 
 	struct stat st;
 	if (!create && lstat(d->p.dir, &st) < 0)
@@ -191,11 +198,14 @@ static int local_manifest(struct dctx *d, const char *id, struct package_info *m
 	return 0;
 }
 
+/* The manifest from storage, once its signature checks out against the
+ * trusted keys; nothing of it is used before. */
 static int remote_manifest(struct dctx *d, const char *id, struct package_info *m,
 			   struct buf *text, struct err *e)
 {
 	_cleanup_free_ char *key = storage_key_package(d->p.app, id, "json");
-	int r = storage_get_buf(d->s, key, text, PACKAGE_MANIFEST_MAX, e);
+	char keyid[SIGN_KEYID_LEN + 1] = "";
+	int r = signed_get(d->s, &d->trust, key, text, PACKAGE_MANIFEST_MAX, keyid, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 		return err_set(e, r, "package '%s' of app '%s' does not exist in %s", id, d->p.app,
@@ -203,10 +213,32 @@ static int remote_manifest(struct dctx *d, const char *id, struct package_info *
 	}
 	if (r < 0)
 		return r;
+	if (r < 0)
+		return r;
+	if (r == 0)
+		deploy_log(d->log_fd, "'%s' is signed by trusted key %s", key, keyid);
+	else
+		deploy_log(d->log_fd, "'%s' is not signed (signing.allow_unsigned)", key);
 	r = deploy_manifest_read(m, text->p, d->p.app, id, d->cfg, e);
 	if (r < 0)
 		return err_prefix(e, "'%s'", key);
 	return 0;
+}
+
+/* What extraction dropped, or that the admin let privileged files through:
+ * the revision's record next to its manifest (manifests/<id>.files.json). */
+static int write_files_record(struct dctx *d, const char *id, bool privileged,
+			      const struct unpack_dropped *dr, struct err *e)
+{
+	_cleanup_free_ char *path = xasprintf("%s/%s.files.json", d->p.manifests, id);
+	_cleanup_free_ char *text = xasprintf(
+		"{\n  \"privileged_files\": %s,\n  \"dropped\": { \"setuid_setgid\": %llu, "
+		"\"capabilities\": %llu, \"xattrs\": %llu, \"devices\": %llu }\n}\n",
+		privileged ? "true" : "false", (unsigned long long)dr->setid,
+		(unsigned long long)dr->caps, (unsigned long long)dr->xattrs,
+		(unsigned long long)dr->devices);
+	int r = fs_write_atomic(path, text, strlen(text), 0644);
+	return r < 0 ? err_set_errno(e, r, "cannot write '%s'", path) : 0;
 }
 
 /*
@@ -225,6 +257,12 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp", rev);
 	_cleanup_free_ char *mpath = app_manifest_path(&d->p, m->id);
 	struct progress pr = { 0 };
+	/* the tree is the app's: no setuid/setgid, no capabilities, no device
+	 * nodes, no trusted/security xattrs but the admin's, unless the admin
+	 * lets privileged files through */
+	struct unpack_policy pol = { .privileged = d->cfg->deploy.allow_privileged_files,
+				     .allow_xattrs = &d->cfg->deploy.allow_xattrs };
+	struct unpack_dropped dropped = { 0 };
 	uint64_t t0;
 	int r = 0;
 
@@ -235,10 +273,13 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 	for (size_t i = 0; i < m->n_layers && r >= 0; i++) {
 		const struct package_layer *l = &m->layers[i];
 		_cleanup_buf_ struct buf name = BUF_INIT;
+		struct unpack_result ur;
 
 		deploy_log(d->log_fd, "fetching layer %zu of %zu '%s' (%llu bytes)", i + 1,
 			   m->n_layers, l->key, (unsigned long long)l->size);
 		t0 = now_ms();
+		/* the size and sha256 of the signed manifest, checked before it is
+		 * used; a download stops at the signed size */
 		_cleanup_close_ int fd = layer_open(d->s, m, i, d->p.dir, e);
 		res->fetch_ms += now_ms() - t0;
 		if (fd < 0) {
@@ -251,13 +292,28 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 		t0 = now_ms();
 		buf_addf(&name, "layer %.12s of package '%s'", l->sha256, m->id);
 		struct unpack_opts o = { .mode = i ? UNPACK_APPLY : UNPACK_PLAIN, .name = name.p,
-					 .sha256 = l->sha256, .size = l->size,
+					 .sha256 = l->sha256, .size = l->size, .policy = &pol,
 					 .progress = progress_enabled ? &pr : NULL };
-		r = unpack_fd(fd, tmp, &o, NULL, e);
+		r = unpack_fd(fd, tmp, &o, &ur, e);
 		res->extract_ms += now_ms() - t0;
+		if (r >= 0) {
+			dropped.setid += ur.dropped.setid;
+			dropped.caps += ur.dropped.caps;
+			dropped.xattrs += ur.dropped.xattrs;
+			dropped.devices += ur.dropped.devices;
+		}
 	}
 	if (progress_enabled)
 		progress_end(&pr);
+	if (r >= 0 && pol.privileged)
+		deploy_log(d->log_fd, "privileged files kept (deploy.allow_privileged_files)");
+	else if (r >= 0 && (dropped.setid || dropped.caps || dropped.xattrs || dropped.devices))
+		deploy_log(d->log_fd, "dropped: setuid/setgid bits of %llu files, %llu file "
+			   "capabilities, %llu trusted/security xattrs, %llu device nodes",
+			   (unsigned long long)dropped.setid, (unsigned long long)dropped.caps,
+			   (unsigned long long)dropped.xattrs, (unsigned long long)dropped.devices);
+	if (r >= 0)
+		r = write_files_record(d, m->id, pol.privileged, &dropped, e);
 	t0 = now_ms();
 	if (r >= 0) {
 		/* the files must be on disk before the name says "complete" */
@@ -283,6 +339,8 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 		_cleanup_err_ struct err e2 = ERR_INIT;
 		fs_rm_rf(tmp, &e2);
 		unlink(mpath);
+		_cleanup_free_ char *fpath = xasprintf("%s/%s.files.json", d->p.manifests, m->id);
+		unlink(fpath);
 		if (e->code == 0)
 			err_set_errno(e, r, "cannot sync '%s'", d->p.revisions);
 		if (r == -EBADMSG || r == -ENOENT)
@@ -515,6 +573,8 @@ static void prune(struct dctx *d, const struct package_info *m, const char *curr
 			continue;
 		}
 		unlink(mp);
+		_cleanup_free_ char *fp = xasprintf("%s/%s.files.json", d->p.manifests, remove.v[i]);
+		unlink(fp);
 		deploy_log(d->log_fd, "pruned revision %s", remove.v[i]);
 	}
 }
@@ -639,18 +699,21 @@ int deploy_run(const struct config *c, struct storage *s, const char *app,
 		goto out;
 	cleanup_leftovers(&d);
 	if (o->package_id) {
+		/* an explicit id is the admin's own choice: no pointer involved */
 		buf_adds(&idb, o->package_id);
 	} else {
-		_cleanup_free_ char *key = storage_key_current(app);
-		r = storage_get_buf(s, key, &idb, 1024, e);
-		if (r == -ENOENT) {
-			err_clear(e);
-			r = err_set(e, r, "app '%s' has no current package in %s ('%s')", app,
-				    storage_where(s), key);
-		}
-		if (r < 0)
+		struct package_current cur = { 0 };
+		/* verified, and never older than what this host has seen */
+		r = deploy_current_read(s, &d.trust, app, d.p.sequence, &cur, e);
+		if (r < 0) {
+			deploy_log(d.log_fd, "refused: %s", err_msg(e));
 			goto out;
-		buf_rtrim(&idb);
+		}
+		deploy_log(d.log_fd, "current is %s, sequence %llu, %s%s", cur.id,
+			   (unsigned long long)cur.sequence, cur.keyid[0] ? "signed by key " :
+			   "unsigned", cur.keyid);
+		buf_adds(&idb, cur.id);
+		package_current_free(&cur);
 	}
 	if (!package_id_ok(idb.p)) {
 		r = err_set(e, -EINVAL, "invalid package id '%s'", idb.p);

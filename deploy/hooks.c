@@ -3,9 +3,13 @@
  * file of variables, the same variables as UPAAS_* environment, cwd the new
  * revision, a timeout, output into the deploy log.
  *
- * App hooks run on the host (not chrooted: they act on the revision dir,
- * which is the package's root filesystem) as the app's uid/gid from the
- * manifest, unless deploy.hooks_as_root. Admin hooks run as root.
+ * App hooks run in the app's sandbox (deploy/exec.c: app_sandbox_init()),
+ * chrooted into the new revision, as the app user of this host's config
+ * (as root inside with deploy.hooks_as_root), with the shared dirs at
+ * /shared, the previous revision read-only at /run/upaas/previous and the
+ * variables at /run/upaas/hook.json; their paths are the ones inside. What
+ * they start dies with them. Admin hooks run on the host as root, in a
+ * session of their own.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -93,7 +97,8 @@ void hook_vars_env(const struct hook_vars *v, struct strv *env)
 /* -------------------------------------------------------------- running */
 
 /* Resolves an app hook below data_dir; it must stay inside revision_dir
- * once every symlink is resolved, and be an executable regular file. */
+ * once every symlink is resolved, and be an executable regular file.
+ * Returns its path inside the revision ("/home/app/hooks/pre"). */
 static int app_hook_path(const struct hook_vars *v, const char *rel, char **ret, struct err *e)
 {
 	_cleanup_free_ char *full = path_join(v->data_dir, rel);
@@ -109,7 +114,8 @@ static int app_hook_path(const struct hook_vars *v, const char *rel, char **ret,
 	struct stat st;
 	if (stat(real, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
 		return err_set(e, -EACCES, "app hook '%s' is not an executable file", rel);
-	*ret = TAKE_PTR(real);
+	/* its path inside the revision, which is the root of its sandbox */
+	*ret = xstrdup(real + n);
 	return 0;
 }
 
@@ -147,12 +153,12 @@ static int admin_hooks(const struct config *c, const char *event, struct strv *o
 	return 0;
 }
 
-/* Writes the variables to a fresh 0600 file in dir owned by uid/gid. */
-static int write_vars_file(const struct hook_run *h, uid_t uid, gid_t gid, char **ret,
-			   struct err *e)
+/* Writes the variables v to a fresh 0600 file in dir owned by uid/gid. */
+static int write_vars_file(const struct hook_run *h, const struct hook_vars *v, uid_t uid,
+			   gid_t gid, char **ret, struct err *e)
 {
 	_cleanup_buf_ struct buf json = BUF_INIT;
-	hook_vars_json(h->vars, &json);
+	hook_vars_json(v, &json);
 	char *path = xasprintf("%s/.hook-XXXXXX.json", h->tmpdir);
 	_cleanup_close_ int fd = mkostemps(path, 5, O_CLOEXEC);
 	if (fd < 0) {
@@ -174,14 +180,40 @@ static int write_vars_file(const struct hook_run *h, uid_t uid, gid_t gid, char 
 	return 0;
 }
 
-static int run_one(const struct hook_run *h, const char *path, const char *label, bool as_app,
-		   struct err *e)
+/* The outcome of a hook as an error (or 0). */
+static int hook_result(const struct hook_run *h, const char *label, int r, struct err *pe,
+		       struct err *e)
 {
-	const struct package_info *m = h->m;
-	struct sandbox_drop d = { .uid = as_app ? (uid_t)m->uid : 0,
-				  .gid = as_app ? (gid_t)m->gid : 0, .parent = getpid() };
+	if (r == 0)
+		return 0;
+	if (r == -ETIMEDOUT)
+		r = err_set(e, r, "%s hook '%s' timed out after %d s", h->event, label,
+			    h->cfg->deploy.hook_timeout);
+	else if (r == -EAGAIN || r == -ENOMEM)
+		r = err_set(e, -EIO, "%s hook '%s' failed: %s", h->event, label, err_msg(pe));
+	else if (r < 0)
+		r = err_set(e, r, "%s hook '%s' could not run: %s", h->event, label, err_msg(pe));
+	else if (r > 128)
+		r = err_set(e, -EIO, "%s hook '%s' was killed by signal %d", h->event, label,
+			    r - 128);
+	else
+		r = err_set(e, -EIO, "%s hook '%s' failed with exit status %d", h->event, label, r);
+	deploy_log(h->log_fd, "%s", err_msg(e));
+	return r;
+}
+
+static unsigned hook_timeout_ms(const struct hook_run *h)
+{
+	return h->cfg && h->cfg->deploy.hook_timeout > 0 ?
+	       (unsigned)h->cfg->deploy.hook_timeout * 1000u : 0;
+}
+
+/* An admin hook: on the host, as root, in a session of its own. */
+static int run_admin(const struct hook_run *h, const char *path, const char *label,
+		     struct err *e)
+{
 	_cleanup_free_ char *vars = NULL;
-	int r = write_vars_file(h, d.uid, d.gid, &vars, e);
+	int r = write_vars_file(h, h->vars, 0, 0, &vars, e);
 	if (r < 0)
 		return r;
 
@@ -192,38 +224,72 @@ static int run_one(const struct hook_run *h, const char *path, const char *label
 	p.env_set = true;
 	strv_setenv(&p.env, "PATH", SANDBOX_DEFAULT_PATH);
 	strv_setenv(&p.env, "LANG", "C.UTF-8");
-	strv_setenv(&p.env, "HOME", as_app ? h->vars->data_dir : "/root");
+	strv_setenv(&p.env, "HOME", "/root");
 	hook_vars_env(h->vars, &p.env);
 	p.cwd = h->vars->revision_dir;
 	p.log_fd = h->log_fd;
 	p.tee = h->tee;
-	p.timeout_ms = h->cfg && h->cfg->deploy.hook_timeout > 0 ?
-		       (unsigned)h->cfg->deploy.hook_timeout * 1000u : 0;
-	if (as_app) {
-		p.child_setup = sandbox_drop_hook;
-		p.child_data = &d;
-	}
-	deploy_log(h->log_fd, "%s hook %s '%s' (%s, as %s)", h->event, label, path,
-		   h->vars->operation, as_app ? "app user" : "root");
+	p.timeout_ms = hook_timeout_ms(h);
+	p.new_session = true;
+	deploy_log(h->log_fd, "%s hook %s '%s' (%s, as root)", h->event, label, path,
+		   h->vars->operation);
 	log_info("running %s hook '%s'", h->event, label);
 	_cleanup_err_ struct err pe = ERR_INIT;
 	r = proc_run(&p, &pe);
 	proc_free(&p);
 	unlink(vars);
-	if (r == 0)
-		return 0;
-	if (r == -ETIMEDOUT)
-		r = err_set(e, r, "%s hook '%s' timed out after %d s", h->event, label,
-			    h->cfg->deploy.hook_timeout);
-	else if (r < 0)
-		r = err_set(e, r, "%s hook '%s' could not run: %s", h->event, label, err_msg(&pe));
-	else if (r > 128)
-		r = err_set(e, -EIO, "%s hook '%s' was killed by signal %d", h->event, label,
-			    r - 128);
-	else
-		r = err_set(e, -EIO, "%s hook '%s' failed with exit status %d", h->event, label, r);
-	deploy_log(h->log_fd, "%s", err_msg(e));
-	return r;
+	return hook_result(h, label, r, &pe, e);
+}
+
+#define HOOK_VARS_INSIDE "/run/upaas/hook.json"
+#define HOOK_PREVIOUS_INSIDE "/run/upaas/previous"
+
+/* An app hook (inside is its path in the revision): in the app's sandbox. */
+static int run_app(const struct hook_run *h, const char *inside, const char *label,
+		   bool as_app, struct err *e)
+{
+	const struct hook_vars *hv = h->vars;
+	bool prev = hv->previous_revision_dir && *hv->previous_revision_dir;
+	/* the variables as the hook sees them: the paths inside */
+	struct hook_vars in = *hv;
+	in.revision_dir = "/";
+	in.previous_revision_dir = prev ? HOOK_PREVIOUS_INSIDE : "";
+	in.shared_dir = "/shared";
+	in.data_dir = h->m && h->m->app_home ? h->m->app_home : "/";
+	in.root = "/";
+
+	struct app_sandbox a;
+	int r = app_sandbox_init(&a, h->cfg, hv->revision_dir, hv->shared_dir, !as_app, e);
+	_cleanup_free_ char *vars = NULL;
+	if (r >= 0)
+		r = write_vars_file(h, &in, as_app ? a.sb.uid : 0, as_app ? a.sb.gid : 0, &vars, e);
+	if (r < 0) {
+		app_sandbox_free(&a);
+		return r;
+	}
+	app_sandbox_bind(&a, vars, HOOK_VARS_INSIDE, false);
+	if (prev)
+		app_sandbox_bind(&a, hv->previous_revision_dir, HOOK_PREVIOUS_INSIDE, false);
+	struct sandbox *sb = &a.sb;
+	strv_push(&sb->argv, inside);
+	strv_push(&sb->argv, hv->operation);
+	strv_push(&sb->argv, HOOK_VARS_INSIDE);
+	strv_setenv(&sb->env, "PATH", SANDBOX_DEFAULT_PATH);
+	strv_setenv(&sb->env, "LANG", "C.UTF-8");
+	strv_setenv(&sb->env, "HOME", as_app ? in.data_dir : "/root");
+	hook_vars_env(&in, &sb->env);
+	sb->cwd = "/";
+	sb->log_fd = h->log_fd;
+	sb->tee = h->tee;
+	sb->timeout_ms = hook_timeout_ms(h);
+	deploy_log(h->log_fd, "%s hook %s '%s' (%s, as %s, sandboxed)", h->event, label, inside,
+		   hv->operation, as_app ? "app user" : "root inside");
+	log_info("running %s hook '%s'", h->event, label);
+	_cleanup_err_ struct err pe = ERR_INIT;
+	r = sandbox_run(sb, &pe);
+	app_sandbox_free(&a);
+	unlink(vars);
+	return hook_result(h, label, r, &pe, e);
 }
 
 int hooks_run(const struct hook_run *h, struct err *e)
@@ -245,7 +311,7 @@ int hooks_run(const struct hook_run *h, struct err *e)
 		if (do_admin) {
 			for (size_t i = 0; i < admin.n; i++) {
 				const char *slash = strrchr(admin.v[i], '/');
-				if ((r = run_one(h, admin.v[i], slash + 1, false, e)) < 0)
+				if ((r = run_admin(h, admin.v[i], slash + 1, e)) < 0)
 					return r;
 			}
 			continue;
@@ -256,7 +322,7 @@ int hooks_run(const struct hook_run *h, struct err *e)
 				deploy_log(h->log_fd, "%s", err_msg(e));
 				return r;
 			}
-			if ((r = run_one(h, path, app->v[i], as_app, e)) < 0)
+			if ((r = run_app(h, path, app->v[i], as_app, e)) < 0)
 				return r;
 		}
 	}

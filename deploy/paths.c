@@ -26,13 +26,14 @@ void app_paths_init(struct app_paths *p, const char *root, const char *app)
 	p->log = path_join(p->dir, "deploy.log");
 	p->lock = path_join(p->dir, ".lock");
 	p->failed_marker = path_join(p->dir, ".failed");
+	p->sequence = path_join(p->dir, "sequence");
 }
 
 void app_paths_free(struct app_paths *p)
 {
 	char **f[] = { &p->root, &p->app, &p->dir, &p->revisions, &p->manifests, &p->shared,
 		       &p->current, &p->current_tmp, &p->history, &p->log, &p->lock,
-		       &p->failed_marker };
+		       &p->failed_marker, &p->sequence };
 	for (size_t i = 0; i < ARRAY_SIZE(f); i++) {
 		free(*f[i]);
 		*f[i] = NULL;

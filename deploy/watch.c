@@ -32,7 +32,13 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 		log_error("invalid app name '%s'", app);
 		return 1;
 	}
-	int r = storage_get_buf(s, key, &id, 1024, &e);
+	/* a look without the lock: deploy_run() reads it again, verified and
+	 * against the sequence this host has seen, before it deploys */
+	_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
+	struct package_current pc = { 0 };
+	int r = sign_trust_config(&t, c, &e);
+	if (r >= 0)
+		r = package_current_read(s, &t, app, &pc, &e);
 	if (r == -ENOENT) {
 		log_warn("app '%s' has no current package in %s", app, storage_where(s));
 		return 0;
@@ -41,7 +47,8 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 		log_error("app '%s': %s", app, err_msg(&e));
 		return 1;
 	}
-	buf_rtrim(&id);
+	buf_adds(&id, pc.id);
+	package_current_free(&pc);
 	if (!package_id_ok(id.p)) {
 		log_error("app '%s': invalid package id '%s' in '%s'", app, id.p, key);
 		return 1;
@@ -61,8 +68,7 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 		goto out;
 	}
 
-	struct deploy_opts dopts = { .root = root, .package_id = id.p, .no_wait = true,
-				     .tee = o->tee };
+	struct deploy_opts dopts = { .root = root, .no_wait = true, .tee = o->tee };
 	struct deploy_result res = { 0 };
 	log_info("app '%s': deploying %s (current: %s)", app, id.p, cur ? cur : "none");
 	r = deploy_run(c, s, app, &dopts, &res, &e);

@@ -16,6 +16,10 @@ git -C "$src" init -q -b main
 git -C "$src" add -A
 git -C "$src" -c user.name=demo -c user.email=demo@localhost commit -qm "demo app"
 
+# No config at all: the first build makes this host's signing key
+# (/var/lib/upaas/keys/signing.key) and this host trusts it (signing.pub).
+unset UPAAS_CONFIG
+
 echo "== upaas image create"
 "$upaas" image create
 echo "== upaas build $src"
@@ -29,3 +33,5 @@ echo "== upaas exec python-flask -- python3 /home/app/selftest.py"
 "$upaas" exec python-flask -- python3 /home/app/selftest.py
 echo "== upaas status python-flask"
 "$upaas" status python-flask
+echo "== upaas package sbom --format cyclonedx python-flask $id (python3-flask)"
+"$upaas" package sbom --format cyclonedx python-flask "$id" | grep -A1 '"name": "python3-flask"' || true

@@ -19,6 +19,7 @@
 
 #include "archive/archive.h"
 #include "images/images.h"
+#include "package/package.h"
 #include "rootfs/rootfs.h"
 #include "sandbox/sandbox.h"
 
@@ -144,7 +145,10 @@ static void image_cache_key(const struct config *c, const char *mirror, const ch
 	buf_adds(&t, "\npackages=");
 	for (size_t i = 0; i < pk.n; i++)
 		buf_addf(&t, "%s%s", i ? "," : "", pk.v[i]);
-	buf_addf(&t, "\nmirror=%s\n", mirror);
+	/* the mirror without its credentials: a digest of a password is no
+	 * place for it either */
+	_cleanup_free_ char *bare = url_redacted(mirror);
+	buf_addf(&t, "\nmirror=%s\n", bare);
 	sha256_hex(t.p, t.len, hex);
 }
 
@@ -191,6 +195,9 @@ static char *deb822_field(const char *text, const char *field)
 static int mirror_probe(const char *mirror, const char *dist, struct buf *out, struct err *e)
 {
 	_cleanup_free_ char *url = xasprintf("%s/dists/%s/Release", mirror, dist);
+	/* what messages show: a mirror's credentials stay out of them */
+	_cleanup_free_ char *shown = url_redacted(mirror);
+	_cleanup_free_ char *shown_url = url_redacted(url);
 	char cerr[CURL_ERROR_SIZE] = "";
 	CURL *h;
 	CURLcode rc;
@@ -224,13 +231,14 @@ static int mirror_probe(const char *mirror, const char *dist, struct buf *out, s
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(h);
 	if (rc != CURLE_OK)
-		return err_set(e, -EHOSTUNREACH, "mirror '%s' does not answer: %s", mirror,
+		return err_set(e, -EHOSTUNREACH, "mirror '%s' does not answer: %s", shown,
 			       cerr[0] ? cerr : curl_easy_strerror(rc));
 	if (code == 404)
 		return err_set(e, -ENOENT, "mirror '%s' has no distribution '%s' (GET '%s': 404)",
-			       mirror, dist, url);
+			       shown, dist, shown_url);
 	if (code >= 400)
-		return err_set(e, -EIO, "mirror '%s' answers HTTP %ld for '%s'", mirror, code, url);
+		return err_set(e, -EIO, "mirror '%s' answers HTTP %ld for '%s'", shown, code,
+			       shown_url);
 	return 0;
 }
 
@@ -378,20 +386,21 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 	p.pid_namespace = true;
 	p.timeout_ms = c->bootstrap.timeout > 0 ? (unsigned)c->bootstrap.timeout * 1000u : 0;
 	log_debug("bootstrap: %s", p.argv.v[0]);
+	_cleanup_free_ char *shown = url_redacted(mirror);
 	progress_begin(&prog, tool, 0);
 	r = proc_run(&p, e);
 	progress_end(&prog);
 	proc_describe(&p, &what);
 	proc_free(&p);
 	if (r == -ETIMEDOUT)
-		return err_prefix(e, "bootstrapping from mirror '%s' (log '%s')", mirror, logpath);
+		return err_prefix(e, "bootstrapping from mirror '%s' (log '%s')", shown, logpath);
 	if (r < 0)
-		return err_prefix(e, "bootstrapping from mirror '%s'", mirror);
+		return err_prefix(e, "bootstrapping from mirror '%s'", shown);
 	if (r > 0) {
 		_cleanup_free_ char *last = log_summary(logpath);
 
 		return err_set(e, -EIO, "%s from mirror '%s' failed with status %d: %s (log '%s')",
-			       tool, mirror, r, last, logpath);
+			       tool, shown, r, last, logpath);
 	}
 	return 0;
 }
@@ -522,7 +531,8 @@ static char *manifest_text(const struct config *c, const struct image_made *m)
 	json_object_object_add(o, "arch", json_new_str(m->arch));
 	json_object_object_add(o, "variant", json_new_str(c->bootstrap.variant));
 	json_object_object_add(o, "components", json_new_strv(&c->bootstrap.components));
-	json_object_object_add(o, "mirror", json_new_str(m->mirror));
+	_cleanup_free_ char *mirror = url_redacted(m->mirror);
+	json_object_object_add(o, "mirror", json_new_str(mirror));
 	json_object_object_add(o, "packages", json_new_strv(&m->packages));
 	json_object_object_add(o, "extra_packages", json_new_strv(&c->bootstrap.packages));
 	json_object_object_add(o, "tool", json_new_str(m->tool));
@@ -574,7 +584,8 @@ static int manifest_parse(const char *key, const char *text, struct image_info *
 	return 0;
 }
 
-int image_load(struct storage *s, const char *name, struct image_info *ret, struct err *e)
+int image_load(struct storage *s, const struct sign_trust *t, const char *name,
+	       struct image_info *ret, struct err *e)
 {
 	_cleanup_free_ char *key = NULL;
 	_cleanup_buf_ struct buf text = BUF_INIT;
@@ -585,7 +596,8 @@ int image_load(struct storage *s, const char *name, struct image_info *ret, stru
 	if (r < 0)
 		return r;
 	key = storage_key_image(name, "json");
-	r = storage_get_buf(s, key, &text, MANIFEST_MAX_BYTES, e);
+	/* nothing of the manifest is read before its signature checks out */
+	r = signed_get(s, t, key, &text, MANIFEST_MAX_BYTES, NULL, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 		return err_set(e, -ENOENT, "no image '%s' in %s", name, storage_where(s));
@@ -593,6 +605,8 @@ int image_load(struct storage *s, const char *name, struct image_info *ret, stru
 	if (r < 0)
 		return r;
 	r = manifest_parse(key, text.p, &i, e);
+	if (r >= 0 && strcmp(i.name, name))
+		r = err_set(e, -EBADMSG, "image manifest '%s' is the one of image '%s'", key, i.name);
 	if (r < 0) {
 		image_info_free(&i);
 		return r;
@@ -629,8 +643,8 @@ bool image_needs_rebuild(const struct config *c, const struct image_info *i, str
 }
 
 /* Bootstraps into tmp/root and stores; tmp is removed by the caller. */
-static int image_build(const struct config *c, struct storage *s, const char *name,
-		       const char *tmp, struct image_made *m, struct err *e)
+static int image_build(const struct config *c, struct storage *s, const struct sign_key *k,
+		       const char *name, const char *tmp, struct image_made *m, struct err *e)
 {
 	_cleanup_free_ char *root = path_join(tmp, "root");
 	_cleanup_free_ char *logpath = NULL, *manifest = NULL, *mkey = NULL;
@@ -660,7 +674,8 @@ static int image_build(const struct config *c, struct storage *s, const char *na
 	m->created = now_unix();
 	manifest = manifest_text(c, m);
 	mkey = storage_key_image(name, "json");
-	r = storage_put_buf(s, mkey, manifest, strlen(manifest), e);
+	/* its signature first: the manifest is the commit marker */
+	r = signed_put(s, k, mkey, manifest, strlen(manifest), e);
 	if (r < 0) {
 		_cleanup_err_ struct err e2 = ERR_INIT;
 
@@ -680,9 +695,21 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 	_cleanup_buf_ struct buf mirror = BUF_INIT;
 	_cleanup_err_ struct err e2 = ERR_INIT;
 	struct image_made m = { .packages = STRV_INIT };
+	struct sign_trust t = SIGN_TRUST_INIT;
+	struct sign_key *k = NULL;
 	char cache_key[65];
 	int r;
 
+	/* a key that cannot sign fails now, not after the bootstrap */
+	r = sign_key_config_make(c, &k, e);
+	if (r < 0)
+		return r;
+	if (!k && !c->signing.allow_unsigned)
+		return err_set(e, -ENOKEY, "signing.key is not set: make a key pair with 'upaas key "
+			       "generate' (or set signing.allow_unsigned to make unsigned images)");
+	if (!k)
+		log_warn("signing.key is not set: image '%s' is stored unsigned", name);
+	sign_key_free(k);
 	r = pick_tool(c, &tool, e);
 	if (r < 0)
 		return r;
@@ -707,13 +734,20 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 	r = workdir_image_mkdtemp(c, name, &tmp, e);
 	if (r < 0)
 		return r;
-	r = image_build(c, s, name, tmp, &m, e);
+	r = sign_key_config(c, &k, e);
+	if (r >= 0)
+		r = image_build(c, s, k, name, tmp, &m, e);
+	sign_key_free(k);
 	strv_free(&m.packages);
 	if (fs_rm_rf(tmp, &e2) < 0)
 		log_warn("cannot remove '%s': %s", tmp, err_msg(&e2));
 	if (r < 0)
 		return r;
-	return image_load(s, name, ret, e);
+	r = sign_trust_config(&t, c, e);
+	if (r >= 0)
+		r = image_load(s, &t, name, ret, e);
+	sign_trust_free(&t);
+	return r;
 }
 
 int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
@@ -722,6 +756,7 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	_cleanup_free_ char *def = NULL;
 	_cleanup_close_ int lfd = -1;
 	struct image_info i = { 0 };
+	_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
 	int r;
 
 	if (!name)
@@ -729,14 +764,20 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	r = check_name(name, e);
 	if (r < 0)
 		return r;
+	r = sign_trust_config(&t, c, e);
+	if (r < 0)
+		return r;
 	if (!force) {
-		r = image_load(s, name, &i, e);
+		r = image_load(s, &t, name, &i, e);
 		if (r == 0 && !image_needs_rebuild(c, &i, NULL)) {
 			*ret = i;
 			return 0;
 		}
 		image_info_free(&i);
-		if (r < 0 && r != -ENOENT && r != -EBADMSG)
+		/* a manifest that fails its signature is not replaced behind the
+		 * admin's back: the build stops and says why ('image create
+		 * --force' makes a new one) */
+		if (r < 0 && r != -ENOENT)
 			return r;
 		err_clear(e);
 	}
@@ -744,7 +785,7 @@ int image_ensure(const struct config *c, struct storage *s, const char *name, bo
 	lfd = workdir_lock_image(c, name, e);
 	if (lfd < 0)
 		return lfd;
-	if (!force && image_load(s, name, &i, e) == 0 && !image_needs_rebuild(c, &i, NULL)) {
+	if (!force && image_load(s, &t, name, &i, e) == 0 && !image_needs_rebuild(c, &i, NULL)) {
 		*ret = i;
 		return 0;
 	}
@@ -793,8 +834,8 @@ int image_remove(struct storage *s, const char *name, struct err *e)
 	}
 	if (r < 0)
 		return r;
-	/* the manifest is the commit marker: it goes first */
-	r = storage_delete(s, mkey, e);
+	/* the manifest is the commit marker: it goes first, then its signature */
+	r = signed_delete(s, mkey, e);
 	if (r < 0)
 		return r;
 	return storage_delete(s, bkey, e);

@@ -37,13 +37,19 @@ void image_info_free(struct image_info *i);
 char *image_default_name(const struct config *c);
 /* The mirror to use: bootstrap.mirror, else the host's apt mirror. */
 int image_mirror(const struct config *c, struct buf *out, struct err *e);
-/* Reads the stored manifest (-ENOENT when there is no such image). */
-int image_load(struct storage *s, const char *name, struct image_info *ret, struct err *e);
+/* Reads the stored manifest once its signature (images/<name>.json.sig)
+ * checks out against t (-ENOENT when there is no such image; the errors of
+ * signed_get() otherwise). */
+struct sign_trust;
+int image_load(struct storage *s, const struct sign_trust *t, const char *name,
+	       struct image_info *ret, struct err *e);
 /* true when the stored image is missing, stale or from other inputs;
  * reason (may be NULL) says why. */
 bool image_needs_rebuild(const struct config *c, const struct image_info *i, struct buf *reason);
-/* Loads the image; bootstraps, packs and stores it first when missing or
- * stale (or force), one creator per image name on this host at a time. */
+/* Loads the image (verified against signing.trusted); bootstraps, packs and
+ * stores it (signed with signing.key) first when missing or stale (or
+ * force), one creator per image name on this host at a time. A manifest
+ * that fails its signature is an error, never a reason to make a new one. */
 int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
 		 struct image_info *ret, struct err *e);
 int image_list(struct storage *s, struct strv *names, struct err *e);

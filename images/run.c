@@ -10,18 +10,11 @@
 #include <errno.h>
 #include <string.h>
 
+#include "actions/actions.h"
 #include "images/images.h"
+#include "package/package.h"
 #include "rootfs/rootfs.h"
 #include "sandbox/sandbox.h"
-
-/* What a workspace_destroy() that failed leaves allocated. */
-static void workspace_free(struct workspace *w)
-{
-	free(w->dir);
-	free(w->root);
-	free(w->upper);
-	*w = (struct workspace)WORKSPACE_INIT;
-}
 
 /* The default image is made on first use; another name must exist, so that
  * a typo does not bootstrap a new image. */
@@ -33,8 +26,12 @@ static int image_for_run(const struct config *c, struct storage *s, const char *
 
 	if (strcmp(name, def)) {
 		struct image_info probe = { 0 };
+		_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
 
-		r = image_load(s, name, &probe, e);
+		r = sign_trust_config(&t, c, e);
+		if (r < 0)
+			return r;
+		r = image_load(s, &t, name, &probe, e);
 		image_info_free(&probe);
 		if (r == -ENOENT) {
 			err_clear(e);
@@ -77,7 +74,7 @@ int image_run(const struct config *c, struct storage *s, const struct image_run_
 	lock = workdir_lock_run(c, id, e);
 	if (lock < 0)
 		return lock;
-	r = workspace_create(&w, dir, &lowers, e);
+	r = workspace_create(&w, c, dir, &lowers, e);
 	if (r < 0) {
 		workdir_unlock_run(c, id, lock);
 		workspace_free(&w);
@@ -98,10 +95,9 @@ int image_run(const struct config *c, struct storage *s, const struct image_run_
 	sb.gid = (gid_t)c->apps.gid;
 	sb.timeout_ms = o->timeout_s * 1000u;
 	sb.stdin_fd = o->stdin_fd;
-	sb.rlimit_nofile = c->limits.nofile;
-	sb.rlimit_nproc = c->limits.nproc;
-	sb.rlimit_as = c->limits.memory;
-	sb.rlimit_fsize = c->limits.fsize;
+	struct sandbox_policy pol;
+	actions_sandbox_policy(c, &pol);
+	sandbox_apply_policy(&sb, &pol);
 	r = sandbox_run(&sb, e);
 	sandbox_free(&sb);
 

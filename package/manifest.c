@@ -53,6 +53,10 @@ void package_info_free(struct package_info *p)
 	strv_free(&p->deploy.hooks_pre);
 	strv_free(&p->deploy.hooks_post);
 	free(p->builder);
+	free(p->upaas_version);
+	free(p->key_id);
+	free(p->sbom.key);
+	free(p->signer);
 	steps_free(p->steps, p->n_steps);
 	steps_free(p->stages, p->n_stages);
 	free(p->created);
@@ -144,6 +148,17 @@ void package_manifest_json(const struct package_info *p, struct buf *out)
 	json_object_object_add(o, "deploy", x);
 
 	json_object_object_add(o, "builder", json_new_str(p->builder));
+	json_object_object_add(o, "upaas_version", json_new_str(p->upaas_version));
+	json_object_object_add(o, "key_id", json_new_str(p->key_id));
+	if (p->sbom.key) {
+		x = json_object_new_object();
+		json_object_object_add(x, "key", json_new_str(p->sbom.key));
+		json_object_object_add(x, "sha256", json_new_str(p->sbom.sha256));
+		json_object_object_add(x, "size", json_object_new_int64((int64_t)p->sbom.size));
+		json_object_object_add(o, "sbom", x);
+	} else {
+		json_object_object_add(o, "sbom", NULL);
+	}
 	json_object_object_add(o, "steps", jsteps(p->steps, p->n_steps));
 	json_object_object_add(o, "stages", jsteps(p->stages, p->n_stages));
 	json_object_object_add(o, "created", json_new_str(p->created));
@@ -290,6 +305,19 @@ static const struct field blob_fields[] = {
 	{ 0 },
 };
 
+static bool key_id_ok(const char *s)
+{
+	return strlen(s) == 16 && strspn(s, "0123456789abcdef") == 16;
+}
+
+static const struct field sbom_fields[] = {
+	{ F("key", FT_STR, PI(sbom.key)), .required = true, .ok = storage_key_ok,
+	  .what = "a storage key" },
+	{ F("sha256", FT_SHA, PI(sbom.sha256)), .required = true },
+	{ F("size", FT_U64, PI(sbom.size)), .required = true, .min = 0, .max = INT64_MAX },
+	{ 0 },
+};
+
 static const struct field hooks_fields[] = {
 	{ F("pre", FT_STRV, PI(deploy.hooks_pre)), .max = LIST_MAX, .ok = path_rel_ok,
 	  .what = "a safe relative path" },
@@ -330,6 +358,9 @@ static const struct field manifest_fields[] = {
 	{ F("keep_git", FT_BOOL, PI(keep_git)) },
 	{ F("deploy", FT_OBJ, 0), .sub = deploy_fields },
 	{ F("builder", FT_STR, PI(builder)) },
+	{ F("upaas_version", FT_STR, PI(upaas_version)) },
+	{ F("key_id", FT_STR, PI(key_id)), .ok = key_id_ok, .what = "a key id (16 hex digits)" },
+	{ F("sbom", FT_OBJ, 0), .sub = sbom_fields },
 	{ F("steps", FT_OBJV, PI(steps)), .off_n = PI(n_steps),
 	  .elem = sizeof(struct package_step), .max = LIST_MAX, .sub = step_fields },
 	{ F("stages", FT_OBJV, PI(stages)), .off_n = PI(n_stages),

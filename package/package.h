@@ -67,12 +67,18 @@ struct package_info {
 	bool keep_git;
 	struct { struct strv shared, hooks_pre, hooks_post; int keep; } deploy;
 	char *builder;
+	/* provenance: who built it, with what, from what */
+	char *upaas_version;       /* of the builder */
+	char *key_id;              /* of the key that signed the manifest */
+	struct { char *key; char sha256[65]; uint64_t size; } sbom;   /* key NULL: none */
 	struct package_step *steps;    /* the build steps, in order */
 	size_t n_steps;
 	struct package_step *stages;   /* fetch, base, workspace, steps, pack, ... */
 	size_t n_stages;
 	char *created;
 	char *json;                /* package_load(): the manifest text */
+	char *signer;              /* package_load(): the key id that signed it, NULL
+				    * when unsigned (signing.allow_unsigned) */
 };
 void package_info_free(struct package_info *p);
 /* Serialises p as the manifest JSON above (format 2). */
@@ -127,21 +133,223 @@ int package_manifest_keys(const char *text, struct strv *ret, struct err *e);
  * ".failed" (deploy's names for revisions in the making and failed ones). */
 bool package_id_ok(const char *id);
 
-/* Reads packages/<app>/<id>.json (-ENOENT when there is no such package). */
-int package_load(struct storage *s, const char *app, const char *id, struct package_info *ret,
-		 struct err *e);
-/* The id named by apps/<app>/current (-ENOENT when there is none). */
-int package_current(struct storage *s, const char *app, struct buf *ret_id, struct err *e);
+struct sign_trust;
+/* Reads packages/<app>/<id>.json and verifies its signature against t
+ * before it is parsed (-ENOENT when there is no such package; the errors of
+ * signed_get() otherwise). */
+int package_load(struct storage *s, const struct sign_trust *t, const char *app, const char *id,
+		 struct package_info *ret, struct err *e);
+/* The id named by apps/<app>/current, verified as package_current_read()
+ * does (-ENOENT when there is none). */
+int package_current(struct storage *s, const struct sign_trust *t, const char *app,
+		    struct buf *ret_id, struct err *e);
 /* The ids of the app's packages (those with a manifest), oldest first. */
 int packages_list(struct storage *s, const char *app, struct strv *ids, struct err *e);
+/* Reads the package's bill of materials (packages/<app>/<id>.sbom.json),
+ * checking its size and sha256 against the (verified) manifest; -ENOENT
+ * when the package has none. */
+struct sbom;
+int package_sbom(struct storage *s, const struct package_info *p, struct sbom *ret,
+		 struct err *e);
 /*
  * Keeps the newest keep packages of app (and always the current one) and
- * deletes the others: manifest first (the commit marker), then the log.
- * Their layers stay: layers_gc() removes those no package lists any more.
+ * deletes the others: manifest first (the commit marker), then its
+ * signature, bill of materials and log. Their layers stay: layers_gc()
+ * removes those no package lists any more.
  * ret_removed (may be NULL) receives the ids removed.
  */
-int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,
-		   struct err *e);
+int packages_prune(struct storage *s, const struct sign_trust *t, const char *app, int keep,
+		   struct strv *ret_removed, struct err *e);
+
+/* ------------------------------------------------------------ signatures */
+
+/*
+ * ed25519 keys and signatures (package/sign.c, OpenSSL). The formats are
+ * upaas-package(5):
+ *  - a key pair is two PEM files: the private key (PKCS#8, unencrypted,
+ *    mode 0600) and the public key (SubjectPublicKeyInfo);
+ *  - a key id is the first 16 hex digits of sha256 over the raw 32-byte
+ *    public key;
+ *  - a signature line is "ed25519 <key id> <base64 of the 64-byte
+ *    signature>\n", the signature over the exact bytes of the object, so
+ *    that `openssl pkeyutl -verify -rawin` checks it;
+ *  - a stored object <key> is signed by a detached <key>.sig holding one or
+ *    more signature lines, written before the object (which stays the
+ *    commit marker); apps/<app>/current carries its signature line(s) in
+ *    front of its JSON document (one object, replaced whole).
+ * Readers never use an object before sign_verify() accepted it against the
+ * trusted keys, or (only with signing.allow_unsigned) found it unsigned.
+ * Errors: -ENOKEY not signed, -EKEYREJECTED signed by a key that is not
+ * trusted, -EBADMSG a signature that does not match or is malformed; the
+ * message names the object.
+ */
+#define SIGN_KEYID_LEN 16
+struct sign_key;
+
+/* Makes a new key pair: priv_path created 0600 and pub_path 0644, both with
+ * O_EXCL|O_NOFOLLOW (an existing file is never replaced: -EEXIST).
+ * ret_id (may be NULL) receives the key id. */
+int sign_key_generate(const char *priv_path, const char *pub_path,
+		      char ret_id[SIGN_KEYID_LEN + 1], struct err *e);
+/* Loads a private key: a regular file (no symlink) of mode 0600 or
+ * stricter, owned by the caller or root (-EACCES otherwise). */
+int sign_key_load_private(const char *path, struct sign_key **ret, struct err *e);
+/* Loads a public key: not writable by group or others. */
+int sign_key_load_public(const char *path, struct sign_key **ret, struct err *e);
+/* Loads whichever of the two path holds, with the checks of its kind. */
+int sign_key_load(const char *path, struct sign_key **ret, struct err *e);
+void sign_key_free(struct sign_key *k);
+const char *sign_key_id(const struct sign_key *k);
+bool sign_key_is_private(const struct sign_key *k);
+const char *sign_key_path(const struct sign_key *k);   /* NULL when not from a file */
+/* Appends the public key as PEM to out. */
+int sign_key_public_pem(const struct sign_key *k, struct buf *out, struct err *e);
+
+/* The trusted public keys (signing.trusted) and the admin's choice about
+ * unsigned objects (signing.allow_unsigned). */
+struct sign_trust {
+	struct sign_key **keys;
+	size_t n;
+	bool allow_unsigned;
+};
+#define SIGN_TRUST_INIT { NULL, 0, false }
+/* Loads every file of files as a public key; any bad file fails it all. */
+int sign_trust_load(struct sign_trust *t, const struct strv *files, bool allow_unsigned,
+		    struct err *e);
+/* The key pair a host makes itself, under <paths.state>/keys/. */
+#define SIGN_DEFAULT_PRIVATE "signing.key"
+#define SIGN_DEFAULT_PUBLIC "signing.pub"
+/* sign_trust_load() of the config's signing.trusted and allow_unsigned;
+ * when signing.trusted is not set, the host's own <state>/keys/signing.pub
+ * if it exists (so one host that builds and deploys needs no config, and a
+ * deploy host needs only the builder's public key copied to that path). */
+int sign_trust_config(struct sign_trust *t, const struct config *c, struct err *e);
+/* Loads signing.key (when not set: <state>/keys/signing.key if it exists):
+ * 1 and the key, or 0 and NULL when there is none. */
+int sign_key_config(const struct config *c, struct sign_key **ret, struct err *e);
+/* The same for builders: when signing.key is not set and the host has no
+ * key yet, makes <state>/keys/signing.{key,pub} first (unless
+ * signing.allow_unsigned), so that a build on the defaults is signed. */
+int sign_key_config_make(const struct config *c, struct sign_key **ret, struct err *e);
+/* Adds k (taken) to t. */
+void sign_trust_add(struct sign_trust *t, struct sign_key *k);
+void sign_trust_free(struct sign_trust *t);
+#define _cleanup_trust_ _cleanup_(sign_trust_free)
+static inline void sign_key_freep(struct sign_key **k) { sign_key_free(*k); }
+#define _cleanup_sign_key_ _cleanup_(sign_key_freep)
+
+/* Appends one signature line of p[0..n) by private key k to out. */
+int sign_bytes(const struct sign_key *k, const void *p, size_t n, struct buf *out,
+	       struct err *e);
+/*
+ * Checks sig (sig_len bytes of signature lines) over p[0..n): 0 when a line
+ * made by a trusted key checks out (ret_id, may be NULL, gets its id).
+ * what names the object in messages.
+ */
+int sign_verify(const struct sign_trust *t, const char *what, const void *p, size_t n,
+		const char *sig, size_t sig_len, char ret_id[SIGN_KEYID_LEN + 1], struct err *e);
+
+/* The storage key of key's detached signature: "<key>.sig" (caller frees). */
+char *sign_sig_key(const char *key);
+/* Stores p as key: with k, its signature <key>.sig first, then the object;
+ * k NULL stores it unsigned. */
+int signed_put(struct storage *s, const struct sign_key *k, const char *key, const void *p,
+	       size_t n, struct err *e);
+/*
+ * Reads key (at most max bytes) and its <key>.sig and verifies them against
+ * t. Returns 0 when signed by a trusted key (ret_id, may be NULL, gets the
+ * key id), 1 when unsigned and t->allow_unsigned (a warning is logged each
+ * time; ret_id gets ""), -errno otherwise; out is written only on success.
+ */
+int signed_get(struct storage *s, const struct sign_trust *t, const char *key, struct buf *out,
+	       size_t max, char ret_id[SIGN_KEYID_LEN + 1], struct err *e);
+/* Deletes key, then its signature. */
+int signed_delete(struct storage *s, const char *key, struct err *e);
+
+/*
+ * apps/<app>/current: which package an app runs, signed, with a sequence
+ * number that only grows (deploy hosts refuse a lower one than they have
+ * seen) and the time it was made. The first edition's plain "<id>\n" reads
+ * as sequence 0, unsigned.
+ */
+struct package_current {
+	char *app;
+	char *id;
+	uint64_t sequence;          /* >= 1; 0: a first-edition current */
+	char *created;              /* ISO 8601 UTC, NULL when unknown */
+	char *builder;              /* host name, NULL when unknown */
+	char keyid[SIGN_KEYID_LEN + 1];   /* "" when unsigned */
+};
+void package_current_free(struct package_current *c);
+/* The JSON document of c (what the signature covers). */
+void package_current_json(const struct package_current *c, struct buf *out);
+/* The whole object: k's signature line (none when k is NULL), then the
+ * document. */
+int package_current_format(const struct sign_key *k, const struct package_current *c,
+			   struct buf *out, struct err *e);
+/* Parses and verifies the text of app's current; 0 signed, 1 unsigned and
+ * allowed, -errno as signed_get(). */
+int package_current_parse(const struct sign_trust *t, const char *app, const char *text,
+			  size_t len, struct package_current *ret, struct err *e);
+/* Reads apps/<app>/current and parses it (-ENOENT when there is none). */
+int package_current_read(struct storage *s, const struct sign_trust *t, const char *app,
+			 struct package_current *ret, struct err *e);
+/* Replaces apps/<app>/current with c, signed by k (unsigned when NULL). */
+int package_current_write(struct storage *s, const struct sign_key *k,
+			  const struct package_current *c, struct err *e);
+
+/* ------------------------------------------------------------------ SBOM */
+
+/*
+ * The bill of materials of a root tree (package/sbom.c): every installed
+ * Debian package of <root>/var/lib/dpkg/status with its version and
+ * architecture, the npm packages of the package-lock.json files found in the
+ * tree (lockfileVersion 1, 2 and 3; node_modules/.package-lock.json, and no
+ * walk below node_modules), and the Python packages of the *.dist-info/
+ * METADATA directories found (Name, Version). The walk follows no symlink,
+ * stays on the root's file system, skips proc, sys and dev at the top, and is
+ * bounded (depth, entries, file sizes); a tree past the bounds gives a
+ * truncated bill (truncated, with a warning).
+ */
+enum sbom_kind { SBOM_DEB, SBOM_NPM, SBOM_PYPI };
+struct sbom_item {
+	enum sbom_kind kind;
+	char *name;
+	char *version;
+	char *arch;                 /* deb: the Architecture field; else NULL */
+};
+struct sbom {
+	struct sbom_item *v;        /* sorted by kind, name, version; unique */
+	size_t n, cap;
+	char *distro;               /* os-release ID ("debian"), or NULL */
+	char *distro_version;       /* os-release VERSION_ID ("12"), or NULL */
+	bool truncated;
+};
+/* What the bill is of, for the standard formats. */
+struct sbom_subject {
+	const char *name;           /* the app */
+	const char *version;        /* the package id */
+	const char *created;        /* ISO 8601 UTC; NULL: now */
+	const char *tool_version;   /* upaas's version */
+};
+int sbom_scan(struct sbom *ret, const char *root, struct err *e);
+void sbom_free(struct sbom *s);
+/* "deb", "npm", "pypi": the purl types. */
+const char *sbom_kind_name(enum sbom_kind k);
+/* The parsers of sbom_scan(), for tests: each adds what text lists. */
+int sbom_parse_dpkg_status(struct sbom *s, const char *text, size_t len);
+int sbom_parse_npm_lock(struct sbom *s, const char *text);
+int sbom_parse_python_metadata(struct sbom *s, const char *text, size_t len);
+/* The package URL of an item: pkg:deb/debian/python3-flask@2.2.2-3?arch=all&distro=debian-12. */
+void sbom_purl(const struct sbom *s, const struct sbom_item *it, struct buf *out);
+/* upaas's own JSON, stored with a package: { "format": 1, "distro",
+ * "distro_version", "complete", "components": [ { "type", "name",
+ * "version", "arch" } ] }; and its strict reader. */
+void sbom_json(const struct sbom *s, struct buf *out);
+int sbom_parse(struct sbom *ret, const char *text, struct err *e);
+/* SPDX 2.3 JSON and CycloneDX 1.5 JSON of s. */
+void sbom_spdx(const struct sbom *s, const struct sbom_subject *subj, struct buf *out);
+void sbom_cyclonedx(const struct sbom *s, const struct sbom_subject *subj, struct buf *out);
 
 /* ============================================================== layers */
 

@@ -9,19 +9,27 @@
 
 #include "package/package.h"
 
-int package_load(struct storage *s, const char *app, const char *id, struct package_info *ret,
-		 struct err *e)
+int package_load(struct storage *s, const struct sign_trust *t, const char *app, const char *id,
+		 struct package_info *ret, struct err *e)
 {
+	char keyid[SIGN_KEYID_LEN + 1] = "";
+
 	if (!app_name_ok(app))
 		return err_set(e, -EINVAL, "invalid app name '%s'", app);
 	if (!package_id_ok(id))
 		return err_set(e, -EINVAL, "invalid package id '%s'", id);
 	_cleanup_free_ char *key = storage_key_package(app, id, "json");
 	_cleanup_buf_ struct buf text = BUF_INIT;
-	int r = storage_get_buf(s, key, &text, PACKAGE_MANIFEST_MAX, e);
+	/* the signature before anything of the manifest is read */
+	int r = signed_get(s, t, key, &text, PACKAGE_MANIFEST_MAX, keyid, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 		return err_set(e, -ENOENT, "no package '%s' of app '%s'", id, app);
+	}
+	if (r == -E2BIG) {
+		err_clear(e);
+		return err_set(e, -EBADMSG, "manifest '%s' is larger than %zu bytes", key,
+			       PACKAGE_MANIFEST_MAX);
 	}
 	if (r < 0)
 		return r;
@@ -29,23 +37,52 @@ int package_load(struct storage *s, const char *app, const char *id, struct pack
 	r = package_manifest_parse(&p, text.p, app, id, e);
 	if (r < 0)
 		return err_prefix(e, "bad manifest '%s'", key);
+	p.signer = keyid[0] ? xstrdup(keyid) : NULL;
 	*ret = p;
 	return 0;
 }
 
-int package_current(struct storage *s, const char *app, struct buf *ret_id, struct err *e)
+int package_current(struct storage *s, const struct sign_trust *t, const char *app,
+		    struct buf *ret_id, struct err *e)
 {
-	_cleanup_free_ char *key = storage_key_current(app);
-	_cleanup_buf_ struct buf b = BUF_INIT;
-	int r = storage_get_buf(s, key, &b, 256, e);
+	struct package_current c = { 0 };
+	int r = package_current_read(s, t, app, &c, e);
 	if (r < 0)
 		return r;
-	buf_rtrim(&b);
-	if (!package_id_ok(b.p))
+	if (!package_id_ok(c.id)) {
+		_cleanup_free_ char *key = storage_key_current(app);
+		package_current_free(&c);
 		return err_set(e, -EINVAL, "'%s' holds a bad package id", key);
+	}
 	buf_reset(ret_id);
-	buf_adds(ret_id, b.p);
+	buf_adds(ret_id, c.id);
+	package_current_free(&c);
 	return 0;
+}
+
+int package_sbom(struct storage *s, const struct package_info *p, struct sbom *ret,
+		 struct err *e)
+{
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	char hex[65];
+
+	if (!p->sbom.key)
+		return err_set(e, -ENOENT, "package %s/%s has no bill of materials (built before "
+			       "upaas recorded one)", p->app, p->id);
+	/* bounded by the signed size, checked against the signed digest */
+	int r = storage_get_buf(s, p->sbom.key, &text, (size_t)p->sbom.size, e);
+	if (r == -E2BIG) {
+		err_clear(e);
+		return err_set(e, -EBADMSG, "'%s' is larger than the %llu bytes of the manifest",
+			       p->sbom.key, (unsigned long long)p->sbom.size);
+	}
+	if (r < 0)
+		return r;
+	sha256_hex(text.p, text.len, hex);
+	if (text.len != p->sbom.size || strcmp(hex, p->sbom.sha256))
+		return err_set(e, -EBADMSG, "'%s' does not match the sha256 and size of the "
+			       "manifest of %s/%s", p->sbom.key, p->app, p->id);
+	return sbom_parse(ret, text.p, e) < 0 ? err_prefix(e, "'%s'", p->sbom.key) : 0;
 }
 
 int packages_list(struct storage *s, const char *app, struct strv *ids, struct err *e)
@@ -64,7 +101,9 @@ int packages_list(struct storage *s, const char *app, struct strv *ids, struct e
 		if (!strncmp(k, prefix, plen))
 			k += plen;
 		size_t n = strlen(k);
-		if (n > 5 && !strcmp(k + n - 5, ".json") && !strchr(k, '/'))
+		/* <id>.json, not <id>.sbom.json */
+		if (n > 5 && !strcmp(k + n - 5, ".json") && !strchr(k, '/') &&
+		    !(n > 10 && !strcmp(k + n - 10, ".sbom.json")))
 			strv_push_take(ids, xstrndup(k, n - 5));
 	}
 	strv_sort(ids);   /* ids sort by time */
@@ -73,8 +112,8 @@ int packages_list(struct storage *s, const char *app, struct strv *ids, struct e
 
 /* ------------------------------------------------------------ prune */
 
-int packages_prune(struct storage *s, const char *app, int keep, struct strv *ret_removed,
-		   struct err *e)
+int packages_prune(struct storage *s, const struct sign_trust *t, const char *app, int keep,
+		   struct strv *ret_removed, struct err *e)
 {
 	_cleanup_strv_ struct strv ids = STRV_INIT;
 	_cleanup_buf_ struct buf cur = BUF_INIT;
@@ -85,7 +124,7 @@ int packages_prune(struct storage *s, const char *app, int keep, struct strv *re
 	r = packages_list(s, app, &ids, e);
 	if (r < 0)
 		return r;
-	r = package_current(s, app, &cur, e);
+	r = package_current(s, t, app, &cur, e);
 	if (r == -ENOENT) {
 		err_clear(e);
 	} else if (r < 0) {
@@ -102,8 +141,11 @@ int packages_prune(struct storage *s, const char *app, int keep, struct strv *re
 		 * is gone; its layers (a first-edition package's blob too) go
 		 * with layers_gc() once no other package lists them */
 		_cleanup_free_ char *mkey = storage_key_package(app, id, "json");
+		_cleanup_free_ char *skey = storage_key_package(app, id, "sbom.json");
 		_cleanup_free_ char *lkey = storage_key_log(app, id);
-		r = storage_delete(s, mkey, e);
+		r = signed_delete(s, mkey, e);
+		if (r >= 0)
+			r = storage_delete(s, skey, e);
 		if (r >= 0)
 			r = storage_delete(s, lkey, e);
 		if (r < 0)

@@ -35,7 +35,9 @@ struct json_object *queue_app_json(const struct queue_app *a, bool with_secret)
 	char t[32];
 	time_iso8601(a->created / 1000, t);
 	json_object_object_add(o, "name", jstr(a->name));
-	json_object_object_add(o, "repo", jstr(a->repo));
+	/* the registry keeps the URL as given; what is shown has no credentials */
+	_cleanup_free_ char *repo = a->repo ? url_redacted(a->repo) : NULL;
+	json_object_object_add(o, "repo", jstr(repo));
 	json_object_object_add(o, "branch", jstr(a->branch));
 	json_object_object_add(o, "created", json_object_new_string(t));
 	if (with_secret)

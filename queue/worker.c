@@ -206,8 +206,12 @@ static void job_record(struct worker *w, struct job *j, enum build_state st,
 	if (r >= 0 && st == BUILD_SUCCEEDED && w->c->apps.keep_packages > 0 && w->s) {
 		_cleanup_err_ struct err pe = ERR_INIT;
 		_cleanup_strv_ struct strv removed = STRV_INIT;
+		_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
 		struct gc_result gc = { STRV_INIT, 0 };
-		r = packages_prune(w->s, j->b.app, w->c->apps.keep_packages, &removed, &pe);
+		r = sign_trust_config(&t, w->c, &pe);
+		if (r >= 0)
+			r = packages_prune(w->s, &t, j->b.app, w->c->apps.keep_packages, &removed,
+					   &pe);
 		if (r >= 0)
 			r = layers_gc(w->s, w->c->apps.layer_grace, &gc, &pe);
 		if (r < 0)

@@ -12,11 +12,17 @@
  *                     is never taken for a full copy; a stale one (no
  *                     <sha>/) is removed by whoever publishes <sha>/ next
  *   <sha>.lock        flock()ed while the entry is made, replaced or removed
- *   <sha>.used        its mtime is the last use (LRU)
+ *   <sha>.used        its mtime is the last use (LRU); a workspace that stacks
+ *                     the entry holds a shared flock() on it, a removal an
+ *                     exclusive one
  *   <sha>.size        the tree's disk usage in bytes (decimal)
  *   <sha>.tmp-XXXXXX  work in progress (blob + unpacked tree) or an entry
  *                     being removed; a stale one (its maker died) is removed
  *                     by the next maker
+ *   .format           the format and the sandbox range the trees belong to
+ *                     (a cache without it is the first edition's)
+ * and, beside roots/, roots.format.lock and the caches of another format
+ * or range moved aside (roots.old-ID), removed once nothing uses them.
  *
  * A layer's merged view over its parent's chain is what the build packed
  * into the blob, except for mtimes: the blob has them clamped to the
@@ -33,14 +39,115 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "actions/actions.h"
 #include "archive/archive.h"
 #include "rootfs/rootfs.h"
 
-#define MOUNTINFO_MAX_BYTES (16u << 20)
+/* What roots/.format says: the trees belong to the sandbox's range. */
+#define ROOTS_FORMAT "upaas roots 2: uid %u gid %u\n"
 
 static char *roots_dir(const struct config *c)
 {
 	return path_join(c->paths.cache, "roots");
+}
+
+void rootfs_range(const struct config *c, struct sandbox_range *ret)
+{
+	struct sandbox_policy p;
+	actions_sandbox_policy(c, &p);
+	sandbox_range_get(&p, ret);
+}
+
+/* Removes the caches moved aside by roots_format(); in-use ones stay. */
+static void remove_old_roots(const struct config *c)
+{
+	_cleanup_strv_ struct strv old = STRV_INIT;
+	DIR *d = opendir(c->paths.cache);
+	if (!d)
+		return;
+	for (struct dirent *de; (de = readdir(d));)
+		if (!strncmp(de->d_name, "roots.old-", 10))
+			strv_push(&old, de->d_name);
+	closedir(d);
+	for (size_t i = 0; i < old.n; i++) {
+		_cleanup_free_ char *p = path_join(c->paths.cache, old.v[i]);
+		_cleanup_err_ struct err e = ERR_INIT;
+		if (fs_rm_rf(p, &e) < 0)
+			log_warn("root cache: cannot remove the old '%s' yet: %s", p, err_msg(&e));
+	}
+}
+
+/*
+ * Makes sure roots/ is of this format and range (once per process): a
+ * cache of the first edition (trees owned by real root, no .format) or of
+ * another range cannot be used by the sandbox, so it is moved aside whole
+ * (roots.old-ID, by rename: builds using it keep their mounts) and removed
+ * where nothing uses it; the cache starts empty. Nothing for the admin to
+ * do but wait for the first build to unpack its base again.
+ */
+static int roots_format(const struct config *c, const char *roots, struct err *e)
+{
+	static char *done;
+	struct sandbox_range ids;
+	rootfs_range(c, &ids);
+	_cleanup_free_ char *want = xasprintf(ROOTS_FORMAT, (unsigned)ids.uid_base,
+					      (unsigned)ids.gid_base);
+	_cleanup_free_ char *key = xasprintf("%s %s", roots, want);
+	if (done && !strcmp(done, key))
+		return 0;
+
+	int r = fs_mkdir_p(c->paths.cache, 0755);
+	if (r < 0)
+		return err_set_errno(e, r, "cannot create '%s'", c->paths.cache);
+	_cleanup_free_ char *lock = xasprintf("%s.format.lock", roots);
+	_cleanup_close_ int lfd = lock_file(lock, true, e);
+	if (lfd < 0)
+		return lfd;
+	_cleanup_free_ char *fmt = path_join(roots, ".format");
+	_cleanup_buf_ struct buf have = BUF_INIT;
+	r = buf_read_file(&have, fmt, 256);
+	if (r < 0 || strcmp(have.p, want)) {
+		struct stat st;
+		if (lstat(roots, &st) == 0) {
+			_cleanup_free_ char *id = id_new();
+			_cleanup_free_ char *old = xasprintf("%s.old-%s", roots, id);
+			log_info("root cache: '%s' %s: starting a new one", roots,
+				 r < 0 ? "is of the first edition (owned by root)"
+				       : "was made for another sandbox range");
+			if (rename(roots, old) < 0)
+				return err_set_errno(e, -errno, "cannot move '%s' aside", roots);
+			fs_fsync_parent(roots);
+		}
+		r = fs_mkdir_p(roots, 0700);
+		if (r < 0)
+			return err_set_errno(e, r, "cannot create '%s'", roots);
+		r = fs_write_atomic(fmt, want, strlen(want), 0644);
+		if (r < 0)
+			return err_set_errno(e, r, "cannot write '%s'", fmt);
+	}
+	remove_old_roots(c);
+	free(done);
+	done = TAKE_PTR(key);
+	return 0;
+}
+
+/*
+ * Workspaces hold the entries they stack with a shared lock on <sha>.used
+ * (rootfs/workspace.c). Takes it exclusively, for a removal: the fd that
+ * holds it (-1: nothing to hold), or -EBUSY while a workspace holds it.
+ */
+static int entry_claim(const char *roots, const char *sha)
+{
+	_cleanup_free_ char *used = xasprintf("%s/%s.used", roots, sha);
+	int fd = open(used, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int r = errno == EWOULDBLOCK ? -EBUSY : -1;
+		close(fd);
+		return r;
+	}
+	return fd;
 }
 
 static void touch(const char *path)
@@ -191,7 +298,7 @@ static int chain_resolve(const char *roots, const char *sha, struct strv *out)
 	}
 }
 
-/* Hashes fd to its end (at most max + 1 bytes are read). */
+/* Hashes fd to its end, at most max + 1 bytes. */
 static int hash_fd(int fd, uint64_t max, char hex[65], uint64_t *ret_size)
 {
 	_cleanup_free_ char *block = xmalloc(1u << 20);
@@ -201,7 +308,7 @@ static int hash_fd(int fd, uint64_t max, char hex[65], uint64_t *ret_size)
 
 	if (r < 0)
 		return r;
-	for (;;) {
+	while (n <= max) {
 		ssize_t k = read(fd, block, 1u << 20);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -214,8 +321,6 @@ static int hash_fd(int fd, uint64_t max, char hex[65], uint64_t *ret_size)
 			break;
 		sha256_update(&h, block, (size_t)k);
 		n += (uint64_t)k;
-		if (n > max)
-			break;
 	}
 	sha256_final(&h, hex);
 	*ret_size = n;
@@ -225,45 +330,52 @@ static int hash_fd(int fd, uint64_t max, char hex[65], uint64_t *ret_size)
 /*
  * Fetches and verifies the blob, unpacks it into tmp/root and publishes
  * that as final; the caller holds the lock and removes tmp. Local storage
- * is read in place (hashed, then hashed again while it is unpacked); other
- * storage is downloaded into tmp first.
+ * is read in place (hashed first, and again while it is unpacked: nothing
+ * unverified reaches the unpacker); other storage is streamed into tmp,
+ * bounded by the size of the (verified) manifest and checked on the way.
  */
-static int rootcache_fill(struct storage *s, const char *roots, const char *tmp,
-			  const char *key, const char *sha256, uint64_t size, const char *final,
-			  struct err *e)
+static int rootcache_fill(const struct config *cfg, struct storage *s, const char *roots,
+			  const char *tmp, const char *key, const char *sha256, uint64_t size,
+			  const char *final, struct err *e)
 {
 	_cleanup_free_ char *blob = path_join(tmp, "blob"), *tree = path_join(tmp, "root");
 	_cleanup_free_ char *sizefile = NULL, *txt = NULL;
 	_cleanup_close_ int fd = -1;
 	struct progress prog = { 0 };
-	char hex[65];
 	uint64_t got = 0;
 	int dfd, r;
 
 	if (storage_caps(s) & STORAGE_CAP_FD) {
+		char hex[65];
+
 		fd = storage_open_fd(s, key, e);
 		if (fd < 0)
 			return err_prefix(e, "fetching '%s'", key);
-		r = hash_fd(fd, size ? size : UINT64_MAX - 1, hex, &got);
+		r = hash_fd(fd, size, hex, &got);
 		if (r < 0)
 			return err_set_errno(e, r, "cannot read '%s'", key);
+		if (got != size || strcmp(hex, sha256))
+			return err_set(e, -EBADMSG, "'%s' is corrupt: sha256 %s, %llu bytes; the "
+				       "manifest says %s, %llu bytes", key, hex,
+				       (unsigned long long)got, sha256, (unsigned long long)size);
 		if (lseek(fd, 0, SEEK_SET) < 0)
 			return err_set_errno(e, -errno, "cannot read '%s'", key);
 	} else {
-		r = storage_get_file(s, key, blob, hex, &got, e);
+		r = storage_get_verified(s, key, blob, sha256, size, "the blob", e);
 		if (r < 0)
 			return err_prefix(e, "fetching '%s'", key);
 		fd = open(blob, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			return err_set_errno(e, -errno, "cannot open '%s'", blob);
 		unlink(blob);
+		got = size;
 	}
-	if (strcmp(hex, sha256) || (size && got != size))
-		return err_set(e, -EBADMSG,
-			       "'%s' is corrupt: sha256 %s, %llu bytes; the manifest says %s, %llu bytes",
-			       key, hex, (unsigned long long)got, sha256, (unsigned long long)size);
+	/* owned by the sandbox's range: root inside is its first id */
+	struct sandbox_range ids;
+	rootfs_range(cfg, &ids);
 	struct unpack_opts uo = { .mode = UNPACK_PLAIN, .name = key, .sha256 = sha256,
-				  .size = got, .progress = &prog };
+				  .size = got, .progress = &prog, .uid_offset = ids.uid_base,
+				  .gid_offset = ids.gid_base };
 	progress_begin(&prog, "unpacking", got);
 	r = unpack_fd(fd, tree, &uo, NULL, e);
 	progress_end(&prog);
@@ -291,8 +403,9 @@ static int rootcache_fill(struct storage *s, const char *roots, const char *tmp,
 }
 
 /* Makes roots/<sha> in a fresh roots/<sha>.tmp-XXXXXX; lock held. */
-static int rootcache_make(struct storage *s, const char *roots, const char *key,
-			  const char *sha256, uint64_t size, const char *final, struct err *e)
+static int rootcache_make(const struct config *c, struct storage *s, const char *roots,
+			  const char *key, const char *sha256, uint64_t size, const char *final,
+			  struct err *e)
 {
 	_cleanup_free_ char *tmp = xasprintf("%s/%s.tmp-XXXXXX", roots, sha256);
 	_cleanup_err_ struct err e2 = ERR_INIT;
@@ -300,13 +413,11 @@ static int rootcache_make(struct storage *s, const char *roots, const char *key,
 
 	if (!mkdtemp(tmp))
 		return err_set_errno(e, -errno, "cannot create a directory in '%s'", roots);
-	r = rootcache_fill(s, roots, tmp, key, sha256, size, final, e);
+	r = rootcache_fill(c, s, roots, tmp, key, sha256, size, final, e);
 	if (fs_rm_rf(tmp, &e2) < 0)
 		log_warn("cannot remove '%s': %s", tmp, err_msg(&e2));
 	return r;
 }
-
-static void lowers_in_use(const char *roots, struct strv *out);
 
 static const char *chain_why(int r)
 {
@@ -342,9 +453,9 @@ static int get_impl(const struct config *c, struct storage *s, const char *key,
 	final = path_join(roots, sha256);
 	lock = xasprintf("%s.lock", final);
 
-	r = fs_mkdir_p(roots, 0700);
+	r = roots_format(c, roots, e);
 	if (r < 0)
-		return err_set_errno(e, r, "cannot create '%s'", roots);
+		return r;
 
 	r = chain_get(roots, sha256, full, ret_lowers);
 	if (r < 0) {
@@ -358,11 +469,9 @@ static int get_impl(const struct config *c, struct storage *s, const char *key,
 		strv_free(ret_lowers);
 		if (r != -ENOENT) {
 			/* a layer that cannot be stacked: a full copy replaces it */
-			_cleanup_strv_ struct strv busy = STRV_INIT;
-
 			log_info("root cache: %.12s: %s: unpacking it", sha256, chain_why(r));
-			lowers_in_use(roots, &busy);
-			if (strv_contains(&busy, sha256))
+			_cleanup_close_ int claim = entry_claim(roots, sha256);
+			if (claim == -EBUSY)
 				return err_set(e, -EBUSY,
 					       "the cached root '%s' is unusable (%s) and in use",
 					       final, chain_why(r));
@@ -371,7 +480,7 @@ static int get_impl(const struct config *c, struct storage *s, const char *key,
 				return r;
 		}
 		remove_stale(roots, sha256);
-		r = rootcache_make(s, roots, key, sha256, size, final, e);
+		r = rootcache_make(c, s, roots, key, sha256, size, final, e);
 		if (r < 0)
 			return r;
 		strv_push(ret_lowers, final);
@@ -420,9 +529,9 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 	rec = xasprintf("%s.parent", final);
 	sizefile = xasprintf("%s.size", final);
 	used = xasprintf("%s.used", final);
-	r = fs_mkdir_p(roots, 0700);
+	r = roots_format(c, roots, e);
 	if (r < 0)
-		return err_set_errno(e, r, "cannot create '%s'", roots);
+		return r;
 	lfd = lock_file(lock, true, e);
 	if (lfd < 0)
 		return lfd;
@@ -469,40 +578,6 @@ static int cmp_used(const void *a, const void *b)
 	return strcmp(x->sha, y->sha);
 }
 
-/*
- * Collects the copies that a mounted overlay uses as a lower layer in any
- * mount namespace on this host (workspaces live in private namespaces, so
- * our own mountinfo does not show them).
- */
-static void lowers_in_use(const char *roots, struct strv *out)
-{
-	DIR *d = opendir("/proc");
-	_cleanup_buf_ struct buf mi = BUF_INIT;
-	_cleanup_free_ char *needle = xasprintf("%s/", roots);
-
-	if (!d)
-		return;
-	for (struct dirent *de; (de = readdir(d));) {
-		_cleanup_free_ char *p = NULL;
-		const char *at;
-
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		p = xasprintf("/proc/%s/mountinfo", de->d_name);
-		buf_reset(&mi);
-		if (buf_read_file(&mi, p, MOUNTINFO_MAX_BYTES) < 0)
-			continue;
-		for (at = mi.p; (at = strstr(at, needle)); at += strlen(needle)) {
-			const char *sha = at + strlen(needle);
-			_cleanup_free_ char *h = xstrndup(sha, 64);
-
-			if (strlen(h) == 64 && hex64_ok(h) && !strv_contains(out, h))
-				strv_push(out, h);
-		}
-	}
-	closedir(d);
-}
-
 static bool kept(const struct strv *keep, const char *sha)
 {
 	for (size_t i = 0; keep && i < keep->n; i++) {
@@ -517,7 +592,6 @@ static bool kept(const struct strv *keep, const char *sha)
 int rootcache_trim(const struct config *c, const struct strv *keep, struct err *e)
 {
 	_cleanup_free_ char *roots = roots_dir(c);
-	_cleanup_strv_ struct strv busy = STRV_INIT;
 	struct cached *v = NULL;
 	size_t n = 0, cap = 0;
 	uint64_t total = 0, max = (uint64_t)c->limits.unpacked_cache;
@@ -552,17 +626,18 @@ int rootcache_trim(const struct config *c, const struct strv *keep, struct err *
 		n++;
 	}
 	closedir(d);
-	if (total > max) {
+	if (total > max)
 		qsort(v, n, sizeof(*v), cmp_used);
-		lowers_in_use(roots, &busy);
-	}
 	for (size_t i = 0; i < n && total > max; i++) {
 		_cleanup_free_ char *lock = xasprintf("%s/%s.lock", roots, v[i].sha);
 		_cleanup_close_ int lfd = -1;
 		_cleanup_err_ struct err e2 = ERR_INIT;
 
 		/* a layer over a removed entry falls back to unpacking later */
-		if (kept(keep, v[i].sha) || strv_contains(&busy, v[i].sha))
+		if (kept(keep, v[i].sha))
+			continue;
+		_cleanup_close_ int claim = entry_claim(roots, v[i].sha);
+		if (claim == -EBUSY)
 			continue;
 		lfd = lock_file(lock, false, &e2);
 		if (lfd < 0)

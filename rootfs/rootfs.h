@@ -8,7 +8,14 @@
 
 #include "common/common.h"
 #include "config/config.h"
+#include "sandbox/sandbox.h"
 #include "storage/storage.h"
+
+/*
+ * The host ids of root inside the sandbox (sandbox.* of the admin config):
+ * what the trees of the cache and of workspaces belong to.
+ */
+void rootfs_range(const struct config *c, struct sandbox_range *ret);
 
 /*
  * A cache of read-only roots under <paths.cache>/roots/<sha256>/, keyed by
@@ -27,6 +34,12 @@
  * ROOTCACHE_MAX_LAYERS, the blob is fetched and unpacked as a full copy
  * instead. Returns 0 when everything came from the cache, 1 when the blob
  * was fetched and unpacked.
+ *
+ * Every tree of the cache belongs to the sandbox's range (rootfs_range()):
+ * a blob is unpacked with its ids shifted into it, a layer is what the
+ * sandbox wrote. roots/.format records the format and the range; a cache
+ * without it (the first edition's, owned by real root) or made for another
+ * range is moved aside and removed, and the cache starts empty.
  */
 #define ROOTCACHE_MAX_LAYERS 12
 int rootcache_get(const struct config *c, struct storage *s, const char *key, const char *sha256,
@@ -46,7 +59,7 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 			const char *upper, struct err *e);
 /* Removes least recently used entries until the cache is below max bytes.
  * Entries named in keep (paths or sha256s, may be NULL) and entries that a
- * mounted overlay uses as a lower layer are never removed. */
+ * workspace stacks are never removed. */
 int rootcache_trim(const struct config *c, const struct strv *keep, struct err *e);
 
 /* ============================================================== workspace */
@@ -55,7 +68,12 @@ int rootcache_trim(const struct config *c, const struct strv *keep, struct err *
  * A writable root over read-only lower directories (top first): an overlayfs
  * with its upper and work dirs below dir, mounted at dir/root; where
  * overlayfs is not available, a plain copy of a single lower into dir/root
- * (a chain of layers needs overlayfs: -EOPNOTSUPP).
+ * (a chain of layers needs overlayfs: -EOPNOTSUPP). The root belongs to
+ * root inside the sandbox (rootfs_range()).
+ * The overlay is mounted with its layers named /proc/self/fd/N, so that its
+ * options (which /proc/self/mountinfo shows, inside the sandbox too) name
+ * no host path; each lower from the cache is held with a shared lock on its
+ * <sha>.used for the workspace's life, which keeps rootcache_trim() off it.
  * Lifecycle: workspace_create() -> use ws->root -> [workspace_unmount() ->
  * take ws->upper away] -> workspace_destroy().
  * Requires sandbox_private_mounts() first. destroy unmounts and removes dir
@@ -67,14 +85,19 @@ struct workspace {
 	char *upper;            /* overlay: the changes only */
 	bool overlay;
 	bool mounted;
+	int *held;              /* shared locks on the lowers' <sha>.used */
+	size_t n_held;
 };
-#define WORKSPACE_INIT { NULL, NULL, NULL, false, false }
-int workspace_create(struct workspace *w, const char *dir, const struct strv *lowers,
-		     struct err *e);
+#define WORKSPACE_INIT { NULL, NULL, NULL, false, false, NULL, 0 }
+int workspace_create(struct workspace *w, const struct config *c, const char *dir,
+		     const struct strv *lowers, struct err *e);
 /* Overlay: unmounts root, never lazily (-EBUSY while something still uses
  * it), so that upper is complete and stable and may be moved away. */
 int workspace_unmount(struct workspace *w, struct err *e);
 int workspace_destroy(struct workspace *w, struct err *e);
+/* Frees w and drops its locks, whatever is left on disk (after a destroy
+ * that failed: the next sweep of the work dir removes it). */
+void workspace_free(struct workspace *w);
 
 /* ================================================================ workdir */
 

@@ -160,7 +160,7 @@ static struct json_object *app_full(struct route_ctx *x, struct storage *s,
 	struct json_object *o = queue_app_json(a, secret);
 	_cleanup_buf_ struct buf cur = BUF_INIT;
 	_cleanup_err_ struct err se = ERR_INIT;
-	bool has_cur = s && package_current(s, a->name, &cur, &se) >= 0;
+	bool has_cur = s && package_current(s, &x->r->srv->trust, a->name, &cur, &se) >= 0;
 	json_object_object_add(o, "current", has_cur ? jstr(cur.p) : NULL);
 	struct queue_filter f = { .app = a->name, .state = -1, .limit = n_builds };
 	struct queue_build *v = NULL;
@@ -268,7 +268,7 @@ static enum MHD_Result packages_list_h(struct route_ctx *x, const char *app)
 	rc = packages_list(s, app, &ids, &x->e);
 	if (rc < 0)
 		return reply_err(x->r, rc, &x->e);
-	if (package_current(s, app, &cur, &x->e) < 0)
+	if (package_current(s, &x->r->srv->trust, app, &cur, &x->e) < 0)
 		buf_reset(&cur);
 	err_clear(&x->e);
 	struct json_object *arr = json_object_new_array();
@@ -277,7 +277,7 @@ static enum MHD_Result packages_list_h(struct route_ctx *x, const char *app)
 		_cleanup_err_ struct err pe = ERR_INIT;
 		bool is_cur = cur.len && !strcmp(cur.p, ids.v[i]);
 		struct json_object *o = NULL;
-		if (package_load(s, app, ids.v[i], &p, &pe) >= 0)
+		if (package_load(s, &x->r->srv->trust, app, ids.v[i], &p, &pe) >= 0)
 			o = package_json(&p, is_cur);
 		if (!o) {
 			o = json_object_new_object();
@@ -299,7 +299,7 @@ static enum MHD_Result package_show_h(struct route_ctx *x, const char *app, cons
 	if (!s)
 		return reply_err(x->r, -EIO, &x->e);
 	_cleanup_buf_ struct buf cur = BUF_INIT;
-	bool has_cur = package_current(s, app, &cur, &x->e) >= 0;
+	bool has_cur = package_current(s, &x->r->srv->trust, app, &cur, &x->e) >= 0;
 	err_clear(&x->e);
 	if (!strcmp(id, "current")) {
 		if (!has_cur)
@@ -308,7 +308,7 @@ static enum MHD_Result package_show_h(struct route_ctx *x, const char *app, cons
 		id = cur.p;
 	}
 	struct package_info p = { 0 };
-	int rc = package_load(s, app, id, &p, &x->e);
+	int rc = package_load(s, &x->r->srv->trust, app, id, &p, &x->e);
 	if (rc == -EINVAL)
 		rc = -ENOENT;   /* a malformed id names no package */
 	if (rc < 0)
@@ -328,7 +328,7 @@ static enum MHD_Result current_h(struct route_ctx *x, const char *app)
 		return reply_err(x->r, rc, &x->e);
 	_cleanup_storage_ struct storage *s = open_storage(x);
 	_cleanup_buf_ struct buf cur = BUF_INIT;
-	bool has = s && package_current(s, app, &cur, &x->e) >= 0;
+	bool has = s && package_current(s, &x->r->srv->trust, app, &cur, &x->e) >= 0;
 	struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "app", json_object_new_string(app));
 	json_object_object_add(o, "current", has ? jstr(cur.p) : NULL);
@@ -651,6 +651,14 @@ static void sse_check_state(struct sse *s)
 	queue_build_clear(&b);
 }
 
+/* A comment line often enough that the connection timeout (serve.limits.
+ * timeout, which cuts off silent clients) never cuts off a silent build. */
+static uint64_t sse_keepalive_ms(const struct sse *s)
+{
+	uint64_t t = (uint64_t)s->srv->c->serve.limits.timeout * 1000u / 3u;
+	return t < SSE_KEEPALIVE_MS ? (t > 0 ? t : 1) : SSE_KEEPALIVE_MS;
+}
+
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct sse *s = cls;
@@ -683,7 +691,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			if (s->out.len || s->done)
 				continue;
 		}
-		if (now - s->last_send_ms >= SSE_KEEPALIVE_MS) {
+		if (now - s->last_send_ms >= sse_keepalive_ms(s)) {
 			buf_adds(&s->out, ": keep-alive\n\n");
 			continue;
 		}

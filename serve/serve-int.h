@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 #include <json-c/json.h>
 
+#include "package/package.h"
 #include "queue/queue.h"
 #include "serve/serve.h"
 #include "storage/storage.h"
@@ -66,6 +67,7 @@ struct rate_slot {
 
 struct server {
 	const struct config *c;
+	struct sign_trust trust;   /* signing.trusted: packages shown are verified */
 	struct MHD_Daemon *d;
 	MHD_socket lsock;        /* after quiescing */
 	struct pool pool;

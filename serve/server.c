@@ -467,6 +467,7 @@ static void server_free(struct server *s)
 	free(s->web_dir);
 	free(s->proxies);
 	free(s->rate);
+	sign_trust_free(&s->trust);
 	pthread_mutex_destroy(&s->rate_lock);
 	pthread_mutex_destroy(&s->stop_lock);
 	pthread_cond_destroy(&s->stop_cond);
@@ -538,6 +539,11 @@ int serve_run(const struct config *c, const struct serve_opts *o, struct err *e)
 		s.proxies = xrealloc(s.proxies, (s.n_proxies + 1) * sizeof(*s.proxies));
 		if (cidr_parse(c->serve.trusted_proxies.v[i], &s.proxies[s.n_proxies]) == 0)
 			s.n_proxies++;
+	}
+	r = sign_trust_config(&s.trust, c, e);
+	if (r < 0) {
+		server_free(&s);
+		return r;
 	}
 	s.web_fd = open(s.web_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s.web_fd < 0)

@@ -5,20 +5,38 @@
  * refused by the generic layer (no slots here): -EROFS / -EOPNOTSUPP.
  *
  * Each key segment is percent-encoded (RFC 3986 unreserved characters stay),
- * '/' separates segments. Redirects are followed (http/https only).
- * storage.timeout bounds the connection and any stall of the transfer,
- * not the whole download: a large package on a slow link may take longer.
+ * '/' separates segments. storage.timeout bounds the connection and any
+ * stall of the transfer, not the whole download: a large package on a slow
+ * link may take longer.
+ *
+ * Credentials: a userinfo in storage.url (https://user:password@host/) is
+ * taken out of the URL when the handler opens. It goes to libcurl as
+ * CURLOPT_USERNAME/PASSWORD, only in requests to the URL's own host, and no
+ * URL that upaas shows, logs or puts in a message carries it.
+ *
+ * Redirects are followed here, not by libcurl, and only to the scheme and
+ * host of storage.url or to a host of storage.redirect_hosts (same scheme):
+ * a storage server cannot send a host to file://, to http from https, or to
+ * some other host's service.
  */
 #define UPAAS_STORAGE_INTERNAL 1
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include "storage/storage-int.h"
 
+#define REDIRECTS_MAX 10
+
 struct http {
-	char *base;      /* without a trailing '/' */
+	char *base;      /* without a trailing '/' and without userinfo */
+	char *scheme;    /* of base: "http" or "https" */
+	char *host;      /* of base, without port */
+	char *user;      /* secret: from the userinfo of storage.url, or NULL */
+	char *pass;      /* secret */
+	struct strv redirect_hosts;
 	long timeout;    /* seconds */
 };
 
@@ -34,34 +52,85 @@ static void curl_easy_cleanupp(CURL **c)
 }
 #define _cleanup_curl_ _cleanup_(curl_easy_cleanupp)
 
+static void curl_url_cleanupp(CURLU **u)
+{
+	if (*u)
+		curl_url_cleanup(*u);
+}
+#define _cleanup_curlu_ _cleanup_(curl_url_cleanupp)
+
+/* The scheme and host (lower case, without port) of an absolute URL; -EINVAL
+ * when it is not one, or carries a userinfo. */
+static int url_origin(const char *url, char **ret_scheme, char **ret_host)
+{
+	_cleanup_curlu_ CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *user = NULL;
+
+	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		return -EINVAL;
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+		curl_free(user);
+		return -EINVAL;
+	}
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		curl_free(scheme);
+		return -EINVAL;
+	}
+	*ret_scheme = xstrdup(scheme);
+	*ret_host = xstrdup(host);
+	for (char *p = *ret_host; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	curl_free(scheme);
+	curl_free(host);
+	return 0;
+}
+
 static int http_open(struct storage *s, const struct cfg_storage *cfg, const char *state_dir,
 		     struct err *e)
 {
 	struct http *h = H(s);
-	const char *url = cfg->url;
+	_cleanup_free_ char *bare = NULL;
 
-	if (!url || !*url)
+	(void)state_dir;
+	if (!cfg->url || !*cfg->url)
 		return err_set(e, -EINVAL, "storage handler 'http' needs storage.url");
-	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
+	/* from here on, only the URL without its userinfo is ever shown */
+	if (url_split_userinfo(cfg->url, &bare, &h->user, &h->pass) < 0) {
+		_cleanup_free_ char *shown = url_redacted(cfg->url);
+		return err_set(e, -EINVAL, "storage.url '%s' has a bad %%-escape in its userinfo",
+			       shown);
+	}
+	if (strncmp(bare, "http://", 7) && strncmp(bare, "https://", 8))
 		return err_set(e, -EINVAL, "storage.url '%s' is not an http:// or https:// URL",
-			       url);
+			       bare);
+	if (url_origin(bare, &h->scheme, &h->host) < 0)
+		return err_set(e, -EINVAL, "storage.url '%s' is not a valid URL", bare);
 	/* refcounted by libcurl; the S3 handler may call it too */
 	CURLcode cc = curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (cc != CURLE_OK)
 		return err_set(e, -EIO, "cannot initialise libcurl: %s", curl_easy_strerror(cc));
 
-	size_t n = strlen(url);
-	while (n > 0 && url[n - 1] == '/')
+	size_t n = strlen(bare);
+	while (n > 0 && bare[n - 1] == '/')
 		n--;
-	h->base = xstrndup(url, n);
+	h->base = xstrndup(bare, n);
 	h->timeout = cfg->timeout > 0 ? cfg->timeout : 300;
+	strv_copy(&h->redirect_hosts, &cfg->redirect_hosts);
 	s->where = xstrdup(h->base);
 	return 0;
 }
 
 static void http_close(struct storage *s)
 {
-	free(H(s)->base);
+	struct http *h = H(s);
+	free(h->base);
+	free(h->scheme);
+	free(h->host);
+	secret_free(h->user);
+	secret_free(h->pass);
+	strv_free(&h->redirect_hosts);
 	curl_global_cleanup();
 }
 
@@ -95,8 +164,8 @@ static int http_setup(struct http *h, CURL *c, const char *url, char errbuf[CURL
 	SET(CURLOPT_URL, url);
 	SET(CURLOPT_ERRORBUFFER, errbuf);
 	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_FOLLOWLOCATION, 1L);
-	SET(CURLOPT_MAXREDIRS, 10L);
+	/* redirects are checked and followed by http_perform() */
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_FAILONERROR, 1L);
 	SET(CURLOPT_CONNECTTIMEOUT, h->timeout);
 	/* a stall longer than the timeout fails the transfer */
@@ -112,6 +181,83 @@ static int http_setup(struct http *h, CURL *c, const char *url, char errbuf[CURL
 #endif
 #undef SET
 	return cc == CURLE_OK ? 0 : -EIO;
+}
+
+/* Where a request to url may go, and with which credentials: the base's
+ * own host gets them, a host of redirect_hosts does not, others nothing. */
+enum target { TARGET_REFUSED, TARGET_OWN, TARGET_OTHER };
+static enum target http_target(struct http *h, const char *url)
+{
+	_cleanup_free_ char *scheme = NULL, *host = NULL;
+	if (url_origin(url, &scheme, &host) < 0 || strcmp(scheme, h->scheme))
+		return TARGET_REFUSED;
+	if (!strcmp(host, h->host))
+		return TARGET_OWN;
+	for (size_t i = 0; i < h->redirect_hosts.n; i++)
+		if (!strcasecmp(host, h->redirect_hosts.v[i]))
+			return TARGET_OTHER;
+	return TARGET_REFUSED;
+}
+
+struct get_ctx {
+	CURL *c;
+	sink_fn sink;
+	void *data;
+	int sink_r;
+};
+
+static bool is_redirect(long status)
+{
+	return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+static int http_result(CURL *c, CURLcode cc, const char *method, const char *url,
+		       const char *key, const char *errbuf, struct err *e);
+
+/*
+ * Performs the request c is set up for (url first), following the redirects
+ * that http_target() allows, at most REDIRECTS_MAX. Returns 0, the sink's
+ * error, or -errno with a message that shows no credentials.
+ */
+static int http_perform(struct http *h, CURL *c, const char *url, const char *method,
+			const char *key, struct get_ctx *g, char errbuf[CURL_ERROR_SIZE],
+			struct err *e)
+{
+	_cleanup_free_ char *cur = xstrdup(url);
+
+	for (int hop = 0;; hop++) {
+		bool own = http_target(h, cur) == TARGET_OWN;
+		CURLcode cc = CURLE_OK;
+		/* the credentials go to the storage URL's host only */
+		if (curl_easy_setopt(c, CURLOPT_URL, cur) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_USERNAME, own ? h->user : NULL) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_PASSWORD, own ? h->pass : NULL) != CURLE_OK)
+			return err_set(e, -EIO, "cannot set up a request for '%s'", cur);
+		errbuf[0] = '\0';
+		cc = curl_easy_perform(c);
+		if (g && g->sink_r < 0)   /* the sink's failure is the caller's to describe */
+			return g->sink_r;
+		long status = 0;
+		char *next = NULL;
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (cc != CURLE_OK || !is_redirect(status))
+			return http_result(c, cc, method, cur, key, errbuf, e);
+		curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &next);
+		if (!next)
+			return err_set(e, -EIO, "%s '%s': HTTP %ld without a Location", method, cur,
+				       status);
+		if (hop == REDIRECTS_MAX)
+			return err_set(e, -EIO, "%s '%s': more than %d redirects", method, url,
+				       REDIRECTS_MAX);
+		if (http_target(h, next) == TARGET_REFUSED) {
+			_cleanup_free_ char *shown = url_redacted(next);
+			return err_set(e, -EACCES, "%s '%s' redirects to '%s': refused (not the scheme "
+				       "and host of storage.url, nor one of storage.redirect_hosts)",
+				       method, cur, shown);
+		}
+		free(cur);
+		cur = xstrdup(next);
+	}
 }
 
 /* Maps the outcome of a request to -errno with a message. */
@@ -136,16 +282,15 @@ static int http_result(CURL *c, CURLcode cc, const char *method, const char *url
 		       *errbuf ? errbuf : curl_easy_strerror(cc));
 }
 
-struct get_ctx {
-	sink_fn sink;
-	void *data;
-	int sink_r;
-};
-
 static size_t write_cb(char *p, size_t size, size_t nmemb, void *data)
 {
 	struct get_ctx *g = data;
 	size_t n = size * nmemb;
+	long status = 0;
+	/* the body of a redirect is not the object */
+	curl_easy_getinfo(g->c, CURLINFO_RESPONSE_CODE, &status);
+	if (is_redirect(status))
+		return n;
 	int r = g->sink(g->data, p, n);
 	if (r < 0) {
 		g->sink_r = r;
@@ -161,16 +306,13 @@ static int http_get(struct storage *s, const char *key, sink_fn sink, void *data
 	_cleanup_free_ char *url = http_url(h, key);
 	_cleanup_curl_ CURL *c = curl_easy_init();
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct get_ctx g = { .sink = sink, .data = data };
+	struct get_ctx g = { .c = c, .sink = sink, .data = data };
 
 	if (!c || http_setup(h, c, url, errbuf) < 0 ||
 	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_WRITEDATA, &g) != CURLE_OK)
 		return err_set(e, -EIO, "cannot set up a request for '%s'", url);
-	CURLcode cc = curl_easy_perform(c);
-	if (g.sink_r < 0)   /* the sink's failure is the caller's to describe */
-		return g.sink_r;
-	return http_result(c, cc, "GET", url, key, errbuf, e);
+	return http_perform(h, c, url, "GET", key, &g, errbuf, e);
 }
 
 static int http_stat(struct storage *s, const char *key, struct storage_stat *ret,
@@ -185,8 +327,7 @@ static int http_stat(struct storage *s, const char *key, struct storage_stat *re
 	    curl_easy_setopt(c, CURLOPT_NOBODY, 1L) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_FILETIME, 1L) != CURLE_OK)
 		return err_set(e, -EIO, "cannot set up a request for '%s'", url);
-	CURLcode cc = curl_easy_perform(c);
-	int r = http_result(c, cc, "HEAD", url, key, errbuf, e);
+	int r = http_perform(h, c, url, "HEAD", key, NULL, errbuf, e);
 	if (r < 0)
 		return r;
 

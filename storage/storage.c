@@ -467,12 +467,18 @@ struct file_ctx {
 	int fd;
 	struct sha256 h;
 	uint64_t size;
+	uint64_t max;       /* 0: none */
 	int err;
 };
 
 static int file_sink(void *data, const void *p, size_t n)
 {
 	struct file_ctx *f = data;
+	/* a bounded download stops at its bound, not after it */
+	if (f->max && f->size + n > f->max) {
+		f->size += n;
+		return -EFBIG;
+	}
 	int r = fs_write_all(f->fd, p, n);
 	if (r < 0) {
 		f->err = r;
@@ -483,8 +489,15 @@ static int file_sink(void *data, const void *p, size_t n)
 	return 0;
 }
 
-int storage_get_file(struct storage *s, const char *key, const char *path, char ret_hex[65],
-		     uint64_t *ret_size, struct err *e)
+/*
+ * storage_get_file(), and with want_sha a verified one: the transfer stops
+ * past want_size bytes (-EFBIG) and the file is renamed into place only
+ * when its size and sha256 are the wanted ones (-EBADMSG otherwise; no
+ * message for either, the caller says what they mean). ret_hex and
+ * ret_size get what was fetched.
+ */
+static int get_file(struct storage *s, const char *key, const char *path, const char *want_sha,
+		    uint64_t want_size, char ret_hex[65], uint64_t *ret_size, struct err *e)
 {
 	int r = key_check(key, e);
 	if (r < 0)
@@ -497,7 +510,8 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 	const char *base = basename(basecopy);
 	_cleanup_free_ char *tmp = xasprintf("%s/.%s.tmp-XXXXXX", dir, base);
 
-	struct file_ctx f = { .fd = mkostemp(tmp, O_CLOEXEC) };
+	/* one byte more than promised is enough to know it is not the object */
+	struct file_ctx f = { .fd = mkostemp(tmp, O_CLOEXEC), .max = want_sha ? want_size + 1 : 0 };
 	if (f.fd < 0)
 		return err_set_errno(e, -errno, "cannot create a temporary file next to '%s'", path);
 	r = sha256_init(&f.h);
@@ -507,9 +521,17 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 		return err_set(e, r, "cannot start sha256");
 	}
 
+	char hex[65] = "";
 	r = storage_get(s, key, file_sink, &f, e);
-	if (r < 0 && f.err < 0)
+	if (r == -EFBIG && !f.err)
+		err_clear(e);   /* past the bound: the caller says what that means */
+	else if (r < 0 && f.err < 0)
 		err_set(e, r, "cannot write '%s': %s", tmp, strerror(-f.err));
+	if (r >= 0) {
+		sha256_final(&f.h, hex);
+		if (want_sha && (f.size != want_size || strcmp(hex, want_sha)))
+			r = -EBADMSG;
+	}
 	if (r >= 0 && fchmod(f.fd, 0644) < 0)
 		r = err_set_errno(e, -errno, "cannot chmod '%s'", tmp);
 	if (r >= 0 && fsync(f.fd) < 0)
@@ -518,23 +540,46 @@ int storage_get_file(struct storage *s, const char *key, const char *path, char 
 		r = err_set_errno(e, -errno, "cannot write '%s'", tmp);
 	if (r >= 0 && rename(tmp, path) < 0)
 		r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, path);
-	if (r < 0) {
-		sha256_free(&f.h);
-		unlink(tmp);
-		return r;
-	}
-	r = fs_fsync_parent(path);
-	if (r < 0) {
-		sha256_free(&f.h);
-		return err_set_errno(e, r, "cannot fsync the directory of '%s'", path);
-	}
-	char hex[65];
-	sha256_final(&f.h, hex);
+	sha256_free(&f.h);
 	if (ret_hex)
 		memcpy(ret_hex, hex, sizeof(hex));
 	if (ret_size)
 		*ret_size = f.size;
+	if (r < 0) {
+		unlink(tmp);
+		return r;
+	}
+	r = fs_fsync_parent(path);
+	if (r < 0)
+		return err_set_errno(e, r, "cannot fsync the directory of '%s'", path);
 	return 0;
+}
+
+int storage_get_file(struct storage *s, const char *key, const char *path, char ret_hex[65],
+		     uint64_t *ret_size, struct err *e)
+{
+	return get_file(s, key, path, NULL, 0, ret_hex, ret_size, e);
+}
+
+int storage_get_verified(struct storage *s, const char *key, const char *path,
+			 const char sha256[65], uint64_t size, const char *what, struct err *e)
+{
+	char hex[65];
+	uint64_t got = 0;
+	int r = get_file(s, key, path, sha256, size, hex, &got, e);
+
+	if (r == -EFBIG)
+		return err_set(e, -EBADMSG, "%s failed verification: '%s' is larger than the %llu "
+			       "bytes the manifest says (the download stopped there)", what, key,
+			       (unsigned long long)size);
+	if (r == -EBADMSG && got != size)
+		return err_set(e, -EBADMSG, "%s failed verification: %llu bytes fetched, the "
+			       "manifest says %llu (truncated or tampered blob)", what,
+			       (unsigned long long)got, (unsigned long long)size);
+	if (r == -EBADMSG)
+		return err_set(e, -EBADMSG, "%s failed verification: sha256 %s, the manifest says "
+			       "%s", what, hex, sha256);
+	return r;
 }
 
 /* -------------------------------------------------------- stat, list, delete */

@@ -96,6 +96,13 @@ int storage_get_buf(struct storage *s, const char *key, struct buf *out, size_t 
 int storage_get_file(struct storage *s, const char *key, const char *path, char ret_hex[65],
 		     uint64_t *ret_size, struct err *e);
 
+/* Downloads key to path (atomically, as storage_get_file) only when it is
+ * exactly size bytes with this sha256: the transfer stops past size bytes,
+ * and nothing is left at path on a mismatch (-EBADMSG, "<what> failed
+ * verification: ...", what such as "package 'X'"). */
+int storage_get_verified(struct storage *s, const char *key, const char *path,
+			 const char sha256[65], uint64_t size, const char *what, struct err *e);
+
 int storage_stat(struct storage *s, const char *key, struct storage_stat *ret, struct err *e);
 
 /* Calls cb for each key under prefix, in lexical order. cb returning < 0

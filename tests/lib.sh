@@ -48,6 +48,7 @@ t_bail() { echo "Bail out! $*"; exit 1; }
 # Shared between all tests of one run (tests/run-all.sh sets it fresh).
 UPAAS_TEST_SHARED=${UPAAS_TEST_SHARED:-/var/tmp/upaas-tests-shared}
 mkdir -p "$UPAAS_TEST_SHARED/storage" "$UPAAS_TEST_SHARED/cache"
+mkdir -p -m 0700 "$UPAAS_TEST_SHARED/keys"
 export UPAAS_TEST_SHARED
 
 T_ROOT=$(mktemp -d /var/tmp/upaas-test.XXXXXX)
@@ -68,8 +69,26 @@ t_cleanup() {
 }
 trap t_cleanup EXIT
 
+# The run's signing key pair, made once per run under a lock: every test
+# builds signed packages and deploys only what this key signed.
+T_KEY=$UPAAS_TEST_SHARED/keys/builder.key
+T_PUB=$UPAAS_TEST_SHARED/keys/builder.pub
+(
+	flock 9
+	[ -s "$T_KEY" ] || "$UPAAS" key generate --private "$T_KEY" --public "$T_PUB" >/dev/null ||
+		exit 1
+) 9>"$UPAAS_TEST_SHARED/keys.lock" || t_bail "cannot make the run's signing key"
+export T_KEY T_PUB
+
+# The first host id of the sandbox's range in the tests (the built-in one).
+T_SANDBOX_BASE=268435456
+
 # Writes the test's admin config; extra libconfig text may be passed as $1.
+# Unless it has a signing group of its own, the run's key signs and is the
+# one trusted.
 t_write_config() {
+	local signing="signing = { key = \"$T_KEY\"; trusted = [ \"$T_PUB\" ]; };"
+	case ${1:-} in *"signing = "* | *"signing ="*) signing= ;; esac
 	cat >"$T_CFG" <<CFG
 paths = {
   workdir = "$T_ROOT/work";
@@ -84,20 +103,59 @@ deploy = {
   root = "$T_ROOT/srv";
   hooks_dir = "$T_ROOT/hooks";
 };
+$signing
 ${1:-}
 CFG
+	# the sandbox's range: the built-in one, named (no warning in every
+	# test's output); a test that sets its own sandbox group keeps it
+	grep -q '^sandbox' "$T_CFG" ||
+		printf 'sandbox = {\n  uid_base = %s;\n};\n' "$T_SANDBOX_BASE" >>"$T_CFG"
+}
+
+# The package id an apps/<app>/current file names (its signature lines,
+# then its JSON document; or the first edition's plain id).
+t_current_id() {
+	[ -e "$1" ] || return 1
+	if grep -q '^{' "$1"; then grep -v '^ed25519 ' "$1" | jq -r .id; else head -n1 "$1"; fi
 }
 t_write_config
 
 # The base image all tests share; created once per run under a lock.
 t_image() {
+	# always the run's settings and key, whatever config the test wrote:
+	# every test trusts the shared image through the run's key
+	cat >"$T_ROOT/image.cfg" <<CFG
+paths = { workdir = "$T_ROOT/work"; cache = "$UPAAS_TEST_SHARED/cache"; state = "$T_ROOT/state"; };
+storage = { handler = "local"; path = "$UPAAS_TEST_SHARED/storage"; };
+signing = { key = "$T_KEY"; trusted = [ "$T_PUB" ]; };
+sandbox = { uid_base = $T_SANDBOX_BASE; };
+CFG
 	(
 		flock 9
-		"$UPAAS" image create >"$T_ROOT/image.out" 2>&1 || {
+		UPAAS_CONFIG=$T_ROOT/image.cfg "$UPAAS" image create >"$T_ROOT/image.out" 2>&1 || {
 			cat "$T_ROOT/image.out" >&2
 			exit 1
 		}
 	) 9>"$UPAAS_TEST_SHARED/image.lock"
+}
+
+# A minbase bookworm for the sandbox tests at $1, made once per run with
+# mmdebstrap from the real mirror (under a lock), its ids shifted into the
+# sandbox range starting at $2 (idempotent).
+t_sandbox_root() {
+	local r=$1 base=$2
+	(
+		flock 9
+		if [ ! -x "$r/bin/sh" ]; then
+			rm -rf "$r.tmp"
+			mmdebstrap --variant=minbase --mode=root --quiet bookworm "$r.tmp" \
+				"${UPAAS_TEST_MIRROR:-http://deb.debian.org/debian}" >"$T_ROOT/mmdebstrap.out" 2>&1 &&
+				mv "$r.tmp" "$r"
+		fi
+		[ -x "$r/bin/sh" ] &&
+			"$UPAAS_BUILDDIR/tests/unit/sandbox-helper" --shift-tree "$r" --range "$base"
+	) 9>"$UPAAS_TEST_SHARED/sandbox-root.lock"
+	[ -x "$r/bin/sh" ] || { cat "$T_ROOT/mmdebstrap.out" >&2; t_bail "cannot bootstrap the test root"; }
 }
 
 # Mount points below a path (for leak checks); prints them.

@@ -13,3 +13,9 @@ EXTRA_DIST += tests/integration/build-node.sh tests/integration/deb.sh
 # Every #include runs downhill (the floors in tests/floors, as in README).
 TESTS += tests/layering.sh
 EXTRA_DIST += tests/layering.sh tests/floors
+
+# Signed packages and secrets, across builder, deploy and storage.
+TESTS += tests/integration/sign.sh
+EXTRA_DIST += tests/integration/sign.sh
+TESTS += tests/integration/secrets.sh
+EXTRA_DIST += tests/integration/secrets.sh tests/auth-http.py

@@ -28,12 +28,21 @@ meta() {
 	git -C "$SRC" -c user.name=t -c user.email=t@l commit -qm "meta" --allow-empty
 }
 build() { "$UPAAS" build --app "$APP" "$@" "$SRC"; }
-current() { cat "$ST/apps/$APP/current" 2>/dev/null; }
-manifests() { ls "$ST/packages/$APP" 2>/dev/null | grep -c '\.json$'; }
+current() { t_current_id "$ST/apps/$APP/current" 2>/dev/null; }
+manifests() { ls "$ST/packages/$APP" 2>/dev/null | grep -v '\.sbom\.json$' | grep -c '\.json$'; }
 workdirs() { ls "$T_ROOT/work" 2>/dev/null | grep -v '\.lock$'; }
-# files in packages/<app> other than a manifest, and upload temps anywhere
+# files in packages/<app> other than a manifest and its signature and bill
+# of materials, and upload temps in layers/
 stray() {
-	ls -A "$ST/packages/$APP" | grep -v '\.json$'
+	local f
+	for f in $(ls -A "$ST/packages/$APP"); do
+		case $f in
+		*.sbom.json) [ -e "$ST/packages/$APP/${f%.sbom.json}.json" ] || echo "$f" ;;
+		*.json) ;;
+		*.json.sig) [ -e "$ST/packages/$APP/${f%.sig}" ] || echo "$f" ;;
+		*) echo "$f" ;;
+		esac
+	done
 	find "$ST/layers" -name '.tmp-*' 2>/dev/null
 }
 # after_fault DESC: the invariants after a failed build
@@ -124,7 +133,7 @@ OUT=$(build 2>&1)
 t_is "full storage: exit status 1" "$?" 1
 t_match "full storage: says why" "$OUT" "[Nn]o space left on device"
 t_is "full storage: current unchanged" "$(current)" "$GOOD"
-t_is "full storage: no new manifest" "$(ls "$ST/packages/$APP" | grep -c '\.json$')" "$NGOOD"
+t_is "full storage: no new manifest" "$(manifests)" "$NGOOD"
 t_is "full storage: no partial layer" "$(ls -A "$ST/layers")" ""
 umount "$ST/layers"
 t_is "full storage: no mount left" "$(t_mounts_below "$T_ROOT")$(t_mounts_below "$ST")" ""
@@ -176,6 +185,10 @@ NGOOD=$(manifests)
 # commit id before it reaches git's argv (an option there writes a file)
 EVIL=/tmp/upaas-evil-$APP
 sed -i "s|\"commit\": \"[0-9a-f]*\"|\"commit\": \"--output=$EVIL\"|" "$ST/packages/$APP/$GOOD.json"
+# (signed again, as a builder gone bad would: the signature alone would
+# stop it, sign.sh shows that; here the check behind it is tested)
+"$UPAAS" key sign --key "$T_KEY" --output "$ST/packages/$APP/$GOOD.json.sig" \
+	"$ST/packages/$APP/$GOOD.json" >/dev/null
 git -C "$SRC" rm -q app.sh
 meta 'actions = { main = "echo after a hostile parent"; };'
 ID=$(build 2>"$T_ROOT/parent.err")

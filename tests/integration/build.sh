@@ -36,7 +36,7 @@ t_is "first build is fresh" "$(jget fresh <<<"$M1")" true
 t_match "manifest says why" "$(jget base.reason <<<"$M1")" "first build"
 t_is "manifest records the commit" "$(jget repository.commit <<<"$M1")" "$C1"
 t_is "manifest records the interpreter" "$(jget interpreter.type <<<"$M1")" python
-t_is "current names the package" "$(cat "$UPAAS_TEST_SHARED/storage/apps/$APP/current")" "$ID1"
+t_is "current names the package" "$(t_current_id "$UPAAS_TEST_SHARED/storage/apps/$APP/current")" "$ID1"
 t_ok "the build log is stored" test -s "$UPAAS_TEST_SHARED/storage/logs/$APP/$ID1.log"
 
 X=$T_ROOT/x1
@@ -189,7 +189,7 @@ OUT=$("$UPAAS" build --app "$APP" --ref no-such-branch "$SRC" 2>&1)
 t_match "an unknown ref is refused" "$OUT" "ref 'no-such-branch' not found"
 OUT=$("$UPAAS" build no-such-app-name 2>&1)
 t_match "an unknown source is refused" "$OUT" "unknown app 'no-such-app-name'"
-t_is "current unchanged by failed builds" "$(cat "$UPAAS_TEST_SHARED/storage/apps/$APP/current")" "$ID3"
+t_is "current unchanged by failed builds" "$(t_current_id "$UPAAS_TEST_SHARED/storage/apps/$APP/current")" "$ID3"
 t_is "no work dir left behind" "$(ls "$T_ROOT/work" | grep -v '\.lock$')" ""
 t_is "no mount left behind" "$(t_mounts_below "$T_ROOT")" ""
 

@@ -174,4 +174,10 @@ for opt in --metadata --json --help; do
 	t_match "help mentions $opt" "$(cat "$T_ROOT/out")" "$opt"
 done
 
+# the sandbox's extra seccomp denials are names of this machine's calls
+printf 'sandbox = { seccomp_deny = [ "io_pgetevents", "no_such_call" ]; };\n' >"$T_ROOT/seccomp.cfg"
+run config check "$T_ROOT/seccomp.cfg"
+t_is "an unknown system call in sandbox.seccomp_deny fails the check" "$RC" 1
+t_match "... naming it" "$(cat "$T_ROOT/out" "$T_ROOT/err")" "sandbox.seccomp_deny: unknown system call 'no_such_call'"
+
 t_done

@@ -6,7 +6,9 @@
 #                         a package made by hand: tar --zstd of TREE plus a
 #                         manifest (JSON is merged into it), in local storage
 #   hand_blob APP ID FILE [JSON]   the same from an archive file
-#   set_current APP ID    points apps/APP/current at ID
+#   set_current APP ID    points apps/APP/current at ID (signed, the sequence
+#                         one more than the pointer's before)
+#   sign_object KEY       signs the stored object KEY with the run's key
 #   make_package APP REPO a real package: `upaas build` of the git repo REPO;
 #                         prints the id
 #   d_cleanup_storage     removes the test's apps from the shared storage
@@ -71,15 +73,31 @@ def merge(a, b):
 merge(m, json.loads(extra))
 print(json.dumps(m, indent=1))
 PY
+	sign_object "packages/$app/$id.json"
+}
+
+# Signs the stored object KEY (a file below D_STORAGE) with the run's key:
+# KEY.sig, as the builder writes it.
+sign_object() {
+	"$UPAAS" key sign --key "$T_KEY" --output "$D_STORAGE/$1.sig" "$D_STORAGE/$1" >/dev/null
 }
 
 set_current() {
-	mkdir -p "$D_STORAGE/apps/$1"
-	printf '%s\n' "$2" >"$D_STORAGE/apps/$1/current"
+	local dir=$D_STORAGE/apps/$1 seq=1 prev=
+	mkdir -p "$dir"
+	if [ -e "$dir/current" ] && grep -q '^{' "$dir/current"; then
+		prev=$(grep -v '^ed25519 ' "$dir/current" | jq -r '.sequence // 0')
+		seq=$((prev + 1))
+	fi
+	printf '{\n  "format": 1,\n  "kind": "current",\n  "app": "%s",\n  "id": "%s",\n  "sequence": %d,\n  "created": "%s"\n}\n' \
+		"$1" "$2" "$seq" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$T_ROOT/current.doc" &&
+	"$UPAAS" key sign --key "$T_KEY" --output "$T_ROOT/current.sig" "$T_ROOT/current.doc" \
+		>/dev/null &&
+	cat "$T_ROOT/current.sig" "$T_ROOT/current.doc" >"$dir/current"
 }
 
 # The id that apps/APP/current names.
-stored_current() { cat "$D_STORAGE/apps/$1/current" 2>/dev/null; }
+stored_current() { t_current_id "$D_STORAGE/apps/$1/current" 2>/dev/null; }
 
 # A commit in the git repository REPO (created on first use) with the files
 # of the directory SRC.

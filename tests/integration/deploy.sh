@@ -47,6 +47,8 @@ echo "$ev \$1 \$UPAAS_PACKAGE_ID uid=\$(id -u) cwd=\$(pwd) prev=\$PREVIOUS_CONFI
 cp "\$2" "\$d/vars-$ev.json"
 stat -c %a "\$2" >"\$d/vars-$ev.mode"
 echo "\$2" >"\$d/vars-$ev.path"
+[ -z "\$PREVIOUS_CONFIG" ] || cat "\$PREVIOUS_CONFIG/home/app/version" >"\$d/prev-version"
+[ -z "\$PREVIOUS_CONFIG" ] || ! touch "\$PREVIOUS_CONFIG/home/app/version" 2>/dev/null || echo "previous writable" >>"\$d/hooks.log"
 # the hooks of a switch back must not fail with the upgrade
 [ "\$1" = rollback ] || [ ! -e "\$d/fail-$ev" ]
 HOOK
@@ -79,22 +81,26 @@ t_is "the revision holds the app" "$(cat "$A/current/home/app/version")" "v1"
 t_match "history: install" "$(cat "$A/history")" "^[0-9T:-]+Z install $ID1 ok -$"
 t_is "shared dir owned by the app user" "$(stat -c %u:%g "$DATA")" "1000:1000"
 t_is "shared dir linked into the revision" "$(readlink -f "$A/current/home/app/data")" "$(readlink -f "$DATA")"
+# app hooks run in the app's sandbox, chrooted into the revision: the
+# paths they see are the ones inside
 t_is "app hooks ran with operation install, as the app user, in the revision" \
-	"$(cut -d' ' -f1-5 "$DATA/hooks.log")" "pre install $ID1 uid=1000 cwd=$A/revisions/$ID1
-post install $ID1 uid=1000 cwd=$A/revisions/$ID1"
-t_match "CURRENT_CONFIG and PREVIOUS_CONFIG" "$(head -n 1 "$DATA/hooks.log")" " prev= cur=$A/revisions/$ID1\$"
+	"$(cut -d' ' -f1-5 "$DATA/hooks.log")" "pre install $ID1 uid=1000 cwd=/
+post install $ID1 uid=1000 cwd=/"
+t_match "CURRENT_CONFIG and PREVIOUS_CONFIG" "$(head -n 1 "$DATA/hooks.log")" " prev= cur=/\$"
 t_is "admin hooks ran as root in name order" "$(cat "$T_ROOT/admin.log")" \
 	"10-first install uid=0 $APP
 20-second install uid=0 $APP"
 t_is "variables file was mode 0600" "$(cat "$DATA/vars-pre.mode")" "600"
-t_fail "variables file deleted afterwards" test -e "$(cat "$DATA/vars-pre.path")"
+t_is "variables file seen at /run/upaas/hook.json" "$(cat "$DATA/vars-pre.path")" /run/upaas/hook.json
+t_is "variables files deleted afterwards" "$(find "$A" -maxdepth 1 -name '.hook-*')" ""
+t_is "nothing left of it in the revision" "$(find "$A/revisions/$ID1/run" -type f)" ""
 t_ok "variables file has every variable" python3 - "$DATA/vars-pre.json" "$APP" "$ID1" "$A" <<'PY'
 import json, sys
 path, app, pid, a = sys.argv[1:]
 v = json.load(open(path))
-want = {"app": app, "package_id": pid, "revision_dir": a + "/revisions/" + pid,
-        "previous_revision_dir": "", "shared_dir": a + "/shared",
-        "data_dir": a + "/revisions/" + pid + "/home/app", "root": a.rsplit("/", 1)[0],
+want = {"app": app, "package_id": pid, "revision_dir": "/",
+        "previous_revision_dir": "", "shared_dir": "/shared",
+        "data_dir": "/home/app", "root": "/",
         "operation": "install"}
 for k, w in want.items():
     assert v[k] == w, (k, v[k], w)
@@ -110,11 +116,12 @@ t_ok "upgrade" "$UPAAS" deploy "$APP"
 t_is "current is the new package" "$(deployed "$APP")" "$ID2"
 t_is "shared data survives the upgrade" "$(cat "$A/current/home/app/data/persist.txt")" "kept"
 t_match "hooks saw upgrade with the previous revision" "$(tail -n 2 "$DATA/hooks.log")" \
-	"^pre upgrade $ID2 uid=1000 cwd=$A/revisions/$ID2 prev=$A/revisions/$ID1 cur=$A/revisions/$ID2"
+	"^pre upgrade $ID2 uid=1000 cwd=/ prev=/run/upaas/previous cur=/"
 t_ok "variables file names the previous revision" python3 -c '
 import json, sys; v = json.load(open(sys.argv[1]))
-assert v["previous_revision_dir"].endswith("/" + sys.argv[2]) and v["operation"] == "upgrade"' \
-	"$DATA/vars-post.json" "$ID1"
+assert v["previous_revision_dir"] == "/run/upaas/previous" and v["operation"] == "upgrade"' \
+	"$DATA/vars-post.json"
+t_is "the previous revision is there, read-only" "$(cat "$DATA/prev-version")" "v1"
 
 out=$("$UPAAS" deploy "$APP" 2>&1)
 t_match "deploying the current package again is a no-op" "$out" "already at $ID2"
@@ -133,9 +140,9 @@ touch "$DATA/fail-post"
 t_fail "a failing post-deploy hook fails the deploy" "$UPAAS" deploy "$APP"
 t_is "current switched back" "$(deployed "$APP")" "$ID2"
 t_is "post hooks ran again with rollback for the old revision" \
-	"$(cut -d' ' -f1-6 "$DATA/hooks.log")" "pre upgrade $ID3 uid=1000 cwd=$A/revisions/$ID3 prev=$A/revisions/$ID2
-post upgrade $ID3 uid=1000 cwd=$A/revisions/$ID3 prev=$A/revisions/$ID2
-post rollback $ID2 uid=1000 cwd=$A/revisions/$ID2 prev=$A/revisions/$ID3"
+	"$(cut -d' ' -f1-6 "$DATA/hooks.log")" "pre upgrade $ID3 uid=1000 cwd=/ prev=/run/upaas/previous
+post upgrade $ID3 uid=1000 cwd=/ prev=/run/upaas/previous
+post rollback $ID2 uid=1000 cwd=/ prev=/run/upaas/previous"
 t_is "history records the failure and the switch back" "$(tail -n 2 "$A/history" | cut -d' ' -f2-)" \
 	"upgrade $ID3 failed:post-deploy $ID2
 switch-back $ID2 ok $ID3"

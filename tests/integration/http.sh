@@ -71,26 +71,50 @@ t_fail "ls is not supported" H storage ls
 t_match "and says so" "$(cat "$T_ROOT/last.out")" "storage handler 'http' cannot list objects"
 
 # Status mapping and redirects: a second server answers /status/NNN/... with
-# that status, and /moved/KEY with a redirect to KEY on the first server.
+# that status, /moved/KEY with a redirect to KEY on the first server,
+# /auth/KEY the same but only with the right basic credentials (else 401),
+# /hdr/ with the Authorization header it got, /away/PATH with a redirect
+# to PATH on the same server by another name (localhost), /file/ with a
+# redirect to a file:// URL.
 cat >"$T_ROOT/status.py" <<'PY'
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self, body):
         parts = self.path.split("/")
-        if parts[1] == "moved":
+        data = b""
+        auth = self.headers.get("Authorization")
+        if parts[1] == "moved" or (parts[1] == "auth" and auth == sys.argv[2]):
             self.send_response(302)
             self.send_header("Location", sys.argv[1] + "/".join(parts[2:]))
+        elif parts[1] == "auth":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="upaas"')
+        elif parts[1] == "hdr":
+            self.send_response(200)
+            data = (auth or "none").encode()
+        elif parts[1] == "away":
+            self.send_response(302)
+            self.send_header("Location", "http://localhost:%d/%s" % (
+                self.server.server_address[1], "/".join(parts[2:])))
+        elif parts[1] == "file":
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
         else:
             self.send_response(int(parts[2]))
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if body:
+            self.wfile.write(data)
     def do_GET(self): self.answer(True)
     def do_HEAD(self): self.answer(False)
+    def log_message(self, *a): pass
 s = http.server.HTTPServer(("127.0.0.1", 0), H)
 print("port", s.server_address[1], flush=True)
 s.serve_forever()
 PY
-python3 -u "$T_ROOT/status.py" "http://127.0.0.1:$PORT/" >"$T_ROOT/status.log" 2>&1 &
+PW='s3cret-Pa55word'
+BASIC="Basic $(printf 'upaas:%s' "$PW" | base64 -w0)"
+python3 -u "$T_ROOT/status.py" "http://127.0.0.1:$PORT/" "$BASIC" >"$T_ROOT/status.log" 2>&1 &
 SPID=$!
 trap 'rc=$?; stop_server; kill "$SPID" 2>/dev/null; (exit $rc); t_cleanup' EXIT
 SPORT=
@@ -108,6 +132,33 @@ t_match "maps to access denied" "$(cat "$T_ROOT/last.out")" "access to '.*/statu
 t_fail "HTTP 500" S storage get status/500/x -
 t_match "is an error with the status" "$(cat "$T_ROOT/last.out")" "GET '.*/status/500/x' failed: HTTP 500"
 t_is "redirects are followed" "$(S storage get moved/packages/web/1.json -)" '{"id":1}'
+
+# redirects go nowhere else
+t_fail "a redirect to another host is refused" S storage get away/hdr/x -
+t_match "naming both ends" "$(cat "$T_ROOT/last.out")" \
+	"GET 'http://127.0.0.1:$SPORT/away/hdr/x' redirects to 'http://localhost:$SPORT/hdr/x': refused"
+t_fail "a redirect to file:// is refused" S storage get file/x -
+t_match "as well" "$(cat "$T_ROOT/last.out")" "redirects to 'file:///etc/passwd': refused"
+
+# credentials in storage.url: sent to its host as basic auth, nowhere else
+ACFG=$T_ROOT/auth.cfg
+sed "s|url = \"http://127.0.0.1:$PORT/\";|url = \"http://upaas:$PW@127.0.0.1:$SPORT/\"; redirect_hosts = [ \"localhost\" ];|" \
+	"$HCFG" >"$ACFG"
+A() { UPAAS_CONFIG=$ACFG "$UPAAS" "$@"; }
+t_is "basic credentials from storage.url open the door" "$(A storage get auth/packages/web/1.json -)" '{"id":1}'
+t_is "in the request's header" "$(A storage get hdr/x -)" "$BASIC"
+t_is "a redirect to a host of redirect_hosts is followed, without them" \
+	"$(A storage get away/hdr/x -)" "none"
+sed "s|upaas:$PW@|upaas:wrong-$PW@|" "$ACFG" >"$ACFG.bad"
+t_fail "wrong credentials are refused" env UPAAS_CONFIG="$ACFG.bad" "$UPAAS" storage get auth/x -
+t_match "as access denied, without the URL's userinfo" "$(cat "$T_ROOT/last.out")" \
+	"access to 'http://127.0.0.1:$SPORT/auth/x' denied \(HTTP 401\)"
+A storage check >"$T_ROOT/check.out" 2>&1
+A config show >>"$T_ROOT/check.out" 2>&1
+A storage get nope/404/x - >>"$T_ROOT/check.out" 2>&1
+UPAAS_CONFIG="$ACFG.bad" "$UPAAS" storage get auth/x - >>"$T_ROOT/check.out" 2>&1
+t_match "check, config show and errors name the storage" "$(cat "$T_ROOT/check.out")" "127.0.0.1:$SPORT"
+t_is "but never the password" "$(grep -c -- "$PW" "$T_ROOT/check.out")" 0
 kill "$SPID"
 
 stop_server

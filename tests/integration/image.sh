@@ -132,6 +132,8 @@ t_is "... and creates nothing" "$(ls "$STORE/images" | grep -c '^no-such-image')
 # --- rm (on a copy under another name, the shared image stays)
 cp "$STORE/images/$NAME.tar.zst" "$STORE/images/rm-me.tar.zst"
 sed "s/\"name\": \"$NAME\"/\"name\": \"rm-me\"/" "$STORE/images/$NAME.json" >"$STORE/images/rm-me.json"
+"$UPAAS" key sign --key "$T_KEY" --output "$STORE/images/rm-me.json.sig" "$STORE/images/rm-me.json" \
+	>/dev/null
 t_match "copy listed" "$("$UPAAS" image list)" "^rm-me "
 t_ok "image rm" "$UPAAS" image rm rm-me
 t_is "manifest and blob gone" "$(ls "$STORE/images" | grep -c '^rm-me')" 0

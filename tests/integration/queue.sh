@@ -47,6 +47,7 @@ queue = {
 apps = {
   keep_packages = 2;
 };
+signing = { key = "$T_KEY"; trusted = [ "$T_PUB" ]; };
 interpreters = {
   shell = { any = { packages = []; }; };
 };
@@ -235,15 +236,16 @@ scenarios() {  # scenarios BACKEND URL LOAD_APPS
 	# the current one included.
 	local kept=0 cur
 	for a in "${apps[@]}"; do
-		cur=$(cat "$UPAAS_TEST_SHARED/storage/apps/$a/current")
-		if [ "$(ls "$UPAAS_TEST_SHARED/storage/packages/$a/"*.json | wc -l)" = 2 ] &&
+		cur=$(t_current_id "$UPAAS_TEST_SHARED/storage/apps/$a/current")
+		if [ "$(ls "$UPAAS_TEST_SHARED/storage/packages/$a/" | grep -v '\.sbom\.json$' |
+			grep -c '\.json$')" = 2 ] &&
 			[ -f "$UPAAS_TEST_SHARED/storage/packages/$a/$cur.json" ]; then
 			kept=$((kept + 1))
 		fi
 	done
 	t_is "$be: retention keeps the newest 2 packages, current included" "$kept" "$n_apps"
 	t_match "$be: app show names the current package" "$("$UPAAS" app show "$P-l0")" \
-		"current: +$(cat "$UPAAS_TEST_SHARED/storage/apps/$P-l0/current")"
+		"current: +$(t_current_id "$UPAAS_TEST_SHARED/storage/apps/$P-l0/current")"
 
 	# ------------------------------------------------ cancel a running build
 	mk_app "$D/src/slow" 30

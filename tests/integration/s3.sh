@@ -47,6 +47,7 @@ deploy = {
   root = "$T_ROOT/srv";
   hooks_dir = "$T_ROOT/hooks";
 };
+signing = { key = "$T_KEY"; trusted = [ "$T_PUB" ]; };
 storage = {
   handler = "s3";
   endpoint = "$RGW_ENDPOINT";
@@ -176,7 +177,10 @@ cat >"$T_ROOT/manifest.json" <<JSON
 { "format": 1, "app": "demo", "id": "$id", "fresh": true,
   "blob": { "key": "$blob", "sha256": "$sha", "size": 100000 } }
 JSON
+"$UPAAS" key sign --key "$T_KEY" --output "$T_ROOT/manifest.json.sig" "$T_ROOT/manifest.json" \
+	>/dev/null
 t_ok "put a package blob" U storage put "$T_ROOT/blob" "$blob"
+t_ok "put its manifest's signature" U storage put "$T_ROOT/manifest.json.sig" "packages/demo/$id.json.sig"
 t_ok "put its manifest" U storage put "$T_ROOT/manifest.json" "packages/demo/$id.json"
 url=$(U package url --expires 120 demo "$id" 2>"$T_ROOT/url.err")
 t_match "package url prints a presigned URL" "$url" "^$RGW_ENDPOINT/$RGW_BUCKET/packages/demo/.*X-Amz-Expires=120.*X-Amz-Signature=[0-9a-f]{64}$"

@@ -1,11 +1,14 @@
 #!/bin/bash
 # tests/integration/sandbox.sh - sandbox_run() in a real Debian root: the
-# namespaces, /proc, /dev, resolv.conf, rlimits, the timeout, dropped
-# privileges, binds, and that nothing outlives the command (kill -9 too).
+# namespaces (user namespace included), /proc, /dev, resolv.conf, rlimits,
+# cgroup limits, the timeout, dropped privileges, binds, user-mode network,
+# and that nothing outlives the command (kill -9 too). The hostile probes
+# are in hostile.sh.
 #
 # The root is a minbase bookworm made once per run with mmdebstrap from the
 # real mirror, in $UPAAS_TEST_SHARED/sandbox-root (under a lock), so this
-# test does not depend on `upaas image`.
+# test does not depend on `upaas image`; its ids are shifted into the
+# sandbox range (root inside is host uid $BASE), as the root cache's are.
 # Never run outside make check: every path below hangs off these.
 set -u
 : "${UPAAS_SRCDIR:?run through make check}" "${UPAAS_BUILDDIR:?run through make check}"
@@ -17,16 +20,8 @@ SBH=$UPAAS_BUILDDIR/tests/unit/sandbox-helper
 command -v mmdebstrap >/dev/null || t_bail "mmdebstrap is needed (apt-get install mmdebstrap)"
 
 R=$UPAAS_TEST_SHARED/sandbox-root
-(
-	flock 9
-	if [ ! -x "$R/bin/sh" ]; then
-		rm -rf "$R.tmp"
-		mmdebstrap --variant=minbase --mode=root --quiet bookworm "$R.tmp" \
-			"${UPAAS_TEST_MIRROR:-http://deb.debian.org/debian}" >"$T_ROOT/mmdebstrap.out" 2>&1 &&
-			mv "$R.tmp" "$R"
-	fi
-) 9>"$UPAAS_TEST_SHARED/sandbox-root.lock"
-[ -x "$R/bin/sh" ] || { cat "$T_ROOT/mmdebstrap.out" >&2; t_bail "cannot bootstrap the test root"; }
+BASE=$T_SANDBOX_BASE      # the range of every test (tests/lib.sh)
+t_sandbox_root "$R" "$BASE"
 
 # The tree as the sandbox must leave it (directory mtimes aside: creating
 # and removing policy-rc.d touches /usr/sbin).
@@ -37,8 +32,8 @@ snapshot() {
 rm -f "$R/usr/sbin/policy-rc.d"   # left by an earlier run killed on purpose
 before=$(snapshot)
 
-sb() { "$SBH" --root "$R" "$@"; }
-out() { "$SBH" --root "$R" "$@" 2>&1; }
+sb() { "$SBH" --root "$R" --range "$BASE" "$@"; }
+out() { "$SBH" --root "$R" --range "$BASE" "$@" 2>&1; }
 
 # --- namespaces
 t_is "the command is PID 1 of its own PID namespace" "$(sb -- sh -c 'echo $$')" 1
@@ -80,13 +75,98 @@ t_is "without network only lo exists" \
 	"$(sb -- sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " "')" lo
 t_is "... and lo is up" "$(sb -- cat /sys/class/net/lo/operstate /sys/class/net/lo/flags | tr '\n' ' ')" \
 	"unknown 0x9 "
-host_ifs=$(tail -n +3 /proc/net/dev | wc -l)
-t_is "with network the host's interfaces are there" \
-	"$(sb --network -- sh -c 'tail -n +3 /proc/net/dev | wc -l')" "$host_ifs"
+t_is "with network: lo and pasta's interface, not the host's" \
+	"$(sb --network -- sh -c 'tail -n +3 /proc/net/dev | wc -l')" 2
+t_is "... in a network namespace of its own" \
+	"$(sb --network -- readlink /proc/self/ns/net | grep -c "$(readlink /proc/self/ns/net)")" 0
+t_match "... with a default route through pasta" "$(sb --network -- cat /proc/net/route)" \
+	'^[a-z0-9]+	00000000	[0-9A-F]{8}	0003'
+# a host whose resolver is on its loopback (systemd-resolved, dnsmasq): a
+# relay on 127.0.0.2:53 stands for it, in a mount namespace where the
+# host's resolv.conf names it
+upstream=$(awk '$1 == "nameserver" {print $2; exit}' /etc/resolv.conf)
+python3 - "$upstream" "$T_ROOT/dns.log" <<'PY' &
+import select, socket, sys
+up, log = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.2", 53))
+u = socket.socket(socket.AF_INET6 if ":" in up else socket.AF_INET, socket.SOCK_DGRAM)
+peers = {}
+while True:
+    r, _, _ = select.select([s, u], [], [], 20)
+    if not r:
+        break
+    for x in r:
+        d, a = x.recvfrom(4096)
+        if x is s:
+            peers[d[:2]] = a
+            u.sendto(d, (up, 53))
+            open(log, "a").write("query\n")
+        elif d[:2] in peers:
+            s.sendto(d, peers.pop(d[:2]))
+PY
+relay=$!
+printf 'nameserver 127.0.0.2\nsearch upaas.test\n' >"$T_ROOT/resolv.loopback"
+sleep 0.3
+out=$(unshare -m --propagation private sh -c 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' - \
+	"$T_ROOT/resolv.loopback" "$SBH" --root "$R" --range "$BASE" --network --uid 1000 -- \
+	sh -c 'cat /etc/resolv.conf; getent hosts deb.debian.org' 2>/dev/null)
+t_match "a host resolver on loopback: the run asks pasta's forwarder at the gateway" \
+	"$(tr '\n' ' ' <<<"$out")" \
+	'^# written by upaas.*nameserver [0-9.]+.*search upaas.test'
+t_match "... and names resolve through it" "$out" '[0-9a-f.:]+ +deb\.debian\.org'
+t_match "... reaching the host's resolver" "$(cat "$T_ROOT/dns.log" 2>/dev/null)" query
+kill "$relay" 2>/dev/null
+wait "$relay" 2>/dev/null
+t_is "... and its resolv.conf is gone afterwards" "$(ls /tmp | grep -c '^upaas-resolv-')" 0
+# (pasta runs as pasta's user: its program must be where that user can go)
+fake=$UPAAS_TEST_SHARED/fake-pasta.$$
+printf '#!/bin/sh\necho "fake pasta: failing on purpose" >&2\nexit 3\n' >"$fake"
+chmod 755 "$fake"
+start=$(date +%s)
+t_fail "a pasta that fails fails the run" sb --network --pasta "$fake" -- true
+t_match "... at once, saying so" "$(tr '\n' ' ' <"$T_ROOT/last.out") $(($(date +%s) - start))s" \
+	'fake pasta: failing on purpose.*pasta exited with status 3.* [0-2]s$'
+rm -f "$fake"
+t_fail "root inside cannot change the routes" sb --network -- ip route flush all
+t_fail "... nor bring an interface down" sb --network -- sh -c 'ip link set lo down'
 
 # --- rlimits
 t_is "RLIMIT_NOFILE applied" "$(sb --nofile 123 -- sh -c 'ulimit -n')" 123
 t_is "RLIMIT_FSIZE applied" "$(sb --fsize 4096 -- sh -c 'ulimit -f')" 8   # 512-byte blocks
+
+# --- cgroup limits (the hostile probes are in hostile.sh)
+sb --pids 77 --memory 67108864 -- sleep 3149 >/dev/null 2>&1 &
+helper=$!
+p=
+for _ in $(seq 50); do p=$(pgrep -x -f 'sleep 3149') && break; sleep 0.1; done
+cg=$(cat "/proc/$p/cgroup" 2>/dev/null)
+if grep -q '^0::/upaas/' <<<"$cg"; then      # cgroup v2
+	d=/sys/fs/cgroup/$(sed -n 's/^0:://p' <<<"$cg")
+	t_is "the run has its own cgroup with pids.max" "$(cat "$d/pids.max")" 77
+	t_is "... and memory.max" "$(cat "$d/memory.max")" 67108864
+else                                         # cgroup v1
+	d=/sys/fs/cgroup/pids$(awk -F: '$2 == "pids" {print $3}' <<<"$cg")
+	dm=/sys/fs/cgroup/memory$(awk -F: '$2 == "memory" {print $3}' <<<"$cg")
+	t_match "the run has its own pids cgroup ($d)" "$d" '/upaas/run-[0-9]+-[0-9]+$'
+	t_is "... with pids.max" "$(cat "$d/pids.max")" 77
+	t_is "... and a memory cgroup with the limit" "$(cat "$dm/memory.limit_in_bytes")" 67108864
+fi
+t_is "inside, the cgroup is the root of its own cgroup namespace" \
+	"$(sb -- sh -c 'cut -d: -f3 /proc/self/cgroup | sort -u')" /
+kill -9 "$p"
+wait "$helper" 2>/dev/null
+t_fail "... and the cgroup is gone afterwards" test -d "$d"
+
+# --- setup time of a run (the sandbox must not make builds slower)
+sb --timing --repeat 5 -- true 2>"$T_ROOT/timing"
+t_diag "$(cat "$T_ROOT/timing")"
+ms=$(sed -n 's/.*setup \([0-9]*\)\..*/\1/p' "$T_ROOT/timing")
+t_match "a run without network sets up in well under 100 ms (${ms} ms)" "$ms" '^[0-9]{1,2}$'
+sb --network --timing --repeat 3 -- true 2>"$T_ROOT/timing"
+t_diag "$(cat "$T_ROOT/timing")"
+ms=$(sed -n 's/.*setup \([0-9]*\)\..*/\1/p' "$T_ROOT/timing")
+t_match "a run with network (pasta) sets up in well under 200 ms (${ms} ms)" "$ms" '^[0-9]{1,2}$|^1[0-9][0-9]$'
 
 # --- timeout
 start=$(date +%s)
@@ -110,12 +190,27 @@ t_is "no capability in any set, no_new_privs" \
 	"0000000000000000 0000000000000000 0000000000000000 0000000000000000 0000000000000000 1 "
 t_fail "dropped: cannot mount" sb --uid 1000 -- mount -t tmpfs x /mnt
 t_fail "dropped: cannot chown a file owned by root" sb --uid 1000 -- chown 1000 /etc/passwd
-t_is "/etc/passwd still belongs to root" "$(stat -c %u "$R/etc/passwd")" 0
+t_is "/etc/passwd still belongs to root (inside)" "$(stat -c %u "$R/etc/passwd")" "$BASE"
+t_is "root inside is the range's first id outside" \
+	"$(sb -- cat /proc/self/uid_map /proc/self/gid_map | tr -s ' ' | tr '\n' ' ')" \
+	" 0 $BASE 65536  0 $BASE 65536 "
+sb --uid 1000 -- sleep 3148 >/dev/null 2>&1 &
+helper=$!
+p=
+for _ in $(seq 50); do p=$(pgrep -x -f 'sleep 3148') && break; sleep 0.1; done
+t_is "an app step's processes are the range's uid 1000 on the host" \
+	"$(stat -c %u:%g "/proc/$p")" "$((BASE + 1000)):$((BASE + 1000))"
+kill -9 "$p"
+wait "$helper" 2>/dev/null
+t_is "root inside holds no capability outside: the bounding set lacks the machine's" \
+	"$(sb -- grep CapBnd /proc/self/status | cut -f2)" 0000010094944dfb
 # root steps stay root for files, but lose what reaches beyond the sandbox
 t_fail "root steps cannot mount" sb -- mount -t tmpfs x /mnt
 t_fail "root steps cannot make device nodes" sb -- mknod /tmp/sda b 8 0
 t_is "root steps keep what apt and dpkg need" \
 	"$(sb -- sh -ec 'touch /etc/upaas-probe && chown 1000:1000 /etc/upaas-probe && stat -c %u /etc/upaas-probe && rm /etc/upaas-probe')" 1000
+t_is "... and apt can drop to _apt" \
+	"$(sb -- sh -c 'setpriv --reuid=_apt --regid=nogroup --clear-groups id -u')" 42
 t_is "no mount below the root on the host" "$(t_mounts_below "$R")" ""
 rm -rf "$R/run/mount"   # mount(8)'s utab: the command's doing, not the sandbox's
 
@@ -125,8 +220,13 @@ echo host-data >"$T_ROOT/data/f"
 t_is "a read-only bind is visible" "$(sb --bind "$T_ROOT/data:/mnt/data" -- cat /mnt/data/f)" host-data
 t_fail "a read-only bind cannot be written, even by root" \
 	sb --bind "$T_ROOT/data:/mnt/data" -- sh -c 'echo x >/mnt/data/f'
-t_ok "a writable bind can be written" sb --bind "$T_ROOT/data:/mnt/data:rw" -- sh -c 'echo new >/mnt/data/g'
-t_is "... and the write reached the host" "$(cat "$T_ROOT/data/g" 2>&1)" new
+t_fail "a writable bind of a host root's directory: root inside is not root there" \
+	sb --bind "$T_ROOT/data:/mnt/data:rw" -- sh -c 'echo new >/mnt/data/g'
+chown "$BASE:$BASE" "$T_ROOT/data"
+t_ok "a writable bind owned by the range can be written" \
+	sb --bind "$T_ROOT/data:/mnt/data:rw" -- sh -c 'echo new >/mnt/data/g'
+t_is "... and the write reached the host, owned by the range" \
+	"$(cat "$T_ROOT/data/g" 2>&1) $(stat -c %u "$T_ROOT/data/g")" "new $BASE"
 # a symlink in the tree pointing at a host path resolves inside the tree
 mkdir -p "$T_ROOT/victim"
 ln -sfn "$T_ROOT/victim" "$R/mnt/escape"
@@ -189,6 +289,25 @@ t_is "no process of the command is left after kill -9" "$left" ""
 holders=$(for p in /proc/[0-9]*; do [ -n "$mntns" ] && [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mntns" ] && echo "$p"; done)
 t_is "no process holds its mount namespace" "$holders" ""
 t_is "no mount below the root on the host" "$(t_mounts_below "$R")" ""
+
+# --- a root cache of the first edition (trees owned by real root, no
+# .format) is moved aside and removed by the first use; the root it gives
+# then belongs to the range
+t_image || t_bail "cannot create the base image"
+OLD=$T_ROOT/cache-old
+fake=$OLD/roots/$(printf '%064d' 0)
+mkdir -p "$fake/etc"
+echo first-edition >"$fake/etc/marker"
+sed "s|^  cache = .*|  cache = \"$OLD\";|" "$T_CFG" >"$T_ROOT/old.cfg"
+NAME=$(awk '/^name:/ {print $2}' "$T_ROOT/image.out")
+t_is "image run with a first-edition cache works" \
+	"$(UPAAS_CONFIG=$T_ROOT/old.cfg "$UPAAS" image run "$NAME" -- stat -c %u /etc/passwd 2>"$T_ROOT/old.err")" 0
+t_match "... saying what it does" "$(cat "$T_ROOT/old.err")" "first edition.*starting a new one"
+t_is "... the cache has its format now" "$(cat "$OLD/roots/.format")" "upaas roots 2: uid $BASE gid $BASE"
+t_fail "... the old entry is gone" test -e "$fake"
+t_is "... and nothing of the old cache is left" "$(ls "$OLD" | grep -c '^roots\.old-')" 0
+t_is "... the new entry belongs to the range" \
+	"$(stat -c %u "$(ls -d "$OLD"/roots/*/ | head -1)etc/passwd")" "$BASE"
 
 # --- the tree
 rm -f "$R/usr/sbin/policy-rc.d"   # documented: kill -9 leaves it behind

@@ -212,6 +212,83 @@ static void test_round_trip(void **state)
 	}
 }
 
+/* A root for the sandbox: unpacked with the range's offsets, the ids and
+ * file capabilities are shifted; packed with them, shifted back. */
+#define UOFF 200000u
+#define GOFF 300000u
+
+static void test_shifted_round_trip(void **state)
+{
+	struct fx *f = *state;
+	struct pack_result res;
+	_cleanup_err_ struct err e = ERR_INIT;
+	struct stat st;
+
+	if (!f->root)
+		skip();
+	assert_int_equal(pack_to(f->src, f->tar, excludes, &res), 0);
+	assert_int_equal(unpack_file_shifted(f->tar, f->out, UOFF, GOFF, NULL, &e), 0);
+	_cleanup_free_ char *o = cat(f->out, "etc/owned"), *l = cat(f->out, "lnk");
+	_cleanup_free_ char *a = cat(f->out, "etc/a"), *ping = cat(f->out, "usr/bin/ping");
+	assert_int_equal(stat(o, &st), 0);
+	assert_int_equal(st.st_uid, UOFF + 1234);
+	assert_int_equal(st.st_gid, GOFF + 2345);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(lstat(l, &st), 0);                  /* the link itself */
+	assert_int_equal(st.st_uid, UOFF);
+	assert_int_equal(stat(a, &st), 0);
+	assert_int_equal(st.st_uid, UOFF);
+	assert_int_equal(stat(f->out, &st), 0);              /* the root: root's inside */
+	assert_int_equal(st.st_uid, UOFF);
+	assert_int_equal(st.st_gid, GOFF);
+	if (f->have_caps) {
+		unsigned char c[64];
+		ssize_t n = getxattr(ping, "security.capability", c, sizeof(c));
+		assert_int_equal(n, 24);                     /* v3, for root inside */
+		assert_int_equal(c[3], 0x03);
+		assert_memory_equal(c + 4, cap_net_raw + 4, 16);
+		assert_int_equal(c[20] | c[21] << 8 | c[22] << 16 | (unsigned)c[23] << 24, UOFF);
+	}
+
+	/* packed with the offsets: the archive of the original again */
+	_cleanup_free_ char *tar2 = cat(f->top, "b.tar.zst"), *back = cat(f->top, "back");
+	struct pack_opts po = { .level = 3, .mtime_clamp = CLAMP, .uid_offset = UOFF,
+				.gid_offset = GOFF };
+	int fd = open(tar2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pack_tree(f->out, &po, sink_fd, &fd, &res, &e), 0);
+	close(fd);
+	assert_int_equal(unpack_file(tar2, back, true, NULL, &e), 0);
+	_cleanup_free_ char *o2 = cat(back, "etc/owned"), *p2 = cat(back, "usr/bin/ping");
+	assert_int_equal(stat(o2, &st), 0);
+	assert_int_equal(st.st_uid, 1234);
+	assert_int_equal(st.st_gid, 2345);
+	if (f->have_caps) {
+		unsigned char c[64];
+		ssize_t n = getxattr(p2, "security.capability", c, sizeof(c));
+		assert_int_equal(n, sizeof(cap_net_raw));
+		assert_memory_equal(c, cap_net_raw, sizeof(cap_net_raw));
+	}
+
+	/* an owner outside the range is an error naming the file */
+	assert_int_equal(chown(o, 1000, 1000), 0);
+	fd = open(tar2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pack_tree(f->out, &po, sink_fd, &fd, &res, &e), -EPERM);
+	close(fd);
+	assert_non_null(strstr(err_msg(&e), "'etc/owned' is owned by 1000:1000, outside the sandbox's ids"));
+	err_clear(&e);
+
+	/* an archive with an id beyond the range cannot be shifted */
+	_cleanup_free_ char *big = cat(f->top, "big"), *bigout = cat(f->top, "bigout");
+	mkd(big, "x");
+	_cleanup_free_ char *bx = cat(big, "x");
+	assert_int_equal(chown(bx, 70000, 0), 0);
+	assert_int_equal(pack_to(big, f->tar, NULL, &res), 0);
+	assert_int_equal(unpack_file_shifted(f->tar, bigout, UOFF, GOFF, NULL, &e), -EPERM);
+	assert_non_null(strstr(err_msg(&e), "entry 'x/' is owned by 70000:0, beyond the sandbox's"));
+}
+
 static void test_device_node(void **state)
 {
 	struct fx *f = *state;
@@ -423,6 +500,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shifted_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_node, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_order_and_excludes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deterministic, setup, teardown),

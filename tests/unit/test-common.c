@@ -185,6 +185,37 @@ static void test_proc_pid_namespace(void **state)
 	err_free(&e);
 }
 
+/* new_session: the child leads a session of its own, without a
+ * controlling terminal (the keyring is hostile.sh's business) */
+static void test_proc_new_session(void **state)
+{
+	struct err e = ERR_INIT;
+	struct buf out = BUF_INIT;
+	struct proc p = PROC_INIT;
+	strv_push(&p.argv, "sh");
+	strv_push(&p.argv, "-c");
+	/* fields 6 and 7 of stat: session, controlling terminal */
+	strv_push(&p.argv, "read -r pid _ _ _ _ sid tty _ </proc/self/stat; "
+		  "[ \"$pid\" = \"$$\" ] && echo $((sid - $$)) $tty");
+	p.capture = &out;
+	p.new_session = true;
+	assert_int_equal(proc_run(&p, &e), 0);
+	assert_string_equal(out.p, "0 0\n");
+	proc_free(&p);
+
+	/* a timeout still kills the whole tree (the session's group) */
+	struct proc q = PROC_INIT;
+	strv_push(&q.argv, "sh");
+	strv_push(&q.argv, "-c");
+	strv_push(&q.argv, "sleep 30 & sleep 31");
+	q.new_session = true;
+	q.timeout_ms = 300;
+	assert_int_equal(proc_run(&q, &e), -ETIMEDOUT);
+	proc_free(&q);
+	buf_free(&out);
+	err_free(&e);
+}
+
 static void test_proc_log_lines(void **state)
 {
 	char path[] = "/tmp/upaas-unit-log-XXXXXX";
@@ -273,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_proc_capture_argv_not_shell),
 		cmocka_unit_test(test_proc_timeout_kills_tree),
 		cmocka_unit_test(test_proc_pid_namespace),
+		cmocka_unit_test(test_proc_new_session),
 		cmocka_unit_test(test_proc_log_lines),
 		cmocka_unit_test(test_fs_atomic_and_paths),
 		cmocka_unit_test(test_ids_sort_by_time),

@@ -90,8 +90,16 @@ static void test_defaults(void **state)
 	assert_int_equal(c.apps.keep_packages, 5);
 	assert_int_equal(c.limits.nofile, 65536);
 	assert_int_equal(c.limits.nproc, 4096);
-	assert_int_equal(c.limits.memory, 0);
+	assert_int_equal(c.limits.pids, 4096);
+	assert_int_equal(c.limits.memory, (int64_t)4 << 30);
+	assert_int_equal(c.limits.cpu_weight, 100);
+	assert_int_equal(c.limits.address_space, 0);
 	assert_int_equal(c.limits.unpacked_cache, (int64_t)8 << 30);
+	assert_string_equal(c.sandbox.user, "upaas");
+	assert_int_equal(c.sandbox.uid_base, 0);
+	assert_int_equal(c.sandbox.gid_base, 0);
+	assert_int_equal(c.sandbox.seccomp_deny.n, 0);
+	assert_string_equal(c.sandbox.pasta, "/usr/bin/pasta");
 	assert_int_equal(c.pack.level, 3);
 	assert_int_equal(c.pack.threads, 0);
 	assert_string_equal(c.deploy.root, "/srv/upaas");
@@ -251,6 +259,14 @@ static const struct bad_case bad_cases[] = {
 	{ "storage = {\n  endpoint = \"s3.example.com\";\n};\n", 2, "is not an http:// or https:// URL" },
 	{ "bootstrap = {\n  tool = \"cdebootstrap\";\n};\n", 2, "'cdebootstrap' is not a bootstrap tool" },
 	{ "bootstrap = {\n  mirror = \"ftp://x\";\n};\n", 2, "is not an http://" },
+	{ "sandbox = {\n  uid_base = 1000;\n};\n", 1, "uid_base must be 0 (from /etc/subuid) or at least 65536" },
+	{ "sandbox = {\n  gid_base = 5;\n};\n", 1, "gid_base must be 0 (from /etc/subgid) or at least 65536" },
+	{ "sandbox = {\n  uid_base = 4294967295L;\n};\n", 2, "sandbox.uid_base: must be between 0 and" },
+	{ "sandbox = {\n  user = \"Up\";\n};\n", 2, "'Up' is not a user name" },
+	{ "sandbox = {\n  seccomp_deny = [ \"mount; rm\" ];\n};\n", 2, "is not a system call name" },
+	{ "sandbox = {\n  pasta = \"pasta\";\n};\n", 2, "'pasta' is not an absolute path" },
+	{ "limits = {\n  cpu_weight = 0;\n};\n", 2, "limits.cpu_weight: must be between 1 and 10000, got 0" },
+	{ "limits = {\n  pids = -1;\n};\n", 2, "limits.pids: must be between 0 and" },
 	{ "pack = {\n  level = 0;\n};\n", 2, "pack.level: must be between 1 and 19, got 0" },
 	{ "pack = {\n  level = 20;\n};\n", 2, "must be between 1 and 19, got 20" },
 	{ "queue = {\n  url = \"mysql://x\";\n};\n", 2, "is not a queue URL" },
@@ -460,6 +476,62 @@ static void test_secrets(void **state)
 	err_free(&e);
 }
 
+/* URLs lose their userinfo and secret query values in config show and in
+ * messages; the signing group. */
+static void test_show_urls(void **state)
+{
+	struct config c;
+	struct diags d = DIAGS_INIT;
+	_cleanup_buf_ struct buf out = BUF_INIT, msgs = BUF_INIT;
+	_cleanup_free_ char *path = write_tmp("urls.cfg",
+		"bootstrap = { mirror = \"http://mu:MIRRORPW@deb.example/debian\"; };\n"
+		"storage = { handler = \"http\"; url = \"https://hu:HTTPPW@store.example/p\";\n"
+		"  endpoint = \"http://EPTOKEN@127.0.0.1:7480\"; redirect_hosts = [ \"cdn.example\" ]; };\n"
+		"queue = { url = \"postgresql://pg:PGPW@db/upaas?password=QPW\"; };\n"
+		"signing = { key = \"/etc/upaas/signing.key\";\n"
+		"  trusted = [ \"/etc/upaas/a.pub\", \"/etc/upaas/b.pub\" ]; allow_unsigned = true; };\n");
+
+	assert_int_equal(config_load(&c, path, &d), 0);
+	assert_string_equal(c.signing.key, "/etc/upaas/signing.key");
+	assert_int_equal(c.signing.trusted.n, 2);
+	assert_true(c.signing.allow_unsigned);
+	assert_string_equal(c.storage.redirect_hosts.v[0], "cdn.example");
+	/* the config itself keeps them: the handlers need them */
+	assert_non_null(strstr(c.storage.url, "HTTPPW"));
+	config_show(&c, &out);
+	static const char *const secrets[] = { "MIRRORPW", "HTTPPW", "EPTOKEN", "PGPW", "QPW",
+					       "mu:", "hu:", "pg:" };
+	for (size_t i = 0; i < ARRAY_SIZE(secrets); i++)
+		if (strstr(out.p, secrets[i]))
+			fail_msg("config show shows '%s'", secrets[i]);
+	assert_non_null(strstr(out.p, "url = \"https://********@store.example/p\";"));
+	assert_non_null(strstr(out.p, "postgresql://********@db/upaas?password=********"));
+	assert_non_null(strstr(out.p, "key = \"/etc/upaas/signing.key\";"));
+	config_free(&c);
+
+	/* a mistyped URL is reported without its secret */
+	_cleanup_free_ char *bad = write_tmp("badurl.cfg",
+		"queue = { url = \"mysql://u:BADPW@h/db\"; };\n"
+		"storage = { secret_key = \"\"; url = \"ftp://u:BADPW2@h/\"; };\n"
+		"signing = { key = \"/k\"; trusted = [ \"/k\", \"rel.pub\" ]; };\n");
+	assert_int_equal(config_load(&c, bad, &d), -EINVAL);
+	diags_format(&d, &msgs);
+	assert_null(strstr(msgs.p, "BADPW"));
+	assert_non_null(strstr(msgs.p, "queue.url: 'mysql://********@h/db' is not"));
+	assert_non_null(strstr(msgs.p, "signing.trusted[1]: 'rel.pub' is not an absolute path"));
+	config_free(&c);
+	diags_free(&d);
+
+	_cleanup_free_ char *same = write_tmp("same.cfg",
+		"signing = { key = \"/k\"; trusted = [ \"/k\" ]; };\n");
+	assert_int_equal(config_load(&c, same, &d), -EINVAL);
+	buf_reset(&msgs);
+	diags_format(&d, &msgs);
+	assert_non_null(strstr(msgs.p, "'/k' is the private key"));
+	config_free(&c);
+	diags_free(&d);
+}
+
 /* ------------------------------------------------------------------ names */
 
 static void test_names(void **state)
@@ -523,6 +595,7 @@ int main(void)
 		cmocka_unit_test(test_include),
 		cmocka_unit_test(test_show),
 		cmocka_unit_test(test_secrets),
+		cmocka_unit_test(test_show_urls),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_diags_format),
 	};

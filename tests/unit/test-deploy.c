@@ -363,8 +363,8 @@ static void test_prune_select(void **state)
 #define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define COMMIT "0123456789abcdef0123456789abcdef01234567"
 
-/* deploy reads manifests with the one reader (test-manifest.c checks it)
- * and fills in what the host decides when a manifest is silent. */
+/* deploy reads manifests with the one reader (test-manifest.c checks it);
+ * who the app runs as is the host's decision, whatever the manifest says. */
 static void test_manifest(void **state)
 {
 	static const char *const good =
@@ -383,20 +383,25 @@ static void test_manifest(void **state)
 	struct config c;
 	(void)state;
 
-	assert_int_equal(deploy_manifest_read(&m, good, "web", "20261120T214500Z-3f9a2c1", NULL,
+	config_defaults(&c);
+	free(c.apps.home);
+	c.apps.home = xstrdup("/srv/app");
+	assert_int_equal(deploy_manifest_read(&m, good, "web", "20261120T214500Z-3f9a2c1", &c,
 					      &e), 0);
 	assert_string_equal(m.repo.commit, COMMIT);
 	assert_string_equal(m.layers[0].sha256, SHA);
 	assert_int_equal(m.layers[0].size, 1234);
 	assert_string_equal(m.app_home, "/srv/app");
-	assert_int_equal(m.uid, 1001);
-	assert_int_equal(m.gid, 1002);
+	/* the host's ids, not the manifest's 1001 and 1002 */
+	assert_int_equal(m.uid, 1000);
+	assert_int_equal(m.gid, 1000);
 	assert_int_equal(m.deploy.keep, 3);
 	assert_int_equal(m.deploy.shared.n, 2);
 	assert_string_equal(m.deploy.shared.v[1], "var/uploads");
 	assert_int_equal(m.deploy.hooks_pre.n, 1);
 	assert_int_equal(m.deploy.hooks_post.n, 0);
 	package_info_free(&m);
+	config_free(&c);
 
 	/* silent manifest, no config: /home/app, 1000 */
 	assert_int_equal(deploy_manifest_read(&m, bare, "web", "x1", NULL, &e), 0);
@@ -417,11 +422,24 @@ static void test_manifest(void **state)
 	assert_int_equal(m.uid, 2001);
 	assert_int_equal(m.gid, 2002);
 	package_info_free(&m);
-	/* a manifest that says: the manifest (today) */
+	/* a manifest that says otherwise: still the config's ids; a package
+	 * built for another home is refused */
+	assert_int_equal(deploy_manifest_read(&m, good, NULL, NULL, &c, &e), -EINVAL);
+	assert_non_null(strstr(err_msg(&e), "app_home '/srv/app' is not this host's apps.home"));
+	err_clear(&e);
+	free(c.apps.home);
+	c.apps.home = xstrdup("/srv/app");
 	assert_int_equal(deploy_manifest_read(&m, good, NULL, NULL, &c, &e), 0);
-	assert_int_equal(m.uid, 1001);
-	assert_string_equal(m.app_home, "/srv/app");
+	assert_int_equal(m.uid, 2001);
+	assert_int_equal(m.gid, 2002);
 	package_info_free(&m);
+	/* uid 0 in a manifest is refused for that reason alone */
+	static const char *const root0 =
+		"{ \"format\": 1, \"app\": \"web\", \"id\": \"x1\", \"uid\": 0,"
+		" \"blob\": { \"key\": \"k\", \"sha256\": \"" SHA "\", \"size\": 1 } }";
+	assert_int_equal(deploy_manifest_read(&m, root0, NULL, NULL, &c, &e), -EINVAL);
+	assert_non_null(strstr(err_msg(&e), "uid"));
+	err_clear(&e);
 	config_free(&c);
 
 	/* wrong app / id */

@@ -646,6 +646,7 @@ static void test_bad_values(void **state)
 		{ "deploy.keep", "-1", "manifest: deploy.keep -1 is out of range" },
 		{ "deploy.keep", "100001", "manifest: deploy.keep" },
 		{ "uid", "0", "manifest: uid 0 is out of range" },
+		{ "gid", "65536", "manifest: gid 65536 is out of range" },
 		{ "uid", "-1", "manifest: uid" },
 		{ "uid", "2147483647", "manifest: uid" },
 		{ "gid", "4294967296", "manifest: gid" },
@@ -666,7 +667,7 @@ static void test_bad_values(void **state)
 
 	/* the edges that pass */
 	expect_set("uid", "1", NULL);
-	expect_set("gid", "2147483646", NULL);
+	expect_set("gid", "65535", NULL);
 	expect_set("deploy.keep", "100000", NULL);
 	expect_set("layers.0.size", "0", NULL);
 	expect_set("layers.0.kind", "null", NULL);

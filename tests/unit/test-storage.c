@@ -403,6 +403,50 @@ static void test_list(void **state)
 	assert_string_equal(names.v[1], "a/c/e");
 }
 
+/* A verified download: stopped past the size it should have, renamed into
+ * place only with the right size and sha256. */
+static void test_get_verified(void **state)
+{
+	struct fx *f = *state;
+	_cleanup_err_ struct err e = ERR_INIT;
+	static const char data[] = "the blob of a package";
+	char hex[65], other[65];
+	_cleanup_free_ char *path = path_join(f->dir, "out");
+
+	sha256_hex(data, strlen(data), hex);
+	sha256_hex("x", 1, other);
+	assert_int_equal(storage_put_buf(f->s, "packages/a/1.tar.zst", data, strlen(data), &e), 0);
+	assert_int_equal(storage_get_verified(f->s, "packages/a/1.tar.zst", path, hex, strlen(data),
+					      "package '1'", &e), 0);
+	assert_int_equal(access(path, F_OK), 0);
+	unlink(path);
+
+	/* the manifest says less: the transfer stops */
+	assert_int_equal(storage_get_verified(f->s, "packages/a/1.tar.zst", path, hex, 5,
+					      "package '1'", &e), -EBADMSG);
+	assert_non_null(strstr(err_msg(&e), "package '1' failed verification"));
+	assert_non_null(strstr(err_msg(&e), "larger than the 5 bytes"));
+	assert_int_equal(access(path, F_OK), -1);
+	err_clear(&e);
+	/* more */
+	assert_int_equal(storage_get_verified(f->s, "packages/a/1.tar.zst", path, hex, 100,
+					      "package '1'", &e), -EBADMSG);
+	assert_non_null(strstr(err_msg(&e), "bytes fetched, the manifest says 100"));
+	assert_int_equal(access(path, F_OK), -1);
+	err_clear(&e);
+	/* another sha256 */
+	assert_int_equal(storage_get_verified(f->s, "packages/a/1.tar.zst", path, other,
+					      strlen(data), "package '1'", &e), -EBADMSG);
+	assert_non_null(strstr(err_msg(&e), "sha256"));
+	assert_int_equal(access(path, F_OK), -1);
+	err_clear(&e);
+	/* nothing left next to it either */
+	_cleanup_strv_ struct strv left = STRV_INIT;
+	walk(f->dir, "", &left);
+	for (size_t i = 0; i < left.n; i++)
+		assert_null(strstr(left.v[i], ".out.tmp"));
+}
+
 static void test_stat(void **state)
 {
 	struct fx *f = *state;
@@ -684,6 +728,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_get_verified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_get_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_get_file, setup, teardown),
