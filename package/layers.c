@@ -449,7 +449,6 @@ void package_index_free(struct package_index *x)
 	for (size_t i = 0; i < x->n_objects; i++)
 		free(x->objects[i].key);
 	free(x->objects);
-	strv_free(&x->current);
 	memset(x, 0, sizeof(*x));
 }
 
@@ -502,7 +501,7 @@ static int index_read(struct storage *s, struct indexed_package *ip, struct err 
 
 int package_index_load(struct storage *s, struct package_index *ret, struct err *e)
 {
-	struct package_index x = { .current = STRV_INIT };
+	struct package_index x = { 0 };
 	int r;
 
 	/* every object under packages/ and layers/, with its size and mtime */
@@ -519,8 +518,10 @@ int package_index_load(struct storage *s, struct package_index *ret, struct err 
 		const char *slash = strchr(k, '/');
 		size_t n = strlen(k);
 
+		/* <id>.json, not <id>.sbom.json */
 		if (strncmp(x.objects[i].key, "packages/", 9) || !slash || n < 6 ||
-		    strcmp(k + n - 5, ".json") || strchr(slash + 1, '/'))
+		    strcmp(k + n - 5, ".json") || strchr(slash + 1, '/') ||
+		    (n > 10 && !strcmp(k + n - 10, ".sbom.json")))
 			continue;
 		_cleanup_free_ char *app = xstrndup(k, (size_t)(slash - k));
 		_cleanup_free_ char *id = xstrndup(slash + 1, strlen(slash + 1) - 5);
@@ -536,15 +537,6 @@ int package_index_load(struct storage *s, struct package_index *ret, struct err 
 			ip->gone = true;     /* removed meanwhile */
 		else if (r < 0)
 			ip->error = xstrdup(err_msg(&le));
-	}
-	/* the current package of each app is kept whatever happens */
-	for (size_t i = 0; i < x.n; i++) {
-		if (i && !strcmp(x.v[i].app, x.v[i - 1].app))
-			continue;
-		_cleanup_buf_ struct buf cur = BUF_INIT;
-		_cleanup_err_ struct err ce = ERR_INIT;
-		if (package_current(s, x.v[i].app, &cur, &ce) >= 0)
-			strv_pushf(&x.current, "%s/%s", x.v[i].app, cur.p);
 	}
 	*ret = x;
 	return 0;

@@ -440,7 +440,6 @@ struct package_index {
 	size_t n;
 	struct stored_object *objects; /* sorted by key */
 	size_t n_objects;
-	struct strv current;           /* "<app>/<id>" of each app's current */
 };
 int package_index_load(struct storage *s, struct package_index *ret, struct err *e);
 void package_index_free(struct package_index *x);

@@ -106,6 +106,7 @@ print(json.dumps({"format": 2, "app": app, "id": "p3", "fresh": False, "layers":
                   "repository": {"url": "test", "commit": "ab" * 20},
                   "app_home": "/home/app", "uid": 1000, "gid": 1000}, indent=1))
 PY
+sign_object "packages/$APP/p3.json"
 # the tree the three layers make, by hand
 W=$T_ROOT/want
 mkdir -p "$W/etc" "$W/home/app/f2d" "$W/home/app/old"
@@ -142,6 +143,7 @@ t_match "storage du: the app's layers, each once" "$("$UPAAS" storage du "$APP")
 # a missing and a corrupt layer: refused, named, nothing changed
 cp "$ST/packages/$APP/p3.json" "$ST/packages/$APP/p4.json"
 sed -i 's/"p3"/"p4"/' "$ST/packages/$APP/p4.json"
+sign_object "packages/$APP/p4.json"
 mv "$ST/layers/${SHA[1]}.tar.zst" "$T_ROOT/aside"
 OUT=$("$UPAAS" deploy --package p4 "$APP" 2>&1)
 t_is "a missing layer fails the deploy" "$?" 1
@@ -248,12 +250,12 @@ wait $PID
 t_is "the build fails" "$?" 1
 t_match "it names the missing layer" "$(cat "$T_ROOT/b3.err")" \
 	"before writing the manifest: layer [0-9a-f]{12} .*missing from storage"
-t_is "it wrote no manifest" "$(ls "$ST/packages/$APP" | grep -c json)" 2
+t_is "it wrote no manifest" "$(ls "$ST/packages/$APP" | grep -v sbom | grep -c "\.json$")" 2
 t_is "current still names the last good package" "$(stored_current "$APP")" "$ID2"
 t_ok "the next build works" make_package "$APP" "$T_ROOT/repo"
 t_is "no mount left" "$(t_mounts_below "$T_ROOT")" ""
 
-for id in $(ls "$ST/packages/$APP" | sed -n 's/\.json$//p'); do
+for id in $(ls "$ST/packages/$APP" | grep -v sbom | sed -n 's/\.json$//p'); do
 	rm -f "$ST/$(layer_of "$id")"
 done
 t_done
