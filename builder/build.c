@@ -32,7 +32,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include "actions/actions.h"
 #include "archive/archive.h"
@@ -93,7 +95,9 @@ struct build {
 	struct actions_ctx ax;
 	bool ran_steps;
 	struct pack_result pack;
-	struct package_layer layer;   /* the layer the pack stored */
+	struct package_layer layer;   /* the layer the pack stored (key NULL: none) */
+	bool squash;                /* the new layer is full, replacing the chain */
+	bool delta;                 /* the new layer is a delta over the parent's */
 	struct sign_trust trust;    /* signing.trusted */
 	struct sign_key *key;       /* signing.key, NULL: the package goes unsigned */
 	uint64_t prev_seq;          /* sequence of the verified previous current */
@@ -314,23 +318,18 @@ static int stage_base(struct build *b, struct err *e)
 	if (r < 0)
 		return r;
 
-	if (incremental && b->parent.n_layers != 1) {
-		set_reason(b, "the previous package '%s' has %zu layers, which this builder does "
-			   "not stack", b->parent.id, b->parent.n_layers);
-		incremental = false;
-		plan_free(&b->plan);
-		b->have_plan = false;
-		r = plan_make(&b->plan, b->c, &b->meta, NULL, o->interp_version, e);
-		if (r < 0)
-			return r;
-		b->have_plan = true;
-	}
 	if (incremental) {
-		const struct package_layer *pl = &b->parent.layers[0];
-		r = rootcache_get(b->c, b->s, pl->key, pl->sha256, pl->size, &b->lowers, e);
+		/* the parent's layers, each from the cache or fetched (verified) */
+		struct rootcache_layer *rl = xcalloc(b->parent.n_layers, sizeof(*rl));
+		for (size_t i = 0; i < b->parent.n_layers; i++)
+			rl[i] = (struct rootcache_layer){ b->parent.layers[i].key,
+							  b->parent.layers[i].sha256,
+							  b->parent.layers[i].size };
+		r = rootcache_get_layers(b->c, b->s, rl, b->parent.n_layers, &b->lowers, e);
+		free(rl);
 		if (r >= 0) {
 			b->unpacked = r > 0;
-			b->lower_sha = pl->sha256;
+			b->lower_sha = b->parent.layers[b->parent.n_layers - 1].sha256;
 		} else {
 			if (r == -ECANCELED || proc_cancelled)
 				return r;
@@ -359,11 +358,11 @@ static int stage_base(struct build *b, struct err *e)
 		     b->reason.p);
 	} else {
 		buf_adds(&b->reason, "the current package");
-		blog(b, "base: package %s (%.12s), incremental", b->parent.id,
-		     b->parent.layers[0].sha256);
+		blog(b, "base: package %s (%.12s, %zu layer%s), incremental", b->parent.id,
+		     b->lower_sha, b->parent.n_layers, b->parent.n_layers == 1 ? "" : "s");
 	}
 	if (b->unpacked)
-		blog(b, "root: fetched and unpacked %.12s into the cache", b->lower_sha);
+		blog(b, "root: fetched and unpacked layers up to %.12s into the cache", b->lower_sha);
 	else
 		blog(b, "root: %zu cached lower layer%s, nothing unpacked", b->lowers.n,
 		     b->lowers.n == 1 ? "" : "s");
@@ -379,7 +378,7 @@ static int stage_workspace(struct build *b, struct err *e)
 
 	/* layers that cannot be stacked (after a config change, say) must not
 	 * break every later build: fall back to a full copy of the parent */
-	if (r < 0 && b->lowers.n > 1 && !b->fresh && !proc_cancelled) {
+	if (r < 0 && b->lowers.n > 1 && !b->fresh && b->parent.n_layers == 1 && !proc_cancelled) {
 		const struct package_layer *pl = &b->parent.layers[0];
 		blog(b, "%s; unpacking %.12s instead", err_msg(e), pl->sha256);
 		err_clear(e);
@@ -567,18 +566,104 @@ static void tidy_for_layer(struct build *b, const char *const *exclude)
 	     (double)(now_ms() - t0) / 1000.0);
 }
 
-static int stage_pack(struct build *b, struct err *e)
+/*
+ * Whether the changes in upper (an overlay upper dir over lower) can touch
+ * the bill of materials: what it lists is found in var/lib/dpkg, in
+ * package-lock.json files, node_modules and *.dist-info directories. A
+ * deleted directory or an opaque one might hold any of them. Conservative:
+ * true when unsure.
+ */
+static bool sbom_name(const char *name)
 {
-	_cleanup_free_ char *git_dir = NULL;
-	const char *exclude[EXCLUDE_MAX];
+	size_t n = strlen(name);
+	return !strcmp(name, "package-lock.json") || !strcmp(name, ".package-lock.json") ||
+	       !strcmp(name, "node_modules") || !strcmp(name, "METADATA") ||
+	       (n > 10 && !strcmp(name + n - 10, ".dist-info"));
+}
+
+static bool upper_touches_sbom(int dfd, int lfd, const char *rel, unsigned depth)
+{
+	DIR *d = fdopendir(dfd);
+	bool hit = false;
+
+	if (!d) {
+		close(dfd);
+		return true;
+	}
+	if (depth > 64)
+		hit = true;
+	for (struct dirent *de; !hit && (de = readdir(d));) {
+		const char *n = de->d_name;
+		struct stat st, ls;
+		char v[2];
+
+		if (!strcmp(n, ".") || !strcmp(n, ".."))
+			continue;
+		if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0 || sbom_name(n)) {
+			hit = true;
+			break;
+		}
+		_cleanup_free_ char *p = *rel ? xasprintf("%s/%s", rel, n) : xstrdup(n);
+		if (!strcmp(p, "var/lib/dpkg")) {
+			hit = true;
+			break;
+		}
+		bool whiteout = S_ISCHR(st.st_mode) && st.st_rdev == 0;
+		/* a deleted or replaced directory may have held anything */
+		if (whiteout || !S_ISDIR(st.st_mode)) {
+			if (lfd >= 0 && fstatat(lfd, n, &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISDIR(ls.st_mode))
+				hit = true;
+			continue;
+		}
+		int cfd = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (cfd < 0) {
+			hit = true;
+			break;
+		}
+		if (fgetxattr(cfd, "trusted.overlay.opaque", v, sizeof(v)) > 0) {
+			close(cfd);
+			hit = true;
+			break;
+		}
+		int clfd = lfd >= 0 ? openat(lfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+				    : -1;
+		hit = upper_touches_sbom(cfd, clfd, p, depth + 1);
+		if (clfd >= 0)
+			close(clfd);
+	}
+	closedir(d);
+	return hit;
+}
+
+/*
+ * The bill of materials of the tree about to be packed: the parent's, when
+ * the delta cannot have changed it (an O(change) build does not walk the
+ * whole root for it), else a scan of the root.
+ */
+static int make_sbom(struct build *b, const char *lower, struct err *e)
+{
+	uint64_t t0 = now_ms();
+	struct sbom bill = { 0 };
 	int r;
 
-	exclude_list(b, exclude, &git_dir);
-	tidy_for_layer(b, exclude);
-
-	/* the bill of materials of the tree that is about to be packed */
-	struct sbom bill = { 0 };
-	uint64_t t_sbom = now_ms();
+	if (b->delta && b->ws.upper) {
+		int ufd = open(b->ws.upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int lfd = lower ? open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+		bool touched = ufd < 0 || upper_touches_sbom(ufd, lfd, "", 0);
+		if (lfd >= 0)
+			close(lfd);
+		_cleanup_err_ struct err pe = ERR_INIT;
+		if (!touched && package_sbom(b->s, &b->parent, &bill, &pe) >= 0) {
+			buf_reset(&b->sbom);
+			sbom_json(&bill, &b->sbom);
+			sbom_free(&bill);
+			blog(b, "bill of materials: the parent's (the changes touch no package "
+			     "database) in %.2f s", (double)(now_ms() - t0) / 1000.0);
+			return 0;
+		}
+		sbom_free(&bill);
+	}
 	r = sbom_scan(&bill, b->ws.root, e);
 	if (r < 0)
 		return err_prefix(e, "the bill of materials");
@@ -586,18 +671,86 @@ static int stage_pack(struct build *b, struct err *e)
 	sbom_json(&bill, &b->sbom);
 	blog(b, "bill of materials: %zu packages%s in %.2f s", bill.n,
 	     bill.truncated ? " (incomplete: the tree is past the bounds)" : "",
-	     (double)(now_ms() - t_sbom) / 1000.0);
+	     (double)(now_ms() - t0) / 1000.0);
 	sbom_free(&bill);
+	return 0;
+}
+
+/* Mounts the merged view of the lowers (read-only) at dir/lower, when there
+ * are several: what a delta is compared with. Returns its path. */
+static int lower_view(struct build *b, char **ret, struct err *e)
+{
+	_cleanup_buf_ struct buf opts = BUF_INIT;
+	_cleanup_free_ char *at = path_join(b->dir, "lower");
+
+	if (b->lowers.n == 1) {
+		*ret = xstrdup(b->lowers.v[0]);
+		return 0;
+	}
+	buf_adds(&opts, "lowerdir=");
+	for (size_t i = 0; i < b->lowers.n; i++) {
+		if (strpbrk(b->lowers.v[i], ":,\\"))
+			return err_set(e, -EINVAL, "cannot stack '%s'", b->lowers.v[i]);
+		buf_addf(&opts, "%s%s", i ? ":" : "", b->lowers.v[i]);
+	}
+	if (mkdir(at, 0700) < 0 && errno != EEXIST)
+		return err_set_errno(e, -errno, "cannot create '%s'", at);
+	if (mount("overlay", at, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts.p) < 0)
+		return err_set_errno(e, -errno, "cannot mount the layers below at '%s'", at);
+	*ret = TAKE_PTR(at);
+	return 1;
+}
+
+/*
+ * Packs the new layer: a full root for a fresh build, or when the chain is
+ * squashed (more than pack.max_layers layers, or deltas larger than
+ * pack.squash_ratio times the bottom layer); else a delta, what this build
+ * changed in the overlay over the parent's layers. A delta of no entry
+ * (nothing changed) is not stored: the package lists its parent's layers.
+ */
+static int stage_pack(struct build *b, struct err *e)
+{
+	_cleanup_free_ char *git_dir = NULL, *lower = NULL;
+	const char *exclude[EXCLUDE_MAX];
+	int r, mounted = 0;
+
+	exclude_list(b, exclude, &git_dir);
+	tidy_for_layer(b, exclude);
+
+	if (!b->fresh) {
+		const struct package_info *p = &b->parent;
+		uint64_t deltas = package_size(p) - p->layers[0].size;
+		if (p->n_layers + 1 > (size_t)b->c->pack.max_layers) {
+			b->squash = true;
+			blog(b, "squash: %zu layers would be more than pack.max_layers (%d)",
+			     p->n_layers + 1, b->c->pack.max_layers);
+		} else if ((double)deltas > b->c->pack.squash_ratio * (double)p->layers[0].size) {
+			b->squash = true;
+			blog(b, "squash: the deltas (%llu bytes) outweigh pack.squash_ratio (%g) of "
+			     "the bottom layer (%llu bytes)", (unsigned long long)deltas,
+			     b->c->pack.squash_ratio, (unsigned long long)p->layers[0].size);
+		} else if (!b->ws.overlay || !b->ws.upper || b->no_layer) {
+			b->squash = true;
+			blog(b, "a full layer: this workspace has no overlay upper dir");
+		} else {
+			b->delta = true;
+		}
+	}
+	if (b->delta) {
+		mounted = lower_view(b, &lower, e);
+		if (mounted < 0)
+			return mounted;
+	}
+	r = make_sbom(b, lower, e);
 
 	/* the root belongs to the sandbox's range: the package holds the ids
 	 * inside (root's files root's, the app's the app's) */
 	struct sandbox_range ids;
 	rootfs_range(b->c, &ids);
-	/* the whole root, as the one full layer of the package; the root
-	 * belongs to the sandbox's range: the package holds the ids inside
-	 * (root's files root's, the app's the app's) */
 	struct layer_store_opts lo = {
-		.root = b->ws.root,
+		.root = b->delta ? b->ws.upper : b->ws.root,
+		.lower = lower,
+		.upper = b->delta,
 		.pack = {
 			.level = b->c->pack.level,
 			.threads = b->c->pack.threads,
@@ -609,9 +762,15 @@ static int stage_pack(struct build *b, struct err *e)
 		},
 		.tmpdir = b->dir,
 		.grace = b->c->apps.layer_grace,
+		.skip_empty = b->delta,
 	};
-	blog(b, "packing into %s/layers/", storage_where(b->s));
-	r = layer_store(b->s, &lo, &b->layer, &b->pack, e);
+	if (r >= 0) {
+		blog(b, "packing a %s layer into %s/layers/", b->delta ? "delta" : "full",
+		     storage_where(b->s));
+		r = layer_store(b->s, &lo, &b->layer, &b->pack, e);
+	}
+	if (mounted > 0 && umount2(lower, MNT_DETACH) < 0)
+		log_warn("cannot unmount '%s': %s", lower, strerror(errno));
 	if (r < 0) {
 		if (r == -ECANCELED && !e->code)
 			check_cancel(e);
@@ -619,8 +778,19 @@ static int stage_pack(struct build *b, struct err *e)
 	}
 	char sz[32];
 	fmt_bytes(b->pack.size, sz);
-	blog(b, "packed %llu entries, %s, sha256 %s: '%s'", (unsigned long long)b->pack.entries,
-	     sz, b->pack.sha256, b->layer.key);
+	if (r > 0) {
+		blog(b, "nothing changed (%llu entries left out as unchanged): the package lists "
+		     "its parent's layers", (unsigned long long)b->pack.unchanged);
+		return 0;
+	}
+	if (b->delta)
+		blog(b, "packed a delta of %llu entries (%llu whiteouts, %llu unchanged left out), "
+		     "%s, sha256 %s: '%s'", (unsigned long long)b->pack.entries,
+		     (unsigned long long)b->pack.whiteouts, (unsigned long long)b->pack.unchanged, sz,
+		     b->pack.sha256, b->layer.key);
+	else
+		blog(b, "packed %llu entries, %s, sha256 %s: '%s'",
+		     (unsigned long long)b->pack.entries, sz, b->pack.sha256, b->layer.key);
 	return 0;
 }
 
@@ -659,12 +829,24 @@ static void make_manifest(struct build *b, struct package_info *p)
 	p->repo.commit_time = b->commit_time;
 	p->interp.type = xstrdup(b->plan.interp_type);
 	p->interp.version = b->plan.interp_version ? xstrdup(b->plan.interp_version) : NULL;
+	/* the layers: the parent's and the delta, or the parent's alone (no
+	 * change), or the new full one */
 	p->format = PACKAGE_FORMAT;
-	p->layers = xcalloc(1, sizeof(*p->layers));
-	p->n_layers = 1;
-	p->layers[0] = (struct package_layer){ .key = xstrdup(b->layer.key), .size = b->layer.size,
-					       .kind = xstrdup("full") };
-	memcpy(p->layers[0].sha256, b->layer.sha256, sizeof(p->layers[0].sha256));
+	size_t keep = b->delta ? b->parent.n_layers : 0;
+	p->n_layers = keep + (b->layer.key ? 1 : 0);
+	p->layers = xcalloc(p->n_layers, sizeof(*p->layers));
+	for (size_t i = 0; i < keep; i++) {
+		const struct package_layer *l = &b->parent.layers[i];
+		p->layers[i] = (struct package_layer){ .key = xstrdup(l->key), .size = l->size,
+						       .kind = xstrdup(i ? "delta" : "full") };
+		memcpy(p->layers[i].sha256, l->sha256, sizeof(l->sha256));
+	}
+	if (b->layer.key) {
+		struct package_layer *l = &p->layers[keep];
+		*l = (struct package_layer){ .key = xstrdup(b->layer.key), .size = b->layer.size,
+					     .kind = xstrdup(keep ? "delta" : "full") };
+		memcpy(l->sha256, b->layer.sha256, sizeof(l->sha256));
+	}
 	if (!b->fresh)
 		strv_copy(&p->os_packages, &b->parent.os_packages);
 	for (size_t i = 0; i < b->plan.packages.n; i++)
@@ -785,29 +967,51 @@ static void publish_log(struct build *b)
 }
 
 /*
- * After a successful build: unmounts the overlay and moves its upper dir
- * into the root cache as the layer of the new package (over lower_sha), so
- * that the next incremental build need not unpack the package. Failures
- * cost only that: the next build falls back to unpacking.
+ * After a successful build: the root cache gets the new layer, so that the
+ * next incremental build stacks it instead of fetching it. A delta (or the
+ * full layer of a fresh build) is the overlay's upper dir, moved into the
+ * cache over the chain it was written on; a squashed layer replaces the
+ * chain, so it is unpacked from storage as a full copy (the O(root) step
+ * of a squash build, instead of a longer chain for every later build). Then
+ * the app's entries that no longer serve its chain go (rootcache_retire).
+ * Failures cost only that: the next build fetches what it lacks.
  */
 static void keep_layer(struct build *b)
 {
 	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_strv_ struct strv chain = STRV_INIT;
 	uint64_t t0 = now_ms();
-	int r;
+	int r = 0;
 
-	if (b->no_layer || !b->ws.overlay || !b->ws.upper || !b->lower_sha)
-		return;
-	if (!strcmp(b->lower_sha, b->pack.sha256))
-		return;   /* the same blob as the parent: its root is cached */
-	r = workspace_unmount(&b->ws, &e);
-	if (r >= 0)
-		r = rootcache_put_layer(b->c, b->pack.sha256, b->lower_sha, b->ws.upper, &e);
-	if (r < 0)
-		blog(b, "no layer kept for the next build: %s", err_msg(&e));
-	else
-		blog(b, "layer %.12s over %.12s kept in the root cache in %.2f s", b->pack.sha256,
-		     b->lower_sha, (double)(now_ms() - t0) / 1000.0);
+	if (!b->layer.key) {
+		/* no new layer: the parent's chain is the package's */
+	} else if (b->squash) {
+		struct rootcache_layer l = { b->layer.key, b->layer.sha256, b->layer.size };
+		r = workspace_destroy(&b->ws, &e);
+		if (r >= 0)
+			r = rootcache_get_layers(b->c, b->s, &l, 1, &chain, &e);
+		if (r < 0)
+			blog(b, "the squashed layer is not in the root cache: %s", err_msg(&e));
+		else
+			blog(b, "squashed layer %.12s unpacked into the root cache in %.2f s",
+			     b->layer.sha256, (double)(now_ms() - t0) / 1000.0);
+	} else if (!b->no_layer && b->ws.overlay && b->ws.upper && b->lower_sha &&
+		   strcmp(b->lower_sha, b->layer.sha256)) {
+		r = workspace_unmount(&b->ws, &e);
+		if (r >= 0)
+			r = rootcache_put_layer(b->c, b->layer.sha256, b->lower_sha, b->ws.upper, &e);
+		if (r < 0)
+			blog(b, "no layer kept for the next build: %s", err_msg(&e));
+		else
+			blog(b, "layer %.12s over %.12s kept in the root cache in %.2f s",
+			     b->layer.sha256, b->lower_sha, (double)(now_ms() - t0) / 1000.0);
+	}
+	/* the entries the app's next build stacks; those of its last chain
+	 * that this one replaced go (not the image: other lines start there) */
+	err_clear(&e);
+	const char *top = b->layer.key ? b->layer.sha256 : b->lower_sha;
+	if (top && rootcache_retire(b->c, b->app, top, b->image.sha256, &e) < 0)
+		log_warn("root cache: %s", err_msg(&e));
 }
 
 /* ------------------------------------------------------------ the build */
@@ -982,9 +1186,10 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		goto out;
 	}
 	keep_layer(&b);
-	blog(&b, "build %s of %s done in %.2f s: %s package, sha256 %s", b.id, b.app,
+	blog(&b, "build %s of %s done in %.2f s: %s package, %s", b.id, b.app,
 	     (double)(now_ms() - b.t_start) / 1000.0, b.fresh ? "fresh" : "incremental",
-	     b.pack.sha256);
+	     !b.layer.key ? "no new layer" : b.squash ? "squashed into a full layer"
+	     : b.delta ? "a new delta layer" : "a full layer");
 	log_forward(&b);
 	publish_log(&b);
 
@@ -994,8 +1199,12 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		ret->commit = xstrdup(b.commit.p);
 		ret->fresh = b.fresh;
 		ret->base_reason = xstrdup(b.reason.p);
-		memcpy(ret->sha256, b.pack.sha256, sizeof(ret->sha256));
-		ret->size = b.pack.size;
+		/* the package's top layer, and what this build stored */
+		const char *top = b.layer.key ? b.layer.sha256
+				  : b.parent.layers[b.parent.n_layers - 1].sha256;
+		memcpy(ret->sha256, top, sizeof(ret->sha256));
+		ret->size = b.layer.key ? b.layer.size : 0;
+		ret->layer = b.layer.key ? (b.delta ? "delta" : "full") : "none";
 	}
 	r = 0;
 out:

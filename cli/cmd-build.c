@@ -31,6 +31,8 @@ static void print_json(struct cli *c, const struct build_result *res, const stru
 		json_object_object_add(o, "base_reason", json_object_new_string(res->base_reason));
 		json_object_object_add(o, "sha256", json_object_new_string(res->sha256));
 		json_object_object_add(o, "size", json_object_new_int64((int64_t)res->size));
+		json_object_object_add(o, "layer", json_object_new_string(res->layer ? res->layer
+									      : "none"));
 		struct package_info p = { 0 };
 		_cleanup_err_ struct err me = ERR_INIT;
 		const struct sign_trust *t = NULL;
@@ -127,9 +129,12 @@ static int build_cmd(struct cli *c, const struct cli_args *a)
 		char sz[32];
 		fmt_bytes(res.size, sz);
 		if (!c->quiet)
-			fprintf(stderr, "upaas: built %s/%s: %s package (%s), %s, commit %.12s\n",
+			fprintf(stderr, "upaas: built %s/%s: %s package (%s), %s%s, commit %.12s\n",
 				res.app, res.id, res.fresh ? "fresh" : "incremental",
-				res.base_reason, sz, res.commit);
+				res.base_reason,
+				!res.layer || !strcmp(res.layer, "none") ? "no new layer"
+				: !strcmp(res.layer, "delta") ? "a delta layer of " : "a full layer of ",
+				!res.layer || !strcmp(res.layer, "none") ? "" : sz, res.commit);
 		printf("%s\n", res.id);
 	}
 	build_result_free(&res);

@@ -143,6 +143,8 @@ struct config {
 	struct {
 		int level;              /* zstd level, 3 */
 		int threads;            /* 0 = number of cores */
+		int max_layers;         /* layers a package may list, 8 */
+		double squash_ratio;    /* deltas over the bottom layer's size, 0.5 */
 	} pack;
 	struct {
 		char *root;             /* /srv/upaas */

@@ -324,6 +324,7 @@ int package_fetch(struct storage *s, const struct package_info *p, const char *p
 struct cas_sink {
 	struct sink up;
 	const struct pack_result *res;
+	bool skip_empty;
 	struct err *e;
 };
 
@@ -337,6 +338,11 @@ static int cas_commit(void *data, struct err *e)
 {
 	struct cas_sink *c = data;
 	_cleanup_free_ char *key = storage_key_layer(c->res->sha256);
+
+	if (c->skip_empty && !c->res->entries) {
+		c->up.abort(c->up.data);
+		return 1;   /* nothing changed: nothing stored */
+	}
 	return storage_upload_commit_as(c->up.data, key, e);
 }
 
@@ -363,7 +369,7 @@ int layer_store(struct storage *s, const struct layer_store_opts *o, struct pack
 		/* straight into storage, named at the end: an object that is
 		 * there already is replaced by the same bytes, which makes it
 		 * young again (the grace of layers_gc) */
-		struct cas_sink c = { .res = &res, .e = e };
+		struct cas_sink c = { .res = &res, .skip_empty = o->skip_empty, .e = e };
 		struct sink out = { cas_write, cas_commit, cas_abort, &c };
 
 		tmp_key(&up);
@@ -374,6 +380,11 @@ int layer_store(struct storage *s, const struct layer_store_opts *o, struct pack
 			     : pack_to_storage(o->root, &o->pack, &out, &res, e);
 		if (r < 0)
 			return r;
+		if (r > 0) {
+			if (ret_pack)
+				*ret_pack = res;
+			return 1;
+		}
 	} else {
 		/* packed into a private file first: the key is its sha256 */
 		_cleanup_close_ int fd = tmpfile_in(o->tmpdir, e);
@@ -388,6 +399,11 @@ int layer_store(struct storage *s, const struct layer_store_opts *o, struct pack
 			return r;
 		if (proc_cancelled)
 			return -ECANCELED;
+		if (o->skip_empty && !res.entries) {
+			if (ret_pack)
+				*ret_pack = res;
+			return 1;
+		}
 		key = storage_key_layer(res.sha256);
 		r = storage_stat(s, key, &st, e);
 		/* there already, and young enough not to be collected before

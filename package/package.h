@@ -404,7 +404,9 @@ int package_layers_check(struct storage *s, const struct package_info *p, struct
  * uploaded again when the object is there already and younger than half of
  * grace (so that layers_gc() cannot take it before the manifest lists it).
  * ret (may be NULL) gets the layer (its key and kind owned by the caller),
- * ret_pack (may be NULL) what packing found.
+ * ret_pack (may be NULL) what packing found. Returns 0, or 1 when
+ * skip_empty is set and the layer has no entry (nothing is stored, ret is
+ * left alone).
  */
 struct layer_store_opts {
 	const char *root;
@@ -413,6 +415,7 @@ struct layer_store_opts {
 	struct pack_opts pack;
 	const char *tmpdir;
 	int64_t grace;             /* apps.layer_grace */
+	bool skip_empty;           /* a layer of no entry is not stored: 1 */
 };
 int layer_store(struct storage *s, const struct layer_store_opts *o, struct package_layer *ret,
 		struct pack_result *ret_pack, struct err *e);

@@ -124,12 +124,12 @@ t_is "SIGTERM: the sandbox is gone" "$(pgrep -f '^sleep 120$' | head -1)" ""
 
 # ----------------------------------------------------- failed storage write
 meta 'actions = { main = "echo storage"; };'
-# layers/ becomes a 1 MiB tmpfs for the build (the parent's root is in the
-# root cache, so the build reads no layer)
+# layers/ becomes a 1 MiB tmpfs for a fresh build, whose one full layer
+# does not fit (the base image is in the root cache: it reads no layer)
 mkdir -p "$ST/layers"
 trap 'rc=$?; umount "$ST/layers" 2>/dev/null; (exit $rc); t_cleanup' EXIT
 mount -t tmpfs -o size=1m tmpfs "$ST/layers"
-OUT=$(build 2>&1)
+OUT=$(build --fresh 2>&1)
 t_is "full storage: exit status 1" "$?" 1
 t_match "full storage: says why" "$OUT" "[Nn]o space left on device"
 t_is "full storage: current unchanged" "$(current)" "$GOOD"

@@ -23,7 +23,7 @@ extract() {
 		tar --zstd -xpf "$T_ROOT/pkg.tar.zst" -C "$2" && rm -f "$T_ROOT/pkg.tar.zst"
 }
 jget() { python3 -c 'import json,sys; d=json.load(sys.stdin)
-for k in sys.argv[1].split("."): d = d[int(k)] if k.isdigit() else d[k]
+for k in sys.argv[1].split("."): d = d[int(k)] if k.lstrip("-").isdigit() else d[k]
 print(json.dumps(d) if isinstance(d, (dict, list, bool)) or d is None else d)' "$1"; }
 
 # ---------------------------------------------------------------- fresh
@@ -82,24 +82,32 @@ t_is "current names the incremental package" "$("$UPAAS" package show "$APP" cur
 	"package      $APP/$ID2"
 
 # ------------------------------------------------ layers in the root cache
-# Each build keeps its overlay upper dir as the layer of its package
-# (roots/<sha> + roots/<sha>.parent); the incremental build stacks them
-# instead of unpacking the previous package.
+# A package lists its layers (a full one, then a delta per build); the root
+# cache keeps each build's overlay upper dir as the entry of its new layer
+# (roots/<sha> + roots/<sha>.parent), so the next incremental build stacks
+# them instead of fetching anything.
 ROOTS=$UPAAS_TEST_SHARED/cache/roots
-SHA1=$(jget layers.0.sha256 <<<"$M1")
-SHA2=$(jget layers.0.sha256 <<<"$M2")
+SHA1=$(jget layers.-1.sha256 <<<"$M1")
+SHA2=$(jget layers.-1.sha256 <<<"$M2")
 LOG2=$UPAAS_TEST_SHARED/storage/logs/$APP/$ID2.log
-t_is "the fresh build's root is a layer over the image" "$(cat "$ROOTS/$SHA1.parent" 2>&1)" \
+t_is "the fresh package is one full layer" "$(jget layers.-1.kind <<<"$M1")" full
+t_is "the incremental package adds a delta to it" \
+	"$(python3 -c 'import json,sys; print(" ".join(l["kind"] + ":" + l["sha256"][:12] for l in json.load(sys.stdin)["layers"]))' <<<"$M2")" \
+	"full:${SHA1:0:12} delta:${SHA2:0:12}"
+t_is "the fresh build's layer sits on the image" "$(cat "$ROOTS/$SHA1.parent" 2>&1)" \
 	"$(jget image.sha256 <<<"$M1")"
-t_is "the incremental build's root is a layer over the first" "$(cat "$ROOTS/$SHA2.parent" 2>&1)" \
+t_is "the incremental build's layer sits on the first" "$(cat "$ROOTS/$SHA2.parent" 2>&1)" \
 	"$SHA1"
 t_match "the incremental build stacked the layers, unpacked nothing" "$(cat "$LOG2")" \
 	"root: 2 cached lower layers, nothing unpacked"
 t_ok "a layer holds a whiteout for the removed file" \
 	test -c "$ROOTS/$SHA2/home/app/removeme.txt"
+t_match "the delta holds the removed file's whiteout and the change" \
+	"$(tar --zstd -tf "$UPAAS_TEST_SHARED/storage/layers/$SHA2.tar.zst" | sort | tr '\n' ' ')" \
+	"home/app/\.wh\.removeme\.txt .*home/app/app\.py"
 
 # a trimmed layer (not mounted now): the chain is broken, the next build
-# unpacks the previous package instead and starts a new chain on it
+# fetches the package's layers again (verified) and stacks them
 rm -rf "$ROOTS/$SHA1"
 echo "# three" >>"$SRC/app.py"
 git_c commit -qam three
@@ -107,14 +115,15 @@ ID2B=$("$UPAAS" build --app "$APP" "$SRC" 2>"$T_ROOT/build2b.err")
 t_is "a build over a broken chain succeeds" "$?" 0
 [ -n "$ID2B" ] || cat "$T_ROOT/build2b.err" >&2
 M2B=$("$UPAAS" package show --json "$APP" "$ID2B")
-SHA2B=$(jget layers.0.sha256 <<<"$M2B")
+SHA2B=$(jget layers.-1.sha256 <<<"$M2B")
 t_is "it is still incremental" "$(jget fresh <<<"$M2B") $(jget parent <<<"$M2B")" "false $ID2"
-t_match "it unpacked the previous package" \
+t_match "it fetched the package's layers" \
 	"$(cat "$UPAAS_TEST_SHARED/storage/logs/$APP/$ID2B.log")" \
-	"root: fetched and unpacked ${SHA2:0:12} into the cache"
-t_ok "the unpacked copy replaced the broken layer" \
-	sh -c "test -d '$ROOTS/$SHA2' && test ! -e '$ROOTS/$SHA2.parent'"
-t_is "the new layer sits on the unpacked copy" "$(cat "$ROOTS/$SHA2B.parent" 2>&1)" "$SHA2"
+	"root: fetched and unpacked layers up to ${SHA2:0:12} into the cache"
+t_ok "the bottom layer is a full copy again" \
+	sh -c "test -d '$ROOTS/$SHA1' && test ! -e '$ROOTS/$SHA1.parent'"
+t_is "the delta was fetched over it" "$(cat "$ROOTS/$SHA2.parent" 2>&1)" "$SHA1"
+t_is "the new layer sits on the delta" "$(cat "$ROOTS/$SHA2B.parent" 2>&1)" "$SHA2"
 X=$T_ROOT/x2b
 t_ok "extract the package built over the fallback" extract "$ID2B" "$X"
 t_is "history continues over the fallback" "$(wc -l <"$X/home/app/build-history.txt")" 3
@@ -124,11 +133,11 @@ ID4=$("$UPAAS" build --app "$APP" "$SRC" 2>"$T_ROOT/build4.err")
 t_is "a no-change build over the new chain succeeds" "$?" 0
 t_match "it stacked the layers again" \
 	"$(cat "$UPAAS_TEST_SHARED/storage/logs/$APP/$ID4.log")" \
-	"root: 2 cached lower layers, nothing unpacked"
+	"root: 3 cached lower layers, nothing unpacked"
 t_ok "extract the no-change package" extract "$ID4" "$X"
 t_is "history continues over the new chain" "$(wc -l <"$X/home/app/build-history.txt")" 4
 t_is "excluded contents are absent" "$(find "$X/tmp" "$X/run" "$X/dev" "$X/var/tmp" -mindepth 1)" ""
-SHA4=$("$UPAAS" package show --json "$APP" "$ID4" | jget layers.0.sha256)
+SHA4=$("$UPAAS" package show --json "$APP" "$ID4" | jget layers.-1.sha256)
 
 # ---------------------------------------------------------- fresh again
 ID3=$("$UPAAS" build --fresh --app "$APP" "$SRC" 2>"$T_ROOT/build3.err")
