@@ -4,7 +4,11 @@
 # and fetched as one tarball, each equal to the tree it describes; a missing
 # and a corrupt layer fail cleanly and name the layer; prune in the middle
 # of a build never takes a layer the build stored and has not listed yet,
-# and a build whose layer vanished anyway writes no manifest.
+# and a build whose layer vanished anyway writes no manifest; over a chain
+# of commits (a deletion, a rename, a file turned into a directory and back,
+# a retargeted symlink, a mode change, a directory the build removes, unicode
+# names) and two squashes, the layered package, deployed and fetched by
+# package get, equals a --fresh build of the same commit entry by entry.
 . "$UPAAS_SRCDIR/tests/lib.sh"
 . "$UPAAS_SRCDIR/tests/integration/deploy-lib.sh"
 
@@ -258,4 +262,87 @@ t_is "no mount left" "$(t_mounts_below "$T_ROOT")" ""
 for id in $(ls "$ST/packages/$APP" | grep -v sbom | sed -n 's/\.json$//p'); do
 	rm -f "$ST/$(layer_of "$id")"
 done
+
+# ------------------------------------------- a chain of commits vs --fresh
+# Each commit is built incrementally (a chain of layers over the first
+# package) and, as another app from the same repository, --fresh; the
+# package of the chain, materialized by deploy and by package get, must be
+# the tree of the fresh one entry by entry, but for the app's build history.
+APP=$(d_app chain)
+FRESH=$APP-fresh
+D_APPS+=("$FRESH")
+W=$T_ROOT/wc
+rm -rf "$W"
+mkdir -p "$W/d/sub"
+printf 'interpreter = { type = "shell"; };\nactions = { main = [ "date >> history", %s ]; };\n' \
+	'"if [ -e make-out ]; then mkdir -p out/x && echo made > out/x/y; else rm -rf out; fi"' \
+	>"$W/.upaas.cfg"
+for f in a b c; do echo "$f" >"$W/$f.txt"; done
+echo x >"$W/d/sub/x"
+echo f >"$W/f"
+echo '#!/bin/sh' >"$W/x.sh"
+chmod 644 "$W/x.sh"
+ln -s a.txt "$W/l"
+touch "$W/make-out"
+REPO=$T_ROOT/chain.git
+git init -q -b main "$REPO"
+gc() { git -C "$REPO" -c user.name=t -c user.email=t@l "$@"; }
+step() {   # step MESSAGE: commit the work tree's state as it is
+	rsync -a --delete --exclude=.git "$W/" "$REPO/" && gc add -A && gc commit -qm "$1"
+}
+# compare_trees LABEL A B: the trees equal but for the build history
+compare_trees() {
+	t_is "$1" "$(tree_of "$2" | grep -v '^home/app/history ')" \
+		"$(tree_of "$3" | grep -v '^home/app/history ')"
+}
+get_tree() {   # get_tree APP ID DIR: the tarball of package get, extracted
+	rm -rf "$3" && mkdir -p "$3" &&
+	"$UPAAS" package get "$1" "$2" "$T_ROOT/get.tar.zst" >/dev/null 2>&1 &&
+	tar --zstd -xpf "$T_ROOT/get.tar.zst" -C "$3" --numeric-owner 2>/dev/null &&
+	rm -f "$T_ROOT/get.tar.zst"
+}
+check_commit() {   # check_commit LABEL
+	local inc fr
+	inc=$(make_package "$APP" "$REPO") || { t_not "$1: incremental build"; return; }
+	"$UPAAS" build --fresh --app "$FRESH" "$REPO" >"$T_ROOT/fresh.out" 2>&1 ||
+		{ t_not "$1: fresh build"; tail -5 "$T_ROOT/fresh.out" | t_diag; return; }
+	fr=$(stored_current "$FRESH")
+	get_tree "$FRESH" "$fr" "$T_ROOT/tf" || { t_not "$1: get the fresh package"; return; }
+	get_tree "$APP" "$inc" "$T_ROOT/ti" || { t_not "$1: get the layered package"; return; }
+	compare_trees "$1: package get equals --fresh" "$T_ROOT/ti" "$T_ROOT/tf"
+	# deployed, both (deploy drops setuid bits and the like, the same way)
+	"$UPAAS" deploy --package "$inc" "$APP" >"$T_ROOT/dep.out" 2>&1 &&
+	"$UPAAS" deploy --package "$fr" "$FRESH" >>"$T_ROOT/dep.out" 2>&1 ||
+		{ t_not "$1: deploy"; tail -5 "$T_ROOT/dep.out" | t_diag; return; }
+	compare_trees "$1: deployed equals --fresh" "$T_ROOT/srv/$APP/revisions/$inc" \
+		"$T_ROOT/srv/$FRESH/revisions/$fr"
+}
+step one && make_package "$APP" "$REPO" >/dev/null || t_bail "the first build failed"
+rm "$W/b.txt"; step "delete a file"; check_commit "deleted file"
+mv "$W/c.txt" "$W/c2.txt"; step "rename a file"; check_commit "renamed file"
+rm "$W/f"; mkdir "$W/f"; echo in >"$W/f/in"; step "a file becomes a directory"
+check_commit "file to directory"
+rm -r "$W/f"; echo f2 >"$W/f"; step "and back"; check_commit "directory to file"
+ln -sfn c2.txt "$W/l"; step "retarget a symlink"; check_commit "retargeted symlink"
+chmod 755 "$W/x.sh"; step "a mode only"; check_commit "mode only"
+layers_now() { python3 -c 'import json,sys; print(" ".join(l["kind"] for l in json.load(open(sys.argv[1]))["layers"]))' \
+	"$ST/packages/$APP/$(stored_current "$APP").json"; }
+t_is "the chain: a full layer and a delta per build" "$(layers_now)" \
+	"full delta delta delta delta delta delta"
+rm "$W/make-out"; step "the build removes its directory"; check_commit "build's dir removed"
+printf 'u\n' >"$W/$(printf '\303\251t\303\251 \342\230\203.txt')"
+step "unicode names"; check_commit "unicode names"
+t_is "past pack.max_layers (8) the chain was squashed" "$(layers_now)" "full"
+
+# squash when the deltas outweigh pack.squash_ratio of the bottom layer
+t_write_config "$CFG_EXTRA
+pack = { squash_ratio = 0.0; };"
+echo sq >"$W/squash"; step "squash"
+check_commit "a delta then"
+echo sq2 >"$W/squash"; step "squash again"
+check_commit "squashed"
+t_is "the deltas outweigh a ratio of 0: squashed" "$(layers_now)" "full"
+t_write_config "$CFG_EXTRA"
+"$UPAAS" undeploy --purge "$APP" >/dev/null 2>&1
+"$UPAAS" undeploy --purge "$FRESH" >/dev/null 2>&1
 t_done
