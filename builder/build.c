@@ -72,6 +72,8 @@ struct build {
 	char *dir;                  /* <workdir>/<app>-<id> */
 	char *log_path;
 	int log_fd;
+	int lock_fd;                /* the app's build lock; its note names the
+				     * package while it has no manifest */
 	off_t log_sent;             /* bytes of the log copied to o->log_fd */
 	struct buf url, mirror, commit, refname, cfgtext;
 	int64_t commit_time;
@@ -764,6 +766,13 @@ static int stage_pack(struct build *b, struct err *e)
 		.grace = b->c->apps.layer_grace,
 		.skip_empty = b->delta,
 	};
+	/* the note says which package has stored things without its manifest:
+	 * if this build dies before the manifest, the next build of the app
+	 * deletes its bill of materials and signature (its layer is content
+	 * addressed and may be listed by another package: layers_gc()) */
+	_cleanup_free_ char *note = xasprintf("package %s\n", b->id);
+	if (r >= 0 && (r = lock_note_set(b->lock_fd, note)) < 0)
+		err_set_errno(e, r, "cannot write the note of the build lock of '%s'", b->app);
 	if (r >= 0) {
 		blog(b, "packing a %s layer into %s/layers/", b->delta ? "delta" : "full",
 		     storage_where(b->s));
@@ -918,6 +927,7 @@ static int stage_publish(struct build *b, struct err *e)
 	make_manifest(b, &p);
 	package_manifest_json(&p, &json);
 	test_pause("build.before-manifest");
+	crash_point("build.after-layer");
 	r = check_cancel(e);
 	if (r >= 0 && (r = package_layers_check(b->s, &p, e)) < 0)
 		err_prefix(e, "before writing the manifest");
@@ -936,6 +946,9 @@ static int stage_publish(struct build *b, struct err *e)
 		storage_delete(b->s, skey, &ig);
 		return err_prefix(e, "storing the manifest '%s'", mkey);
 	}
+	crash_point("build.after-manifest");
+	/* the package exists now: a crash leaves it, not an orphan blob */
+	lock_note_set(b->lock_fd, NULL);
 	blog(b, "manifest %s%s%s", mkey, b->key ? " signed by key " : " (unsigned: no signing.key)",
 	     b->key ? sign_key_id(b->key) : "");
 
@@ -948,12 +961,71 @@ static int stage_publish(struct build *b, struct err *e)
 	if (r >= 0)
 		r = package_current_write(b->s, b->key, &cur, e);
 	if (r < 0) {
+		/* a write that failed may have reached the server (a timeout
+		 * after the write): current must never name a deleted package */
+		struct package_current now = { 0 };
+		if (package_current_read(b->s, &b->trust, b->app, &now, &ig) >= 0 &&
+		    !strcmp(now.id, b->id)) {
+			package_current_free(&now);
+			blog(b, "'%s' was written after all: %s", ckey, err_msg(e));
+			err_clear(e);
+			return 0;
+		}
+		package_current_free(&now);
 		signed_delete(b->s, mkey, &ig);
 		storage_delete(b->s, skey, &ig);
 		return err_prefix(e, "storing '%s'", ckey);
 	}
 	blog(b, "current: %s, sequence %llu", b->id, (unsigned long long)cur.sequence);
+	crash_point("build.after-current");
 	return 0;
+}
+
+/*
+ * A build of this app that died between its layer and its manifest left
+ * its package id in the note of the app's lock (which we hold now): its
+ * bill of materials and the manifest's signature are deleted unless the
+ * manifest made it after all. Its layer stays: it is content addressed,
+ * another package may list it, and layers_gc() takes it once it is old and
+ * no package lists it. Storage that cannot be reached leaves the note for
+ * the next build.
+ */
+static void build_recover(struct build *b)
+{
+	_cleanup_buf_ struct buf note = BUF_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	static const char prefix[] = "package ";
+	struct storage_stat st;
+
+	if (lock_note_get(b->lock_fd, &note, 4096) < 0 || !note.len)
+		return;
+	buf_rtrim(&note);
+	const char *pid = note.p + strlen(prefix);
+	if (strncmp(note.p, prefix, strlen(prefix)) || !package_id_ok(pid)) {
+		log_warn("ignoring the note '%s' of the build lock of '%s'", note.p, b->app);
+		lock_note_set(b->lock_fd, NULL);
+		return;
+	}
+	_cleanup_free_ char *mkey = storage_key_package(b->app, pid, "json");
+	_cleanup_free_ char *skey = storage_key_package(b->app, pid, "sbom.json");
+	_cleanup_free_ char *sig = sign_sig_key(mkey);
+	int r = storage_stat(b->s, mkey, &st, &e);
+	if (r == -ENOENT) {
+		/* what it stored before its manifest: the bill of materials
+		 * and the manifest's signature */
+		err_clear(&e);
+		r = storage_delete(b->s, skey, &e);
+		if (r == 0)
+			r = storage_delete(b->s, sig, &e);
+		if (r == 0)
+			blog(b, "deleted what the build %s, which died before its manifest, stored "
+			     "besides its layer", pid);
+	}
+	if (r < 0) {
+		log_warn("cannot clean up after a dead build of '%s': %s", b->app, err_msg(&e));
+		return;
+	}
+	lock_note_set(b->lock_fd, NULL);
 }
 
 /* The log goes last: by then the package is published, so a failure here
@@ -1084,7 +1156,7 @@ static int build_stages(struct build *b, struct err *e)
 int build_run(const struct config *c, struct storage *s, const struct build_opts *o,
 	      struct build_result *ret, struct err *e)
 {
-	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .checkout_fd = -1,
+	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .lock_fd = -1, .checkout_fd = -1,
 			   .deleted = BUF_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
 			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT,
@@ -1145,8 +1217,11 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		r = lock;
 		goto out;
 	}
-	/* with the app's lock held, its <app>-<id> dirs are dead builds' */
+	/* with the app's lock held, its <app>-<id> dirs are dead builds', and
+	 * so is a blob its note names */
 	workdir_sweep(c, lock);
+	b.lock_fd = lock;
+	build_recover(&b);
 	b.dir = workdir_build_dir(c, b.app, b.id);
 	if (mkdir(b.dir, 0700) < 0) {
 		r = err_set_errno(e, -errno, "cannot create '%s'", b.dir);
@@ -1176,7 +1251,11 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		if (b.stage_done[ST_PACK] && !b.stage_done[ST_PUBLISH]) {
 			_cleanup_free_ char *skey = storage_key_package(b.app, b.id, "sbom.json");
 			_cleanup_err_ struct err ig = ERR_INIT;
-			storage_delete(s, skey, &ig);
+			if (storage_delete(s, skey, &ig) == 0)
+				lock_note_set(lock, NULL);
+		} else {
+			/* the upload was aborted, or the package published */
+			lock_note_set(lock, NULL);
 		}
 		blog(&b, "build failed: %s", err_msg(e));
 		/* the tail says why; a cancel or a config problem needs none */

@@ -48,6 +48,15 @@ int cli_storage(struct cli *c, struct storage **ret);
  * prints the problem and returns -errno when a key file is bad. */
 struct sign_trust;
 int cli_trust(struct cli *c, const struct sign_trust **ret);
+/* Opens the build queue of the config; prints why not and returns -errno.
+ * Close it with queue_close(), or declare it _cleanup_queue_. */
+struct queue;
+int cli_queue(struct cli *c, struct queue **ret);
+void cli_queue_closep(struct queue **q);
+#define _cleanup_queue_ _cleanup_(cli_queue_closep)
+/* Prints o as pretty JSON on stdout (slashes as they are) and puts it. */
+struct json_object;
+void cli_json_print(struct json_object *o);
 /* Prints "upaas: <message>" for e (or fallback) and returns the exit status (1). */
 int cli_fail(const struct err *e, const char *fallback);
 /* Prints "upaas: usage: ..." style message and returns 2. */

@@ -14,33 +14,9 @@
 
 enum { O_REPO = CLI_LONG, O_BRANCH, O_REPLACE, O_NEW_SECRET, O_JSON };
 
-static void json_print(struct json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						      JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-}
-
 static struct json_object *jstr(const char *s)
 {
 	return s ? json_object_new_string(s) : NULL;
-}
-
-static void queue_closep(struct queue **q)
-{
-	queue_close(*q);
-}
-
-/* Opens the queue of the config; prints why not and returns -errno. */
-static int open_queue(struct cli *c, struct queue **q)
-{
-	_cleanup_err_ struct err e = ERR_INIT;
-	if (cli_config(c) < 0)
-		return -EINVAL;
-	int r = queue_open(q, &c->cfg, &e);
-	if (r < 0)
-		cli_fail(&e, "cannot open the queue");
-	return r;
 }
 
 static int a_add(struct cli *c, const struct cli_args *a)
@@ -63,8 +39,8 @@ static int a_add(struct cli *c, const struct cli_args *a)
 		}
 		url = repo.p;
 	}
-	_cleanup_(queue_closep) struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	_cleanup_queue_ struct queue *q = NULL;
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	int r = queue_app_add(q, a->argv[0], url, cli_arg(a, O_BRANCH), cli_flag(a, O_REPLACE),
 			      &e);
@@ -78,8 +54,8 @@ static int a_add(struct cli *c, const struct cli_args *a)
 
 static int a_list(struct cli *c, const struct cli_args *a)
 {
-	_cleanup_(queue_closep) struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	_cleanup_queue_ struct queue *q = NULL;
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct queue_app *v = NULL;
@@ -91,7 +67,7 @@ static int a_list(struct cli *c, const struct cli_args *a)
 		struct json_object *arr = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
 			json_object_array_add(arr, queue_app_json(&v[i], false));
-		json_print(arr);
+		cli_json_print(arr);
 	} else {
 		printf("%-24s %-16s %s\n", "NAME", "BRANCH", "REPOSITORY");
 		for (size_t i = 0; i < n; i++) {
@@ -107,8 +83,8 @@ static int a_list(struct cli *c, const struct cli_args *a)
 static int a_show(struct cli *c, const struct cli_args *args)
 {
 	const char *name = args->argv[0];
-	_cleanup_(queue_closep) struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	_cleanup_queue_ struct queue *q = NULL;
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_(queue_app_clear) struct queue_app a = { 0 };
@@ -137,7 +113,7 @@ static int a_show(struct cli *c, const struct cli_args *args)
 		for (size_t i = 0; i < n; i++)
 			json_object_array_add(builds, queue_build_json(&v[i]));
 		json_object_object_add(j, "builds", builds);
-		json_print(j);
+		cli_json_print(j);
 	} else {
 		char t[32];
 		time_iso8601(a.created / 1000, t);
@@ -160,8 +136,8 @@ static int a_show(struct cli *c, const struct cli_args *args)
 
 static int a_rm(struct cli *c, const struct cli_args *a)
 {
-	_cleanup_(queue_closep) struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	_cleanup_queue_ struct queue *q = NULL;
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	int r = queue_app_remove(q, a->argv[0], &e);
@@ -174,7 +150,7 @@ static int a_rm(struct cli *c, const struct cli_args *a)
 void cli_values_apps(struct cli *c, const struct cli_args *a, struct strv *out)
 {
 	_cleanup_err_ struct err e = ERR_INIT;
-	_cleanup_(queue_closep) struct queue *q = NULL;
+	_cleanup_queue_ struct queue *q = NULL;
 	struct queue_app *v = NULL;
 	size_t n = 0;
 

@@ -46,13 +46,6 @@ static struct json_object *setting_to_json(const config_setting_t *s)
 	}
 }
 
-static void print_json(struct json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-					    JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-}
-
 static struct json_object *diags_to_json(const char *file, const struct diags *d)
 {
 	struct json_object *o = json_object_new_object();
@@ -77,7 +70,7 @@ static struct json_object *diags_to_json(const char *file, const struct diags *d
 static int check_report(const char *what, const struct diags *d, bool json)
 {
 	if (json) {
-		print_json(diags_to_json(what, d));
+		cli_json_print(diags_to_json(what, d));
 	} else if (d->n) {
 		_cleanup_buf_ struct buf out = BUF_INIT;
 		diags_format(d, &out);
@@ -141,7 +134,7 @@ static int config_show_cmd(struct cli *c, bool json)
 	}
 	struct json_object *o = setting_to_json(config_root_setting(&cf));
 	json_object_object_add(o, "file", c->cfg.file ? json_object_new_string(c->cfg.file) : NULL);
-	print_json(o);
+	cli_json_print(o);
 	config_destroy(&cf);
 	return 0;
 }

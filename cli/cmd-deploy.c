@@ -38,8 +38,22 @@ static void print_result(const char *app, const struct deploy_result *r, bool js
 
 enum { O_NO_WAIT = CLI_LONG, O_JSON, O_PURGE, O_ONCE, O_AS_ROOT };
 
+/* After the report: deletes what the command put in the trash. */
+static void sweep(struct cli *c, const char *root, const char *app)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+
+	if (proc_cancelled)
+		return;   /* the next command sweeps */
+	if (deploy_sweep(&c->cfg, root, app, &e) < 0)
+		log_warn("%s", err_msg(&e));
+}
+
 static int deploy_cmd(struct cli *c, const struct cli_args *a)
 {
+	/* SIGTERM/SIGINT from the start: the current step is finished or
+	 * undone, then the command fails with "interrupted" */
+	proc_cancel_on_signals();
 	struct deploy_opts o = { .tee = !c->quiet };
 	bool json = cli_flag(a, O_JSON);
 
@@ -59,11 +73,17 @@ static int deploy_cmd(struct cli *c, const struct cli_args *a)
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
-	return rc < 0 ? cli_fail(&e, "deploy failed") : 0;
+	rc = rc < 0 ? cli_fail(&e, "deploy failed") : 0;
+	fflush(stdout);
+	sweep(c, o.root, app);
+	return rc;
 }
 
 static int rollback_cmd(struct cli *c, const struct cli_args *a)
 {
+	/* SIGTERM/SIGINT from the start: the current step is finished or
+	 * undone, then the command fails with "interrupted" */
+	proc_cancel_on_signals();
 	struct deploy_opts o = { .tee = !c->quiet };
 	const char *to = cli_arg(a, 't');
 	bool json = cli_flag(a, O_JSON);
@@ -82,11 +102,17 @@ static int rollback_cmd(struct cli *c, const struct cli_args *a)
 	if (r.id && (rc >= 0 || r.reverted))
 		print_result(app, &r, json);
 	deploy_result_free(&r);
-	return rc < 0 ? cli_fail(&e, "rollback failed") : 0;
+	rc = rc < 0 ? cli_fail(&e, "rollback failed") : 0;
+	fflush(stdout);
+	sweep(c, o.root, app);
+	return rc;
 }
 
 static int undeploy_cmd(struct cli *c, const struct cli_args *a)
 {
+	/* SIGTERM/SIGINT from the start: the current step is finished or
+	 * undone, then the command fails with "interrupted" */
+	proc_cancel_on_signals();
 	struct deploy_opts o = { .tee = !c->quiet };
 	bool purge = cli_flag(a, O_PURGE);
 
@@ -104,7 +130,10 @@ static int undeploy_cmd(struct cli *c, const struct cli_args *a)
 		printf("app '%s': %s%s%s\n", app, deploy_op_name(r.op), r.id ? " of " : "",
 		       r.id ? r.id : "");
 	deploy_result_free(&r);
-	return rc < 0 ? cli_fail(&e, "undeploy failed") : 0;
+	rc = rc < 0 ? cli_fail(&e, "undeploy failed") : 0;
+	fflush(stdout);
+	sweep(c, o.root, purge ? NULL : app);
+	return rc;
 }
 
 static void print_status(const struct deploy_status *st, size_t max_history)

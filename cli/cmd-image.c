@@ -190,7 +190,7 @@ static int image_cmd_rm(struct cli *c, const struct cli_args *a)
 
 	if (cli_storage(c, &s) < 0)
 		return 1;
-	if (image_remove(s, a->argv[0], &e) < 0)
+	if (image_remove(&c->cfg, s, a->argv[0], &e) < 0)
 		return cli_fail(&e, "cannot remove the image");
 	printf("image '%s' removed\n", a->argv[0]);
 	return 0;

@@ -21,13 +21,6 @@ struct kargs {
 	char **v;
 };
 
-static void print_json(json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-					    JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-}
-
 /* ------------------------------------------------------------ generate */
 
 static int key_generate(struct cli *c, const struct kargs *a)
@@ -79,7 +72,7 @@ static int key_generate(struct cli *c, const struct kargs *a)
 		json_object_object_add(o, "id", json_object_new_string(id));
 		json_object_object_add(o, "private", json_object_new_string(priv));
 		json_object_object_add(o, "public", json_object_new_string(pub));
-		print_json(o);
+		cli_json_print(o);
 	} else if (!c->quiet) {
 		printf("key id       %s\n", id);
 		printf("private key  %s (builders: signing.key)\n", priv);
@@ -163,7 +156,7 @@ static int key_show(struct cli *c, const struct kargs *a)
 		strv_free(&trusted);
 	}
 	if (list)
-		print_json(list);
+		cli_json_print(list);
 	return rc;
 }
 

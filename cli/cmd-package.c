@@ -191,6 +191,8 @@ static int do_show(struct cli *c, struct storage *s, struct pargs *a, bool json)
 
 static int do_fetch(struct cli *c, struct storage *s, struct pargs *a, bool get)
 {
+	/* SIGTERM/SIGINT: the temp file goes, exit 1 "interrupted" */
+	proc_cancel_on_signals();
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct package_info p = { 0 };
 	if (load_arg(s, a, &p, &e) < 0)
@@ -290,6 +292,13 @@ static int do_prune(struct cli *c, struct storage *s, struct pargs *a, int64_t k
 		if (!c->quiet)
 			printf("removed %s\n", gc.removed.v[k]);
 	strv_free(&gc.removed);
+	/* and what dead uploads left (S3 multipart uploads idle for an hour) */
+	err_clear(&e);
+	int n = storage_sweep_uploads(s, STORAGE_UPLOAD_GRACE, NULL, NULL, &e);
+	if (n < 0)
+		rc = cli_fail(&e, NULL);
+	else if (n > 0 && !c->quiet)
+		printf("aborted %d incomplete upload%s\n", n, n == 1 ? "" : "s");
 	return rc;
 }
 

@@ -14,13 +14,6 @@
 
 enum { O_FRESH = CLI_LONG, O_REF, O_STATE, O_APP, O_LIMIT, O_JSON, O_WAIT };
 
-static void json_print(struct json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						      JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-}
-
 /* "12.3s", "-" when a time is missing. */
 static void fmt_duration(int64_t from, int64_t to, char out[32])
 {
@@ -41,31 +34,13 @@ static void fmt_time(int64_t ms, char out[32])
 		time_iso8601(ms / 1000, out);
 }
 
-static int open_queue(struct cli *c, struct queue **q)
-{
-	_cleanup_err_ struct err e = ERR_INIT;
-	int r = cli_config(c);
-	if (r < 0)
-		return r;
-	r = queue_open(q, &c->cfg, &e);
-	if (r < 0)
-		cli_fail(&e, "cannot open the queue");
-	return r;
-}
-
-static void queue_closep(struct queue **q)
-{
-	queue_close(*q);
-}
-#define _cleanup_queue_ _cleanup_(queue_closep)
-
 /* -------------------------------------------------------------- commands */
 
 static int q_add(struct cli *c, const struct cli_args *a)
 {
 	bool fresh = cli_flag(a, O_FRESH);
 	_cleanup_queue_ struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_free_ char *id = NULL;
@@ -97,7 +72,7 @@ static int q_list(struct cli *c, const struct cli_args *a)
 		f.limit = (size_t)n;
 	}
 	_cleanup_queue_ struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct queue_build *v = NULL;
@@ -109,7 +84,7 @@ static int q_list(struct cli *c, const struct cli_args *a)
 		struct json_object *arr = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
 			json_object_array_add(arr, queue_build_json(&v[i]));
-		json_print(arr);
+		cli_json_print(arr);
 	} else {
 		printf("%-26s %-20s %-9s %-8s %-19s %-20s %s\n", "ID", "APP", "STATE", "TOOK",
 		       "WORKER", "QUEUED", "PACKAGE/ERROR");
@@ -131,7 +106,7 @@ static int q_list(struct cli *c, const struct cli_args *a)
 static int q_show(struct cli *c, const struct cli_args *a)
 {
 	_cleanup_queue_ struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_(queue_build_clear) struct queue_build b = { 0 };
@@ -142,7 +117,7 @@ static int q_show(struct cli *c, const struct cli_args *a)
 	if (cli_flag(a, O_JSON)) {
 		struct json_object *j = queue_build_json(&b);
 		json_object_object_add(j, "log", json_object_new_string(log));
-		json_print(j);
+		cli_json_print(j);
 		return 0;
 	}
 	char t[32];
@@ -188,7 +163,7 @@ static int copy_out(int fd)
 static int q_log(struct cli *c, const struct cli_args *a)
 {
 	_cleanup_queue_ struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_(queue_build_clear) struct queue_build b = { 0 };
@@ -238,7 +213,7 @@ static int q_cancel(struct cli *c, const struct cli_args *a)
 {
 	const char *id = a->argv[0];
 	_cleanup_queue_ struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	if (cli_queue(c, &q) < 0)
 		return 1;
 
 	_cleanup_err_ struct err e = ERR_INIT;
@@ -270,7 +245,7 @@ static int q_cancel(struct cli *c, const struct cli_args *a)
 static int q_retry(struct cli *c, const struct cli_args *a)
 {
 	_cleanup_queue_ struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_free_ char *id = NULL;

@@ -12,19 +12,13 @@
 #include "cli/cli.h"
 #include "package/package.h"
 
-enum { O_JSON = CLI_LONG, O_KEY };
-
-static void json_print(struct json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						      JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-}
+enum { O_JSON = CLI_LONG, O_KEY, O_FORCE };
 
 
 struct opts {
 	bool json;
 	bool lng;
+	bool force;
 	const char *key;
 };
 
@@ -34,6 +28,8 @@ struct check {
 	bool json;
 	int failed;
 	struct json_object *stages;
+	struct json_object *uploads;
+	int found;     /* incomplete uploads seen by check_uploads */
 };
 
 /* Reports one stage: status is "ok", "FAILED" or "skipped". */
@@ -176,6 +172,45 @@ static void check_write(struct check *k, struct storage *s)
 		stage(k, "delete", "FAILED", "'%s' is still there after delete", key);
 }
 
+static int stale_cb(void *data, const struct storage_stale *u)
+{
+	struct check *k = data;
+	char size[32];
+
+	k->found++;
+	if (k->json) {
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "key", json_object_new_string(u->key));
+		json_object_object_add(o, "id", json_new_str(u->id));
+		json_object_object_add(o, "started", json_object_new_int64(u->started));
+		json_object_object_add(o, "idle", json_object_new_int64(u->idle));
+		json_object_object_add(o, "size", json_object_new_int64((int64_t)u->size));
+		json_object_object_add(o, "removed", json_object_new_boolean(u->removed));
+		json_object_object_add(o, "error", json_new_str(u->error));
+		json_object_array_add(k->uploads, o);
+		return 0;
+	}
+	fmt_bytes(u->size, size);
+	printf("  incomplete upload of '%s'%s%s%s, %s, idle %lld s: %s\n", u->key,
+	       u->id ? " (upload id '" : "", u->id ? u->id : "", u->id ? "')" : "", size,
+	       (long long)u->idle,
+	       u->removed ? "removed" : u->error ? u->error : "left (it may still be running)");
+	return 0;
+}
+
+/* Lists what unfinished uploads left and removes the dead ones (all with
+ * force). */
+static void check_uploads(struct check *k, struct storage *s, bool force)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	int r = storage_sweep_uploads(s, force ? 0 : STORAGE_UPLOAD_GRACE, stale_cb, k, &e);
+	if (r < 0)
+		stage(k, "uploads", "FAILED", "%s", err_msg(&e));
+	else
+		stage(k, "uploads", "ok", "%d incomplete upload%s, %d removed", k->found,
+		      k->found == 1 ? "" : "s", r);
+}
+
 /* For read-only handlers: a missing key must read as "not found", which
  * shows that the server answers and errors map correctly. */
 static void check_read_missing(struct check *k, struct storage *s)
@@ -222,7 +257,8 @@ static void check_read_key(struct check *k, struct storage *s, const char *key)
 
 static int storage_check(struct cli *c, const struct cli_args *a)
 {
-	struct opts o = { .json = cli_flag(a, O_JSON), .key = cli_arg(a, O_KEY) };
+	struct opts o = { .json = cli_flag(a, O_JSON), .key = cli_arg(a, O_KEY),
+			  .force = cli_flag(a, O_FORCE) };
 	if (o.key && !storage_key_ok(o.key))
 		return cli_usage("invalid storage key '%s'", o.key);
 
@@ -231,7 +267,8 @@ static int storage_check(struct cli *c, const struct cli_args *a)
 		return 1;
 
 	_cleanup_json_ struct json_object *stages = o.json ? json_object_new_array() : NULL;
-	struct check k = { .json = o.json, .stages = stages };
+	_cleanup_json_ struct json_object *uploads = o.json ? json_object_new_array() : NULL;
+	struct check k = { .json = o.json, .stages = stages, .uploads = uploads };
 	unsigned caps = storage_caps(s);
 	if (!o.json)
 		printf("storage: handler '%s' at '%s'\n", storage_name(s), storage_where(s));
@@ -242,6 +279,7 @@ static int storage_check(struct cli *c, const struct cli_args *a)
 		stage(&k, "list", "skipped", "handler '%s' cannot list", storage_name(s));
 	if (caps & STORAGE_CAP_WRITE) {
 		check_write(&k, s);
+		check_uploads(&k, s, o.force);
 	} else {
 		stage(&k, "write", "skipped", "handler '%s' is read-only", storage_name(s));
 		check_read_missing(&k, s);
@@ -255,7 +293,8 @@ static int storage_check(struct cli *c, const struct cli_args *a)
 		json_object_object_add(out, "where", json_object_new_string(storage_where(s)));
 		json_object_object_add(out, "ok", json_object_new_boolean(k.failed == 0));
 		json_object_object_add(out, "stages", TAKE_PTR(stages));
-		json_print(out);
+		json_object_object_add(out, "uploads", TAKE_PTR(uploads));
+		cli_json_print(out);
 	} else {
 		printf("%s\n", k.failed ? "storage check FAILED" : "storage check ok");
 	}
@@ -304,7 +343,7 @@ static int storage_ls(struct cli *c, const struct cli_args *a)
 	if (r < 0)
 		return cli_fail(&e, "cannot list storage");
 	if (o.json)
-		json_print(TAKE_PTR(arr));
+		cli_json_print(TAKE_PTR(arr));
 	return 0;
 }
 
@@ -318,6 +357,10 @@ static int fd_sink(void *data, const void *p, size_t n)
 static int storage_getcmd(struct cli *c, const struct cli_args *a)
 {
 	const char *key = a->argv[0], *file = a->argv[1];
+
+	/* SIGTERM/SIGINT: nothing stays behind (no temp file, no multipart
+	 * upload), exit 1 "interrupted" */
+	proc_cancel_on_signals();
 
 	struct storage *s;
 	if (cli_storage(c, &s) < 0)
@@ -339,6 +382,10 @@ static int storage_getcmd(struct cli *c, const struct cli_args *a)
 static int storage_putcmd(struct cli *c, const struct cli_args *a)
 {
 	const char *file = a->argv[0], *key = a->argv[1];
+
+	/* SIGTERM/SIGINT: nothing stays behind (no temp file, no multipart
+	 * upload), exit 1 "interrupted" */
+	proc_cancel_on_signals();
 
 	struct storage *s;
 	if (cli_storage(c, &s) < 0)
@@ -467,7 +514,7 @@ static int storage_du(struct cli *c, const struct cli_args *a)
 		json_object_object_add(o, "unlisted_bytes", json_object_new_int64((int64_t)unlisted));
 		json_object_object_add(o, "layer_bytes",
 				       json_object_new_int64((int64_t)(listed_bytes + unlisted)));
-		json_print(o);
+		cli_json_print(o);
 	} else if (!a->argc) {
 		char u[32], l[32];
 		fmt_bytes(unlisted, u);
@@ -484,11 +531,13 @@ static int storage_du(struct cli *c, const struct cli_args *a)
 static const struct cli_cmd storage_check_cmd = {
 	.name = "check",
 	.summary = "list, write, read back, stat and delete a probe\n"
-		   "object; exit 1 when a stage fails",
-	.usage = "[--json] [--key KEY]",
+		   "object; remove what dead uploads left; exit 1 when a stage fails",
+	.usage = "[--json] [--key KEY] [--force]",
 	.opts = (const struct cli_opt[]){
 		{ "json", O_JSON, NULL, "machine-readable output", NULL },
 		{ "key", O_KEY, "KEY", "also read this existing object (for read-only handlers)", NULL },
+		{ "force", O_FORCE, NULL, "abort every incomplete S3 multipart upload, not only those\n"
+		  "idle for an hour (a running upload then fails)", NULL },
 		{ NULL },
 	},
 	.run = storage_check,

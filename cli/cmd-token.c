@@ -19,31 +19,14 @@ static void fmt_ms(int64_t ms, char out[32])
 		snprintf(out, 32, "-");
 }
 
-static void queue_closep(struct queue **q)
-{
-	queue_close(*q);
-}
-
-/* Opens the queue of the config; prints why not and returns -errno. */
-static int open_queue(struct cli *c, struct queue **q)
-{
-	_cleanup_err_ struct err e = ERR_INIT;
-	if (cli_config(c) < 0)
-		return -EINVAL;
-	int r = queue_open(q, &c->cfg, &e);
-	if (r < 0)
-		cli_fail(&e, "cannot open the queue");
-	return r;
-}
-
 static int t_add(struct cli *c, const struct cli_args *a)
 {
 	enum token_scope scope = TOKEN_READ;
 	const char *arg = cli_arg(a, O_SCOPE);
 	if (arg && token_scope_parse(arg, &scope) < 0)
 		return cli_usage("--scope: want read, build or admin, not '%s'", arg);
-	_cleanup_(queue_closep) struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	_cleanup_queue_ struct queue *q = NULL;
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	char *token = NULL;
@@ -60,8 +43,8 @@ static int t_add(struct cli *c, const struct cli_args *a)
 
 static int t_list(struct cli *c, const struct cli_args *a)
 {
-	_cleanup_(queue_closep) struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	_cleanup_queue_ struct queue *q = NULL;
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct queue_token *v = NULL;
@@ -103,8 +86,8 @@ static int t_list(struct cli *c, const struct cli_args *a)
 
 static int t_rm(struct cli *c, const struct cli_args *a)
 {
-	_cleanup_(queue_closep) struct queue *q = NULL;
-	if (open_queue(c, &q) < 0)
+	_cleanup_queue_ struct queue *q = NULL;
+	if (cli_queue(c, &q) < 0)
 		return 1;
 	_cleanup_err_ struct err e = ERR_INIT;
 	int r = queue_token_remove(q, a->argv[0], &e);
@@ -117,7 +100,7 @@ static int t_rm(struct cli *c, const struct cli_args *a)
 static void values_tokens(struct cli *c, const struct cli_args *a, struct strv *out)
 {
 	_cleanup_err_ struct err e = ERR_INIT;
-	_cleanup_(queue_closep) struct queue *q = NULL;
+	_cleanup_queue_ struct queue *q = NULL;
 	struct queue_token *v = NULL;
 	size_t n = 0;
 

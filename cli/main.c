@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include <json-c/json.h>
 
 #include "archive/archive.h"
 #include "cli/cli.h"
@@ -85,6 +86,30 @@ int cli_trust(struct cli *c, const struct sign_trust **ret)
 	}
 	*ret = c->trust;
 	return 0;
+}
+
+int cli_queue(struct cli *c, struct queue **ret)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	int r = cli_config(c);
+	if (r < 0)
+		return r;
+	r = queue_open(ret, &c->cfg, &e);
+	if (r < 0)
+		cli_fail(&e, "cannot open the queue");
+	return r;
+}
+
+void cli_queue_closep(struct queue **q)
+{
+	queue_close(*q);
+}
+
+void cli_json_print(struct json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+						      JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
 }
 
 int cli_fail(const struct err *e, const char *fallback)
@@ -244,8 +269,15 @@ int main(int argc, char **argv)
 	if (asked >= 0)
 		return asked;
 	log_set_sink(cli_log_sink, NULL);
+	crash_init();
+	char **orig = argv;
 	argv = argv_hide_secrets(argc, argv);
 	int rc = cli_main(&c, &root, argc, argv);
+	/* the copies argv_hide_secrets made, and its array (for LeakSanitizer) */
+	for (int i = 0; i < argc; i++)
+		if (argv[i] != orig[i])
+			free(argv[i]);
+	free(argv);
 	if (c.storage)
 		storage_close(c.storage);
 	if (c.trust) {

@@ -281,6 +281,18 @@ struct proc {
  * kill its child's process group and return -ECANCELED.
  */
 extern volatile sig_atomic_t proc_cancelled;
+/*
+ * Makes SIGTERM and SIGINT cancel what runs (for the commands that must
+ * finish or undo their current step, clean up and exit 1 "interrupted"):
+ * the handler sets proc_cancelled and records the first signal. Long loops
+ * (transfers, unpacking, packing) check proc_cancelled and stop with
+ * -ECANCELED; cleanup steps that must run anyway do not check it.
+ */
+void proc_cancel_on_signals(void);
+/* The signal that cancelled (SIGTERM, SIGINT), 0 when none was caught. */
+int proc_cancel_signal(void);
+/* 0, or when cancelled -ECANCELED with "interrupted by SIGTERM" in e. */
+int proc_check_cancel(struct err *e);
 
 /*
  * For child_setup hooks that fork (the sandbox): in the child, the write end
@@ -364,6 +376,36 @@ bool fs_has_mounts_below(const char *path);
 /* flock()s path (created 0600). With wait=false returns -EWOULDBLOCK when
  * held elsewhere. Returns the fd that holds the lock (close to release). */
 int lock_file(const char *path, bool wait, struct err *e);
+/*
+ * The note of a lock file: what its holder is in the middle of and must be
+ * finished or undone if the holder dies (a blob uploaded whose manifest is
+ * not written yet). The holder writes it (synced) before the step and
+ * clears it (text NULL) after; the next holder reads it, does what it says
+ * and clears it. fd is the one lock_file() returned.
+ */
+int lock_note_set(int fd, const char *text);
+/* Reads the note (empty when none), at most max bytes. */
+int lock_note_get(int fd, struct buf *out, size_t max);
+
+/* ----------------------------------------------------------- crash points */
+
+/*
+ * Test builds only (configure --enable-crash-points, common/crash.c):
+ * crash_point("deploy.after-switch") kills the process with SIGKILL when
+ * UPAAS_CRASH_POINT names that point (at its UPAAS_CRASH_COUNT-th hit).
+ * Put one before and after every step whose interruption leaves a state
+ * the next command must cope with (a rename, the unlink of a final name,
+ * between a blob and its manifest), and add its name to the table in
+ * common/crash.c. crash_init() reads the variables once, from main();
+ * UPAAS_CRASH_POINT=list prints every point and exits. In other builds
+ * crash_point() is empty and crash_init() refuses the variables.
+ */
+void crash_init(void);
+#ifdef UPAAS_CRASH_POINTS
+void crash_point(const char *name);
+#else
+static inline void crash_point(const char *name) { (void)name; }
+#endif
 
 /* ------------------------------------------------------------ test hooks */
 

@@ -23,3 +23,34 @@ int lock_file(const char *path, bool wait, struct err *e)
 		return err_set_errno(e, r, "cannot lock '%s'", path);
 	}
 }
+
+int lock_note_set(int fd, const char *text)
+{
+	size_t n = text ? strlen(text) : 0;
+
+	if (ftruncate(fd, 0) < 0)
+		return -errno;
+	if (n) {
+		ssize_t w = pwrite(fd, text, n, 0);
+
+		if (w < 0)
+			return -errno;
+		if ((size_t)w != n)
+			return -EIO;
+	}
+	/* a note must not be lost by a crash that keeps what it describes */
+	if (fdatasync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
+int lock_note_get(int fd, struct buf *out, size_t max)
+{
+	_cleanup_free_ char *p = xmalloc(max + 1);
+	ssize_t n = pread(fd, p, max, 0);
+
+	if (n < 0)
+		return -errno;
+	buf_reset(out);
+	return buf_add(out, p, (size_t)n);
+}

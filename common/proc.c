@@ -25,6 +25,36 @@
 extern char **environ;
 
 volatile sig_atomic_t proc_cancelled;
+static volatile sig_atomic_t cancel_signal;
+
+static void on_cancel_signal(int sig)
+{
+	if (!cancel_signal)
+		cancel_signal = sig;
+	proc_cancelled = 1;
+}
+
+void proc_cancel_on_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_cancel_signal, .sa_flags = SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+int proc_cancel_signal(void)
+{
+	return cancel_signal;
+}
+
+int proc_check_cancel(struct err *e)
+{
+	if (!proc_cancelled)
+		return 0;
+	return err_set(e, -ECANCELED, "interrupted%s", cancel_signal == SIGTERM ? " by SIGTERM"
+					: cancel_signal == SIGINT ? " by SIGINT" : "");
+}
 static int child_status_fd = -1;
 
 int proc_child_status_fd(void)

@@ -495,6 +495,7 @@ static const struct field storage_fields[] = {
 	{ FIELD("retries", F_INT, SOFF(retries)), RANGE(0, 20) },
 	{ FIELD("unsigned_payload", F_BOOL, SOFF(unsigned_payload)) },
 	{ FIELD("timeout", F_INT, SOFF(timeout)), RANGE(0, INT_MAX) },
+	{ FIELD("connect_timeout", F_INT, SOFF(connect_timeout)), RANGE(1, INT_MAX) },
 	{ FIELD("url", F_STR, SOFF(url)), .ok = ok_http_url, .url = true,
 	  .what = "an http:// or https:// URL" },
 	{ FIELD("redirect_hosts", F_STRV, SOFF(redirect_hosts)), .ok = ok_host,
@@ -759,7 +760,8 @@ void config_defaults(struct config *c)
 	c->storage.part_size = 16 * MIB;
 	c->storage.parallel = 4;
 	c->storage.retries = 4;
-	c->storage.timeout = 300;
+	c->storage.timeout = 60;
+	c->storage.connect_timeout = 10;
 
 	c->queue.lease_seconds = 60;
 

@@ -76,7 +76,10 @@ struct cfg_storage {
 	int parallel;               /* parts in flight, default 4 */
 	int retries;                /* per request, default 4 */
 	bool unsigned_payload;
-	int timeout;                /* seconds per request, default 300 */
+	/* a request that moves no byte for timeout seconds fails (and is
+	 * retried); the whole transfer has no deadline; 0: no stall limit */
+	int timeout;                /* seconds, default 60 */
+	int connect_timeout;        /* seconds, default 10 */
 	/* http */
 	char *url;                  /* its userinfo (user:password@) is a secret */
 	struct strv redirect_hosts; /* hosts besides url's own a redirect may go to */

@@ -28,6 +28,13 @@ void app_paths_init(struct app_paths *p, const char *root, const char *app);
 void app_paths_free(struct app_paths *p);
 char *app_revision_path(const struct app_paths *p, const char *id);   /* caller frees */
 char *app_manifest_path(const struct app_paths *p, const char *id);
+/* manifests/<id>.complete: the completion marker of revisions/<id>. */
+char *app_marker_path(const struct app_paths *p, const char *id);
+
+/* Trash: what a removal took away from readers by a rename, to be deleted
+ * later (deploy_sweep): revisions/.trash-<id>.<random>/ and, for a purged
+ * app, <root>/.trash-<app>.<random>/. No id or app name starts with '.'. */
+#define TRASH_PREFIX ".trash-"
 
 /*
  * Reads a package manifest (package_manifest_parse: the one strict reader)

@@ -2,16 +2,29 @@
  * deploy/deploy.c - one deploy, rollback or undeploy of an app on this host.
  *
  * Crash safety comes from the order of the steps: an extract goes to
- * revisions/<id>.tmp and is renamed only after the data is synced; `current`
- * is replaced by rename(2) of a fresh symlink; everything a killed deploy
- * can leave behind has a name (*.tmp, .download-*, .hook-*.json,
- * .current.tmp) that the next deploy removes while it holds the app lock.
+ * revisions/<id>.tmp and is renamed only after the data is synced, then its
+ * completion marker manifests/<id>.complete is written; a revision is reused
+ * (rollback, redeploy, a cycle back to an id) only with its marker, and is
+ * taken away marker first, then manifest, then by a rename to a trash name,
+ * so a half-extracted or half-removed tree is never switched to. `current`
+ * is replaced by rename(2) of a fresh symlink. The slow part of a removal,
+ * deleting the trash, runs after the command has reported (deploy_sweep).
+ * Everything a killed deploy can leave behind has a name (*.tmp, .trash-*,
+ * .download-*, .hook-*.json, .current.tmp) that the next deploy, or the
+ * next sweep, removes while it holds the app lock.
+ *
+ * SIGTERM/SIGINT (proc_cancel_on_signals(), set by the CLI): each step
+ * checks before it starts; what is under way is finished or undone (an
+ * extract is removed, a switch whose post-deploy hooks were interrupted is
+ * switched back), and the operation fails with "interrupted".
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -109,6 +122,82 @@ static bool has_prefix(const char *s, const char *p)
 	return !strncmp(s, p, strlen(p));
 }
 
+/* ------------------------------------------------------ complete, retire */
+
+/*
+ * A revision is complete, and may be reused, only while its marker
+ * manifests/<id>.complete exists: it is written last when the revision is
+ * extracted (after the tree was synced, the manifest written and the tree
+ * renamed to its final name) and removed first when the revision is retired.
+ * A tree without it (an extract or a removal cut short, or a revision of an
+ * upaas that had no markers) is never switched to: it is extracted again.
+ */
+static bool revision_complete(struct dctx *d, const char *id)
+{
+	_cleanup_free_ char *rev = app_revision_path(&d->p, id);
+	_cleanup_free_ char *marker = app_marker_path(&d->p, id);
+	struct stat st;
+
+	return lstat(rev, &st) == 0 && S_ISDIR(st.st_mode) && lstat(marker, &st) == 0 &&
+	       S_ISREG(st.st_mode);
+}
+
+static int marker_write(struct dctx *d, const char *id, struct err *e)
+{
+	_cleanup_free_ char *marker = app_marker_path(&d->p, id);
+	_cleanup_free_ char *text = xasprintf("%s\n", id);
+	int r = fs_write_atomic(marker, text, strlen(text), 0644);
+
+	if (r < 0)
+		return err_set_errno(e, r, "cannot write '%s'", marker);
+	return 0;
+}
+
+/* A fresh name in dir for the trash of name. */
+static char *trash_path(const char *dir, const char *name)
+{
+	uint64_t rnd = 0;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = now_ms() ^ ((uint64_t)getpid() << 32);
+	return xasprintf("%s/" TRASH_PREFIX "%s.%016llx", dir, name, (unsigned long long)rnd);
+}
+
+/*
+ * Takes revisions/<name> away from readers at once: for an id its marker
+ * first, then its manifest; then the tree is renamed to a trash name
+ * (deleted later by deploy_sweep()). A crash in between leaves a tree
+ * without a marker, which is never reused. A missing tree is fine.
+ */
+static int revision_retire(struct dctx *d, const char *name, bool is_id, struct err *e)
+{
+	_cleanup_free_ char *rev = path_join(d->p.revisions, name);
+	_cleanup_free_ char *trash = trash_path(d->p.revisions, name);
+
+	if (is_id) {
+		_cleanup_free_ char *marker = app_marker_path(&d->p, name);
+		_cleanup_free_ char *mp = app_manifest_path(&d->p, name);
+
+		if (unlink(marker) < 0 && errno != ENOENT)
+			return err_set_errno(e, -errno, "cannot remove '%s'", marker);
+		fs_fsync_parent(marker);
+		crash_point("deploy.retire.after-marker");
+		if (unlink(mp) < 0 && errno != ENOENT)
+			return err_set_errno(e, -errno, "cannot remove '%s'", mp);
+		crash_point("deploy.retire.after-manifest");
+		_cleanup_free_ char *fp = xasprintf("%s/%s.files.json", d->p.manifests, name);
+		unlink(fp);
+	}
+	if (rename(rev, trash) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return err_set_errno(e, -errno, "cannot rename '%s' to '%s'", rev, trash);
+	}
+	fs_fsync_parent(rev);
+	crash_point("deploy.retire.after-rename");
+	return 0;
+}
+
 /* Removes what a killed or failed deploy left behind (lock held). */
 static void cleanup_leftovers(struct dctx *d)
 {
@@ -117,13 +206,13 @@ static void cleanup_leftovers(struct dctx *d)
 
 	deploy_revisions_list(d->p.revisions, NULL, &failed, &tmp, &e);
 	strv_extend(&tmp, &failed);
+	/* into the trash: deleting a big tree is for after the report */
 	for (size_t i = 0; i < tmp.n; i++) {
-		_cleanup_free_ char *path = path_join(d->p.revisions, tmp.v[i]);
 		err_clear(&e);
-		if (fs_rm_rf(path, &e) < 0)
-			log_warn("cannot remove '%s': %s", path, err_msg(&e));
+		if (revision_retire(d, tmp.v[i], false, &e) < 0)
+			log_warn("%s", err_msg(&e));
 		else
-			deploy_log(d->log_fd, "removed leftover '%s'", path);
+			deploy_log(d->log_fd, "leftover '%s' goes to the trash", tmp.v[i]);
 	}
 	DIR *dir = opendir(d->p.dir);
 	if (!dir)
@@ -165,6 +254,7 @@ static int switch_current(struct dctx *d, const char *id, uint64_t *ret_us, stru
 			return err_set_errno(e, -errno, "cannot remove '%s'", d->p.current_tmp);
 		if (symlink(target, d->p.current_tmp) < 0)
 			return err_set_errno(e, -errno, "cannot create '%s'", d->p.current_tmp);
+		crash_point("deploy.before-switch");
 		if (rename(d->p.current_tmp, d->p.current) < 0) {
 			int r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'",
 					d->p.current_tmp, d->p.current);
@@ -172,6 +262,7 @@ static int switch_current(struct dctx *d, const char *id, uint64_t *ret_us, stru
 			return r;
 		}
 	}
+	crash_point("deploy.after-switch");
 	int r = fs_fsync_parent(d->p.current);
 	if (r < 0)
 		return err_set_errno(e, r, "cannot sync '%s'", d->p.dir);
@@ -245,9 +336,12 @@ static int write_files_record(struct dctx *d, const char *id, bool privileged,
  * Fetches each layer of the package, checks its size and sha256 against
  * the manifest, and extracts it into revisions/<id>.tmp (the bottom one as
  * it is, each later one applied onto it), which becomes revisions/<id> once
- * synced. Local storage is read in place; other storage is streamed into a
- * private temporary file in the app's dir. Nothing is extracted from a
- * layer that fails verification.
+ * synced, and complete once its marker is written. Local storage is read in
+ * place; other storage is streamed into a private temporary file in the
+ * app's dir. Nothing is extracted from a layer that fails verification. An
+ * incomplete revisions/<id> that `current` names (a forced redeploy of it)
+ * is replaced in one exchange (RENAME_EXCHANGE), never removed while
+ * current points at it.
  */
 static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 			     const struct buf *manifest_text, struct deploy_result *res,
@@ -255,6 +349,7 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 {
 	_cleanup_free_ char *rev = app_revision_path(&d->p, m->id);
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp", rev);
+	_cleanup_free_ char *tmpname = xasprintf("%s.tmp", m->id);
 	_cleanup_free_ char *mpath = app_manifest_path(&d->p, m->id);
 	struct progress pr = { 0 };
 	/* the tree is the app's: no setuid/setgid, no capabilities, no device
@@ -274,6 +369,10 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 		const struct package_layer *l = &m->layers[i];
 		_cleanup_buf_ struct buf name = BUF_INIT;
 		struct unpack_result ur;
+
+		r = proc_check_cancel(e);
+		if (r < 0)
+			break;
 
 		deploy_log(d->log_fd, "fetching layer %zu of %zu '%s' (%llu bytes)", i + 1,
 			   m->n_layers, l->key, (unsigned long long)l->size);
@@ -326,27 +425,51 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 		else if (fstatvfs(fd, &vfs) == 0 && vfs.f_bfree == 0)
 			r = err_set(e, -ENOSPC, "no space left on the filesystem of '%s'", tmp);
 	}
+	if (r >= 0)
+		crash_point("deploy.after-extract");
 	if (r >= 0) {
 		r = fs_write_atomic(mpath, manifest_text->p, manifest_text->len, 0644);
 		if (r < 0)
 			err_set_errno(e, r, "cannot write '%s'", mpath);
 	}
-	if (r >= 0 && rename(tmp, rev) < 0)
+	struct stat st;
+	bool exchange = r >= 0 && lstat(rev, &st) == 0;
+	if (r >= 0)
+		crash_point("deploy.before-extract-rename");
+	if (r >= 0 && exchange &&
+	    renameat2(AT_FDCWD, tmp, AT_FDCWD, rev, RENAME_EXCHANGE) < 0)
+		r = err_set_errno(e, -errno, "cannot exchange '%s' and '%s'", tmp, rev);
+	else if (r >= 0 && !exchange && rename(tmp, rev) < 0)
 		r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, rev);
 	if (r >= 0)
 		r = fs_fsync_parent(rev);
+	if (r >= 0)
+		crash_point("deploy.after-extract-rename");
+	if (r >= 0)
+		r = marker_write(d, m->id, e);
 	if (r < 0) {
 		_cleanup_err_ struct err e2 = ERR_INIT;
-		fs_rm_rf(tmp, &e2);
-		unlink(mpath);
-		_cleanup_free_ char *fpath = xasprintf("%s/%s.files.json", d->p.manifests, m->id);
-		unlink(fpath);
+		/* an interrupted extract is undone: into the trash */
+		revision_retire(d, tmpname, false, &e2);
+		if (!exchange) {
+			_cleanup_free_ char *fpath = xasprintf("%s/%s.files.json", d->p.manifests,
+							       m->id);
+			unlink(mpath);
+			unlink(fpath);
+		}
 		if (e->code == 0)
 			err_set_errno(e, r, "cannot sync '%s'", d->p.revisions);
 		if (r == -EBADMSG || r == -ENOENT)
 			return err_prefix(e, "package '%s' failed verification", m->id);
 		return err_prefix(e, "cannot extract package '%s'", m->id);
 	}
+	if (exchange) {
+		/* the incomplete tree it replaced is at tmp now */
+		_cleanup_err_ struct err e2 = ERR_INIT;
+		if (revision_retire(d, tmpname, false, &e2) < 0)
+			log_warn("%s", err_msg(&e2));
+	}
+	crash_point("deploy.after-marker");
 	res->extract_ms += now_ms() - t0;
 	res->fetched = true;
 	deploy_log(d->log_fd, "extracted %zu layer%s into '%s' in %llu ms", m->n_layers,
@@ -564,17 +687,15 @@ static void prune(struct dctx *d, const struct package_info *m, const char *curr
 	if (deploy_revisions_list(d->p.revisions, &ids, NULL, NULL, &e) < 0)
 		return;
 	deploy_prune_select(&ids, current, prev, keep, &remove);
+	/* each goes to the trash (marker first): deleting the trees is for
+	 * after the deploy has reported (deploy_sweep) */
 	for (size_t i = 0; i < remove.n; i++) {
-		_cleanup_free_ char *rev = app_revision_path(&d->p, remove.v[i]);
-		_cleanup_free_ char *mp = app_manifest_path(&d->p, remove.v[i]);
 		err_clear(&e);
-		if (fs_rm_rf(rev, &e) < 0) {
-			log_warn("cannot prune '%s': %s", rev, err_msg(&e));
+		crash_point("deploy.prune.before-retire");
+		if (revision_retire(d, remove.v[i], true, &e) < 0) {
+			log_warn("cannot prune revision %s: %s", remove.v[i], err_msg(&e));
 			continue;
 		}
-		unlink(mp);
-		_cleanup_free_ char *fp = xasprintf("%s/%s.files.json", d->p.manifests, remove.v[i]);
-		unlink(fp);
 		deploy_log(d->log_fd, "pruned revision %s", remove.v[i]);
 	}
 }
@@ -603,24 +724,25 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 	}
 	deploy_log(d->log_fd, "%s of %s (current: %s)", op, id, cur ? cur : "none");
 
-	/* an existing complete revision (a rollback, a redeploy) is reused:
-	 * it was verified and synced when it was extracted */
-	struct stat st;
-	bool have = lstat(rev, &st) == 0 && S_ISDIR(st.st_mode) &&
-		    local_manifest(d, id, &m, e) == 0;
+	/* an existing complete revision (a rollback, a redeploy, a cycle
+	 * back to an id) is reused: it was verified and synced when it was
+	 * extracted, and its marker says it still is whole */
+	bool have = revision_complete(d, id) && local_manifest(d, id, &m, e) == 0;
 	err_clear(e);
 	if (!have) {
 		_cleanup_buf_ struct buf text = BUF_INIT;
 		package_info_free(&m);
-		if (lstat(rev, &st) == 0) {
-			/* a revision without its manifest cannot be trusted */
-			if (cur && !strcmp(cur, id))
-				return err_set(e, -EUCLEAN, "revision '%s' is current but has no "
-					       "manifest", rev);
-			if ((r = fs_rm_rf(rev, e)) < 0)
+		/* a tree without its marker cannot be trusted: it goes to the
+		 * trash, unless current names it (then the new extract takes
+		 * its place in one exchange) */
+		struct stat st;
+		if (lstat(rev, &st) == 0 && (!cur || strcmp(cur, id))) {
+			deploy_log(d->log_fd, "revision %s is incomplete: extracting it again", id);
+			if ((r = revision_retire(d, id, true, e)) < 0)
 				return r;
 		}
-		if ((r = remote_manifest(d, id, &m, &text, e)) < 0 ||
+		if ((r = proc_check_cancel(e)) < 0 ||
+		    (r = remote_manifest(d, id, &m, &text, e)) < 0 ||
 		    (r = fetch_and_extract(d, &m, &text, res, e)) < 0) {
 			package_info_free(&m);
 			history(d, op, id, "failed:fetch", cur);
@@ -628,16 +750,20 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 		}
 	}
 
-	if ((r = link_shared(d, rev, &m, e)) < 0) {
+	if ((r = proc_check_cancel(e)) < 0 || (r = link_shared(d, rev, &m, e)) < 0) {
 		history(d, op, id, "failed:shared", cur);
 		goto out;
 	}
 
-	if ((r = run_event(d, "pre-deploy", &m, id, cur, op, e)) < 0) {
-		/* current untouched; keep the revision for inspection */
-		if (!cur || strcmp(cur, id)) {
+	if ((r = proc_check_cancel(e)) < 0 ||
+	    (r = run_event(d, "pre-deploy", &m, id, cur, op, e)) < 0) {
+		/* current untouched; keep the revision for inspection (not
+		 * when the hooks were interrupted: the revision is fine) */
+		if ((!cur || strcmp(cur, id)) && !proc_cancelled) {
 			_cleanup_free_ char *failed = xasprintf("%s.failed", rev);
 			_cleanup_free_ char *mp = app_manifest_path(&d->p, id);
+			_cleanup_free_ char *marker = app_marker_path(&d->p, id);
+			unlink(marker);
 			if (rename(rev, failed) == 0)
 				unlink(mp);
 			deploy_log(d->log_fd, "kept the failed revision as '%s'", failed);
@@ -646,12 +772,15 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 		goto out;
 	}
 
-	if ((r = switch_current(d, id, &res->switch_us, e)) < 0) {
+	if ((r = proc_check_cancel(e)) < 0 ||
+	    (r = switch_current(d, id, &res->switch_us, e)) < 0) {
 		history(d, op, id, "failed:switch", cur);
 		goto out;
 	}
 
-	if ((r = run_event(d, "post-deploy", &m, id, cur, op, e)) < 0) {
+	/* interrupted now, the switch is undone like a failed hook's */
+	if ((r = proc_check_cancel(e)) < 0 ||
+	    (r = run_event(d, "post-deploy", &m, id, cur, op, e)) < 0) {
 		_cleanup_err_ struct err e2 = ERR_INIT;
 		history(d, op, id, "failed:post-deploy", cur);
 		res->reverted = true;
@@ -666,6 +795,12 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 		}
 		if (!cur)
 			goto out;
+		if (proc_cancelled) {
+			/* its hooks would be killed at once */
+			deploy_log(d->log_fd, "switched back to %s (interrupted: no hooks run)", cur);
+			history(d, "switch-back", cur, "ok", id);
+			goto out;
+		}
 		/* the previous revision is live again: tell its hooks */
 		struct package_info pm = { 0 };
 		if (local_manifest(d, cur, &pm, &e2) < 0)
@@ -760,6 +895,7 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 	struct dctx d;
 	struct package_info m = { 0 };
 	_cleanup_free_ char *cur = NULL;
+	_cleanup_strv_ struct strv ids = STRV_INIT, left = STRV_INIT;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
@@ -779,32 +915,138 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 		if (local_manifest(&d, cur, &m, &me) < 0)
 			log_warn("%s", err_msg(&me));
 		deploy_log(d.log_fd, "%s of %s", op, cur);
-		if ((r = run_event(&d, "pre-undeploy", m.id ? &m : NULL, cur, NULL, op, e)) < 0) {
+		if ((r = proc_check_cancel(e)) < 0 ||
+		    (r = run_event(&d, "pre-undeploy", m.id ? &m : NULL, cur, NULL, op, e)) < 0) {
 			history(&d, op, cur, "failed:pre-undeploy", cur);
 			goto out;
 		}
-		if ((r = switch_current(&d, NULL, NULL, e)) < 0)
+		if ((r = proc_check_cancel(e)) < 0 || (r = switch_current(&d, NULL, NULL, e)) < 0)
 			goto out;
+		crash_point("undeploy.after-current");
+		/* from here on the undeploy is finished, whatever signal comes:
+		 * the hooks are told (a SIGTERM kills them), the rest is quick */
 		_cleanup_err_ struct err pe = ERR_INIT;
 		if (run_event(&d, "post-undeploy", m.id ? &m : NULL, cur, NULL, op, &pe) < 0)
 			log_warn("%s (the app is undeployed)", err_msg(&pe));
 		history(&d, op, cur, "ok", cur);
 	}
-	if ((r = fs_rm_rf(d.p.revisions, e)) < 0 || (r = fs_rm_rf(d.p.manifests, e)) < 0)
+	/* every revision goes to the trash, marker first, so that none can be
+	 * switched to any more; deleting the trees is for after the report */
+	if ((r = deploy_revisions_list(d.p.revisions, &ids, &left, &left, e)) < 0)
+		goto out;
+	for (size_t i = 0; i < ids.n + left.n; i++) {
+		bool is_id = i < ids.n;
+		if ((r = revision_retire(&d, is_id ? ids.v[i] : left.v[i - ids.n], is_id, e)) < 0)
+			goto out;
+	}
+	crash_point("undeploy.after-retire");
+	if ((r = fs_rm_rf(d.p.manifests, e)) < 0)
 		goto out;
 	unlink(d.p.failed_marker);
 	if (purge) {
-		/* shared data, history and log go too; the lock file last */
-		_cleanup_free_ char *dir = xstrdup(d.p.dir);
+		/* shared data, history and log go too: the whole dir, to the
+		 * trash in one rename (a deploy waiting for the lock then finds
+		 * its lock file gone, and starts afresh) */
+		_cleanup_free_ char *trash = trash_path(d.p.root, app);
 		if (d.log_fd >= 0)
 			close(d.log_fd);
 		d.log_fd = -1;
-		r = fs_rm_rf(dir, e);
+		if (rename(d.p.dir, trash) < 0) {
+			r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", d.p.dir, trash);
+			goto out;
+		}
+		fs_fsync_parent(d.p.dir);
+		crash_point("undeploy.after-purge-rename");
 	}
+	r = 0;
 out:
 	package_info_free(&m);
 	dctx_close(&d);
 	return r;
+}
+
+/* ------------------------------------------------------------------ sweep */
+
+/* Deletes the trash entries of dir (names starting with TRASH_PREFIX),
+ * each first renamed to a fresh trash name of ours, so that two sweeps never
+ * delete the same tree at once. Returns how many were deleted. */
+static int sweep_dir(const char *dir)
+{
+	_cleanup_strv_ struct strv names = STRV_INIT;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	if (!d)
+		return 0;
+	for (struct dirent *de; (de = readdir(d));)
+		if (has_prefix(de->d_name, TRASH_PREFIX))
+			strv_push(&names, de->d_name);
+	closedir(d);
+	for (size_t i = 0; i < names.n; i++) {
+		_cleanup_free_ char *from = path_join(dir, names.v[i]);
+		_cleanup_free_ char *mine = trash_path(dir, "sweep");
+		_cleanup_err_ struct err e = ERR_INIT;
+
+		if (rename(from, mine) < 0)
+			continue;   /* another sweep took it */
+		if (fs_rm_rf(mine, &e) < 0) {
+			log_warn("cannot remove '%s': %s", mine, err_msg(&e));
+			continue;
+		}
+		crash_point("deploy.sweep.after-remove");
+		n++;
+	}
+	return n;
+}
+
+/* The trash of one app, under its lock (not waited for: whoever holds it
+ * sweeps after its own report). An undeployed app's empty dirs go too. */
+static int sweep_app(const struct config *c, const char *root, const char *app)
+{
+	struct deploy_opts o = { .root = root, .no_wait = true };
+	_cleanup_err_ struct err e = ERR_INIT;
+	struct dctx d;
+	int n = 0;
+
+	if (dctx_open(&d, c, NULL, app, &o, false, &e) < 0) {
+		dctx_close(&d);
+		return 0;
+	}
+	n = sweep_dir(d.p.revisions);
+	_cleanup_free_ char *cur = deploy_current_id(d.p.current);
+	if (!cur) {
+		/* undeployed: no revision is left, only the empty dirs */
+		rmdir(d.p.revisions);
+		rmdir(d.p.manifests);
+	}
+	if (n > 0)
+		deploy_log(d.log_fd, "deleted %d tree%s from the trash", n, n == 1 ? "" : "s");
+	dctx_close(&d);
+	return n;
+}
+
+int deploy_sweep(const struct config *c, const char *root, const char *app, struct err *e)
+{
+	int n;
+
+	if (!root)
+		root = c->deploy.root;
+	if (!root || root[0] != '/')
+		return err_set(e, -EINVAL, "the deploy root must be an absolute path");
+	/* purged apps */
+	n = sweep_dir(root);
+	if (app) {
+		if (!app_name_ok(app))
+			return err_set(e, -EINVAL, "invalid app name '%s'", app);
+		return n + sweep_app(c, root, app);
+	}
+	_cleanup_strv_ struct strv apps = STRV_INIT;
+	int r = deploy_list_apps(root, &apps, e);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < apps.n; i++)
+		n += sweep_app(c, root, apps.v[i]);
+	return n;
 }
 
 int deploy_list_apps(const char *root, struct strv *apps, struct err *e)

@@ -11,7 +11,14 @@
  *                                        the next deploy when left behind)
  *   <root>/<app>/revisions/<id>.failed/  a revision whose pre-deploy hooks
  *                                        failed, kept until the next deploy
+ *   <root>/<app>/revisions/.trash-*      taken away (pruned, undeployed, a
+ *                                        leftover), deleted by deploy_sweep()
  *   <root>/<app>/manifests/<id>.json     the package manifest of a revision
+ *   <root>/<app>/manifests/<id>.complete its completion marker: written last
+ *                                        by an extract, removed first by a
+ *                                        removal; without it the revision is
+ *                                        never reused, but extracted again
+ *   <root>/.trash-<app>.*                an app purged, deleted by deploy_sweep()
  *   <root>/<app>/shared/<dir>/           persistent data
  *   <root>/<app>/current                 symlink "revisions/<id>", switched
  *                                        with rename(2)
@@ -26,8 +33,9 @@
  * `upaas exec` binds <root>/<app>/shared at /shared).
  *
  * Invariant: `current` only ever names a revision that was completely
- * extracted from a verified blob and synced; a killed deploy leaves at most
- * *.tmp leftovers, which the next deploy removes.
+ * extracted from a verified blob and synced, and a revision is switched to
+ * only while its completion marker says so; a killed deploy, prune or
+ * undeploy leaves at most *.tmp and trash, which the next command removes.
  *
  * Library code: nothing here prints; progress goes through log_*().
  */
@@ -103,6 +111,17 @@ int deploy_undeploy(const struct config *c, const char *app, const struct deploy
 		    bool purge, struct deploy_result *ret, struct err *e);
 
 void deploy_result_free(struct deploy_result *r);
+
+/*
+ * Deletes what removals put in the trash (see above): revisions pruned by a
+ * deploy or taken off by an undeploy, apps purged. The commands call it
+ * after they have reported their result, watch between rounds, so that
+ * deleting 100,000 files never delays a switch or its report. Takes each
+ * app's lock without waiting (a deploy holding it sweeps after itself).
+ * app NULL: every app under root (NULL: deploy.root). Returns the number of
+ * trees deleted, or -errno.
+ */
+int deploy_sweep(const struct config *c, const char *root, const char *app, struct err *e);
 
 /* Apps deployed under root: directories with a valid app name that hold
  * `current` or `history`, sorted. */

@@ -50,6 +50,11 @@ char *app_manifest_path(const struct app_paths *p, const char *id)
 	return xasprintf("%s/%s.json", p->manifests, id);
 }
 
+char *app_marker_path(const struct app_paths *p, const char *id)
+{
+	return xasprintf("%s/%s.complete", p->manifests, id);
+}
+
 void deploy_result_free(struct deploy_result *r)
 {
 	if (!r)

@@ -90,6 +90,12 @@ static int watch_app(const struct config *c, struct storage *s, const struct wat
 		unlink(p.failed_marker);
 	}
 	deploy_result_free(&res);
+	/* reported: now the trash of what it pruned can go */
+	if (r != -EWOULDBLOCK) {
+		_cleanup_err_ struct err se = ERR_INIT;
+		if (deploy_sweep(c, root, app, &se) < 0)
+			log_warn("app '%s': %s", app, err_msg(&se));
+	}
 out:
 	app_paths_free(&p);
 	return ret;

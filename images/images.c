@@ -4,9 +4,17 @@
  *
  * Creation order: probe the mirror -> bootstrap into a temp dir under
  * paths.workdir -> read the installed package set -> pack straight into a
- * storage upload (blob) -> commit -> manifest (the commit marker). Nothing
- * reaches storage before the bootstrap succeeded, and a failed pack aborts
- * the upload, so a failure leaves no half image behind.
+ * storage upload of a NEW blob, images/<name>/<creation id>.tar.zst ->
+ * commit -> the manifest images/<name>.json, replaced atomically (the
+ * commit marker) -> the previous blob is deleted. Nothing reaches storage
+ * before the bootstrap succeeded, a failed pack aborts the upload, and a
+ * blob is never overwritten, so a reader (on any host) sees the old
+ * manifest with the old blob or the new with the new, never a mix; a crash
+ * between two steps leaves at worst a blob no manifest names, which the
+ * next creation or removal of the image deletes once it is an hour old
+ * (younger ones may belong to a creation running on another host).
+ * First-edition images keep their blob at images/<name>.tar.zst, which
+ * their manifest names; they load as before and are replaced the same way.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -30,6 +38,8 @@
 #define RELEASE_MAX_BYTES (8u << 20)
 #define STATUS_MAX_BYTES (64u << 20)
 #define PROBE_TIMEOUT_S 60L
+/* A blob no manifest names is garbage once this old (seconds). */
+#define ORPHAN_GRACE_S 3600
 
 
 void image_info_free(struct image_info *i)
@@ -642,12 +652,206 @@ bool image_needs_rebuild(const struct config *c, const struct image_info *i, str
 	return false;
 }
 
+/*
+ * The blob key the stored manifest of image name names, read without
+ * checking its signature: it only says which blob a removal may delete,
+ * and image_blob_key_ok() bounds that to the image's own keys. -ENOENT
+ * when there is no manifest.
+ */
+static int image_manifest_key(struct storage *s, const char *name, char **ret)
+{
+	_cleanup_free_ char *mkey = storage_key_image(name, "json");
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_json_ struct json_object *o = NULL;
+	int r = storage_get_buf(s, mkey, &text, MANIFEST_MAX_BYTES, &e);
+
+	if (r < 0)
+		return r;
+	if (json_parse_object(text.p, &o, &e) < 0 || !json_get_str(o, "key"))
+		return -EBADMSG;
+	*ret = xstrdup(json_get_str(o, "key"));
+	return 0;
+}
+
+/* true when key may be the blob of image name: images/<name>.tar.zst (first
+ * edition) or images/<name>/<id>.tar.zst. Only such keys are ever deleted
+ * on a manifest's word. */
+static bool image_blob_key_ok(const char *name, const char *key)
+{
+	_cleanup_free_ char *old = storage_key_image(name, "tar.zst");
+	_cleanup_free_ char *dir = xasprintf("images/%s/", name);
+	size_t dl = strlen(dir), kl = strlen(key);
+
+	if (!strcmp(key, old))
+		return true;
+	return !strncmp(key, dir, dl) && kl > dl + 8 && !strchr(key + dl, '/') &&
+	       !strcmp(key + kl - 8, ".tar.zst");
+}
+
+/*
+ * Deletes the blobs of image name that no manifest names (a creation that
+ * died between its blob and its manifest, or before it deleted the blob it
+ * replaced), once they are ORPHAN_GRACE_S old: a younger one may be the
+ * blob of a creation running on another host, whose manifest is not
+ * written yet. keep is the blob the manifest names (NULL: none).
+ */
+static void image_collect_orphans(struct storage *s, const char *name, const char *keep)
+{
+	_cleanup_free_ char *dir = xasprintf("images/%s/", name);
+	_cleanup_free_ char *old = storage_key_image(name, "tar.zst");
+	_cleanup_strv_ struct strv keys = STRV_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	int64_t now = now_unix();
+
+	if (!(storage_caps(s) & STORAGE_CAP_LIST) || storage_list_keys(s, dir, &keys, &e) < 0)
+		return;
+	strv_push(&keys, old);
+	for (size_t i = 0; i < keys.n; i++) {
+		struct storage_stat st;
+
+		if ((keep && !strcmp(keys.v[i], keep)) || !image_blob_key_ok(name, keys.v[i]))
+			continue;
+		err_clear(&e);
+		if (storage_stat(s, keys.v[i], &st, &e) < 0 || now - st.mtime < ORPHAN_GRACE_S)
+			continue;
+		err_clear(&e);
+		if (storage_delete(s, keys.v[i], &e) < 0)
+			log_warn("cannot delete '%s', a blob no image manifest names: %s",
+				 keys.v[i], err_msg(&e));
+		else
+			log_info("deleted '%s', a blob no image manifest names", keys.v[i]);
+	}
+}
+
+/*
+ * The publication record of a creation, next to the image's lock: the blob
+ * keys it may leave behind if it dies (its new blob, then also the blob it
+ * replaces), written before each step that can leave one, removed once the
+ * creation is over. The next creation of the image on this host (under the
+ * same lock) reads it and deletes whichever of them the manifest does not
+ * name: what a kill -9 leaves is gone after the next command, not after
+ * ORPHAN_GRACE_S.
+ */
+static char *publish_record(const struct config *c, const char *name)
+{
+	return xasprintf("%s/images/%s.publish", c->paths.cache, name);
+}
+
+static void publish_record_write(const struct config *c, const char *name, const char *new_key,
+				 const char *old_key)
+{
+	_cleanup_free_ char *path = publish_record(c, name);
+	_cleanup_free_ char *dir = path_join(c->paths.cache, "images");
+	_cleanup_free_ char *text = xasprintf("%s\n%s%s", new_key, old_key ? old_key : "",
+					      old_key ? "\n" : "");
+	int r = fs_mkdir_p(dir, 0700);
+
+	if (r >= 0)
+		r = fs_write_atomic(path, text, strlen(text), 0600);
+	if (r < 0)
+		log_warn("cannot write '%s': %s", path, strerror(-r));
+}
+
+static void publish_record_done(const struct config *c, const char *name)
+{
+	_cleanup_free_ char *path = publish_record(c, name);
+
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("cannot remove '%s': %s", path, strerror(errno));
+}
+
+/* Deletes what a dead creation of name on this host left (see above); the
+ * caller holds the image's lock. */
+static void publish_recover(const struct config *c, struct storage *s, const char *name)
+{
+	_cleanup_free_ char *path = publish_record(c, name);
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_free_ char *cur = NULL;
+	bool clean = true;
+	int r;
+
+	if (buf_read_file(&text, path, 64 * 1024) < 0)
+		return;
+	r = image_manifest_key(s, name, &cur);
+	if (r < 0 && r != -ENOENT)
+		return;   /* cannot tell which blob is live: keep both, try next time */
+	if (r == -ENOENT) {
+		/* a removal that died between the manifest and its signature */
+		_cleanup_free_ char *mkey = storage_key_image(name, "json");
+		_cleanup_free_ char *skey = sign_sig_key(mkey);
+		if (storage_delete(s, skey, &e) < 0)
+			clean = false;
+		err_clear(&e);
+	}
+	for (char *line = text.p, *nl; *line; line = nl + 1) {
+		nl = strchrnul(line, '\n');
+		bool last = !*nl;
+
+		*nl = '\0';
+		if (*line && image_blob_key_ok(name, line) && (!cur || strcmp(cur, line))) {
+			err_clear(&e);
+			if (storage_delete(s, line, &e) < 0) {
+				log_warn("cannot delete '%s', left by a creation of image '%s' that "
+					 "died: %s", line, name, err_msg(&e));
+				clean = false;
+			} else {
+				log_info("deleted '%s', left by a creation of image '%s' that died",
+					 line, name);
+			}
+		}
+		if (last)
+			break;
+	}
+	if (clean)
+		publish_record_done(c, name);
+}
+
+/*
+ * Makes the stored blob m->key the image: the manifest replaces the old one
+ * in one put (a reader sees either), then the old blob is deleted. On
+ * failure the new blob goes, and the old image stays as it was.
+ */
+static int image_publish(const struct config *c, struct storage *s, const struct sign_key *k,
+			 const char *name, struct image_made *m, struct err *e)
+{
+	_cleanup_free_ char *manifest = NULL, *old = NULL;
+	_cleanup_free_ char *mkey = storage_key_image(name, "json");
+	_cleanup_err_ struct err e2 = ERR_INIT;
+	int r;
+
+	/* the blob the current manifest names, to delete once replaced */
+	if (image_manifest_key(s, name, &old) < 0 || !image_blob_key_ok(name, old)) {
+		free(old);
+		old = NULL;
+	}
+	if (old)
+		publish_record_write(c, name, m->key, old);
+	m->created = now_unix();
+	manifest = manifest_text(c, m);
+	/* its signature first (with the old one's kept until the manifest is
+	 * replaced: signed_put), the manifest is the commit marker */
+	r = signed_put(s, k, mkey, manifest, strlen(manifest), e);
+	if (r < 0) {
+		/* no manifest: the blob is garbage, and must not outlive it */
+		storage_delete(s, m->key, &e2);
+		return err_prefix(e, "storing the manifest of image '%s'", name);
+	}
+	crash_point("image.after-manifest");
+	if (old && strcmp(old, m->key) && storage_delete(s, old, &e2) < 0)
+		log_warn("cannot delete '%s', the blob of the image replaced: %s", old,
+			 err_msg(&e2));
+	image_collect_orphans(s, name, m->key);
+	return 0;
+}
+
 /* Bootstraps into tmp/root and stores; tmp is removed by the caller. */
 static int image_build(const struct config *c, struct storage *s, const struct sign_key *k,
 		       const char *name, const char *tmp, struct image_made *m, struct err *e)
 {
 	_cleanup_free_ char *root = path_join(tmp, "root");
-	_cleanup_free_ char *logpath = NULL, *manifest = NULL, *mkey = NULL;
+	_cleanup_free_ char *logpath = NULL;
 	_cleanup_buf_ struct buf release = BUF_INIT;
 	_cleanup_free_ char *suite = NULL, *codename = NULL;
 	int r;
@@ -671,19 +875,8 @@ static int image_build(const struct config *c, struct storage *s, const struct s
 	r = image_store_blob(c, s, root, m->key, &m->pack, e);
 	if (r < 0)
 		return err_prefix(e, "storing image '%s'", name);
-	m->created = now_unix();
-	manifest = manifest_text(c, m);
-	mkey = storage_key_image(name, "json");
-	/* its signature first: the manifest is the commit marker */
-	r = signed_put(s, k, mkey, manifest, strlen(manifest), e);
-	if (r < 0) {
-		_cleanup_err_ struct err e2 = ERR_INIT;
-
-		/* no manifest: the blob is garbage, and must not outlive it */
-		storage_delete(s, m->key, &e2);
-		return err_prefix(e, "storing the manifest of image '%s'", name);
-	}
-	return 0;
+	crash_point("image.after-blob");
+	return image_publish(c, s, k, name, m, e);
 }
 
 /* Bootstraps, packs and stores the image (always); the caller holds the
@@ -717,7 +910,9 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 	if (r < 0)
 		return r;
 	arch = image_arch(c);
-	key = storage_key_image(name, "tar.zst");
+	/* a new key for every creation: a blob is never overwritten */
+	_cleanup_free_ char *id = id_new();
+	key = xasprintf("images/%s/%s.tar.zst", name, id);
 	image_cache_key(c, mirror.p, arch, cache_key);
 	m.name = name;
 	m.key = key;
@@ -734,10 +929,20 @@ static int image_create(const struct config *c, struct storage *s, const char *n
 	r = workdir_image_mkdtemp(c, name, &tmp, e);
 	if (r < 0)
 		return r;
+	/* what a creation that died here left goes first; then this one's
+	 * blob is recorded before it exists */
+	publish_recover(c, s, name);
+	publish_record_write(c, name, key, NULL);
 	r = sign_key_config(c, &k, e);
 	if (r >= 0)
 		r = image_build(c, s, k, name, tmp, &m, e);
 	sign_key_free(k);
+	if (r < 0) {
+		/* the upload was aborted or the blob deleted: look once more */
+		publish_recover(c, s, name);
+	} else {
+		publish_record_done(c, name);
+	}
 	strv_free(&m.packages);
 	if (fs_rm_rf(tmp, &e2) < 0)
 		log_warn("cannot remove '%s': %s", tmp, err_msg(&e2));
@@ -816,17 +1021,24 @@ int image_list(struct storage *s, struct strv *names, struct err *e)
 	return 0;
 }
 
-int image_remove(struct storage *s, const char *name, struct err *e)
+int image_remove(const struct config *c, struct storage *s, const char *name, struct err *e)
 {
 	_cleanup_free_ char *mkey = NULL, *bkey = NULL;
+	_cleanup_close_ int lfd = -1;
 	struct storage_stat st;
 	int r;
 
 	r = check_name(name, e);
 	if (r < 0)
 		return r;
+	lfd = workdir_lock_image(c, name, e);
+	if (lfd < 0)
+		return lfd;
+	/* a removal or creation that died here left blobs: they go first;
+	 * with the lock held, its creations' work dirs are dead too */
+	workdir_sweep(c, lfd);
+	publish_recover(c, s, name);
 	mkey = storage_key_image(name, "json");
-	bkey = storage_key_image(name, "tar.zst");
 	r = storage_stat(s, mkey, &st, e);
 	if (r == -ENOENT) {
 		err_clear(e);
@@ -834,9 +1046,26 @@ int image_remove(struct storage *s, const char *name, struct err *e)
 	}
 	if (r < 0)
 		return r;
-	/* the manifest is the commit marker: it goes first, then its signature */
+	/* the blob the manifest names (a damaged manifest names none: the
+	 * first edition's key, and the orphan sweep, still apply) */
+	if (image_manifest_key(s, name, &bkey) < 0 || !image_blob_key_ok(name, bkey)) {
+		free(bkey);
+		bkey = storage_key_image(name, "tar.zst");
+	}
+	/* the manifest is the commit marker: it goes first, then its
+	 * signature; the record says which blob is left to delete if we die
+	 * before it */
+	publish_record_write(c, name, bkey, NULL);
 	r = signed_delete(s, mkey, e);
+	if (r < 0) {
+		publish_record_done(c, name);
+		return r;
+	}
+	crash_point("image.remove.after-manifest");
+	r = storage_delete(s, bkey, e);
 	if (r < 0)
 		return r;
-	return storage_delete(s, bkey, e);
+	publish_record_done(c, name);
+	image_collect_orphans(s, name, NULL);
+	return 0;
 }

@@ -1,7 +1,11 @@
 /*
  * images/images.h - base OS images: bootstrapped with mmdebstrap (preferred)
  * or debootstrap, packed with libarchive (zstd, pax), stored through the
- * storage handler as images/<name>.tar.zst plus images/<name>.json.
+ * storage handler as a blob, images/<name>/<creation id>.tar.zst, plus the
+ * manifest images/<name>.json that names it ("key"; first-edition images
+ * have their blob at images/<name>.tar.zst). A creation stores a new blob,
+ * then replaces the manifest, then deletes the old blob: readers see a
+ * consistent pair, whatever stops the creation.
  *
  * The manifest (JSON) holds: "format": 1, "name", "distribution", "suite",
  * "arch", "variant", "components", "mirror", "packages" (the installed
@@ -53,7 +57,9 @@ bool image_needs_rebuild(const struct config *c, const struct image_info *i, str
 int image_ensure(const struct config *c, struct storage *s, const char *name, bool force,
 		 struct image_info *ret, struct err *e);
 int image_list(struct storage *s, struct strv *names, struct err *e);
-int image_remove(struct storage *s, const char *name, struct err *e);
+/* Removes the image: its manifest first, then its blob (and what dead
+ * creations of it on this host left), under the image's lock. */
+int image_remove(const struct config *c, struct storage *s, const char *name, struct err *e);
 
 
 /*

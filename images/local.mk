@@ -9,5 +9,5 @@ tests_unit_test_mirror_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_mirror_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/test-mirror
 
-TESTS += tests/integration/image.sh
-EXTRA_DIST += tests/integration/image.sh
+TESTS += tests/integration/image.sh tests/integration/image-crash.sh
+EXTRA_DIST += tests/integration/image.sh tests/integration/image-crash.sh

@@ -701,6 +701,7 @@ int layers_gc(struct storage *s, int64_t grace, struct gc_result *ret, struct er
 		r = storage_delete(s, o->key, e);
 		if (r < 0)
 			break;
+		crash_point("layers.gc.after-delete");
 		log_info("removed layer '%s' (no package lists it)", o->key);
 		if (ret) {
 			strv_push(&ret->removed, o->key);

@@ -156,8 +156,12 @@ int package_sbom(struct storage *s, const struct package_info *p, struct sbom *r
  * deletes the others: manifest first (the commit marker), then its
  * signature, bill of materials and log. Their layers stay: layers_gc()
  * removes those no package lists any more.
- * ret_removed (may be NULL) receives the ids removed.
+ * ret_removed (may be NULL) receives the ids removed. Then deletes the
+ * bills of materials, signatures and logs of app that no manifest names
+ * (what a build or a prune that died left) once they are
+ * PACKAGE_ORPHAN_GRACE_S old, and at once what a prune that died left.
  */
+#define PACKAGE_ORPHAN_GRACE_S (15 * 60)
 int packages_prune(struct storage *s, const struct sign_trust *t, const char *app, int keep,
 		   struct strv *ret_removed, struct err *e);
 

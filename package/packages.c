@@ -112,6 +112,115 @@ int packages_list(struct storage *s, const char *app, struct strv *ids, struct e
 
 /* ------------------------------------------------------------ prune */
 
+struct listing {
+	struct strv keys;
+	struct kvlist mtimes;   /* key -> decimal mtime */
+};
+
+static int listing_cb(void *data, const char *key, const struct storage_stat *st)
+{
+	struct listing *l = data;
+	_cleanup_free_ char *t = xasprintf("%lld", (long long)st->mtime);
+
+	strv_push(&l->keys, key);
+	kvlist_set(&l->mtimes, key, t);
+	return 0;
+}
+
+/* "<dir><id><ext>" -> id (caller frees), NULL when key is not of that shape. */
+static char *key_id(const char *key, const char *dir, const char *ext)
+{
+	size_t dl = strlen(dir), el = strlen(ext), kl = strlen(key);
+
+	if (kl <= dl + el || strncmp(key, dir, dl) || strcmp(key + kl - el, ext) ||
+	    memchr(key + dl, '/', kl - dl - el))
+		return NULL;
+	return xstrndup(key + dl, kl - dl - el);
+}
+
+/* Deletes the manifest (then its signature), bill of materials and log of
+ * app/id, then its tombstone. Its layers (a first-edition package's blob
+ * too) go with layers_gc() once no other package lists them. */
+static int prune_one(struct storage *s, const char *app, const char *id, struct err *e)
+{
+	_cleanup_free_ char *mkey = storage_key_package(app, id, "json");
+	_cleanup_free_ char *skey = storage_key_package(app, id, "sbom.json");
+	_cleanup_free_ char *lkey = storage_key_log(app, id);
+	_cleanup_free_ char *tkey = storage_key_package(app, id, "pruned");
+	/* the manifest is the commit marker: once it is gone, the package is
+	 * gone; the tombstone says the rest is garbage, whatever its age */
+	int r = signed_delete(s, mkey, e);
+
+	if (r >= 0)
+		crash_point("package.prune.after-manifest");
+	if (r >= 0)
+		r = storage_delete(s, skey, e);
+	if (r >= 0)
+		crash_point("package.prune.after-bill");
+	if (r >= 0)
+		r = storage_delete(s, lkey, e);
+	if (r >= 0)
+		r = storage_delete(s, tkey, e);
+	return r;
+}
+
+/*
+ * Deletes what no manifest of app names any more: what a prune that died
+ * left (its tombstone packages/<app>/<id>.pruned says so: at once), and
+ * bills of materials, signatures and logs without a manifest (a build that
+ * died between its layer and its manifest on a host that builds the app no
+ * more) once they are PACKAGE_ORPHAN_GRACE_S old: a younger one may be that
+ * of a build on another host, between its layer and its manifest right now.
+ * Blobs and layers are layers_gc()'s: a first-edition blob may be the
+ * bottom layer of a later package.
+ */
+static int prune_orphans(struct storage *s, const char *app, struct err *e)
+{
+	_cleanup_free_ char *pdir = xasprintf("packages/%s/", app);
+	_cleanup_free_ char *ldir = xasprintf("logs/%s/", app);
+	struct listing l = { STRV_INIT, KVLIST_INIT };
+	int64_t now = now_unix();
+	int r = storage_list(s, pdir, listing_cb, &l, e);
+
+	if (r >= 0)
+		r = storage_list(s, ldir, listing_cb, &l, e);
+	for (size_t i = 0; r >= 0 && i < l.keys.n; i++) {
+		const char *k = l.keys.v[i];
+		_cleanup_free_ char *dead = key_id(k, pdir, ".pruned");
+		/* what a package has besides its manifest and its layers: its
+		 * bill of materials, the manifest's signature (written before
+		 * the manifest), its log */
+		_cleanup_free_ char *id = NULL;
+		int64_t mtime = 0;
+
+		if (dead && package_id_ok(dead)) {
+			r = prune_one(s, app, dead, e);
+			if (r >= 0)
+				log_info("finished the pruning of %s/%s", app, dead);
+			continue;
+		}
+		id = key_id(k, pdir, ".sbom.json");
+		if (!id)
+			id = key_id(k, pdir, ".json.sig");
+		if (!id)
+			id = key_id(k, ldir, ".log");
+		if (!id || !package_id_ok(id))
+			continue;
+		_cleanup_free_ char *mkey = storage_key_package(app, id, "json");
+		if (strv_contains(&l.keys, mkey))
+			continue;
+		parse_int64(kvlist_get(&l.mtimes, k), INT64_MIN, INT64_MAX, &mtime);
+		if (now - mtime < PACKAGE_ORPHAN_GRACE_S)
+			continue;
+		r = storage_delete(s, k, e);
+		if (r >= 0)
+			log_info("deleted '%s', which no package manifest names", k);
+	}
+	strv_free(&l.keys);
+	kvlist_free(&l.mtimes);
+	return r < 0 ? err_prefix(e, "cannot delete what no manifest of '%s' names", app) : 0;
+}
+
 int packages_prune(struct storage *s, const struct sign_trust *t, const char *app, int keep,
 		   struct strv *ret_removed, struct err *e)
 {
@@ -132,26 +241,23 @@ int packages_prune(struct storage *s, const struct sign_trust *t, const char *ap
 		return err_prefix(e, "not pruning '%s'", app);
 	}
 	if (ids.n <= (size_t)keep)
-		return 0;
+		return prune_orphans(s, app, e);
 	for (size_t i = 0; i + (size_t)keep < ids.n; i++) {
 		const char *id = ids.v[i];
 		if (cur.len && !strcmp(id, cur.p))
 			continue;
-		/* the manifest is the commit marker: once it is gone, the package
-		 * is gone; its layers (a first-edition package's blob too) go
-		 * with layers_gc() once no other package lists them */
-		_cleanup_free_ char *mkey = storage_key_package(app, id, "json");
-		_cleanup_free_ char *skey = storage_key_package(app, id, "sbom.json");
-		_cleanup_free_ char *lkey = storage_key_log(app, id);
-		r = signed_delete(s, mkey, e);
+		/* a tombstone first: a prune that dies halfway leaves it, and
+		 * the next prune finishes the job at once */
+		_cleanup_free_ char *tkey = storage_key_package(app, id, "pruned");
+		r = storage_put_buf(s, tkey, "", 0, e);
 		if (r >= 0)
-			r = storage_delete(s, skey, e);
+			crash_point("package.prune.after-tombstone");
 		if (r >= 0)
-			r = storage_delete(s, lkey, e);
+			r = prune_one(s, app, id, e);
 		if (r < 0)
 			return err_prefix(e, "cannot prune %s/%s", app, id);
 		if (ret_removed)
 			strv_push(ret_removed, id);
 	}
-	return 0;
+	return prune_orphans(s, app, e);
 }

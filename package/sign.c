@@ -585,22 +585,53 @@ char *sign_sig_key(const char *key)
 	return xasprintf("%s.sig", key);
 }
 
+/* The first lines (at most max) of signature text, whole lines only. */
+static size_t sig_head(const struct buf *b, size_t max)
+{
+	size_t off = 0;
+
+	for (size_t lines = 0; lines < max && off < b->len; lines++) {
+		const char *nl = memchr(b->p + off, '\n', b->len - off);
+		if (!nl)
+			break;
+		off = (size_t)(nl - b->p) + 1;
+	}
+	return off;
+}
+
 int signed_put(struct storage *s, const struct sign_key *k, const char *key, const void *p,
 	       size_t n, struct err *e)
 {
-	if (k) {
-		_cleanup_buf_ struct buf sig = BUF_INIT;
-		_cleanup_free_ char *skey = sign_sig_key(key);
-		int r = sign_bytes(k, p, n, &sig, e);
-		if (r < 0)
-			return r;
-		/* the signature first: the object is the commit marker, and a
-		 * reader that finds it must find its signature too */
-		r = storage_put_buf(s, skey, sig.p, sig.len, e);
-		if (r < 0)
-			return r;
-	}
-	return storage_put_buf(s, key, p, n, e);
+	if (!k)
+		return storage_put_buf(s, key, p, n, e);
+
+	_cleanup_buf_ struct buf sig = BUF_INIT;
+	_cleanup_buf_ struct buf old = BUF_INIT;
+	_cleanup_err_ struct err oe = ERR_INIT;
+	_cleanup_free_ char *skey = sign_sig_key(key);
+	int r = sign_bytes(k, p, n, &sig, e);
+	if (r < 0)
+		return r;
+	size_t mine = sig.len;
+	/* An object replaced in place (an image manifest) is two puts: while
+	 * the old object may still be read (or stay, if we die), its old
+	 * signature lines must still be there. So the new line goes first
+	 * next to the old ones, then the object, then the new line alone;
+	 * whatever a crash or a reader meets in between checks out. */
+	if (storage_get_buf(s, skey, &old, SIG_TEXT_MAX, &oe) == 0 && old.len)
+		buf_add(&sig, old.p, sig_head(&old, SIG_LINES_MAX - 1));
+	/* the signature first: the object is the commit marker, and a reader
+	 * that finds it must find its signature too */
+	r = storage_put_buf(s, skey, sig.p, sig.len, e);
+	if (r < 0)
+		return r;
+	r = storage_put_buf(s, key, p, n, e);
+	if (r < 0 || sig.len == mine)
+		return r;
+	err_clear(&oe);
+	if (storage_put_buf(s, skey, sig.p, mine, &oe) < 0)
+		log_warn("%s (the old signature lines stay next to the new one)", err_msg(&oe));
+	return 0;
 }
 
 /* The refusal of an unsigned object, or the warning that lets it through. */

@@ -421,7 +421,16 @@ static void jobs_tend(struct worker *w)
  */
 static void cleanup_leftovers(struct worker *w)
 {
-	int n = workdir_sweep(w->c, -1);
+	_cleanup_err_ struct err e = ERR_INIT;
+	int n = w->s ? storage_sweep_uploads(w->s, STORAGE_UPLOAD_GRACE, NULL, NULL, &e) : 0;
+
+	/* what dead uploads left in storage */
+	if (n < 0)
+		log_warn("%s", err_msg(&e));
+	else if (n > 0)
+		log_info("removed %d incomplete upload%s from storage", n, n == 1 ? "" : "s");
+	rootcache_sweep(w->c);
+	n = workdir_sweep(w->c, -1);
 
 	if (n < 0)
 		log_warn("cannot read the work dir '%s': %s", w->c->paths.workdir, strerror(-n));

@@ -17,8 +17,9 @@
  *                     exclusive one
  *   <sha>.size        the tree's disk usage in bytes (decimal)
  *   <sha>.tmp-XXXXXX  work in progress (blob + unpacked tree) or an entry
- *                     being removed; a stale one (its maker died) is removed
- *                     by the next maker
+ *                     being removed; a stale one (its maker died: the lock
+ *                     is free) is removed by the next rootcache_get() of any
+ *                     sha (rootcache_sweep), or the next maker
  *   .format           the format and the sandbox range the trees belong to
  *                     (a cache without it is the first edition's)
  * and, beside roots/, roots.format.lock and the caches of another format
@@ -243,6 +244,7 @@ static int remove_entry(const char *roots, const char *sha, struct err *e)
 		return err_set_errno(e, r, "cannot remove '%s'", final);
 	}
 	fs_fsync_parent(final);
+	crash_point("rootcache.remove.after-rename");
 	unlink_record(roots, sha);
 	unlink(sf);
 	unlink(uf);
@@ -402,6 +404,7 @@ static int rootcache_fill(const struct config *cfg, struct storage *s, const cha
 		/* a stale layer record would make the full copy look like a layer */
 		unlink_record(roots, sha256);
 	}
+	crash_point("rootcache.before-publish");
 	if (rename(tree, final) < 0) {
 		struct stat st;
 
@@ -413,6 +416,7 @@ static int rootcache_fill(const struct config *cfg, struct storage *s, const cha
 		return err_set_errno(e, -errno, "cannot publish '%s'", final);
 	}
 	fs_fsync_parent(final);
+	crash_point("rootcache.after-publish");
 	return 0;
 }
 
@@ -471,6 +475,8 @@ static int get_impl(const struct config *c, struct storage *s, const char *key,
 	r = roots_format(c, roots, e);
 	if (r < 0)
 		return r;
+	/* whoever comes next removes what dead makers left */
+	rootcache_sweep(c);
 
 	r = chain_get(roots, sha256, full, ret_lowers);
 	if (r < 0) {
@@ -647,6 +653,7 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 	r = fs_write_atomic(rec, txt, strlen(txt), 0644);
 	if (r < 0)
 		return err_set_errno(e, r, "cannot write '%s'", rec);
+	crash_point("rootcache.layer.after-record");
 	if (rename(upper, final) < 0) {
 		r = -errno;
 		unlink(rec);
@@ -654,8 +661,57 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
 		return err_set_errno(e, r, "cannot move '%s' to '%s'", upper, final);
 	}
 	fs_fsync_parent(final);
+	crash_point("rootcache.layer.after-rename");
 	touch(used);
 	return 0;
+}
+
+/*
+ * Removes what dead makers and removers left in roots/: each <sha>.tmp-*
+ * while <sha>.lock is free (we hold it meanwhile: nobody makes <sha> under
+ * us), and the sidecars of a <sha> that has no tree any more.
+ */
+int rootcache_sweep(const struct config *c)
+{
+	_cleanup_free_ char *roots = roots_dir(c);
+	_cleanup_strv_ struct strv names = STRV_INIT;
+	DIR *d = opendir(roots);
+	int n = 0;
+
+	if (!d)
+		return 0;
+	for (struct dirent *de; (de = readdir(d));)
+		if (strlen(de->d_name) > 64 && de->d_name[64] == '.')
+			strv_push(&names, de->d_name);
+	closedir(d);
+	for (size_t i = 0; i < names.n; i++) {
+		_cleanup_free_ char *sha = xstrndup(names.v[i], 64);
+		const char *ext = names.v[i] + 64;
+		bool tmp = !strncmp(ext, ".tmp-", 5);
+		bool side = !strcmp(ext, ".parent") || !strcmp(ext, ".size") || !strcmp(ext, ".used");
+
+		if (!hex64_ok(sha) || (!tmp && !side))
+			continue;
+		_cleanup_free_ char *lock = xasprintf("%s/%s.lock", roots, sha);
+		_cleanup_free_ char *tree = path_join(roots, sha);
+		_cleanup_free_ char *p = path_join(roots, names.v[i]);
+		_cleanup_err_ struct err e = ERR_INIT;
+		struct stat st;
+
+		if (side && lstat(tree, &st) == 0)
+			continue;
+		_cleanup_close_ int lfd = lock_file(lock, false, &e);
+		if (lfd < 0)
+			continue;   /* being made or removed right now */
+		if (side && lstat(tree, &st) == 0)
+			continue;
+		if (fs_rm_rf(p, &e) < 0) {
+			log_warn("cannot remove stale '%s': %s", p, err_msg(&e));
+			continue;
+		}
+		n++;
+	}
+	return n;
 }
 
 /* ------------------------------------------------------------------ trim */

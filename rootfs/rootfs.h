@@ -85,6 +85,10 @@ int rootcache_put_layer(const struct config *c, const char *sha256, const char *
  */
 int rootcache_retire(const struct config *c, const char *app, const char *top_sha256,
 		     const char *keep_sha256, struct err *e);
+/* Removes what makers and removers that died left in the cache (temps,
+ * sidecars of entries that are gone), each under its entry's lock; called
+ * by rootcache_get() itself. Returns how many were removed. */
+int rootcache_sweep(const struct config *c);
 /* Removes least recently used entries until the cache is below max bytes.
  * Entries named in keep (paths or sha256s, may be NULL) and entries that a
  * workspace stacks are never removed. */

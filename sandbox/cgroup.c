@@ -290,14 +290,24 @@ static void cg_remove(int version, char *const *dirs, const char *const *ctls, s
 		if (freezer)
 			cg_write(freezer, "freezer.state", "THAWED");
 	}
+	/* A killed task leaves its cgroup only once it has finished exiting
+	 * (a large address space or an OOM kill under a busy host take a
+	 * while) and the kernel offlines a v1 memory group after its tasks:
+	 * until then rmdir says EBUSY. Wait for it, up to 10 s a group. */
 	for (size_t i = 0; i < n; i++) {
-		for (int k = 0; k < 500 && populated(dirs[i], version); k++) {
-			if (version == 1 && k % 10 == 9)
+		int err = EBUSY;
+		for (int k = 0; k < 1000; k++) {
+			if (!populated(dirs[i], version)) {
+				err = rmdir(dirs[i]) < 0 ? errno : 0;
+				if (err != EBUSY)
+					break;
+			} else if (version == 1 && k % 10 == 9) {
 				kill_listed(dirs[i]);
-			sleep_ms(2);
+			}
+			sleep_ms(k < 100 ? 2 : 10);
 		}
-		if (rmdir(dirs[i]) < 0 && errno != ENOENT)
-			log_warn("sandbox: cannot remove the cgroup '%s': %s", dirs[i], strerror(errno));
+		if (err && err != ENOENT)
+			log_warn("sandbox: cannot remove the cgroup '%s': %s", dirs[i], strerror(err));
 	}
 }
 

@@ -11,8 +11,10 @@
  */
 #define UPAAS_SANDBOX_INTERNAL
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sandbox/sandbox-int.h"
 
@@ -36,6 +38,22 @@ void sb_str_addu(char *dst, size_t cap, unsigned long v)
 	while (n > 0 && len + 1 < cap)
 		dst[len++] = digits[--n];
 	dst[len] = '\0';
+}
+
+int sb_write_proc(pid_t pid, const char *file, const char *s)
+{
+	char path[64] = "/proc/";
+	sb_str_addu(path, sizeof(path), (unsigned long)pid);
+	sb_str_add(path, sizeof(path), "/");
+	sb_str_add(path, sizeof(path), file);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t len = strlen(s);
+	ssize_t w = write(fd, s, len);
+	int r = w < 0 ? -errno : (size_t)w == len ? 0 : -EIO;
+	close(fd);
+	return r;
 }
 
 int sb_subid_lookup(const char *file, const char *user, uid_t uid, uint32_t need,

@@ -284,22 +284,6 @@ void sb_net_free(struct sb_net *n)
 
 /* ------------------------------------------------------------ child side */
 
-/* Writes s to /proc/PID/file; no allocation. */
-static int write_proc(pid_t pid, const char *file, const char *s)
-{
-	char path[64] = "/proc/";
-	sb_str_addu(path, sizeof(path), (unsigned long)pid);
-	sb_str_add(path, sizeof(path), "/");
-	sb_str_add(path, sizeof(path), file);
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t w = write(fd, s, strlen(s));
-	int r = w < 0 ? -errno : w == (ssize_t)strlen(s) ? 0 : -EIO;
-	close(fd);
-	return r;
-}
-
 static int open_ns(pid_t pid, const char *ns)
 {
 	char path[64] = "/proc/";
@@ -373,11 +357,11 @@ int sb_net_make(const struct sb_net *n, int *ret_userns, int *ret_netns, const c
 	/* root of the new user namespace is pasta's user, nobody else */
 	if (r == 0) {
 		*what = "write the uid map of the network's namespace";
-		r = write_proc(pid, "uid_map", n->uid_map);
+		r = sb_write_proc(pid, "uid_map", n->uid_map);
 	}
 	if (r == 0) {
 		*what = "write the gid map of the network's namespace";
-		r = write_proc(pid, "gid_map", n->gid_map);
+		r = sb_write_proc(pid, "gid_map", n->gid_map);
 	}
 	if (r == 0) {
 		*what = "open the network's namespaces";

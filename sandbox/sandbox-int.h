@@ -20,6 +20,9 @@
 void sb_str_add(char *dst, size_t cap, const char *s);
 /* Appends the decimal digits of v (no allocation after fork). */
 void sb_str_addu(char *dst, size_t cap, unsigned long v);
+/* Writes s to /proc/PID/FILE (a uid_map, a gid_map): 0 or -errno, -EIO
+ * for a short write. No allocation after fork. */
+int sb_write_proc(pid_t pid, const char *file, const char *s);
 
 /* ------------------------------------------------------- ids (ids.c) */
 

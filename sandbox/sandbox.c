@@ -937,23 +937,6 @@ static _Noreturn void child_init(const struct sb_child *c, const struct sb_init_
 	child_exec(c);
 }
 
-/* Writes s to /proc/PID/file. */
-static int write_map(pid_t pid, const char *file, const char *s)
-{
-	char path[64] = "/proc/";
-	sb_str_addu(path, sizeof(path), (unsigned long)pid);
-	sb_str_add(path, sizeof(path), "/");
-	sb_str_add(path, sizeof(path), file);
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	size_t len = strlen(s);
-	ssize_t w = write(fd, s, len);
-	int r = w < 0 ? -errno : (size_t)w == len ? 0 : -EIO;
-	close(fd);
-	return r;
-}
-
 /*
  * Waits until init has something to say on up (its user namespace exists,
  * or it died), watching pasta meanwhile: pasta failing before init is
@@ -1083,9 +1066,9 @@ static int sb_child_setup(void *data)
 	while (ok && (k = read(up[0], &byte, 1)) < 0 && errno == EINTR)
 		;
 	if (ok && k == 1) {
-		if ((r = write_map(pid, "uid_map", c->uid_map)) < 0)
+		if ((r = sb_write_proc(pid, "uid_map", c->uid_map)) < 0)
 			child_report(c, -r, "write the uid map of", c->root);
-		else if ((r = write_map(pid, "gid_map", c->gid_map)) < 0)
+		else if ((r = sb_write_proc(pid, "gid_map", c->gid_map)) < 0)
 			child_report(c, -r, "write the gid map of", c->root);
 		if (r < 0 || write(down[1], &byte, 1) != 1)
 			kill(pid, SIGKILL);

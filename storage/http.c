@@ -5,9 +5,14 @@
  * refused by the generic layer (no slots here): -EROFS / -EOPNOTSUPP.
  *
  * Each key segment is percent-encoded (RFC 3986 unreserved characters stay),
- * '/' separates segments. storage.timeout bounds the connection and any
- * stall of the transfer, not the whole download: a large package on a slow
- * link may take longer.
+ * '/' separates segments. storage.connect_timeout bounds the connection and
+ * storage.timeout any stall of the transfer, not the whole download: a
+ * large package on a slow link may take longer. A GET that fails (transport
+ * error, 5xx) is retried storage.retries times; one that delivered bytes
+ * resumes with Range from the bytes the sink already took, with If-Range on
+ * the first answer's ETag (or Last-Modified): an object that changed in
+ * between fails the download, a server that ignores Range sends it whole
+ * and the head is dropped.
  *
  * Credentials: a userinfo in storage.url (https://user:password@host/) is
  * taken out of the URL when the handler opens. It goes to libcurl as
@@ -25,6 +30,7 @@
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "storage/storage-int.h"
 
@@ -37,7 +43,9 @@ struct http {
 	char *user;      /* secret: from the userinfo of storage.url, or NULL */
 	char *pass;      /* secret */
 	struct strv redirect_hosts;
-	long timeout;    /* seconds */
+	long timeout;    /* stall timeout, seconds; 0: none */
+	long connect_timeout;
+	int retries;
 };
 
 static struct http *H(struct storage *s)
@@ -116,7 +124,9 @@ static int http_open(struct storage *s, const struct cfg_storage *cfg, const cha
 	while (n > 0 && bare[n - 1] == '/')
 		n--;
 	h->base = xstrndup(bare, n);
-	h->timeout = cfg->timeout > 0 ? cfg->timeout : 300;
+	h->timeout = cfg->timeout > 0 ? cfg->timeout : 0;
+	h->connect_timeout = cfg->connect_timeout > 0 ? cfg->connect_timeout : 10;
+	h->retries = cfg->retries > 0 ? (cfg->retries < 20 ? cfg->retries : 20) : 0;
 	strv_copy(&h->redirect_hosts, &cfg->redirect_hosts);
 	s->where = xstrdup(h->base);
 	return 0;
@@ -167,10 +177,13 @@ static int http_setup(struct http *h, CURL *c, const char *url, char errbuf[CURL
 	/* redirects are checked and followed by http_perform() */
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_FAILONERROR, 1L);
-	SET(CURLOPT_CONNECTTIMEOUT, h->timeout);
-	/* a stall longer than the timeout fails the transfer */
-	SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
-	SET(CURLOPT_LOW_SPEED_TIME, h->timeout);
+	SET(CURLOPT_CONNECTTIMEOUT, h->connect_timeout);
+	/* a stall longer than the timeout fails the transfer (a GET watches
+	 * it itself, to the second: progress_cb) */
+	if (h->timeout > 0) {
+		SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+		SET(CURLOPT_LOW_SPEED_TIME, h->timeout);
+	}
 	SET(CURLOPT_USERAGENT, "upaas/" PACKAGE_VERSION);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
@@ -199,12 +212,104 @@ static enum target http_target(struct http *h, const char *url)
 	return TARGET_REFUSED;
 }
 
+/* One download, over its attempts. */
 struct get_ctx {
 	CURL *c;
 	sink_fn sink;
 	void *data;
 	int sink_r;
+	uint64_t delivered;     /* bytes the sink took, all attempts */
+	uint64_t attempt_start; /* delivered when this attempt began */
+	uint64_t skip;          /* head of a 200 to drop on a resumed attempt */
+	uint64_t total;         /* the object's size, when have_total */
+	bool have_total;
+	bool started;           /* this attempt's answer is checked */
+	char *validator;        /* the first answer's ETag, else Last-Modified */
+	char *etag;             /* this answer's headers */
+	char *last_modified;
+	int64_t range_first;    /* this answer's Content-Range, -1: none */
+	char *fail;             /* why this attempt's answer was refused */
+	CURLcode cc;            /* the last transfer's result */
+	uint64_t stall_ms;      /* the stall timeout; 0: none */
+	uint64_t moved;         /* bytes received at the last move */
+	uint64_t moved_ms;      /* when they last moved */
+	bool stalled;
 };
+
+static void get_attempt_reset(struct get_ctx *g)
+{
+	free(g->etag);
+	free(g->last_modified);
+	free(g->fail);
+	g->etag = g->last_modified = g->fail = NULL;
+	g->range_first = -1;
+	g->started = false;
+	g->skip = 0;
+	g->sink_r = 0;
+	g->attempt_start = g->delivered;
+	g->moved = 0;
+	g->moved_ms = now_ms();
+	g->stalled = false;
+}
+
+/* Fails a transfer in which no byte moved for the stall timeout
+ * (libcurl's LOW_SPEED check averages over a window: seconds late). */
+static int progress_cb(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct get_ctx *g = data;
+	uint64_t now = now_ms();
+
+	if (proc_cancelled)
+		return 1;
+	if ((uint64_t)dlnow != g->moved) {
+		g->moved = (uint64_t)dlnow;
+		g->moved_ms = now;
+		return 0;
+	}
+	if (g->stall_ms && now - g->moved_ms >= g->stall_ms) {
+		g->stalled = true;
+		return 1;
+	}
+	return 0;
+}
+
+static size_t header_cb(char *p, size_t size, size_t nmemb, void *data)
+{
+	struct get_ctx *g = data;
+	size_t n = size * nmemb, len = n;
+	unsigned long long first, last;
+
+	while (len && (p[len - 1] == '\r' || p[len - 1] == '\n'))
+		len--;
+	_cleanup_free_ char *line = xstrndup(p, len);
+	char *colon = strchr(line, ':');
+	if (!strncmp(line, "HTTP/", 5)) {   /* a new answer (redirect) */
+		free(g->etag);
+		free(g->last_modified);
+		g->etag = g->last_modified = NULL;
+		g->range_first = -1;
+		return n;
+	}
+	if (!colon)
+		return n;
+	*colon = '\0';
+	const char *v = colon + 1;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (!strcasecmp(line, "etag")) {
+		free(g->etag);
+		g->etag = xstrdup(v);
+	} else if (!strcasecmp(line, "last-modified")) {
+		free(g->last_modified);
+		g->last_modified = xstrdup(v);
+	} else if (!strcasecmp(line, "content-range") &&
+		   sscanf(v, "bytes %llu-%llu/", &first, &last) == 2) {
+		g->range_first = (int64_t)first;
+	}
+	return n;
+}
+
 
 static bool is_redirect(long status)
 {
@@ -235,7 +340,9 @@ static int http_perform(struct http *h, CURL *c, const char *url, const char *me
 			return err_set(e, -EIO, "cannot set up a request for '%s'", cur);
 		errbuf[0] = '\0';
 		cc = curl_easy_perform(c);
-		if (g && g->sink_r < 0)   /* the sink's failure is the caller's to describe */
+		if (g)
+			g->cc = cc;
+		if (g && g->sink_r < 0 && !g->fail)   /* the sink's failure is the caller's */
 			return g->sink_r;
 		long status = 0;
 		char *next = NULL;
@@ -282,21 +389,85 @@ static int http_result(CURL *c, CURLcode cc, const char *method, const char *url
 		       *errbuf ? errbuf : curl_easy_strerror(cc));
 }
 
+/* Checks, at its first body byte, that an answer carries the object we
+ * began with, from the byte we need. */
+static int body_start(struct get_ctx *g)
+{
+	long status = 0;
+	curl_off_t len = -1;
+	const char *v = g->etag ? g->etag : g->last_modified;
+
+	g->started = true;
+	curl_easy_getinfo(g->c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(g->c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+	if (g->delivered == 0) {
+		free(g->validator);
+		g->validator = v ? xstrdup(v) : NULL;
+		if (status == 200 && len >= 0) {
+			g->total = (uint64_t)len;
+			g->have_total = true;
+		}
+		return 0;
+	}
+	if (!v || strcmp(v, g->validator)) {
+		g->fail = xasprintf("the object changed while it was read (%s, then %s)",
+				    g->validator, v ? v : "none");
+		return -ESTALE;
+	}
+	if (status == 206 && g->range_first != (int64_t)g->attempt_start) {
+		g->fail = xasprintf("the server resumed at byte %lld, not at byte %llu",
+				    (long long)g->range_first, (unsigned long long)g->attempt_start);
+		return -EIO;
+	}
+	if (status == 200)
+		g->skip = g->attempt_start;
+	return 0;
+}
+
 static size_t write_cb(char *p, size_t size, size_t nmemb, void *data)
 {
 	struct get_ctx *g = data;
-	size_t n = size * nmemb;
+	size_t n = size * nmemb, drop = 0;
 	long status = 0;
+	int r = 0;
+
 	/* the body of a redirect is not the object */
 	curl_easy_getinfo(g->c, CURLINFO_RESPONSE_CODE, &status);
 	if (is_redirect(status))
 		return n;
-	int r = g->sink(g->data, p, n);
+	if (!g->started && (r = body_start(g)) < 0) {
+		g->sink_r = r;
+		return 0;
+	}
+	if (g->skip) {
+		drop = g->skip < n ? (size_t)g->skip : n;
+		g->skip -= drop;
+	}
+	if (n > drop)
+		r = g->sink(g->data, p + drop, n - drop);
 	if (r < 0) {
 		g->sink_r = r;
 		return 0;   /* makes curl stop with CURLE_WRITE_ERROR */
 	}
+	g->delivered += n - drop;
 	return n;
+}
+
+/* true when a failed attempt is worth another one. */
+static bool get_retryable(struct get_ctx *g, CURLcode cc)
+{
+	long status = 0;
+
+	if (g->sink_r < 0 || cc == CURLE_OK)
+		return false;
+	/* bytes in the sink cannot be taken back: resume them, or give up */
+	if (g->delivered && !g->validator)
+		return false;
+	curl_easy_getinfo(g->c, CURLINFO_RESPONSE_CODE, &status);
+	if (cc == CURLE_HTTP_RETURNED_ERROR)
+		return status >= 500 || status == 408 || status == 429;
+	return cc != CURLE_URL_MALFORMAT && cc != CURLE_UNSUPPORTED_PROTOCOL &&
+	       cc != CURLE_TOO_MANY_REDIRECTS;
 }
 
 static int http_get(struct storage *s, const char *key, sink_fn sink, void *data,
@@ -304,15 +475,94 @@ static int http_get(struct storage *s, const char *key, sink_fn sink, void *data
 {
 	struct http *h = H(s);
 	_cleanup_free_ char *url = http_url(h, key);
-	_cleanup_curl_ CURL *c = curl_easy_init();
-	char errbuf[CURL_ERROR_SIZE] = "";
-	struct get_ctx g = { .c = c, .sink = sink, .data = data };
+	struct get_ctx g = { .sink = sink, .data = data, .range_first = -1 };
+	int r = 0;
 
-	if (!c || http_setup(h, c, url, errbuf) < 0 ||
-	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_WRITEDATA, &g) != CURLE_OK)
-		return err_set(e, -EIO, "cannot set up a request for '%s'", url);
-	return http_perform(h, c, url, "GET", key, &g, errbuf, e);
+	for (int attempt = 1;; attempt++) {
+		_cleanup_curl_ CURL *c = curl_easy_init();
+		struct curl_slist *hdrs = NULL;
+		char errbuf[CURL_ERROR_SIZE] = "";
+
+		get_attempt_reset(&g);
+		g.c = c;
+		g.stall_ms = (uint64_t)h->timeout * 1000;
+		if (!c || http_setup(h, c, url, errbuf) < 0 ||
+		    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_WRITEDATA, &g) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_HEADERDATA, &g) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb) != CURLE_OK ||
+		    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &g) != CURLE_OK) {
+			r = err_set(e, -EIO, "cannot set up a request for '%s'", url);
+			break;
+		}
+		if (g.delivered) {
+			_cleanup_free_ char *range = xasprintf("Range: bytes=%llu-",
+							       (unsigned long long)g.delivered);
+			_cleanup_free_ char *ifr = xasprintf("If-Range: %s", g.validator);
+			hdrs = curl_slist_append(hdrs, range);
+			hdrs = curl_slist_append(hdrs, ifr);
+			curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+		}
+		_cleanup_err_ struct err perr = ERR_INIT;
+		int pr = http_perform(h, c, url, "GET", key, &g, errbuf, &perr);
+		CURLcode cc = pr < 0 && g.cc == CURLE_OK ? CURLE_HTTP_RETURNED_ERROR : g.cc;
+		bool again = pr < 0 && get_retryable(&g, cc) && attempt <= h->retries;
+		if (pr >= 0) {
+			r = 0;
+		} else if (g.fail) {
+			r = err_set(e, g.sink_r, "GET '%s' failed: %s", url, g.fail);
+		} else if (proc_cancelled && cc != CURLE_OK) {
+			r = proc_check_cancel(e);
+		} else if (g.sink_r < 0) {
+			r = g.sink_r;   /* the sink's failure is the caller's to describe */
+		} else if (again) {
+			_cleanup_err_ struct err tmp = ERR_INIT;
+			unsigned ms = 250u << (attempt - 1 < 5 ? attempt - 1 : 5);
+			struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+			if (g.stalled)
+				err_set(&tmp, -ETIMEDOUT, "GET '%s' failed: nothing moved for %ld s "
+					"(storage.timeout)", url, h->timeout);
+			else
+				err_set(&tmp, pr, "%s", err_msg(&perr));
+			if (g.delivered)
+				log_warn("%s, resuming at byte %llu in %u ms", err_msg(&tmp),
+					 (unsigned long long)g.delivered, ms);
+			else
+				log_warn("%s, retrying in %u ms", err_msg(&tmp), ms);
+			curl_slist_free_all(hdrs);
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !proc_cancelled)
+				;
+			if (proc_cancelled) {
+				r = proc_check_cancel(e);
+				break;
+			}
+			continue;
+		} else {
+			_cleanup_err_ struct err last = ERR_INIT;
+
+			if (g.stalled)
+				r = err_set(&last, -ETIMEDOUT, "GET '%s' failed: nothing moved for %ld s "
+					    "(storage.timeout)", url, h->timeout);
+			else
+				r = err_set(&last, pr, "%s", err_msg(&perr));
+			if (r < 0 && attempt > 1)
+				err_set(e, r, "%s (%d attempts)", err_msg(&last), attempt);
+			else if (r < 0)
+				err_set(e, r, "%s", err_msg(&last));
+		}
+		curl_slist_free_all(hdrs);
+		break;
+	}
+	if (r == 0 && g.have_total && g.delivered != g.total)
+		r = err_set(e, -EIO, "GET '%s' was cut short: %llu of %llu bytes", url,
+			    (unsigned long long)g.delivered, (unsigned long long)g.total);
+	g.c = NULL;
+	get_attempt_reset(&g);
+	free(g.validator);
+	return r;
 }
 
 static int http_stat(struct storage *s, const char *key, struct storage_stat *ret,

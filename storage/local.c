@@ -9,8 +9,12 @@
  *  - an upload writes ".tmp-<random>" in the object's directory, fsyncs it,
  *    renames it over the final name and fsyncs the directory: a reader or a
  *    crash sees the old object or the new one, never half of one;
- *  - ".tmp-" files are invisible to get/stat/list, and those older than a
- *    day (left by a crash) are removed when the storage is opened.
+ *  - the writer holds an flock() on its temp file from its creation to
+ *    its rename, so a temp file nobody holds is dead (its writer crashed):
+ *    the next upload or listing that meets one in its directory, the next
+ *    open of the storage, and `storage check` (storage_sweep_uploads)
+ *    remove it at once; a live one is never touched;
+ *  - ".tmp-" files are invisible to get/stat/list.
  */
 #define UPAAS_STORAGE_INTERNAL 1
 
@@ -18,13 +22,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
 #include "storage/storage-int.h"
 
 #define TMP_PREFIX ".tmp-"
-#define TMP_MAX_AGE (24 * 3600)
 /* Directory depth we descend to when listing or cleaning. */
 #define WALK_MAX_DEPTH 128
 
@@ -37,7 +41,7 @@ struct local_upload {
 	struct strv comps;   /* key split at '/' */
 	int *fds;            /* directory fds of comps[0..n-2], owned */
 	size_t n_fds;
-	int fd;              /* the temp file */
+	int fd;              /* the temp file, flock()ed until its rename */
 	char tmp[32];        /* its name in the object's directory */
 };
 
@@ -155,8 +159,97 @@ static bool is_tmp(const char *name)
 	return !strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX));
 }
 
-/* Removes temp files older than a day below dfd (takes dfd). */
-static void clean_tmp(int dfd, int64_t cutoff, int depth)
+/*
+ * Removes the temp file name in dfd when its writer is gone, that is when
+ * nobody holds its flock(). Returns 1 when removed, 0 when it is alive (or
+ * not a temp file), -errno on failure. The name is unlinked only while we
+ * hold the lock and it still names the file we locked; a writer that takes
+ * its lock after us finds its file unlinked (st_nlink 0) and starts over.
+ */
+static int tmp_reap(int dfd, const char *name)
+{
+	_cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st, now;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? 0 : -errno;
+	if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (now.st_dev != st.st_dev || now.st_ino != st.st_ino)
+		return 0;
+	if (unlinkat(dfd, name, 0) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	log_debug("removed the temp file '%s' of a dead upload", name);
+	return 1;
+}
+
+/* What a sweep found: dead temp files removed, live ones left. */
+struct sweep {
+	struct buf path;     /* the directory's key prefix, "" or ending in '/' */
+	storage_stale_fn cb; /* NULL: nobody asks */
+	void *data;
+	int removed;
+	int r;               /* the first callback failure */
+};
+
+/* Reports one temp file to the sweep's callback. */
+static void sweep_report(struct sweep *sw, int dfd, const char *name, bool removed,
+			 const struct stat *st)
+{
+	if (!sw || !sw->cb || sw->r < 0)
+		return;
+	_cleanup_free_ char *key = xasprintf("%s%s", sw->path.p, name);
+	struct storage_stale u = {
+		.key = key,
+		.started = st->st_mtime,   /* its last write: the best we know */
+		.idle = now_unix() - st->st_mtime,
+		.size = (uint64_t)st->st_size,
+		.removed = removed,
+	};
+	int r = sw->cb(sw->data, &u);
+	if (r < 0)
+		sw->r = r;
+}
+
+/* Reaps the temp file name of dfd and reports it. */
+static void sweep_one(struct sweep *sw, int dfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+		return;
+	int r = tmp_reap(dfd, name);
+	if (r > 0 && sw)
+		sw->removed++;
+	if (r >= 0)
+		sweep_report(sw, dfd, name, r > 0, &st);
+}
+
+/* Removes the dead temp files of one directory (not below it). */
+static void clean_dir(int dfd)
+{
+	int fd = reopen_dir(dfd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	for (struct dirent *de; (de = readdir(dir));)
+		if (is_tmp(de->d_name))
+			sweep_one(NULL, dirfd(dir), de->d_name);
+	closedir(dir);
+}
+
+/* Removes the dead temp files below dfd (takes dfd), reporting to sw. */
+static void clean_tree(struct sweep *sw, int dfd, int depth)
 {
 	DIR *dir = fdopendir(dfd);
 	if (!dir) {
@@ -168,18 +261,23 @@ static void clean_tmp(int dfd, int64_t cutoff, int depth)
 		const char *name = de->d_name;
 		if (!strcmp(name, ".") || !strcmp(name, ".."))
 			continue;
-		struct stat st;
-		if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		if (is_tmp(name)) {
+			sweep_one(sw, dirfd(dir), name);
 			continue;
-		if (S_ISDIR(st.st_mode) && depth < WALK_MAX_DEPTH) {
-			int fd = openat(dirfd(dir), name,
-					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd >= 0)
-				clean_tmp(fd, cutoff, depth + 1);
-		} else if (S_ISREG(st.st_mode) && is_tmp(name) && st.st_mtime < cutoff) {
-			if (unlinkat(dirfd(dir), name, 0) == 0)
-				log_debug("removed stale upload '%s'", name);
 		}
+		struct stat st;
+		if (depth >= WALK_MAX_DEPTH ||
+		    fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		int fd = openat(dirfd(dir), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		size_t plen = sw ? sw->path.len : 0;
+		if (sw)
+			buf_addf(&sw->path, "%s/", name);
+		clean_tree(sw, fd, depth + 1);
+		if (sw)
+			buf_setlen(&sw->path, plen);
 	}
 	closedir(dir);
 }
@@ -206,9 +304,10 @@ static int local_open(struct storage *s, const struct cfg_storage *cfg, const ch
 	if (fd < 0)
 		return err_set_errno(e, -errno, "cannot open '%s'", root);
 
+	/* whoever opens the storage next removes what dead uploads left */
 	int clean = reopen_dir(fd);
 	if (clean >= 0)
-		clean_tmp(clean, now_unix() - TMP_MAX_AGE, 0);
+		clean_tree(NULL, clean, 0);
 
 	l->root_fd = fd;
 	s->where = xstrdup(root);
@@ -250,6 +349,8 @@ static int local_upload_begin(struct storage *s, struct storage_upload *u, const
 			dirchain_free(&d);
 			return chain_error(l, key, r, e);
 		}
+		/* what dead writers left here goes first */
+		clean_dir(dirchain_fd(l, &d));
 		tmp_name(lu->tmp);
 		int fd = openat(dirchain_fd(l, &d), lu->tmp,
 				O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -260,6 +361,23 @@ static int local_upload_begin(struct storage *s, struct storage_upload *u, const
 				continue;
 			return err_set_errno(e, r, "cannot create a temporary file for '%s' in '%s'",
 				       key, l->root);
+		}
+		/* the lock says "alive" to sweepers; one that took our new file
+		 * for a dead one before we locked it has unlinked it */
+		struct stat st;
+		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) {
+			r = -errno;
+			close(fd);
+			unlinkat(dirchain_fd(l, &d), lu->tmp, 0);
+			dirchain_free(&d);
+			return err_set_errno(e, r, "cannot lock the temporary file of '%s' in '%s'",
+					     key, l->root);
+		}
+		if (st.st_nlink == 0) {
+			r = -ENOENT;
+			close(fd);
+			dirchain_free(&d);
+			continue;
 		}
 		lu->fd = fd;
 		lu->comps = d.comps;
@@ -297,14 +415,16 @@ static void upload_release(struct storage_upload *u, bool prune)
 	struct local_upload *lu = u->priv;
 	struct dirchain d = { .comps = lu->comps, .fds = lu->fds, .n_fds = lu->n_fds };
 
+	/* unlinked while we still hold its lock, so that no sweeper can
+	 * mistake it for a dead writer's */
+	if (prune)
+		unlinkat(dirchain_fd(L(u->s), &d), lu->tmp, 0);
 	if (lu->fd >= 0) {
 		close(lu->fd);
 		lu->fd = -1;
 	}
-	if (prune) {
-		unlinkat(dirchain_fd(L(u->s), &d), lu->tmp, 0);
+	if (prune)
 		remove_empty_parents(&d.comps, d.fds, d.n_fds, L(u->s)->root_fd);
-	}
 	dirchain_free(&d);
 	lu->comps = (struct strv)STRV_INIT;
 	lu->fds = NULL;
@@ -319,10 +439,18 @@ static int local_upload_commit(struct storage_upload *u, struct err *e)
 	int dfd = dirchain_fd(l, &d);
 	int r = 0;
 
-	if (fsync(lu->fd) < 0)
+	/* the lock lives in the open file description: a duplicate keeps it
+	 * through the close that reports a late write error, until the rename */
+	_cleanup_close_ int lock_fd = fcntl(lu->fd, F_DUPFD_CLOEXEC, 3);
+
+	if (lock_fd < 0)
+		r = err_set_errno(e, -errno, "cannot write '%s' in '%s'", u->key, l->root);
+	if (r >= 0 && fsync(lu->fd) < 0)
 		r = err_set_errno(e, -errno, "cannot fsync '%s' in '%s'", u->key, l->root);
 	if (r >= 0 && close(TAKE_FD(lu->fd)) < 0)
 		r = err_set_errno(e, -errno, "cannot write '%s' in '%s'", u->key, l->root);
+	if (r >= 0)
+		crash_point("storage.local.before-rename");
 	/* rename() replaces a symlink at the final name, never follows it */
 	if (r >= 0 && renameat(dfd, lu->tmp, dfd, dirchain_base(&d)) < 0) {
 		r = -errno;
@@ -337,6 +465,7 @@ static int local_upload_commit(struct storage_upload *u, struct err *e)
 		upload_release(u, true);
 		return r;
 	}
+	crash_point("storage.local.after-rename");
 	if (fsync(dfd) < 0)
 		r = err_set_errno(e, -errno, "cannot fsync the directory of '%s' in '%s'", u->key,
 			    l->root);
@@ -502,8 +631,14 @@ static int list_dir(struct list_ctx *c, int dfd, struct buf *path, const char *m
 	errno = 0;
 	while ((de = readdir(dir))) {
 		const char *name = de->d_name;
-		if (!strcmp(name, ".") || !strcmp(name, "..") || is_tmp(name))
+		if (!strcmp(name, ".") || !strcmp(name, ".."))
 			continue;
+		if (is_tmp(name)) {
+			/* a dead upload's: whoever comes next removes it */
+			tmp_reap(dirfd(dir), name);
+			errno = 0;
+			continue;
+		}
 		if (strncmp(name, match, mlen))
 			continue;
 		struct stat st;
@@ -608,10 +743,28 @@ static int local_del(struct storage *s, const char *key, struct err *e)
 				       key, l->root);
 		return err_set_errno(e, -errno, "cannot delete '%s' in '%s'", key, l->root);
 	}
+	crash_point("storage.local.after-unlink");
 	if (fsync(dfd) < 0)
 		log_debug("cannot fsync the directory of '%s': %s", key, strerror(errno));
 	remove_empty_parents(&d.comps, d.fds, d.n_fds, l->root_fd);
 	return 0;
+}
+
+/* ------------------------------------------------------------ sweep */
+
+/* Dead temps go whatever grace says: their writers' locks tell. */
+static int local_sweep(struct storage *s, int64_t grace, storage_stale_fn cb, void *data,
+		       struct err *e)
+{
+	struct local *l = L(s);
+	struct sweep sw = { .path = BUF_INIT, .cb = cb, .data = data };
+	int fd = reopen_dir(l->root_fd);
+
+	if (fd < 0)
+		return err_set_errno(e, -errno, "cannot open '%s'", l->root);
+	clean_tree(&sw, fd, 0);
+	buf_free(&sw.path);
+	return sw.r < 0 ? sw.r : sw.removed;
 }
 
 const struct storage_ops storage_local_ops = {
@@ -631,4 +784,5 @@ const struct storage_ops storage_local_ops = {
 	.stat = local_stat,
 	.list = local_list,
 	.del = local_del,
+	.sweep = local_sweep,
 };

@@ -6,14 +6,21 @@
  *   put   single PUT up to multipart_threshold bytes, else
  *         CreateMultipartUpload, UploadPart (parallel, libcurl multi),
  *         CompleteMultipartUpload; any failure or abort -> AbortMultipartUpload
- *   get   GET, streamed to the sink
+ *   get   GET, streamed to the sink; a GET cut short after some bytes
+ *         resumes with Range from the bytes the sink already took, on
+ *         condition (If-Match) that the object kept its ETag
  *   stat  HEAD
  *   list  ListObjectsV2 with continuation tokens
  *   del   DELETE (404 is success)
  *   presign  a query-string signed GET URL
+ *   sweep ListMultipartUploads (+ ListParts for the last activity) under
+ *         the prefix, AbortMultipartUpload of the idle ones
  *
  * Every request is retried with exponential backoff on transport errors,
- * 5xx, 408 and 429, up to cfg->retries times. Messages name the method, the
+ * 5xx, 408 and 429, up to cfg->retries times. Timeouts: connect_timeout for
+ * the connection, and a stall timeout (cfg->timeout: no byte moved for that
+ * long) instead of a deadline for the whole transfer, so that a large object
+ * on a slow link arrives while a dead server is given up on quickly. Messages name the method, the
  * key, the bucket and the server's error code; never a secret (libcurl's
  * verbose mode, which would print the Authorization header, stays off).
  */
@@ -54,7 +61,8 @@ struct s3 {
 	size_t part_size;
 	int parallel;
 	int retries;
-	long timeout;
+	long timeout;           /* stall timeout, seconds; 0: none */
+	long connect_timeout;   /* seconds */
 	bool curl_init;
 	CURL *easy;             /* single requests; keeps its connection alive */
 };
@@ -72,6 +80,12 @@ struct s3_req {
 	const char *range;      /* Range header, or NULL */
 	sink_fn sink;   /* where a 2xx body goes; NULL: into resp */
 	void *sink_data;
+	bool resumable;         /* a GET cut short resumes where it stopped */
+	/* across attempts */
+	char *validator;        /* the ETag of the first answer (If-Match) */
+	uint64_t total;         /* the object's size, when known */
+	bool have_total;
+	uint64_t attempt_start; /* delivered when this attempt began */
 	/* per attempt */
 	CURL *h;
 	struct curl_slist *hdrs;
@@ -88,7 +102,21 @@ struct s3_req {
 	uint64_t content_length;
 	bool have_length;
 	int64_t last_modified;
-	uint64_t delivered;     /* bytes handed to the sink */
+	uint64_t delivered;     /* bytes handed to the sink, all attempts */
+	int64_t range_first;    /* Content-Range's first byte; -1: none */
+	uint64_t range_total;   /* Content-Range's "/total", when have_range_total */
+	bool have_range_total;
+	bool body_started;      /* this attempt's answer is checked */
+	uint64_t attempt_body;  /* body bytes of this attempt's 2xx answer */
+	uint64_t skip;          /* bytes of a 200 to drop (server ignored Range) */
+	char *range_hdr;        /* this attempt's Range, owned */
+	char *fail_msg;         /* why this attempt's body was refused */
+	uint64_t stall_ms;      /* the stall timeout; 0: none */
+	uint64_t moved;         /* bytes up and down at the last move */
+	uint64_t moved_ms;      /* when they last moved */
+	bool stalled;           /* given up: nothing moved for stall_ms */
+	bool uncancellable;     /* cleanup (an abort): runs despite SIGTERM */
+	bool cancelled;         /* stopped by SIGTERM/SIGINT */
 	int sink_err;
 };
 
@@ -167,12 +195,14 @@ static unsigned backoff_ms(int n)
 	return ms - ms / 5 + jitter(ms / 5 * 2 + 1);
 }
 
-static void sleep_ms(unsigned ms)
+/* Sleeps ms, or less when a signal cancels (unless uncancellable). */
+static void sleep_ms(unsigned ms, bool uncancellable)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+		if (proc_cancelled && !uncancellable)
+			return;
 }
 
 /* Text of the first <tag>...</tag> in xml, entities decoded; NULL if none. */
@@ -303,7 +333,47 @@ static void req_reset(struct s3_req *rq)
 	rq->content_length = 0;
 	rq->have_length = false;
 	rq->last_modified = 0;
+	rq->range_first = -1;
+	rq->range_total = 0;
+	rq->have_range_total = false;
+	rq->body_started = false;
+	rq->attempt_body = 0;
+	rq->skip = 0;
+	free(rq->range_hdr);
+	rq->range_hdr = NULL;
+	free(rq->fail_msg);
+	rq->fail_msg = NULL;
+	rq->attempt_start = rq->delivered;
+	rq->moved = 0;
+	rq->moved_ms = now_ms();
+	rq->stalled = false;
+	rq->cancelled = false;
 	rq->sink_err = 0;
+}
+
+/* libcurl's progress callback: fails a transfer in which no byte moved,
+ * either way, for the stall timeout (libcurl's own LOW_SPEED check
+ * averages over a window, and so waits seconds longer). */
+static int req_progress(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			curl_off_t ulnow)
+{
+	struct s3_req *rq = data;
+	uint64_t moved = (uint64_t)dlnow + (uint64_t)ulnow, now = now_ms();
+
+	if (proc_cancelled && !rq->uncancellable) {
+		rq->cancelled = true;
+		return 1;
+	}
+	if (moved != rq->moved) {
+		rq->moved = moved;
+		rq->moved_ms = now;
+		return 0;
+	}
+	if (rq->stall_ms && now - rq->moved_ms >= rq->stall_ms) {
+		rq->stalled = true;
+		return 1;
+	}
+	return 0;
 }
 
 static void req_free(struct s3_req *rq)
@@ -311,6 +381,45 @@ static void req_free(struct s3_req *rq)
 	req_reset(rq);
 	buf_free(&rq->resp);
 	kvlist_free(&rq->query);
+	free(rq->validator);
+	rq->validator = NULL;
+}
+
+/*
+ * Checks, at its first body byte, that the answer of a resumed GET carries
+ * the rest of the same object: a 206 from the byte we asked for, or a 200
+ * whose head we then drop. -ESTALE with rq->fail_msg when it does not.
+ */
+static int req_body_start(struct s3_req *rq, long status)
+{
+	rq->body_started = true;
+	if (!rq->validator) {
+		/* the first answer: what later attempts must match */
+		if (rq->etag)
+			rq->validator = xstrdup(rq->etag);
+		if (status == 200 && rq->have_length) {
+			rq->total = rq->content_length;
+			rq->have_total = true;
+		} else if (status == 206 && rq->have_range_total) {
+			rq->total = rq->range_total;
+			rq->have_total = true;
+		}
+		return 0;
+	}
+	if (rq->etag && strcmp(rq->etag, rq->validator)) {
+		rq->fail_msg = xasprintf("the object changed while it was read (ETag %s, then %s)",
+					 rq->validator, rq->etag);
+		return -ESTALE;
+	}
+	if (status == 206 && rq->range_first != (int64_t)rq->attempt_start) {
+		rq->fail_msg = xasprintf("the server resumed at byte %lld, not at byte %llu",
+					 (long long)rq->range_first,
+					 (unsigned long long)rq->attempt_start);
+		return -EIO;
+	}
+	if (status == 200)
+		rq->skip = rq->attempt_start;
+	return 0;
 }
 
 static size_t req_write(char *p, size_t size, size_t nmemb, void *data)
@@ -321,13 +430,25 @@ static size_t req_write(char *p, size_t size, size_t nmemb, void *data)
 
 	curl_easy_getinfo(rq->h, CURLINFO_RESPONSE_CODE, &status);
 	if (rq->sink && status >= 200 && status < 300) {
-		int r = rq->sink(rq->sink_data, p, n);
+		size_t drop = 0;
+		int r = 0;
 
+		if (!rq->body_started && (r = req_body_start(rq, status)) < 0) {
+			rq->sink_err = r;
+			return 0;
+		}
+		rq->attempt_body += n;
+		if (rq->skip) {
+			drop = rq->skip < n ? (size_t)rq->skip : n;
+			rq->skip -= drop;
+		}
+		if (n > drop)
+			r = rq->sink(rq->sink_data, p + drop, n - drop);
 		if (r < 0) {
 			rq->sink_err = r;
 			return 0;
 		}
-		rq->delivered += n;
+		rq->delivered += n - drop;
 		return n;
 	}
 	if (buf_add(&rq->resp, p, n) < 0) {
@@ -384,6 +505,19 @@ static size_t req_header(char *p, size_t size, size_t nmemb, void *data)
 		if (parse_int64(v, 0, INT64_MAX, &cl) == 0) {
 			rq->content_length = (uint64_t)cl;
 			rq->have_length = true;
+		}
+	} else if (header_is(line, len, "content-range", &v)) {
+		/* bytes FIRST-LAST/TOTAL */
+		unsigned long long first, last, total;
+
+		while (*v == ' ')
+			v++;
+		if (sscanf(v, "bytes %llu-%llu/%llu", &first, &last, &total) == 3) {
+			rq->range_first = (int64_t)first;
+			rq->range_total = total;
+			rq->have_range_total = true;
+		} else if (sscanf(v, "bytes %llu-%llu/", &first, &last) == 2) {
+			rq->range_first = (int64_t)first;
 		}
 	} else if (header_is(line, len, "last-modified", &v)) {
 		time_t t = curl_getdate(v, NULL);
@@ -450,6 +584,10 @@ static int req_setup(struct s3 *s3, CURL *h, struct s3_req *rq, struct err *e)
 
 	req_reset(rq);
 	rq->h = h;
+	if (rq->resumable && rq->delivered > 0)
+		rq->range_hdr = xasprintf("bytes=%llu-", (unsigned long long)rq->delivered);
+	const char *range = rq->range_hdr ? rq->range_hdr : rq->range;
+	const char *if_match = rq->range_hdr ? rq->validator : NULL;
 	if (!rq->payload_hash && !rq->hash[0]) {
 		if (s3->unsigned_payload && rq->body_len)
 			memcpy(rq->hash, SIGV4_UNSIGNED_PAYLOAD, sizeof(SIGV4_UNSIGNED_PAYLOAD));
@@ -472,10 +610,12 @@ static int req_setup(struct s3 *s3, CURL *h, struct s3_req *rq, struct err *e)
 		.payload_hash = rq->payload_hash ? rq->payload_hash : rq->hash,
 		.content_sha256 = true,
 	};
-	if (rq->range) {
-		kvlist_set(&extra, "range", rq->range);
+	if (if_match)
+		kvlist_set(&extra, "if-match", if_match);
+	if (range)
+		kvlist_set(&extra, "range", range);
+	if (extra.n)
 		sr.headers = &extra;
-	}
 	r = sigv4_sign(&k, &sr, time(NULL), &sig);
 	kvlist_free(&extra);
 	if (r < 0) {
@@ -492,9 +632,13 @@ static int req_setup(struct s3 *s3, CURL *h, struct s3_req *rq, struct err *e)
 	for (size_t i = 0; i < sig.headers.n; i++)
 		OPENSSL_cleanse(sig.headers.v[i], strlen(sig.headers.v[i]));
 	sigv4_out_free(&sig);
-	if (rq->range) {
-		_cleanup_free_ char *rh = xasprintf("Range: %s", rq->range);
+	if (range) {
+		_cleanup_free_ char *rh = xasprintf("Range: %s", range);
 		rq->hdrs = curl_slist_append(rq->hdrs, rh);
+	}
+	if (if_match) {
+		_cleanup_free_ char *ih = xasprintf("If-Match: %s", if_match);
+		rq->hdrs = curl_slist_append(rq->hdrs, ih);
 	}
 	/* no 100-continue round trip; the body is small or already in memory */
 	rq->hdrs = curl_slist_append(rq->hdrs, "Expect:");
@@ -509,8 +653,12 @@ static int req_setup(struct s3 *s3, CURL *h, struct s3_req *rq, struct err *e)
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, s3->timeout);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
+	/* no deadline for the whole transfer: a stall fails it */
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, s3->connect_timeout);
+	rq->stall_ms = s3->timeout > 0 ? (uint64_t)s3->timeout * 1000 : 0;
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, req_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, rq);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, rq->errbuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, req_write);
@@ -548,19 +696,27 @@ static void req_done(struct s3_req *rq, CURLcode cc)
 
 static enum outcome req_outcome(const struct s3_req *rq)
 {
-	if (rq->sink_err)
+	/* bytes already in the sink cannot be taken back: a GET that
+	 * delivered some goes on from there, or not at all */
+	bool again = !rq->delivered || (rq->resumable && rq->validator);
+
+	/* an answer that came is taken, even after a SIGTERM: a completed
+	 * upload must not be reported as failed */
+	if (rq->sink_err || rq->cancelled)
 		return OUT_FAIL;
 	if (rq->cc != CURLE_OK)
-		/* bytes already in the sink cannot be taken back */
-		return rq->delivered ? OUT_FAIL : OUT_RETRY;
+		return again ? OUT_RETRY : OUT_FAIL;
 	if (rq->status >= 200 && rq->status < 300) {
 		/* CompleteMultipartUpload may report an error inside a 200 */
 		if (!rq->sink && strstr(rq->resp.p, "<Error>"))
 			return OUT_RETRY;
+		/* a body shorter than announced: the connection was cut */
+		if (rq->sink && rq->have_length && rq->attempt_body != rq->content_length)
+			return again ? OUT_RETRY : OUT_FAIL;
 		return OUT_OK;
 	}
 	if (rq->status >= 500 || rq->status == 408 || rq->status == 429)
-		return rq->delivered ? OUT_FAIL : OUT_RETRY;
+		return again ? OUT_RETRY : OUT_FAIL;
 	return OUT_FAIL;
 }
 
@@ -576,8 +732,10 @@ static int req_error(const struct s3 *s3, const struct s3_req *rq, int attempts,
 	if (rq->sink_err == -E2BIG && !rq->sink)
 		return err_set(e, -EIO, "s3: answer to %s in bucket '%s' is larger than %zu bytes",
 			       rq->method, s3->bucket, S3_RESP_MAX);
-	if (rq->sink_err)
+	if (rq->sink_err && !rq->fail_msg)
 		return rq->sink_err;
+	if (rq->cancelled || (proc_cancelled && !rq->uncancellable && rq->cc != CURLE_OK))
+		return proc_check_cancel(e);
 	if (rq->what)
 		buf_adds(&what, rq->what);
 	else if (rq->key)
@@ -585,7 +743,18 @@ static int req_error(const struct s3 *s3, const struct s3_req *rq, int attempts,
 	else
 		buf_adds(&what, rq->method);
 
-	if (rq->cc != CURLE_OK) {
+	if (rq->fail_msg) {
+		buf_adds(&why, rq->fail_msg);
+		r = rq->sink_err;
+	} else if (rq->range_hdr && rq->status == 412) {
+		/* If-Match of a resumed GET */
+		buf_addf(&why, "the object changed while it was read (%ld PreconditionFailed "
+			 "resuming at byte %llu)", rq->status, (unsigned long long)rq->attempt_start);
+		r = -ESTALE;
+	} else if (rq->stalled) {
+		buf_addf(&why, "nothing moved for %llu s (storage.timeout)",
+			 (unsigned long long)(rq->stall_ms / 1000));
+	} else if (rq->cc != CURLE_OK) {
 		buf_adds(&why, rq->errbuf[0] ? rq->errbuf : curl_easy_strerror(rq->cc));
 	} else {
 		const char *end = rq->resp.p + rq->resp.len;
@@ -623,13 +792,21 @@ static int s3_do(struct s3 *s3, struct s3_req *rq, int attempts, struct err *e)
 		case OUT_OK:
 			return 0;
 		case OUT_RETRY:
+			if (proc_cancelled && !rq->uncancellable)
+				return proc_check_cancel(e);
 			if (i < attempts) {
 				_cleanup_err_ struct err tmp = ERR_INIT;
 				unsigned ms = backoff_ms(i);
 
 				req_error(s3, rq, 1, &tmp);
-				log_warn("%s, retrying in %u ms", err_msg(&tmp), ms);
-				sleep_ms(ms);
+				if (rq->resumable && rq->delivered)
+					log_warn("%s, resuming at byte %llu in %u ms", err_msg(&tmp),
+						 (unsigned long long)rq->delivered, ms);
+				else
+					log_warn("%s, retrying in %u ms", err_msg(&tmp), ms);
+				sleep_ms(ms, rq->uncancellable);
+				if (proc_cancelled && !rq->uncancellable)
+					return proc_check_cancel(e);
 				continue;
 			}
 			return req_error(s3, rq, i, e);
@@ -764,7 +941,8 @@ static int s3_open(struct storage *st, const struct cfg_storage *cfg, const char
 	s3->retries = cfg->retries >= 0 ? cfg->retries : 4;
 	if (s3->retries > 20)
 		s3->retries = 20;
-	s3->timeout = cfg->timeout > 0 ? cfg->timeout : 300;
+	s3->timeout = cfg->timeout > 0 ? cfg->timeout : 0;
+	s3->connect_timeout = cfg->connect_timeout > 0 ? cfg->connect_timeout : 10;
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		s3_close(st);
@@ -940,14 +1118,16 @@ static void mp_pump(struct s3_upload *u, bool block)
 	if (u->in_flight)
 		curl_multi_poll(u->multi, NULL, 0, timeout, NULL);
 	else if (waiting && timeout > 0)
-		sleep_ms((unsigned)timeout);
+		sleep_ms((unsigned)timeout, false);
 }
 
 /* Blocks until fewer than max parts are pending (or a part failed). */
 static int mp_wait(struct s3_upload *u, size_t max, struct err *e)
 {
-	while (!u->failed && u->pending > max)
+	while (!u->failed && u->pending > max && !proc_cancelled)
 		mp_pump(u, true);
+	if (proc_cancelled && !u->failed)
+		return proc_check_cancel(e);
 	if (u->failed) {
 		err_set(e, u->err.code, "%s", err_msg(&u->err));
 		return u->err.code < 0 ? u->err.code : -EIO;
@@ -1047,7 +1227,7 @@ static int mp_abort(struct s3_upload *u, struct err *e)
 	}
 	u->in_flight = 0;
 	if (u->upload_id) {
-		struct s3_req rq = { .method = "DELETE", .key = u->key };
+		struct s3_req rq = { .method = "DELETE", .key = u->key, .uncancellable = true };
 
 		kvlist_set(&rq.query, "uploadId", u->upload_id);
 		rq.what = xasprintf("AbortMultipartUpload '%s' (upload id '%s')", u->key,
@@ -1060,6 +1240,20 @@ static int mp_abort(struct s3_upload *u, struct err *e)
 		req_free(&rq);
 	}
 	return r;
+}
+
+/*
+ * Aborts a failed upload. When even that fails, a warning says so and what
+ * will remove the leftover; the caller's error (the root cause) is never
+ * replaced, and the CLI prints it last.
+ */
+static void mp_abort_or_warn(struct s3_upload *u)
+{
+	_cleanup_err_ struct err ae = ERR_INIT;
+
+	if (mp_abort(u, &ae) < 0)
+		log_warn("%s; the incomplete upload stays in the bucket until "
+			 "'upaas storage check' (or a lifecycle rule) aborts it", err_msg(&ae));
 }
 
 static int mp_complete(struct s3_upload *u, struct err *e)
@@ -1185,15 +1379,12 @@ static int s3_upload_commit(struct storage_upload *su, struct err *e)
 		r = mp_submit(u, &u->cur, e);
 	if (r == 0)
 		r = mp_wait(u, 0, e);
-	if (r == 0)
+	if (r == 0) {
+		crash_point("storage.s3.before-complete");
 		r = mp_complete(u, e);
-	if (r < 0) {
-		_cleanup_err_ struct err ae = ERR_INIT;
-
-		/* e keeps the root cause; the leftover upload is worth a line */
-		if (mp_abort(u, &ae) < 0)
-			log_error("%s", err_msg(&ae));
 	}
+	if (r < 0)
+		mp_abort_or_warn(u);
 	upload_cleanup(u);
 	return r;
 }
@@ -1202,12 +1393,8 @@ static void s3_upload_abort(struct storage_upload *su)
 {
 	struct s3_upload *u = su->priv;
 
-	if (u->multipart) {
-		_cleanup_err_ struct err ae = ERR_INIT;
-
-		if (mp_abort(u, &ae) < 0)
-			log_error("%s", err_msg(&ae));
-	}
+	if (u->multipart)
+		mp_abort_or_warn(u);
 	upload_cleanup(u);
 }
 
@@ -1219,13 +1406,15 @@ static int s3_get(struct storage *st, const char *key, sink_fn sink, void *data,
 	struct s3 *s3 = st->priv;
 	_cleanup_free_ char *k = full_key(s3, key);
 	struct s3_req rq = { .method = "GET", .key = k, .sink = sink, .sink_data = data };
-	int r = s3_do(s3, &rq, 0, e);
+	int r;
 
+	rq.resumable = true;
+	r = s3_do(s3, &rq, 0, e);
 	/* a short body (connection cut after the headers) is an error, not EOF */
-	if (r == 0 && rq.have_length && rq.delivered != rq.content_length)
+	if (r == 0 && rq.have_total && rq.delivered != rq.total)
 		r = err_set(e, -EIO, "s3: GET '%s' in bucket '%s' was cut short: %llu of %llu bytes",
 			    k, s3->bucket, (unsigned long long)rq.delivered,
-			    (unsigned long long)rq.content_length);
+			    (unsigned long long)rq.total);
 	req_free(&rq);
 	return r;
 }
@@ -1375,6 +1564,241 @@ static int s3_presign(struct storage *st, const char *key, unsigned expires, str
 	return 0;
 }
 
+/* ------------------------------------------------------------ sweep */
+
+/* One upload of a ListMultipartUploads page. */
+struct mp_entry {
+	char *key;              /* without the prefix */
+	char *id;
+	int64_t initiated;
+};
+
+static void mp_entries_free(struct mp_entry *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].key);
+		free(v[i].id);
+	}
+	free(v);
+}
+
+/*
+ * Parses one page of ListMultipartUploads: the uploads under s3->prefix
+ * (others are skipped), and the markers of the next page (both NULL when
+ * the listing is complete).
+ */
+static int mp_list_page(const struct s3 *s3, const struct buf *xml, struct mp_entry **ret,
+			size_t *ret_n, char **next_key, char **next_id, struct err *e)
+{
+	const char *p = xml->p, *end = xml->p + xml->len;
+	size_t plen = strlen(s3->prefix), n = 0, cap = 0;
+	struct mp_entry *v = NULL;
+	_cleanup_free_ char *trunc = xml_find(p, end, "IsTruncated", NULL);
+
+	*next_key = *next_id = NULL;
+	for (;;) {
+		const char *a = memmem(p, (size_t)(end - p), "<Upload>", 8);
+		const char *z = a ? memmem(a, (size_t)(end - a), "</Upload>", 9) : NULL;
+
+		if (!z)
+			break;
+		p = z + 9;
+		_cleanup_free_ char *key = xml_find(a, z, "Key", NULL);
+		_cleanup_free_ char *id = xml_find(a, z, "UploadId", NULL);
+		_cleanup_free_ char *init = xml_find(a, z, "Initiated", NULL);
+
+		if (!key || !str_set(id) || strncmp(key, s3->prefix, plen))
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = (struct mp_entry){
+			.key = xstrdup(key + plen),
+			.id = TAKE_PTR(id),
+			.initiated = init ? parse_iso8601(init) : 0,
+		};
+	}
+	if (trunc && !strcmp(trunc, "true")) {
+		*next_key = xml_find(xml->p, end, "NextKeyMarker", NULL);
+		*next_id = xml_find(xml->p, end, "NextUploadIdMarker", NULL);
+		if (!str_set(*next_key)) {
+			free(*next_key);
+			free(*next_id);
+			*next_key = *next_id = NULL;
+			mp_entries_free(v, n);
+			return err_set(e, -EIO, "s3: the list of multipart uploads of bucket '%s' "
+				       "is truncated but has no NextKeyMarker", s3->bucket);
+		}
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* The parts an upload stored: their total size and the newest's time. */
+static int mp_parts(struct s3 *s3, const struct mp_entry *m, uint64_t *size, int64_t *newest,
+		    struct err *e)
+{
+	_cleanup_free_ char *k = full_key(s3, m->key);
+	_cleanup_free_ char *marker = NULL;
+	_cleanup_free_ char *what = xasprintf("ListParts '%s' (upload id '%s')", k, m->id);
+
+	*size = 0;
+	*newest = 0;
+	/* 10000 parts at most, 1000 a page */
+	for (int page = 0; page < 11; page++) {
+		struct s3_req rq = { .method = "GET", .key = k, .what = what };
+		int r;
+
+		kvlist_set(&rq.query, "uploadId", m->id);
+		if (marker)
+			kvlist_set(&rq.query, "part-number-marker", marker);
+		r = s3_do(s3, &rq, 0, e);
+		if (r < 0) {
+			req_free(&rq);
+			return r;
+		}
+		const char *p = rq.resp.p, *end = rq.resp.p + rq.resp.len;
+		for (;;) {
+			const char *a = memmem(p, (size_t)(end - p), "<Part>", 6);
+			const char *z = a ? memmem(a, (size_t)(end - a), "</Part>", 7) : NULL;
+
+			if (!z)
+				break;
+			p = z + 7;
+			_cleanup_free_ char *sz = xml_find(a, z, "Size", NULL);
+			_cleanup_free_ char *mod = xml_find(a, z, "LastModified", NULL);
+			int64_t v;
+
+			if (sz && parse_int64(sz, 0, INT64_MAX, &v) == 0)
+				*size += (uint64_t)v;
+			if (mod && (v = parse_iso8601(mod)) > *newest)
+				*newest = v;
+		}
+		_cleanup_free_ char *trunc = xml_find(rq.resp.p, end, "IsTruncated", NULL);
+		free(marker);
+		marker = trunc && !strcmp(trunc, "true")
+			 ? xml_find(rq.resp.p, end, "NextPartNumberMarker", NULL) : NULL;
+		req_free(&rq);
+		if (!str_set(marker))
+			return 0;
+	}
+	return 0;
+}
+
+/* AbortMultipartUpload of one upload (full key k); gone already is fine. */
+static int mp_abort_id(struct s3 *s3, const char *k, const char *id, struct err *e)
+{
+	struct s3_req rq = { .method = "DELETE", .key = k };
+	int r;
+
+	kvlist_set(&rq.query, "uploadId", id);
+	rq.what = xasprintf("AbortMultipartUpload '%s' (upload id '%s')", k, id);
+	r = s3_do(s3, &rq, 0, e);
+	if (r == -ENOENT) {    /* NoSuchUpload: already gone */
+		err_clear(e);
+		r = 0;
+	}
+	free((char *)rq.what);
+	req_free(&rq);
+	return r;
+}
+
+/* Looks at one upload and aborts it when it is idle for grace seconds. */
+static int mp_sweep_one(struct s3 *s3, const struct mp_entry *m, int64_t grace,
+			storage_stale_fn cb, void *data, int *removed, struct err *e)
+{
+	_cleanup_err_ struct err pe = ERR_INIT;
+	_cleanup_err_ struct err ae = ERR_INIT;
+	_cleanup_free_ char *k = full_key(s3, m->key);
+	uint64_t size = 0;
+	int64_t newest = 0, now = now_unix();
+	int r = 0;
+
+	/* the last part's time says more than the start: a big upload over a
+	 * slow link may be old and alive */
+	if (mp_parts(s3, m, &size, &newest, &pe) < 0)
+		log_warn("%s", err_msg(&pe));
+	if (newest < m->initiated)
+		newest = m->initiated;
+	struct storage_stale u = {
+		.key = m->key,
+		.id = m->id,
+		.started = m->initiated,
+		.idle = newest ? now - newest : 0,
+		.size = size,
+	};
+	if (grace == 0 || (grace > 0 && newest && u.idle >= grace)) {
+		r = mp_abort_id(s3, k, m->id, &ae);
+		if (r < 0) {
+			u.error = err_msg(&ae);
+			err_set(e, r, "%s", err_msg(&ae));
+		} else {
+			u.removed = true;
+			(*removed)++;
+		}
+	}
+	if (cb) {
+		int rc = cb(data, &u);
+
+		if (rc < 0)
+			return rc;
+	}
+	/* an abort that failed does not stop the others */
+	return r < 0 ? 1 : 0;
+}
+
+static int s3_sweep(struct storage *st, int64_t grace, storage_stale_fn cb, void *data,
+		    struct err *e)
+{
+	struct s3 *s3 = st->priv;
+	_cleanup_free_ char *key_marker = NULL, *id_marker = NULL;
+	_cleanup_free_ char *what = xasprintf("ListMultipartUploads '%s'", s3->prefix);
+	int removed = 0, failed = 0;
+
+	for (int page = 0; page < 100000; page++) {
+		struct s3_req rq = { .method = "GET", .key = NULL, .what = what };
+		struct mp_entry *v = NULL;
+		size_t n = 0;
+		char *nk = NULL, *ni = NULL;
+		int r;
+
+		kvlist_set(&rq.query, "uploads", "");
+		if (*s3->prefix)
+			kvlist_set(&rq.query, "prefix", s3->prefix);
+		if (key_marker)
+			kvlist_set(&rq.query, "key-marker", key_marker);
+		if (id_marker)
+			kvlist_set(&rq.query, "upload-id-marker", id_marker);
+		r = s3_do(s3, &rq, 0, e);
+		if (r == 0)
+			r = mp_list_page(s3, &rq.resp, &v, &n, &nk, &ni, e);
+		req_free(&rq);
+		for (size_t i = 0; i < n && r >= 0; i++) {
+			r = mp_sweep_one(s3, &v[i], grace, cb, data, &removed, e);
+			if (r > 0) {
+				failed++;
+				r = 0;
+			}
+		}
+		mp_entries_free(v, n);
+		free(key_marker);
+		free(id_marker);
+		key_marker = nk;
+		id_marker = ni;
+		if (r < 0) {
+			free(TAKE_PTR(key_marker));
+			return r;
+		}
+		if (!key_marker)
+			break;
+	}
+	if (failed)
+		return e->code < 0 ? e->code : -EIO;
+	return removed;
+}
+
 const struct storage_ops storage_s3_ops = {
 	.name = "s3",
 	.caps = STORAGE_CAP_WRITE | STORAGE_CAP_LIST | STORAGE_CAP_PRESIGN,
@@ -1391,4 +1815,5 @@ const struct storage_ops storage_s3_ops = {
 	.list = s3_list,
 	.del = s3_del,
 	.presign = s3_presign,
+	.sweep = s3_sweep,
 };

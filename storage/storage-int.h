@@ -50,6 +50,9 @@ struct storage_ops {
 	int (*del)(struct storage *s, const char *key, struct err *e);
 	int (*presign)(struct storage *s, const char *key, unsigned expires, struct buf *url,
 		       struct err *e);
+	/* storage_sweep_uploads(); NULL: the handler leaves none behind */
+	int (*sweep)(struct storage *s, int64_t grace, storage_stale_fn cb, void *data,
+		     struct err *e);
 };
 
 struct storage {

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -240,6 +241,9 @@ int storage_upload_write(struct storage_upload *u, const void *p, size_t n, stru
 {
 	if (n == 0)
 		return 0;
+	/* SIGTERM/SIGINT (proc_cancel_on_signals): the caller aborts */
+	if (proc_cancelled)
+		return proc_check_cancel(e);
 	int r = u->s->ops->upload_write(u, p, n, e);
 	if (r < 0)
 		return r;
@@ -251,7 +255,15 @@ int storage_upload_write(struct storage_upload *u, const void *p, size_t n, stru
 int storage_upload_commit(struct storage_upload *u, struct err *e)
 {
 	struct storage *s = u->s;
-	int r = s->ops->upload_commit(u, e);
+	int r;
+
+	/* cancelled before the object is visible: undo, not finish */
+	if (proc_cancelled) {
+		r = proc_check_cancel(e);
+		storage_upload_abort(u);
+		return r;
+	}
+	r = s->ops->upload_commit(u, e);
 	xfer_end(s);
 	upload_free(u);
 	return r < 0 ? r : 0;
@@ -331,6 +343,22 @@ int storage_put_buf(struct storage *s, const char *key, const void *p, size_t n,
 	return storage_upload_commit(u, e);
 }
 
+/* Waits until fd (a pipe, a terminal) has data or EOF, or a SIGTERM/SIGINT
+ * cancels (the handler restarts a blocked read, so it is never blocked in
+ * one for long): 0, or -ECANCELED. */
+static int wait_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		if (proc_cancelled)
+			return -ECANCELED;
+		int n = poll(&p, 1, 200);
+		if (n > 0 || (n < 0 && errno != EINTR))
+			return 0;   /* ready, or let read() say what is wrong */
+	}
+}
+
 /* Uploads fd to EOF; name is used in messages. */
 static int put_fd_named(struct storage *s, const char *key, int fd, const char *name,
 			struct err *e)
@@ -345,10 +373,21 @@ static int put_fd_named(struct storage *s, const char *key, int fd, const char *
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *block = xmalloc(STORAGE_BLOCK);
+	bool stream = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
 	for (;;) {
+		if (stream && wait_readable(fd) < 0) {
+			r = proc_check_cancel(e);
+			storage_upload_abort(u);
+			return r;
+		}
 		ssize_t n = read(fd, block, STORAGE_BLOCK);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR && !proc_cancelled)
 			continue;
+		if (proc_cancelled) {
+			r = proc_check_cancel(e);
+			storage_upload_abort(u);
+			return r;
+		}
 		if (n < 0) {
 			r = err_set_errno(e, -errno, "cannot read '%s'", name);
 			storage_upload_abort(u);
@@ -394,6 +433,8 @@ struct get_ctx {
 static int get_sink(void *data, const void *p, size_t n)
 {
 	struct get_ctx *g = data;
+	if (proc_cancelled)
+		return -ECANCELED;
 	int r = g->sink(g->data, p, n);
 	if (r < 0)
 		return r;
@@ -415,6 +456,8 @@ int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 	xfer_begin(s, 0);
 	r = s->ops->get(s, key, get_sink, &g, e);
 	xfer_end(s);
+	if (r < 0 && proc_cancelled && !e->code)
+		proc_check_cancel(e);
 	return r < 0 ? r : 0;
 }
 
@@ -638,6 +681,14 @@ int storage_delete(struct storage *s, const char *key, struct err *e)
 	if (!s->ops->del || !(s->ops->caps & STORAGE_CAP_WRITE))
 		return read_only(s, e);
 	return s->ops->del(s, key, e);
+}
+
+int storage_sweep_uploads(struct storage *s, int64_t grace, storage_stale_fn cb, void *data,
+			  struct err *e)
+{
+	if (!s->ops->sweep)
+		return 0;
+	return s->ops->sweep(s, grace, cb, data, e);
 }
 
 int storage_presign(struct storage *s, const char *key, unsigned expires, struct buf *url,

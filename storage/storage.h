@@ -116,6 +116,39 @@ int storage_list_keys(struct storage *s, const char *prefix, struct strv *names,
 /* Deleting a missing key is success. */
 int storage_delete(struct storage *s, const char *key, struct err *e);
 
+/*
+ * An upload that never finished: an S3 multipart upload whose writer died
+ * or could not abort it, a temp file of the local handler whose writer
+ * died (the local handler knows: a live writer holds a lock on its temp).
+ */
+struct storage_stale {
+	const char *key;        /* the key it was meant for (local: the temp's) */
+	const char *id;         /* the S3 upload id; NULL for local temps */
+	int64_t started;        /* unix seconds; 0 when unknown */
+	int64_t idle;           /* seconds since its last write */
+	uint64_t size;          /* bytes stored so far */
+	bool removed;           /* aborted or removed by this sweep */
+	const char *error;      /* why removing it failed; NULL */
+};
+typedef int (*storage_stale_fn)(void *data, const struct storage_stale *u);
+
+/* Idle time after which storage_sweep_uploads() takes an S3 multipart
+ * upload for dead: a live writer stores a part far more often. */
+#define STORAGE_UPLOAD_GRACE (3600)
+
+/*
+ * Finds the unfinished uploads under the storage and removes the dead ones:
+ * local temps whose writer is gone (always; live ones never), S3 multipart
+ * uploads idle for at least grace seconds (grace 0: every one, also those
+ * a live writer may still use; grace < 0: none, just list). cb, when not
+ * NULL, sees each one found, removed or not; cb returning < 0 stops the
+ * sweep with that value. Returns the number removed, or -errno (-EIO when
+ * some abort failed; the others were still tried). Handlers that cannot
+ * have any (http) return 0.
+ */
+int storage_sweep_uploads(struct storage *s, int64_t grace, storage_stale_fn cb, void *data,
+			  struct err *e);
+
 /* A URL anyone can GET for expires seconds (-EOPNOTSUPP if the handler can't). */
 int storage_presign(struct storage *s, const char *key, unsigned expires, struct buf *url,
 		    struct err *e);

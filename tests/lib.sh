@@ -160,3 +160,33 @@ t_sandbox_root() {
 
 # Mount points below a path (for leak checks); prints them.
 t_mounts_below() { awk -v r="$1" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo; }
+
+# t_require_crash_points: this build's crash points (common/crash.c) into
+# CRASH_POINTS, one a line. Without them the test is skipped, unless
+# UPAAS_TEST_CRASH_POINTS=required (./quickstart test), where it fails.
+t_require_crash_points() {
+	CRASH_POINTS=$(UPAAS_CRASH_POINT=list "$UPAAS" --version 2>/dev/null) || CRASH_POINTS=
+	[ -n "$CRASH_POINTS" ] && return 0
+	[ "${UPAAS_TEST_CRASH_POINTS:-}" = required ] &&
+		t_bail "this build has no crash points (configure --enable-crash-points)"
+	t_skip_all "this build has no crash points (configure --enable-crash-points)"
+}
+
+# t_crash_trace FILE COMMAND...: runs COMMAND with every crash point it
+# passes appended to FILE; then FILE holds "POINT COUNT" lines, one per hit
+# (COUNT: the how-manieth hit of POINT), in order: what UPAAS_CRASH_POINT and
+# UPAAS_CRASH_COUNT need to stop the command there.
+t_crash_trace() {
+	local file=$1; shift
+	rm -f "$file.raw"
+	UPAAS_CRASH_TRACE=$file.raw "$@" || return
+	awk '{ n[$1]++; print $1, n[$1] }' "$file.raw" >"$file"
+}
+
+# t_crash_at POINT COUNT COMMAND...: runs COMMAND killed (SIGKILL) at the
+# COUNT-th hit of POINT; succeeds when it was killed there (status 137).
+t_crash_at() {
+	local point=$1 count=$2; shift 2
+	UPAAS_CRASH_POINT=$point UPAAS_CRASH_COUNT=$count "$@"
+	[ $? -eq 137 ]
+}

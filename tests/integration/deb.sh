@@ -79,7 +79,7 @@ NAME=$(awk '/^name:/ {print $2}' "$T_ROOT/image.out")
 tick
 ROOT=$T_ROOT/root
 mkdir -p "$ROOT"
-tar --zstd -xpf "$UPAAS_TEST_SHARED/storage/images/$NAME.tar.zst" -C "$ROOT" \
+tar --zstd -xpf "$UPAAS_TEST_SHARED/storage/$(jq -r .key "$UPAAS_TEST_SHARED/storage/images/$NAME.json")" -C "$ROOT" \
 	--warning=no-unknown-keyword ||
 	t_bail "cannot unpack image '$NAME'"
 mkdir -p "$ROOT/proc" "$ROOT/dev"

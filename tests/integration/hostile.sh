@@ -20,6 +20,18 @@ command -v script >/dev/null || t_bail "script is needed (apt-get install bsduti
 command -v python3 >/dev/null || t_bail "python3 is needed"
 
 R=$UPAAS_TEST_SHARED/sandbox-root
+
+# the run cgroups of any upaas on this host (other process trees may have
+# left some: only this test's own count)
+run_cgroups() {
+	local d run
+	for d in /sys/fs/cgroup/upaas /sys/fs/cgroup/*/upaas /sys/fs/cgroup/*/*/*/upaas; do
+		for run in "$d"/run-*; do
+			[ -d "$run" ] && echo "$run"
+		done
+	done
+}
+cgroups_before=$(run_cgroups)
 BASE=$T_SANDBOX_BASE      # the range of every test (tests/lib.sh)
 t_sandbox_root "$R" "$BASE"
 sb() { "$SBH" --root "$R" --range "$BASE" "$@"; }
@@ -178,13 +190,11 @@ t_is "a setsid daemon does not survive the run" "$(pgrep -f 'sleep 3151')" ""
 t_is "no process of any probe is left" "$(pgrep -f 'sleep 31[45][0-9]')" ""
 t_is "no mount below the root" "$(t_mounts_below "$R")" ""
 left=
-for d in /sys/fs/cgroup/upaas /sys/fs/cgroup/*/upaas /sys/fs/cgroup/*/*/*/upaas; do
-	for run in "$d"/run-*; do
-		[ -d "$run" ] || continue
-		pid=${run##*/run-}
-		pid=${pid%-*}
-		kill -0 "$pid" 2>/dev/null || left="$left $run"
-	done
+for run in $(run_cgroups); do
+	grep -qxF "$run" <<<"$cgroups_before" && continue
+	pid=${run##*/run-}
+	pid=${pid%-*}
+	kill -0 "$pid" 2>/dev/null || left="$left $run"
 done
 t_is "no cgroup of a finished run is left" "$left" ""
 

@@ -13,8 +13,10 @@ NAME=$(awk '/^name:/ {print $2}' "$T_ROOT/image.out")
 t_match "create prints name, sha256 and size" "$(tr '\n' ' ' <"$T_ROOT/image.out")" \
 	"name: +bookworm-[a-z]+-[a-z0-9]+ +sha256: +[0-9a-f]{64} +size: "
 [ -n "$NAME" ] || t_bail "no image name in: $(cat "$T_ROOT/image.out")"
-t_ok "blob stored" test -s "$STORE/images/$NAME.tar.zst"
 t_ok "manifest stored" test -s "$STORE/images/$NAME.json"
+blob_key() { jq -r .key "$STORE/images/$NAME.json"; }
+t_match "it names a blob of its own creation" "$(blob_key)" "^images/$NAME/[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7}\.tar\.zst$"
+t_ok "blob stored" test -s "$STORE/$(blob_key)"
 
 list=$("$UPAAS" image list 2>&1)
 t_match "image list shows it" "$list" "^$NAME "
@@ -28,15 +30,15 @@ t_match "manifest tool" "$(field tool)" "^(mmdebstrap|debootstrap)$"
 t_match "manifest packages (many)" "$(field packages)" "^[0-9]{2,}$"
 t_match "manifest lists dpkg" "$json" '"dpkg=[0-9]'
 t_match "manifest created" "$(field created)" "^20[0-9]{2}-[0-9]{2}-[0-9]{2}T"
-t_is "manifest sha256 = blob's" "$(field sha256)" "$(sha256sum <"$STORE/images/$NAME.tar.zst" | cut -d' ' -f1)"
-t_is "manifest size = blob's" "$(field size)" "$(stat -c %s "$STORE/images/$NAME.tar.zst")"
+t_is "manifest sha256 = blob's" "$(field sha256)" "$(sha256sum <"$STORE/$(blob_key)" | cut -d' ' -f1)"
+t_is "manifest size = blob's" "$(field size)" "$(stat -c %s "$STORE/$(blob_key)")"
 t_is "list --json" "$("$UPAAS" image list --json | jq -r --arg n "$NAME" 'any(.[]; .name == $n)')" true
 
 # --- second create is a reuse
 sha1=$(field sha256)
 out=$("$UPAAS" image create 2>&1)
 t_match "second create reuses the image" "$out" "image '$NAME' is up to date \\(created "
-t_is "reuse leaves the blob alone" "$(sha256sum <"$STORE/images/$NAME.tar.zst" | cut -d' ' -f1)" "$sha1"
+t_is "reuse leaves the blob alone" "$(sha256sum <"$STORE/$(blob_key)" | cut -d' ' -f1)" "$sha1"
 
 # --- a mirror that does not answer: error names it, nothing stored
 t_write_config 'bootstrap = { mirror = "http://127.0.0.1:9/debian"; };'
@@ -59,7 +61,7 @@ snap1=$(snapshot)
 t_fail "cache copy unchanged (no /etc/x)" test -e "$CACHE/roots/$sha1/etc/x"
 out=$("$UPAAS" image run "$NAME" -- sh -c 'test -e /etc/x && echo present || echo absent' 2>&1)
 t_is "second run sees a fresh copy" "$out" "absent"
-t_is "blob unchanged by runs" "$(sha256sum <"$STORE/images/$NAME.tar.zst" | cut -d' ' -f1)" "$sha1"
+t_is "blob unchanged by runs" "$(sha256sum <"$STORE/$(blob_key)" | cut -d' ' -f1)" "$sha1"
 "$UPAAS" image run "$NAME" -- sh -c 'exit 7' >/dev/null 2>&1
 t_is "run exits with the command's status" "$?" 7
 "$UPAAS" image run --timeout 2 "$NAME" -- sh -c 'sleep 1000 & sleep 1000' >"$T_ROOT/to.out" 2>&1
@@ -88,10 +90,14 @@ t_fail "cache copy still has no /etc/x" test -e "$CACHE/roots/$sha1/etc/x"
 t_is "cache copy unchanged (names, sizes, modes, owners, mtimes)" "$(snapshot)" "$snap1"
 
 # --- --force rebuilds (under the run's image lock: other tests may use it)
+old_key=$(blob_key)
 out=$( (flock 9; "$UPAAS" image create --force 2>&1) 9>"$UPAAS_TEST_SHARED/image.lock")
 t_match "--force rebuilds" "$out" "image '$NAME' created"
 json=$("$UPAAS" image show --json "$NAME")
-t_is "rebuilt manifest matches its blob" "$(field sha256)" "$(sha256sum <"$STORE/images/$NAME.tar.zst" | cut -d' ' -f1)"
+t_is "rebuilt manifest matches its blob" "$(field sha256)" "$(sha256sum <"$STORE/$(blob_key)" | cut -d' ' -f1)"
+t_ok "under a new key: the old blob was never overwritten" test "$(blob_key)" != "$old_key"
+t_ok "and the old blob is gone" test ! -e "$STORE/$old_key"
+t_is "no other blob of the image is left" "$(ls "$STORE/images/$NAME")" "$(basename "$(blob_key)")"
 
 # --- the root cache is trimmed LRU to limits.unpacked_cache; the copy in use stays
 sha2=$(field sha256)
@@ -129,12 +135,14 @@ t_is "run of an unknown image fails with 1" "$?" 1
 t_match "... saying how to create it" "$out" "no image 'no-such-image' \(create it with"
 t_is "... and creates nothing" "$(ls "$STORE/images" | grep -c '^no-such-image')" 0
 
-# --- rm (on a copy under another name, the shared image stays)
-cp "$STORE/images/$NAME.tar.zst" "$STORE/images/rm-me.tar.zst"
-sed "s/\"name\": \"$NAME\"/\"name\": \"rm-me\"/" "$STORE/images/$NAME.json" >"$STORE/images/rm-me.json"
+# --- rm (on a copy under another name, the shared image stays), of a
+# first-edition image: its blob at images/<name>.tar.zst, named by "key"
+cp "$STORE/$(blob_key)" "$STORE/images/rm-me.tar.zst"
+jq '.name = "rm-me" | .key = "images/rm-me.tar.zst"' "$STORE/images/$NAME.json" >"$STORE/images/rm-me.json"
 "$UPAAS" key sign --key "$T_KEY" --output "$STORE/images/rm-me.json.sig" "$STORE/images/rm-me.json" \
 	>/dev/null
 t_match "copy listed" "$("$UPAAS" image list)" "^rm-me "
+t_is "a first-edition image loads" "$("$UPAAS" image show --json rm-me | jq -r .key)" "images/rm-me.tar.zst"
 t_ok "image rm" "$UPAAS" image rm rm-me
 t_is "manifest and blob gone" "$(ls "$STORE/images" | grep -c '^rm-me')" 0
 t_fail "rm of a missing image fails" "$UPAAS" image rm rm-me

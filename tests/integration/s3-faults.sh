@@ -1,8 +1,10 @@
 #!/bin/bash
 # tests/integration/s3-faults.sh - the s3 handler when radosgw dies: a
 # multipart upload retries, then fails cleanly (no object under the key,
-# the multipart upload aborted once the server is back), and single
-# requests to a dead server fail with one clear error.
+# the multipart upload aborted once the server is back); a download resumes
+# where it stopped; an upload whose abort cannot reach the server is left
+# for `storage check` to find and abort; and single requests to a dead
+# server fail with one clear error.
 . "$UPAAS_SRCDIR/tests/lib.sh"
 
 RGW_ENV=$T_ROOT/rgw.env
@@ -11,7 +13,7 @@ UP_PID=
 s3_cleanup() {
 	local rc=$?
 	[ -n "$UP_PID" ] && kill "$UP_PID" 2>/dev/null
-	exec 7>&- 2>/dev/null
+	exec 7>&- 8<&- 2>/dev/null
 	bash "$RGW_SH" stop "$RGW_ENV" >/dev/null 2>&1
 	(exit $rc)
 	t_cleanup
@@ -106,6 +108,96 @@ t_fail "the secret never appears in the output" grep -qF "$RGW_SECRET_KEY" "$T_R
 head -c $((7 * 1024 * 1024)) /dev/urandom >"$T_ROOT/seven"
 t_ok "the server works again after the restart" "$UPAAS" storage put "$T_ROOT/seven" packages/demo/ok.bin
 t_is "no multipart upload left after a good one" "$(uploads)" "None"
+
+# ---------------------------------------------------- radosgw dies mid-download
+# The download goes to a FIFO that the test drains: it decides when upaas
+# has bytes in hand, kills radosgw then, and lets upaas go on once the
+# server is back. upaas resumes with Range (If-Match: the same ETag) from
+# the bytes it already gave out, and the whole object arrives intact.
+big=packages/demo/big.bin
+head -c $((64 * 1024 * 1024)) /dev/urandom >"$T_ROOT/big"
+t_ok "a 64 MiB object stored" "$UPAAS" storage put "$T_ROOT/big" "$big"
+mkfifo "$T_ROOT/down"
+"$UPAAS" storage get "$big" - >"$T_ROOT/down" 2>"$T_ROOT/get.out" &
+UP_PID=$!
+exec 8<"$T_ROOT/down"
+head -c $((1024 * 1024)) <&8 >"$T_ROOT/big.back"
+t_ok "radosgw killed (SIGKILL) mid-download" bash "$RGW_SH" kill-rgw "$RGW_ENV"
+t_ok "radosgw restarted" bash "$RGW_SH" start-rgw "$RGW_ENV"
+. "$RGW_ENV"
+cat <&8 >>"$T_ROOT/big.back"
+exec 8<&-
+wait "$UP_PID"
+rc=$?
+UP_PID=
+t_is "the download succeeds" "$rc" 0
+t_is "the object arrived whole and intact" "$(sha256sum <"$T_ROOT/big.back")" \
+	"$(sha256sum <"$T_ROOT/big")"
+t_match "after resuming where it stopped, not from the start" "$(cat "$T_ROOT/get.out")" \
+	"GET '$big' in bucket '$RGW_BUCKET' failed: .*, resuming at byte [1-9][0-9]+ in [0-9]+ ms"
+
+# ---------------------------------------------------- an abort that cannot reach the server
+# radosgw dies mid-upload and stays dead: upaas fails, cannot abort the
+# multipart upload, says so, and prints the root cause last. The upload
+# stays on the server until `storage check` aborts it.
+key2=packages/demo/orphan.tar.zst
+"$UPAAS" storage put "$T_ROOT/fifo" "$key2" >"$T_ROOT/up2.out" 2>&1 &
+UP_PID=$!
+exec 7>"$T_ROOT/fifo"
+head -c $((11 * 1024 * 1024)) /dev/urandom >&7
+upload2_started() {  # a part of it is stored
+	local id
+	id=$(s3api list-multipart-uploads --query "Uploads[?Key=='$key2'].UploadId" --output text) &&
+		[ -n "$id" ] && [ "$id" != None ] &&
+		[ "$(s3api list-parts --key "$key2" --upload-id "$id" --query 'length(Parts)' --output text)" -ge 1 ]
+}
+t_ok "a second multipart upload under way, a part stored" wait_for 20 upload2_started
+t_ok "radosgw killed (SIGKILL) for good" bash "$RGW_SH" kill-rgw "$RGW_ENV"
+head -c $((1024 * 1024)) /dev/urandom >&7
+exec 7>&-
+wait "$UP_PID"
+rc=$?
+UP_PID=
+t_is "the upload fails with exit 1" "$rc" 1
+out=$(cat "$T_ROOT/up2.out")
+t_match "a warning says the abort failed, and what will remove the upload" "$out" \
+	"warning: s3: AbortMultipartUpload '$key2' \(upload id '[^']+'\) in bucket '$RGW_BUCKET' failed: .*; the incomplete upload stays in the bucket until 'upaas storage check'"
+t_match "the root cause is printed last" "$(tail -n 1 "$T_ROOT/up2.out")" \
+	"^upaas: error: s3: PUT part [0-9]+ of '$key2' in bucket '$RGW_BUCKET' failed: .*\(4 attempts\)$"
+t_ok "radosgw restarted" bash "$RGW_SH" start-rgw "$RGW_ENV"
+. "$RGW_ENV"
+t_is "the orphan upload is on the server" "$(uploads)" "$key2"
+t_ok "storage check" "$UPAAS" storage check
+out=$(cat "$T_ROOT/last.out")
+t_match "lists it, with its size" "$out" \
+	"incomplete upload of '$key2' \(upload id '[^']+'\), (5|10)\.0 MiB, idle [0-9]+ s: left \(it may still be running\)"
+t_match "and leaves it: it was busy a moment ago" "$out" "^uploads +ok \(1 incomplete upload, 0 removed\)"
+t_is "it is still there" "$(uploads)" "$key2"
+t_ok "storage check --force --json" sh -c '"$UPAAS" storage check --force --json >"$T_ROOT/check.json"'
+t_ok "reports it aborted" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["ok"] is True, d
+u = [x for x in d["uploads"] if x["key"] == sys.argv[2]]
+assert len(u) == 1 and u[0]["removed"] is True and u[0]["id"] and u[0]["size"] > 0, d
+' "$T_ROOT/check.json" "$key2"
+t_is "no multipart upload left" "$(uploads)" "None"
+t_fail "and no object under its key" s3api head-object --key "$key2"
+
+# ---------------------------------------------------- killed before the completion
+# (crash points: test builds only) every part is stored, upaas dies before
+# CompleteMultipartUpload: nothing under the key, the upload is found and
+# aborted by the next storage check --force
+if UPAAS_CRASH_POINT=list "$UPAAS" --version 2>/dev/null | grep -qx storage.s3.before-complete; then
+	key3=packages/demo/crashed.tar.zst
+	UPAAS_CRASH_POINT=storage.s3.before-complete "$UPAAS" storage put "$T_ROOT/seven" "$key3" \
+		>/dev/null 2>&1
+	t_is "killed before CompleteMultipartUpload" "$?" 137
+	t_fail "nothing under its key" s3api head-object --key "$key3"
+	t_is "its multipart upload is on the server" "$(uploads)" "$key3"
+	t_ok "storage check --force" "$UPAAS" storage check --force
+	t_is "aborts it" "$(uploads)" "None"
+fi
 
 # ---------------------------------------------------- dead server, single requests
 t_ok "radosgw killed again" bash "$RGW_SH" kill-rgw "$RGW_ENV"

@@ -227,8 +227,9 @@ t_fail "a changed bill of materials is refused" "$UPAAS" package sbom "$FLASK" c
 PRIV=$T_ROOT/priv-storage
 mkdir -p "$PRIV/images"
 cp "$D_STORAGE/images/$IMG.json" "$D_STORAGE/images/$IMG.json.sig" "$PRIV/images/"
-cp "$D_STORAGE/$(jq -r '.layers[0].key' "$D_STORAGE/packages/$FLASK/$ID.json")" \
-	"$PRIV/images/$IMG.tar.zst"
+IMG_BLOB=$PRIV/$(jq -r .key "$D_STORAGE/images/$IMG.json")
+mkdir -p "$(dirname "$IMG_BLOB")"
+cp "$D_STORAGE/$(jq -r '.layers[0].key' "$D_STORAGE/packages/$FLASK/$ID.json")" "$IMG_BLOB"
 cat >"$T_ROOT/swap.cfg" <<CFG
 paths = { workdir = "$T_ROOT/work"; cache = "$T_ROOT/cache"; state = "$T_ROOT/state"; };
 storage = { handler = "local"; path = "$PRIV"; };

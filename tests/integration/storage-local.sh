@@ -102,18 +102,25 @@ done
 t_match "the upload is writing a temp file" "$tmp" "/big/\.tmp-"
 t_is "a reader meanwhile sees no object" "$("$UPAAS" storage ls)" ""
 t_fail "nor can get it" "$UPAAS" storage get big/pkg.tar.zst "$T_ROOT/half"
+# the writer is alive (it holds its temp's lock): nobody removes its temp,
+# however old it looks
+touch -d '2 days ago' "$tmp"
+t_ok "another upload into the same directory" "$UPAAS" storage put "$T_ROOT/blob" big/other
+t_ok "storage check" "$UPAAS" storage check
+t_match "check lists the live upload, and leaves it" "$(cat "$T_ROOT/last.out")" \
+	"incomplete upload of 'big/\.tmp-[0-9a-f]+', .*: left \(it may still be running\)"
+t_ok "the live upload's temp is still there" test -f "$tmp"
 { kill -9 "$pid"; wait "$pid"; } 2>/dev/null   # quiet: no "Killed" job message
 t_is "the upload was killed" "$?" 137
 exec 3>&-
 
-t_is "no object under the final name" "$(ls -A "$ST/big")" "$(basename "$tmp")"
-t_is "ls shows nothing" "$("$UPAAS" storage ls)" ""
+t_is "no object under the final name" "$(ls -A "$ST/big" | grep -v '^other$')" "$(basename "$tmp")"
+t_ok "the next command removes the dead upload's temp at once" "$UPAAS" storage ls
+t_ok "it is gone" test ! -e "$tmp"
+t_is "ls shows no half object" "$("$UPAAS" storage ls big/)" "big/other"
 t_fail "get finds nothing" "$UPAAS" storage get big/pkg.tar.zst "$T_ROOT/half"
 t_match "as not found" "$(cat "$T_ROOT/last.out")" "not found"
-t_ok "a fresh temp survives the next open" test -f "$tmp"
-touch -d '2 days ago' "$tmp"
-t_ok "open after a day" "$UPAAS" storage ls
-t_ok "cleans the stale temp" test ! -e "$tmp"
+t_ok "rm the other object" "$UPAAS" storage rm big/other
 t_ok "the key can be written again" "$UPAAS" storage put "$T_ROOT/blob" big/pkg.tar.zst
 t_is "ls shows it" "$("$UPAAS" storage ls big/)" "big/pkg.tar.zst"
 t_ok "and rm it" "$UPAAS" storage rm big/pkg.tar.zst

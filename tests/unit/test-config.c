@@ -79,7 +79,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c.storage.multipart_threshold, 16 << 20);
 	assert_int_equal(c.storage.parallel, 4);
 	assert_int_equal(c.storage.retries, 4);
-	assert_int_equal(c.storage.timeout, 300);
+	assert_int_equal(c.storage.timeout, 60);
+	assert_int_equal(c.storage.connect_timeout, 10);
 	assert_null(c.storage.secret_key);
 	assert_string_equal(c.queue.url, "sqlite:///var/lib/upaas/upaas.db");
 	assert_int_equal(c.queue.lease_seconds, 60);

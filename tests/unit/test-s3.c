@@ -202,6 +202,58 @@ static void test_list_page(void **state)
 	err_free(&e);
 }
 
+static void test_mp_list_page(void **state)
+{
+	static const char page[] =
+		"<ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+		"<Bucket>b</Bucket><KeyMarker></KeyMarker><Prefix>p/</Prefix>"
+		"<NextKeyMarker>p/z &amp; y</NextKeyMarker><NextUploadIdMarker>2~u</NextUploadIdMarker>"
+		"<IsTruncated>true</IsTruncated>"
+		"<Upload><Key>p/packages/a.tar.zst</Key><UploadId>2~abc</UploadId>"
+		"<Initiated>2026-11-20T21:45:00.000Z</Initiated></Upload>"
+		"<Upload><Key>other/x</Key><UploadId>2~zzz</UploadId></Upload>"
+		"<Upload><Key>p/no-id</Key></Upload>"
+		"<Upload><Key>p/z &amp; y</Key><UploadId>2~u</UploadId></Upload>"
+		"</ListMultipartUploadsResult>";
+	struct s3 s3 = { .prefix = "p/", .bucket = "b" };
+	struct buf b = BUF_INIT;
+	struct err e = ERR_INIT;
+	struct mp_entry *v = NULL;
+	size_t n = 0;
+	char *nk = NULL, *ni = NULL;
+
+	buf_adds(&b, page);
+	assert_int_equal(mp_list_page(&s3, &b, &v, &n, &nk, &ni, &e), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].key, "packages/a.tar.zst");
+	assert_string_equal(v[0].id, "2~abc");
+	assert_int_equal(v[0].initiated, 1795211100);
+	assert_string_equal(v[1].key, "z & y");
+	assert_int_equal(v[1].initiated, 0);
+	assert_string_equal(nk, "p/z & y");
+	assert_string_equal(ni, "2~u");
+	mp_entries_free(v, n);
+	free(nk);
+	free(ni);
+
+	/* the last page */
+	buf_reset(&b);
+	buf_adds(&b, "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>"
+		     "</ListMultipartUploadsResult>");
+	assert_int_equal(mp_list_page(&s3, &b, &v, &n, &nk, &ni, &e), 0);
+	assert_int_equal(n, 0);
+	assert_null(nk);
+	mp_entries_free(v, n);
+	/* truncated without a marker is an error, not an endless loop */
+	buf_reset(&b);
+	buf_adds(&b, "<ListMultipartUploadsResult><IsTruncated>true</IsTruncated>"
+		     "</ListMultipartUploadsResult>");
+	assert_int_equal(mp_list_page(&s3, &b, &v, &n, &nk, &ni, &e), -EIO);
+	assert_null(nk);
+	buf_free(&b);
+	err_free(&e);
+}
+
 static void test_errors(void **state)
 {
 	static const struct {
@@ -261,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_xml),
 		cmocka_unit_test(test_list_page),
+		cmocka_unit_test(test_mp_list_page),
 		cmocka_unit_test(test_errors),
 	};
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 
@@ -660,27 +661,68 @@ static void test_symlinks(void **state)
 	assert_string_equal(ls, "evil");
 }
 
+static int stale_cb(void *data, const struct storage_stale *u)
+{
+	strv_pushf(data, "%s:%s", u->key, u->removed ? "removed" : "left");
+	return 0;
+}
+
 static void test_stale_tmp_cleaned(void **state)
 {
 	struct fx *f = *state;
 	_cleanup_free_ char *dir = path_join(f->root, "packages/web");
 	assert_int_equal(fs_mkdir_p(dir, 0755), 0);
-	_cleanup_free_ char *old = path_join(dir, ".tmp-old");
-	_cleanup_free_ char *fresh = path_join(dir, ".tmp-fresh");
+	_cleanup_free_ char *dead = path_join(dir, ".tmp-dead");
+	_cleanup_free_ char *live = path_join(dir, ".tmp-live");
 	_cleanup_free_ char *obj = path_join(dir, "old-object");
-	assert_int_equal(fs_write_atomic(old, "o", 1, 0644), 0);
-	assert_int_equal(fs_write_atomic(fresh, "f", 1, 0644), 0);
+	assert_int_equal(fs_write_atomic(dead, "d", 1, 0644), 0);
+	assert_int_equal(fs_write_atomic(live, "l", 1, 0644), 0);
 	assert_int_equal(fs_write_atomic(obj, "x", 1, 0644), 0);
+	/* a writer alive holds its temp's lock, whatever the temp's age */
+	_cleanup_close_ int lfd = open(live, O_RDONLY | O_CLOEXEC);
+	assert_true(lfd >= 0);
+	assert_int_equal(flock(lfd, LOCK_EX), 0);
 	struct timeval tv[2] = { { now_unix() - 2 * 86400, 0 }, { now_unix() - 2 * 86400, 0 } };
-	assert_int_equal(utimes(old, tv), 0);
-	assert_int_equal(utimes(obj, tv), 0);
+	assert_int_equal(utimes(live, tv), 0);
 
+	/* the next open removes the dead one at once, keeps the live one */
 	storage_close(f->s);
 	open_local(f);
 	_cleanup_free_ char *t = tree(f->root);
-	/* the fresh one may be an upload in progress of another process */
-	assert_string_equal(t, "packages/ packages/web/ packages/web/.tmp-fresh "
+	assert_string_equal(t, "packages/ packages/web/ packages/web/.tmp-live "
 			       "packages/web/old-object");
+
+	/* so does an upload into the same directory, and a listing of it */
+	assert_int_equal(fs_write_atomic(dead, "d", 1, 0644), 0);
+	put_str(f->s, "packages/web/new", "n");
+	_cleanup_free_ char *t2 = tree(f->root);
+	assert_string_equal(t2, "packages/ packages/web/ packages/web/.tmp-live "
+				"packages/web/new packages/web/old-object");
+	assert_int_equal(fs_write_atomic(dead, "d", 1, 0644), 0);
+	int r;
+	_cleanup_free_ char *ls = list_str(f->s, "packages/", &r);
+	assert_int_equal(r, 0);
+	assert_string_equal(ls, "packages/web/new packages/web/old-object");
+	_cleanup_free_ char *t3 = tree(f->root);
+	assert_string_equal(t3, t2);
+
+	/* and a sweep, which says what it found */
+	assert_int_equal(fs_write_atomic(dead, "d", 1, 0644), 0);
+	_cleanup_strv_ struct strv seen = STRV_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	assert_int_equal(storage_sweep_uploads(f->s, 0, stale_cb, &seen, &e), 1);
+	strv_sort(&seen);
+	assert_int_equal(seen.n, 2);
+	assert_string_equal(seen.v[0], "packages/web/.tmp-dead:removed");
+	assert_string_equal(seen.v[1], "packages/web/.tmp-live:left");
+	_cleanup_free_ char *t4 = tree(f->root);
+	assert_string_equal(t4, t2);
+
+	/* once its writer is gone, the live one goes too */
+	close(TAKE_FD(lfd));
+	assert_int_equal(storage_sweep_uploads(f->s, STORAGE_UPLOAD_GRACE, NULL, NULL, &e), 1);
+	_cleanup_free_ char *t5 = tree(f->root);
+	assert_string_equal(t5, "packages/ packages/web/ packages/web/new packages/web/old-object");
 }
 
 static void test_http_readonly(void **state)
