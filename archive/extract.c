@@ -980,8 +980,9 @@ int unpack_fd(int fd, const char *dest, const struct unpack_opts *o, struct unpa
 	for (;;) {
 		struct archive_entry *ae;
 
+		/* SIGTERM/SIGINT: stop between entries; the caller removes dest */
 		if (proc_cancelled) {
-			r = -ECANCELED;
+			r = proc_check_cancel(e);
 			break;
 		}
 		buf_reset(&x.path);

@@ -398,7 +398,7 @@ int layer_store(struct storage *s, const struct layer_store_opts *o, struct pack
 		if (r < 0)
 			return r;
 		if (proc_cancelled)
-			return -ECANCELED;
+			return proc_check_cancel(e);
 		if (o->skip_empty && !res.entries) {
 			if (ret_pack)
 				*ret_pack = res;

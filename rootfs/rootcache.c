@@ -581,6 +581,8 @@ int rootcache_get_layers(const struct config *c, struct storage *s,
 	r = roots_format(c, roots, e);
 	if (r < 0)
 		return r;
+	/* whoever comes next removes what dead makers left */
+	rootcache_sweep(c);
 	/* the highest layer whose chain the cache has whole: the ones above
 	 * it are fetched, bottom up, each over the one below */
 	for (size_t i = n; i > 0 && !have; i--) {

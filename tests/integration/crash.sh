@@ -21,7 +21,7 @@ t_is "the table lists exactly the crash points of the source" \
 
 t_image || t_bail "cannot create the base image"
 t_write_config 'interpreters = { shell = { any = { packages = []; }; }; };
-pack = { level = 1; };'
+pack = { level = 1; max_layers = 32; };'
 # a cache of our own: the walks empty and trim it
 CACHE=$T_ROOT/cache
 sed -i "s|cache = \"$UPAAS_TEST_SHARED/cache\";|cache = \"$CACHE\";|" "$T_CFG"
