@@ -351,6 +351,7 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp", rev);
 	_cleanup_free_ char *tmpname = xasprintf("%s.tmp", m->id);
 	_cleanup_free_ char *mpath = app_manifest_path(&d->p, m->id);
+	_cleanup_free_ char *kept = path_join(d->p.dir, KEPT_LAYERS);
 	struct progress pr = { 0 };
 	/* the tree is the app's: no setuid/setgid, no capabilities, no device
 	 * nodes, no trusted/security xattrs but the admin's, unless the admin
@@ -361,7 +362,13 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 	uint64_t t0;
 	int r = 0;
 
-	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0)
+	/* local storage is read in place: nothing to keep */
+	if (storage_caps(d->s) & STORAGE_CAP_FD) {
+		free(kept);
+		kept = NULL;
+	}
+	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0 ||
+	    (kept && (r = fs_mkdir_p(kept, 0700)) < 0))
 		return err_set_errno(e, r, "cannot create the revision dirs in '%s'", d->p.dir);
 	if (progress_enabled)
 		progress_begin(&pr, "extract", package_size(m));
@@ -374,20 +381,26 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 		if (r < 0)
 			break;
 
-		deploy_log(d->log_fd, "fetching layer %zu of %zu '%s' (%llu bytes)", i + 1,
-			   m->n_layers, l->key, (unsigned long long)l->size);
 		t0 = now_ms();
 		/* the size and sha256 of the signed manifest, checked before it is
-		 * used; a download stops at the signed size */
-		_cleanup_close_ int fd = layer_open(d->s, m, i, d->p.dir, e);
+		 * used; a download stops at the signed size; a layer this host
+		 * keeps for another revision is not fetched again */
+		bool fetched;
+		_cleanup_close_ int fd = layer_open_kept(d->s, m, i, kept, &fetched, e);
 		res->fetch_ms += now_ms() - t0;
 		if (fd < 0) {
 			r = fd;
 			break;
 		}
-		res->fetched_bytes += l->size;
-		res->fetched_layers++;
-		deploy_log(d->log_fd, "verified sha256 %s", l->sha256);
+		if (fetched) {
+			res->fetched_bytes += l->size;
+			res->fetched_layers++;
+		} else {
+			res->kept_layers++;
+		}
+		deploy_log(d->log_fd, "layer %zu of %zu '%s' (%llu bytes): %s, sha256 %s verified",
+			   i + 1, m->n_layers, l->key, (unsigned long long)l->size,
+			   fetched ? "fetched" : "kept on this host", l->sha256);
 		t0 = now_ms();
 		buf_addf(&name, "layer %.12s of package '%s'", l->sha256, m->id);
 		struct unpack_opts o = { .mode = i ? UNPACK_APPLY : UNPACK_PLAIN, .name = name.p,
@@ -999,8 +1012,63 @@ static int sweep_dir(const char *dir)
 	return n;
 }
 
+/*
+ * Removes the kept layers (layers/<sha256>.tar.zst) that no manifest of a
+ * revision on the host lists any more (lock held). A manifest that cannot
+ * be read keeps them all. Returns how many were removed.
+ */
+static int sweep_kept_layers(const struct dctx *d)
+{
+	_cleanup_free_ char *kept = path_join(d->p.dir, KEPT_LAYERS);
+	_cleanup_strv_ struct strv listed = STRV_INIT, files = STRV_INIT;
+	DIR *dir = opendir(kept);
+	int n = 0;
+
+	if (!dir)
+		return 0;
+	for (struct dirent *de; (de = readdir(dir));)
+		if (de->d_name[0] != '.')
+			strv_push(&files, de->d_name);
+	closedir(dir);
+	if (!files.n)
+		return 0;
+	dir = opendir(d->p.revisions);
+	for (struct dirent *de; dir && (de = readdir(dir));) {
+		if (de->d_name[0] == '.')
+			continue;
+		/* a revision in the making or a failed one is no one's now */
+		_cleanup_free_ char *id = xstrdup(de->d_name);
+		size_t len = strlen(id);
+		if (len > 4 && !strcmp(id + len - 4, ".tmp"))
+			continue;
+		_cleanup_free_ char *mpath = app_manifest_path(&d->p, id);
+		_cleanup_buf_ struct buf text = BUF_INIT;
+		_cleanup_err_ struct err e = ERR_INIT;
+		int r = buf_read_file(&text, mpath, PACKAGE_MANIFEST_MAX);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0 || package_manifest_shas(text.p, &listed, &e) < 0) {
+			closedir(dir);
+			return 0;
+		}
+	}
+	if (dir)
+		closedir(dir);
+	for (size_t i = 0; i < files.n; i++) {
+		const char *f = files.v[i];
+		_cleanup_free_ char *sha = xstrndup(f, 64);
+		if (strlen(f) == 64 + 8 && !strcmp(f + 64, ".tar.zst") && strv_contains(&listed, sha))
+			continue;
+		_cleanup_free_ char *p = path_join(kept, f);
+		if (unlink(p) == 0)
+			n++;
+	}
+	return n;
+}
+
 /* The trash of one app, under its lock (not waited for: whoever holds it
- * sweeps after its own report). An undeployed app's empty dirs go too. */
+ * sweeps after its own report), then the layers no revision lists. An
+ * undeployed app's empty dirs go too. */
 static int sweep_app(const struct config *c, const char *root, const char *app)
 {
 	struct deploy_opts o = { .root = root, .no_wait = true };
@@ -1013,14 +1081,20 @@ static int sweep_app(const struct config *c, const char *root, const char *app)
 		return 0;
 	}
 	n = sweep_dir(d.p.revisions);
+	int nl = sweep_kept_layers(&d);
 	_cleanup_free_ char *cur = deploy_current_id(d.p.current);
+	_cleanup_free_ char *kept = path_join(d.p.dir, KEPT_LAYERS);
 	if (!cur) {
 		/* undeployed: no revision is left, only the empty dirs */
 		rmdir(d.p.revisions);
 		rmdir(d.p.manifests);
+		rmdir(kept);
 	}
 	if (n > 0)
 		deploy_log(d.log_fd, "deleted %d tree%s from the trash", n, n == 1 ? "" : "s");
+	if (nl > 0)
+		deploy_log(d.log_fd, "deleted %d kept layer%s no revision lists", nl,
+			   nl == 1 ? "" : "s");
 	dctx_close(&d);
 	return n;
 }

@@ -79,6 +79,7 @@ struct deploy_result {
 	uint64_t fetch_ms, extract_ms, total_ms;
 	uint64_t fetched_bytes;    /* bytes of the layers fetched */
 	size_t fetched_layers;
+	size_t kept_layers;        /* layers the host kept for another revision */
 };
 
 /*

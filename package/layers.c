@@ -180,6 +180,74 @@ int layer_open(struct storage *s, const struct package_info *p, size_t i, const 
 	return r < 0 ? layer_fail(p, i, e) : r;
 }
 
+/* Opens the kept copy of layer i at path and hashes it: the fd (at offset
+ * 0) when it is whole, -ENOENT when there is none, -EBADMSG when it is not
+ * the layer (e says why). */
+static int kept_open(const char *path, const struct package_layer *l, struct err *e)
+{
+	struct vsink v = { .max = l->size, .fd = -1 };
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	struct stat st;
+	int r;
+
+	if (fd < 0)
+		return errno == ENOENT ? -ENOENT : err_set_errno(e, -errno, "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return err_set(e, -EBADMSG, "'%s' is not a regular file", path);
+	if ((r = sha256_init(&v.h)) < 0)
+		return err_set(e, r, "cannot start sha256");
+	r = hash_fd(fd, &v);
+	if (r == -EFBIG) {
+		sha256_free(&v.h);
+		return err_set(e, -EBADMSG, "larger than the %llu bytes of the manifest",
+			       (unsigned long long)l->size);
+	}
+	if (r < 0) {
+		sha256_free(&v.h);
+		return err_set_errno(e, r, "cannot read '%s'", path);
+	}
+	if ((r = vsink_check(&v, l, e)) < 0)
+		return r;
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return err_set_errno(e, -errno, "cannot read '%s'", path);
+	return TAKE_FD(fd);
+}
+
+int layer_open_kept(struct storage *s, const struct package_info *p, size_t i, const char *kept,
+		    bool *ret_fetched, struct err *e)
+{
+	const struct package_layer *l = &p->layers[i];
+	_cleanup_free_ char *path = NULL;
+	int fd;
+
+	*ret_fetched = true;
+	if (!kept || (storage_caps(s) & STORAGE_CAP_FD))
+		return layer_open(s, p, i, kept, e);
+	path = xasprintf("%s/%s.tar.zst", kept, l->sha256);
+	{
+		_cleanup_err_ struct err ke = ERR_INIT;
+		fd = kept_open(path, l, &ke);
+		if (fd >= 0) {
+			*ret_fetched = false;
+			return fd;
+		}
+		if (fd != -ENOENT) {
+			log_warn("the kept copy '%s' of layer %.12s is unusable (%s): fetching it again",
+				 path, l->sha256, err_msg(&ke));
+			unlink(path);
+		}
+	}
+	fd = layer_open(s, p, i, kept, e);
+	if (fd < 0)
+		return fd;
+	/* verified: named at once (the private file has no name yet; one with
+	 * a name, from mkostemp, has none any more and stays unkept) */
+	_cleanup_free_ char *proc = xasprintf("/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0 && errno != EEXIST)
+		log_debug("cannot keep layer %.12s as '%s': %s", l->sha256, path, strerror(errno));
+	return fd;
+}
+
 int layer_unpack(struct storage *s, const struct package_info *p, size_t i, const char *dest,
 		 enum unpack_mode mode, const char *tmpdir, struct progress *progress,
 		 struct err *e)

@@ -127,6 +127,8 @@ int package_manifest_parse(struct package_info *ret, const char *text, const cha
  * -EBADMSG when the text is not a JSON object.
  */
 int package_manifest_keys(const char *text, struct strv *ret, struct err *e);
+/* The same for the sha256 of every layer (and of the "blob"), as listed. */
+int package_manifest_shas(const char *text, struct strv *ret, struct err *e);
 
 /* true for a package id usable as a revision name on a deploy host:
  * [A-Za-z0-9][A-Za-z0-9._-]* (at most 128), not ending in ".tmp" or
@@ -374,6 +376,18 @@ void sbom_cyclonedx(const struct sbom *s, const struct sbom_subject *subj, struc
  */
 int layer_open(struct storage *s, const struct package_info *p, size_t i, const char *tmpdir,
 	       struct err *e);
+/*
+ * layer_open() for a deploy host that keeps the layers of its revisions:
+ * kept (an existing directory) holds verified copies, <sha256>.tar.zst. A
+ * layer there is read from it, hashed first (a copy that fails is removed
+ * and the layer fetched again); one fetched from storage without
+ * STORAGE_CAP_FD streams into a private file in kept and is linked there
+ * under its name once verified (a crash leaves no half copy under a name).
+ * Local storage is read in place as by layer_open(), nothing is kept.
+ * ret_fetched: true when the bytes came from storage.
+ */
+int layer_open_kept(struct storage *s, const struct package_info *p, size_t i, const char *kept,
+		    bool *ret_fetched, struct err *e);
 /* Verifies layer i and unpacks it into dest in mode (archive.h), checking
  * its sha256 again while it is read. */
 int layer_unpack(struct storage *s, const struct package_info *p, size_t i, const char *dest,

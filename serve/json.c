@@ -38,5 +38,6 @@ struct json_object *deploy_result_json(const char *app, const struct deploy_resu
 	json_object_object_add(j, "fetched_bytes", json_object_new_int64((int64_t)r->fetched_bytes));
 	json_object_object_add(j, "fetched_layers",
 			       json_object_new_int64((int64_t)r->fetched_layers));
+	json_object_object_add(j, "kept_layers", json_object_new_int64((int64_t)r->kept_layers));
 	return j;
 }

@@ -183,6 +183,42 @@ H() { UPAAS_CONFIG=$T_ROOT/http.cfg "$UPAAS" "$@"; }
 t_ok "deploy the three layers over http" H deploy --package p3 "$APP"
 t_is "the same tree" "$(tree_of "$T_ROOT/srv/$APP/revisions/p3")" "$WANT"
 t_is "no temporary file left" "$(find "$T_ROOT/srv/$APP" -maxdepth 1 -name '.*layer*')" ""
+# the host keeps the layers of its revisions and fetches only those it
+# lacks: p5 lists p3's first two layers, p6 only the bottom one
+t_is "the host keeps the three layers" "$(ls "$T_ROOT/srv/$APP/layers")" \
+	"$(printf '%s.tar.zst\n' "${SHA[@]}" | sort)"
+for n in 5 6; do
+	python3 - "$ST/packages/$APP/p3.json" p$n $((7 - n)) >"$ST/packages/$APP/p$n.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["id"], m["layers"] = sys.argv[2], m["layers"][:int(sys.argv[3])]
+print(json.dumps(m, indent=1))
+PY
+	sign_object "packages/$APP/p$n.json"
+done
+gets() { grep -c 'GET /layers/' "$T_ROOT/http.log"; }
+G=$(gets)
+H deploy --json --package p5 "$APP" >"$T_ROOT/p5.json" 2>"$T_ROOT/p5.err"
+t_is "deploy p5 over http" "$?" 0
+t_is "it fetched no layer, took two the host kept" \
+	"$(jq -r '"\(.fetched_layers) \(.fetched_bytes) \(.kept_layers)"' "$T_ROOT/p5.json")" "0 0 2"
+t_is "no layer was downloaded" "$(gets)" "$G"
+t_ok "package get p5" "$UPAAS" package get "$APP" p5 "$T_ROOT/p5.tar.zst"
+mkdir "$T_ROOT/got5"
+tar --zstd -xpf "$T_ROOT/p5.tar.zst" -C "$T_ROOT/got5" --numeric-owner 2>/dev/null
+t_is "p5's deployed tree is that of its two layers" \
+	"$(tree_of "$T_ROOT/srv/$APP/revisions/p5")" "$(tree_of "$T_ROOT/got5")"
+# a kept copy that went bad is not used: fetched again, and kept anew
+printf 'X' | dd of="$T_ROOT/srv/$APP/layers/${SHA[0]}.tar.zst" bs=1 seek=20 conv=notrunc status=none
+H deploy --json --package p6 "$APP" >"$T_ROOT/p6.json" 2>"$T_ROOT/p6.err"
+t_is "deploy p6 over a kept copy gone bad" "$?" 0
+t_match "it says so" "$(cat "$T_ROOT/p6.err")" "kept copy .*${SHA[0]}.tar.zst.* is unusable .*fetching it again"
+t_is "and fetched that layer again" "$(jq -r .fetched_layers "$T_ROOT/p6.json") $(gets)" "1 $((G + 1))"
+t_is "the kept copy is whole again" "$(sha256sum <"$T_ROOT/srv/$APP/layers/${SHA[0]}.tar.zst" | cut -c1-64)" \
+	"${SHA[0]}"
+# once no revision lists a layer, the sweep after the report removes it
+t_ok "undeploy" H undeploy "$APP"
+t_is "no kept layer left" "$(ls "$T_ROOT/srv/$APP/layers" 2>/dev/null)" ""
 printf 'X' | dd of="$ST/layers/${SHA[1]}.tar.zst" bs=1 seek=20 conv=notrunc status=none
 OUT=$(H deploy --package p4 "$APP" 2>&1)
 t_match "a corrupt layer over http: refused, named" "$OUT" "layer ${SHA[1]:0:12} \(2 of 3\).*corrupt"
