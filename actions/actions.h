@@ -8,12 +8,15 @@
  *                                                          ensured first);
  *                                                          the admin action on
  *                                                          fresh packages only
- *   os packages   admin commands.*      root      on       fresh, or when the
- *                                                          plan adds packages
+ *   os packages   admin commands.*      root      on       when the tree lacks
+ *                                                          a package of the
+ *                                                          plan, or has one the
+ *                                                          plan no longer asks
+ *                                                          for
  *   interpreter   admin                 root      on       fresh packages only
- *   checkout      upaas / metadata      app       off      every build (on for
- *                 repository.clone/update                   the app's own
- *                                                          clone/update)
+ *   checkout      upaas (builder, from  app's     off      every build (on for
+ *                 the host) / metadata  files             the app's own
+ *                 repository.clone/update                  clone/update)
  *   files         metadata              root      off      every build
  *   before/main/after  admin < metadata app       on       every build
  *   finalize      admin                 root      off      every build
@@ -23,9 +26,10 @@
  * through sandbox_run(), by argv; the commands of an action run as
  * /bin/sh -ec COMMAND. Data (package names, file paths, the commit) is
  * passed as argv elements or on stdin, never interpolated into shell text.
- * Nothing runs on the host: the checkout step unpacks what the builder
- * made of the commit (struct actions_checkout); the app's own clone/update
- * commands and keep_git see the app's mirror read-only inside the root.
+ * Nothing of the app runs on the host: the checkout step runs the
+ * builder's checkout (struct actions_checkout), which writes the commit's
+ * files from the host side; the app's own clone/update commands and
+ * keep_git see the app's mirror read-only inside the root.
  *
  * Lifecycle: fill a struct actions_ctx -> actions_run() -> read ctx->steps.
  */
@@ -69,16 +73,15 @@ struct step_def {
 const struct step_def *actions_step_def(enum step s);
 
 /*
- * The checkout, made on the host by the builder (builder/git.c) and
- * handed over as data, unless the app's own clone/update commands run
+ * The checkout: the builder makes it on the host (builder/checkout.c writes
+ * the commit's tree into the root through openat2, never through a program
+ * of the tree) and hands it over as a callback, which the step runs at its
+ * place in the order; unless the app's own clone/update commands run
  * (actions_custom_checkout()).
  */
 struct actions_checkout {
-	int tar_fd;                 /* `git archive` of commit (read from offset 0; the
-				     * caller closes it); -1: none */
-	const char *deleted;        /* NUL-separated paths that commit deleted since
-				     * the base package's, removed first; NULL: none */
-	size_t deleted_len;
+	int (*apply)(void *data, struct err *e);   /* NULL: none */
+	void *data;
 	bool keep_git;              /* a .git at the commit (metadata keep_git) */
 };
 /* The app's own repository.clone (fresh) or repository.update (incremental)
@@ -98,8 +101,13 @@ struct actions_ctx {
 	const char *build_id;
 	const char *commit;
 	bool fresh;
-	/* os packages the base package already has (incremental); NULL: none */
+	/* os packages the base package was asked for and had (incremental;
+	 * its manifest's list); those the plan no longer asks for are let
+	 * go of (unmark + autoremove); NULL: none */
 	const struct strv *installed;
+	/* the base image's packages (names), never let go of; NULL: none */
+	const struct strv *image_packages;
+	int64_t commit_time;        /* SOURCE_DATE_EPOCH of every command */
 	struct actions_checkout checkout;
 	int log_fd;                 /* the build log */
 	int log_fd2;                /* > 0: a live copy of the log (the caller's) */
@@ -120,6 +128,16 @@ int actions_run(struct actions_ctx *ctx, struct err *e);
  * plan and the app's HOME; else (root steps) only the admin config's env
  * (interpreters.env < type.any.env < version.env), never the metadata's. */
 void actions_env(const struct actions_ctx *ctx, bool as_app, struct strv *env);
+
+/*
+ * The names among names that the tree at root has installed, by its dpkg
+ * status (/var/lib/dpkg/status, read inside root: a symlink never leads
+ * out), sorted, appended to ret. A tree without the file has none.
+ */
+#define DPKG_STATUS "var/lib/dpkg/status"
+#define DPKG_STATUS_MAX ((size_t)64 << 20)
+int actions_installed(const char *root, const struct strv *names, struct strv *ret,
+		      struct err *e);
 
 /* Checks a metadata file path: absolute, no "." / ".." / empty component. */
 bool actions_file_path_ok(const char *path);

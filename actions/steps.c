@@ -7,6 +7,7 @@
  * data (an archive of the commit, the paths it deleted).
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 
 /* Where the host-side mirror appears inside the sandbox (read-only). */
 #define SANDBOX_MIRROR "/run/upaas/repo.git"
+/* git's system config for the commands that see the mirror (read-only). */
+#define SANDBOX_GITCONFIG "/run/upaas/gitconfig"
 
 const char *step_status_name(enum step_status s)
 {
@@ -85,6 +88,12 @@ void actions_env(const struct actions_ctx *x, bool as_app, struct strv *env)
 	strv_setenv(env, "UPAAS_BUILD_ID", x->build_id);
 	strv_setenv(env, "UPAAS_COMMIT", x->commit);
 	strv_setenv(env, "UPAAS_FRESH_PACKAGE", x->fresh ? "true" : "false");
+	/* reproducible builds: tools that record a time use the commit's */
+	if (x->commit_time > 0) {
+		char t[24];
+		snprintf(t, sizeof(t), "%lld", (long long)x->commit_time);
+		strv_setenv(env, "SOURCE_DATE_EPOCH", t);
+	}
 	strv_setenv(env, "UPAAS_APP_HOME", x->cfg->apps.home);
 	if (x->plan->interp_type)
 		strv_setenv(env, "UPAAS_INTERPRETER", x->plan->interp_type);
@@ -130,6 +139,31 @@ static void blog(struct actions_ctx *x, const char *fmt, ...)
 }
 
 /*
+ * The git config the commands that see the mirror get as their system
+ * config (GIT_CONFIG_SYSTEM): the mirror belongs to another user than the
+ * app, which git refuses as "dubious ownership" unless safe.directory names
+ * it. -c or GIT_CONFIG_* would not do: git drops them for the upload-pack
+ * of a local fetch or clone, which is the one that checks. Written once per
+ * build in tmpdir; *ret is its path.
+ */
+static int git_config_file(const struct actions_ctx *x, char **ret, struct err *e)
+{
+	static const char text[] =
+		"# written by upaas: the app's mirror, bound read-only, belongs to\n"
+		"# another user than the app\n"
+		"[safe]\n"
+		"\tdirectory = " SANDBOX_MIRROR "\n";
+	_cleanup_free_ char *p = path_join(x->tmpdir, "gitconfig");
+	if (access(p, F_OK) < 0) {
+		int r = fs_write_atomic(p, text, sizeof(text) - 1, 0644);
+		if (r < 0)
+			return err_set_errno(e, r, "cannot write '%s'", p);
+	}
+	*ret = TAKE_PTR(p);
+	return 0;
+}
+
+/*
  * Runs argv (taken) in the sandbox. Returns 0 when it exited 0; otherwise
  * records "step 'S' failed: ..." and returns < 0 (-ECHILD for a non-zero exit,
  * with the status in the step record).
@@ -140,7 +174,7 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	const struct config *c = x->cfg;
 	const char *sname = step_name(rn->step);
 	struct sandbox sb = SANDBOX_INIT;
-	struct sandbox_bind binds[2];
+	struct sandbox_bind binds[3];
 	size_t n_binds = 0;
 	int r;
 
@@ -172,8 +206,17 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 	sb.log_fd2 = x->log_fd2 > 0 ? x->log_fd2 : -1;
 	sb.tee = x->tee;
 	sb.stdin_fd = rn->stdin_fd;
-	if (rn->mirror && x->mirror)
+	_cleanup_free_ char *gitconfig = NULL;
+	if (rn->mirror && x->mirror) {
 		binds[n_binds++] = (struct sandbox_bind){ .host = x->mirror, .target = SANDBOX_MIRROR };
+		r = git_config_file(x, &gitconfig, e);
+		if (r < 0) {
+			sandbox_free(&sb);
+			return r;
+		}
+		binds[n_binds++] = (struct sandbox_bind){ .host = gitconfig, .target = SANDBOX_GITCONFIG };
+		strv_setenv(&sb.env, "GIT_CONFIG_SYSTEM", SANDBOX_GITCONFIG);
+	}
 	/* the host's CA bundle for downloads through a TLS-intercepting proxy;
 	 * only where the chroot has the directory, so nothing is created */
 	_cleanup_free_ char *ca_dir = NULL;
@@ -219,9 +262,18 @@ static int run_argv(struct run *rn, struct strv *argv, const char *what, struct 
 		x->steps[rn->step].exit_status = r;
 		if (proc_cancelled)
 			return err_set(e, -ECANCELED, "build cancelled during step '%s'", sname);
-		if (r > 128)
-			return err_set(e, -ECHILD, "step '%s' failed: %s was killed by signal %d",
-				       sname, what, r - 128);
+		if (r == 128 + SIGXFSZ && c->limits.fsize > 0) {
+			char sz[32];
+			fmt_bytes((uint64_t)c->limits.fsize, sz);
+			return err_set(e, -EFBIG, "step '%s' failed: %s wrote a file larger than "
+				       "limits.fsize (%s) and was killed (SIGXFSZ)", sname, what, sz);
+		}
+		if (r > 128) {
+			const char *abbrev = sigabbrev_np(r - 128);
+			return err_set(e, -ECHILD, "step '%s' failed: %s was killed by signal %d%s%s%s",
+				       sname, what, r - 128, abbrev ? " (SIG" : "", abbrev ? abbrev : "",
+				       abbrev ? ")" : "");
+		}
 		return err_set(e, -ECHILD, "step '%s' failed: %s exited with status %d", sname,
 			       what, r);
 	}
@@ -257,24 +309,6 @@ static int run_action(struct run *rn, const struct action *a, struct err *e)
 			return r;
 	}
 	return 0;
-}
-
-/* A temp file outside the root (unlinked at once) holding data; -errno. */
-static int stdin_file(const struct actions_ctx *x, const void *data, size_t n, struct err *e)
-{
-	_cleanup_free_ char *tmpl = path_join(x->tmpdir, "stdin.XXXXXX");
-	int fd = mkostemp(tmpl, O_CLOEXEC);
-	if (fd < 0)
-		return err_set_errno(e, -errno, "cannot create a file in '%s'", x->tmpdir);
-	unlink(tmpl);
-	int r = fs_write_all(fd, data, n);
-	if (r >= 0 && lseek(fd, 0, SEEK_SET) < 0)
-		r = -errno;
-	if (r < 0) {
-		close(fd);
-		return err_set_errno(e, r, "cannot write a file in '%s'", x->tmpdir);
-	}
-	return fd;
 }
 
 /* ------------------------------------------------------------ steps */
@@ -392,100 +426,137 @@ static int step_system(struct run *rn, struct err *e)
 	return 0;
 }
 
+/* Runs an argv template with "{packages}" expanded to one argument per
+ * name (or the names appended when it has none). */
+static int run_template(struct run *rn, const struct strv *tmpl, const struct strv *names,
+			const char *what, struct err *e)
+{
+	struct strv argv = STRV_INIT;
+	bool expanded = false;
+	for (size_t i = 0; i < tmpl->n; i++) {
+		if (!strcmp(tmpl->v[i], "{packages}")) {
+			strv_extend(&argv, names);
+			expanded = true;
+		} else {
+			strv_push(&argv, tmpl->v[i]);
+		}
+	}
+	if (!expanded)
+		strv_extend(&argv, names);
+	return run_argv(rn, &argv, what, e);
+}
+
+/*
+ * Installs the plan's packages the tree lacks, and lets go of those the
+ * base package was asked for and the plan no longer asks for: marked as
+ * installed automatically, then autoremoved (purged) unless another
+ * package needs them, which is what a fresh build of the plan would have.
+ * Packages of the base image are never let go of.
+ */
 static int step_packages(struct run *rn, struct err *e)
 {
 	struct actions_ctx *x = rn->x;
 	const struct config *c = x->cfg;
-	struct strv want = STRV_INIT;
-	int r = 0;
+	_cleanup_strv_ struct strv have = STRV_INIT, want = STRV_INIT, drop = STRV_INIT;
+	_cleanup_strv_ struct strv candidates = STRV_INIT, dropping = STRV_INIT;
+	int r = actions_installed(x->root, &x->plan->packages, &have, e);
 
-	for (size_t i = 0; i < x->plan->packages.n; i++) {
-		const char *p = x->plan->packages.v[i];
-		if (!x->fresh && x->installed && strv_contains(x->installed, p))
-			continue;
-		strv_push(&want, p);
+	if (r < 0)
+		return err_prefix(e, "step 'os packages' failed");
+	for (size_t i = 0; i < x->plan->packages.n; i++)
+		if (!strv_contains(&have, x->plan->packages.v[i]))
+			strv_push(&want, x->plan->packages.v[i]);
+	for (size_t i = 0; !x->fresh && x->installed && i < x->installed->n; i++) {
+		const char *p = x->installed->v[i];
+		if (!strv_contains(&x->plan->packages, p) &&
+		    !(x->image_packages && strv_contains(x->image_packages, p)) &&
+		    package_name_ok(p))
+			strv_push(&candidates, p);
 	}
-	if (want.n == 0) {
-		strv_free(&want);
+	if (candidates.n) {
+		r = actions_installed(x->root, &candidates, &drop, e);
+		if (r < 0)
+			return err_prefix(e, "step 'os packages' failed");
+	}
+	if (!c->commands.unmark.n)
+		strv_free(&drop);
+	if (want.n == 0 && drop.n == 0)
 		return 1;   /* skipped */
-	}
-	if (c->commands.update.n) {
-		struct strv argv = STRV_INIT;
-		strv_copy(&argv, &c->commands.update);
-		r = run_argv(rn, &argv, "the package update command", e);
-	}
-	if (r >= 0) {
-		struct strv argv = STRV_INIT;
-		bool expanded = false;
-		for (size_t i = 0; i < c->commands.install.n; i++) {
-			if (!strcmp(c->commands.install.v[i], "{packages}")) {
-				strv_extend(&argv, &want);
-				expanded = true;
-			} else {
-				strv_push(&argv, c->commands.install.v[i]);
-			}
+
+	if (want.n) {
+		r = 0;
+		if (c->commands.update.n) {
+			struct strv argv = STRV_INIT;
+			strv_copy(&argv, &c->commands.update);
+			r = run_argv(rn, &argv, "the package update command", e);
 		}
-		if (!expanded)
-			strv_extend(&argv, &want);
-		r = run_argv(rn, &argv, "the package install command", e);
+		if (r >= 0)
+			r = run_template(rn, &c->commands.install, &want, "the package install command", e);
+		if (r < 0)
+			return r;
 	}
-	strv_free(&want);
+	if (drop.n) {
+		blog(x, "packages no longer asked for: %zu", drop.n);
+		r = run_template(rn, &c->commands.unmark, &drop, "the package unmark command", e);
+		if (r >= 0 && c->commands.autoremove.n) {
+			struct strv argv = STRV_INIT;
+			strv_copy(&argv, &c->commands.autoremove);
+			r = run_argv(rn, &argv, "the package autoremove command", e);
+		}
+	}
 	return r;
 }
 
-/* Removes, inside the root, the files the commit deleted since the parent
- * (the builder's list, NUL-separated). */
-static int checkout_deletions(struct run *rn, struct err *e)
+/* "install ok installed", "hold ok installed": the package is there. */
+static bool dpkg_installed(const char *status, size_t n)
 {
-	struct actions_ctx *x = rn->x;
-	const struct actions_checkout *co = &x->checkout;
+	return n >= 10 && !memcmp(status + n - 10, " installed", 10);
+}
 
-	if (!co->deleted || co->deleted_len == 0)
+int actions_installed(const char *root, const struct strv *names, struct strv *ret,
+		      struct err *e)
+{
+	_cleanup_buf_ struct buf t = BUF_INIT;
+	int r = fs_read_in_root(root, DPKG_STATUS, &t, DPKG_STATUS_MAX);
+	if (r == -ENOENT)
 		return 0;
-	int fd = stdin_file(x, co->deleted, co->deleted_len, e);
-	if (fd < 0)
-		return fd;
-	struct strv argv = STRV_INIT;
-	strv_push(&argv, "xargs");
-	strv_push(&argv, "-0");
-	strv_push(&argv, "-r");
-	strv_push(&argv, "rm");
-	strv_push(&argv, "-f");
-	strv_push(&argv, "--");
-	rn->stdin_fd = fd;
-	int r = run_argv(rn, &argv, "removing deleted files", e);
-	rn->stdin_fd = -1;
-	close(fd);
-	return r;
-}
-
-/* The builder's archive of the commit, extracted by tar inside the root. */
-static int checkout_archive(struct run *rn, struct err *e)
-{
-	struct actions_ctx *x = rn->x;
-	int fd = x->checkout.tar_fd;
-
-	if (fd < 0)
-		return err_set(e, -EINVAL, "step 'checkout' failed: no archive of the commit");
-	if (lseek(fd, 0, SEEK_SET) < 0)
-		return err_set_errno(e, -errno, "cannot rewind the checkout archive");
-	struct strv argv = STRV_INIT;
-	strv_push(&argv, "tar");
-	strv_push(&argv, "-x");
-	strv_push(&argv, "-f");
-	strv_push(&argv, "-");
-	strv_push(&argv, "--no-same-owner");
-	rn->stdin_fd = fd;
-	int r = run_argv(rn, &argv, "extracting the commit", e);
-	rn->stdin_fd = -1;
-	return r;
+	if (r < 0)
+		return err_set_errno(e, r, "cannot read '/%s' of the tree", DPKG_STATUS);
+	for (const char *para = t.p; *para;) {
+		const char *end = strstr(para, "\n\n");
+		size_t plen = end ? (size_t)(end - para) + 1 : strlen(para);
+		const char *pkg = NULL, *st = NULL;
+		size_t pkg_n = 0, st_n = 0;
+		for (const char *l = para; l < para + plen;) {
+			const char *nl = memchr(l, '\n', (size_t)(para + plen - l));
+			size_t ln = nl ? (size_t)(nl - l) : (size_t)(para + plen - l);
+			if (ln > 9 && !strncmp(l, "Package: ", 9)) {
+				pkg = l + 9;
+				pkg_n = ln - 9;
+			} else if (ln > 8 && !strncmp(l, "Status: ", 8)) {
+				st = l + 8;
+				st_n = ln - 8;
+			}
+			l += ln + 1;
+		}
+		if (pkg && st && dpkg_installed(st, st_n)) {
+			_cleanup_free_ char *name = xstrndup(pkg, pkg_n);
+			if (strv_contains(names, name) && !strv_contains(ret, name))
+				strv_push(ret, name);
+		}
+		para += plen;
+		while (*para == '\n')
+			para++;
+	}
+	strv_sort(ret);
+	return 0;
 }
 
 /* With keep_git: a .git at the commit, fetched from the mirror (needs git
  * in the root, e.g. from os packages). */
 static const char keep_git_sh[] =
 	"[ -d .git ] || git init -q .\n"
-	"git -c safe.directory='*' fetch -q --no-tags \"$1\" '+refs/heads/*:refs/remotes/origin/*'\n"
+	"git fetch -q --no-tags \"$1\" '+refs/heads/*:refs/remotes/origin/*'\n"
 	"git update-ref --no-deref HEAD \"$2\"\n"
 	"git reset -q\n";
 
@@ -517,12 +588,16 @@ static int step_checkout(struct run *rn, struct err *e)
 		return run_action(rn, custom, e);
 	}
 
-	r = checkout_deletions(rn, e);
-	if (r < 0)
-		return r;
-	r = checkout_archive(rn, e);
-	if (r < 0 || !x->checkout.keep_git)
-		return r;
+	if (!x->checkout.apply)
+		return err_set(e, -EINVAL, "step 'checkout' failed: nothing to check out");
+	blog(x, "--- checkout: the commit's files, from the host");
+	r = x->checkout.apply(x->checkout.data, e);
+	if (r < 0) {
+		x->steps[rn->step].exit_status = r;
+		return err_prefix(e, "step 'checkout' failed");
+	}
+	if (!x->checkout.keep_git)
+		return 0;
 	struct strv argv = STRV_INIT;
 	strv_push(&argv, "/bin/sh");
 	strv_push(&argv, "-ec");
@@ -623,8 +698,52 @@ const struct step_def *actions_step_def(enum step s)
 	return &step_defs[s];
 }
 
+/*
+ * What exec(2) would refuse with E2BIG, said before anything runs, with the
+ * name of what is too long: the kernel takes at most MAX_ARG_STRLEN bytes
+ * per argument or NAME=VALUE string, and ARG_MAX_TOTAL for all of them.
+ */
+#define MAX_ARG_STRLEN_BYTES (32 * 4096)
+#define ARG_MAX_TOTAL ((size_t)1 << 21)   /* a quarter of the usual 8 MiB stack */
+
+static int precheck_sizes(const struct actions_ctx *x, struct err *e)
+{
+	_cleanup_strv_ struct strv env = STRV_INIT;
+	size_t total = 0;
+
+	actions_env(x, true, &env);
+	for (size_t i = 0; i < env.n; i++) {
+		size_t n = strlen(env.v[i]) + 1;
+		total += n + sizeof(char *);
+		if (n > MAX_ARG_STRLEN_BYTES)
+			return err_set(e, -E2BIG, "env '%.*s' is %zu bytes: the kernel passes at most "
+				       "%d bytes per variable (MAX_ARG_STRLEN, with its name)",
+				       (int)strcspn(env.v[i], "="), env.v[i], n - 1,
+				       MAX_ARG_STRLEN_BYTES - 1);
+	}
+	if (total > ARG_MAX_TOTAL / 2)
+		return err_set(e, -E2BIG, "the environment of the build is %zu bytes: the kernel "
+			       "passes at most %zu bytes of environment and arguments together",
+			       total, ARG_MAX_TOTAL);
+	const struct { const struct action *a; const char *name; } acts[] = {
+		{ &x->meta->repo_clone, "repository.clone" },
+		{ &x->meta->repo_update, "repository.update" },
+	};
+	for (int s = 0; s < STEP__COUNT + (int)ARRAY_SIZE(acts); s++) {
+		const struct action *a = s < STEP__COUNT ? &x->plan->actions[s]
+							 : acts[s - STEP__COUNT].a;
+		const char *name = s < STEP__COUNT ? step_name((enum step)s) : acts[s - STEP__COUNT].name;
+		for (size_t i = 0; a->defined && i < a->commands.n; i++)
+			if (strlen(a->commands.v[i]) + 1 > MAX_ARG_STRLEN_BYTES)
+				return err_set(e, -E2BIG, "a command of action '%s' is %zu bytes: the "
+					       "kernel passes at most %d bytes per argument (MAX_ARG_STRLEN)",
+					       name, strlen(a->commands.v[i]), MAX_ARG_STRLEN_BYTES - 1);
+	}
+	return 0;
+}
+
 /* Checks what must hold before anything runs: metadata file paths stay in
- * the root, package names are names. */
+ * the root, package names are names, nothing is too long for exec. */
 static int precheck(const struct actions_ctx *x, struct err *e)
 {
 	for (size_t i = 0; i < x->meta->files.n; i++) {
@@ -639,7 +758,7 @@ static int precheck(const struct actions_ctx *x, struct err *e)
 				       x->plan->packages.v[i]);
 	if (!x->commit || strspn(x->commit, "0123456789abcdef") != strlen(x->commit))
 		return err_set(e, -EINVAL, "bad commit id");
-	return 0;
+	return precheck_sizes(x, e);
 }
 
 int actions_run(struct actions_ctx *x, struct err *e)
@@ -679,6 +798,11 @@ int actions_run(struct actions_ctx *x, struct err *e)
 		if (r < 0) {
 			rec->status = STEP_FAILED;
 			x->failed = s;
+			/* what the previous package left may be in the way */
+			if (s == STEP_CHECKOUT && !x->fresh && r != -ECANCELED && r != -ETIMEDOUT &&
+			    r != -ESTALE)
+				buf_adds(&e->msg, "; the checkout over the previous package failed: "
+					 "'upaas build --fresh' starts from the base image");
 			blog(x, "<== step %s failed after %.2f s: %s", name, rec->seconds, err_msg(e));
 			break;
 		}

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
+#include <locale.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -755,9 +756,10 @@ static void pack_zstd_option(struct archive *a, const char *key, int value)
 			  archive_error_string(a) ?: "");
 }
 
-/* pack_tree() and pack_layer(): lower NULL for a tree. */
+/* pack_tree() and pack_layer() (lower NULL for a tree), in the calling
+ * thread's current locale (see pack_in_utf8()). */
 static int pack_run(const char *root, const char *lower, bool layer, const struct pack_opts *o,
-		    sink_fn sink, void *data, struct pack_result *ret, struct err *e)
+		    sink_fn sink, void *data, bool binary, struct pack_result *ret, struct err *e)
 {
 	_cleanup_(archive_write_freep) struct archive *a = NULL;
 	_cleanup_(entry_freep) struct archive_entry *ae = NULL;
@@ -813,8 +815,7 @@ static int pack_run(const char *root, const char *lower, bool layer, const struc
 	archive_entry_linkresolver_set_strategy(x.lr, ARCHIVE_FORMAT_TAR_PAX_RESTRICTED);
 
 	archive_write_set_format_pax_restricted(a);
-	/* names are bytes: no iconv per entry, and non-UTF-8 names survive */
-	if (archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK)
+	if (binary && archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK)
 		log_debug("libarchive pax option hdrcharset=BINARY not supported");
 	archive_write_add_filter_zstd(a);
 	pack_zstd_option(a, "compression-level", o->level);
@@ -860,16 +861,43 @@ static int pack_run(const char *root, const char *lower, bool layer, const struc
 	return 0;
 }
 
+/*
+ * Names are written as the pax standard wants them: UTF-8, which GNU tar and
+ * bsdtar read without a word. libarchive converts each name from the
+ * current locale's charset to UTF-8, so the packing thread runs in C.UTF-8
+ * (uselocale: per thread, the rest of upaas keeps its locale): a name that
+ * is valid UTF-8 is copied as it is (no normalization), and a name that is
+ * not fails the conversion, which makes libarchive write that one entry
+ * with hdrcharset=BINARY and its bytes unchanged. Extraction (upaas's own,
+ * in the C locale) gives every name back byte for byte. Without a C.UTF-8
+ * locale every entry is written as BINARY, as before.
+ */
+static int pack_in_utf8(const char *root, const char *lower, bool layer,
+			const struct pack_opts *o, sink_fn sink, void *data,
+			struct pack_result *ret, struct err *e)
+{
+	locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (utf8 == (locale_t)0) {
+		log_debug("no C.UTF-8 locale: names are packed as bytes (hdrcharset=BINARY)");
+		return pack_run(root, lower, layer, o, sink, data, true, ret, e);
+	}
+	locale_t old = uselocale(utf8);
+	int r = pack_run(root, lower, layer, o, sink, data, false, ret, e);
+	uselocale(old);
+	freelocale(utf8);
+	return r;
+}
+
 int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
 	      struct pack_result *ret, struct err *e)
 {
-	return pack_run(root, NULL, false, o, sink, data, ret, e);
+	return pack_in_utf8(root, NULL, false, o, sink, data, ret, e);
 }
 
 int pack_layer(const char *upper, const char *lower, const struct pack_opts *o, sink_fn sink,
 	       void *data, struct pack_result *ret, struct err *e)
 {
-	return pack_run(upper, lower, true, o, sink, data, ret, e);
+	return pack_in_utf8(upper, lower, true, o, sink, data, ret, e);
 }
 
 /* The sink of pack_tree() in pack_to_storage(): out, stopped by a cancel. */
@@ -899,7 +927,7 @@ static int pack_out(const char *root, const char *lower, bool layer, const struc
 	if (!po.progress)
 		po.progress = &prog;
 	progress_begin(po.progress, "packing", 0);
-	r = pack_run(root, lower, layer, &po, out_write, &os, ret, e);
+	r = pack_in_utf8(root, lower, layer, &po, out_write, &os, ret, e);
 	progress_end(po.progress);
 	if (r >= 0 && proc_cancelled)
 		r = -ECANCELED;

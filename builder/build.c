@@ -36,6 +36,8 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <json-c/json.h>
+
 #include "actions/actions.h"
 #include "archive/archive.h"
 #include "builder/builder.h"
@@ -48,6 +50,8 @@
 #define METADATA_FILE ".upaas.cfg"
 #define METADATA_MAX ((size_t)1 << 20)
 #define LOG_TAIL_LINES 20
+#define LOG_TAIL_BYTES ((off_t)256 << 10)  /* where the last lines are looked for */
+#define LOG_TAIL_LINE_MAX 1000                 /* bytes of one of them shown */
 
 /* The only global state: which signal interrupted the build. */
 static volatile sig_atomic_t build_signal;
@@ -77,12 +81,16 @@ struct build {
 	off_t log_sent;             /* bytes of the log copied to o->log_fd */
 	struct buf url, mirror, commit, refname, cfgtext;
 	int64_t commit_time;
+	struct git_modules modules; /* submodules of the commit, recursively */
 	struct metadata meta;
 	bool have_meta;
+	bool meta_invalid;          /* the failure is the metadata's */
 	struct plan plan;
 	bool have_plan;
 	struct image_info image;
 	bool have_image;
+	struct strv image_pkgs;     /* names of the image's packages */
+	struct strv os_installed;   /* the plan's packages the tree has, after the steps */
 	struct package_info parent;
 	bool have_parent;
 	bool fresh;
@@ -92,8 +100,14 @@ struct build {
 	bool unpacked;              /* the base was fetched and unpacked */
 	bool no_layer;              /* the upper dir is not worth keeping */
 	struct workspace ws;
-	int checkout_fd;            /* git archive of the commit (unlinked file) */
-	struct buf deleted;         /* paths deleted since the parent's commit */
+	struct git_tree tree;       /* the commit's tracked tree */
+	struct git_tree old_tree;   /* the base package's (incremental) */
+	struct git_modules old_modules;
+	const char **mirrors;       /* the repositories of tree's blobs (src) */
+	size_t n_mirrors;
+	struct checkout_index index;    /* of the base package's checkout */
+	struct checkout_index co_out;   /* of this build's */
+	bool restarted;             /* fresh after an incremental checkout failed */
 	struct actions_ctx ax;
 	bool ran_steps;
 	struct pack_result pack;
@@ -139,29 +153,53 @@ static void log_forward(struct build *b)
 	}
 }
 
-/* Appends the last lines of the build log (without timestamps) to e. */
+/* Appends the last lines of the build log (without timestamps) to e: read
+ * from the end, whatever the log's size. */
 static void err_add_log_tail(struct build *b, struct err *e)
 {
 	_cleanup_buf_ struct buf all = BUF_INIT;
-	if (!b->log_path || buf_read_file(&all, b->log_path, 64u << 20) < 0 || !all.len)
+	struct stat st;
+	if (b->log_fd < 0 || fstat(b->log_fd, &st) < 0 || st.st_size <= 0)
 		return;
+	off_t from = st.st_size > LOG_TAIL_BYTES ? st.st_size - LOG_TAIL_BYTES : 0;
+	size_t want = (size_t)(st.st_size - from);
+	if (buf_grow(&all, want) < 0)
+		return;
+	ssize_t got = pread(b->log_fd, all.p, want, from);
+	if (got <= 0)
+		return;
+	all.len = (size_t)got;
+	all.p[all.len] = '\0';
+	/* a NUL in the output would end the text early: show it as a space */
+	for (size_t i = 0; i < all.len; i++)
+		if (!all.p[i])
+			all.p[i] = ' ';
 	buf_rtrim(&all);
-	size_t start = all.len;
+	const char *text = all.p;
+	if (from > 0) {
+		/* the window starts inside a line: not shown */
+		const char *nl = strchr(text, '\n');
+		text = nl ? nl + 1 : text + strlen(text);
+	}
+	size_t start = strlen(text);
 	int lines = 0;
 	while (start > 0 && lines < LOG_TAIL_LINES) {
 		start--;
-		if (all.p[start] == '\n')
+		if (text[start] == '\n')
 			lines++;
 	}
-	if (all.p[start] == '\n')
+	if (text[start] == '\n')
 		start++;
 	buf_adds(&e->msg, "\nlast lines of the build log:");
-	for (const char *p = all.p + start; *p;) {
+	for (const char *p = text + start; *p;) {
 		size_t n = strcspn(p, "\n");
 		/* "2026-11-20T21:45:00.123Z " */
-		size_t skip = (n > 25 && p[23] == 'Z' && p[24] == ' ') ? 25 : 0;
+		size_t skip = (n >= 25 && p[23] == 'Z' && p[24] == ' ') ? 25 : 0;
+		size_t show = n - skip > LOG_TAIL_LINE_MAX ? LOG_TAIL_LINE_MAX : n - skip;
 		buf_adds(&e->msg, "\n  | ");
-		buf_add(&e->msg, p + skip, n - skip);
+		buf_add(&e->msg, p + skip, show);
+		if (show < n - skip)
+			buf_adds(&e->msg, "...");
 		p += n;
 		if (*p)
 			p++;
@@ -218,9 +256,13 @@ static int stage_fetch(struct build *b, struct err *e)
 		return r;
 	blog(b, "%s is commit %s", b->refname.p, b->commit.p);
 	r = git_show_file(b->mirror.p, b->commit.p, METADATA_FILE, &b->cfgtext, METADATA_MAX, e);
+	if (r == -ENOENT || r == -E2BIG)
+		b->meta_invalid = true;   /* the repository's problem: no log tail */
 	if (r == -ENOENT)
 		return err_set(e, -ENOENT, "no %s in '%s' at %.12s", METADATA_FILE, b->url.p,
 			       b->commit.p);
+	if (r == -E2BIG)
+		return err_prefix(e, "app metadata at %.12s", b->commit.p);
 	if (r < 0)
 		return r;
 
@@ -230,6 +272,7 @@ static int stage_fetch(struct build *b, struct err *e)
 	b->have_meta = true;
 	if (r < 0 || d.n) {
 		_cleanup_buf_ struct buf msg = BUF_INIT;
+		b->meta_invalid = true;
 		diags_format(&d, &msg);
 		buf_rtrim(&msg);
 		diags_free(&d);
@@ -237,7 +280,33 @@ static int stage_fetch(struct build *b, struct err *e)
 			       b->commit.p, msg.p);
 	}
 	diags_free(&d);
+	/* submodules are fetched with the app: a URL that cannot be used
+	 * fails the build here, before any step */
+	r = git_modules_resolve(b->c, b->mirror.p, b->commit.p, b->url.p, true, b->log_fd,
+				&b->modules, e);
+	if (r < 0)
+		return r;
+	if (b->modules.n)
+		blog(b, "%zu submodule%s fetched", b->modules.n, b->modules.n == 1 ? "" : "s");
 	return 0;
+}
+
+/* The names of the image's packages, from its manifest's "packages"
+ * ("name=version" or "name:arch=version"). */
+static void image_package_names(const struct image_info *i, struct strv *out)
+{
+	_cleanup_json_ struct json_object *o = NULL;
+	_cleanup_err_ struct err ig = ERR_INIT;
+	struct json_object *a;
+
+	if (!i->manifest_json || json_parse_object(i->manifest_json, &o, &ig) < 0 ||
+	    !json_object_object_get_ex(o, "packages", &a) || !json_object_is_type(a, json_type_array))
+		return;
+	for (size_t k = 0; k < json_object_array_length(a); k++) {
+		const char *v = json_object_get_string(json_object_array_get_idx(a, k));
+		if (v)
+			strv_push_take(out, xstrndup(v, strcspn(v, ":=")));
+	}
 }
 
 static void set_reason(struct build *b, const char *fmt, ...) _printf_(2, 3);
@@ -298,6 +367,7 @@ static int stage_base(struct build *b, struct err *e)
 	if (r < 0)
 		return err_prefix(e, "base image '%s'", img_name);
 	b->have_image = true;
+	image_package_names(&b->image, &b->image_pkgs);
 
 	if (b->have_parent && !b->fresh) {
 		const struct package_info *p = &b->parent;
@@ -391,39 +461,99 @@ static int stage_workspace(struct build *b, struct err *e)
 	return r;
 }
 
+/* Where the checkout index of the app's latest build is kept. */
+static char *index_path(const struct build *b)
+{
+	return xasprintf("%s/checkout/%s.index", b->c->paths.cache, b->app);
+}
+
 /*
- * The checkout the steps unpack, made here on the host: the commit as a tar
- * (an unlinked file in the work dir) and, for an incremental build, the
- * paths the commit deleted since the parent's. Nothing when the app's own
+ * What the checkout needs, made here on the host before the steps: the
+ * commit's tracked tree and, for an incremental build, the base package's
+ * (its commit and submodules, from the mirrors, nothing fetched) and the
+ * index its checkout left. A base whose tree cannot be listed (its commit
+ * is gone after a force push and a gc, a submodule's mirror lost it) is
+ * -ESTALE: the build starts again fresh. Nothing when the app's own
  * clone/update commands do the checkout.
  */
 static int make_checkout(struct build *b, struct err *e)
 {
-	const char *parent = b->fresh ? NULL : b->parent.repo.commit;
-	_cleanup_free_ char *tmpl = path_join(b->dir, "checkout.XXXXXX");
-	int r;
-
 	if (actions_custom_checkout(&b->meta, b->fresh))
 		return 0;
-	b->checkout_fd = mkostemp(tmpl, O_CLOEXEC);
-	if (b->checkout_fd < 0)
-		return err_set_errno(e, -errno, "cannot create a file in '%s'", b->dir);
-	unlink(tmpl);
-	r = git_archive_to_fd(b->mirror.p, b->commit.p, b->checkout_fd, b->log_fd, e);
+	git_tree_free(&b->tree);
+	int r = git_tree_list(b->mirror.p, b->commit.p, &b->modules, &b->tree, e);
 	if (r < 0)
 		return r;
-	if (!parent || !strcmp(parent, b->commit.p))
+	free(b->mirrors);
+	b->n_mirrors = b->modules.n + 1;
+	b->mirrors = xcalloc(b->n_mirrors, sizeof(*b->mirrors));
+	b->mirrors[0] = b->mirror.p;
+	for (size_t i = 0; i < b->modules.n; i++)
+		b->mirrors[i + 1] = b->modules.v[i].mirror;
+	if (b->fresh)
 		return 0;
+
+	const char *pc = b->parent.repo.commit;
 	_cleanup_err_ struct err ge = ERR_INIT;
-	r = git_deleted_files(b->mirror.p, parent, b->commit.p, b->log_fd, &b->deleted, &ge);
-	if (r < 0) {
-		/* the parent commit may be gone (force push): nothing to
-		 * delete that we know of; the package keeps what it had */
-		blog(b, "warning: cannot list the files deleted since the base package: %s",
-		     err_msg(&ge));
-		log_warn("cannot list the files deleted since the base package");
-	}
+	/* from a stored manifest: a commit id before it goes near git */
+	size_t pl = pc ? strlen(pc) : 0;
+	if ((pl != 40 && pl != 64) || strspn(pc, "0123456789abcdef") != pl)
+		return err_set(e, -ESTALE, "the base package's commit is not a commit id");
+	if (!git_has_commit(b->mirror.p, pc))
+		return err_set(e, -ESTALE, "the commit of package '%s' (%.12s) is not in the "
+			       "repository any more", b->parent.id, pc ? pc : "none");
+	r = git_modules_resolve(b->c, b->mirror.p, pc, b->url.p, false, -1, &b->old_modules, &ge);
+	if (r >= 0)
+		r = git_tree_list(b->mirror.p, pc, &b->old_modules, &b->old_tree, &ge);
+	if (r < 0)
+		return err_set(e, -ESTALE, "the tree of package '%s' cannot be listed: %s",
+			       b->parent.id, err_msg(&ge));
+	_cleanup_free_ char *ip = index_path(b);
+	/* the index is that of the package's top layer (a build that changed
+	 * nothing lists its parent's, and leaves the same tree) */
+	r = checkout_index_load(ip, b->parent.layers[b->parent.n_layers - 1].sha256, &b->index);
+	if (r < 0)
+		blog(b, "checkout: no index of package %s (%s): every unchanged file is checked "
+		     "by its content", b->parent.id, strerror(-r));
 	return 0;
+}
+
+/* The checkout step's work (struct actions_checkout): the commit's tree
+ * written into the root by builder/checkout.c, as the app's files. */
+static int do_checkout(void *data, struct err *e)
+{
+	struct build *b = data;
+	uint64_t t0 = now_ms();
+	/* the root belongs to the sandbox's range: the app's files are the
+	 * app's ids inside it */
+	struct sandbox_range ids;
+	rootfs_range(b->c, &ids);
+	struct checkout co = {
+		.root = b->ws.root,
+		.home = b->c->apps.home,
+		.uid = ids.uid_base + (uid_t)b->c->apps.uid,
+		.gid = ids.gid_base + (gid_t)b->c->apps.gid,
+		.mtime = b->commit_time,
+		.tree = &b->tree,
+		.old = b->fresh ? NULL : &b->old_tree,
+		.index = b->fresh ? NULL : &b->index,
+		.mirrors = b->mirrors,
+		.n_mirrors = b->n_mirrors,
+		.out = CHECKOUT_INDEX_INIT,
+	};
+	int r = checkout_apply(&co, e);
+	const struct checkout_stats *st = &co.st;
+	blog(b, "checkout: %zu entries: %u written, %u kept (%u checked by content), %u repaired, "
+	     "%u removed; directories: %u made, %u fixed, %u removed; %.2f s", b->tree.n,
+	     st->written, st->kept, st->hashed, st->repaired, st->removed, st->dirs_made,
+	     st->dirs_fixed, st->dirs_removed, (double)(now_ms() - t0) / 1000.0);
+	checkout_index_free(&b->co_out);
+	b->co_out = co.out;
+	/* what the base package left cannot be made the commit's: a fresh
+	 * build can (build_stages starts again) */
+	if (r < 0 && !b->fresh && r != -ECANCELED && !proc_cancelled)
+		return err_set(e, -ESTALE, "%s", err_msg(e));
+	return r;
 }
 
 static int stage_steps(struct build *b, struct err *e)
@@ -446,10 +576,11 @@ static int stage_steps(struct build *b, struct err *e)
 		.commit = b->commit.p,
 		.fresh = b->fresh,
 		.installed = b->fresh ? NULL : &b->parent.os_packages,
+		.image_packages = &b->image_pkgs,
+		.commit_time = b->commit_time,
 		.checkout = {
-			.tar_fd = b->checkout_fd,
-			.deleted = b->deleted.len ? b->deleted.p : NULL,
-			.deleted_len = b->deleted.len,
+			.apply = do_checkout,
+			.data = b,
 			.keep_git = b->meta.keep_git,
 		},
 		.log_fd = b->log_fd,
@@ -466,14 +597,20 @@ static int stage_steps(struct build *b, struct err *e)
 		if (end > b->log_sent)
 			b->log_sent = end;
 	}
-	return r;
+	if (r < 0)
+		return r;
+	/* what the manifest lists: the plan's packages the tree has now */
+	r = actions_installed(b->ws.root, &b->plan.packages, &b->os_installed, e);
+	return r < 0 ? err_prefix(e, "listing the installed packages") : 0;
 }
 
-#define EXCLUDE_MAX 16
+#define EXCLUDE_MAX 32
 
 /* What packing leaves out (pack_tree patterns); *git_dir is freed by the
  * caller. /proc and /sys stay as empty dirs: a root without them cannot be
- * entered again (the next build, deploy's exec). */
+ * entered again (the next build, deploy's exec). What records the time of
+ * a run (image_time_records) is left out too: two builds of one commit give
+ * the same package. */
 static void exclude_list(struct build *b, const char *exclude[EXCLUDE_MAX], char **git_dir)
 {
 	size_t n = 0;
@@ -486,6 +623,8 @@ static void exclude_list(struct build *b, const char *exclude[EXCLUDE_MAX], char
 	exclude[n++] = "var/lib/apt/lists/*";
 	exclude[n++] = "var/cache/apt/*";
 	exclude[n++] = "run/*";
+	for (size_t i = 0; image_time_records[i] && n + 2 < EXCLUDE_MAX; i++)
+		exclude[n++] = image_time_records[i];
 	*git_dir = NULL;
 	if (!b->meta.keep_git) {
 		*git_dir = path_join(b->c->apps.home + (b->c->apps.home[0] == '/'), ".git");
@@ -856,12 +995,7 @@ static void make_manifest(struct build *b, struct package_info *p)
 					     .kind = xstrdup(keep ? "delta" : "full") };
 		memcpy(l->sha256, b->layer.sha256, sizeof(l->sha256));
 	}
-	if (!b->fresh)
-		strv_copy(&p->os_packages, &b->parent.os_packages);
-	for (size_t i = 0; i < b->plan.packages.n; i++)
-		if (!strv_contains(&p->os_packages, b->plan.packages.v[i]))
-			strv_push(&p->os_packages, b->plan.packages.v[i]);
-	strv_sort(&p->os_packages);
+	strv_copy(&p->os_packages, &b->os_installed);
 	char hex[65];
 	sha256_hex(b->cfgtext.p, b->cfgtext.len, hex);
 	p->metadata_sha256 = xstrdup(hex);
@@ -982,6 +1116,41 @@ static int stage_publish(struct build *b, struct err *e)
 }
 
 /*
+ * Copies the log to out_fd bounded to max bytes: its head and its tail, cut
+ * at line ends, with a line "... N bytes cut ..." in between. size is the
+ * log's size (> max).
+ */
+static int log_bounded_copy(int in_fd, off_t size, off_t max, int out_fd)
+{
+	char marker[64];
+	_cleanup_free_ char *blk = xmalloc(max);
+	/* the head: half of it, up to its last line end */
+	off_t head = max / 2;
+	ssize_t n = pread(in_fd, blk, (size_t)head, 0);
+	if (n < head)
+		return n < 0 ? -errno : -EIO;
+	char *nl = memrchr(blk, '\n', (size_t)head);
+	if (nl)
+		head = nl - blk + 1;
+	int r = fs_write_all(out_fd, blk, (size_t)head);
+	/* the tail: the rest of max, from its first line start */
+	off_t tail = max - head - (off_t)sizeof(marker);
+	off_t from = size - tail;
+	n = pread(in_fd, blk, (size_t)tail, from);
+	if (n < tail)
+		return n < 0 ? -errno : -EIO;
+	nl = memchr(blk, '\n', (size_t)tail);
+	off_t skip = nl ? nl - blk + 1 : 0;
+	snprintf(marker, sizeof(marker), "... %lld bytes cut ...\n",
+		 (long long)(from + skip - head));
+	if (r >= 0)
+		r = fs_write_all(out_fd, marker, strlen(marker));
+	if (r >= 0)
+		r = fs_write_all(out_fd, blk + skip, (size_t)(tail - skip));
+	return r;
+}
+
+/*
  * A build of this app that died between its layer and its manifest left
  * its package id in the note of the app's lock (which we hold now): its
  * bill of materials and the manifest's signature are deleted unless the
@@ -1028,14 +1197,42 @@ static void build_recover(struct build *b)
 	lock_note_set(b->lock_fd, NULL);
 }
 
-/* The log goes last: by then the package is published, so a failure here
- * is only a warning. */
+/*
+ * Stores the build log as logs/<app>/<id>.log, at most limits.log_bytes
+ * (log_bounded_copy()); the log in the work dir keeps everything. Last,
+ * after the package or the failure: a problem here is only a warning.
+ */
 static void publish_log(struct build *b)
 {
 	_cleanup_free_ char *lkey = storage_key_log(b->app, b->id);
 	_cleanup_err_ struct err e = ERR_INIT;
-	if (storage_put_file(b->s, lkey, b->log_path, &e) < 0)
+	struct stat st;
+	off_t max = (off_t)b->c->limits.log_bytes;
+	const char *path = b->log_path;
+	_cleanup_free_ char *cut = NULL;
+	int r = 0;
+
+	if (b->log_fd < 0 || fstat(b->log_fd, &st) < 0)
+		return;
+	if (max > 0 && st.st_size > max) {
+		cut = path_join(b->dir, "build.log.stored");
+		_cleanup_close_ int fd = open(cut, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		r = fd < 0 ? -errno : log_bounded_copy(b->log_fd, st.st_size, max, fd);
+		if (r < 0) {
+			log_warn("cannot cut the build log to %lld bytes: %s", (long long)max,
+				 strerror(-r));
+			return;
+		}
+		path = cut;
+	}
+	/* a cancelled build keeps its log too: the signal that cancelled the
+	 * build does not cancel this upload (another one does) */
+	bool cancelled = proc_cancelled;
+	proc_cancelled = 0;
+	if (storage_put_file(b->s, lkey, path, &e) < 0)
 		log_warn("cannot store the build log '%s': %s", lkey, err_msg(&e));
+	if (cancelled)
+		proc_cancelled = 1;
 }
 
 /*
@@ -1086,6 +1283,25 @@ static void keep_layer(struct build *b)
 		log_warn("root cache: %s", err_msg(&e));
 }
 
+/* Keeps the index of this build's checkout for the next incremental build
+ * (only the latest build's, per app); a failure costs only content checks. */
+static void save_index(struct build *b)
+{
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_free_ char *dir = path_join(b->c->paths.cache, "checkout");
+	_cleanup_free_ char *ip = index_path(b);
+	if ((!b->co_out.n && !b->tree.n) || (!b->layer.key && !b->parent.n_layers))
+		return;
+	int r = fs_mkdir_p(dir, 0700);
+	if (r < 0)
+		err_set_errno(&e, r, "cannot create '%s'", dir);
+	else
+		r = checkout_index_save(&b->co_out, b->layer.key ? b->layer.sha256
+					: b->parent.layers[b->parent.n_layers - 1].sha256, ip, &e);
+	if (r < 0)
+		blog(b, "no checkout index for the next build: %s", err_msg(&e));
+}
+
 /* ------------------------------------------------------------ the build */
 
 static void build_free(struct build *b)
@@ -1098,9 +1314,12 @@ static void build_free(struct build *b)
 	workspace_free(&b->ws);
 	if (b->log_fd >= 0)
 		close(b->log_fd);
-	if (b->checkout_fd >= 0)
-		close(b->checkout_fd);
-	buf_free(&b->deleted);
+	git_tree_free(&b->tree);
+	git_tree_free(&b->old_tree);
+	git_modules_free(&b->old_modules);
+	free(b->mirrors);
+	checkout_index_free(&b->index);
+	checkout_index_free(&b->co_out);
 	if (b->dir) {
 		_cleanup_err_ struct err e = ERR_INIT;
 		if (fs_rm_rf(b->dir, &e) < 0)
@@ -1117,6 +1336,9 @@ static void build_free(struct build *b)
 	buf_free(&b->commit);
 	buf_free(&b->refname);
 	buf_free(&b->cfgtext);
+	git_modules_free(&b->modules);
+	strv_free(&b->image_pkgs);
+	strv_free(&b->os_installed);
 	buf_free(&b->reason);
 	strv_free(&b->lowers);
 	if (b->have_meta)
@@ -1131,6 +1353,48 @@ static void build_free(struct build *b)
 	buf_free(&b->sbom);
 }
 
+/*
+ * The incremental build's checkout could not make the base package's tree
+ * the commit's (-ESTALE, the reason in e): the build starts again from the
+ * base image, once, on a new workspace, and the manifest's base reason says
+ * why.
+ */
+static int restart_fresh(struct build *b, struct err *e)
+{
+	_cleanup_err_ struct err we = ERR_INIT;
+	buf_reset(&b->reason);
+	buf_addf(&b->reason, "the checkout over package '%s' failed: %s", b->parent.id, err_msg(e));
+	err_clear(e);
+	blog(b, "falling back to a fresh build: %s", b->reason.p);
+	log_warn("falling back to a fresh build: %s", b->reason.p);
+	b->fresh = true;
+	b->restarted = true;
+	if (workspace_destroy(&b->ws, &we) < 0)
+		return err_set(e, we.code, "%s", err_msg(&we));
+	free(b->ws.dir);
+	free(b->ws.root);
+	free(b->ws.upper);
+	b->ws = (struct workspace)WORKSPACE_INIT;
+	strv_free(&b->lowers);
+	strv_free(&b->os_installed);
+	git_tree_free(&b->old_tree);
+	checkout_index_free(&b->index);
+	/* the interpreter version was chosen for the base package */
+	if (b->have_plan)
+		plan_free(&b->plan);
+	b->have_plan = false;
+	int r = plan_make(&b->plan, b->c, &b->meta, NULL, b->o->interp_version, e);
+	if (r < 0)
+		return r;
+	b->have_plan = true;
+	r = rootcache_get(b->c, b->s, b->image.key, b->image.sha256, b->image.size, &b->lowers, e);
+	if (r < 0)
+		return err_prefix(e, "base image '%s'", b->image.name);
+	b->unpacked = r > 0;
+	b->lower_sha = b->image.sha256;
+	return 0;
+}
+
 static int build_stages(struct build *b, struct err *e)
 {
 	static int (*const fns[ST__COUNT])(struct build *, struct err *) = {
@@ -1141,6 +1405,13 @@ static int build_stages(struct build *b, struct err *e)
 		int r = check_cancel(e);
 		if (r >= 0)
 			r = fns[s](b, e);
+		if (r == -ESTALE && s == ST_STEPS && !b->fresh && !b->restarted && !proc_cancelled) {
+			r = restart_fresh(b, e);
+			if (r >= 0) {
+				s = ST_WORKSPACE - 1;   /* a new workspace, the steps again */
+				continue;
+			}
+		}
 		if (r < 0) {
 			if (proc_cancelled && r != -ECANCELED) {
 				err_clear(e);
@@ -1156,11 +1427,13 @@ static int build_stages(struct build *b, struct err *e)
 int build_run(const struct config *c, struct storage *s, const struct build_opts *o,
 	      struct build_result *ret, struct err *e)
 {
-	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .lock_fd = -1, .checkout_fd = -1,
-			   .deleted = BUF_INIT, .url = BUF_INIT,
+	struct build b = { .c = c, .s = s, .o = o, .log_fd = -1, .lock_fd = -1, .tree = GIT_TREE_INIT,
+			   .old_tree = GIT_TREE_INIT, .old_modules = GIT_MODULES_INIT,
+			   .index = CHECKOUT_INDEX_INIT, .co_out = CHECKOUT_INDEX_INIT, .url = BUF_INIT,
 			   .mirror = BUF_INIT, .commit = BUF_INIT, .refname = BUF_INIT,
 			   .cfgtext = BUF_INIT, .reason = BUF_INIT, .lowers = STRV_INIT,
-			   .sbom = BUF_INIT };
+			   .modules = GIT_MODULES_INIT, .image_pkgs = STRV_INIT,
+			   .os_installed = STRV_INIT, .sbom = BUF_INIT };
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_term,
 			 old_int;
 	_cleanup_close_ int lock = -1;
@@ -1172,8 +1445,13 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			return err_set(e, -EINVAL, "invalid app name '%s'", o->app);
 		b.app = xstrdup(o->app);
 	} else {
-		_cleanup_buf_ struct buf name = BUF_INIT;
-		r = git_source_app(o->source, &name, e);
+		/* from the URL or the canonical path: `upaas build .` is the
+		 * directory's name */
+		_cleanup_buf_ struct buf name = BUF_INIT, url = BUF_INIT;
+		r = git_source_url(o->source, &url, e);
+		if (r >= 0)
+			r = git_source_app(url.p, &name, e);
+		explicit_bzero(url.p, url.len);   /* it may hold credentials */
 		if (r < 0)
 			return r;
 		b.app = buf_detach(&name);
@@ -1258,13 +1536,17 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 			lock_note_set(lock, NULL);
 		}
 		blog(&b, "build failed: %s", err_msg(e));
-		/* the tail says why; a cancel or a config problem needs none */
-		if (b.ran_steps && b.ax.failed >= 0 && r != -ECANCELED)
+		/* the tail says why; a cancel or a metadata problem (its
+		 * message has file:line) needs none */
+		if (r != -ECANCELED && !b.meta_invalid)
 			err_add_log_tail(&b, e);
 		log_forward(&b);
+		/* failed and cancelled builds keep their log too */
+		publish_log(&b);
 		goto out;
 	}
 	keep_layer(&b);
+	save_index(&b);
 	blog(&b, "build %s of %s done in %.2f s: %s package, %s", b.id, b.app,
 	     (double)(now_ms() - b.t_start) / 1000.0, b.fresh ? "fresh" : "incremental",
 	     !b.layer.key ? "no new layer" : b.squash ? "squashed into a full layer"

@@ -74,7 +74,7 @@ static int check_report(const char *what, const struct diags *d, bool json)
 	} else if (d->n) {
 		_cleanup_buf_ struct buf out = BUF_INIT;
 		diags_format(d, &out);
-		fputs(out.p, stderr);
+		fputs_safe(out.p, stderr);   /* may quote an app's metadata */
 	} else {
 		printf("%s: ok\n", what);
 	}

@@ -147,16 +147,37 @@ static int q_show(struct cli *c, const struct cli_args *a)
 	return 0;
 }
 
+/* Writes log text to stdout: on a terminal made safe (the log holds the
+ * app's raw output), else byte for byte. */
+static int write_log(const char *p, size_t n)
+{
+	if (!isatty(STDOUT_FILENO))
+		return fs_write_all(STDOUT_FILENO, p, n);
+	_cleanup_buf_ struct buf b = BUF_INIT;
+	buf_add_safe(&b, p, n);
+	return fs_write_all(STDOUT_FILENO, b.p, b.len);
+}
+
+/* Copies what fd has to stdout, whole lines at a time on a terminal (a
+ * UTF-8 character split between two reads stays whole). */
 static int copy_out(int fd)
 {
 	char b[65536];
 	ssize_t n;
+	size_t have = 0;
 	int total = 0;
-	while ((n = read(fd, b, sizeof(b))) > 0) {
-		if (fs_write_all(STDOUT_FILENO, b, (size_t)n) < 0)
+	while ((n = read(fd, b + have, sizeof(b) - have)) > 0) {
+		have += (size_t)n;
+		char *nl = memrchr(b, '\n', have);
+		size_t out = nl && have < sizeof(b) ? (size_t)(nl - b + 1) : have;
+		if (write_log(b, out) < 0)
 			return -EPIPE;
+		memmove(b, b + out, have - out);
+		have -= out;
 		total += (int)n;
 	}
+	if (have && write_log(b, have) < 0)
+		return -EPIPE;
 	return total;
 }
 
@@ -205,7 +226,7 @@ static int q_log(struct cli *c, const struct cli_args *a)
 	r = storage_get_buf(s, key, &out, 64u << 20, &e);
 	if (r < 0)
 		return cli_fail(&e, "no log for this build");
-	fs_write_all(STDOUT_FILENO, out.p, out.len);
+	write_log(out.p, out.len);
 	return 0;
 }
 

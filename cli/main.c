@@ -17,7 +17,10 @@ static void cli_log_sink(enum log_level lvl, const char *msg, void *data)
 	static const char *const prefix[] = { "error: ", "warning: ", "", "debug: " };
 	if (progress_enabled)
 		fputs("\r\033[K", stderr);
-	fprintf(stderr, "upaas: %s%s\n", prefix[lvl], msg);
+	/* messages may quote what apps, metadata or storage said */
+	fprintf(stderr, "upaas: %s", prefix[lvl]);
+	fputs_safe(msg, stderr);
+	fputc('\n', stderr);
 }
 
 static void quiet_log_sink(enum log_level lvl, const char *msg, void *data)
@@ -117,7 +120,9 @@ int cli_fail(const struct err *e, const char *fallback)
 	const char *m = e && e->code ? err_msg(e) : fallback;
 	if (progress_enabled)
 		fputs("\r\033[K", stderr);
-	fprintf(stderr, "upaas: error: %s\n", m && *m ? m : "failed");
+	fputs("upaas: error: ", stderr);
+	fputs_safe(m && *m ? m : "failed", stderr);
+	fputc('\n', stderr);
 	return 1;
 }
 

@@ -84,6 +84,16 @@ char *buf_detach(struct buf *b);             /* caller frees; b is reset */
 int buf_read_fd(struct buf *b, int fd);
 /* Reads a whole file, at most max bytes (0: BUF_DEFAULT_MAX). */
 int buf_read_file(struct buf *b, const char *path, size_t max);
+/*
+ * Appends n bytes of untrusted text (app output, metadata, an S3 error body)
+ * made safe for a terminal (common/term.c): newline, tab, printable ASCII
+ * and valid UTF-8 (U+00A0 up) as they are; every other byte (ESC of CSI and
+ * OSC sequences, BEL, CR, DEL, C1 controls, bytes that are not UTF-8) as
+ * \xHH. For what upaas prints, never for what it stores (logs keep the bytes).
+ */
+void buf_add_safe(struct buf *b, const void *p, size_t n);
+/* fputs() of buf_add_safe(s). */
+int fputs_safe(const char *s, FILE *f);
 static inline void buf_freep(struct buf *b) { buf_free(b); }
 #define _cleanup_buf_ _cleanup_(buf_freep)
 
@@ -212,6 +222,10 @@ void sha256_update(struct sha256 *h, const void *p, size_t n);
 void sha256_final(struct sha256 *h, char hex[65]);   /* also frees ctx */
 void sha256_free(struct sha256 *h);                  /* without final */
 void sha256_hex(const void *p, size_t n, char hex[65]);
+/* git's object id of a blob: the SHA-1 (SHA-256 with sha256) of
+ * "blob <size>" NUL and the size bytes read from fd (-EIO when it has
+ * fewer); hex gets 40 (64) digits. */
+int hash_git_blob(int fd, uint64_t size, bool sha256, char hex[65]);
 /* Hashes a whole file; ret_size may be NULL. */
 int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *e);
 
@@ -360,6 +374,13 @@ bool path_abs_ok(const char *p, bool root_ok);
 bool hex64_ok(const char *s);
 /* fsyncs the directory that contains path. */
 int fs_fsync_parent(const char *path);
+/* Opens rel below the directory rootfd as if rootfd were "/"
+ * (openat2 RESOLVE_IN_ROOT): "..", absolute symlinks and magic links never
+ * leave the tree. Returns the fd (O_CLOEXEC added) or -errno. */
+int fs_open_in_root(int rootfd, const char *rel, int flags);
+/* Reads the regular file rel of the tree at root (fs_open_in_root), at
+ * most max bytes (-E2BIG past it); -EINVAL when it is not a regular file. */
+int fs_read_in_root(const char *root, const char *rel, struct buf *out, size_t max);
 
 /*
  * Safe recursive removal (common/saferm.c). Removes path and everything
@@ -368,6 +389,14 @@ int fs_fsync_parent(const char *path);
  * below path (as listed in /proc/self/mountinfo). A missing path is success.
  */
 int fs_rm_rf(const char *path, struct err *e);
+/*
+ * The same for the entry name of the directory dfd (a directory and what it
+ * holds, anything else unlinked), for callers that walk a tree by fds and
+ * have no path to check in mountinfo: a mount point at name is refused
+ * (-EBUSY), one below it or another file system stops the walk. display
+ * names it in messages. A missing name is success.
+ */
+int fs_rm_rf_at(int dfd, const char *name, const char *display, struct err *e);
 /* true when something is mounted at or below path. */
 bool fs_has_mounts_below(const char *path);
 

@@ -1,8 +1,10 @@
 /* common/fs.c - small, careful file operations. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "common/common.h"
 
@@ -142,4 +144,36 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 	}
 	fs_fsync_parent(path);
 	return 0;
+}
+
+int fs_open_in_root(int rootfd, const char *rel, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	while (*rel == '/')
+		rel++;
+	if (!*rel)
+		rel = ".";
+	long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+	return fd < 0 ? -errno : (int)fd;
+}
+
+int fs_read_in_root(const char *root, const char *rel, struct buf *out, size_t max)
+{
+	_cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return -errno;
+	_cleanup_close_ int fd = fs_open_in_root(rootfd, rel, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	buf_free(out);
+	buf_init(out, max);
+	return buf_read_fd(out, fd);
 }

@@ -100,3 +100,38 @@ int sha256_file(const char *path, char hex[65], uint64_t *ret_size, struct err *
 		*ret_size = size;
 	return 0;
 }
+
+int hash_git_blob(int fd, uint64_t size, bool sha256, char hex[65])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx)
+		return -ENOMEM;
+	int r = 0;
+	if (EVP_DigestInit_ex(ctx, sha256 ? EVP_sha256() : EVP_sha1(), NULL) != 1)
+		r = -EIO;
+	char head[48];
+	int hl = snprintf(head, sizeof(head), "blob %llu", (unsigned long long)size);
+	if (r == 0)
+		EVP_DigestUpdate(ctx, head, (size_t)hl + 1);   /* with its NUL */
+	char blk[65536];
+	uint64_t left = size;
+	while (r == 0 && left > 0) {
+		ssize_t n = read(fd, blk, left > sizeof(blk) ? sizeof(blk) : (size_t)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;   /* shorter than its size said */
+			break;
+		}
+		EVP_DigestUpdate(ctx, blk, (size_t)n);
+		left -= (uint64_t)n;
+	}
+	if (r == 0) {
+		unsigned char d[EVP_MAX_MD_SIZE];
+		unsigned int n = 0;
+		EVP_DigestFinal_ex(ctx, d, &n);
+		to_hex(d, n, hex);
+	}
+	EVP_MD_CTX_free(ctx);
+	return r;
+}

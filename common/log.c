@@ -6,7 +6,9 @@ enum log_level log_max_level = LOG_INFO;
 static void default_sink(enum log_level lvl, const char *msg, void *data)
 {
 	static const char *const prefix[] = { "error: ", "warning: ", "", "debug: " };
-	fprintf(stderr, "upaas: %s%s\n", prefix[lvl], msg);
+	fprintf(stderr, "upaas: %s", prefix[lvl]);
+	fputs_safe(msg, stderr);
+	fputc('\n', stderr);
 }
 
 static log_sink_fn log_sink = default_sink;

@@ -290,25 +290,35 @@ void log_line_fd(int fd, const char *text, size_t n)
 }
 
 /* Splits output into lines for the log; final=true flushes the rest. */
+/* One line of a child's output: to the log(s) as it is; with tee also to
+ * stderr, made safe for a terminal (the child is untrusted). */
+static void output_line(struct proc *p, const char *line, size_t n)
+{
+	log_line_fd(p->log_fd, line, n);
+	if (p->log_fd2 >= 0)
+		log_line_fd(p->log_fd2, line, n);
+	if (p->tee) {
+		struct buf b = BUF_INIT;
+		buf_add_safe(&b, line, n);
+		buf_addch(&b, '\n');
+		fs_write_all(STDERR_FILENO, b.p, b.len);
+		buf_free(&b);
+	}
+}
+
 static void log_output(struct proc *p, const char *data, size_t n, bool final)
 {
-	if (p->tee && n)
-		fs_write_all(STDERR_FILENO, data, n);
 	buf_add(&p->partial, data, n);
 	size_t start = 0;
 	for (size_t i = 0; i < p->partial.len; i++) {
 		if (p->partial.p[i] != '\n')
 			continue;
-		log_line_fd(p->log_fd, p->partial.p + start, i - start);
-		if (p->log_fd2 >= 0)
-			log_line_fd(p->log_fd2, p->partial.p + start, i - start);
+		output_line(p, p->partial.p + start, i - start);
 		start = i + 1;
 	}
 	/* a very long line without newline is flushed in pieces */
 	if ((final && start < p->partial.len) || p->partial.len - start > 65536) {
-		log_line_fd(p->log_fd, p->partial.p + start, p->partial.len - start);
-		if (p->log_fd2 >= 0)
-			log_line_fd(p->log_fd2, p->partial.p + start, p->partial.len - start);
+		output_line(p, p->partial.p + start, p->partial.len - start);
 		start = p->partial.len;
 	}
 	if (start) {

@@ -381,6 +381,9 @@ static int walk_run(struct rm_walk *w)
 	return 0;
 }
 
+static int rm_dir_at(int pfd, const char *base, const char *top, const struct stat *st,
+		     struct err *e);
+
 int fs_rm_rf(const char *path, struct err *e)
 {
 	if (!path || !*path)
@@ -427,31 +430,64 @@ int fs_rm_rf(const char *path, struct err *e)
 	_cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (pfd < 0)
 		return err_set_errno(e, -errno, "cannot remove '%s': cannot open '%s'", path, parent);
+	return rm_dir_at(pfd, base, canon, &st, e);
+}
 
-	struct rm_walk w = { .top = canon, .dev = st.st_dev, .noatime = O_NOATIME, .e = e };
+/* Removes directory base of pfd, which lstat gave as st, and what it holds;
+ * top names it in messages. */
+static int rm_dir_at(int pfd, const char *base, const char *top, const struct stat *st,
+		     struct err *e)
+{
+	struct rm_walk w = { .top = top, .dev = st->st_dev, .noatime = O_NOATIME, .e = e };
 	int fd = open_dir(&w, pfd, base);
 	if (fd == -ENOENT)
 		return 0;
 	if (fd < 0)
-		return err_set_errno(e, fd, "cannot remove '%s'", path);
-	struct stat top;
-	if (fstat(fd, &top) < 0 || top.st_dev != st.st_dev || top.st_ino != st.st_ino) {
+		return err_set_errno(e, fd, "cannot remove '%s'", top);
+	struct stat topst;
+	if (fstat(fd, &topst) < 0 || topst.st_dev != st->st_dev || topst.st_ino != st->st_ino) {
 		close(fd);
-		return err_set(e, -ESTALE, "cannot remove '%s': it changed during the removal", path);
+		return err_set(e, -ESTALE, "cannot remove '%s': it changed during the removal", top);
 	}
 	DIR *d = fdopendir(fd);
 	if (!d) {
-		r = -errno;
+		int r = -errno;
 		close(fd);
-		return err_set_errno(e, r, "cannot remove '%s'", path);
+		return err_set_errno(e, r, "cannot remove '%s'", top);
 	}
-	walk_push(&w, d, &top, NULL);
-	r = walk_run(&w);
+	walk_push(&w, d, &topst, NULL);
+	int r = walk_run(&w);
 	walk_free(&w);
 	if (r < 0)
 		return r;
 	r = unlink_in(pfd, base, AT_REMOVEDIR);
 	if (r < 0 && r != -ENOENT)
-		return err_set_errno(e, r, "cannot remove '%s'", path);
+		return err_set_errno(e, r, "cannot remove '%s'", top);
 	return 0;
+}
+
+int fs_rm_rf_at(int dfd, const char *name, const char *display, struct err *e)
+{
+	struct stat st;
+	if (!path_component_ok(name))
+		return err_set(e, -EINVAL, "refusing to remove '%s'", display);
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return err_set_errno(e, -errno, "cannot remove '%s'", display);
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		int r = unlink_in(dfd, name, 0);
+		if (r < 0 && r != -ENOENT)
+			return err_set_errno(e, r, "cannot remove '%s'", display);
+		return 0;
+	}
+	/* the walk refuses another device and a mount root below; the top
+	 * itself must not be one either */
+	struct statx sx;
+	if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, 0, &sx) == 0 &&
+	    (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	    (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+		return err_set(e, -EBUSY, "refusing to remove '%s': it is a mount point", display);
+	return rm_dir_at(dfd, name, display, &st, e);
 }

@@ -204,6 +204,27 @@ static void check_argv(struct schema_ctx *x, const config_setting_t *s, void *ba
 		schema_diag(x, s, "the update command must start with the program to run");
 }
 
+/* commands.unmark, like install, must name the packages; it may be empty
+ * (packages no longer asked for then stay as they are). */
+static void check_unmark(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	if (!c->commands.unmark.n)
+		return;
+	if (!strv_contains(&c->commands.unmark, "{packages}"))
+		schema_diag(x, s, "the unmark command needs an element \"{packages}\" "
+			    "(where the package names go)");
+	else if (!strcmp(c->commands.unmark.v[0], "{packages}"))
+		schema_diag(x, s, "the unmark command must start with the program to run");
+}
+
+static void check_autoremove(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	if (strv_contains(&c->commands.autoremove, "{packages}"))
+		schema_diag(x, s, "the autoremove command takes no \"{packages}\"");
+}
+
 static void check_storage(struct schema_ctx *x, const config_setting_t *s, void *base)
 {
 	struct config *c = base;
@@ -464,6 +485,9 @@ static const struct field commands_fields[] = {
 	{ FIELD("timeout", F_INT, OFF(commands.timeout)), RANGE(0, INT_MAX) },
 	{ FIELD("install", F_STRV, OFF(commands.install)), .ok = ok_nonblank, .check = check_install },
 	{ FIELD("update", F_STRV, OFF(commands.update)), .ok = ok_nonblank, .check = check_argv },
+	{ FIELD("unmark", F_STRV, OFF(commands.unmark)), .ok = ok_nonblank, .check = check_unmark },
+	{ FIELD("autoremove", F_STRV, OFF(commands.autoremove)), .ok = ok_nonblank,
+	  .check = check_autoremove },
 	{ FIELD("ca_bundle", F_STR, OFF(commands.ca_bundle)), .ok = ok_abs_path_or_empty,
 	  .what = "an absolute path, or \"\" for none" },
 	FIELD_END,
@@ -530,6 +554,12 @@ static const struct field limits_fields[] = {
 	{ FIELD("address_space", F_SIZE, OFF(limits.address_space)), RANGE(0, INT64_MAX) },
 	{ FIELD("fsize", F_SIZE, OFF(limits.fsize)), RANGE(0, INT64_MAX) },
 	{ FIELD("unpacked_cache", F_SIZE, OFF(limits.unpacked_cache)), RANGE(0, INT64_MAX) },
+	{ FIELD("log_bytes", F_SIZE, OFF(limits.log_bytes)), RANGE(64 * 1024, INT64_MAX) },
+	FIELD_END,
+};
+
+static const struct field git_fields[] = {
+	{ FIELD("local_paths", F_STRV, OFF(git.local_paths)), .ok = ok_abs_path, .what = abs_what },
 	FIELD_END,
 };
 
@@ -693,6 +723,7 @@ static const struct field admin_fields[] = {
 	{ FIELD("queue", F_GROUP, 0), .sub = queue_fields },
 	{ FIELD("apps", F_GROUP, 0), .sub = apps_fields },
 	{ FIELD("limits", F_GROUP, 0), .sub = limits_fields },
+	{ FIELD("git", F_GROUP, 0), .sub = git_fields },
 	{ FIELD("sandbox", F_GROUP, 0), .sub = sandbox_fields, .check = check_sandbox },
 	{ FIELD("pack", F_GROUP, 0), .sub = pack_fields },
 	{ FIELD("deploy", F_GROUP, 0), .sub = deploy_fields },
@@ -750,6 +781,10 @@ void config_defaults(struct config *c)
 	strv_set(&c->commands.install, (const char *const[]){
 		"apt-get", "install", "-y", "--no-install-recommends", "{packages}", NULL });
 	strv_set(&c->commands.update, (const char *const[]){ "apt-get", "update", NULL });
+	strv_set(&c->commands.unmark, (const char *const[]){
+		"apt-mark", "auto", "{packages}", NULL });
+	strv_set(&c->commands.autoremove, (const char *const[]){
+		"apt-get", "autoremove", "--purge", "-y", NULL });
 	c->commands.ca_bundle = xstrdup("/etc/ssl/certs/ca-certificates.crt");
 
 	c->storage.handler = xstrdup("local");
@@ -781,6 +816,7 @@ void config_defaults(struct config *c)
 	c->sandbox.user = xstrdup("upaas");
 	c->sandbox.pasta = xstrdup("/usr/bin/pasta");
 	c->limits.unpacked_cache = 8 * GIB;
+	c->limits.log_bytes = 16 * MIB;
 
 	c->pack.level = 3;
 	c->pack.max_layers = 8;
@@ -887,6 +923,9 @@ void config_free(struct config *c)
 	strv_free(&c->bootstrap.packages);
 	strv_free(&c->commands.install);
 	strv_free(&c->commands.update);
+	strv_free(&c->commands.unmark);
+	strv_free(&c->commands.autoremove);
+	strv_free(&c->git.local_paths);
 	free(c->commands.ca_bundle);
 	struct cfg_storage *s = &c->storage;
 	free(s->handler);

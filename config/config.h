@@ -109,6 +109,12 @@ struct config {
 		 * expands to one argv element per package name */
 		struct strv install;
 		struct strv update;     /* argv run before install: apt-get update */
+		/* argv template that marks packages no longer asked for as
+		 * installed automatically ("{packages}" as in install), so
+		 * that autoremove purges them unless another package needs
+		 * them; empty: they stay */
+		struct strv unmark;
+		struct strv autoremove; /* argv after unmark: apt-get autoremove --purge */
 		/* the host's CA bundle, bound read-only over the same path in
 		 * the chroot for steps with network (a proxy's CA); "" = none */
 		char *ca_bundle;
@@ -135,7 +141,13 @@ struct config {
 		int64_t address_space;  /* RLIMIT_AS bytes, 0 = unlimited */
 		int64_t fsize;          /* RLIMIT_FSIZE bytes, 0 = unlimited */
 		int64_t unpacked_cache; /* bytes kept in the unpacked-base cache, 8 GiB */
+		int64_t log_bytes;      /* a stored build log at most, 16 MiB */
 	} limits;
+	struct {
+		/* directories a submodule URL that is a local path (or file://)
+		 * must be inside; empty: no local submodule URL */
+		struct strv local_paths;
+	} git;
 	struct {
 		char *user;             /* "upaas": whose subordinate ids the sandbox maps to */
 		int64_t uid_base;       /* 0: from user's /etc/subuid */

@@ -163,7 +163,8 @@ int metadata_parse(struct metadata *m, const char *file, const char *text,
 
 	*m = (struct metadata){ .file = xstrdup(file) };
 	if (strlen(text) > METADATA_MAX) {
-		diags_add(d, file, 0, "too large (more than %zu bytes)", METADATA_MAX);
+		diags_add(d, file, 0, "%zu bytes: app metadata may be at most %zu bytes (1 MiB)",
+			  strlen(text), METADATA_MAX);
 		return -EINVAL;
 	}
 	if (find_include(text, &line)) {
@@ -198,8 +199,11 @@ int metadata_load(struct metadata *m, const char *path, const struct config *c,
 
 	if (r < 0) {
 		*m = (struct metadata){ .file = xstrdup(path) };
-		diags_add(d, path, 0, "cannot read: %s",
-			  r == -E2BIG ? "too large" : strerror(-r));
+		if (r == -E2BIG)
+			diags_add(d, path, 0, "larger than app metadata may be: at most %zu "
+				  "bytes (1 MiB)", METADATA_MAX);
+		else
+			diags_add(d, path, 0, "cannot read: %s", strerror(-r));
 		return -EINVAL;
 	}
 	if (memchr(b.p, '\0', b.len)) {

@@ -125,6 +125,10 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 	sb->cpu_weight = 0;
 	sb->no_cgroup = true;
 	sb->publish_ports = true;
+	/* a service stops gracefully: what systemd (KillMode=mixed) or a
+	 * terminal sends upaas reaches the app through a minimal init, which
+	 * also reaps the app's orphans */
+	sb->init = true;
 	sb->cwd = o->cwd ? o->cwd : m.app_home;
 	sb->hostname = host[0] ? host : NULL;
 	sb->timeout_ms = 0;

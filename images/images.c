@@ -252,6 +252,27 @@ static int mirror_probe(const char *mirror, const char *dist, struct buf *out, s
 	return 0;
 }
 
+/* A Release file's Date ("Sat, 09 Nov 2024 10:19:56 UTC", RFC 2822, UTC
+ * or +0000) as unix seconds. */
+static int release_date_parse(const char *s, int64_t *ret)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S", &tm);
+	if (!end)
+		return -EINVAL;
+	while (*end == ' ')
+		end++;
+	if (*end && strcmp(end, "UTC") && strcmp(end, "GMT") && strcmp(end, "+0000") &&
+	    strcmp(end, "Z"))
+		return -EINVAL;
+	time_t t = timegm(&tm);
+	if (t <= 0)
+		return -EINVAL;
+	*ret = (int64_t)t;
+	return 0;
+}
+
 /* ------------------------------------------------------------ bootstrap */
 
 /* The full path of prog in $PATH (or the usual sbin dirs), or NULL. */
@@ -379,7 +400,8 @@ static char *log_summary(const char *path)
 }
 
 static int bootstrap_run(const struct config *c, const char *tool, const char *arch,
-			 const char *mirror, const char *root, const char *logpath, struct err *e)
+			 const char *mirror, const char *root, const char *logpath, int64_t epoch,
+			 struct err *e)
 {
 	struct proc p = PROC_INIT;
 	_cleanup_close_ int logfd = -1;
@@ -391,6 +413,17 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
 	if (logfd < 0)
 		return err_set_errno(e, -errno, "cannot create '%s'", logpath);
 	bootstrap_argv(c, tool, arch, mirror, root, &p.argv);
+	if (epoch > 0) {
+		/* the same mirror state gives the same image (mmdebstrap and
+		 * dpkg clamp times to it, shadow records it) */
+		extern char **environ;
+		char t[24];
+		for (char **v = environ; *v; v++)
+			strv_push(&p.env, *v);
+		snprintf(t, sizeof(t), "%lld", (long long)epoch);
+		strv_setenv(&p.env, "SOURCE_DATE_EPOCH", t);
+		p.env_set = true;
+	}
 	p.log_fd = logfd;
 	/* apt and dpkg die with the tool, even when upaas is killed */
 	p.pid_namespace = true;
@@ -419,10 +452,10 @@ static int bootstrap_run(const struct config *c, const char *tool, const char *a
  * an empty root: a transient mirror or apt hiccup should not cost an image. */
 static int bootstrap_run_retry(const struct config *c, const char *tool, const char *arch,
 			       const char *mirror, const char *root, const char *logpath,
-			       struct err *e)
+			       int64_t epoch, struct err *e)
 {
 	_cleanup_err_ struct err first = ERR_INIT;
-	int r = bootstrap_run(c, tool, arch, mirror, root, logpath, &first);
+	int r = bootstrap_run(c, tool, arch, mirror, root, logpath, epoch, &first);
 	if (r != -EIO) {
 		if (r < 0)
 			err_set(e, r, "%s", err_msg(&first));
@@ -431,7 +464,7 @@ static int bootstrap_run_retry(const struct config *c, const char *tool, const c
 	log_warn("%s; trying once more", err_msg(&first));
 	if ((r = fs_rm_rf(root, e)) < 0)
 		return r;
-	return bootstrap_run(c, tool, arch, mirror, root, logpath, e);
+	return bootstrap_run(c, tool, arch, mirror, root, logpath, epoch, e);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -487,22 +520,36 @@ static int read_packages(const char *root, const char *arch, struct strv *out, s
 
 /* ------------------------------------------------------------- storing */
 
-/* Paths excluded from an image: runtime mount points keep only themselves. */
+const char *const image_time_records[] = {
+	"var/log/dpkg.log", "var/log/alternatives.log", "var/log/apt/*", "var/log/bootstrap.log",
+	"var/cache/ldconfig/aux-cache", "var/cache/debconf/*-old", "var/lib/dpkg/*-old", NULL,
+};
+
+/* Paths excluded from an image: runtime mount points keep only themselves
+ * (and image_time_records). */
 static const char *const image_excludes[] = {
 	"proc/*", "sys/*", "tmp/*", "var/tmp/*", "run/*",
 	"var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", NULL,
 };
+#define IMAGE_EXCLUDE_MAX 32
 
 /* Packs root straight into images/<name>.tar.zst; nothing is visible under
  * the key unless everything succeeded. */
 static int image_store_blob(const struct config *c, struct storage *s, const char *root,
-			    const char *key, struct pack_result *res, struct err *e)
+			    const char *key, int64_t epoch, struct pack_result *res, struct err *e)
 {
+	const char *exclude[IMAGE_EXCLUDE_MAX];
+	size_t n = 0;
+	for (size_t i = 0; image_excludes[i] && n + 1 < IMAGE_EXCLUDE_MAX; i++)
+		exclude[n++] = image_excludes[i];
+	for (size_t i = 0; image_time_records[i] && n + 1 < IMAGE_EXCLUDE_MAX; i++)
+		exclude[n++] = image_time_records[i];
+	exclude[n] = NULL;
 	struct pack_opts o = {
 		.level = c->pack.level,
 		.threads = c->pack.threads,
-		.mtime_clamp = -1,
-		.exclude = image_excludes,
+		.mtime_clamp = epoch > 0 ? epoch : -1,
+		.exclude = exclude,
 	};
 	struct sink out;
 	int r = storage_upload_sink(s, key, 0, &out, e);
@@ -525,6 +572,7 @@ struct image_made {
 	struct strv packages;
 	struct pack_result pack;
 	int64_t created;
+	int64_t epoch;          /* SOURCE_DATE_EPOCH: the Release file's Date */
 };
 
 static char *manifest_text(const struct config *c, const struct image_made *m)
@@ -554,6 +602,8 @@ static char *manifest_text(const struct config *c, const struct image_made *m)
 	json_object_object_add(o, "compression", json_new_str("zstd"));
 	json_object_object_add(o, "archive_format", json_new_str("pax"));
 	json_object_object_add(o, "created", json_new_str(created));
+	if (m->epoch > 0)
+		json_object_object_add(o, "source_date_epoch", json_object_new_int64(m->epoch));
 	_cleanup_buf_ struct buf out = BUF_INIT;
 	json_to_buf(o, &out);
 	return buf_detach(&out);
@@ -864,15 +914,24 @@ static int image_build(const struct config *c, struct storage *s, const struct s
 	m->suite = suite ? suite : c->bootstrap.distribution;
 	m->codename = codename ? codename : c->bootstrap.distribution;
 
+	/* the mirror state's time: the Release file's Date */
+	_cleanup_free_ char *date = deb822_field(release.p, "Date");
+	int64_t epoch = 0;
+	if (!date || release_date_parse(date, &epoch) < 0)
+		epoch = 0;
+	m->epoch = epoch;
+	if (!epoch)
+		log_warn("mirror '%s': no usable Date in its Release file: the image will not be "
+			 "reproducible", m->mirror);
 	logpath = xasprintf("%s.log", tmp);
-	r = bootstrap_run_retry(c, m->tool, m->arch, m->mirror, root, logpath, e);
+	r = bootstrap_run_retry(c, m->tool, m->arch, m->mirror, root, logpath, epoch, e);
 	if (r < 0)
 		return r;
 	unlink(logpath);
 	r = read_packages(root, m->arch, &m->packages, e);
 	if (r < 0)
 		return r;
-	r = image_store_blob(c, s, root, m->key, &m->pack, e);
+	r = image_store_blob(c, s, root, m->key, epoch, &m->pack, e);
 	if (r < 0)
 		return err_prefix(e, "storing image '%s'", name);
 	crash_point("image.after-blob");

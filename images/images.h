@@ -10,7 +10,9 @@
  * The manifest (JSON) holds: "format": 1, "name", "distribution", "suite",
  * "arch", "variant", "components", "mirror", "packages" (the installed
  * package set, "name=version"), "extra_packages", "tool", "cache_key",
- * "sha256", "size", "created".
+ * "sha256", "size", "created" (outside the blob), "source_date_epoch" (the
+ * mirror's Release Date: bootstrap and packing clamp times to it, so that
+ * the same mirror state gives the same sha256).
  *
  * The cache key is the sha256 of the inputs (distribution, variant, arch,
  * components, extra packages, mirror). An image whose key differs from the
@@ -36,6 +38,14 @@ struct image_info {
 	char *manifest_json;    /* the whole manifest text */
 };
 void image_info_free(struct image_info *i);
+
+/*
+ * Paths of a Debian tree that record the time something ran (dpkg's and
+ * apt's logs, ldconfig's aux cache, the -old backups of debconf and dpkg):
+ * never packed, neither into images nor packages, so that the same inputs
+ * give the same sha256. Pack exclude patterns (archive.h), NULL-terminated.
+ */
+extern const char *const image_time_records[];
 
 /* The default image name for the config: "<distribution>-<variant>-<arch>". */
 char *image_default_name(const struct config *c);

@@ -158,8 +158,10 @@ int package_sbom(struct storage *s, const struct package_info *p, struct sbom *r
  * deletes the others: manifest first (the commit marker), then its
  * signature, bill of materials and log. Their layers stay: layers_gc()
  * removes those no package lists any more.
+ * The logs of builds that made no package (failed, cancelled) are kept the
+ * same way: the newest keep of them.
  * ret_removed (may be NULL) receives the ids removed. Then deletes the
- * bills of materials, signatures and logs of app that no manifest names
+ * bills of materials and signatures of app that no manifest names
  * (what a build or a prune that died left) once they are
  * PACKAGE_ORPHAN_GRACE_S old, and at once what a prune that died left.
  */

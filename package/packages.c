@@ -112,6 +112,41 @@ int packages_list(struct storage *s, const char *app, struct strv *ids, struct e
 
 /* ------------------------------------------------------------ prune */
 
+/*
+ * The logs of builds that made no package (failed, cancelled) are kept
+ * like packages: the newest keep of them; the older ones are deleted.
+ * packages: the ids that have a manifest (their logs go with them).
+ */
+static int prune_failed_logs(struct storage *s, const char *app, int keep,
+			     const struct strv *packages, struct err *e)
+{
+	_cleanup_free_ char *prefix = xasprintf("logs/%s/", app);
+	_cleanup_strv_ struct strv keys = STRV_INIT, failed = STRV_INIT;
+	int r = storage_list_keys(s, prefix, &keys, e);
+	if (r < 0)
+		return err_prefix(e, "cannot list the logs of '%s'", app);
+	size_t plen = strlen(prefix);
+	for (size_t i = 0; i < keys.n; i++) {
+		const char *k = keys.v[i];
+		if (!strncmp(k, prefix, plen))
+			k += plen;
+		size_t n = strlen(k);
+		if (n <= 4 || strcmp(k + n - 4, ".log") || strchr(k, '/'))
+			continue;
+		_cleanup_free_ char *id = xstrndup(k, n - 4);
+		if (package_id_ok(id) && !strv_contains(packages, id))
+			strv_push(&failed, id);
+	}
+	strv_sort(&failed);   /* ids sort by time */
+	for (size_t i = 0; i + (size_t)keep < failed.n; i++) {
+		_cleanup_free_ char *lkey = storage_key_log(app, failed.v[i]);
+		r = storage_delete(s, lkey, e);
+		if (r < 0)
+			return err_prefix(e, "cannot prune the log '%s'", lkey);
+	}
+	return 0;
+}
+
 struct listing {
 	struct strv keys;
 	struct kvlist mtimes;   /* key -> decimal mtime */
@@ -167,29 +202,27 @@ static int prune_one(struct storage *s, const char *app, const char *id, struct 
 /*
  * Deletes what no manifest of app names any more: what a prune that died
  * left (its tombstone packages/<app>/<id>.pruned says so: at once), and
- * bills of materials, signatures and logs without a manifest (a build that
- * died between its layer and its manifest on a host that builds the app no
- * more) once they are PACKAGE_ORPHAN_GRACE_S old: a younger one may be that
- * of a build on another host, between its layer and its manifest right now.
+ * bills of materials and signatures without a manifest (a build that died
+ * between its layer and its manifest on a host that builds the app no more)
+ * once they are PACKAGE_ORPHAN_GRACE_S old: a younger one may be that of a
+ * build on another host, between its layer and its manifest right now.
  * Blobs and layers are layers_gc()'s: a first-edition blob may be the
- * bottom layer of a later package.
+ * bottom layer of a later package. A log without a manifest is that of a
+ * build that made no package: prune_failed_logs() keeps the newest of them.
  */
 static int prune_orphans(struct storage *s, const char *app, struct err *e)
 {
 	_cleanup_free_ char *pdir = xasprintf("packages/%s/", app);
-	_cleanup_free_ char *ldir = xasprintf("logs/%s/", app);
 	struct listing l = { STRV_INIT, KVLIST_INIT };
 	int64_t now = now_unix();
 	int r = storage_list(s, pdir, listing_cb, &l, e);
 
-	if (r >= 0)
-		r = storage_list(s, ldir, listing_cb, &l, e);
 	for (size_t i = 0; r >= 0 && i < l.keys.n; i++) {
 		const char *k = l.keys.v[i];
 		_cleanup_free_ char *dead = key_id(k, pdir, ".pruned");
 		/* what a package has besides its manifest and its layers: its
 		 * bill of materials, the manifest's signature (written before
-		 * the manifest), its log */
+		 * the manifest); its log goes with the manifest (prune_one()) */
 		_cleanup_free_ char *id = NULL;
 		int64_t mtime = 0;
 
@@ -202,8 +235,6 @@ static int prune_orphans(struct storage *s, const char *app, struct err *e)
 		id = key_id(k, pdir, ".sbom.json");
 		if (!id)
 			id = key_id(k, pdir, ".json.sig");
-		if (!id)
-			id = key_id(k, ldir, ".log");
 		if (!id || !package_id_ok(id))
 			continue;
 		_cleanup_free_ char *mkey = storage_key_package(app, id, "json");
@@ -240,6 +271,9 @@ int packages_prune(struct storage *s, const struct sign_trust *t, const char *ap
 		/* without knowing current, deleting anything could remove it */
 		return err_prefix(e, "not pruning '%s'", app);
 	}
+	r = prune_failed_logs(s, app, keep, &ids, e);
+	if (r < 0)
+		return r;
 	if (ids.n <= (size_t)keep)
 		return prune_orphans(s, app, e);
 	for (size_t i = 0; i + (size_t)keep < ids.n; i++) {

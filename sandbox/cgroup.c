@@ -318,7 +318,9 @@ static char *parent_dir(size_t i)
 }
 
 /* Removes the run cgroups of upaas processes that are gone (killed before
- * they could clean up). Once per process. */
+ * they could clean up). Once per process, before its first run: one named
+ * after our own pid is a dead process's that had the pid before us (pids
+ * are reused), and would be in our way. */
 static void sweep(void)
 {
 	static bool done;
@@ -326,22 +328,32 @@ static void sweep(void)
 		return;
 	done = true;
 	size_t n = hier.version == 2 ? 1 : hier.n_v1;
-	_cleanup_free_ char *first = parent_dir(0);
-	_cleanup_(closedirp) DIR *d = opendir(first);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		int64_t pid;
-		char *dash = strrchr(de->d_name, '-');
-		if (strncmp(de->d_name, "run-", 4) || !dash)
-			continue;
-		_cleanup_free_ char *pids = xstrndup(de->d_name + 4, (size_t)(dash - de->d_name - 4));
-		if (parse_int64(pids, 1, INT32_MAX, &pid) < 0 || kill((pid_t)pid, 0) == 0 ||
-		    errno != ESRCH)
-			continue;
+	_cleanup_strv_ struct strv dead = STRV_INIT;
+	/* every hierarchy: a removal cut short may have left a run's group
+	 * in some of them only */
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *parent = parent_dir(i);
+		_cleanup_(closedirp) DIR *d = opendir(parent);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			int64_t pid;
+			char *dash = strrchr(de->d_name, '-');
+			if (strncmp(de->d_name, "run-", 4) || !dash || strv_contains(&dead, de->d_name))
+				continue;
+			_cleanup_free_ char *pids = xstrndup(de->d_name + 4,
+							     (size_t)(dash - de->d_name - 4));
+			if (parse_int64(pids, 1, INT32_MAX, &pid) < 0)
+				continue;
+			if ((pid_t)pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+				continue;
+			strv_push(&dead, de->d_name);
+		}
+	}
+	for (size_t k = 0; k < dead.n; k++) {
 		char *dirs[SB_CG_MAX];
 		for (size_t i = 0; i < n; i++) {
 			_cleanup_free_ char *parent = parent_dir(i);
-			dirs[i] = path_join(parent, de->d_name);
+			dirs[i] = path_join(parent, dead.v[k]);
 		}
 		cg_remove(hier.version, dirs, hier.v1_ctl, n);
 		for (size_t i = 0; i < n; i++)

@@ -823,6 +823,98 @@ static _Noreturn void child_exec(const struct sb_child *c)
 	child_fail(c, err, "exec", c->argv[0]);
 }
 
+/* ------------------------------------------------------------------ init */
+
+/* What a service manager or a terminal sends to stop or poke a service:
+ * passed on to the command (sb->init) by upaas, the intermediate and init. */
+static const int sb_fwd_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+/* Where the handlers of upaas and of the intermediate pass them; one that
+ * came before there was anyone to pass it to waits in sb_fwd_pending. */
+static volatile pid_t sb_fwd_pid;
+static volatile sig_atomic_t sb_fwd_pending;
+
+static void sb_fwd_handler(int sig)
+{
+	int saved = errno;
+	if (sb_fwd_pid > 0)
+		kill(sb_fwd_pid, sig);
+	else
+		sb_fwd_pending = sig;
+	errno = saved;
+}
+
+static void sb_noop_handler(int sig)
+{
+	(void)sig;
+}
+
+/* Sets handler for every signal of sb_fwd_signals (old: may be NULL). */
+static void sb_fwd_install(void (*handler)(int), struct sigaction *old)
+{
+	struct sigaction sa = { .sa_handler = handler };
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < ARRAY_SIZE(sb_fwd_signals); i++)
+		sigaction(sb_fwd_signals[i], &sa, old ? &old[i] : NULL);
+}
+
+/*
+ * With sb->init, PID 1 of the namespace stays a minimal init and the
+ * command runs as its child, as tini does. Returns only in the child, which
+ * goes on to exec the command. init passes each signal of sb_fwd_signals
+ * on to the command, reaps whatever becomes its child (the orphans of the
+ * namespace come to PID 1), and once the command is gone exits with its
+ * status (128+N when a signal N killed it); its end ends the namespace.
+ * Runs after the filter and the drop: init holds nothing the command has
+ * not.
+ */
+static void child_become_init(const struct sb_child *c)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	for (size_t i = 0; i < ARRAY_SIZE(sb_fwd_signals); i++)
+		sigaddset(&set, sb_fwd_signals[i]);
+	/* a signal from outside reaches a namespace's init only when init
+	 * handles it: a handler, and the signal blocked for sigwaitinfo */
+	sb_fwd_install(sb_noop_handler, NULL);
+	struct sigaction chld = { .sa_handler = sb_noop_handler };
+	sigemptyset(&chld.sa_mask);
+	sigaction(SIGCHLD, &chld, NULL);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		child_fail(c, errno, "fork the command", NULL);
+	if (pid == 0) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		sigemptyset(&dfl.sa_mask);
+		for (size_t i = 0; i < ARRAY_SIZE(sb_fwd_signals); i++)
+			sigaction(sb_fwd_signals[i], &dfl, NULL);
+		sigaction(SIGCHLD, &dfl, NULL);
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
+		return;
+	}
+	/* init never execs: the command reports its own exec (proc's status
+	 * pipe, the report pipe); init keeps only stdin, stdout and stderr */
+	syscall(SYS_close_range, 3U, ~0U, 0U);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&set, &si);
+		if (sig < 0)
+			continue;
+		if (sig != SIGCHLD) {
+			kill(pid, sig);
+			continue;
+		}
+		int st;
+		pid_t w;
+		while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+			if (w == pid)
+				_exit(WIFSIGNALED(st) ? 128 + WTERMSIG(st)
+						      : WIFEXITED(st) ? WEXITSTATUS(st) : 255);
+	}
+}
+
 /* The pipes between init and the intermediate. */
 struct sb_init_fds {
 	int alive;              /* EOF: the intermediate died */
@@ -933,6 +1025,8 @@ static _Noreturn void child_init(const struct sb_child *c, const struct sb_init_
 	/* Phase 8, last: the filter (no_new_privs is set) */
 	if ((r = sb_seccomp_load(c->filters, &what)) < 0)
 		child_fail(c, -r, what, NULL);
+	if (c->sb->init)
+		child_become_init(c);
 	mark(SB_T_EXEC);
 	child_exec(c);
 }
@@ -1024,6 +1118,12 @@ static int sb_child_setup(void *data)
 	close(down[0]);
 	/* proc's status pipe must see EOF once init has exec'd */
 	close(proc_child_status_fd());
+	/* with an init: what upaas passes on goes on to it (no SA_RESTART:
+	 * the wait below sees EINTR and waits again) */
+	if (c->sb->init) {
+		sb_fwd_pid = pid;
+		sb_fwd_install(sb_fwd_handler, NULL);
+	}
 
 	/* Phase 5: pasta, in init's PID namespace, so that it dies with it */
 	pid_t pasta = -1;
@@ -1287,12 +1387,30 @@ static int sb_spawn(const struct sandbox *sb, struct sb_child *c, struct err *e)
 	p.new_session = true;
 	p.child_setup = sb_child_setup;
 	p.child_data = c;
+	/* with an init, the signals that stop a service go on to it instead
+	 * of ending upaas (installed first: no moment where they kill it) */
+	struct sigaction old[ARRAY_SIZE(sb_fwd_signals)];
+	if (sb->init) {
+		sb_fwd_pid = 0;
+		sb_fwd_pending = 0;
+		sb_fwd_install(sb_fwd_handler, old);
+	}
 	mark(SB_T_FORK);
 	int r = proc_start(&p, &pe);
 	close(rep[1]);
 	c->report_fd = -1;
+	if (r >= 0 && sb->init) {
+		sb_fwd_pid = p.pid;
+		if (sb_fwd_pending)
+			kill(p.pid, sb_fwd_pending);
+	}
 	if (r >= 0)
 		r = proc_finish(&p, &pe);
+	if (sb->init) {
+		sb_fwd_pid = 0;
+		for (size_t i = 0; i < ARRAY_SIZE(sb_fwd_signals); i++)
+			sigaction(sb_fwd_signals[i], &old[i], NULL);
+	}
 
 	/* init's own account of a failure before exec, if there is one; its
 	 * writers are gone (dead or exec'd), so this read does not wait */

@@ -97,6 +97,11 @@ struct sandbox {
 	const char *hostname;    /* NULL: "upaas" */
 	bool network;            /* false: a network namespace with only lo */
 	bool drop_privs;         /* run as uid/gid with no capabilities */
+	/* PID 1 of the namespace is a minimal init and the command its child:
+	 * SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to upaas
+	 * during sandbox_run() go on to the command, orphans are reaped, the
+	 * status is the command's (`upaas exec`: a service stops gracefully) */
+	bool init;
 	uid_t uid;               /* inside ids */
 	gid_t gid;
 	unsigned timeout_ms;     /* 0: none */

@@ -7,8 +7,10 @@
 EXTRA_DIST += tests/lib.sh tests/summary.sh tests/run-all.sh tests/unit/unit.h bench/lib.sh
 
 # Cross-module integration tests.
-TESTS += tests/integration/build-node.sh tests/integration/deb.sh tests/integration/crash.sh
-EXTRA_DIST += tests/integration/build-node.sh tests/integration/deb.sh tests/integration/crash.sh
+TESTS += tests/integration/build-node.sh tests/integration/deb.sh tests/integration/repro.sh \
+	tests/integration/crash.sh
+EXTRA_DIST += tests/integration/build-node.sh tests/integration/deb.sh \
+	tests/integration/repro.sh tests/integration/crash.sh
 
 # Every #include runs downhill (the floors in tests/floors, as in README).
 TESTS += tests/layering.sh

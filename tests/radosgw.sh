@@ -64,6 +64,9 @@ wait_for() {
 start_rgw() {
 	# shellcheck disable=SC1090
 	. "$envfile"
+	# a radosgw killed with SIGKILL left its pid file: reading that one
+	# back would record a dead pid (and a later kill-rgw would miss)
+	rm -f "$RGW_DIR/run/rgw.pid"
 	radosgw -c "$RGW_DIR/ceph.conf" -n client.rgw --no-mon-config \
 		--rgw-frontends "beast endpoint=127.0.0.1:$RGW_PORT" \
 		--pid-file "$RGW_DIR/run/rgw.pid" --log-file "$RGW_DIR/log/rgw.log"

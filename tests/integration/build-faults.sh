@@ -121,6 +121,8 @@ t_match "SIGTERM: says it was interrupted" "$(cat "$T_ROOT/term.out")" "interrup
 after_fault "SIGTERM"
 t_is "SIGTERM: work dir removed" "$(workdirs)" ""
 t_is "SIGTERM: the sandbox is gone" "$(pgrep -f '^sleep 120$' | head -1)" ""
+t_match "SIGTERM: the cancelled build's log is stored" \
+	"$(cat "$ST/logs/$APP/$(ls -t "$ST/logs/$APP/" | head -1)")" "build failed: .*(interrupted|cancelled)"
 
 # ----------------------------------------------------- failed storage write
 meta 'actions = { main = "echo storage"; };'
@@ -224,6 +226,61 @@ t_ok "fork bomb: host still forks" /bin/true
 t_is "fork bomb: no mount left" "$(t_mounts_below "$T_ROOT")" ""
 [ $RC -ne 0 ] && t_is "fork bomb: current unchanged" "$(current)" "$GOOD"
 t_write_config "$CFG_EXTRA"
+
+# ------------------------------------------------------- logs and messages
+# A failing build with 1 MB of output and terminal escapes: the error ends
+# with the last lines, escapes shown as text; the stored log is bounded
+# (head, tail, a marker) and kept although the build failed.
+GOOD=$(current)
+NGOOD=$(manifests)
+t_write_config 'interpreters = { shell = { any = { packages = []; }; }; };
+limits = { nproc = 64; log_bytes = "64K"; };'
+cat >"$SRC/noisy.sh" <<'SH'
+i=0
+while [ $i -lt 40000 ]; do echo "line $i of the output"; i=$((i + 1)); done
+printf '\033]0;owned\007\033[2Jlast words\n'
+exit 4
+SH
+meta 'actions = { main = "sh noisy.sh"; };'
+OUT=$(build 2>&1)
+t_is "noisy failure: exit status 1" "$?" 1
+t_match "noisy failure: the error ends with the last lines" "$(printf '%s' "$OUT" | tail -n 8)" \
+	"last words"
+t_is "noisy failure: no escape reaches the terminal" "$(printf '%s' "$OUT" | tr -dc '\033\007' | wc -c)" 0
+t_match "noisy failure: escapes shown as text" "$OUT" '\\x1b\]0;owned\\x07\\x1b\[2Jlast words'
+LOG=$(ls -t "$ST/logs/$APP/" | head -1)
+t_ok "noisy failure: its log is stored" test -n "$LOG" -a ! -e "$ST/packages/$APP/${LOG%.log}.json"
+SIZE=$(stat -c %s "$ST/logs/$APP/$LOG")
+t_ok "noisy failure: the stored log is at most limits.log_bytes" test "$SIZE" -le 65536
+t_match "noisy failure: it keeps the head" "$(head -c 20000 "$ST/logs/$APP/$LOG")" "line 0 of the output"
+t_match "noisy failure: and the tail" "$(tail -c 2000 "$ST/logs/$APP/$LOG")" "line 39999 of the output"
+t_match "noisy failure: with a marker between" "$(cat "$ST/logs/$APP/$LOG")" "^\.\.\. [0-9]+ bytes cut \.\.\.$"
+t_ok "noisy failure: the stored log keeps the bytes" grep -q $'\033\\]0;owned' "$ST/logs/$APP/$LOG"
+after_fault "noisy failure"
+rm "$SRC/noisy.sh"
+
+# failed builds' logs are kept like packages: the newest keep_packages
+"$UPAAS" package prune --keep 1 "$APP" >/dev/null 2>&1
+t_is "prune keeps one failed build's log" \
+	"$(for f in "$ST/logs/$APP"/*.log; do b=${f##*/}; [ -e "$ST/packages/$APP/${b%.log}.json" ] || echo "$b"; done)" \
+	"$LOG"
+GOOD=$(current)
+NGOOD=$(manifests)
+
+t_write_config 'interpreters = { shell = { any = { packages = []; }; }; };
+limits = { nproc = 64; fsize = "1M"; };'
+meta 'actions = { main = "head -c 2000000 /dev/zero >big"; };'
+OUT=$(build 2>&1)
+t_match "limits.fsize: the error says so" "$OUT" \
+	"step 'main' failed: .* wrote a file larger than limits.fsize \(1.0 MiB\)"
+after_fault "limits.fsize"
+t_write_config "$CFG_EXTRA"
+
+meta "env = { BIG = \"$(head -c 140000 /dev/zero | tr '\0' x)\"; };"
+OUT=$(build 2>&1)
+t_match "an env value too long for exec: names it and the limit" "$OUT" \
+	"env 'BIG' is 140004 bytes: the kernel passes at most 131071 bytes per variable"
+after_fault "env too long"
 
 meta 'actions = { main = "echo final"; };'
 t_ok "a good build at the end" build

@@ -218,6 +218,56 @@ t_is "exec sees the shared dir" "$(cat "$DATA/exec.txt" 2>&1)" "from-exec"
 t_is "exec exits with the command's status" "$?" "7"
 t_is "exec passes stdin" "$(echo piped | "$UPAAS" exec "$APP" -- cat)" "piped"
 
+# A service stops gracefully: with the shipped unit's KillMode=mixed systemd
+# sends SIGTERM to upaas alone; it reaches the app's handler through the
+# sandbox's init, and upaas exits with the app's status.
+t_is "the shipped unit signals upaas alone" \
+	"$(grep '^KillMode=' "$UPAAS_SRCDIR/dist/systemd/upaas-app@.service")" "KillMode=mixed"
+# the zombies among the descendants of $1
+zombies() {
+	local all=$1 pids=$1 p next
+	while [ -n "$pids" ]; do
+		next=$(cat $(printf '/proc/%s/task/*/children ' $pids) 2>/dev/null)
+		pids=$next
+		all="$all $next"
+	done
+	for p in $all; do awk '{print $3}' "/proc/$p/stat" 2>/dev/null; done | grep -c '^Z' || true
+}
+wait_for() { for _ in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
+rm -f "$DATA/stop.txt" "$DATA/started.txt" "$DATA/signals.txt"
+"$UPAAS" exec "$APP" -- sh -c 'for s in HUP INT QUIT USR1 USR2; do
+	trap "echo $s >>/home/app/data/signals.txt" $s; done
+trap "echo stopped cleanly >/home/app/data/stop.txt; exit 3" TERM
+echo up >/home/app/data/started.txt
+while :; do sleep 0.1; done' &
+PID=$!
+t_ok "a service runs" wait_for "$DATA/started.txt"
+# the other signals a service manager or a terminal sends reach it too
+for s in HUP INT QUIT USR1 USR2; do
+	kill -$s $PID
+	for _ in $(seq 1 50); do grep -qx $s "$DATA/signals.txt" 2>/dev/null && break; sleep 0.1; done
+done
+t_is "SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 to upaas reach the app" \
+	"$(tr '\n' ' ' <"$DATA/signals.txt" 2>&1)" "HUP INT QUIT USR1 USR2 "
+kill -TERM $PID
+wait $PID
+t_is "SIGTERM to upaas: upaas exits with the app's status" "$?" 3
+t_is "SIGTERM to upaas: the app's handler ran" "$(cat "$DATA/stop.txt" 2>&1)" "stopped cleanly"
+# an app that does not reap: its orphans are init's to reap; SIGTERM still
+# ends it (it is no PID 1, which would ignore it)
+rm -f "$DATA/started.txt"
+"$UPAAS" exec "$APP" -- sh -c '(sleep 0.1 &); echo up >/home/app/data/started.txt; exec sleep 30' &
+PID=$!
+wait_for "$DATA/started.txt"
+sleep 1
+t_is "init reaps the orphans" "$(zombies $PID)" 0
+T0=$(date +%s)
+kill -TERM $PID
+wait $PID
+t_is "SIGTERM ends an app without a handler: 128+15" "$?" 143
+t_ok "promptly" test $(($(date +%s) - T0)) -lt 5
+t_is "nothing of the app is left" "$(pgrep -f '^sleep 30$' | head -1)" ""
+
 # --------------------------------------------------------------- the lock
 # -o: only flock itself holds the lock, not sleep: killing flock frees it
 flock -o "$A/.lock" sleep 30 &

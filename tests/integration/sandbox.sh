@@ -160,6 +160,15 @@ t_is "inside, the cgroup is the root of its own cgroup namespace" \
 kill -9 "$p"
 wait "$helper" 2>/dev/null
 t_fail "... and the cgroup is gone afterwards" test -d "$d"
+# a run cgroup that a killed run left under a pid a new run has now (pids
+# are reused), in one hierarchy only (v1: memory; a removal cut short): the
+# new run removes it rather than failing on it
+parent=${dm:-$d}
+parent=${parent%/*}
+out=$(bash -c 'mkdir -p "$0/run-$$-0" && echo $$ >"$1/pid" &&
+	exec "$2" --root "$3" --range "$4" -- true' "$parent" "$T_ROOT" "$SBH" "$R" "$BASE" 2>&1)
+t_is "a dead run's cgroup under the pid of a new run: the run works" "$?:$out" "0:"
+t_fail "... and that cgroup is gone" test -d "$parent/run-$(cat "$T_ROOT/pid")-0"
 
 # --- setup time of a run (the sandbox must not make builds slower)
 sb --timing --repeat 5 -- true 2>"$T_ROOT/timing"

@@ -480,6 +480,70 @@ static void test_missing_root(void **state)
 	assert_non_null(strstr(err_msg(&e), nope));
 }
 
+/* The decompressed tar stream of an archive file (libarchive's raw format). */
+static void raw_tar(const char *file, struct buf *out)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	char blk[65536];
+	ssize_t n;
+
+	archive_read_support_filter_all(a);
+	archive_read_support_format_raw(a);
+	assert_int_equal(archive_read_open_filename(a, file, 65536), ARCHIVE_OK);
+	assert_int_equal(archive_read_next_header(a, &ae), ARCHIVE_OK);
+	while ((n = archive_read_data(a, blk, sizeof(blk))) > 0)
+		assert_int_equal(buf_add(out, blk, (size_t)n), 0);
+	archive_read_free(a);
+}
+
+static size_t count_str(const struct buf *b, const char *s)
+{
+	size_t n = 0, l = strlen(s);
+
+	for (const char *p = b->p; (p = memmem(p, b->len - (size_t)(p - b->p), s, l)); p += l)
+		n++;
+	return n;
+}
+
+/* UTF-8 names (NFC and NFD) are written as UTF-8, untouched; a name that
+ * is not UTF-8 gets hdrcharset=BINARY on its own entry and keeps its bytes;
+ * all of them come back byte for byte. */
+static void test_names(void **state)
+{
+	struct fx *f = *state;
+	static const char *const names[] = {
+		"caf\xc3\xa9.txt",              /* NFC */
+		"cafe\xcc\x81-nfd.txt",         /* NFD: e + combining acute */
+		"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+		"latin1-\xe9.txt",              /* not UTF-8 */
+	};
+	struct pack_result res;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_buf_ struct buf raw = BUF_INIT;
+	struct stat st;
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		put(f->src, names[i], "x");
+	_cleanup_free_ char *ln = cat(f->src, "link-\xc3\xa9");
+	assert_int_equal(symlink("caf\xc3\xa9.txt", ln), 0);
+	assert_int_equal(pack_to(f->src, f->tar, excludes, &res), 0);
+	raw_tar(f->tar, &raw);
+	assert_int_equal(count_str(&raw, "hdrcharset"), 1);
+	assert_int_equal(count_str(&raw, "hdrcharset=BINARY"), 1);
+	assert_int_equal(count_str(&raw, "path=cafe\xcc\x81-nfd.txt\n"), 1);
+	assert_int_equal(unpack_file(f->tar, f->out, true, NULL, &e), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *p = cat(f->out, names[i]);
+		assert_int_equal(lstat(p, &st), 0);
+	}
+	_cleanup_free_ char *ol = cat(f->out, "link-\xc3\xa9");
+	char t[64];
+	ssize_t n = readlink(ol, t, sizeof(t) - 1);
+	assert_int_equal(n, 9);
+	assert_memory_equal(t, "caf\xc3\xa9.txt", 9);
+}
+
 static int failing_sink(void *data, const void *p, size_t n)
 {
 	(void)data; (void)p; (void)n;
@@ -508,6 +572,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("archive", tests, NULL, NULL);

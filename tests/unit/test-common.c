@@ -24,6 +24,55 @@ static void test_buf_basic(void **state)
 	buf_free(&b);
 }
 
+/* Text for a terminal: controls become \xHH, UTF-8 stays, bytes stay in
+ * order and nothing is lost. */
+static void test_buf_add_safe(void **state)
+{
+	static const struct { const char *in; size_t n; const char *out; } cases[] = {
+		{ "plain text\twith tab\n", 0, "plain text\twith tab\n" },
+		{ "\x1b[2J\x1b[H", 0, "\\x1b[2J\\x1b[H" },                    /* clear screen */
+		{ "\x1b]0;owned\x07", 0, "\\x1b]0;owned\\x07" },               /* window title */
+		{ "a\rb\x7f", 0, "a\\x0db\\x7f" },
+		{ "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80", 0, "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80" },
+		{ "\xc2\x9b" "2J", 0, "\\xc2\\x9b2J" },                        /* C1 CSI in UTF-8 */
+		{ "\x9b" "2J", 0, "\\x9b2J" },                                 /* 8-bit CSI */
+		{ "\xff\xc3", 0, "\\xff\\xc3" },                               /* not UTF-8, cut */
+		{ "\xed\xa0\x80", 0, "\\xed\\xa0\\x80" },                      /* a surrogate */
+		{ "nul\0after", 9, "nul\\x00after" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		_cleanup_buf_ struct buf b = BUF_INIT;
+		size_t n = cases[i].n ? cases[i].n : strlen(cases[i].in);
+		buf_add_safe(&b, cases[i].in, n);
+		assert_string_equal(b.p, cases[i].out);
+	}
+	(void)state;
+}
+
+/* git's blob ids, as `git hash-object` gives them */
+static void test_hash_git_blob(void **state)
+{
+	char hex[65];
+	int p[2];
+
+	for (int sha256 = 0; sha256 < 2; sha256++) {
+		assert_int_equal(pipe(p), 0);
+		assert_int_equal(fs_write_all(p[1], "hello\n", 6), 0);
+		close(p[1]);
+		assert_int_equal(hash_git_blob(p[0], 6, sha256, hex), 0);
+		close(p[0]);
+		assert_string_equal(hex, sha256 ? "2cf8d83d9ee29543b34a87727421fdecb7e3f3a183d337639025de576db9ebb4"
+					      : "ce013625030ba8dba906f756967f9e9ca394464a");
+	}
+	/* fewer bytes than the size said */
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(fs_write_all(p[1], "hi", 2), 0);
+	close(p[1]);
+	assert_int_equal(hash_git_blob(p[0], 6, false, hex), -EIO);
+	close(p[0]);
+	(void)state;
+}
+
 static void test_buf_max(void **state)
 {
 	struct buf b;
@@ -296,6 +345,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_basic),
 		cmocka_unit_test(test_buf_max),
+		cmocka_unit_test(test_buf_add_safe),
+		cmocka_unit_test(test_hash_git_blob),
 		cmocka_unit_test(test_buf_read_file_bounded),
 		cmocka_unit_test(test_strv_kv),
 		cmocka_unit_test(test_err_first_wins),

@@ -218,7 +218,7 @@ static void test_load(void **state)
 	memset(big, '#', n);
 	big[n] = '\0';
 	assert_int_equal(metadata_parse(&m, "big", big, &cfg, &d), -EINVAL);
-	assert_non_null(strstr(d.v[0].msg, "too large"));
+	assert_non_null(strstr(d.v[0].msg, "at most 1048576 bytes (1 MiB)"));
 	free(big);
 	metadata_free(&m);
 	diags_free(&d);
