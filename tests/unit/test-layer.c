@@ -168,7 +168,8 @@ static void list_entries(const char *file, struct strv *names)
 	archive_read_support_filter_all(a);
 	archive_read_support_format_all(a);
 	assert_int_equal(archive_read_open_filename(a, file, 65536), ARCHIVE_OK);
-	while (archive_read_next_header(a, &ae) == ARCHIVE_OK)
+	/* a UTF-8 name that the C locale cannot show is a warning */
+	for (int r; (r = archive_read_next_header(a, &ae)) == ARCHIVE_OK || r == ARCHIVE_WARN;)
 		strv_push(names, archive_entry_pathname(ae));
 	archive_read_free(a);
 }
