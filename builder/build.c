@@ -1245,6 +1245,41 @@ static void publish_log(struct build *b)
  * the app's entries that no longer serve its chain go (rootcache_retire).
  * Failures cost only that: the next build fetches what it lacks.
  */
+/*
+ * After a squash the next build stacks the full copy unpacked from storage
+ * into the root cache (entry), whose files have their own times: the index
+ * of this build's checkout takes their stat from there, so that the next
+ * build still knows its unchanged files by their stat.
+ */
+static void index_restat(struct build *b, const char *entry)
+{
+	const char *home = b->c->apps.home + (b->c->apps.home[0] == '/');
+	_cleanup_free_ char *dir = path_join(entry, home);
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	size_t n = 0;
+
+	for (size_t i = 0; dfd >= 0 && i < b->co_out.n; i++) {
+		struct checkout_rec *r = &b->co_out.v[i];
+		struct stat st;
+		/* inside the tree whatever symlink the build made; gone: the
+		 * next build checks it by its content */
+		_cleanup_close_ int fd = fs_open_in_root(dfd, r->path, O_PATH | O_NOFOLLOW);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r->size = UINT64_MAX;
+			continue;
+		}
+		r->size = (uint64_t)st.st_size;
+		r->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+		r->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+		r->mode = st.st_mode;
+		r->uid = st.st_uid;
+		r->gid = st.st_gid;
+		n++;
+	}
+	blog(b, "checkout index: %zu of %zu files as unpacked into the root cache", n,
+	     b->co_out.n);
+}
+
 static void keep_layer(struct build *b)
 {
 	_cleanup_err_ struct err e = ERR_INIT;
@@ -1264,6 +1299,8 @@ static void keep_layer(struct build *b)
 		else
 			blog(b, "squashed layer %.12s unpacked into the root cache in %.2f s",
 			     b->layer.sha256, (double)(now_ms() - t0) / 1000.0);
+		if (r >= 0 && chain.n == 1)
+			index_restat(b, chain.v[0]);
 	} else if (!b->no_layer && b->ws.overlay && b->ws.upper && b->lower_sha &&
 		   strcmp(b->lower_sha, b->layer.sha256)) {
 		r = workspace_unmount(&b->ws, &e);

@@ -8,7 +8,9 @@
 # of commits (a deletion, a rename, a file turned into a directory and back,
 # a retargeted symlink, a mode change, a directory the build removes, unicode
 # names) and two squashes, the layered package, deployed and fetched by
-# package get, equals a --fresh build of the same commit entry by entry.
+# package get, equals a --fresh build of the same commit entry by entry; a
+# host keeps the layers of its revisions and fetches only those it lacks; a
+# first-edition package is the parent of an incremental build.
 . "$UPAAS_SRCDIR/tests/lib.sh"
 . "$UPAAS_SRCDIR/tests/integration/deploy-lib.sh"
 
@@ -304,6 +306,10 @@ done
 # package) and, as another app from the same repository, --fresh; the
 # package of the chain, materialized by deploy and by package get, must be
 # the tree of the fresh one entry by entry, but for the app's build history.
+# (packed at zstd level 1: the fresh builds pack whole roots)
+CFG_EXTRA="$CFG_EXTRA
+pack = { level = 1; };"
+t_write_config "$CFG_EXTRA"
 APP=$(d_app chain)
 FRESH=$APP-fresh
 D_APPS+=("$FRESH")
@@ -337,7 +343,9 @@ get_tree() {   # get_tree APP ID DIR: the tarball of package get, extracted
 	tar --zstd -xpf "$T_ROOT/get.tar.zst" -C "$3" --numeric-owner 2>/dev/null &&
 	rm -f "$T_ROOT/get.tar.zst"
 }
-check_commit() {   # check_commit LABEL
+# check_commit LABEL [deploy]: with deploy, the deployed trees are compared
+# too (each deploy extracts a whole root: a few of them show it)
+check_commit() {
 	local inc fr
 	inc=$(make_package "$APP" "$REPO") || { t_not "$1: incremental build"; return; }
 	"$UPAAS" build --fresh --app "$FRESH" "$REPO" >"$T_ROOT/fresh.out" 2>&1 ||
@@ -346,6 +354,7 @@ check_commit() {   # check_commit LABEL
 	get_tree "$FRESH" "$fr" "$T_ROOT/tf" || { t_not "$1: get the fresh package"; return; }
 	get_tree "$APP" "$inc" "$T_ROOT/ti" || { t_not "$1: get the layered package"; return; }
 	compare_trees "$1: package get equals --fresh" "$T_ROOT/ti" "$T_ROOT/tf"
+	[ "${2:-}" = deploy ] || return 0
 	# deployed, both (deploy drops setuid bits and the like, the same way)
 	"$UPAAS" deploy --package "$inc" "$APP" >"$T_ROOT/dep.out" 2>&1 &&
 	"$UPAAS" deploy --package "$fr" "$FRESH" >>"$T_ROOT/dep.out" 2>&1 ||
@@ -357,28 +366,63 @@ step one && make_package "$APP" "$REPO" >/dev/null || t_bail "the first build fa
 rm "$W/b.txt"; step "delete a file"; check_commit "deleted file"
 mv "$W/c.txt" "$W/c2.txt"; step "rename a file"; check_commit "renamed file"
 rm "$W/f"; mkdir "$W/f"; echo in >"$W/f/in"; step "a file becomes a directory"
-check_commit "file to directory"
+check_commit "file to directory" deploy
 rm -r "$W/f"; echo f2 >"$W/f"; step "and back"; check_commit "directory to file"
 ln -sfn c2.txt "$W/l"; step "retarget a symlink"; check_commit "retargeted symlink"
-chmod 755 "$W/x.sh"; step "a mode only"; check_commit "mode only"
+chmod 755 "$W/x.sh"; step "a mode only"; check_commit "mode only" deploy
 layers_now() { python3 -c 'import json,sys; print(" ".join(l["kind"] for l in json.load(open(sys.argv[1]))["layers"]))' \
 	"$ST/packages/$APP/$(stored_current "$APP").json"; }
 t_is "the chain: a full layer and a delta per build" "$(layers_now)" \
 	"full delta delta delta delta delta delta"
 rm "$W/make-out"; step "the build removes its directory"; check_commit "build's dir removed"
 printf 'u\n' >"$W/$(printf '\303\251t\303\251 \342\230\203.txt')"
-step "unicode names"; check_commit "unicode names"
+step "unicode names"; check_commit "unicode names" deploy
 t_is "past pack.max_layers (8) the chain was squashed" "$(layers_now)" "full"
 
 # squash when the deltas outweigh pack.squash_ratio of the bottom layer
-t_write_config "$CFG_EXTRA
-pack = { squash_ratio = 0.0; };"
+t_write_config "${CFG_EXTRA%pack = *}
+pack = { level = 1; squash_ratio = 0.0; };"
 echo sq >"$W/squash"; step "squash"
 check_commit "a delta then"
 echo sq2 >"$W/squash"; step "squash again"
-check_commit "squashed"
+check_commit "squashed" deploy
 t_is "the deltas outweigh a ratio of 0: squashed" "$(layers_now)" "full"
 t_write_config "$CFG_EXTRA"
 "$UPAAS" undeploy --purge "$APP" >/dev/null 2>&1
 "$UPAAS" undeploy --purge "$FRESH" >/dev/null 2>&1
+
+# ------------------------------------------------- a first-edition parent
+# A package of the first edition (one blob under packages/<app>/, a format 1
+# manifest) is the parent of an incremental build, which starts a chain on
+# it: its manifest lists the blob as the bottom layer, then its delta; its
+# tree is that of a --fresh build; prune keeps the blob as long as a
+# package lists it.
+APP=$(d_app first)
+FRESH=$APP-fresh
+D_APPS+=("$FRESH")
+ID=$(make_package "$APP" "$REPO") || t_bail "the build of the first-edition parent failed"
+M=$ST/packages/$APP/$ID.json
+K=$(jq -r '.layers[0].key' "$M")
+BLOB=packages/$APP/$ID.tar.zst
+mv "$ST/$K" "$ST/$BLOB"
+jq --arg k "$BLOB" '.format = 1 | .blob = (.layers[0] | {key: $k, sha256, size,
+	compression: "zstd", format: "pax"}) | del(.layers)' "$M" >"$M.new" && mv "$M.new" "$M"
+sign_object "packages/$APP/$ID.json"
+t_ok "the first-edition package verifies" "$UPAAS" package verify "$APP" "$ID"
+echo first >"$W/first-edition"; step "over a first-edition package"
+check_commit "over a first-edition parent" deploy
+INC=$(stored_current "$APP")
+t_is "its manifest: the blob, then a delta" \
+	"$(jq -r '"\(.format) " + ([.layers[] | "\(.key) \(.kind)"] | join(" "))' "$ST/packages/$APP/$INC.json")" \
+	"2 $BLOB full layers/$(jq -r '.layers[1].sha256' "$ST/packages/$APP/$INC.json").tar.zst delta"
+t_write_config "$CFG_EXTRA
+apps = { layer_grace = 0; };"
+t_ok "prune --keep 1 takes the first-edition package" "$UPAAS" package prune --keep 1 "$APP"
+t_write_config "$CFG_EXTRA"
+t_ok "its manifest is gone" test ! -e "$M"
+t_ok "its blob stays: the chain lists it" test -e "$ST/$BLOB"
+t_ok "the chain verifies" "$UPAAS" package verify "$APP" "$INC"
+"$UPAAS" undeploy --purge "$APP" >/dev/null 2>&1
+"$UPAAS" undeploy --purge "$FRESH" >/dev/null 2>&1
+for k in $BLOB $(jq -r '.layers[1:][] | .key' "$ST/packages/$APP/$INC.json"); do rm -f "$ST/$k"; done
 t_done

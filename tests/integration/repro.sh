@@ -66,7 +66,9 @@ t_match "unicode names are plain UTF-8" "$(tar --zstd -tf "$T_ROOT/p.tar.zst")" 
 rm -f "$T_ROOT"/*.tar.zst
 IMG=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' \
 	"$(ls "$ST"/images/*.json | head -1)")
-tar_clean "an image" "$ST/images/$IMG.tar.zst"
+# the blob its manifest names (images/<name>/<id>.tar.zst since images are
+# content addressed)
+tar_clean "an image" "$ST/$(jq -r .key "$ST/images/$IMG.json")"
 
 # ------------------------------------------------------------- the image
 # A second bootstrap under another name, from the same mirror state (the
