@@ -1026,8 +1026,10 @@ static int sweep_kept_layers(const struct dctx *d)
 
 	if (!dir)
 		return 0;
+	/* everything but the listed layers: a temporary file a dead deploy
+	 * left too (deploys hold the lock we hold) */
 	for (struct dirent *de; (de = readdir(dir));)
-		if (de->d_name[0] != '.')
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
 			strv_push(&files, de->d_name);
 	closedir(dir);
 	if (!files.n)
