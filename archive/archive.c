@@ -1,6 +1,7 @@
 /*
- * archive/archive.c - packing a tree into a zstd pax tar (pack_tree) and
- * extracting one (unpack_file), both with libarchive.
+ * archive/archive.c - packing a tree into a zstd pax tar (pack_tree), or an
+ * overlay upper dir into a layer (pack_layer), with libarchive. Extracting
+ * is archive/extract.c.
  *
  * pack_tree walks the tree itself instead of using archive_read_disk: it
  * needs a sorted, deterministic order, numeric ids only (names would be
@@ -21,6 +22,7 @@
 #include <sys/xattr.h>
 
 #include "archive/archive.h"
+#include "archive/archive-int.h"
 
 #define PACK_READ_BUF (1u << 20)        /* file data is read in 1 MiB chunks */
 #define PACK_BLOCK (1u << 20)           /* libarchive output block */
@@ -32,12 +34,6 @@ static void archive_write_freep(struct archive **a)
 {
 	if (*a)
 		archive_write_free(*a);
-}
-
-static void archive_read_freep(struct archive **a)
-{
-	if (*a)
-		archive_read_free(*a);
 }
 
 static void entry_freep(struct archive_entry **ae)
@@ -54,23 +50,38 @@ static void dir_closep(DIR **d)
 
 /* ------------------------------------------------------------------ pack */
 
+/* A directory entry held back until something below it is written (a
+ * layer leaves out directories that did not change, unless it needs them
+ * as the parents of what did). */
+struct pending {
+	struct archive_entry *ae;
+	bool written;
+};
+
 struct pack_ctx {
 	const char *root;
 	const struct pack_opts *o;
+	bool layer;             /* pack_layer(): an overlay upper dir */
 	struct archive *a;
 	struct archive_entry *entry;
 	struct archive_entry_linkresolver *lr;
 	sink_fn sink;
 	void *sink_data;
 	struct sha256 hash;
+	bool discard;           /* failed: what libarchive flushes goes nowhere */
 	uint64_t size;
 	uint64_t entries;
+	uint64_t whiteouts;
+	uint64_t unchanged;
 	int sink_rc;            /* first error of the sink */
-	bool discard;           /* failed: what libarchive still flushes goes nowhere */
 	char *rbuf;
+	char *lbuf;             /* layer: the lower file's data, for comparing */
 	struct buf rel;         /* path of the current entry, relative to root */
 	struct buf xnames;
-	struct buf xval;
+	struct buf xattrs;      /* the current entry's xattrs (xattrs_read) */
+	struct buf lxattrs;     /* the lower entry's */
+	struct pending pend[PACK_MAX_DEPTH + 1];
+	size_t n_pend;
 	struct err *e;
 };
 
@@ -134,7 +145,6 @@ static bool pack_excluded(const struct pack_ctx *x, const char *rel)
  * a v3 root id that does not shift.
  */
 #define CAP_V2_SIZE 20
-#define CAP_V3_SIZE 24
 #define CAP_REVISION_MASK 0xff000000u
 #define CAP_REVISION_2 0x02000000u
 #define CAP_REVISION_3 0x03000000u
@@ -169,7 +179,7 @@ static int cap_unshift(unsigned char *v, size_t len, uint32_t offset)
 }
 
 /* Unshifted to shifted (unpack): v2 -> v3 with root id offset; v3 r -> offset+r. */
-static int cap_shift(unsigned char *v, size_t len, uint32_t offset)
+int archive_cap_shift(unsigned char *v, size_t len, uint32_t offset)
 {
 	uint32_t rev = len >= 4 ? le32_get(v) & CAP_REVISION_MASK : 0;
 	if (len == CAP_V2_SIZE && rev == CAP_REVISION_2) {
@@ -192,13 +202,50 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Adds the xattrs of the object at fd (or path for non-openable objects),
- * sorted by name so that the archive is deterministic. */
-static int pack_xattrs(struct pack_ctx *x, int fd, const char *path)
+/* overlayfs's own attributes: never packed (upaas-package(5)). */
+static bool overlay_xattr(const char *name)
+{
+	return !strncmp(name, "trusted.overlay.", 16) || !strncmp(name, "user.overlay.", 13);
+}
+
+/* What an overlay upper dir's entry says about itself. */
+enum ovl_flags {
+	OVL_OPAQUE = 1 << 0,      /* a directory that hides the layers below */
+	OVL_WHITEOUT = 1 << 1,    /* an "xwhiteout": a file marked as a whiteout */
+	OVL_REDIRECT = 1 << 2,    /* redirect_dir: a renamed directory of a lower */
+	OVL_METACOPY = 1 << 3,    /* metacopy: the data is in a lower */
+};
+
+static unsigned ovl_flag(const char *name, const char *v, ssize_t vl)
+{
+	const char *attr = !strncmp(name, "trusted.overlay.", 16) ? name + 16 : name + 13;
+
+	if (!strcmp(attr, "opaque") && vl == 1 && v[0] == 'y')
+		return OVL_OPAQUE;
+	if (!strcmp(attr, "whiteout"))
+		return OVL_WHITEOUT;
+	if (!strcmp(attr, "redirect"))
+		return OVL_REDIRECT;
+	if (!strcmp(attr, "metacopy"))
+		return OVL_METACOPY;
+	return 0;
+}
+
+/*
+ * Reads the xattrs of the object at fd (or path for non-openable objects)
+ * into out, sorted by name so that the archive is deterministic, as
+ * "name\0<8-byte length>value" records; overlayfs's own are left out and
+ * reported in *ovl (may be NULL). A file system without xattrs has none.
+ */
+static int xattrs_read(struct pack_ctx *x, int fd, const char *path, struct buf *out,
+		       unsigned *ovl)
 {
 	_cleanup_strv_ struct strv names = STRV_INIT;
 	ssize_t n;
 
+	buf_reset(out);
+	if (ovl)
+		*ovl = 0;
 	buf_reset(&x->xnames);
 	if (buf_grow(&x->xnames, XATTR_LIST_MAX_BYTES) < 0)
 		return -ENOMEM;
@@ -210,8 +257,6 @@ static int pack_xattrs(struct pack_ctx *x, int fd, const char *path)
 		return err_set_errno(x->e, -errno, "packing '%s': cannot list xattrs of '%s'",
 			       x->root, x->rel.p);
 	}
-	if (n == 0)
-		return 0;
 	for (ssize_t i = 0; i < n;) {
 		const char *name = x->xnames.p + i;
 		size_t l = strnlen(name, (size_t)(n - i));
@@ -223,21 +268,26 @@ static int pack_xattrs(struct pack_ctx *x, int fd, const char *path)
 	if (names.n > 1)
 		qsort(names.v, names.n, sizeof(char *), cmp_str);
 	for (size_t i = 0; i < names.n; i++) {
+		char val[XATTR_VALUE_MAX_BYTES];
 		ssize_t vl;
+		uint64_t len;
 
-		buf_reset(&x->xval);
-		if (buf_grow(&x->xval, XATTR_VALUE_MAX_BYTES) < 0)
-			return -ENOMEM;
-		vl = fd >= 0 ? fgetxattr(fd, names.v[i], x->xval.p, XATTR_VALUE_MAX_BYTES)
-			     : lgetxattr(path, names.v[i], x->xval.p, XATTR_VALUE_MAX_BYTES);
+		vl = fd >= 0 ? fgetxattr(fd, names.v[i], val, sizeof(val))
+			     : lgetxattr(path, names.v[i], val, sizeof(val));
 		if (vl < 0) {
 			if (errno == ENODATA)
 				continue;
 			return err_set_errno(x->e, -errno, "packing '%s': cannot read xattr '%s' of '%s'",
 				       x->root, names.v[i], x->rel.p);
 		}
+		if (overlay_xattr(names.v[i])) {
+			if (ovl)
+				*ovl |= ovl_flag(names.v[i], val, vl);
+			continue;
+		}
+		/* a shifted tree's capabilities are for the sandbox's namespace */
 		if (x->o->uid_offset && !strcmp(names.v[i], "security.capability")) {
-			int nl = cap_unshift((unsigned char *)x->xval.p, (size_t)vl, x->o->uid_offset);
+			int nl = cap_unshift((unsigned char *)val, (size_t)vl, x->o->uid_offset);
 			if (nl < 0)
 				return err_set(x->e, -EINVAL, "packing '%s': the file capabilities of '%s' "
 					       "are for a user namespace outside the sandbox's ids",
@@ -245,9 +295,32 @@ static int pack_xattrs(struct pack_ctx *x, int fd, const char *path)
 			if (nl > 0)
 				vl = nl;
 		}
-		archive_entry_xattr_add_entry(x->entry, names.v[i], x->xval.p, (size_t)vl);
+		len = (uint64_t)vl;
+		if (buf_add(out, names.v[i], strlen(names.v[i]) + 1) < 0 ||
+		    buf_add(out, &len, sizeof(len)) < 0 || buf_add(out, val, (size_t)vl) < 0)
+			return err_set(x->e, -E2BIG, "packing '%s': too many xattrs on '%s'", x->root,
+				       x->rel.p);
 	}
 	return 0;
+}
+
+static void xattrs_add(struct archive_entry *ae, const struct buf *xs)
+{
+	for (size_t at = 0; at < xs->len;) {
+		const char *name = xs->p + at;
+		uint64_t len;
+
+		at += strlen(name) + 1;
+		memcpy(&len, xs->p + at, sizeof(len));
+		at += sizeof(len);
+		archive_entry_xattr_add_entry(ae, name, xs->p + at, (size_t)len);
+		at += (size_t)len;
+	}
+}
+
+static bool xattrs_equal(const struct buf *a, const struct buf *b)
+{
+	return a->len == b->len && !memcmp(a->p, b->p, a->len);
 }
 
 /* Writes the data of a regular file: exactly size bytes, in big chunks. A
@@ -280,14 +353,182 @@ static int pack_data(struct pack_ctx *x, int fd, int64_t size)
 	return 0;
 }
 
-static int pack_dir(struct pack_ctx *x, int dfd, unsigned depth);
+/* Writes the directory entries held back for the entry about to be
+ * written: its parents, outermost first. */
+static int pend_flush(struct pack_ctx *x)
+{
+	for (size_t i = 0; i < x->n_pend; i++) {
+		if (x->pend[i].written)
+			continue;
+		if (archive_write_header(x->a, x->pend[i].ae) < ARCHIVE_WARN)
+			return pack_fail(x, "writing header of");
+		x->pend[i].written = true;
+		x->entries++;
+	}
+	return 0;
+}
 
-/* Packs one directory entry name (in directory dfd); x->rel is its path. */
-static int pack_one(struct pack_ctx *x, int dfd, const char *name, unsigned depth)
+static int write_header(struct pack_ctx *x, struct archive_entry *ae)
+{
+	int r = pend_flush(x);
+
+	if (r < 0)
+		return r;
+	if (archive_write_header(x->a, ae) < ARCHIVE_WARN)
+		return pack_fail(x, "writing header of");
+	x->entries++;
+	return 0;
+}
+
+/* An empty regular file named name with the given prefix, in the
+ * directory of x->rel (whose last component is replaced). */
+static int write_marker(struct pack_ctx *x, const char *dir, size_t dirlen, const char *name)
+{
+	_cleanup_free_ char *p = dirlen ? xasprintf("%.*s/%s", (int)dirlen, dir, name)
+					: xstrdup(name);
+	struct archive_entry *ae = x->entry;
+
+	archive_entry_clear(ae);
+	archive_entry_set_pathname(ae, p);
+	archive_entry_set_filetype(ae, AE_IFREG);
+	archive_entry_set_perm(ae, 0644);
+	archive_entry_set_uid(ae, 0);
+	archive_entry_set_gid(ae, 0);
+	archive_entry_set_size(ae, 0);
+	archive_entry_set_mtime(ae, x->o->mtime_clamp >= 0 ? x->o->mtime_clamp : 0, 0);
+	return write_header(x, ae);
+}
+
+/* The length of the directory part of x->rel, whose last component is
+ * name. */
+static size_t dir_len(const struct pack_ctx *x, const char *name)
+{
+	size_t n = strlen(name);
+
+	return x->rel.len > n ? x->rel.len - n - 1 : 0;
+}
+
+/* Compares the data of two open files of the same size. */
+static int same_data(struct pack_ctx *x, int a, int b, int64_t size, bool *ret)
+{
+	int64_t off = 0;
+
+	*ret = false;
+	while (off < size) {
+		size_t want = size - off > PACK_READ_BUF ? PACK_READ_BUF : (size_t)(size - off);
+		ssize_t na = pread(a, x->rbuf, want, off), nb = pread(b, x->lbuf, want, off);
+
+		if (na < 0 || nb < 0)
+			return err_set_errno(x->e, -errno, "packing '%s': cannot read '%s'", x->root,
+				       x->rel.p);
+		if (na != nb || na == 0 || memcmp(x->rbuf, x->lbuf, (size_t)na))
+			return 0;
+		off += na;
+	}
+	*ret = true;
+	return 0;
+}
+
+/*
+ * Layer: true when the upper entry st (open as fd for files and dirs) is
+ * the same as what the layers below have at its name (lfd: the lower view's
+ * directory): type, mode, owner, xattrs, and size and data or link target
+ * or device; mtimes are not compared. A copy-up that changed nothing is
+ * left out of the layer.
+ */
+static int same_as_lower(struct pack_ctx *x, int lfd, const char *name, const struct stat *st,
+			 int fd, bool *ret)
+{
+	_cleanup_close_ int lf = -1;
+	struct stat ls;
+	int r;
+
+	*ret = false;
+	if (lfd < 0 || fstatat(lfd, name, &ls, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	if (ls.st_mode != st->st_mode || ls.st_uid != st->st_uid || ls.st_gid != st->st_gid)
+		return 0;
+	if (S_ISREG(st->st_mode)) {
+		/* a hard link made in this layer is written, so that its
+		 * other names can link to it */
+		if (st->st_nlink > 1 || ls.st_size != st->st_size)
+			return 0;
+		lf = openat(lfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+		if (lf < 0)
+			return 0;
+	} else if (S_ISDIR(st->st_mode)) {
+		lf = openat(lfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (lf < 0)
+			return 0;
+	} else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+		if (ls.st_rdev != st->st_rdev)
+			return 0;
+	} else if (S_ISLNK(st->st_mode)) {
+		/* the upper link's target is in the entry already */
+		const char *t = archive_entry_symlink(x->entry);
+		char a[PATH_MAX * 4];
+		ssize_t na = readlinkat(lfd, name, a, sizeof(a));
+
+		if (!t || na < 0 || (size_t)na != strlen(t) || memcmp(a, t, (size_t)na))
+			return 0;
+	}
+	/* xattrs of the lower entry */
+	if (lf >= 0) {
+		r = xattrs_read(x, lf, NULL, &x->lxattrs, NULL);
+	} else {
+		_cleanup_free_ char *p = xasprintf("/proc/self/fd/%d/%s", lfd, name);
+		r = xattrs_read(x, -1, p, &x->lxattrs, NULL);
+	}
+	if (r < 0)
+		return r;
+	if (!xattrs_equal(&x->xattrs, &x->lxattrs))
+		return 0;
+	if (S_ISREG(st->st_mode) && st->st_size > 0)
+		return same_data(x, fd, lf, st->st_size, ret);
+	*ret = true;
+	return 0;
+}
+
+static int pack_dir(struct pack_ctx *x, int dfd, int lfd, unsigned depth);
+
+/* Reads the target of the symlink name in dfd into the entry. */
+static int read_symlink(struct pack_ctx *x, int dfd, const char *name, const struct stat *st)
+{
+	_cleanup_buf_ struct buf t = BUF_INIT;
+	size_t cap = st->st_size > 0 ? (size_t)st->st_size + 1 : 256;
+	ssize_t n;
+
+	for (;;) {
+		if (buf_grow(&t, cap) < 0)
+			return -ENOMEM;
+		n = readlinkat(dfd, name, t.p, cap);
+		if (n < 0)
+			return err_set_errno(x->e, -errno, "packing '%s': cannot read link '%s'",
+				       x->root, x->rel.p);
+		if ((size_t)n < cap)
+			break;
+		if (cap >= PATH_MAX * 4)
+			return err_set(x->e, -ENAMETOOLONG, "packing '%s': link '%s' too long",
+				       x->root, x->rel.p);
+		cap *= 2;
+	}
+	t.p[n] = 0;
+	archive_entry_set_symlink(x->entry, t.p);
+	return 0;
+}
+
+/*
+ * Packs one directory entry name (in directory dfd); x->rel is its path.
+ * For a layer, lfd is the directory of the same path in the view of the
+ * layers below (-1: nothing below, or hidden by an opaque directory).
+ */
+static int pack_one(struct pack_ctx *x, int dfd, int lfd, const char *name, unsigned depth)
 {
 	struct archive_entry *ae = x->entry, *sparse = NULL;
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int fd = -1, child_lfd = -1;
 	_cleanup_free_ char *fullpath = NULL;
+	unsigned ovl = 0;
+	bool held = false, opaque = false;
 	struct stat st;
 	int64_t mtime;
 	int r;
@@ -300,6 +541,21 @@ static int pack_one(struct pack_ctx *x, int dfd, const char *name, unsigned dept
 	}
 	if (S_ISSOCK(st.st_mode))
 		return 0;       /* tar cannot hold sockets; they are runtime state */
+	if (x->layer && S_ISCHR(st.st_mode) && st.st_rdev == 0) {
+		/* an overlay whiteout: worth an entry when something below
+		 * has the name */
+		struct stat ls;
+
+		if (lfd < 0 || fstatat(lfd, name, &ls, AT_SYMLINK_NOFOLLOW) < 0)
+			return 0;
+		x->whiteouts++;
+		_cleanup_free_ char *wh = xasprintf(WHITEOUT_PREFIX "%s", name);
+		return write_marker(x, x->rel.p, dir_len(x, name), wh);
+	}
+	if ((x->layer || x->o->layer) && !strncmp(name, WHITEOUT_PREFIX, strlen(WHITEOUT_PREFIX)))
+		return err_set(x->e, -EINVAL, "packing '%s': cannot pack '%s': names starting "
+			       "with '" WHITEOUT_PREFIX "' are reserved for whiteouts in a layer",
+			       x->root, x->rel.p);
 
 	/* a shifted tree holds the ids inside; anything else in it was made
 	 * by someone who should not have (or a first-edition root) */
@@ -337,39 +593,54 @@ static int pack_one(struct pack_ctx *x, int dfd, const char *name, unsigned dept
 			return err_set_errno(x->e, -errno, "packing '%s': cannot open directory '%s'",
 				       x->root, x->rel.p);
 	} else if (S_ISLNK(st.st_mode)) {
-		_cleanup_buf_ struct buf t = BUF_INIT;
-		size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 256;
-		ssize_t n;
-
-		for (;;) {
-			if (buf_grow(&t, cap) < 0)
-				return -ENOMEM;
-			n = readlinkat(dfd, name, t.p, cap);
-			if (n < 0)
-				return err_set_errno(x->e, -errno, "packing '%s': cannot read link '%s'",
-					       x->root, x->rel.p);
-			if ((size_t)n < cap)
-				break;
-			if (cap >= PATH_MAX * 4)
-				return err_set(x->e, -ENAMETOOLONG, "packing '%s': link '%s' too long",
-					       x->root, x->rel.p);
-			cap *= 2;
-		}
-		t.p[n] = 0;
-		archive_entry_set_symlink(ae, t.p);
+		r = read_symlink(x, dfd, name, &st);
+		if (r < 0)
+			return r;
 	} else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
 		archive_entry_set_rdevmajor(ae, major(st.st_rdev));
 		archive_entry_set_rdevminor(ae, minor(st.st_rdev));
 	}
 
 	if (fd >= 0) {
-		r = pack_xattrs(x, fd, NULL);
+		r = xattrs_read(x, fd, NULL, &x->xattrs, &ovl);
 	} else {
 		fullpath = path_join(x->root, x->rel.p);
-		r = pack_xattrs(x, -1, fullpath);
+		r = xattrs_read(x, -1, fullpath, &x->xattrs, &ovl);
 	}
 	if (r < 0)
 		return r;
+	xattrs_add(ae, &x->xattrs);
+
+	if (x->layer) {
+		if (ovl & (OVL_REDIRECT | OVL_METACOPY))
+			return err_set(x->e, -EOPNOTSUPP, "packing '%s': '%s' needs the layers below "
+				       "it (overlayfs %s): mount with redirect_dir=off,metacopy=off",
+				       x->root, x->rel.p, ovl & OVL_REDIRECT ? "redirect_dir" : "metacopy");
+		if ((ovl & OVL_WHITEOUT) && S_ISREG(st.st_mode)) {
+			struct stat ls;
+			if (lfd < 0 || fstatat(lfd, name, &ls, AT_SYMLINK_NOFOLLOW) < 0)
+				return 0;
+			x->whiteouts++;
+			_cleanup_free_ char *wh = xasprintf(WHITEOUT_PREFIX "%s", name);
+			return write_marker(x, x->rel.p, dir_len(x, name), wh);
+		}
+		opaque = S_ISDIR(st.st_mode) && (ovl & OVL_OPAQUE);
+		if (S_ISDIR(st.st_mode) && !opaque && lfd >= 0) {
+			child_lfd = openat(lfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (child_lfd < 0 && errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+				return err_set_errno(x->e, -errno, "packing '%s': cannot open '%s' in "
+					       "the layers below", x->root, x->rel.p);
+		}
+		bool same = false;
+		if (!opaque && (r = same_as_lower(x, lfd, name, &st, fd, &same)) < 0)
+			return r;
+		if (same && S_ISDIR(st.st_mode)) {
+			held = true;    /* written only if something below is */
+		} else if (same) {
+			x->unchanged++;
+			return 0;
+		}
+	}
 
 	/* Hard links: the first path carries the data, later ones link to it. */
 	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
@@ -388,28 +659,51 @@ static int pack_one(struct pack_ctx *x, int dfd, const char *name, unsigned dept
 			archive_entry_set_size(ae, 0);
 	}
 
-	if (archive_write_header(x->a, ae) < ARCHIVE_WARN)
-		return pack_fail(x, "writing header of");
-	x->entries++;
-
-	if (S_ISREG(st.st_mode) && !archive_entry_hardlink(ae) && st.st_size > 0) {
-		r = pack_data(x, fd, st.st_size);
-		if (r < 0)
-			return r;
-	}
 	if (S_ISDIR(st.st_mode)) {
 		if (depth >= PACK_MAX_DEPTH)
 			return err_set(x->e, -ELOOP, "packing '%s': '%s' is nested too deeply",
 				       x->root, x->rel.p);
-		return pack_dir(x, TAKE_FD(fd), depth + 1);
+		/* the entry of a directory goes on the pending stack: written
+		 * now, or (held) when something below it is */
+		x->pend[x->n_pend] = (struct pending){ .ae = archive_entry_clone(ae) };
+		if (!x->pend[x->n_pend].ae)
+			return err_set(x->e, -ENOMEM, "out of memory");
+		x->n_pend++;
+		r = held ? 0 : pend_flush(x);
+		if (r >= 0 && opaque) {
+			x->whiteouts++;
+			r = write_marker(x, x->rel.p, x->rel.len, WHITEOUT_OPAQUE);
+		}
+		if (r >= 0)
+			r = pack_dir(x, TAKE_FD(fd), x->layer && !opaque ? TAKE_FD(child_lfd) : -1,
+				     depth + 1);
+		x->n_pend--;
+		archive_entry_free(x->pend[x->n_pend].ae);
+		if (r >= 0 && held && !x->pend[x->n_pend].written)
+			x->unchanged++;
+		return r;
+	}
+
+	r = write_header(x, ae);
+	if (r < 0)
+		return r;
+	if (S_ISREG(st.st_mode) && !archive_entry_hardlink(ae) && st.st_size > 0) {
+		if (x->layer && lseek(fd, 0, SEEK_SET) < 0)
+			return err_set_errno(x->e, -errno, "packing '%s': cannot read '%s'", x->root,
+				       x->rel.p);
+		r = pack_data(x, fd, st.st_size);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
 
-/* Packs the children of the directory dfd (taken), sorted by name. */
-static int pack_dir(struct pack_ctx *x, int dfd, unsigned depth)
+/* Packs the children of the directory dfd (taken), sorted by name; lfd
+ * (taken, may be -1) is the same directory in the layers below. */
+static int pack_dir(struct pack_ctx *x, int dfd, int lfd, unsigned depth)
 {
 	_cleanup_(dir_closep) DIR *d = NULL;
+	_cleanup_close_ int lower = lfd;
 	_cleanup_strv_ struct strv names = STRV_INIT;
 	struct dirent *de;
 	size_t base = x->rel.len;
@@ -443,7 +737,7 @@ static int pack_dir(struct pack_ctx *x, int dfd, unsigned depth)
 			return err_set(x->e, -ENAMETOOLONG, "packing '%s': path too long", x->root);
 		if (pack_excluded(x, x->rel.p))
 			continue;
-		r = pack_one(x, dirfd(d), names.v[i], depth);
+		r = pack_one(x, dirfd(d), lower, names.v[i], depth);
 		if (r < 0)
 			return r;
 	}
@@ -462,17 +756,19 @@ static void pack_zstd_option(struct archive *a, const char *key, int value)
 			  archive_error_string(a) ?: "");
 }
 
-/* pack_tree() in the calling thread's current locale (see below). */
-static int pack_tree_locale(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
-			    bool binary, struct pack_result *ret, struct err *e)
+/* pack_tree() and pack_layer() (lower NULL for a tree), in the calling
+ * thread's current locale (see pack_in_utf8()). */
+static int pack_run(const char *root, const char *lower, bool layer, const struct pack_opts *o,
+		    sink_fn sink, void *data, bool binary, struct pack_result *ret, struct err *e)
 {
 	_cleanup_(archive_write_freep) struct archive *a = NULL;
 	_cleanup_(entry_freep) struct archive_entry *ae = NULL;
-	_cleanup_free_ char *rbuf = NULL;
-	struct pack_ctx x = { .root = root, .o = o, .sink = sink, .sink_data = data,
-			      .rel = BUF_INIT, .xnames = BUF_INIT, .xval = BUF_INIT, .e = e };
+	_cleanup_free_ char *rbuf = NULL, *lbuf = NULL;
+	struct pack_ctx x = { .root = root, .o = o, .layer = layer, .sink = sink,
+			      .sink_data = data, .rel = BUF_INIT, .xnames = BUF_INIT,
+			      .xattrs = BUF_INIT, .lxattrs = BUF_INIT, .e = e };
 	int threads = o->threads;
-	int dfd, r;
+	int dfd, lfd = -1, r;
 
 	if (threads <= 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -481,18 +777,32 @@ static int pack_tree_locale(const char *root, const struct pack_opts *o, sink_fn
 	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return err_set_errno(e, -errno, "cannot open '%s'", root);
+	if (lower) {
+		lfd = open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (lfd < 0) {
+			r = err_set_errno(e, -errno, "cannot open '%s'", lower);
+			close(dfd);
+			return r;
+		}
+	}
 
 	r = sha256_init(&x.hash);
 	if (r < 0) {
 		close(dfd);
+		if (lfd >= 0)
+			close(lfd);
 		return err_set_errno(e, r, "sha256");
 	}
 	a = archive_write_new();
 	ae = archive_entry_new();
 	x.lr = archive_entry_linkresolver_new();
 	rbuf = xmalloc(PACK_READ_BUF);
+	if (layer)
+		lbuf = xmalloc(PACK_READ_BUF);
 	if (!a || !ae || !x.lr) {
 		close(dfd);
+		if (lfd >= 0)
+			close(lfd);
 		sha256_free(&x.hash);
 		if (x.lr)
 			archive_entry_linkresolver_free(x.lr);
@@ -501,6 +811,7 @@ static int pack_tree_locale(const char *root, const struct pack_opts *o, sink_fn
 	x.a = a;
 	x.entry = ae;
 	x.rbuf = rbuf;
+	x.lbuf = lbuf;
 	archive_entry_linkresolver_set_strategy(x.lr, ARCHIVE_FORMAT_TAR_PAX_RESTRICTED);
 
 	archive_write_set_format_pax_restricted(a);
@@ -516,23 +827,28 @@ static int pack_tree_locale(const char *root, const struct pack_opts *o, sink_fn
 	if (archive_write_open(a, &x, NULL, pack_write_cb, NULL) != ARCHIVE_OK) {
 		r = pack_fail(&x, "opening archive for");
 		close(dfd);
+		if (lfd >= 0)
+			close(lfd);
 	} else {
-		r = pack_dir(&x, dfd, 0);
+		r = pack_dir(&x, dfd, lfd, 0);
 		if (r >= 0 && archive_write_close(a) != ARCHIVE_OK)
 			r = pack_fail(&x, "closing archive after");
 	}
 	if (r < 0) {
-		/* A failed archive must not flush into the sink; closing it
-		 * (into nowhere) frees what libarchive holds, which
-		 * archive_write_fail() would leak (its client buffer) */
+		/* A failed archive must not flush into the sink: what closing
+		 * it flushes is dropped (archive_write_fail() would leave
+		 * libarchive's output buffer behind, before 3.7) */
 		x.discard = true;
 		archive_write_close(a);
 	}
 	archive_write_free(TAKE_PTR(a));
 	archive_entry_linkresolver_free(x.lr);
+	for (size_t i = 0; i < x.n_pend; i++)
+		archive_entry_free(x.pend[i].ae);
 	buf_free(&x.rel);
 	buf_free(&x.xnames);
-	buf_free(&x.xval);
+	buf_free(&x.xattrs);
+	buf_free(&x.lxattrs);
 	if (r < 0) {
 		sha256_free(&x.hash);
 		return r;
@@ -540,6 +856,8 @@ static int pack_tree_locale(const char *root, const struct pack_opts *o, sink_fn
 	sha256_final(&x.hash, ret->sha256);
 	ret->size = x.size;
 	ret->entries = x.entries;
+	ret->whiteouts = x.whiteouts;
+	ret->unchanged = x.unchanged;
 	return 0;
 }
 
@@ -554,19 +872,32 @@ static int pack_tree_locale(const char *root, const struct pack_opts *o, sink_fn
  * in the C locale) gives every name back byte for byte. Without a C.UTF-8
  * locale every entry is written as BINARY, as before.
  */
-int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
-	      struct pack_result *ret, struct err *e)
+static int pack_in_utf8(const char *root, const char *lower, bool layer,
+			const struct pack_opts *o, sink_fn sink, void *data,
+			struct pack_result *ret, struct err *e)
 {
 	locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 	if (utf8 == (locale_t)0) {
 		log_debug("no C.UTF-8 locale: names are packed as bytes (hdrcharset=BINARY)");
-		return pack_tree_locale(root, o, sink, data, true, ret, e);
+		return pack_run(root, lower, layer, o, sink, data, true, ret, e);
 	}
 	locale_t old = uselocale(utf8);
-	int r = pack_tree_locale(root, o, sink, data, false, ret, e);
+	int r = pack_run(root, lower, layer, o, sink, data, false, ret, e);
 	uselocale(old);
 	freelocale(utf8);
 	return r;
+}
+
+int pack_tree(const char *root, const struct pack_opts *o, sink_fn sink, void *data,
+	      struct pack_result *ret, struct err *e)
+{
+	return pack_in_utf8(root, NULL, false, o, sink, data, ret, e);
+}
+
+int pack_layer(const char *upper, const char *lower, const struct pack_opts *o, sink_fn sink,
+	       void *data, struct pack_result *ret, struct err *e)
+{
+	return pack_in_utf8(upper, lower, true, o, sink, data, ret, e);
 }
 
 /* The sink of pack_tree() in pack_to_storage(): out, stopped by a cancel. */
@@ -584,8 +915,9 @@ static int out_write(void *data, const void *p, size_t n)
 	return os->out->write(os->out->data, p, n, os->e);
 }
 
-int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *out,
-		    struct pack_result *ret, struct err *e)
+/* pack_to_storage() and pack_layer_to_storage(). */
+static int pack_out(const char *root, const char *lower, bool layer, const struct pack_opts *o,
+		    struct sink *out, struct pack_result *ret, struct err *e)
 {
 	struct pack_opts po = *o;
 	struct progress prog = { 0 };
@@ -595,7 +927,7 @@ int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *ou
 	if (!po.progress)
 		po.progress = &prog;
 	progress_begin(po.progress, "packing", 0);
-	r = pack_tree(root, &po, out_write, &os, ret, e);
+	r = pack_in_utf8(root, lower, layer, &po, out_write, &os, ret, e);
 	progress_end(po.progress);
 	if (r >= 0 && proc_cancelled)
 		r = -ECANCELED;
@@ -607,372 +939,22 @@ int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *ou
 	return out->commit(out->data, e);
 }
 
+int pack_to_storage(const char *root, const struct pack_opts *o, struct sink *out,
+		    struct pack_result *ret, struct err *e)
+{
+	return pack_out(root, NULL, false, o, out, ret, e);
+}
+
+int pack_layer_to_storage(const char *upper, const char *lower, const struct pack_opts *o,
+			  struct sink *out, struct pack_result *ret, struct err *e)
+{
+	return pack_out(upper, lower, true, o, out, ret, e);
+}
+
 void archive_filter_names(struct strv *out)
 {
 	/* packages and images are zstd tars: the libarchive we run with
 	 * must have libzstd */
 	if (archive_libzstd_version())
 		strv_push(out, "zstd");
-}
-
-/* ---------------------------------------------------------------- unpack */
-
-/* Checks an entry path (or hard link target) and joins it to dest.
- * Absolute paths and ".." components are refused with secure, and ".." is
- * refused always: nothing may land outside dest. entry is the name of the
- * entry when p is its hard link target, else NULL. */
-static int unpack_path(const char *archive, const char *dest, const char *entry, const char *p,
-		       bool secure, char **ret, struct err *e)
-{
-	const char *s = p;
-
-	if (*s == '/') {
-		if (secure && entry)
-			return err_set(e, -EPERM, "'%s': entry '%s' links to an absolute path '%s'",
-				       archive, entry, p);
-		if (secure)
-			return err_set(e, -EPERM, "'%s': entry '%s' has an absolute path", archive, p);
-		while (*s == '/')
-			s++;
-	}
-	for (const char *c = s; *c;) {
-		const char *end = strchrnul(c, '/');
-
-		if (end - c == 2 && c[0] == '.' && c[1] == '.') {
-			if (entry)
-				return err_set(e, -EPERM, "'%s': entry '%s' links to '%s', outside "
-					       "the target directory", archive, entry, p);
-			return err_set(e, -EPERM, "'%s': entry '%s' leaves the target directory",
-				       archive, p);
-		}
-		c = *end ? end + 1 : end;
-	}
-	while (s[0] == '.' && s[1] == '/')
-		s += 2;
-	*ret = (*s == 0 || !strcmp(s, ".")) ? NULL : path_join(dest, s);
-	return 0;
-}
-
-/* Returns the absolute, symlink-free dest, created when missing; refuses a
- * directory that is not empty. */
-static int unpack_dest(const char *dest, char **ret, struct err *e)
-{
-	_cleanup_(dir_closep) DIR *d = NULL;
-	struct dirent *de;
-	char *real;
-
-	if (mkdir(dest, 0755) < 0 && errno != EEXIST)
-		return err_set_errno(e, -errno, "cannot create '%s'", dest);
-	d = opendir(dest);
-	if (!d)
-		return err_set_errno(e, -errno, "cannot open '%s'", dest);
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			return err_set(e, -EEXIST, "'%s' is not empty", dest);
-	real = realpath(dest, NULL);
-	if (!real)
-		return err_set_errno(e, -errno, "cannot resolve '%s'", dest);
-	*ret = real;
-	return 0;
-}
-
-static int unpack_error(struct archive *a, const char *archive, const char *entry,
-			struct err *e)
-{
-	int code = archive_errno(a) > 0 ? -archive_errno(a) : -EIO;
-	const char *what = archive_error_string(a) ?: "unknown error";
-	/* libarchive's "Write failed" does not say why: add the errno */
-	const char *why = archive_errno(a) > 0 && !strstr(what, strerror(archive_errno(a)))
-		? strerror(archive_errno(a)) : NULL;
-
-	if (entry)
-		return err_set(e, code, "'%s': entry '%s': %s%s%s", archive, entry, what,
-			       why ? ": " : "", why ? why : "");
-	return err_set(e, code, "'%s': %s%s%s", archive, what, why ? ": " : "", why ? why : "");
-}
-
-/* The ids and file capabilities of an entry, shifted into the range. */
-static int unpack_shift(struct archive_entry *ae, uint32_t uid_offset, uint32_t gid_offset,
-			const char *archive, const char *name, struct err *e)
-{
-	int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
-	if (uid < 0 || uid >= ARCHIVE_ID_RANGE || gid < 0 || gid >= ARCHIVE_ID_RANGE)
-		return err_set(e, -EPERM, "'%s': entry '%s' is owned by %lld:%lld, beyond the "
-			       "sandbox's %u ids", archive, name, (long long)uid, (long long)gid,
-			       ARCHIVE_ID_RANGE);
-	archive_entry_set_uid(ae, uid + uid_offset);
-	archive_entry_set_gid(ae, gid + gid_offset);
-	/* no names: they would be looked up, and mean the host's users */
-	archive_entry_set_uname(ae, NULL);
-	archive_entry_set_gname(ae, NULL);
-
-	const char *xname;
-	const void *xval;
-	size_t xlen;
-	bool caps = false;
-	for (archive_entry_xattr_reset(ae); archive_entry_xattr_next(ae, &xname, &xval, &xlen) ==
-	     ARCHIVE_OK;)
-		caps |= !strcmp(xname, "security.capability");
-	if (!caps)
-		return 0;
-	/* rebuild the list with the capability shifted */
-	struct strv names = STRV_INIT;
-	struct buf vals = BUF_INIT;
-	size_t *lens = NULL, n = 0;
-	for (archive_entry_xattr_reset(ae); archive_entry_xattr_next(ae, &xname, &xval, &xlen) ==
-	     ARCHIVE_OK; n++) {
-		strv_push(&names, xname);
-		lens = xrealloc(lens, (n + 1) * sizeof(*lens));
-		lens[n] = xlen;
-		buf_add(&vals, xval, xlen);
-		if (!strcmp(xname, "security.capability")) {
-			unsigned char v[CAP_V3_SIZE];
-			if (xlen <= sizeof(v)) {
-				memcpy(v, xval, xlen);
-				int nl = cap_shift(v, xlen, uid_offset);
-				if (nl < 0) {
-					strv_free(&names);
-					buf_free(&vals);
-					free(lens);
-					return err_set(e, -EPERM, "'%s': entry '%s' has file capabilities "
-						       "for a user namespace beyond the sandbox's ids",
-						       archive, name);
-				}
-				if (nl > 0) {
-					buf_setlen(&vals, vals.len - xlen);
-					buf_add(&vals, v, (size_t)nl);
-					lens[n] = (size_t)nl;
-				}
-			}
-		}
-	}
-	archive_entry_xattr_clear(ae);
-	size_t off = 0;
-	for (size_t i = 0; i < n; i++) {
-		archive_entry_xattr_add_entry(ae, names.v[i], vals.p + off, lens[i]);
-		off += lens[i];
-	}
-	strv_free(&names);
-	buf_free(&vals);
-	free(lens);
-	return 0;
-}
-
-/* true when an xattr name is one the policy lets through: anything but
- * trusted.* and security.*, and of those the names (or "prefix*") the
- * admin allows. security.capability is a file capability. */
-static bool xattr_allowed(const struct unpack_policy *pol, const char *name)
-{
-	if (strncmp(name, "trusted.", 8) && strncmp(name, "security.", 9))
-		return true;
-	for (size_t i = 0; pol->allow_xattrs && i < pol->allow_xattrs->n; i++) {
-		const char *a = pol->allow_xattrs->v[i];
-		size_t n = strlen(a);
-		if (n && a[n - 1] == '*' ? !strncmp(name, a, n - 1) : !strcmp(name, a))
-			return true;
-	}
-	return false;
-}
-
-/* Applies pol to one entry: false when the entry is dropped as a whole (a
- * device node), else its setuid/setgid bits and privileged xattrs go. */
-static bool entry_filter(struct archive_entry *ae, const struct unpack_policy *pol,
-			 struct unpack_dropped *d)
-{
-	mode_t type = archive_entry_filetype(ae);
-	if (type == AE_IFCHR || type == AE_IFBLK) {
-		d->devices++;
-		return false;
-	}
-	mode_t perm = archive_entry_perm(ae);
-	if (perm & (S_ISUID | S_ISGID)) {
-		archive_entry_set_perm(ae, perm & ~(mode_t)(S_ISUID | S_ISGID));
-		d->setid++;
-	}
-	bool any = false;
-	const char *name;
-	const void *val;
-	size_t len;
-	archive_entry_xattr_reset(ae);
-	while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK)
-		any |= !xattr_allowed(pol, name);
-	if (!any)
-		return true;
-	/* rebuild the list without the refused names */
-	struct strv keep_names = STRV_INIT;
-	struct buf keep_vals = BUF_INIT;
-	struct { size_t off, len; } *kv = NULL;
-	size_t nk = 0;
-	archive_entry_xattr_reset(ae);
-	while (archive_entry_xattr_next(ae, &name, &val, &len) == ARCHIVE_OK) {
-		if (!xattr_allowed(pol, name)) {
-			if (!strcmp(name, "security.capability"))
-				d->caps++;
-			else
-				d->xattrs++;
-			continue;
-		}
-		kv = xrealloc(kv, (nk + 1) * sizeof(*kv));
-		kv[nk].off = keep_vals.len;
-		kv[nk].len = len;
-		nk++;
-		strv_push(&keep_names, name);
-		buf_add(&keep_vals, val, len);
-	}
-	archive_entry_xattr_clear(ae);
-	for (size_t i = 0; i < nk; i++)
-		archive_entry_xattr_add_entry(ae, keep_names.v[i], keep_vals.p + kv[i].off,
-					      kv[i].len);
-	free(kv);
-	strv_free(&keep_names);
-	buf_free(&keep_vals);
-	return true;
-}
-
-/* Every unpack: with pol (may be NULL) filtering, with shift the ids into
- * the sandbox's range. */
-struct unpack_shift_ids {
-	uint32_t uid_offset;
-	uint32_t gid_offset;
-};
-
-static int unpack_impl(const char *archive, const char *dest, bool secure,
-		       const struct unpack_policy *pol, const struct unpack_shift_ids *shift,
-		       struct progress *progress, struct unpack_dropped *ret_dropped,
-		       struct err *e);
-
-int unpack_file(const char *archive, const char *dest, bool secure, struct progress *progress,
-		struct err *e)
-{
-	return unpack_impl(archive, dest, secure, NULL, NULL, progress, NULL, e);
-}
-
-int unpack_file_policy(const char *archive, const char *dest, bool secure,
-		       const struct unpack_policy *pol, struct progress *progress,
-		       struct unpack_dropped *ret_dropped, struct err *e)
-{
-	return unpack_impl(archive, dest, secure, pol, NULL, progress, ret_dropped, e);
-}
-
-int unpack_file_shifted(const char *archive, const char *dest, uint32_t uid_offset,
-			uint32_t gid_offset, struct progress *progress, struct err *e)
-{
-	struct unpack_shift_ids s = { uid_offset, gid_offset };
-	return unpack_impl(archive, dest, true, NULL, &s, progress, NULL, e);
-}
-
-static int unpack_impl(const char *archive, const char *dest, bool secure,
-		       const struct unpack_policy *pol, const struct unpack_shift_ids *shift,
-		       struct progress *progress, struct unpack_dropped *ret_dropped,
-		       struct err *e)
-{
-	struct unpack_dropped dropped = { 0 };
-	_cleanup_(archive_read_freep) struct archive *in = NULL;
-	_cleanup_(archive_write_freep) struct archive *out = NULL;
-	_cleanup_free_ char *root = NULL;
-	_cleanup_buf_ struct buf name = BUF_INIT;
-	int flags = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
-		    ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_SECURE_NODOTDOT;
-	uint64_t seen = 0;
-	int r;
-
-	/* The paths handed to libarchive are absolute (dest + entry), so
-	 * SECURE_NOABSOLUTEPATHS cannot be used; unpack_path checks the entry
-	 * paths instead. SECURE_SYMLINKS checks every component, which is why
-	 * dest is resolved to a symlink-free path first. */
-	if (secure)
-		flags |= ARCHIVE_EXTRACT_SECURE_SYMLINKS;
-
-	r = unpack_dest(dest, &root, e);
-	if (r < 0)
-		return r;
-	/* the root of a shifted tree is root's inside */
-	if (shift && lchown(root, shift->uid_offset, shift->gid_offset) < 0)
-		return err_set_errno(e, -errno, "cannot chown '%s'", root);
-
-	in = archive_read_new();
-	out = archive_write_disk_new();
-	if (!in || !out)
-		return err_set(e, -ENOMEM, "out of memory");
-	archive_read_support_filter_all(in);
-	archive_read_support_format_all(in);
-	archive_write_disk_set_options(out, flags);
-	/* No lookup functions: ownership is restored by number, never by
-	 * the host's user names. */
-	if (archive_read_open_filename(in, archive, 1u << 20) != ARCHIVE_OK)
-		return unpack_error(in, archive, NULL, e);
-
-	for (;;) {
-		struct archive_entry *ae;
-		_cleanup_free_ char *full = NULL, *link = NULL;
-		const char *hl;
-		const void *blk;
-		size_t len;
-		la_int64_t off;
-
-		/* SIGTERM/SIGINT: stop between entries; the caller removes dest */
-		if (proc_cancelled)
-			return proc_check_cancel(e);
-		r = archive_read_next_header(in, &ae);
-		if (r == ARCHIVE_EOF)
-			break;
-		if (r < ARCHIVE_WARN)
-			return unpack_error(in, archive, name.len ? name.p : NULL, e);
-		buf_reset(&name);
-		buf_adds(&name, archive_entry_pathname(ae) ?: "");
-		r = unpack_path(archive, root, NULL, name.p, secure, &full, e);
-		if (r < 0)
-			return r;
-		if (!full)
-			continue;   /* the root itself: dest keeps its own mode */
-		hl = archive_entry_hardlink(ae);
-		if (hl) {
-			r = unpack_path(archive, root, name.p, hl, secure, &link, e);
-			if (r < 0)
-				return r;
-			if (!link)
-				return err_set(e, -EINVAL, "'%s': entry '%s' links to the root",
-					       archive, name.p);
-			archive_entry_set_hardlink(ae, link);
-		}
-		archive_entry_set_pathname(ae, full);
-		if (shift && (r = unpack_shift(ae, shift->uid_offset, shift->gid_offset, archive,
-						name.p, e)) < 0)
-			return r;
-		if (pol && !pol->privileged && !entry_filter(ae, pol, &dropped)) {
-			if (archive_read_data_skip(in) < ARCHIVE_WARN)
-				return unpack_error(in, archive, name.p, e);
-			continue;
-		}
-
-		r = archive_write_header(out, ae);
-		if (r < ARCHIVE_WARN)
-			return unpack_error(out, archive, name.p, e);
-		if (r == ARCHIVE_OK || r == ARCHIVE_WARN) {
-			while ((r = archive_read_data_block(in, &blk, &len, &off)) == ARCHIVE_OK) {
-				/* write_disk reports a failed write(2) (a full disk) as
-				 * ARCHIVE_WARN: any short write is an error here */
-				if (archive_write_data_block(out, blk, len, off) != ARCHIVE_OK)
-					return unpack_error(out, archive, name.p, e);
-			}
-			if (r < ARCHIVE_WARN)
-				return unpack_error(in, archive, name.p, e);
-		}
-		if (archive_write_finish_entry(out) < ARCHIVE_WARN)
-			return unpack_error(out, archive, name.p, e);
-		if (progress) {
-			uint64_t now = (uint64_t)archive_filter_bytes(in, -1);
-
-			if (now > seen) {
-				progress_add(progress, now - seen);
-				seen = now;
-			}
-		}
-	}
-	/* Directory modes and times are set at close. */
-	if (archive_write_close(out) != ARCHIVE_OK)
-		return unpack_error(out, archive, NULL, e);
-	if (ret_dropped)
-		*ret_dropped = dropped;
-	return 0;
 }

@@ -32,7 +32,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include <json-c/json.h>
 
@@ -75,7 +77,7 @@ struct build {
 	char *log_path;
 	int log_fd;
 	int lock_fd;                /* the app's build lock; its note names the
-				     * blob while it has no manifest */
+				     * package while it has no manifest */
 	off_t log_sent;             /* bytes of the log copied to o->log_fd */
 	struct buf url, mirror, commit, refname, cfgtext;
 	int64_t commit_time;
@@ -109,6 +111,9 @@ struct build {
 	struct actions_ctx ax;
 	bool ran_steps;
 	struct pack_result pack;
+	struct package_layer layer;   /* the layer the pack stored (key NULL: none) */
+	bool squash;                /* the new layer is full, replacing the chain */
+	bool delta;                 /* the new layer is a delta over the parent's */
 	struct sign_trust trust;    /* signing.trusted */
 	struct sign_key *key;       /* signing.key, NULL: the package goes unsigned */
 	uint64_t prev_seq;          /* sequence of the verified previous current */
@@ -386,11 +391,17 @@ static int stage_base(struct build *b, struct err *e)
 		return r;
 
 	if (incremental) {
-		r = rootcache_get(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
-				  b->parent.blob.size, &b->lowers, e);
+		/* the parent's layers, each from the cache or fetched (verified) */
+		struct rootcache_layer *rl = xcalloc(b->parent.n_layers, sizeof(*rl));
+		for (size_t i = 0; i < b->parent.n_layers; i++)
+			rl[i] = (struct rootcache_layer){ b->parent.layers[i].key,
+							  b->parent.layers[i].sha256,
+							  b->parent.layers[i].size };
+		r = rootcache_get_layers(b->c, b->s, rl, b->parent.n_layers, &b->lowers, e);
+		free(rl);
 		if (r >= 0) {
 			b->unpacked = r > 0;
-			b->lower_sha = b->parent.blob.sha256;
+			b->lower_sha = b->parent.layers[b->parent.n_layers - 1].sha256;
 		} else {
 			if (r == -ECANCELED || proc_cancelled)
 				return r;
@@ -419,10 +430,11 @@ static int stage_base(struct build *b, struct err *e)
 		     b->reason.p);
 	} else {
 		buf_adds(&b->reason, "the current package");
-		blog(b, "base: package %s (%.12s), incremental", b->parent.id, b->parent.blob.sha256);
+		blog(b, "base: package %s (%.12s, %zu layer%s), incremental", b->parent.id,
+		     b->lower_sha, b->parent.n_layers, b->parent.n_layers == 1 ? "" : "s");
 	}
 	if (b->unpacked)
-		blog(b, "root: fetched and unpacked %.12s into the cache", b->lower_sha);
+		blog(b, "root: fetched and unpacked layers up to %.12s into the cache", b->lower_sha);
 	else
 		blog(b, "root: %zu cached lower layer%s, nothing unpacked", b->lowers.n,
 		     b->lowers.n == 1 ? "" : "s");
@@ -438,11 +450,11 @@ static int stage_workspace(struct build *b, struct err *e)
 
 	/* layers that cannot be stacked (after a config change, say) must not
 	 * break every later build: fall back to a full copy of the parent */
-	if (r < 0 && b->lowers.n > 1 && !b->fresh && !proc_cancelled) {
-		blog(b, "%s; unpacking %.12s instead", err_msg(e), b->parent.blob.sha256);
+	if (r < 0 && b->lowers.n > 1 && !b->fresh && b->parent.n_layers == 1 && !proc_cancelled) {
+		const struct package_layer *pl = &b->parent.layers[0];
+		blog(b, "%s; unpacking %.12s instead", err_msg(e), pl->sha256);
 		err_clear(e);
-		r = rootcache_get_full(b->c, b->s, b->parent.blob.key, b->parent.blob.sha256,
-				       b->parent.blob.size, &b->lowers, e);
+		r = rootcache_get_full(b->c, b->s, pl->key, pl->sha256, pl->size, &b->lowers, e);
 		if (r >= 0)
 			r = workspace_create(&b->ws, b->c, wsdir, &b->lowers, e);
 	}
@@ -497,7 +509,9 @@ static int make_checkout(struct build *b, struct err *e)
 		return err_set(e, -ESTALE, "the tree of package '%s' cannot be listed: %s",
 			       b->parent.id, err_msg(&ge));
 	_cleanup_free_ char *ip = index_path(b);
-	r = checkout_index_load(ip, b->parent.blob.sha256, &b->index);
+	/* the index is that of the package's top layer (a build that changed
+	 * nothing lists its parent's, and leaves the same tree) */
+	r = checkout_index_load(ip, b->parent.layers[b->parent.n_layers - 1].sha256, &b->index);
 	if (r < 0)
 		blog(b, "checkout: no index of package %s (%s): every unchanged file is checked "
 		     "by its content", b->parent.id, strerror(-r));
@@ -693,20 +707,104 @@ static void tidy_for_layer(struct build *b, const char *const *exclude)
 	     (double)(now_ms() - t0) / 1000.0);
 }
 
-static int stage_pack(struct build *b, struct err *e)
+/*
+ * Whether the changes in upper (an overlay upper dir over lower) can touch
+ * the bill of materials: what it lists is found in var/lib/dpkg, in
+ * package-lock.json files, node_modules and *.dist-info directories. A
+ * deleted directory or an opaque one might hold any of them. Conservative:
+ * true when unsure.
+ */
+static bool sbom_name(const char *name)
 {
-	_cleanup_free_ char *key = storage_key_package(b->app, b->id, "tar.zst");
-	_cleanup_free_ char *git_dir = NULL;
-	const char *exclude[EXCLUDE_MAX];
-	struct sink out;
+	size_t n = strlen(name);
+	return !strcmp(name, "package-lock.json") || !strcmp(name, ".package-lock.json") ||
+	       !strcmp(name, "node_modules") || !strcmp(name, "METADATA") ||
+	       (n > 10 && !strcmp(name + n - 10, ".dist-info"));
+}
+
+static bool upper_touches_sbom(int dfd, int lfd, const char *rel, unsigned depth)
+{
+	DIR *d = fdopendir(dfd);
+	bool hit = false;
+
+	if (!d) {
+		close(dfd);
+		return true;
+	}
+	if (depth > 64)
+		hit = true;
+	for (struct dirent *de; !hit && (de = readdir(d));) {
+		const char *n = de->d_name;
+		struct stat st, ls;
+		char v[2];
+
+		if (!strcmp(n, ".") || !strcmp(n, ".."))
+			continue;
+		if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0 || sbom_name(n)) {
+			hit = true;
+			break;
+		}
+		_cleanup_free_ char *p = *rel ? xasprintf("%s/%s", rel, n) : xstrdup(n);
+		if (!strcmp(p, "var/lib/dpkg")) {
+			hit = true;
+			break;
+		}
+		bool whiteout = S_ISCHR(st.st_mode) && st.st_rdev == 0;
+		/* a deleted or replaced directory may have held anything */
+		if (whiteout || !S_ISDIR(st.st_mode)) {
+			if (lfd >= 0 && fstatat(lfd, n, &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISDIR(ls.st_mode))
+				hit = true;
+			continue;
+		}
+		int cfd = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (cfd < 0) {
+			hit = true;
+			break;
+		}
+		if (fgetxattr(cfd, "trusted.overlay.opaque", v, sizeof(v)) > 0) {
+			close(cfd);
+			hit = true;
+			break;
+		}
+		int clfd = lfd >= 0 ? openat(lfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+				    : -1;
+		hit = upper_touches_sbom(cfd, clfd, p, depth + 1);
+		if (clfd >= 0)
+			close(clfd);
+	}
+	closedir(d);
+	return hit;
+}
+
+/*
+ * The bill of materials of the tree about to be packed: the parent's, when
+ * the delta cannot have changed it (an O(change) build does not walk the
+ * whole root for it), else a scan of the root.
+ */
+static int make_sbom(struct build *b, const char *lower, struct err *e)
+{
+	uint64_t t0 = now_ms();
+	struct sbom bill = { 0 };
 	int r;
 
-	exclude_list(b, exclude, &git_dir);
-	tidy_for_layer(b, exclude);
-
-	/* the bill of materials of the tree that is about to be packed */
-	struct sbom bill = { 0 };
-	uint64_t t_sbom = now_ms();
+	if (b->delta && b->ws.upper) {
+		int ufd = open(b->ws.upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int lfd = lower ? open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+		bool touched = ufd < 0 || upper_touches_sbom(ufd, lfd, "", 0);
+		if (lfd >= 0)
+			close(lfd);
+		_cleanup_err_ struct err pe = ERR_INIT;
+		if (!touched && package_sbom(b->s, &b->parent, &bill, &pe) >= 0) {
+			buf_reset(&b->sbom);
+			sbom_json(&bill, &b->sbom);
+			sbom_free(&bill);
+			blog(b, "bill of materials: the parent's (the changes touch no package "
+			     "database) in %.2f s", (double)(now_ms() - t0) / 1000.0);
+			return 0;
+		}
+		sbom_free(&bill);
+	}
 	r = sbom_scan(&bill, b->ws.root, e);
 	if (r < 0)
 		return err_prefix(e, "the bill of materials");
@@ -714,42 +812,133 @@ static int stage_pack(struct build *b, struct err *e)
 	sbom_json(&bill, &b->sbom);
 	blog(b, "bill of materials: %zu packages%s in %.2f s", bill.n,
 	     bill.truncated ? " (incomplete: the tree is past the bounds)" : "",
-	     (double)(now_ms() - t_sbom) / 1000.0);
+	     (double)(now_ms() - t0) / 1000.0);
 	sbom_free(&bill);
+	return 0;
+}
+
+/* Mounts the merged view of the lowers (read-only) at dir/lower, when there
+ * are several: what a delta is compared with. Returns its path. */
+static int lower_view(struct build *b, char **ret, struct err *e)
+{
+	_cleanup_buf_ struct buf opts = BUF_INIT;
+	_cleanup_free_ char *at = path_join(b->dir, "lower");
+
+	if (b->lowers.n == 1) {
+		*ret = xstrdup(b->lowers.v[0]);
+		return 0;
+	}
+	buf_adds(&opts, "lowerdir=");
+	for (size_t i = 0; i < b->lowers.n; i++) {
+		if (strpbrk(b->lowers.v[i], ":,\\"))
+			return err_set(e, -EINVAL, "cannot stack '%s'", b->lowers.v[i]);
+		buf_addf(&opts, "%s%s", i ? ":" : "", b->lowers.v[i]);
+	}
+	if (mkdir(at, 0700) < 0 && errno != EEXIST)
+		return err_set_errno(e, -errno, "cannot create '%s'", at);
+	if (mount("overlay", at, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts.p) < 0)
+		return err_set_errno(e, -errno, "cannot mount the layers below at '%s'", at);
+	*ret = TAKE_PTR(at);
+	return 1;
+}
+
+/*
+ * Packs the new layer: a full root for a fresh build, or when the chain is
+ * squashed (more than pack.max_layers layers, or deltas larger than
+ * pack.squash_ratio times the bottom layer); else a delta, what this build
+ * changed in the overlay over the parent's layers. A delta of no entry
+ * (nothing changed) is not stored: the package lists its parent's layers.
+ */
+static int stage_pack(struct build *b, struct err *e)
+{
+	_cleanup_free_ char *git_dir = NULL, *lower = NULL;
+	const char *exclude[EXCLUDE_MAX];
+	int r, mounted = 0;
+
+	exclude_list(b, exclude, &git_dir);
+	tidy_for_layer(b, exclude);
+
+	if (!b->fresh) {
+		const struct package_info *p = &b->parent;
+		uint64_t deltas = package_size(p) - p->layers[0].size;
+		if (p->n_layers + 1 > (size_t)b->c->pack.max_layers) {
+			b->squash = true;
+			blog(b, "squash: %zu layers would be more than pack.max_layers (%d)",
+			     p->n_layers + 1, b->c->pack.max_layers);
+		} else if ((double)deltas > b->c->pack.squash_ratio * (double)p->layers[0].size) {
+			b->squash = true;
+			blog(b, "squash: the deltas (%llu bytes) outweigh pack.squash_ratio (%g) of "
+			     "the bottom layer (%llu bytes)", (unsigned long long)deltas,
+			     b->c->pack.squash_ratio, (unsigned long long)p->layers[0].size);
+		} else if (!b->ws.overlay || !b->ws.upper || b->no_layer) {
+			b->squash = true;
+			blog(b, "a full layer: this workspace has no overlay upper dir");
+		} else {
+			b->delta = true;
+		}
+	}
+	if (b->delta) {
+		mounted = lower_view(b, &lower, e);
+		if (mounted < 0)
+			return mounted;
+	}
+	r = make_sbom(b, lower, e);
 
 	/* the root belongs to the sandbox's range: the package holds the ids
 	 * inside (root's files root's, the app's the app's) */
 	struct sandbox_range ids;
 	rootfs_range(b->c, &ids);
-	struct pack_opts po = {
-		.level = b->c->pack.level,
-		.threads = b->c->pack.threads,
-		.mtime_clamp = b->commit_time,
-		.exclude = exclude,
-		.uid_offset = ids.uid_base,
-		.gid_offset = ids.gid_base,
+	struct layer_store_opts lo = {
+		.root = b->delta ? b->ws.upper : b->ws.root,
+		.lower = lower,
+		.upper = b->delta,
+		.pack = {
+			.level = b->c->pack.level,
+			.threads = b->c->pack.threads,
+			.mtime_clamp = b->commit_time,
+			.exclude = exclude,
+			.layer = true,
+			.uid_offset = ids.uid_base,
+			.gid_offset = ids.gid_base,
+		},
+		.tmpdir = b->dir,
+		.grace = b->c->apps.layer_grace,
+		.skip_empty = b->delta,
 	};
-	/* the note says which blob is uploaded without its manifest: if this
-	 * build dies before the manifest, the next build of the app deletes it */
-	_cleanup_free_ char *note = xasprintf("blob %s\n", key);
-	r = lock_note_set(b->lock_fd, note);
-	if (r < 0)
-		return err_set_errno(e, r, "cannot write the note of the build lock of '%s'",
-				     b->app);
-	r = storage_upload_sink(b->s, key, 0, &out, e);
-	if (r < 0)
-		return r;
-	blog(b, "packing into %s/%s", storage_where(b->s), key);
-	r = pack_to_storage(b->ws.root, &po, &out, &b->pack, e);
+	/* the note says which package has stored things without its manifest:
+	 * if this build dies before the manifest, the next build of the app
+	 * deletes its bill of materials and signature (its layer is content
+	 * addressed and may be listed by another package: layers_gc()) */
+	_cleanup_free_ char *note = xasprintf("package %s\n", b->id);
+	if (r >= 0 && (r = lock_note_set(b->lock_fd, note)) < 0)
+		err_set_errno(e, r, "cannot write the note of the build lock of '%s'", b->app);
+	if (r >= 0) {
+		blog(b, "packing a %s layer into %s/layers/", b->delta ? "delta" : "full",
+		     storage_where(b->s));
+		r = layer_store(b->s, &lo, &b->layer, &b->pack, e);
+	}
+	if (mounted > 0 && umount2(lower, MNT_DETACH) < 0)
+		log_warn("cannot unmount '%s': %s", lower, strerror(errno));
 	if (r < 0) {
 		if (r == -ECANCELED && !e->code)
 			check_cancel(e);
-		return err_prefix(e, "packing into '%s'", key);
+		return err_prefix(e, "packing the root into a layer");
 	}
 	char sz[32];
 	fmt_bytes(b->pack.size, sz);
-	blog(b, "packed %llu entries, %s, sha256 %s", (unsigned long long)b->pack.entries, sz,
-	     b->pack.sha256);
+	if (r > 0) {
+		blog(b, "nothing changed (%llu entries left out as unchanged): the package lists "
+		     "its parent's layers", (unsigned long long)b->pack.unchanged);
+		return 0;
+	}
+	if (b->delta)
+		blog(b, "packed a delta of %llu entries (%llu whiteouts, %llu unchanged left out), "
+		     "%s, sha256 %s: '%s'", (unsigned long long)b->pack.entries,
+		     (unsigned long long)b->pack.whiteouts, (unsigned long long)b->pack.unchanged, sz,
+		     b->pack.sha256, b->layer.key);
+	else
+		blog(b, "packed %llu entries, %s, sha256 %s: '%s'",
+		     (unsigned long long)b->pack.entries, sz, b->pack.sha256, b->layer.key);
 	return 0;
 }
 
@@ -777,7 +966,8 @@ static void make_manifest(struct build *b, struct package_info *p)
 	p->fresh = b->fresh;
 	p->base.kind = xstrdup(b->fresh ? "image" : "package");
 	p->base.name = xstrdup(b->fresh ? b->image.name : b->parent.id);
-	p->base.sha256 = xstrdup(b->fresh ? b->image.sha256 : b->parent.blob.sha256);
+	p->base.sha256 = xstrdup(b->fresh ? b->image.sha256
+				 : b->parent.layers[b->parent.n_layers - 1].sha256);
 	p->base.reason = xstrdup(b->reason.p);
 	p->image.name = xstrdup(b->image.name);
 	p->image.sha256 = xstrdup(b->image.sha256);
@@ -787,9 +977,24 @@ static void make_manifest(struct build *b, struct package_info *p)
 	p->repo.commit_time = b->commit_time;
 	p->interp.type = xstrdup(b->plan.interp_type);
 	p->interp.version = b->plan.interp_version ? xstrdup(b->plan.interp_version) : NULL;
-	p->blob.key = storage_key_package(b->app, b->id, "tar.zst");
-	memcpy(p->blob.sha256, b->pack.sha256, sizeof(p->blob.sha256));
-	p->blob.size = b->pack.size;
+	/* the layers: the parent's and the delta, or the parent's alone (no
+	 * change), or the new full one */
+	p->format = PACKAGE_FORMAT;
+	size_t keep = b->delta ? b->parent.n_layers : 0;
+	p->n_layers = keep + (b->layer.key ? 1 : 0);
+	p->layers = xcalloc(p->n_layers, sizeof(*p->layers));
+	for (size_t i = 0; i < keep; i++) {
+		const struct package_layer *l = &b->parent.layers[i];
+		p->layers[i] = (struct package_layer){ .key = xstrdup(l->key), .size = l->size,
+						       .kind = xstrdup(i ? "delta" : "full") };
+		memcpy(p->layers[i].sha256, l->sha256, sizeof(l->sha256));
+	}
+	if (b->layer.key) {
+		struct package_layer *l = &p->layers[keep];
+		*l = (struct package_layer){ .key = xstrdup(b->layer.key), .size = b->layer.size,
+					     .kind = xstrdup(keep ? "delta" : "full") };
+		memcpy(l->sha256, b->layer.sha256, sizeof(l->sha256));
+	}
 	strv_copy(&p->os_packages, &b->os_installed);
 	char hex[65];
 	sha256_hex(b->cfgtext.p, b->cfgtext.len, hex);
@@ -835,14 +1040,16 @@ static void make_manifest(struct build *b, struct package_info *p)
 }
 
 /*
- * The bill of materials, the manifest's signature, the manifest (the commit
- * marker), then current, then the log. A failure before current is written
- * takes back what was written.
+ * The bill of materials, the manifest's signature, the manifest (the
+ * commit marker), then current, then the log. Right before the manifest,
+ * every layer it lists is checked to be in storage (a prune that ran
+ * meanwhile must not leave a manifest listing a missing layer). A failure
+ * before current is written takes back what was written; the layers stay
+ * (another package may list them) until layers_gc() finds them unlisted.
  */
 static int stage_publish(struct build *b, struct err *e)
 {
 	_cleanup_free_ char *mkey = storage_key_package(b->app, b->id, "json");
-	_cleanup_free_ char *bkey = storage_key_package(b->app, b->id, "tar.zst");
 	_cleanup_free_ char *skey = storage_key_package(b->app, b->id, "sbom.json");
 	_cleanup_free_ char *ckey = storage_key_current(b->app);
 	_cleanup_buf_ struct buf json = BUF_INIT;
@@ -853,23 +1060,24 @@ static int stage_publish(struct build *b, struct err *e)
 
 	make_manifest(b, &p);
 	package_manifest_json(&p, &json);
-	package_info_free(&p);
-
-	crash_point("build.after-blob");
+	test_pause("build.before-manifest");
+	crash_point("build.after-layer");
 	r = check_cancel(e);
+	if (r >= 0 && (r = package_layers_check(b->s, &p, e)) < 0)
+		err_prefix(e, "before writing the manifest");
+	package_info_free(&p);
+	if (r >= 0)
+		r = check_cancel(e);
 	if (r >= 0)
 		r = storage_put_buf(b->s, skey, b->sbom.p, b->sbom.len, e);
-	if (r < 0) {
-		storage_delete(b->s, bkey, &ig);
+	if (r < 0)
 		return err_prefix(e, "storing the bill of materials '%s'", skey);
-	}
 	r = check_cancel(e);
 	if (r >= 0)
 		r = signed_put(b->s, b->key, mkey, json.p, json.len, e);
 	if (r < 0) {
 		signed_delete(b->s, mkey, &ig);
 		storage_delete(b->s, skey, &ig);
-		storage_delete(b->s, bkey, &ig);
 		return err_prefix(e, "storing the manifest '%s'", mkey);
 	}
 	crash_point("build.after-manifest");
@@ -900,7 +1108,6 @@ static int stage_publish(struct build *b, struct err *e)
 		package_current_free(&now);
 		signed_delete(b->s, mkey, &ig);
 		storage_delete(b->s, skey, &ig);
-		storage_delete(b->s, bkey, &ig);
 		return err_prefix(e, "storing '%s'", ckey);
 	}
 	blog(b, "current: %s, sequence %llu", b->id, (unsigned long long)cur.sequence);
@@ -955,46 +1162,44 @@ static int log_bounded_copy(int in_fd, off_t size, off_t max, int out_fd)
 }
 
 /*
- * A build of this app that died between its blob and its manifest left the
- * blob's key in the note of the app's lock (which we hold now): the blob is
- * deleted unless its manifest made it after all. Storage that cannot be
- * reached leaves the note for the next build.
+ * A build of this app that died between its layer and its manifest left
+ * its package id in the note of the app's lock (which we hold now): its
+ * bill of materials and the manifest's signature are deleted unless the
+ * manifest made it after all. Its layer stays: it is content addressed,
+ * another package may list it, and layers_gc() takes it once it is old and
+ * no package lists it. Storage that cannot be reached leaves the note for
+ * the next build.
  */
 static void build_recover(struct build *b)
 {
 	_cleanup_buf_ struct buf note = BUF_INIT;
 	_cleanup_err_ struct err e = ERR_INIT;
-	_cleanup_free_ char *prefix = xasprintf("blob packages/%s/", b->app);
+	static const char prefix[] = "package ";
 	struct storage_stat st;
 
 	if (lock_note_get(b->lock_fd, &note, 4096) < 0 || !note.len)
 		return;
 	buf_rtrim(&note);
-	size_t pl = strlen(prefix), n = note.len;
-	const char *id = note.p + pl;
-	if (n <= pl + 8 || strncmp(note.p, prefix, pl) || strcmp(note.p + n - 8, ".tar.zst")) {
+	const char *pid = note.p + strlen(prefix);
+	if (strncmp(note.p, prefix, strlen(prefix)) || !package_id_ok(pid)) {
 		log_warn("ignoring the note '%s' of the build lock of '%s'", note.p, b->app);
 		lock_note_set(b->lock_fd, NULL);
 		return;
 	}
-	_cleanup_free_ char *pid = xstrndup(id, n - pl - 8);
 	_cleanup_free_ char *mkey = storage_key_package(b->app, pid, "json");
-	_cleanup_free_ char *bkey = storage_key_package(b->app, pid, "tar.zst");
 	_cleanup_free_ char *skey = storage_key_package(b->app, pid, "sbom.json");
 	_cleanup_free_ char *sig = sign_sig_key(mkey);
-	int r = package_id_ok(pid) ? storage_stat(b->s, mkey, &st, &e) : 0;
+	int r = storage_stat(b->s, mkey, &st, &e);
 	if (r == -ENOENT) {
-		/* what it stored before its manifest: the bill of materials,
-		 * the manifest's signature, and first of all the blob */
+		/* what it stored before its manifest: the bill of materials
+		 * and the manifest's signature */
 		err_clear(&e);
 		r = storage_delete(b->s, skey, &e);
 		if (r == 0)
 			r = storage_delete(b->s, sig, &e);
 		if (r == 0)
-			r = storage_delete(b->s, bkey, &e);
-		if (r == 0)
-			blog(b, "deleted '%s', the blob of a build that died before its manifest",
-			     bkey);
+			blog(b, "deleted what the build %s, which died before its manifest, stored "
+			     "besides its layer", pid);
 	}
 	if (r < 0) {
 		log_warn("cannot clean up after a dead build of '%s': %s", b->app, err_msg(&e));
@@ -1042,29 +1247,88 @@ static void publish_log(struct build *b)
 }
 
 /*
- * After a successful build: unmounts the overlay and moves its upper dir
- * into the root cache as the layer of the new package (over lower_sha), so
- * that the next incremental build need not unpack the package. Failures
- * cost only that: the next build falls back to unpacking.
+ * After a successful build: the root cache gets the new layer, so that the
+ * next incremental build stacks it instead of fetching it. A delta (or the
+ * full layer of a fresh build) is the overlay's upper dir, moved into the
+ * cache over the chain it was written on; a squashed layer replaces the
+ * chain, so it is unpacked from storage as a full copy (the O(root) step
+ * of a squash build, instead of a longer chain for every later build). Then
+ * the app's entries that no longer serve its chain go (rootcache_retire).
+ * Failures cost only that: the next build fetches what it lacks.
  */
+/*
+ * After a squash the next build stacks the full copy unpacked from storage
+ * into the root cache (entry), whose files have their own times: the index
+ * of this build's checkout takes their stat from there, so that the next
+ * build still knows its unchanged files by their stat.
+ */
+static void index_restat(struct build *b, const char *entry)
+{
+	const char *home = b->c->apps.home + (b->c->apps.home[0] == '/');
+	_cleanup_free_ char *dir = path_join(entry, home);
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	size_t n = 0;
+
+	for (size_t i = 0; dfd >= 0 && i < b->co_out.n; i++) {
+		struct checkout_rec *r = &b->co_out.v[i];
+		struct stat st;
+		/* inside the tree whatever symlink the build made; gone: the
+		 * next build checks it by its content */
+		_cleanup_close_ int fd = fs_open_in_root(dfd, r->path, O_PATH | O_NOFOLLOW);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r->size = UINT64_MAX;
+			continue;
+		}
+		r->size = (uint64_t)st.st_size;
+		r->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+		r->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+		r->mode = st.st_mode;
+		r->uid = st.st_uid;
+		r->gid = st.st_gid;
+		n++;
+	}
+	blog(b, "checkout index: %zu of %zu files as unpacked into the root cache", n,
+	     b->co_out.n);
+}
+
 static void keep_layer(struct build *b)
 {
 	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_strv_ struct strv chain = STRV_INIT;
 	uint64_t t0 = now_ms();
-	int r;
+	int r = 0;
 
-	if (b->no_layer || !b->ws.overlay || !b->ws.upper || !b->lower_sha)
-		return;
-	if (!strcmp(b->lower_sha, b->pack.sha256))
-		return;   /* the same blob as the parent: its root is cached */
-	r = workspace_unmount(&b->ws, &e);
-	if (r >= 0)
-		r = rootcache_put_layer(b->c, b->pack.sha256, b->lower_sha, b->ws.upper, &e);
-	if (r < 0)
-		blog(b, "no layer kept for the next build: %s", err_msg(&e));
-	else
-		blog(b, "layer %.12s over %.12s kept in the root cache in %.2f s", b->pack.sha256,
-		     b->lower_sha, (double)(now_ms() - t0) / 1000.0);
+	if (!b->layer.key) {
+		/* no new layer: the parent's chain is the package's */
+	} else if (b->squash) {
+		struct rootcache_layer l = { b->layer.key, b->layer.sha256, b->layer.size };
+		r = workspace_destroy(&b->ws, &e);
+		if (r >= 0)
+			r = rootcache_get_layers(b->c, b->s, &l, 1, &chain, &e);
+		if (r < 0)
+			blog(b, "the squashed layer is not in the root cache: %s", err_msg(&e));
+		else
+			blog(b, "squashed layer %.12s unpacked into the root cache in %.2f s",
+			     b->layer.sha256, (double)(now_ms() - t0) / 1000.0);
+		if (r >= 0 && chain.n == 1)
+			index_restat(b, chain.v[0]);
+	} else if (!b->no_layer && b->ws.overlay && b->ws.upper && b->lower_sha &&
+		   strcmp(b->lower_sha, b->layer.sha256)) {
+		r = workspace_unmount(&b->ws, &e);
+		if (r >= 0)
+			r = rootcache_put_layer(b->c, b->layer.sha256, b->lower_sha, b->ws.upper, &e);
+		if (r < 0)
+			blog(b, "no layer kept for the next build: %s", err_msg(&e));
+		else
+			blog(b, "layer %.12s over %.12s kept in the root cache in %.2f s",
+			     b->layer.sha256, b->lower_sha, (double)(now_ms() - t0) / 1000.0);
+	}
+	/* the entries the app's next build stacks; those of its last chain
+	 * that this one replaced go (not the image: other lines start there) */
+	err_clear(&e);
+	const char *top = b->layer.key ? b->layer.sha256 : b->lower_sha;
+	if (top && rootcache_retire(b->c, b->app, top, b->image.sha256, &e) < 0)
+		log_warn("root cache: %s", err_msg(&e));
 }
 
 /* Keeps the index of this build's checkout for the next incremental build
@@ -1074,13 +1338,14 @@ static void save_index(struct build *b)
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_free_ char *dir = path_join(b->c->paths.cache, "checkout");
 	_cleanup_free_ char *ip = index_path(b);
-	if (!b->co_out.n && !b->tree.n)
+	if ((!b->co_out.n && !b->tree.n) || (!b->layer.key && !b->parent.n_layers))
 		return;
 	int r = fs_mkdir_p(dir, 0700);
 	if (r < 0)
 		err_set_errno(&e, r, "cannot create '%s'", dir);
 	else
-		r = checkout_index_save(&b->co_out, b->pack.sha256, ip, &e);
+		r = checkout_index_save(&b->co_out, b->layer.key ? b->layer.sha256
+					: b->parent.layers[b->parent.n_layers - 1].sha256, ip, &e);
 	if (r < 0)
 		blog(b, "no checkout index for the next build: %s", err_msg(&e));
 }
@@ -1111,6 +1376,8 @@ static void build_free(struct build *b)
 	free(b->app);
 	free(b->id);
 	free(b->dir);
+	free(b->layer.key);
+	free(b->layer.kind);
 	free(b->log_path);
 	buf_free(&b->url);
 	buf_free(&b->mirror);
@@ -1303,14 +1570,14 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	if (r < 0) {
 		if (b.ran_steps && b.ax.failed >= 0 && ret)
 			ret->failed_step = xstrdup(step_name((enum step)b.ax.failed));
-		/* cancelled between the blob's upload and the manifest: the
-		 * blob must not stay behind without one */
+		/* cancelled between the pack and the manifest: the bill of
+		 * materials must not stay behind without one; a layer stays, as
+		 * it is content addressed and another package may list it
+		 * (layers_gc() removes it once it is old and no package lists it) */
 		if (b.stage_done[ST_PACK] && !b.stage_done[ST_PUBLISH]) {
-			_cleanup_free_ char *bkey = storage_key_package(b.app, b.id, "tar.zst");
 			_cleanup_free_ char *skey = storage_key_package(b.app, b.id, "sbom.json");
 			_cleanup_err_ struct err ig = ERR_INIT;
-			storage_delete(s, skey, &ig);
-			if (storage_delete(s, bkey, &ig) == 0)
+			if (storage_delete(s, skey, &ig) == 0)
 				lock_note_set(lock, NULL);
 		} else {
 			/* the upload was aborted, or the package published */
@@ -1328,9 +1595,10 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 	}
 	keep_layer(&b);
 	save_index(&b);
-	blog(&b, "build %s of %s done in %.2f s: %s package, sha256 %s", b.id, b.app,
+	blog(&b, "build %s of %s done in %.2f s: %s package, %s", b.id, b.app,
 	     (double)(now_ms() - b.t_start) / 1000.0, b.fresh ? "fresh" : "incremental",
-	     b.pack.sha256);
+	     !b.layer.key ? "no new layer" : b.squash ? "squashed into a full layer"
+	     : b.delta ? "a new delta layer" : "a full layer");
 	log_forward(&b);
 	publish_log(&b);
 
@@ -1340,8 +1608,12 @@ int build_run(const struct config *c, struct storage *s, const struct build_opts
 		ret->commit = xstrdup(b.commit.p);
 		ret->fresh = b.fresh;
 		ret->base_reason = xstrdup(b.reason.p);
-		memcpy(ret->sha256, b.pack.sha256, sizeof(ret->sha256));
-		ret->size = b.pack.size;
+		/* the package's top layer, and what this build stored */
+		const char *top = b.layer.key ? b.layer.sha256
+				  : b.parent.layers[b.parent.n_layers - 1].sha256;
+		memcpy(ret->sha256, top, sizeof(ret->sha256));
+		ret->size = b.layer.key ? b.layer.size : 0;
+		ret->layer = b.layer.key ? (b.delta ? "delta" : "full") : "none";
 	}
 	r = 0;
 out:

@@ -31,8 +31,9 @@ struct build_result {
 	char *commit;
 	bool fresh;
 	char *base_reason;
-	char sha256[65];
-	uint64_t size;
+	char sha256[65];           /* of the package's top layer */
+	uint64_t size;             /* bytes of the layer the build stored */
+	const char *layer;         /* "full", "delta" or "none" (nothing changed) */
 	char *failed_step;         /* set when a step failed */
 };
 int build_run(const struct config *c, struct storage *s, const struct build_opts *o,

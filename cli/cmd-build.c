@@ -31,6 +31,8 @@ static void print_json(struct cli *c, const struct build_result *res, const stru
 		json_object_object_add(o, "base_reason", json_object_new_string(res->base_reason));
 		json_object_object_add(o, "sha256", json_object_new_string(res->sha256));
 		json_object_object_add(o, "size", json_object_new_int64((int64_t)res->size));
+		json_object_object_add(o, "layer", json_object_new_string(res->layer ? res->layer
+									      : "none"));
 		struct package_info p = { 0 };
 		_cleanup_err_ struct err me = ERR_INIT;
 		const struct sign_trust *t = NULL;
@@ -114,13 +116,31 @@ static int build_cmd(struct cli *c, const struct cli_args *a)
 		build_result_free(&res);
 		return 1;
 	}
+	/* the same retention as the worker's: apps.keep_packages per app,
+	 * then the layers no package lists any more */
+	if (c->cfg.apps.keep_packages > 0) {
+		_cleanup_err_ struct err pe = ERR_INIT;
+		_cleanup_strv_ struct strv removed = STRV_INIT;
+		struct gc_result gc = { STRV_INIT, 0 };
+		const struct sign_trust *t = NULL;
+		if (cli_trust(c, &t) < 0 ||
+		    packages_prune(s, t, res.app, c->cfg.apps.keep_packages, &removed, &pe) < 0 ||
+		    layers_gc(s, c->cfg.apps.layer_grace, &gc, &pe) < 0)
+			log_warn("app '%s': cannot prune packages: %s", res.app, err_msg(&pe));
+		for (size_t i = 0; i < removed.n; i++)
+			log_info("pruned package %s/%s", res.app, removed.v[i]);
+		strv_free(&gc.removed);
+	}
 	if (!json) {
 		char sz[32];
 		fmt_bytes(res.size, sz);
 		if (!c->quiet)
-			fprintf(stderr, "upaas: built %s/%s: %s package (%s), %s, commit %.12s\n",
+			fprintf(stderr, "upaas: built %s/%s: %s package (%s), %s%s, commit %.12s\n",
 				res.app, res.id, res.fresh ? "fresh" : "incremental",
-				res.base_reason, sz, res.commit);
+				res.base_reason,
+				!res.layer || !strcmp(res.layer, "none") ? "no new layer"
+				: !strcmp(res.layer, "delta") ? "a delta layer of " : "a full layer of ",
+				!res.layer || !strcmp(res.layer, "none") ? "" : sz, res.commit);
 		printf("%s\n", res.id);
 	}
 	build_result_free(&res);

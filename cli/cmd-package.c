@@ -44,13 +44,28 @@ static void print_json_obj(json_object *o)
 					    JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
+/* A package of the index, or NULL. */
+static const struct indexed_package *index_find(const struct package_index *x, const char *app,
+						const char *id)
+{
+	for (size_t i = 0; i < x->n; i++)
+		if (!strcmp(x->v[i].app, app) && !strcmp(x->v[i].id, id))
+			return &x->v[i];
+	return NULL;
+}
+
 static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 {
 	const char *app = a->v[0];
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_strv_ struct strv ids = STRV_INIT;
 	_cleanup_buf_ struct buf cur = BUF_INIT;
+	struct package_index x = { 0 };
 
+	if (!app_name_ok(app)) {
+		err_set(&e, -EINVAL, "invalid app name '%s'", app);
+		return cli_fail(&e, NULL);
+	}
 	if (packages_list(s, app, &ids, &e) < 0)
 		return cli_fail(&e, NULL);
 	if (package_current(s, a->t, app, &cur, &e) < 0) {
@@ -58,34 +73,49 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 			log_warn("%s", err_msg(&e));
 		err_clear(&e);
 	}
+	/* every app's manifests: a layer counts with the package that lists
+	 * it first (what is shown is each package's verified manifest) */
+	if (package_index_load(s, &x, &e) < 0)
+		return cli_fail(&e, NULL);
 	json_object *arr = json ? json_object_new_array() : NULL;
 	if (!json && ids.n)
-		printf("  %-26s %-11s %-12s %-10s %s\n", "ID", "KIND", "COMMIT", "SIZE", "CREATED");
+		printf("  %-26s %-11s %-12s %6s %10s %10s %s\n", "ID", "KIND", "COMMIT", "LAYERS",
+		       "OWN", "TOTAL", "CREATED");
 	for (size_t i = 0; i < ids.n; i++) {
-		struct package_info p = { 0 };
+		const struct indexed_package *ip = index_find(&x, app, ids.v[i]);
+		struct package_info pv = { 0 };
 		err_clear(&e);
-		bool ok = package_load(s, a->t, app, ids.v[i], &p, &e) >= 0;
+		bool ok = package_load(s, a->t, app, ids.v[i], &pv, &e) >= 0;
 		bool is_cur = cur.len && !strcmp(cur.p, ids.v[i]);
+		const struct package_info *p = ok ? &pv : NULL;
+		uint64_t own = p && ip ? package_own_size(&x, ip) : 0, total = p ? package_size(p) : 0;
+		const char *why = err_msg(&e);
+
 		if (json) {
-			json_object *o = ok ? package_json(&p, is_cur) : NULL;
+			json_object *o = p ? package_json(p, is_cur) : NULL;
 			if (!o) {
 				o = json_object_new_object();
 				json_object_object_add(o, "id", json_object_new_string(ids.v[i]));
-				json_object_object_add(o, "error", json_object_new_string(err_msg(&e)));
+				json_object_object_add(o, "error", json_object_new_string(why));
 				json_object_object_add(o, "current", json_object_new_boolean(is_cur));
+			} else {
+				json_object_object_add(o, "own_size", json_object_new_int64((int64_t)own));
+				json_object_object_add(o, "total_size", json_object_new_int64((int64_t)total));
 			}
 			json_object_array_add(arr, o);
-		} else if (ok) {
-			char sz[32];
-			fmt_bytes(p.blob.size, sz);
-			printf("%c %-26s %-11s %-12.12s %-10s %s\n", is_cur ? '*' : ' ', p.id,
-			       p.fresh ? "fresh" : "incremental", p.repo.commit ? p.repo.commit : "-",
-			       sz, p.created ? p.created : "-");
+		} else if (p) {
+			char so[32], st[32];
+			fmt_bytes(own, so);
+			fmt_bytes(total, st);
+			printf("%c %-26s %-11s %-12.12s %6zu %10s %10s %s\n", is_cur ? '*' : ' ', p->id,
+			       p->fresh ? "fresh" : "incremental", p->repo.commit ? p->repo.commit : "-",
+			       p->n_layers, so, st, p->created ? p->created : "-");
 		} else {
-			printf("%c %-26s unreadable: %s\n", is_cur ? '*' : ' ', ids.v[i], err_msg(&e));
+			printf("%c %-26s unreadable: %s\n", is_cur ? '*' : ' ', ids.v[i], why);
 		}
-		package_info_free(&p);
+		package_info_free(&pv);
 	}
+	package_index_free(&x);
 	if (json) {
 		print_json_obj(arr);
 		json_object_put(arr);
@@ -114,7 +144,7 @@ static int do_show(struct cli *c, struct storage *s, struct pargs *a, bool json)
 		return 0;
 	}
 	char sz[32], when[32] = "";
-	fmt_bytes(p.blob.size, sz);
+	fmt_bytes(package_size(&p), sz);
 	if (p.repo.commit_time)
 		time_iso8601(p.repo.commit_time, when);
 	printf("package      %s/%s\n", p.app, p.id);
@@ -130,9 +160,14 @@ static int do_show(struct cli *c, struct storage *s, struct pargs *a, bool json)
 	       p.repo.ref ? p.repo.ref : "?", when);
 	printf("interpreter  %s %s\n", p.interp.type ? p.interp.type : "?",
 	       p.interp.version ? p.interp.version : "");
-	printf("blob         %s\n", p.blob.key);
-	printf("size         %s (%llu bytes)\n", sz, (unsigned long long)p.blob.size);
-	printf("sha256       %s\n", p.blob.sha256);
+	printf("size         %s (%llu bytes in %zu layer%s)\n", sz,
+	       (unsigned long long)package_size(&p), p.n_layers, p.n_layers == 1 ? "" : "s");
+	printf("layers       bottom first\n");
+	for (size_t i = 0; i < p.n_layers; i++) {
+		char ls[32];
+		fmt_bytes(p.layers[i].size, ls);
+		printf("  %-5s %10s  %s\n", p.layers[i].kind, ls, p.layers[i].key);
+	}
 	printf("os packages  ");
 	for (size_t i = 0; i < p.os_packages.n; i++)
 		printf("%s%s", i ? " " : "", p.os_packages.v[i]);
@@ -172,11 +207,12 @@ static int do_fetch(struct cli *c, struct storage *s, struct pargs *a, bool get)
 	}
 	if (!c->quiet) {
 		if (get)
-			fprintf(stderr, "upaas: %s/%s written to '%s' (sha256 %s)\n", p.app, p.id,
-				a->v[2], p.blob.sha256);
+			fprintf(stderr, "upaas: %s/%s written to '%s' (%zu layer%s)\n", p.app, p.id,
+				a->v[2], p.n_layers, p.n_layers == 1 ? "" : "s");
 		else
-			printf("ok %s/%s sha256 %s size %llu\n", p.app, p.id, p.blob.sha256,
-			       (unsigned long long)p.blob.size);
+			for (size_t i = 0; i < p.n_layers; i++)
+				printf("ok %s/%s layer %zu sha256 %s size %llu\n", p.app, p.id, i + 1,
+				       p.layers[i].sha256, (unsigned long long)p.layers[i].size);
 	}
 	package_info_free(&p);
 	return 0;
@@ -189,8 +225,11 @@ static int do_url(struct cli *c, struct storage *s, struct pargs *a, int64_t exp
 	struct package_info p = { 0 };
 	if (load_arg(s, a, &p, &e) < 0)
 		return cli_fail(&e, NULL);
-	int r = storage_presign(s, p.blob.key, (unsigned)expires, &url, &e);
-	if (r == -EOPNOTSUPP) {
+	/* a URL gives one object: a package of several layers has none */
+	int r = p.n_layers == 1 ? storage_presign(s, p.layers[0].key, (unsigned)expires, &url, &e)
+		: err_set(&e, -EOPNOTSUPP, "package %s/%s has %zu layers, no single object to "
+			  "download; use 'upaas package get'", p.app, p.id, p.n_layers);
+	if (r == -EOPNOTSUPP && p.n_layers == 1) {
 		err_clear(&e);
 		err_set(&e, r, "the '%s' storage handler cannot make download URLs; use "
 			"'upaas package get' instead", storage_name(s));
@@ -227,6 +266,7 @@ static int do_prune(struct cli *c, struct storage *s, struct pargs *a, int64_t k
 {
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_strv_ struct strv apps = STRV_INIT;
+	struct gc_result gc = { STRV_INIT, 0 };
 	int keep = keep_opt > 0 ? (int)keep_opt : c->cfg.apps.keep_packages;
 	int rc = 0;
 
@@ -245,6 +285,14 @@ static int do_prune(struct cli *c, struct storage *s, struct pargs *a, int64_t k
 			if (!c->quiet)
 				printf("removed %s/%s\n", apps.v[i], removed.v[k]);
 	}
+	/* then the layers no package lists any more, once for all apps */
+	err_clear(&e);
+	if (layers_gc(s, c->cfg.apps.layer_grace, &gc, &e) < 0)
+		rc = cli_fail(&e, NULL);
+	for (size_t k = 0; k < gc.removed.n; k++)
+		if (!c->quiet)
+			printf("removed %s\n", gc.removed.v[k]);
+	strv_free(&gc.removed);
 	/* and what dead uploads left (S3 multipart uploads idle for an hour) */
 	err_clear(&e);
 	int n = storage_sweep_uploads(s, STORAGE_UPLOAD_GRACE, NULL, NULL, &e);
@@ -415,7 +463,7 @@ static const struct cli_cmd package_show = {
 
 static const struct cli_cmd package_verify = {
 	.name = "verify",
-	.summary = "download the blob, check size and sha256",
+	.summary = "download every layer, check size and sha256",
 	.usage = "APP ID",
 	.min_args = 2,
 	.max_args = 2,
@@ -425,7 +473,7 @@ static const struct cli_cmd package_verify = {
 
 static const struct cli_cmd package_get = {
 	.name = "get",
-	.summary = "download, verify, then move into FILE",
+	.summary = "the whole root as one tarball into FILE\n(verified)",
 	.usage = "APP ID FILE",
 	.min_args = 3,
 	.max_args = 3,
@@ -435,7 +483,7 @@ static const struct cli_cmd package_get = {
 
 static const struct cli_cmd package_url = {
 	.name = "url",
-	.summary = "a URL to download the blob (default 3600 s)",
+	.summary = "a URL to download a one-layer package\n(default 3600 s)",
 	.usage = "[--expires S] APP ID",
 	.opts = (const struct cli_opt[]){
 		{ "expires", O_EXPIRES, "S", "lifetime of the URL in seconds", NULL },

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "cli/cli.h"
+#include "package/package.h"
 
 enum { O_JSON = CLI_LONG, O_KEY, O_IF_NONE_MATCH, O_ETAG, O_FORCE };
 
@@ -444,6 +445,121 @@ static int storage_rm(struct cli *c, const struct cli_args *a)
 	return rc;
 }
 
+/* --------------------------------------------------------------------- du */
+
+static void du_line(const char *name, const struct app_usage *u)
+{
+	char st[32], sh[32], li[32], ot[32];
+
+	fmt_bytes(u->stored, st);
+	fmt_bytes(u->shared, sh);
+	fmt_bytes(u->listed, li);
+	fmt_bytes(u->other, ot);
+	printf("%-24s %8zu %7zu %11s %11s %12s %10s\n", name, u->packages, u->layers, st, sh,
+	       li, ot);
+}
+
+static struct json_object *du_json(const char *app, const struct app_usage *u)
+{
+	struct json_object *o = json_object_new_object();
+	if (app)
+		json_object_object_add(o, "app", json_object_new_string(app));
+	json_object_object_add(o, "packages", json_object_new_int64((int64_t)u->packages));
+	json_object_object_add(o, "unreadable", json_object_new_int64((int64_t)u->unreadable));
+	json_object_object_add(o, "layers", json_object_new_int64((int64_t)u->layers));
+	json_object_object_add(o, "missing_layers", json_object_new_int64((int64_t)u->missing));
+	json_object_object_add(o, "stored", json_object_new_int64((int64_t)u->stored));
+	json_object_object_add(o, "shared", json_object_new_int64((int64_t)u->shared));
+	json_object_object_add(o, "listed", json_object_new_int64((int64_t)u->listed));
+	json_object_object_add(o, "other", json_object_new_int64((int64_t)u->other));
+	return o;
+}
+
+static int storage_du(struct cli *c, const struct cli_args *a)
+{
+	bool json = cli_flag(a, O_JSON);
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_strv_ struct strv apps = STRV_INIT;
+	struct package_index x = { 0 };
+	struct app_usage total = { 0 };
+	uint64_t unlisted = 0, listed_bytes = 0;
+	size_t n_unlisted = 0;
+	struct storage *s;
+
+	if (a->argc && !app_name_ok(a->argv[0])) {
+		err_set(&e, -EINVAL, "invalid app name '%s'", a->argv[0]);
+		return cli_fail(&e, NULL);
+	}
+	if (cli_storage(c, &s) < 0)
+		return 1;
+	if (package_index_load(s, &x, &e) < 0)
+		return cli_fail(&e, "cannot read the storage");
+	for (size_t i = 0; i < x.n; i++)
+		if (!strv_contains(&apps, x.v[i].app))
+			strv_push(&apps, x.v[i].app);
+	if (a->argc) {
+		if (!strv_contains(&apps, a->argv[0])) {
+			package_index_free(&x);
+			err_set(&e, -ENOENT, "app '%s' has no package in %s", a->argv[0],
+				storage_where(s));
+			return cli_fail(&e, NULL);
+		}
+		strv_free(&apps);
+		strv_push(&apps, a->argv[0]);
+	}
+	/* the layers nobody lists: what layers_gc() will take */
+	_cleanup_strv_ struct strv keys = STRV_INIT;
+	for (size_t i = 0; i < x.n; i++)
+		for (size_t k = 0; k < x.v[i].keys.n; k++)
+			if (!strv_contains(&keys, x.v[i].keys.v[k]))
+				strv_push(&keys, x.v[i].keys.v[k]);
+	for (size_t i = 0; i < x.n_objects; i++) {
+		if (strncmp(x.objects[i].key, "layers/", 7))
+			continue;
+		if (strv_contains(&keys, x.objects[i].key)) {
+			listed_bytes += x.objects[i].st.size;
+		} else {
+			n_unlisted++;
+			unlisted += x.objects[i].st.size;
+		}
+	}
+
+	struct json_object *arr = json ? json_object_new_array() : NULL;
+	if (!json)
+		printf("%-24s %8s %7s %11s %11s %12s %10s\n", "APP", "PACKAGES", "LAYERS", "STORED",
+		       "SHARED", "FULL COPIES", "OTHER");
+	for (size_t i = 0; i < apps.n; i++) {
+		struct app_usage u;
+		package_usage(&x, apps.v[i], &u);
+		total.packages += u.packages;
+		total.layers += u.layers;
+		total.stored += u.stored;
+		total.listed += u.listed;
+		total.other += u.other;
+		if (json)
+			json_object_array_add(arr, du_json(apps.v[i], &u));
+		else
+			du_line(apps.v[i], &u);
+	}
+	if (json) {
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "apps", arr);
+		json_object_object_add(o, "unlisted_layers", json_object_new_int64((int64_t)n_unlisted));
+		json_object_object_add(o, "unlisted_bytes", json_object_new_int64((int64_t)unlisted));
+		json_object_object_add(o, "layer_bytes",
+				       json_object_new_int64((int64_t)(listed_bytes + unlisted)));
+		cli_json_print(o);
+	} else if (!a->argc) {
+		char u[32], l[32];
+		fmt_bytes(unlisted, u);
+		fmt_bytes(listed_bytes + unlisted, l);
+		printf("layers: %s in all, of which %s in %zu layer%s no package lists\n", l, u,
+		       n_unlisted, n_unlisted == 1 ? "" : "s");
+	}
+	package_index_free(&x);
+	return 0;
+}
+
 /* -------------------------------------------------------------- table */
 
 static const struct cli_cmd storage_check_cmd = {
@@ -472,6 +588,23 @@ static const struct cli_cmd storage_ls_cmd = {
 	},
 	.max_args = 1,
 	.run = storage_ls,
+};
+
+static const struct cli_cmd storage_du_cmd = {
+	.name = "du",
+	.summary = "what each app costs in storage, each layer\ncounted once",
+	.usage = "[--json] [APP]",
+	.help = "STORED: the bytes of the layers the app's packages list, each counted once;\n"
+		"SHARED: of those, layers that other apps list too; FULL COPIES: the sum of\n"
+		"every package's total, what full copies would cost; OTHER: manifests and\n"
+		"logs.",
+	.opts = (const struct cli_opt[]){
+		{ "json", O_JSON, NULL, "machine-readable output", NULL },
+		{ NULL },
+	},
+	.max_args = 1,
+	.values = { cli_values_apps },
+	.run = storage_du,
 };
 
 static const struct cli_cmd storage_get_cmd = {
@@ -518,7 +651,8 @@ const struct cli_cmd cmd_storage = {
 	.usage = "COMMAND [ARGS...]",
 	.help = "Checks the configured storage handler, and moves single objects in and out.",
 	.subs = (const struct cli_cmd *const[]){
-		&storage_check_cmd, &storage_ls_cmd, &storage_get_cmd, &storage_put_cmd,
+		&storage_check_cmd, &storage_ls_cmd, &storage_du_cmd, &storage_get_cmd,
+		&storage_put_cmd,
 		&storage_rm_cmd, NULL,
 	},
 };

@@ -436,6 +436,17 @@ void crash_point(const char *name);
 static inline void crash_point(const char *name) { (void)name; }
 #endif
 
+/* ------------------------------------------------------------ test hooks */
+
+/*
+ * For tests that need a command stopped at a known point while something
+ * else runs (a prune in the middle of a build): with
+ * UPAAS_TEST_PAUSE=<point>:<file> in the environment, test_pause(<point>)
+ * creates <file> and waits until the test removes it (at most ten
+ * minutes). Does nothing otherwise.
+ */
+void test_pause(const char *point);
+
 /* ----------------------------------------------------------- JSON */
 
 /* json-c helpers (common/json.c); getters return NULL/false when the key

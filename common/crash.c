@@ -35,8 +35,8 @@ static const char *const crash_points[] = {
 	"storage.local.after-unlink",
 	/* storage/s3.c: every part is stored, CompleteMultipartUpload not sent */
 	"storage.s3.before-complete",
-	/* builder/build.c: publication (blob, manifest, current) */
-	"build.after-blob",
+	/* builder/build.c: publication (layer, manifest, current) */
+	"build.after-layer",
 	"build.after-manifest",
 	"build.after-current",
 	/* images/images.c: publication of an image, removal */
@@ -46,7 +46,9 @@ static const char *const crash_points[] = {
 	/* package/packages.c: pruning of one package */
 	"package.prune.after-tombstone",
 	"package.prune.after-manifest",
-	"package.prune.after-blob",
+	"package.prune.after-bill",
+	/* package/layers.c: the collection of layers no package lists */
+	"layers.gc.after-delete",
 	/* rootfs/rootcache.c: an unpacked copy, a layer and its record, trim */
 	"rootcache.before-publish",
 	"rootcache.after-publish",

@@ -1,5 +1,5 @@
 libupaas_a_SOURCES += common/common.h common/alloc.c common/buf.c common/strv.c \
-	common/err.c common/log.c common/progress.c common/time.c common/hash.c \
+	common/err.c common/log.c common/progress.c common/time.c common/testhook.c common/hash.c \
 	common/proc.c common/fs.c common/saferm.c common/lock.c common/json.c \
 	common/url.c common/askpass.c common/term.c common/crash.c
 

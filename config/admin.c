@@ -541,6 +541,7 @@ static const struct field apps_fields[] = {
 	  .what = "a user name ([a-z_][a-z0-9_-]*)" },
 	{ FIELD("home", F_STR, OFF(apps.home)), .ok = ok_abs_path, .what = abs_what },
 	{ FIELD("keep_packages", F_INT, OFF(apps.keep_packages)), RANGE(1, 100000) },
+	{ FIELD("layer_grace", F_INT64, OFF(apps.layer_grace)), RANGE(0, INT64_MAX) },
 	FIELD_END,
 };
 
@@ -598,9 +599,43 @@ static const struct field sandbox_fields[] = {
 	FIELD_END,
 };
 
+/* pack.squash_ratio: a number (0.5, or 1) in [0, 1000] */
+static void parse_squash_ratio(struct schema_ctx *x, const config_setting_t *s, void *base)
+{
+	struct config *c = base;
+	int t = config_setting_type(s);
+	double v;
+
+	if (t == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(s);
+	else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+		v = (double)config_setting_get_int64(s);
+	else {
+		schema_diag(x, s, "squash_ratio must be a number (0.5, 1)");
+		return;
+	}
+	if (!(v >= 0 && v <= 1000)) {
+		schema_diag(x, s, "squash_ratio must be between 0 and 1000");
+		return;
+	}
+	c->pack.squash_ratio = v;
+}
+
+static void show_squash_ratio(const void *base, struct buf *out, int indent)
+{
+	const struct config *c = base;
+
+	show_indent(out, indent);
+	buf_addf(out, "squash_ratio = %g%s;\n", c->pack.squash_ratio,
+		 c->pack.squash_ratio == (double)(int64_t)c->pack.squash_ratio ? ".0" : "");
+}
+
 static const struct field pack_fields[] = {
 	{ FIELD("level", F_INT, OFF(pack.level)), RANGE(1, 19) },
 	{ FIELD("threads", F_INT, OFF(pack.threads)), RANGE(0, 256) },
+	{ FIELD("max_layers", F_INT, OFF(pack.max_layers)), RANGE(1, 32) },
+	{ FIELD("squash_ratio", F_CUSTOM, 0), .parse = parse_squash_ratio,
+	  .show = show_squash_ratio },
 	FIELD_END,
 };
 
@@ -775,6 +810,7 @@ void config_defaults(struct config *c)
 	c->apps.user = xstrdup("app");
 	c->apps.home = xstrdup("/home/app");
 	c->apps.keep_packages = 5;
+	c->apps.layer_grace = 3600;
 
 	c->limits.nofile = 65536;
 	c->limits.nproc = 4096;
@@ -788,6 +824,8 @@ void config_defaults(struct config *c)
 	c->limits.log_bytes = 16 * MIB;
 
 	c->pack.level = 3;
+	c->pack.max_layers = 8;
+	c->pack.squash_ratio = 0.5;
 
 	c->deploy.root = xstrdup("/srv/upaas");
 	c->deploy.hooks_dir = xstrdup("/etc/upaas/hooks");

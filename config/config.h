@@ -130,6 +130,7 @@ struct config {
 		char *user;             /* "app" */
 		char *home;             /* "/home/app" */
 		int keep_packages;      /* 5 */
+		int64_t layer_grace;    /* seconds an unlisted layer is kept, 3600 */
 	} apps;
 	struct {
 		int64_t nofile;         /* RLIMIT_NOFILE, 65536 */
@@ -157,6 +158,8 @@ struct config {
 	struct {
 		int level;              /* zstd level, 3 */
 		int threads;            /* 0 = number of cores */
+		int max_layers;         /* layers a package may list, 8 */
+		double squash_ratio;    /* deltas over the bottom layer's size, 0.5 */
 	} pack;
 	struct {
 		char *root;             /* /srv/upaas */

@@ -35,6 +35,10 @@ char *app_marker_path(const struct app_paths *p, const char *id);
  * later (deploy_sweep): revisions/.trash-<id>.<random>/ and, for a purged
  * app, <root>/.trash-<app>.<random>/. No id or app name starts with '.'. */
 #define TRASH_PREFIX ".trash-"
+/* <root>/<app>/layers: the verified layers of the revisions on the host
+ * (fetched from storage that is not local), so that a deploy fetches only
+ * those it lacks; those no revision lists go with deploy_sweep(). */
+#define KEPT_LAYERS "layers"
 
 /*
  * Reads a package manifest (package_manifest_parse: the one strict reader)

@@ -332,46 +332,26 @@ static int write_files_record(struct dctx *d, const char *id, bool privileged,
 	return r < 0 ? err_set_errno(e, r, "cannot write '%s'", path) : 0;
 }
 
-/* Downloads the blob, checks size and sha256 against the manifest, and
- * extracts it into revisions/<id>.tmp, which becomes revisions/<id> once
- * synced, and complete once its marker is written. Nothing is extracted
- * from a blob that fails verification. An incomplete revisions/<id> that
- * `current` names (a forced redeploy of it) is replaced in one exchange
- * (RENAME_EXCHANGE), never removed while current points at it. */
+/*
+ * Fetches each layer of the package, checks its size and sha256 against
+ * the manifest, and extracts it into revisions/<id>.tmp (the bottom one as
+ * it is, each later one applied onto it), which becomes revisions/<id> once
+ * synced, and complete once its marker is written. Local storage is read in
+ * place; other storage is streamed into a private temporary file in the
+ * app's dir. Nothing is extracted from a layer that fails verification. An
+ * incomplete revisions/<id> that `current` names (a forced redeploy of it)
+ * is replaced in one exchange (RENAME_EXCHANGE), never removed while
+ * current points at it.
+ */
 static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 			     const struct buf *manifest_text, struct deploy_result *res,
 			     struct err *e)
 {
-	_cleanup_free_ char *dl = xasprintf("%s/.download-%s.tmp", d->p.dir, m->id);
 	_cleanup_free_ char *rev = app_revision_path(&d->p, m->id);
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp", rev);
 	_cleanup_free_ char *tmpname = xasprintf("%s.tmp", m->id);
 	_cleanup_free_ char *mpath = app_manifest_path(&d->p, m->id);
-	uint64_t t0 = now_ms();
-	int r;
-
-	deploy_log(d->log_fd, "fetching '%s' (%llu bytes)", m->blob.key,
-		   (unsigned long long)m->blob.size);
-	storage_set_progress(d->s, "fetch");
-	/* the size and sha256 of the signed manifest, checked while the blob
-	 * streams; the download stops at the signed size */
-	_cleanup_free_ char *what = xasprintf("package '%s'", m->id);
-	r = storage_get_verified(d->s, m->blob.key, dl, m->blob.sha256, m->blob.size, what, e);
-	storage_set_progress(d->s, NULL);
-	if (r < 0) {
-		unlink(dl);
-		if (r == -EBADMSG)
-			return r;
-		return err_prefix(e, "cannot fetch package '%s'", m->id);
-	}
-	res->fetch_ms = now_ms() - t0;
-	deploy_log(d->log_fd, "verified sha256 %s", m->blob.sha256);
-
-	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0) {
-		unlink(dl);
-		return err_set_errno(e, r, "cannot create the revision dirs in '%s'", d->p.dir);
-	}
-	t0 = now_ms();
+	_cleanup_free_ char *kept = path_join(d->p.dir, KEPT_LAYERS);
 	struct progress pr = { 0 };
 	/* the tree is the app's: no setuid/setgid, no capabilities, no device
 	 * nodes, no trusted/security xattrs but the admin's, unless the admin
@@ -379,10 +359,64 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 	struct unpack_policy pol = { .privileged = d->cfg->deploy.allow_privileged_files,
 				     .allow_xattrs = &d->cfg->deploy.allow_xattrs };
 	struct unpack_dropped dropped = { 0 };
-	r = proc_check_cancel(e);
-	if (r >= 0)
-		r = unpack_file_policy(dl, tmp, true, &pol, progress_enabled ? &pr : NULL,
-				       &dropped, e);
+	uint64_t t0;
+	int r = 0;
+
+	/* local storage is read in place: nothing to keep */
+	if (storage_caps(d->s) & STORAGE_CAP_FD) {
+		free(kept);
+		kept = NULL;
+	}
+	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0 ||
+	    (kept && (r = fs_mkdir_p(kept, 0700)) < 0))
+		return err_set_errno(e, r, "cannot create the revision dirs in '%s'", d->p.dir);
+	if (progress_enabled)
+		progress_begin(&pr, "extract", package_size(m));
+	for (size_t i = 0; i < m->n_layers && r >= 0; i++) {
+		const struct package_layer *l = &m->layers[i];
+		_cleanup_buf_ struct buf name = BUF_INIT;
+		struct unpack_result ur;
+
+		r = proc_check_cancel(e);
+		if (r < 0)
+			break;
+
+		t0 = now_ms();
+		/* the size and sha256 of the signed manifest, checked before it is
+		 * used; a download stops at the signed size; a layer this host
+		 * keeps for another revision is not fetched again */
+		bool fetched;
+		_cleanup_close_ int fd = layer_open_kept(d->s, m, i, kept, &fetched, e);
+		res->fetch_ms += now_ms() - t0;
+		if (fd < 0) {
+			r = fd;
+			break;
+		}
+		if (fetched) {
+			res->fetched_bytes += l->size;
+			res->fetched_layers++;
+		} else {
+			res->kept_layers++;
+		}
+		deploy_log(d->log_fd, "layer %zu of %zu '%s' (%llu bytes): %s, sha256 %s verified",
+			   i + 1, m->n_layers, l->key, (unsigned long long)l->size,
+			   fetched ? "fetched" : "kept on this host", l->sha256);
+		t0 = now_ms();
+		buf_addf(&name, "layer %.12s of package '%s'", l->sha256, m->id);
+		struct unpack_opts o = { .mode = i ? UNPACK_APPLY : UNPACK_PLAIN, .name = name.p,
+					 .sha256 = l->sha256, .size = l->size, .policy = &pol,
+					 .progress = progress_enabled ? &pr : NULL };
+		r = unpack_fd(fd, tmp, &o, &ur, e);
+		res->extract_ms += now_ms() - t0;
+		if (r >= 0) {
+			dropped.setid += ur.dropped.setid;
+			dropped.caps += ur.dropped.caps;
+			dropped.xattrs += ur.dropped.xattrs;
+			dropped.devices += ur.dropped.devices;
+		}
+	}
+	if (progress_enabled)
+		progress_end(&pr);
 	if (r >= 0 && pol.privileged)
 		deploy_log(d->log_fd, "privileged files kept (deploy.allow_privileged_files)");
 	else if (r >= 0 && (dropped.setid || dropped.caps || dropped.xattrs || dropped.devices))
@@ -392,20 +426,18 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 			   (unsigned long long)dropped.xattrs, (unsigned long long)dropped.devices);
 	if (r >= 0)
 		r = write_files_record(d, m->id, pol.privileged, &dropped, e);
+	t0 = now_ms();
 	if (r >= 0) {
 		/* the files must be on disk before the name says "complete" */
 		_cleanup_close_ int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		struct statvfs vfs;
 		if (fd < 0 || syncfs(fd) < 0)
 			r = err_set_errno(e, -errno, "cannot sync '%s'", tmp);
-		/* Defence in depth: a failed write() shows up as a mere warning
-		 * of libarchive, so a full disk could pass for a complete
-		 * extract with truncated files. A filesystem left with no free
-		 * block at all is taken as that failure. */
+		/* Defence in depth: a filesystem left with no free block at
+		 * all is taken as a failed write. */
 		else if (fstatvfs(fd, &vfs) == 0 && vfs.f_bfree == 0)
 			r = err_set(e, -ENOSPC, "no space left on the filesystem of '%s'", tmp);
 	}
-	unlink(dl);
 	if (r >= 0)
 		crash_point("deploy.after-extract");
 	if (r >= 0) {
@@ -440,6 +472,8 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 		}
 		if (e->code == 0)
 			err_set_errno(e, r, "cannot sync '%s'", d->p.revisions);
+		if (r == -EBADMSG || r == -ENOENT)
+			return err_prefix(e, "package '%s' failed verification", m->id);
 		return err_prefix(e, "cannot extract package '%s'", m->id);
 	}
 	if (exchange) {
@@ -449,10 +483,10 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 			log_warn("%s", err_msg(&e2));
 	}
 	crash_point("deploy.after-marker");
-	res->extract_ms = now_ms() - t0;
+	res->extract_ms += now_ms() - t0;
 	res->fetched = true;
-	deploy_log(d->log_fd, "extracted into '%s' in %llu ms", rev,
-		   (unsigned long long)res->extract_ms);
+	deploy_log(d->log_fd, "extracted %zu layer%s into '%s' in %llu ms", m->n_layers,
+		   m->n_layers == 1 ? "" : "s", rev, (unsigned long long)res->extract_ms);
 	return 0;
 }
 
@@ -987,8 +1021,65 @@ static int sweep_dir(const char *dir)
 	return n;
 }
 
+/*
+ * Removes the kept layers (layers/<sha256>.tar.zst) that no manifest of a
+ * revision on the host lists any more (lock held). A manifest that cannot
+ * be read keeps them all. Returns how many were removed.
+ */
+static int sweep_kept_layers(const struct dctx *d)
+{
+	_cleanup_free_ char *kept = path_join(d->p.dir, KEPT_LAYERS);
+	_cleanup_strv_ struct strv listed = STRV_INIT, files = STRV_INIT;
+	DIR *dir = opendir(kept);
+	int n = 0;
+
+	if (!dir)
+		return 0;
+	/* everything but the listed layers: a temporary file a dead deploy
+	 * left too (deploys hold the lock we hold) */
+	for (struct dirent *de; (de = readdir(dir));)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			strv_push(&files, de->d_name);
+	closedir(dir);
+	if (!files.n)
+		return 0;
+	dir = opendir(d->p.revisions);
+	for (struct dirent *de; dir && (de = readdir(dir));) {
+		if (de->d_name[0] == '.')
+			continue;
+		/* a revision in the making or a failed one is no one's now */
+		_cleanup_free_ char *id = xstrdup(de->d_name);
+		size_t len = strlen(id);
+		if (len > 4 && !strcmp(id + len - 4, ".tmp"))
+			continue;
+		_cleanup_free_ char *mpath = app_manifest_path(&d->p, id);
+		_cleanup_buf_ struct buf text = BUF_INIT;
+		_cleanup_err_ struct err e = ERR_INIT;
+		int r = buf_read_file(&text, mpath, PACKAGE_MANIFEST_MAX);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0 || package_manifest_shas(text.p, &listed, &e) < 0) {
+			closedir(dir);
+			return 0;
+		}
+	}
+	if (dir)
+		closedir(dir);
+	for (size_t i = 0; i < files.n; i++) {
+		const char *f = files.v[i];
+		_cleanup_free_ char *sha = xstrndup(f, 64);
+		if (strlen(f) == 64 + 8 && !strcmp(f + 64, ".tar.zst") && strv_contains(&listed, sha))
+			continue;
+		_cleanup_free_ char *p = path_join(kept, f);
+		if (unlink(p) == 0)
+			n++;
+	}
+	return n;
+}
+
 /* The trash of one app, under its lock (not waited for: whoever holds it
- * sweeps after its own report). An undeployed app's empty dirs go too. */
+ * sweeps after its own report), then the layers no revision lists. An
+ * undeployed app's empty dirs go too. */
 static int sweep_app(const struct config *c, const char *root, const char *app)
 {
 	struct deploy_opts o = { .root = root, .no_wait = true };
@@ -1001,14 +1092,20 @@ static int sweep_app(const struct config *c, const char *root, const char *app)
 		return 0;
 	}
 	n = sweep_dir(d.p.revisions);
+	int nl = sweep_kept_layers(&d);
 	_cleanup_free_ char *cur = deploy_current_id(d.p.current);
+	_cleanup_free_ char *kept = path_join(d.p.dir, KEPT_LAYERS);
 	if (!cur) {
 		/* undeployed: no revision is left, only the empty dirs */
 		rmdir(d.p.revisions);
 		rmdir(d.p.manifests);
+		rmdir(kept);
 	}
 	if (n > 0)
 		deploy_log(d.log_fd, "deleted %d tree%s from the trash", n, n == 1 ? "" : "s");
+	if (nl > 0)
+		deploy_log(d.log_fd, "deleted %d kept layer%s no revision lists", nl,
+			   nl == 1 ? "" : "s");
 	dctx_close(&d);
 	return n;
 }

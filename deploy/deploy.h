@@ -78,6 +78,9 @@ struct deploy_result {
 	bool reverted;             /* post-deploy failed: switched back */
 	uint64_t switch_us;        /* symlink + rename + fsync of the switch */
 	uint64_t fetch_ms, extract_ms, total_ms;
+	uint64_t fetched_bytes;    /* bytes of the layers fetched */
+	size_t fetched_layers;
+	size_t kept_layers;        /* layers the host kept for another revision */
 };
 
 /*

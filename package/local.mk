@@ -1,7 +1,7 @@
 # package/: the package manifest (writer and reader) and stored packages;
 # the CLI command package.
 libupaas_a_SOURCES += package/package.h package/manifest.c package/packages.c \
-	package/sign.c package/sbom.c package/index.c
+	package/layers.c package/sign.c package/sbom.c package/index.c
 upaas_SOURCES += cli/cmd-package.c cli/cmd-key.c
 
 check_PROGRAMS += tests/unit/test-manifest
@@ -34,3 +34,7 @@ tests_unit_sbom_helper_LDADD = $(UPAAS_LIBS)
 TESTS += tests/unit/test-sbom tests/integration/sbom.sh
 EXTRA_DIST += tests/integration/sbom.sh tests/schemas.sh tests/sbom-check.py
 dist_man_MANS += docs/upaas-package.5
+
+# Layered packages end to end (deploy, get, missing layers, prune vs build).
+TESTS += tests/integration/layers.sh
+EXTRA_DIST += tests/integration/layers.sh

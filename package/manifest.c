@@ -41,7 +41,11 @@ void package_info_free(struct package_info *p)
 	free(p->repo.commit);
 	free(p->interp.type);
 	free(p->interp.version);
-	free(p->blob.key);
+	for (size_t i = 0; i < p->n_layers; i++) {
+		free(p->layers[i].key);
+		free(p->layers[i].kind);
+	}
+	free(p->layers);
 	strv_free(&p->os_packages);
 	free(p->metadata_sha256);
 	free(p->app_home);
@@ -82,7 +86,7 @@ void package_manifest_json(const struct package_info *p, struct buf *out)
 {
 	json_object *o = json_object_new_object(), *x;
 
-	json_object_object_add(o, "format", json_object_new_int(1));
+	json_object_object_add(o, "format", json_object_new_int(PACKAGE_FORMAT));
 	json_object_object_add(o, "app", json_new_str(p->app));
 	json_object_object_add(o, "id", json_new_str(p->id));
 	json_object_object_add(o, "parent", json_new_str(p->parent));
@@ -112,21 +116,18 @@ void package_manifest_json(const struct package_info *p, struct buf *out)
 	json_object_object_add(x, "version", json_new_str(p->interp.version));
 	json_object_object_add(o, "interpreter", x);
 
-	x = json_object_new_object();
-	json_object_object_add(x, "key", json_new_str(p->blob.key));
-	json_object_object_add(x, "sha256", json_new_str(p->blob.sha256));
-	json_object_object_add(x, "size", json_object_new_int64((int64_t)p->blob.size));
-	json_object_object_add(x, "compression", json_new_str("zstd"));
-	json_object_object_add(x, "format", json_new_str("pax"));
-	json_object_object_add(o, "blob", x);
-
-	/* room for layered packages: today the blob is the only layer */
+	/* the layers, bottom first (upaas-package(5)) */
 	json_object *layers = json_object_new_array();
-	x = json_object_new_object();
-	json_object_object_add(x, "key", json_new_str(p->blob.key));
-	json_object_object_add(x, "sha256", json_new_str(p->blob.sha256));
-	json_object_object_add(x, "size", json_object_new_int64((int64_t)p->blob.size));
-	json_object_array_add(layers, x);
+	for (size_t i = 0; i < p->n_layers; i++) {
+		const struct package_layer *l = &p->layers[i];
+		x = json_object_new_object();
+		json_object_object_add(x, "sha256", json_new_str(l->sha256));
+		json_object_object_add(x, "size", json_object_new_int64((int64_t)l->size));
+		json_object_object_add(x, "kind", json_new_str(l->kind ? l->kind
+							      : i ? "delta" : "full"));
+		json_object_object_add(x, "key", json_new_str(l->key));
+		json_object_array_add(layers, x);
+	}
 	json_object_object_add(o, "layers", layers);
 
 	json_object_object_add(o, "os_packages", json_new_strv(&p->os_packages));
@@ -235,13 +236,19 @@ static bool time_ok(const char *s)
 #define PI(m) offsetof(struct package_info, m)
 #define PS(m) offsetof(struct package_step, m)
 
-/* A layer is checked only: today the blob is the one layer. */
-struct layer_check {
+/* The blob of a first-edition manifest (format 1): its one layer. */
+struct blob {
 	char *key;
 	char sha256[65];
 	uint64_t size;
 };
-#define PL(m) offsetof(struct layer_check, m)
+#define PB(m) offsetof(struct blob, m)
+#define PL(m) offsetof(struct package_layer, m)
+
+static bool layer_kind_ok(const char *s)
+{
+	return !strcmp(s, "full") || !strcmp(s, "delta");
+}
 
 static const struct field step_fields[] = {
 	{ F("name", FT_STR, PS(name)), .required = true },
@@ -255,6 +262,7 @@ static const struct field layer_fields[] = {
 	  .what = "a storage key" },
 	{ F("sha256", FT_SHA, PL(sha256)), .required = true },
 	{ F("size", FT_U64, PL(size)), .required = true, .min = 0, .max = INT64_MAX },
+	{ F("kind", FT_STR, PL(kind)), .ok = layer_kind_ok, .what = "\"full\" or \"delta\"" },
 	{ 0 },
 };
 
@@ -288,10 +296,10 @@ static const struct field interp_fields[] = {
 };
 
 static const struct field blob_fields[] = {
-	{ F("key", FT_STR, PI(blob.key)), .required = true, .ok = storage_key_ok,
+	{ F("key", FT_STR, PB(key)), .required = true, .ok = storage_key_ok,
 	  .what = "a storage key" },
-	{ F("sha256", FT_SHA, PI(blob.sha256)), .required = true },
-	{ F("size", FT_U64, PI(blob.size)), .required = true, .min = 0, .max = INT64_MAX },
+	{ F("sha256", FT_SHA, PB(sha256)), .required = true },
+	{ F("size", FT_U64, PB(size)), .required = true, .min = 0, .max = INT64_MAX },
 	{ F("compression", FT_STR, NOSTORE) },
 	{ F("format", FT_STR, NOSTORE) },
 	{ 0 },
@@ -327,8 +335,8 @@ static const struct field deploy_fields[] = {
 };
 
 static const struct field manifest_fields[] = {
-	{ F("format", FT_I64, NOSTORE), .required = true, .min = 1, .max = 1,
-	  .what = "1, the only format this upaas reads" },
+	{ F("format", FT_INT, PI(format)), .required = true, .min = 1, .max = PACKAGE_FORMAT,
+	  .what = "1 or 2, the formats this upaas reads" },
 	{ F("app", FT_STR, PI(app)), .required = true, .ok = app_name_ok,
 	  .what = "a valid app name" },
 	{ F("id", FT_STR, PI(id)), .required = true, .ok = package_id_ok,
@@ -339,9 +347,8 @@ static const struct field manifest_fields[] = {
 	{ F("image", FT_OBJ, 0), .sub = image_fields },
 	{ F("repository", FT_OBJ, 0), .sub = repo_fields },
 	{ F("interpreter", FT_OBJ, 0), .sub = interp_fields },
-	{ F("blob", FT_OBJ, 0), .required = true, .sub = blob_fields },
-	{ F("layers", FT_OBJV, NOSTORE), .elem = sizeof(struct layer_check), .max = LIST_MAX,
-	  .sub = layer_fields },
+	{ F("layers", FT_OBJV, PI(layers)), .off_n = PI(n_layers),
+	  .elem = sizeof(struct package_layer), .max = PACKAGE_LAYERS_MAX, .sub = layer_fields },
 	{ F("os_packages", FT_STRV, PI(os_packages)), .max = PACKAGES_MAX, .ok = package_name_ok,
 	  .what = "a valid Debian package name" },
 	{ F("metadata_sha256", FT_STR, PI(metadata_sha256)), .ok = hex64_ok, .what = "a sha256" },
@@ -565,6 +572,145 @@ static int read_fields(struct json_object *o, const char *prefix, const struct f
 	return 0;
 }
 
+/* The key a layer may have: its content address, or (the bottom layer
+ * only) the blob of a first-edition package of the same app. */
+static bool layer_key_ok(const struct package_info *p, size_t i)
+{
+	const struct package_layer *l = &p->layers[i];
+	_cleanup_free_ char *cas = storage_key_layer(l->sha256);
+	_cleanup_free_ char *prefix = xasprintf("packages/%s/", p->app);
+	size_t n = strlen(l->key), k = strlen(prefix);
+
+	if (!strcmp(l->key, cas))
+		return true;
+	if (i || n <= k + 8 || strncmp(l->key, prefix, k) || strcmp(l->key + n - 8, ".tar.zst"))
+		return false;
+	_cleanup_free_ char *id = xstrndup(l->key + k, n - k - 8);
+	return package_id_ok(id);
+}
+
+/*
+ * The layers of p: a first-edition manifest (format 1) has one, its blob;
+ * a layered one (format 2) lists them, bottom first, the bottom one full
+ * and the others deltas, each once, each under its content address (or the
+ * bottom one under a first-edition blob's key).
+ */
+static int layers_check(struct json_object *o, struct package_info *p, struct err *e)
+{
+	if (p->format == 1) {
+		struct json_object *v = NULL;
+		struct blob b = { 0 };
+		int r;
+
+		/* the first edition wrote "layers": [ the blob ]; the blob says it */
+		for (size_t i = 0; i < p->n_layers; i++) {
+			free(p->layers[i].key);
+			free(p->layers[i].kind);
+		}
+		free(p->layers);
+		p->layers = NULL;
+		p->n_layers = 0;
+		if (!json_object_object_get_ex(o, "blob", &v) || !v)
+			return err_set(e, -EINVAL, "manifest: blob is missing");
+		if (!json_object_is_type(v, json_type_object))
+			return wrong_type("blob", FT_OBJ, v, e);
+		r = read_fields(v, "blob", blob_fields, &b, e);
+		if (r < 0) {
+			free(b.key);
+			return r;
+		}
+		p->layers = xcalloc(1, sizeof(*p->layers));
+		p->n_layers = 1;
+		p->layers[0] = (struct package_layer){ .key = b.key, .size = b.size,
+						       .kind = xstrdup("full") };
+		memcpy(p->layers[0].sha256, b.sha256, sizeof(b.sha256));
+		return 0;
+	}
+	if (!p->n_layers)
+		return err_set(e, -EINVAL, "manifest: layers is %s",
+			       p->layers ? "empty" : "missing");
+	for (size_t i = 0; i < p->n_layers; i++) {
+		struct package_layer *l = &p->layers[i];
+		const char *want = i ? "delta" : "full";
+
+		if (!l->kind)
+			l->kind = xstrdup(want);
+		if (strcmp(l->kind, want))
+			return err_set(e, -EINVAL, "manifest: layers[%zu].kind is '%s', not '%s' (the "
+				       "bottom layer is full, the others are deltas)", i, l->kind, want);
+		if (!layer_key_ok(p, i))
+			return err_set(e, -EINVAL, "manifest: layers[%zu].key '%.128s%s' is not "
+				       "layers/<its sha256>.tar.zst", i, l->key,
+				       strlen(l->key) > 128 ? "..." : "");
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(p->layers[k].sha256, l->sha256))
+				return err_set(e, -EINVAL, "manifest: layers[%zu] and layers[%zu] are the "
+					       "same layer", k, i);
+	}
+	return 0;
+}
+
+int package_manifest_keys(const char *text, struct strv *ret, struct err *e)
+{
+	_cleanup_json_ struct json_object *o = NULL;
+	struct json_object *v = NULL, *k = NULL;
+
+	if (strlen(text) > PACKAGE_MANIFEST_MAX || json_parse_object(text, &o, e) < 0) {
+		err_clear(e);
+		return err_set(e, -EBADMSG, "not a JSON object of at most %zu bytes",
+			       PACKAGE_MANIFEST_MAX);
+	}
+	if (json_object_object_get_ex(o, "layers", &v) && json_object_is_type(v, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			struct json_object *l = json_object_array_get_idx(v, i);
+			if (json_object_is_type(l, json_type_object) &&
+			    json_object_object_get_ex(l, "key", &k) &&
+			    json_object_is_type(k, json_type_string) &&
+			    !strv_contains(ret, json_object_get_string(k)))
+				strv_push(ret, json_object_get_string(k));
+		}
+	if (json_object_object_get_ex(o, "blob", &v) && json_object_is_type(v, json_type_object) &&
+	    json_object_object_get_ex(v, "key", &k) && json_object_is_type(k, json_type_string) &&
+	    !strv_contains(ret, json_object_get_string(k)))
+		strv_push(ret, json_object_get_string(k));
+	return 0;
+}
+
+int package_manifest_shas(const char *text, struct strv *ret, struct err *e)
+{
+	_cleanup_json_ struct json_object *o = NULL;
+	struct json_object *v = NULL, *k = NULL;
+
+	if (strlen(text) > PACKAGE_MANIFEST_MAX || json_parse_object(text, &o, e) < 0) {
+		err_clear(e);
+		return err_set(e, -EBADMSG, "not a JSON object of at most %zu bytes",
+			       PACKAGE_MANIFEST_MAX);
+	}
+	if (json_object_object_get_ex(o, "layers", &v) && json_object_is_type(v, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			struct json_object *l = json_object_array_get_idx(v, i);
+			if (json_object_is_type(l, json_type_object) &&
+			    json_object_object_get_ex(l, "sha256", &k) &&
+			    json_object_is_type(k, json_type_string) &&
+			    !strv_contains(ret, json_object_get_string(k)))
+				strv_push(ret, json_object_get_string(k));
+		}
+	if (json_object_object_get_ex(o, "blob", &v) && json_object_is_type(v, json_type_object) &&
+	    json_object_object_get_ex(v, "sha256", &k) && json_object_is_type(k, json_type_string) &&
+	    !strv_contains(ret, json_object_get_string(k)))
+		strv_push(ret, json_object_get_string(k));
+	return 0;
+}
+
+uint64_t package_size(const struct package_info *p)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < p->n_layers; i++)
+		n += p->layers[i].size;
+	return n;
+}
+
 int package_manifest_parse(struct package_info *ret, const char *text, const char *app,
 			   const char *id, struct err *e)
 {
@@ -578,6 +724,8 @@ int package_manifest_parse(struct package_info *ret, const char *text, const cha
 	if ((r = json_parse_object(text, &o, e)) < 0)
 		return err_prefix(e, "manifest");
 	r = read_fields(o, "", manifest_fields, &p, e);
+	if (r >= 0)
+		r = layers_check(o, &p, e);
 	if (r >= 0 && app && strcmp(p.app, app))
 		r = err_set(e, -EINVAL, "manifest is for app '%s', not '%s'", p.app, app);
 	if (r >= 0 && id && strcmp(p.id, id))

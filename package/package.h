@@ -2,24 +2,27 @@
  * package/package.h - the package format: the manifest writer and reader
  * (package/manifest.c) and stored packages (package/packages.c).
  *
- * The package manifest (packages/<app>/<id>.json) is JSON:
- *   { "format": 1, "app", "id", "parent" (id or null), "fresh" (bool),
+ * The package manifest (packages/<app>/<id>.json) is JSON, upaas-package(5):
+ *   { "format": 2, "app", "id", "parent" (id or null), "fresh" (bool),
  *     "base": { "kind": "image"|"package", "name", "sha256", "reason" },
  *     "image": { "name", "sha256" } of the base image the line started from,
  *     "repository": { "url", "ref", "commit", "commit_time" },
  *     "interpreter": { "type", "version" },
- *     "blob": { "key", "sha256", "size", "compression": "zstd", "format": "pax" },
- *     "layers": [ { "key", "sha256", "size" } ]   (one today: the blob)
+ *     "layers": [ { "sha256", "size", "kind": "full"|"delta",
+ *                   "key": "layers/<sha256>.tar.zst" } ]   bottom first
  *     "os_packages": [..], "metadata_sha256",
  *     "app_home": "/home/app", "uid", "gid", "keep_git",
  *     "deploy": { "shared": [..], "hooks": { "pre": [..], "post": [..] }, "keep" },
  *     "builder": hostname, "steps": [ { "name", "seconds", "status" } ],
  *     "stages": [ .. ], "created": "2026-11-20T21:45:00Z" }
+ * A first-edition manifest ("format": 1) has "blob": { "key", "sha256",
+ * "size" } instead of layers: it reads as one full layer.
  */
 #ifndef UPAAS_PACKAGE_H
 #define UPAAS_PACKAGE_H
 
 #include "common/common.h"
+#include "archive/archive.h"
 #include "config/config.h"
 #include "storage/storage.h"
 
@@ -34,6 +37,17 @@ struct package_step {
 	double seconds;
 	char *status;              /* "ok", "skipped" */
 };
+/* One layer of a package (upaas-package(5)). */
+struct package_layer {
+	char *key;                 /* layers/<sha256>.tar.zst, or a first-edition blob */
+	char sha256[65];           /* of the compressed bytes */
+	uint64_t size;             /* compressed bytes */
+	char *kind;                /* "full" (the bottom one) or "delta" */
+};
+/* The format packages are written in, and the most layers one may list. */
+#define PACKAGE_FORMAT 2
+#define PACKAGE_LAYERS_MAX 64
+
 struct package_info {
 	char *app;
 	char *id;
@@ -43,7 +57,9 @@ struct package_info {
 	struct { char *name, *sha256; } image;   /* image the line started from */
 	struct { char *url, *ref, *commit; int64_t commit_time; } repo;   /* commit: hex */
 	struct { char *type, *version; } interp;
-	struct { char *key; char sha256[65]; uint64_t size; } blob;
+	int format;                /* 1: first edition (one blob), 2: layered */
+	struct package_layer *layers;  /* bottom first; at least one */
+	size_t n_layers;
 	struct strv os_packages;   /* Debian packages installed by the line */
 	char *metadata_sha256;
 	char *app_home;            /* NULL when the manifest has none */
@@ -65,8 +81,10 @@ struct package_info {
 				    * when unsigned (signing.allow_unsigned) */
 };
 void package_info_free(struct package_info *p);
-/* Serialises p as the manifest JSON above. */
+/* Serialises p as the manifest JSON above (format 2). */
 void package_manifest_json(const struct package_info *p, struct buf *out);
+/* The bytes of all its layers. */
+uint64_t package_size(const struct package_info *p);
 
 /* The largest manifest text read. */
 #define PACKAGE_MANIFEST_MAX ((size_t)1 << 20)
@@ -74,9 +92,14 @@ void package_manifest_json(const struct package_info *p, struct buf *out);
 /*
  * The one manifest reader. A manifest comes from storage: it is data, and
  * it is held to this edition's fields:
- *  - required: "format" 1, "app" (app_name_ok), "id" (package_id_ok),
- *    "blob" with "key" (storage_key_ok), "sha256" (64 lowercase hex) and
- *    "size" (an integer >= 0);
+ *  - required: "format" 1 or 2, "app" (app_name_ok), "id" (package_id_ok);
+ *    format 1: "blob" with "key" (storage_key_ok), "sha256" (64 lowercase
+ *    hex) and "size" (an integer >= 0), which becomes the one full layer;
+ *    format 2: "layers", 1 to PACKAGE_LAYERS_MAX objects with "key",
+ *    "sha256", "size" and "kind" ("full" for the bottom one, "delta" for
+ *    the others; absent: that), each sha256 once, each key
+ *    "layers/<sha256>.tar.zst" (or, the bottom one, the blob of a
+ *    first-edition package of the same app, "packages/<app>/<id>.tar.zst");
  *  - every known field that is present has its type (a string, an integer,
  *    a list, ...), else it is an error naming the field; JSON null counts as
  *    absent; unknown fields are ignored (a newer builder may add some);
@@ -85,8 +108,7 @@ void package_manifest_json(const struct package_info *p, struct buf *out);
  *    package, "os_packages" Debian package names, "app_home" a safe absolute
  *    path, "deploy.shared" and "deploy.hooks.pre/post" safe relative paths,
  *    "uid"/"gid" in the range of apps.uid/apps.gid, "deploy.keep" in that of
- *    the metadata's deploy.keep, "created" an ISO 8601 UTC time, "layers"
- *    objects with a key, a sha256 and a size;
+ *    the metadata's deploy.keep, "created" an ISO 8601 UTC time;
  *  - bounded: strings 4096 bytes without control characters, lists 256
  *    entries (os_packages 4096), the text PACKAGE_MANIFEST_MAX;
  *  - nothing after the JSON object but white space.
@@ -97,6 +119,16 @@ void package_manifest_json(const struct package_info *p, struct buf *out);
  */
 int package_manifest_parse(struct package_info *ret, const char *text, const char *app,
 			   const char *id, struct err *e);
+
+/*
+ * What a manifest text lists as layers, read leniently (for the collection
+ * of layers: a manifest keeps a key as long as it names it): every string
+ * "key" of "layers" and the "blob" key, whatever else the manifest holds.
+ * -EBADMSG when the text is not a JSON object.
+ */
+int package_manifest_keys(const char *text, struct strv *ret, struct err *e);
+/* The same for the sha256 of every layer (and of the "blob"), as listed. */
+int package_manifest_shas(const char *text, struct strv *ret, struct err *e);
 
 /* true for a package id usable as a revision name on a deploy host:
  * [A-Za-z0-9][A-Za-z0-9._-]* (at most 128), not ending in ".tmp" or
@@ -115,11 +147,6 @@ int package_current(struct storage *s, const struct sign_trust *t, const char *a
 		    struct buf *ret_id, struct err *e);
 /* The ids of the app's packages (those with a manifest), oldest first. */
 int packages_list(struct storage *s, const char *app, struct strv *ids, struct err *e);
-/* Downloads the blob and checks its size and sha256 against the manifest
- * (-EBADMSG on mismatch). path NULL: verify only; else the verified blob is
- * renamed to path (never left there when the check fails). */
-int package_fetch(struct storage *s, const struct package_info *p, const char *path,
-		  struct err *e);
 /* Reads the package's bill of materials (packages/<app>/<id>.sbom.json),
  * checking its size and sha256 against the (verified) manifest; -ENOENT
  * when the package has none. */
@@ -129,11 +156,12 @@ int package_sbom(struct storage *s, const struct package_info *p, struct sbom *r
 /*
  * Keeps the newest keep packages of app (and always the current one) and
  * deletes the others: manifest first (the commit marker), then its
- * signature, blob, bill of materials and log.
+ * signature, bill of materials and log. Their layers stay: layers_gc()
+ * removes those no package lists any more.
  * The logs of builds that made no package (failed, cancelled) are kept the
  * same way: the newest keep of them.
- * ret_removed (may be NULL) receives the ids removed. Then deletes the blobs
- * (and their signatures and bills) of app that no manifest names
+ * ret_removed (may be NULL) receives the ids removed. Then deletes the
+ * bills of materials and signatures of app that no manifest names
  * (what a build or a prune that died left) once they are
  * PACKAGE_ORPHAN_GRACE_S old, and at once what a prune that died left.
  */
@@ -417,5 +445,148 @@ int sbom_parse(struct sbom *ret, const char *text, struct err *e);
 /* SPDX 2.3 JSON and CycloneDX 1.5 JSON of s. */
 void sbom_spdx(const struct sbom *s, const struct sbom_subject *subj, struct buf *out);
 void sbom_cyclonedx(const struct sbom *s, const struct sbom_subject *subj, struct buf *out);
+
+/* ============================================================== layers */
+
+/*
+ * The layers of stored packages (package/layers.c, upaas-package(5)).
+ * Every layer is checked against the size and sha256 its manifest gives
+ * before anything uses it; a message names the layer ("layer 3f9a2c1b5d7e
+ * (2 of 3) of package app/id ('layers/<sha256>.tar.zst'): missing from
+ * storage"). -ENOENT for a missing layer, -EBADMSG for a corrupt one.
+ */
+
+/*
+ * An fd (at offset 0) on the verified bytes of layer i of p: with a handler
+ * that has STORAGE_CAP_FD (local storage) the object itself, read in place
+ * and hashed first; else a private temporary file in tmpdir that the
+ * download streams into, hashed on the way and stopped past the size the
+ * manifest gives. The caller closes it.
+ */
+int layer_open(struct storage *s, const struct package_info *p, size_t i, const char *tmpdir,
+	       struct err *e);
+/*
+ * layer_open() for a deploy host that keeps the layers of its revisions:
+ * kept (an existing directory) holds verified copies, <sha256>.tar.zst. A
+ * layer there is read from it, hashed first (a copy that fails is removed
+ * and the layer fetched again); one fetched from storage without
+ * STORAGE_CAP_FD streams into a private file in kept and is linked there
+ * under its name once verified (a crash leaves no half copy under a name).
+ * Local storage is read in place as by layer_open(), nothing is kept.
+ * ret_fetched: true when the bytes came from storage.
+ */
+int layer_open_kept(struct storage *s, const struct package_info *p, size_t i, const char *kept,
+		    bool *ret_fetched, struct err *e);
+/* Verifies layer i and unpacks it into dest in mode (archive.h), checking
+ * its sha256 again while it is read. */
+int layer_unpack(struct storage *s, const struct package_info *p, size_t i, const char *dest,
+		 enum unpack_mode mode, const char *tmpdir, struct progress *progress,
+		 struct err *e);
+/* The whole tree of p into dest (missing or empty): the bottom layer, then
+ * each delta applied onto it (UNPACK_APPLY). The caller removes dest on
+ * failure. */
+int package_unpack(struct storage *s, const struct package_info *p, const char *dest,
+		   const char *tmpdir, struct progress *progress, struct err *e);
+/* Downloads every layer and checks its size and sha256 (nothing is kept). */
+int package_verify_layers(struct storage *s, const struct package_info *p, struct err *e);
+/*
+ * path NULL: package_verify_layers(). Else one flat tarball of the whole root is
+ * written to path (atomically, never left there when a check fails): the
+ * verified layer itself when p has one, else the layers applied in order
+ * into a temporary tree next to path, packed again (mtimes kept).
+ */
+int package_fetch(struct storage *s, const struct package_info *p, const char *path,
+		  struct err *e);
+/* Checks that every layer of p is in storage with its size (a stat each):
+ * what a build does right before it writes a manifest. */
+int package_layers_check(struct storage *s, const struct package_info *p, struct err *e);
+
+/*
+ * Packs a layer and stores it under its content address
+ * (layers/<sha256>.tar.zst; an upload never leaves a half object under a
+ * final key): root is a tree (a full layer, pack_tree) or, with upper, an
+ * overlay upper dir over lower (a delta, pack_layer). With a handler that
+ * has STORAGE_CAP_COMMIT_AS the pack streams into storage and is named at
+ * the end; else it goes to a private file in tmpdir first, and is not
+ * uploaded again when the object is there already and younger than half of
+ * grace (so that layers_gc() cannot take it before the manifest lists it).
+ * ret (may be NULL) gets the layer (its key and kind owned by the caller),
+ * ret_pack (may be NULL) what packing found. Returns 0, or 1 when
+ * skip_empty is set and the layer has no entry (nothing is stored, ret is
+ * left alone).
+ */
+struct layer_store_opts {
+	const char *root;
+	const char *lower;         /* upper only; NULL: nothing below */
+	bool upper;
+	struct pack_opts pack;
+	const char *tmpdir;
+	int64_t grace;             /* apps.layer_grace */
+	bool skip_empty;           /* a layer of no entry is not stored: 1 */
+};
+int layer_store(struct storage *s, const struct layer_store_opts *o, struct package_layer *ret,
+		struct pack_result *ret_pack, struct err *e);
+
+/*
+ * Everything the accounting and the collection of layers need, read once:
+ * every object under packages/, layers/ and logs/ (key, size, mtime) and
+ * every manifest, of every app (ids sort by time, so each app's packages
+ * are oldest first).
+ */
+struct stored_object {
+	char *key;
+	struct storage_stat st;
+};
+struct indexed_package {
+	char *app, *id;
+	struct strv keys;          /* what it lists as layers (package_manifest_keys) */
+	bool ok;                   /* info was read (the strict reader took it) */
+	bool gone;                 /* removed while the index was read */
+	char *error;               /* not even keys could be read: why */
+	struct package_info info;
+};
+struct package_index {
+	struct indexed_package *v;     /* sorted by app, then id */
+	size_t n;
+	struct stored_object *objects; /* sorted by key */
+	size_t n_objects;
+};
+int package_index_load(struct storage *s, struct package_index *ret, struct err *e);
+void package_index_free(struct package_index *x);
+const struct stored_object *package_index_object(const struct package_index *x,
+						 const char *key);
+/* The bytes of the layers ip is the first (oldest) package of its app to
+ * list: what it added to its app's storage. */
+uint64_t package_own_size(const struct package_index *x, const struct indexed_package *ip);
+
+/* What an app costs in storage, each layer counted once. */
+struct app_usage {
+	size_t packages;           /* manifests */
+	size_t unreadable;         /* manifests that cannot be read */
+	size_t layers;             /* distinct layers listed */
+	size_t missing;            /* listed but not in storage */
+	uint64_t stored;           /* bytes of those layers */
+	uint64_t shared;           /* of stored: layers other apps list too */
+	uint64_t listed;           /* the sum of each package's total: the cost
+				    * if every package were a full copy */
+	uint64_t other;            /* manifests, signatures, logs */
+};
+int package_usage(const struct package_index *x, const char *app, struct app_usage *ret);
+
+/*
+ * Removes the layers no package lists any more: every object under layers/
+ * and every first-edition blob without a manifest that no manifest (of any
+ * app) lists and whose storage mtime is older than grace seconds (a build
+ * may have stored it and not have written its manifest yet; a build checks
+ * its layers again right before it does). When a manifest cannot be read,
+ * (not even as JSON), what it lists is unknown: nothing is removed
+ * (-EBADMSG). A manifest the strict reader refuses for another reason
+ * still keeps what it lists.
+ */
+struct gc_result {
+	struct strv removed;       /* keys */
+	uint64_t bytes;
+};
+int layers_gc(struct storage *s, int64_t grace, struct gc_result *ret, struct err *e);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * package/packages.c - stored packages: load a manifest, the current id,
- * list, verified download, prune. See package.h.
+ * list, prune. Layers are package/layers.c. See package.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,92 +110,6 @@ int packages_list(struct storage *s, const char *app, struct strv *ids, struct e
 	return 0;
 }
 
-/* ------------------------------------------------------------ fetch */
-
-struct fetch_sink {
-	struct sha256 h;
-	uint64_t size;
-	uint64_t max;
-	int fd;
-};
-
-static int fetch_write(void *data, const void *p, size_t n)
-{
-	struct fetch_sink *f = data;
-	f->size += n;
-	if (f->size > f->max)
-		return -EFBIG;
-	sha256_update(&f->h, p, n);
-	if (f->fd >= 0)
-		return fs_write_all(f->fd, p, n);
-	return 0;
-}
-
-int package_fetch(struct storage *s, const struct package_info *p, const char *path,
-		  struct err *e)
-{
-	struct fetch_sink f = { .fd = -1, .max = p->blob.size };
-	_cleanup_free_ char *tmp = NULL;
-	int r;
-
-	if (path) {
-		tmp = xasprintf("%s.tmp.XXXXXX", path);
-		f.fd = mkostemp(tmp, O_CLOEXEC);
-		if (f.fd < 0)
-			return err_set_errno(e, -errno, "cannot create '%s'", tmp);
-	}
-	r = sha256_init(&f.h);
-	if (r < 0) {
-		err_set(e, r, "cannot start sha256");
-		goto out;
-	}
-	r = storage_get(s, p->blob.key, fetch_write, &f, e);
-	char hex[65];
-	sha256_final(&f.h, hex);
-	if (r == -EFBIG) {
-		err_clear(e);
-		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' is larger than "
-			    "the %llu bytes of its manifest", p->app, p->id, p->blob.key,
-			    (unsigned long long)p->blob.size);
-		goto out;
-	}
-	if (r < 0)
-		goto out;
-	if (f.size != p->blob.size) {
-		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' has %llu bytes, "
-			    "the manifest says %llu", p->app, p->id, p->blob.key,
-			    (unsigned long long)f.size, (unsigned long long)p->blob.size);
-		goto out;
-	}
-	if (strcmp(hex, p->blob.sha256)) {
-		r = err_set(e, -EBADMSG, "package %s/%s is corrupt: blob '%s' has sha256 %s, "
-			    "the manifest says %s", p->app, p->id, p->blob.key, hex,
-			    p->blob.sha256);
-		goto out;
-	}
-	if (path) {
-		if (fsync(f.fd) < 0 || close(f.fd) < 0) {
-			f.fd = -1;
-			r = err_set_errno(e, -errno, "cannot write '%s'", tmp);
-			goto out;
-		}
-		f.fd = -1;
-		if (rename(tmp, path) < 0) {
-			r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, path);
-			goto out;
-		}
-		free(tmp);
-		tmp = NULL;
-	}
-	r = 0;
-out:
-	if (f.fd >= 0)
-		close(f.fd);
-	if (tmp)
-		unlink(tmp);
-	return r;
-}
-
 /* ------------------------------------------------------------ prune */
 
 /*
@@ -259,12 +173,12 @@ static char *key_id(const char *key, const char *dir, const char *ext)
 	return xstrndup(key + dl, kl - dl - el);
 }
 
-/* Deletes the manifest (then its signature), blob, bill of materials and
- * log of app/id, then its tombstone. */
+/* Deletes the manifest (then its signature), bill of materials and log of
+ * app/id, then its tombstone. Its layers (a first-edition package's blob
+ * too) go with layers_gc() once no other package lists them. */
 static int prune_one(struct storage *s, const char *app, const char *id, struct err *e)
 {
 	_cleanup_free_ char *mkey = storage_key_package(app, id, "json");
-	_cleanup_free_ char *bkey = storage_key_package(app, id, "tar.zst");
 	_cleanup_free_ char *skey = storage_key_package(app, id, "sbom.json");
 	_cleanup_free_ char *lkey = storage_key_log(app, id);
 	_cleanup_free_ char *tkey = storage_key_package(app, id, "pruned");
@@ -275,11 +189,9 @@ static int prune_one(struct storage *s, const char *app, const char *id, struct 
 	if (r >= 0)
 		crash_point("package.prune.after-manifest");
 	if (r >= 0)
-		r = storage_delete(s, bkey, e);
-	if (r >= 0)
-		crash_point("package.prune.after-blob");
-	if (r >= 0)
 		r = storage_delete(s, skey, e);
+	if (r >= 0)
+		crash_point("package.prune.after-bill");
 	if (r >= 0)
 		r = storage_delete(s, lkey, e);
 	if (r >= 0)
@@ -290,12 +202,13 @@ static int prune_one(struct storage *s, const char *app, const char *id, struct 
 /*
  * Deletes what no manifest of app names any more: what a prune that died
  * left (its tombstone packages/<app>/<id>.pruned says so: at once), and
- * blobs without a manifest (a build that died between its blob and its
- * manifest on a host that builds the app no more) once they are
- * PACKAGE_ORPHAN_GRACE_S old: a younger blob may be that of a build on
- * another host, between its blob and its manifest right now. A log without
- * a manifest is that of a build that made no package: prune_failed_logs()
- * keeps the newest of them.
+ * bills of materials and signatures without a manifest (a build that died
+ * between its layer and its manifest on a host that builds the app no more)
+ * once they are PACKAGE_ORPHAN_GRACE_S old: a younger one may be that of a
+ * build on another host, between its layer and its manifest right now.
+ * Blobs and layers are layers_gc()'s: a first-edition blob may be the
+ * bottom layer of a later package. A log without a manifest is that of a
+ * build that made no package: prune_failed_logs() keeps the newest of them.
  */
 static int prune_orphans(struct storage *s, const char *app, struct err *e)
 {
@@ -307,10 +220,10 @@ static int prune_orphans(struct storage *s, const char *app, struct err *e)
 	for (size_t i = 0; r >= 0 && i < l.keys.n; i++) {
 		const char *k = l.keys.v[i];
 		_cleanup_free_ char *dead = key_id(k, pdir, ".pruned");
-		/* what a package has besides its manifest: its blob, its bill
-		 * of materials, the manifest's signature (written before the
-		 * manifest); its log goes with the manifest (prune_one()) */
-		_cleanup_free_ char *id = key_id(k, pdir, ".tar.zst");
+		/* what a package has besides its manifest and its layers: its
+		 * bill of materials, the manifest's signature (written before
+		 * the manifest); its log goes with the manifest (prune_one()) */
+		_cleanup_free_ char *id = NULL;
 		int64_t mtime = 0;
 
 		if (dead && package_id_ok(dead)) {
@@ -319,8 +232,7 @@ static int prune_orphans(struct storage *s, const char *app, struct err *e)
 				log_info("finished the pruning of %s/%s", app, dead);
 			continue;
 		}
-		if (!id)
-			id = key_id(k, pdir, ".sbom.json");
+		id = key_id(k, pdir, ".sbom.json");
 		if (!id)
 			id = key_id(k, pdir, ".json.sig");
 		if (!id || !package_id_ok(id))

@@ -255,14 +255,20 @@ static void job_record(struct worker *w, struct job *j, enum build_state st,
 		_cleanup_err_ struct err pe = ERR_INIT;
 		_cleanup_strv_ struct strv removed = STRV_INIT;
 		_cleanup_trust_ struct sign_trust t = SIGN_TRUST_INIT;
+		struct gc_result gc = { STRV_INIT, 0 };
 		r = sign_trust_config(&t, w->c, &pe);
 		if (r >= 0)
 			r = packages_prune(w->s, &t, j->b.app, w->c->apps.keep_packages, &removed,
 					   &pe);
+		if (r >= 0)
+			r = layers_gc(w->s, w->c->apps.layer_grace, &gc, &pe);
 		if (r < 0)
 			log_warn("app '%s': cannot prune packages: %s", j->b.app, err_msg(&pe));
 		for (size_t i = 0; i < removed.n; i++)
 			job_log(j, "pruned package %s", removed.v[i]);
+		for (size_t i = 0; i < gc.removed.n; i++)
+			job_log(j, "removed %s", gc.removed.v[i]);
+		strv_free(&gc.removed);
 	}
 }
 

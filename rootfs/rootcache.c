@@ -300,40 +300,110 @@ static int chain_resolve(const char *roots, const char *sha, struct strv *out)
 	}
 }
 
-/* Fetches and verifies the blob, unpacks it into tmp/root and publishes
- * that as final; the caller holds the lock and removes tmp. */
+/* Hashes fd to its end, at most max + 1 bytes. */
+static int hash_fd(int fd, uint64_t max, char hex[65], uint64_t *ret_size)
+{
+	_cleanup_free_ char *block = xmalloc(1u << 20);
+	struct sha256 h;
+	uint64_t n = 0;
+	int r = sha256_init(&h);
+
+	if (r < 0)
+		return r;
+	while (n <= max) {
+		ssize_t k = read(fd, block, 1u << 20);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			r = -errno;
+			sha256_free(&h);
+			return r;
+		}
+		if (k == 0)
+			break;
+		sha256_update(&h, block, (size_t)k);
+		n += (uint64_t)k;
+	}
+	sha256_final(&h, hex);
+	*ret_size = n;
+	return 0;
+}
+
+/*
+ * Fetches and verifies the blob, unpacks it into tmp/root and publishes
+ * that as final; the caller holds the lock and removes tmp. Local storage
+ * is read in place (hashed first, and again while it is unpacked: nothing
+ * unverified reaches the unpacker); other storage is streamed into tmp,
+ * bounded by the size of the (verified) manifest and checked on the way.
+ */
 static int rootcache_fill(const struct config *cfg, struct storage *s, const char *roots,
 			  const char *tmp, const char *key, const char *sha256, uint64_t size,
-			  const char *final, struct err *e)
+			  const char *parent, const char *final, struct err *e)
 {
 	_cleanup_free_ char *blob = path_join(tmp, "blob"), *tree = path_join(tmp, "root");
 	_cleanup_free_ char *sizefile = NULL, *txt = NULL;
+	_cleanup_close_ int fd = -1;
 	struct progress prog = { 0 };
 	uint64_t got = 0;
 	int dfd, r;
 
-	/* bounded by the size of the (verified) manifest, checked while it
-	 * streams: a swapped blob never reaches the unpacker */
-	r = storage_get_verified(s, key, blob, sha256, size, "the blob", e);
-	if (r < 0)
-		return err_prefix(e, "fetching '%s'", key);
-	got = size;
+	if (storage_caps(s) & STORAGE_CAP_FD) {
+		char hex[65];
+
+		fd = storage_open_fd(s, key, e);
+		if (fd < 0)
+			return err_prefix(e, "fetching '%s'", key);
+		r = hash_fd(fd, size, hex, &got);
+		if (r < 0)
+			return err_set_errno(e, r, "cannot read '%s'", key);
+		if (got != size)
+			return err_set(e, -EBADMSG, "the blob failed verification: '%s' has %s%llu "
+				       "bytes, the manifest says %llu", key, got > size ? "more than " : "",
+				       (unsigned long long)got, (unsigned long long)size);
+		if (strcmp(hex, sha256))
+			return err_set(e, -EBADMSG, "the blob failed verification: '%s' has sha256 %s, "
+				       "the manifest says %s", key, hex, sha256);
+		if (lseek(fd, 0, SEEK_SET) < 0)
+			return err_set_errno(e, -errno, "cannot read '%s'", key);
+	} else {
+		r = storage_get_verified(s, key, blob, sha256, size, "the blob", e);
+		if (r < 0)
+			return err_prefix(e, "fetching '%s'", key);
+		fd = open(blob, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return err_set_errno(e, -errno, "cannot open '%s'", blob);
+		unlink(blob);
+		got = size;
+	}
 	/* owned by the sandbox's range: root inside is its first id */
 	struct sandbox_range ids;
 	rootfs_range(cfg, &ids);
+	/* a layer over another in overlay's format, a full root as it is */
+	struct unpack_opts uo = { .mode = parent ? UNPACK_UPPER : UNPACK_PLAIN, .name = key,
+				  .sha256 = sha256, .size = got, .progress = &prog,
+				  .uid_offset = ids.uid_base, .gid_offset = ids.gid_base };
 	progress_begin(&prog, "unpacking", got);
-	r = unpack_file_shifted(blob, tree, ids.uid_base, ids.gid_base, &prog, e);
+	r = unpack_fd(fd, tree, &uo, NULL, e);
 	progress_end(&prog);
 	if (r < 0)
 		return r;
-	unlink(blob);
 
 	dfd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	sizefile = xasprintf("%s/%s.size", roots, sha256);
 	txt = xasprintf("%llu\n", (unsigned long long)(dfd >= 0 ? tree_usage(dfd, 0) : 0));
 	fs_write_atomic(sizefile, txt, strlen(txt), 0644);
-	/* a stale layer record would make the full copy look like a layer */
-	unlink_record(roots, sha256);
+	if (parent) {
+		/* the record before the tree: a layer is never taken for a full
+		 * copy */
+		_cleanup_free_ char *rec = xasprintf("%s/%s.parent", roots, sha256);
+		_cleanup_free_ char *line = xasprintf("%s\n", parent);
+		r = fs_write_atomic(rec, line, strlen(line), 0644);
+		if (r < 0)
+			return err_set_errno(e, r, "cannot write '%s'", rec);
+	} else {
+		/* a stale layer record would make the full copy look like a layer */
+		unlink_record(roots, sha256);
+	}
 	crash_point("rootcache.before-publish");
 	if (rename(tree, final) < 0) {
 		struct stat st;
@@ -350,10 +420,11 @@ static int rootcache_fill(const struct config *cfg, struct storage *s, const cha
 	return 0;
 }
 
-/* Makes roots/<sha> in a fresh roots/<sha>.tmp-XXXXXX; lock held. */
+/* Makes roots/<sha> in a fresh roots/<sha>.tmp-XXXXXX; lock held. parent:
+ * the layer it sits on (NULL: a full root). */
 static int rootcache_make(const struct config *c, struct storage *s, const char *roots,
-			  const char *key, const char *sha256, uint64_t size, const char *final,
-			  struct err *e)
+			  const char *key, const char *sha256, uint64_t size, const char *parent,
+			  const char *final, struct err *e)
 {
 	_cleanup_free_ char *tmp = xasprintf("%s/%s.tmp-XXXXXX", roots, sha256);
 	_cleanup_err_ struct err e2 = ERR_INIT;
@@ -361,7 +432,7 @@ static int rootcache_make(const struct config *c, struct storage *s, const char 
 
 	if (!mkdtemp(tmp))
 		return err_set_errno(e, -errno, "cannot create a directory in '%s'", roots);
-	r = rootcache_fill(c, s, roots, tmp, key, sha256, size, final, e);
+	r = rootcache_fill(c, s, roots, tmp, key, sha256, size, parent, final, e);
 	if (fs_rm_rf(tmp, &e2) < 0)
 		log_warn("cannot remove '%s': %s", tmp, err_msg(&e2));
 	return r;
@@ -430,7 +501,7 @@ static int get_impl(const struct config *c, struct storage *s, const char *key,
 				return r;
 		}
 		remove_stale(roots, sha256);
-		r = rootcache_make(c, s, roots, key, sha256, size, final, e);
+		r = rootcache_make(c, s, roots, key, sha256, size, NULL, final, e);
 		if (r < 0)
 			return r;
 		strv_push(ret_lowers, final);
@@ -460,6 +531,90 @@ int rootcache_get_full(const struct config *c, struct storage *s, const char *ke
 		       const char *sha256, uint64_t size, struct strv *ret_lowers, struct err *e)
 {
 	return get_impl(c, s, key, sha256, size, true, ret_lowers, e);
+}
+
+/* Makes the entry of layer l (over parent, NULL for a full one) unless a
+ * usable one is there; an unusable one is replaced. 1 when it was made. */
+static int layer_entry(const struct config *c, struct storage *s, const char *roots,
+		       const struct rootcache_layer *l, const char *parent, struct err *e)
+{
+	_cleanup_free_ char *final = path_join(roots, l->sha256);
+	_cleanup_free_ char *lock = xasprintf("%s.lock", final);
+	_cleanup_strv_ struct strv chain = STRV_INIT;
+	_cleanup_close_ int lfd = lock_file(lock, true, e);
+	struct stat st;
+	int r;
+
+	if (lfd < 0)
+		return lfd;
+	/* made by someone else while we waited? */
+	r = chain_resolve(roots, l->sha256, &chain);
+	if (r == 0)
+		return 0;
+	if (lstat(final, &st) == 0) {
+		_cleanup_close_ int claim = entry_claim(roots, l->sha256);
+		log_info("root cache: %.12s: %s: fetching it again", l->sha256, chain_why(r));
+		if (claim == -EBUSY)
+			return err_set(e, -EBUSY, "the cached layer '%s' is unusable (%s) and in use",
+				       final, chain_why(r));
+		if ((r = remove_entry(roots, l->sha256, e)) < 0)
+			return r;
+	}
+	remove_stale(roots, l->sha256);
+	r = rootcache_make(c, s, roots, l->key, l->sha256, l->size, parent, final, e);
+	return r < 0 ? r : 1;
+}
+
+int rootcache_get_layers(const struct config *c, struct storage *s,
+			 const struct rootcache_layer *l, size_t n, struct strv *ret_lowers,
+			 struct err *e)
+{
+	_cleanup_free_ char *roots = roots_dir(c);
+	size_t have = 0;
+	int r, made = 0;
+
+	if (!n)
+		return err_set(e, -EINVAL, "no layer to stack");
+	for (size_t i = 0; i < n; i++)
+		if (!hex64_ok(l[i].sha256))
+			return err_set(e, -EINVAL, "'%s' is not a sha256", l[i].sha256);
+	r = roots_format(c, roots, e);
+	if (r < 0)
+		return r;
+	/* whoever comes next removes what dead makers left */
+	rootcache_sweep(c);
+	/* the highest layer whose chain the cache has whole: the ones above
+	 * it are fetched, bottom up, each over the one below */
+	for (size_t i = n; i > 0 && !have; i--) {
+		_cleanup_strv_ struct strv chain = STRV_INIT;
+		if (chain_resolve(roots, l[i - 1].sha256, &chain) == 0)
+			have = i;
+	}
+	for (size_t i = have; i < n; i++) {
+		r = layer_entry(c, s, roots, &l[i], i ? l[i - 1].sha256 : NULL, e);
+		if (r < 0)
+			return err_prefix(e, "layer %zu of %zu", i + 1, n);
+		made |= r;
+	}
+	strv_free(ret_lowers);
+	r = chain_resolve(roots, l[n - 1].sha256, ret_lowers);
+	if (r < 0) {
+		strv_free(ret_lowers);
+		return err_set(e, -ENOLINK, "the cached layer '%s/%s': %s", roots, l[n - 1].sha256,
+			       chain_why(r));
+	}
+	for (size_t i = 0; i < ret_lowers->n; i++) {
+		_cleanup_free_ char *used = xasprintf("%s.used", ret_lowers->v[i]);
+
+		touch(used);
+	}
+	if (c->limits.unpacked_cache > 0) {
+		_cleanup_err_ struct err e2 = ERR_INIT;
+
+		if (rootcache_trim(c, ret_lowers, &e2) < 0)
+			log_warn("trimming the root cache: %s", err_msg(&e2));
+	}
+	return made;
 }
 
 int rootcache_put_layer(const struct config *c, const char *sha256, const char *parent_sha256,
@@ -652,4 +807,92 @@ int rootcache_trim(const struct config *c, const struct strv *keep, struct err *
 		free(v[i].sha);
 	free(v);
 	return r;
+}
+
+/* ------------------------------------------------------------ retire */
+
+/* roots/.chains/<app>: the entries of the app's last chain, a sha a line. */
+static int chain_record_read(const char *path, struct strv *ret)
+{
+	_cleanup_buf_ struct buf t = BUF_INIT;
+	int r = buf_read_file(&t, path, 64 * 1024);
+
+	if (r < 0)
+		return r;
+	for (char *line = t.p, *nl; line && *line; line = nl) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl++ = '\0';
+		if (hex64_ok(line))
+			strv_push(ret, line);
+	}
+	return 0;
+}
+
+int rootcache_retire(const struct config *c, const char *app, const char *top_sha256,
+		     const char *keep_sha256, struct err *e)
+{
+	_cleanup_free_ char *roots = roots_dir(c);
+	_cleanup_free_ char *dir = path_join(roots, ".chains");
+	_cleanup_free_ char *rec = NULL, *lock = NULL;
+	_cleanup_strv_ struct strv chain = STRV_INIT, now = STRV_INIT, old = STRV_INIT;
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	_cleanup_close_ int lfd = -1;
+	int r;
+
+	if (!app_name_ok(app) || !hex64_ok(top_sha256))
+		return err_set(e, -EINVAL, "invalid chain '%s' of app '%s'", top_sha256, app);
+	r = fs_mkdir_p(dir, 0700);
+	if (r < 0)
+		return err_set_errno(e, r, "cannot create '%s'", dir);
+	rec = path_join(dir, app);
+	/* one lock for all records: a removal must see every app's */
+	lock = path_join(dir, ".lock");
+	lfd = lock_file(lock, true, e);
+	if (lfd < 0)
+		return lfd;
+	if (chain_resolve(roots, top_sha256, &chain) < 0)
+		return 0;   /* nothing usable to record */
+	for (size_t i = 0; i < chain.n; i++) {
+		const char *sha = strrchr(chain.v[i], '/') + 1;
+		strv_push(&now, sha);
+		buf_addf(&text, "%s\n", sha);
+	}
+	chain_record_read(rec, &old);
+	r = fs_write_atomic(rec, text.p, text.len, 0600);
+	if (r < 0)
+		return err_set_errno(e, r, "cannot write '%s'", rec);
+
+	/* what other apps' chains hold stays */
+	_cleanup_strv_ struct strv others = STRV_INIT;
+	DIR *d = opendir(dir);
+	for (struct dirent *de; d && (de = readdir(d));) {
+		if (!app_name_ok(de->d_name) || !strcmp(de->d_name, app))
+			continue;
+		_cleanup_free_ char *p = path_join(dir, de->d_name);
+		chain_record_read(p, &others);
+	}
+	if (d)
+		closedir(d);
+	for (size_t i = 0; i < old.n; i++) {
+		const char *sha = old.v[i];
+		_cleanup_err_ struct err e2 = ERR_INIT;
+
+		if (strv_contains(&now, sha) || strv_contains(&others, sha) ||
+		    (keep_sha256 && !strcmp(sha, keep_sha256)))
+			continue;
+		_cleanup_free_ char *elock = xasprintf("%s/%s.lock", roots, sha);
+		_cleanup_close_ int efd = lock_file(elock, false, &e2);
+		if (efd < 0)
+			continue;   /* being made or used right now */
+		_cleanup_close_ int claim = entry_claim(roots, sha);
+		if (claim == -EBUSY)
+			continue;   /* a workspace stacks it */
+		if (remove_entry(roots, sha, &e2) < 0)
+			log_warn("root cache: cannot remove '%s/%s': %s", roots, sha, err_msg(&e2));
+		else
+			log_debug("root cache: removed %.12s, which app '%s' no longer stacks", sha,
+				  app);
+	}
+	return 0;
 }

@@ -41,9 +41,27 @@ void rootfs_range(const struct config *c, struct sandbox_range *ret);
  * without it (the first edition's, owned by real root) or made for another
  * range is moved aside and removed, and the cache starts empty.
  */
-#define ROOTCACHE_MAX_LAYERS 12
+#define ROOTCACHE_MAX_LAYERS 40
 int rootcache_get(const struct config *c, struct storage *s, const char *key, const char *sha256,
 		  uint64_t size, struct strv *ret_lowers, struct err *e);
+/*
+ * The lower dirs of a package of n layers (bottom first; upaas-package(5)),
+ * top first: the entry of each layer, keyed by its sha256, fetched from
+ * storage (verified) when the cache lacks it: the bottom layer unpacked as
+ * a full copy, each other one in overlay's format with a record of the layer
+ * below. An entry that a build kept (its upper dir) may sit on another chain
+ * of the same content; it is used as its record says. A broken or too long
+ * chain is made again from the package's own layers. Returns 0 when
+ * everything came from the cache, 1 when a layer was fetched.
+ */
+struct rootcache_layer {
+	const char *key;
+	const char *sha256;
+	uint64_t size;
+};
+int rootcache_get_layers(const struct config *c, struct storage *s,
+			 const struct rootcache_layer *l, size_t n, struct strv *ret_lowers,
+			 struct err *e);
 /* The same, but always one full copy (a layer entry of sha256 is replaced):
  * for when a chain of layers cannot be mounted. */
 int rootcache_get_full(const struct config *c, struct storage *s, const char *key,
@@ -57,6 +75,16 @@ int rootcache_get_full(const struct config *c, struct storage *s, const char *ke
  */
 int rootcache_put_layer(const struct config *c, const char *sha256, const char *parent_sha256,
 			const char *upper, struct err *e);
+/*
+ * Records the chain of app's last build (the entries of top_sha256's
+ * chain, in roots/.chains/<app>) and removes the entries of the chain it
+ * recorded before that this one no longer holds: a chain a squash or a
+ * fresh build replaced goes at once instead of waiting for the size limit.
+ * Entries of other apps' chains, keep_sha256 (the base image; may be NULL)
+ * and entries a workspace stacks or someone is making stay.
+ */
+int rootcache_retire(const struct config *c, const char *app, const char *top_sha256,
+		     const char *keep_sha256, struct err *e);
 /* Removes what makers and removers that died left in the cache (temps,
  * sidecars of entries that are gone), each under its entry's lock; called
  * by rootcache_get() itself. Returns how many were removed. */

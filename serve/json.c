@@ -17,6 +17,7 @@ struct json_object *package_json(const struct package_info *p, bool is_current)
 		return NULL;
 	}
 	json_object_object_add(o, "current", json_object_new_boolean(is_current));
+	json_object_object_add(o, "total_size", json_object_new_int64((int64_t)package_size(p)));
 	return o;
 }
 
@@ -34,5 +35,9 @@ struct json_object *deploy_result_json(const char *app, const struct deploy_resu
 	json_object_object_add(j, "fetch_ms", json_object_new_int64((int64_t)r->fetch_ms));
 	json_object_object_add(j, "extract_ms", json_object_new_int64((int64_t)r->extract_ms));
 	json_object_object_add(j, "total_ms", json_object_new_int64((int64_t)r->total_ms));
+	json_object_object_add(j, "fetched_bytes", json_object_new_int64((int64_t)r->fetched_bytes));
+	json_object_object_add(j, "fetched_layers",
+			       json_object_new_int64((int64_t)r->fetched_layers));
+	json_object_object_add(j, "kept_layers", json_object_new_int64((int64_t)r->kept_layers));
 	return j;
 }

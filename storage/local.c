@@ -473,6 +473,43 @@ static int local_upload_commit(struct storage_upload *u, struct err *e)
 	return r;
 }
 
+/* Commits the upload under another key: renamed into that key's directory
+ * (made when missing), walked without following symlinks. */
+static int local_upload_commit_as(struct storage_upload *u, const char *key, struct err *e)
+{
+	struct local *l = L(u->s);
+	struct local_upload *lu = u->priv;
+	struct dirchain d = { .comps = lu->comps, .fds = lu->fds, .n_fds = lu->n_fds };
+	_cleanup_(dirchain_free) struct dirchain to = { 0 };
+	int r = 0;
+
+	if (fsync(lu->fd) < 0)
+		r = err_set_errno(e, -errno, "cannot fsync '%s' in '%s'", key, l->root);
+	if (r >= 0 && close(TAKE_FD(lu->fd)) < 0)
+		r = err_set_errno(e, -errno, "cannot write '%s' in '%s'", key, l->root);
+	if (r >= 0 && (r = dirchain_open(l, key, true, &to, e)) < 0)
+		r = chain_error(l, key, r, e);
+	if (r >= 0 && renameat(dirchain_fd(l, &d), lu->tmp, dirchain_fd(l, &to),
+			       dirchain_base(&to)) < 0) {
+		r = -errno;
+		if (r == -EISDIR || r == -ENOTEMPTY || r == -EEXIST)
+			err_set(e, r, "cannot store '%s' in '%s': a directory has that name", key,
+				l->root);
+		else
+			err_set_errno(e, r, "cannot rename the upload of '%s' in '%s'", key, l->root);
+	}
+	if (r < 0) {
+		upload_release(u, true);
+		return r;
+	}
+	if (fsync(dirchain_fd(l, &to)) < 0)
+		r = err_set_errno(e, -errno, "cannot fsync the directory of '%s' in '%s'", key,
+			    l->root);
+	/* the begin key's directory may be left empty */
+	upload_release(u, false);
+	return r;
+}
+
 static void local_upload_abort(struct storage_upload *u)
 {
 	upload_release(u, true);
@@ -566,6 +603,13 @@ static int local_stat(struct storage *s, const char *key, struct storage_stat *r
 	ret->size = (uint64_t)st.st_size;
 	ret->mtime = st.st_mtime;
 	return 0;
+}
+
+static int local_open_fd(struct storage *s, const char *key, struct err *e)
+{
+	struct stat st;
+
+	return object_open(L(s), key, &st, e);
 }
 
 /* ------------------------------------------------------------ list */
@@ -750,7 +794,7 @@ static int local_sweep(struct storage *s, int64_t grace, storage_stale_fn cb, vo
 
 const struct storage_ops storage_local_ops = {
 	.name = "local",
-	.caps = STORAGE_CAP_WRITE | STORAGE_CAP_LIST,
+	.caps = STORAGE_CAP_WRITE | STORAGE_CAP_LIST | STORAGE_CAP_FD | STORAGE_CAP_COMMIT_AS,
 	.priv_size = sizeof(struct local),
 	.upload_size = sizeof(struct local_upload),
 	.open = local_open,
@@ -759,6 +803,8 @@ const struct storage_ops storage_local_ops = {
 	.upload_write = local_upload_write,
 	.upload_commit = local_upload_commit,
 	.upload_abort = local_upload_abort,
+	.upload_commit_as = local_upload_commit_as,
+	.open_fd = local_open_fd,
 	.get = local_get,
 	.get_if = local_get_if,
 	.stat = local_stat,

@@ -38,6 +38,8 @@ struct storage_ops {
 	int (*upload_write)(struct storage_upload *u, const void *p, size_t n, struct err *e);
 	int (*upload_commit)(struct storage_upload *u, struct err *e);
 	void (*upload_abort)(struct storage_upload *u);
+	/* optional (STORAGE_CAP_COMMIT_AS): commit under another, valid key */
+	int (*upload_commit_as)(struct storage_upload *u, const char *key, struct err *e);
 	int (*get)(struct storage *s, const char *key, sink_fn sink, void *data,
 		   struct err *e);
 	/* Optional: a conditional GET (storage_get_if); etag is never NULL
@@ -47,6 +49,8 @@ struct storage_ops {
 	int (*get_if)(struct storage *s, const char *key, const char *etag, struct buf *ret_etag,
 		      sink_fn sink, void *data, struct err *e);
 	int (*stat)(struct storage *s, const char *key, struct storage_stat *ret, struct err *e);
+	/* optional (STORAGE_CAP_FD): the object itself, open for reading */
+	int (*open_fd)(struct storage *s, const char *key, struct err *e);
 	int (*list)(struct storage *s, const char *prefix, storage_list_fn cb, void *data,
 		    struct err *e);
 	int (*del)(struct storage *s, const char *key, struct err *e);

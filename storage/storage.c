@@ -274,6 +274,24 @@ int storage_upload_commit(struct storage_upload *u, struct err *e)
 	return r < 0 ? r : 0;
 }
 
+int storage_upload_commit_as(struct storage_upload *u, const char *key, struct err *e)
+{
+	struct storage *s = u->s;
+	int r = key_check(key, e);
+
+	if (r >= 0 && (!s->ops->upload_commit_as || !(s->ops->caps & STORAGE_CAP_COMMIT_AS)))
+		r = err_set(e, -EOPNOTSUPP, "storage handler '%s' cannot choose a key at commit",
+			    s->ops->name);
+	if (r < 0) {
+		storage_upload_abort(u);
+		return r;
+	}
+	r = s->ops->upload_commit_as(u, key, e);
+	xfer_end(s);
+	upload_free(u);
+	return r < 0 ? r : 0;
+}
+
 void storage_upload_abort(struct storage_upload *u)
 {
 	if (!u)
@@ -482,6 +500,17 @@ int storage_get_if(struct storage *s, const char *key, const char *etag, struct 
 			buf_add(ret_etag, tag.p, tag.len);
 	}
 	return 0;
+}
+
+int storage_open_fd(struct storage *s, const char *key, struct err *e)
+{
+	int r = key_check(key, e);
+	if (r < 0)
+		return r;
+	if (!s->ops->open_fd || !(s->ops->caps & STORAGE_CAP_FD))
+		return err_set(e, -EOPNOTSUPP, "storage handler '%s' cannot read objects in place",
+			       s->ops->name);
+	return s->ops->open_fd(s, key, e);
 }
 
 struct buf_ctx {
@@ -782,4 +811,9 @@ char *storage_key_current(const char *app)
 char *storage_key_log(const char *app, const char *id)
 {
 	return xasprintf("logs/%s/%s.log", app, id);
+}
+
+char *storage_key_layer(const char *sha256)
+{
+	return xasprintf("layers/%s.tar.zst", sha256);
 }

@@ -36,6 +36,10 @@ struct storage_stat {
 #define STORAGE_CAP_WRITE   (1u << 0)
 #define STORAGE_CAP_LIST    (1u << 1)
 #define STORAGE_CAP_PRESIGN (1u << 2)
+/* storage_open_fd(): objects are files on this host, read in place */
+#define STORAGE_CAP_FD      (1u << 3)
+/* storage_upload_commit_as(): an upload's key may be chosen at commit */
+#define STORAGE_CAP_COMMIT_AS (1u << 4)
 
 /* Opens the handler named by cfg->handler. Secrets must be resolved already
  * (config_storage_secrets). */
@@ -58,6 +62,11 @@ int storage_upload_begin(struct storage *s, const char *key, uint64_t size_hint,
 int storage_upload_write(struct storage_upload *u, const void *p, size_t n, struct err *e);
 /* Makes the object visible. Frees u whatever it returns. */
 int storage_upload_commit(struct storage_upload *u, struct err *e);
+/* Makes the object visible under key instead of the key it began with
+ * (a content address known only once everything is written); an object
+ * already there is replaced. Frees u whatever it returns. -EOPNOTSUPP
+ * (after aborting u) without STORAGE_CAP_COMMIT_AS. */
+int storage_upload_commit_as(struct storage_upload *u, const char *key, struct err *e);
 /* Discards everything written. Frees u; accepts NULL. */
 void storage_upload_abort(struct storage_upload *u);
 
@@ -75,6 +84,10 @@ int storage_put_file(struct storage *s, const char *key, const char *path, struc
  * that value is returned. */
 int storage_get(struct storage *s, const char *key, sink_fn sink, void *data,
 		struct err *e);
+/* An fd open for reading on the object itself, read in place (no copy),
+ * for handlers with STORAGE_CAP_FD (-EOPNOTSUPP otherwise); -ENOENT when
+ * it is missing. The caller verifies what it reads and closes the fd. */
+int storage_open_fd(struct storage *s, const char *key, struct err *e);
 /* Small objects (manifests, pointers) into a buffer, at most max bytes. */
 int storage_get_buf(struct storage *s, const char *key, struct buf *out, size_t max,
 		    struct err *e);
@@ -183,5 +196,6 @@ char *storage_key_image(const char *name, const char *ext);        /* images/<na
 char *storage_key_package(const char *app, const char *id, const char *ext);
 char *storage_key_current(const char *app);                        /* apps/<app>/current */
 char *storage_key_log(const char *app, const char *id);            /* logs/<app>/<id>.log */
+char *storage_key_layer(const char *sha256);                       /* layers/<sha256>.tar.zst */
 
 #endif

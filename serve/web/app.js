@@ -477,14 +477,13 @@ function packageTable(list) {
       seg.style.width = (100 * st.seconds / total).toFixed(2) + '%';
       return seg;
     }));
-    const blob = p.blob || {};
     return h('tr', { 'data-package': p.id },
       h('td', {}, h('span', { class: 'mono' }, p.id), p.current ? h('span', {}, ' ', h('span', { class: 'tag current' }, 'current')) : null,
         h('div', { class: 'cell-sub' }, p.created || '')),
       h('td', {}, h('span', { class: 'tag' + (p.fresh ? ' fresh' : '') }, p.fresh ? 'fresh' : 'incremental')),
       h('td', { class: 'mono', title: (p.repository && p.repository.commit) || '' },
         short(p.repository && p.repository.commit), h('div', { class: 'cell-sub' }, refName(p.repository && p.repository.ref))),
-      h('td', { class: 'num nowrap' }, fmtBytes(blob.size)),
+      h('td', { class: 'num nowrap' }, fmtBytes(p.total_size != null ? p.total_size : (p.blob || {}).size)),
       h('td', {}, bar, h('div', { class: 'steplist' }, steps.length ? steps.filter((st) => st.seconds >= 0.05).map((st) =>
         h('span', {}, h('span', { class: 'dot ' + stepClass(st.name) }), st.name + ' ' + st.seconds.toFixed(1) + ' s'))
         : 'no step ran')),

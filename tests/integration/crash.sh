@@ -21,7 +21,7 @@ t_is "the table lists exactly the crash points of the source" \
 
 t_image || t_bail "cannot create the base image"
 t_write_config 'interpreters = { shell = { any = { packages = []; }; }; };
-pack = { level = 1; };'
+pack = { level = 1; max_layers = 32; };'
 # a cache of our own: the walks empty and trim it
 CACHE=$T_ROOT/cache
 sed -i "s|cache = \"$UPAAS_TEST_SHARED/cache\";|cache = \"$CACHE\";|" "$T_CFG"
@@ -29,7 +29,16 @@ grep -q "cache = \"$CACHE\";" "$T_CFG" || t_bail "cannot point the config at '$C
 # revisions kept on the host: 2, so that deploys prune
 sed -i 's|^  hooks_dir = .*;$|&\n  keep = 2;|' "$T_CFG"
 grep -q '^  keep = 2;$' "$T_CFG" || t_bail "cannot set deploy.keep"
-ST=$UPAAS_TEST_SHARED/storage
+# a storage of our own (the shared image copied in), so that prune may
+# collect unlisted layers at once (apps.layer_grace = 0) without taking the
+# layers of another test's build in progress
+ST=$T_ROOT/storage
+mkdir -p "$ST"
+cp -a "$UPAAS_TEST_SHARED/storage/images" "$ST/" || t_bail "cannot copy the image"
+D_STORAGE=$ST
+sed -i "s|path = \"$UPAAS_TEST_SHARED/storage\";|path = \"$ST\";|" "$T_CFG"
+grep -q "path = \"$ST\";" "$T_CFG" || t_bail "cannot point the config at '$ST'"
+echo 'apps = { layer_grace = 0; };' >>"$T_CFG"
 ROOT=$T_ROOT/srv
 APP=$(d_app crash)
 trap 'rc=$?; d_cleanup_storage; (exit $rc); t_cleanup' EXIT
@@ -116,15 +125,23 @@ host_state() {
 	done
 }
 # storage_state: "" when apps/APP/current names a package whose manifest
-# and blob (of the manifest's size and sha256) are there
+# is there, and every manifest's layers (or first-edition blob) are there
+# with the sha256 the manifest gives: no package lists a missing layer
 storage_state() {
-	local id
-	[ -e "$ST/apps/$APP/current" ] || return 0
-	id=$(stored_current "$APP")
-	[ -f "$ST/packages/$APP/$id.json" ] || { echo "current $id has no manifest"; return; }
-	[ "$(sha256sum <"$(blob_of "$id")" | cut -d' ' -f1)" = \
-		"$(jq -r .blob.sha256 "$ST/packages/$APP/$id.json")" ] ||
-		echo "current $id: the blob does not match its manifest"
+	local id m key sha
+	if [ -e "$ST/apps/$APP/current" ]; then
+		id=$(stored_current "$APP")
+		[ -f "$ST/packages/$APP/$id.json" ] || echo "current $id has no manifest"
+	fi
+	for m in "$ST/packages/$APP"/*.json; do
+		case $m in *.sbom.json) continue ;; esac
+		[ -e "$m" ] || continue
+		while read -r key sha; do
+			[ -e "$ST/$key" ] || { echo "$(basename "$m") lists a missing layer $key"; continue; }
+			[ "$(sha256sum <"$ST/$key" | cut -d' ' -f1)" = "$sha" ] ||
+				echo "$(basename "$m"): layer $key does not match its manifest"
+		done < <(jq -r '(.layers // [.blob])[] | "\(.key) \(.sha256)"' "$m")
+	done
 }
 # garbage: what no finished command may leave
 garbage() {
@@ -138,6 +155,13 @@ garbage() {
 		*.tar.zst) [ -e "${f%.tar.zst}.json" ] || echo "blob without manifest: $f" ;;
 		*) echo "stray: $f" ;;
 		esac
+	done
+	# layers no package lists (a build that died before its manifest, a
+	# collection cut short): the next build or prune takes them
+	for f in "$ST/layers"/*; do
+		[ -e "$f" ] || continue
+		grep -qs "layers/$(basename "$f")" "$ST/packages/$APP"/*.json ||
+			echo "layer no package lists: $f"
 	done
 	find "$ST/packages/$APP" "$ST/apps/$APP" "$ST/logs/$APP" -name '.tmp-*' 2>/dev/null
 	ls -d "$ROOT/.trash-"* "$ROOT/$APP/revisions/.trash-"* "$ROOT/$APP/revisions/"*.tmp \
@@ -205,7 +229,7 @@ t_match "it unpacks the base image into the root cache" "$(tr '\n' ' ' <"$T_ROOT
 	"rootcache.before-publish 1 .*rootcache.after-publish 1"
 t_ok "trace of an incremental build" t_crash_trace "$T_ROOT/build.trace" build
 t_match "it passes the publication points" "$(tr '\n' ' ' <"$T_ROOT/build.trace")" \
-	"build.after-blob 1 .*build.after-manifest 1 .*build.after-current 1"
+	"build.after-layer 1 .*build.after-manifest 1 .*build.after-current 1"
 # (the storage's own points, the commit of each upload, are walked by the
 # prune below: here they would cost two builds each)
 SETUP=(commit change) NEXT=(build)
@@ -368,7 +392,7 @@ t_ok "packages to prune" more_packages
 t_ok "trace of a package prune" t_crash_trace "$T_ROOT/prune.trace" \
 	"$UPAAS" package prune --keep 2 "$APP"
 t_match "it passes the prune points" "$(tr '\n' ' ' <"$T_ROOT/prune.trace")" \
-	"package.prune.after-tombstone 1 .*package.prune.after-manifest 1 .*package.prune.after-blob 1"
+	"package.prune.after-tombstone 1 .*package.prune.after-manifest 1 .*package.prune.after-bill 1 .*layers.gc.after-delete 1"
 SETUP=(more_packages) NEXT=("$UPAAS" package prune --keep 2 "$APP")
 walk "prune" "$UPAAS" package prune --keep 2 "$APP" <"$T_ROOT/prune.trace"
 

@@ -127,7 +127,7 @@ rm -f "$T_ROOT/u.tar.zst"
 t_is "the chain goes on incrementally" "$("$UPAAS" package show --json "$APP" "$LAST" | jget fresh)" false
 # the checkout writes only what differs: an unchanged tracked file is not
 # in the layer of the incremental package (its overlay upper dir)
-SHA=$("$UPAAS" package show --json "$APP" "$LAST" | jget blob.sha256)
+SHA=$("$UPAAS" package show --json "$APP" "$LAST" | jq -r ".layers[-1].sha256")
 t_ok "an unchanged tracked file is not rewritten" test -d "$ROOTS/$SHA" -a ! -e "$ROOTS/$SHA/home/app/stable.txt"
 
 # the submodule: two commits, the second deletes, adds and renames

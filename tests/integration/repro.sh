@@ -36,8 +36,8 @@ t_is "a fresh build" "$?" 0
 [ -n "$ID1" ] || t_diag "$(tail -n 20 "$T_ROOT/b1.err")"
 ID2=$("$UPAAS" build --fresh --app "$APP" "$SRC" 2>"$T_ROOT/b2.err")
 t_is "another fresh build of the same commit" "$?" 0
-SHA1=$("$UPAAS" package show --json "$APP" "$ID1" | jget blob.sha256)
-SHA2=$("$UPAAS" package show --json "$APP" "$ID2" | jget blob.sha256)
+SHA1=$("$UPAAS" package show --json "$APP" "$ID1" | jq -r ".layers[0].sha256")
+SHA2=$("$UPAAS" package show --json "$APP" "$ID2" | jq -r ".layers[0].sha256")
 t_is "both have the same sha256" "$SHA2" "$SHA1"
 if [ "$SHA1" != "$SHA2" ]; then
 	"$UPAAS" package get "$APP" "$ID1" "$T_ROOT/1.tar.zst" 2>/dev/null
@@ -66,7 +66,8 @@ t_match "unicode names are plain UTF-8" "$(tar --zstd -tf "$T_ROOT/p.tar.zst")" 
 rm -f "$T_ROOT"/*.tar.zst
 IMG=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' \
 	"$(ls "$ST"/images/*.json | head -1)")
-# the blob its manifest names (content-addressed, not at a fixed name)
+# the blob its manifest names (images/<name>/<id>.tar.zst since images are
+# content addressed)
 tar_clean "an image" "$ST/$(jq -r .key "$ST/images/$IMG.json")"
 
 # ------------------------------------------------------------- the image

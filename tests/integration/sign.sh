@@ -63,7 +63,7 @@ tree swapped
 hand_package "$APP" swapped "$T_ROOT/tree"
 cp "$D_STORAGE/packages/$APP/other.tar.zst" "$D_STORAGE/packages/$APP/swapped.tar.zst"
 refused "blob swapped for another valid package's" "$UPAAS" deploy --package swapped "$APP"
-t_match "... by its sha256" "$OUT" "package 'swapped' failed verification: (sha256|[0-9]+ bytes fetched)"
+t_match "... by its sha256" "$OUT" "package 'swapped' failed verification: layer [0-9a-f]{12} .*corrupt: ([0-9]+ bytes|sha256)"
 
 # ------------------------------------------------- manifest edited by one byte
 tree edited
@@ -96,7 +96,7 @@ jq '.blob.size = (.blob.size - 100)' "$D_STORAGE/packages/$APP/short.json" >"$T_
 cp "$T_ROOT/m.json" "$D_STORAGE/packages/$APP/short.json"
 sign_object "packages/$APP/short.json"
 refused "size smaller than the blob" "$UPAAS" deploy --package short "$APP"
-t_match "... the download stops at the signed size" "$OUT" "is larger than the [0-9]+ bytes the manifest says"
+t_match "... the download stops at the signed size" "$OUT" "corrupt: larger than the [0-9]+ bytes of the manifest"
 
 # ------------------------------------------------- current replayed
 tree good2
@@ -229,7 +229,7 @@ mkdir -p "$PRIV/images"
 cp "$D_STORAGE/images/$IMG.json" "$D_STORAGE/images/$IMG.json.sig" "$PRIV/images/"
 IMG_BLOB=$PRIV/$(jq -r .key "$D_STORAGE/images/$IMG.json")
 mkdir -p "$(dirname "$IMG_BLOB")"
-cp "$D_STORAGE/packages/$FLASK/$ID.tar.zst" "$IMG_BLOB"
+cp "$D_STORAGE/$(jq -r '.layers[0].key' "$D_STORAGE/packages/$FLASK/$ID.json")" "$IMG_BLOB"
 cat >"$T_ROOT/swap.cfg" <<CFG
 paths = { workdir = "$T_ROOT/work"; cache = "$T_ROOT/cache"; state = "$T_ROOT/state"; };
 storage = { handler = "local"; path = "$PRIV"; };

@@ -389,8 +389,8 @@ static void test_manifest(void **state)
 	assert_int_equal(deploy_manifest_read(&m, good, "web", "20261120T214500Z-3f9a2c1", &c,
 					      &e), 0);
 	assert_string_equal(m.repo.commit, COMMIT);
-	assert_string_equal(m.blob.sha256, SHA);
-	assert_int_equal(m.blob.size, 1234);
+	assert_string_equal(m.layers[0].sha256, SHA);
+	assert_int_equal(m.layers[0].size, 1234);
 	assert_string_equal(m.app_home, "/srv/app");
 	/* the host's ids, not the manifest's 1001 and 1002 */
 	assert_int_equal(m.uid, 1000);

@@ -57,9 +57,15 @@ static void fill(struct package_info *p)
 	p->repo.commit_time = 1790000000;
 	p->interp.type = xstrdup("python");
 	p->interp.version = xstrdup("3.11");
-	p->blob.key = xstrdup("packages/flask/20261120T214500Z-3f9a2c1.tar.zst");
-	memcpy(p->blob.sha256, SHA_D, 65);
-	p->blob.size = 123456789012ull;
+	p->format = 2;
+	p->n_layers = 2;
+	p->layers = xcalloc(2, sizeof(*p->layers));
+	p->layers[0] = (struct package_layer){ .key = xasprintf("layers/%s.tar.zst", SHA_D),
+					       .size = 123456789012ull, .kind = xstrdup("full") };
+	memcpy(p->layers[0].sha256, SHA_D, 65);
+	p->layers[1] = (struct package_layer){ .key = xasprintf("layers/%s.tar.zst", SHA_C),
+					       .size = 4321, .kind = xstrdup("delta") };
+	memcpy(p->layers[1].sha256, SHA_C, 65);
 	strv_push(&p->os_packages, "python3");
 	strv_push(&p->os_packages, "python3-flask");
 	p->metadata_sha256 = xstrdup(SHA_C);
@@ -134,9 +140,14 @@ static void assert_same(const struct package_info *p, const struct package_info 
 	assert_int_equal(p->repo.commit_time, q->repo.commit_time);
 	same_str(p->interp.type, q->interp.type, "interpreter.type");
 	same_str(p->interp.version, q->interp.version, "interpreter.version");
-	same_str(p->blob.key, q->blob.key, "blob.key");
-	same_str(p->blob.sha256, q->blob.sha256, "blob.sha256");
-	assert_true(p->blob.size == q->blob.size);
+	assert_int_equal(q->format, 2);
+	assert_int_equal(p->n_layers, q->n_layers);
+	for (size_t i = 0; i < p->n_layers; i++) {
+		same_str(p->layers[i].key, q->layers[i].key, "layers.key");
+		same_str(p->layers[i].sha256, q->layers[i].sha256, "layers.sha256");
+		same_str(p->layers[i].kind, q->layers[i].kind, "layers.kind");
+		assert_true(p->layers[i].size == q->layers[i].size);
+	}
 	same_strv(&p->os_packages, &q->os_packages, "os_packages");
 	same_str(p->metadata_sha256, q->metadata_sha256, "metadata_sha256");
 	same_str(p->app_home, q->app_home, "app_home");
@@ -192,7 +203,7 @@ static void test_roundtrip(void **state)
 	p.uid = p.gid = -1;
 	p.keep_git = false;
 	p.deploy.keep = 0;
-	p.blob.size = 0;
+	p.layers[0].size = 0;
 	p.repo.commit_time = -86400;
 	strv_free(&p.os_packages);
 	strv_free(&p.deploy.shared);
@@ -321,6 +332,8 @@ static const char first_edition_fresh[] =
 	"  \"builder\": \"build-1\", \"steps\": [ ], \"stages\": [ ],"
 	"  \"created\": \"2026-11-29T19:53:45Z\" }";
 
+static void expect(const char *text, const char *want, const char *what);
+
 static void test_first_edition(void **state)
 {
 	struct package_info q;
@@ -338,8 +351,13 @@ static void test_first_edition(void **state)
 	assert_string_equal(q.repo.commit, COMMIT);
 	assert_int_equal(q.repo.commit_time, 1795982040);
 	assert_string_equal(q.interp.version, "3");
-	assert_string_equal(q.blob.sha256, SHA_D);
-	assert_int_equal(q.blob.size, 55942901);
+	/* the blob is the one full layer */
+	assert_int_equal(q.format, 1);
+	assert_int_equal(q.n_layers, 1);
+	assert_string_equal(q.layers[0].sha256, SHA_D);
+	assert_int_equal(q.layers[0].size, 55942901);
+	assert_string_equal(q.layers[0].key, "packages/dep-e18139/20261129T195400Z-125736f.tar.zst");
+	assert_string_equal(q.layers[0].kind, "full");
 	assert_int_equal(q.os_packages.n, 0);
 	assert_string_equal(q.metadata_sha256, SHA_C);
 	assert_int_equal(q.uid, 1000);
@@ -380,7 +398,18 @@ static void test_first_edition(void **state)
 	assert_int_equal(q.gid, -1);
 	assert_null(q.repo.commit);
 	assert_int_equal(q.deploy.shared.n, 0);
+	assert_int_equal(q.n_layers, 1);
 	package_info_free(&q);
+
+	/* format 1: the blob is required and checked */
+	expect("{ \"format\": 1, \"app\": \"demo\", \"id\": \"good1\" }",
+	       "manifest: blob is missing", "format 1 without a blob");
+	expect("{ \"format\": 1, \"app\": \"demo\", \"id\": \"good1\", \"blob\": { \"key\": "
+	       "\"../x\", \"sha256\": \"" SHA_D "\", \"size\": 1 } }",
+	       "manifest: blob.key '../x' is not a storage key", "format 1, bad blob key");
+	expect("{ \"format\": 1, \"app\": \"demo\", \"id\": \"good1\", \"blob\": { \"key\": "
+	       "\"packages/demo/good1.tar.zst\", \"sha256\": \"x\", \"size\": 1 } }",
+	       "manifest: blob.sha256 'x' is not a sha256", "format 1, bad blob sha256");
 	err_free(&e);
 }
 
@@ -491,16 +520,11 @@ static const struct {
 	{ "interpreter", 'o', false },
 	{ "interpreter.type", 's', false },
 	{ "interpreter.version", 's', false },
-	{ "blob", 'o', true },
-	{ "blob.key", 's', true },
-	{ "blob.sha256", 's', true },
-	{ "blob.size", 'i', true },
-	{ "blob.compression", 's', false },
-	{ "blob.format", 's', false },
-	{ "layers", 'l', false },
+	{ "layers", 'l', true },
 	{ "layers.0.key", 's', true },
 	{ "layers.0.sha256", 's', true },
 	{ "layers.0.size", 'i', true },
+	{ "layers.0.kind", 's', false },
 	{ "os_packages", 'l', false },
 	{ "metadata_sha256", 's', false },
 	{ "app_home", 's', false },
@@ -570,7 +594,7 @@ static void test_wrong_types(void **state)
 static void test_bad_values(void **state)
 {
 	static const struct { const char *path, *value, *want; } bad[] = {
-		{ "format", "2", "manifest: format 2 is not 1" },
+		{ "format", "3", "manifest: format 3 is not 1 or 2" },
 		{ "format", "0", "manifest: format 0" },
 		{ "app", "\"Bad App\"", "manifest: app 'Bad App' is not a valid app name" },
 		{ "app", "\"\"", "manifest: app" },
@@ -590,13 +614,20 @@ static void test_bad_values(void **state)
 		{ "repository.commit", "\"C773ADD9F4D982743923F441D3FFBBCE3AB70490\"",
 		  "manifest: repository.commit" },
 		{ "repository.commit", "\"\"", "manifest: repository.commit" },
-		{ "blob.key", "\"../x\"", "manifest: blob.key '../x' is not a storage key" },
-		{ "blob.key", "\"/etc/passwd\"", "manifest: blob.key" },
-		{ "blob.sha256", "\"E\"", "manifest: blob.sha256 'E' is not a sha256" },
-		{ "blob.sha256", "\"" SHA_A "\\u0000\"", "manifest: blob.sha256" },
-		{ "blob.size", "-1", "manifest: blob.size -1 is out of range" },
+		{ "layers.0.key", "\"../x\"", "manifest: layers[0].key '../x' is not a storage key" },
+		{ "layers.0.key", "\"/etc/passwd\"", "manifest: layers[0].key" },
+		{ "layers.0.key", "\"layers/" SHA_A ".tar.zst\"",
+		  "manifest: layers[0].key 'layers/" SHA_A ".tar.zst' is not layers/<its sha256>" },
+		{ "layers.1.key", "\"packages/flask/x.tar.zst\"", "manifest: layers[1].key" },
+		{ "layers.0.key", "\"packages/other/x.tar.zst\"", "manifest: layers[0].key" },
 		{ "layers.0.key", "\"a/../b\"", "manifest: layers[0].key" },
-		{ "layers.0.sha256", "\"x\"", "manifest: layers[0].sha256" },
+		{ "layers.0.sha256", "\"E\"", "manifest: layers[0].sha256 'E' is not a sha256" },
+		{ "layers.0.sha256", "\"" SHA_A "\\u0000\"", "manifest: layers[0].sha256" },
+		{ "layers.0.size", "-1", "manifest: layers[0].size -1 is out of range" },
+		{ "layers.0.kind", "\"delta\"", "manifest: layers[0].kind is 'delta', not 'full'" },
+		{ "layers.1.kind", "\"full\"", "manifest: layers[1].kind is 'full', not 'delta'" },
+		{ "layers.1.kind", "\"diff\"", "manifest: layers[1].kind 'diff' is not" },
+		{ "layers", "[]", "manifest: layers is empty" },
 		{ "layers.0", "1", "manifest: layers[0] is an integer, not an object" },
 		{ "os_packages", "[\"python3\", \"bad;pkg\"]",
 		  "manifest: os_packages entry 'bad;pkg' is not a valid Debian package name" },
@@ -638,13 +669,15 @@ static void test_bad_values(void **state)
 	expect_set("uid", "1", NULL);
 	expect_set("gid", "65535", NULL);
 	expect_set("deploy.keep", "100000", NULL);
-	expect_set("blob.size", "0", NULL);
+	expect_set("layers.0.size", "0", NULL);
+	expect_set("layers.0.kind", "null", NULL);
+	expect_set("layers.0.key", "\"packages/flask/20261119T100000Z-0000000.tar.zst\"", NULL);
 	expect_set("steps.0.seconds", "3", NULL);
 	expect_set("repository.commit", "\"" SHA_A "\"", NULL);
 	expect_set("app_home", "\"/\"", NULL);
 	/* unknown fields are ignored, wherever they are */
 	expect_set("signature", "{\"alg\": \"ed25519\", \"sig\": [1, 2]}", NULL);
-	expect_set("blob.zstd_level", "19", NULL);
+	expect_set("layers.0.zstd_level", "19", NULL);
 	expect_set("deploy.hooks.pre-undeploy", "[\"bin/x\"]", NULL);
 	expect_set("steps.0.cpu_seconds", "0.5", NULL);
 }
@@ -669,8 +702,6 @@ static void test_bounds(void **state)
 		{ "os_packages", "\"pkg", "\"", 4096 },
 		{ "steps", "{\"name\": \"s", "\", \"seconds\": 0, \"status\": \"ok\"}", 256 },
 		{ "stages", "{\"name\": \"s", "\", \"seconds\": 0, \"status\": \"ok\"}", 256 },
-		{ "layers", "{\"key\": \"layers/l", "\", \"sha256\": \"" SHA_A "\", \"size\": 1}",
-		  256 },
 	};
 	(void)state;
 
@@ -681,6 +712,15 @@ static void test_bounds(void **state)
 						      lists[i].path, lists[i].max + 1, lists[i].max);
 		expect_set(lists[i].path, full, NULL);
 		expect_set(lists[i].path, over, want);
+	}
+
+	/* layers: PACKAGE_LAYERS_MAX at most */
+	{
+		_cleanup_free_ char *over = list_of(PACKAGE_LAYERS_MAX + 1, "{\"key\": \"l",
+						    "\", \"sha256\": \"" SHA_A "\", \"size\": 1}");
+		_cleanup_free_ char *want = xasprintf("manifest: layers has %d entries, more than %d",
+						      PACKAGE_LAYERS_MAX + 1, PACKAGE_LAYERS_MAX);
+		expect_set("layers", over, want);
 	}
 
 	/* strings: 4096 bytes pass, 4097 do not */

@@ -161,7 +161,8 @@ static void test_open_names(void **state)
 	struct fx *f = *state;
 	assert_string_equal(storage_name(f->s), "local");
 	assert_string_equal(storage_where(f->s), f->root);
-	assert_int_equal(storage_caps(f->s), STORAGE_CAP_WRITE | STORAGE_CAP_LIST);
+	assert_int_equal(storage_caps(f->s), STORAGE_CAP_WRITE | STORAGE_CAP_LIST | STORAGE_CAP_FD |
+					     STORAGE_CAP_COMMIT_AS);
 
 	_cleanup_err_ struct err e = ERR_INIT;
 	struct storage *s = NULL;
