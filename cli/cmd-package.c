@@ -45,7 +45,7 @@ static void print_json_obj(json_object *o)
 }
 
 /* A package of the index, or NULL. */
-static const struct indexed_package *index_find(const struct package_index *x, const char *app,
+static const struct indexed_package *index_find(const struct package_catalog *x, const char *app,
 						const char *id)
 {
 	for (size_t i = 0; i < x->n; i++)
@@ -60,7 +60,7 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_strv_ struct strv ids = STRV_INIT;
 	_cleanup_buf_ struct buf cur = BUF_INIT;
-	struct package_index x = { 0 };
+	struct package_catalog x = { 0 };
 
 	if (!app_name_ok(app)) {
 		err_set(&e, -EINVAL, "invalid app name '%s'", app);
@@ -75,7 +75,7 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 	}
 	/* every app's manifests: a layer counts with the package that lists
 	 * it first (what is shown is each package's verified manifest) */
-	if (package_index_load(s, &x, &e) < 0)
+	if (package_catalog_load(s, &x, &e) < 0)
 		return cli_fail(&e, NULL);
 	json_object *arr = json ? json_object_new_array() : NULL;
 	if (!json && ids.n)
@@ -115,7 +115,7 @@ static int do_list(struct cli *c, struct storage *s, struct pargs *a, bool json)
 		}
 		package_info_free(&pv);
 	}
-	package_index_free(&x);
+	package_catalog_free(&x);
 	if (json) {
 		print_json_obj(arr);
 		json_object_put(arr);

@@ -480,7 +480,7 @@ static int storage_du(struct cli *c, const struct cli_args *a)
 	bool json = cli_flag(a, O_JSON);
 	_cleanup_err_ struct err e = ERR_INIT;
 	_cleanup_strv_ struct strv apps = STRV_INIT;
-	struct package_index x = { 0 };
+	struct package_catalog x = { 0 };
 	struct app_usage total = { 0 };
 	uint64_t unlisted = 0, listed_bytes = 0;
 	size_t n_unlisted = 0;
@@ -492,14 +492,14 @@ static int storage_du(struct cli *c, const struct cli_args *a)
 	}
 	if (cli_storage(c, &s) < 0)
 		return 1;
-	if (package_index_load(s, &x, &e) < 0)
+	if (package_catalog_load(s, &x, &e) < 0)
 		return cli_fail(&e, "cannot read the storage");
 	for (size_t i = 0; i < x.n; i++)
 		if (!strv_contains(&apps, x.v[i].app))
 			strv_push(&apps, x.v[i].app);
 	if (a->argc) {
 		if (!strv_contains(&apps, a->argv[0])) {
-			package_index_free(&x);
+			package_catalog_free(&x);
 			err_set(&e, -ENOENT, "app '%s' has no package in %s", a->argv[0],
 				storage_where(s));
 			return cli_fail(&e, NULL);
@@ -556,7 +556,7 @@ static int storage_du(struct cli *c, const struct cli_args *a)
 		printf("layers: %s in all, of which %s in %zu layer%s no package lists\n", l, u,
 		       n_unlisted, n_unlisted == 1 ? "" : "s");
 	}
-	package_index_free(&x);
+	package_catalog_free(&x);
 	return 0;
 }
 

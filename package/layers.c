@@ -520,7 +520,7 @@ int package_layers_check(struct storage *s, const struct package_info *p, struct
 
 /* ------------------------------------------------------- accounting */
 
-void package_index_free(struct package_index *x)
+void package_catalog_free(struct package_catalog *x)
 {
 	for (size_t i = 0; i < x->n; i++) {
 		free(x->v[i].app);
@@ -538,7 +538,7 @@ void package_index_free(struct package_index *x)
 
 static int obj_cb(void *data, const char *key, const struct storage_stat *st)
 {
-	struct package_index *x = data;
+	struct package_catalog *x = data;
 
 	if (x->n_objects % 64 == 0)
 		x->objects = xrealloc(x->objects, (x->n_objects + 64) * sizeof(*x->objects));
@@ -551,7 +551,7 @@ static int cmp_obj(const void *a, const void *b)
 	return strcmp(((const struct stored_object *)a)->key, ((const struct stored_object *)b)->key);
 }
 
-const struct stored_object *package_index_object(const struct package_index *x, const char *key)
+const struct stored_object *package_catalog_object(const struct package_catalog *x, const char *key)
 {
 	struct stored_object k = { .key = (char *)key };
 
@@ -583,16 +583,16 @@ static int index_read(struct storage *s, struct indexed_package *ip, struct err 
 	return 0;
 }
 
-int package_index_load(struct storage *s, struct package_index *ret, struct err *e)
+int package_catalog_load(struct storage *s, struct package_catalog *ret, struct err *e)
 {
-	struct package_index x = { 0 };
+	struct package_catalog x = { 0 };
 	int r;
 
 	/* every object under packages/ and layers/, with its size and mtime */
 	if ((r = storage_list(s, "packages/", obj_cb, &x, e)) < 0 ||
 	    (r = storage_list(s, "layers/", obj_cb, &x, e)) < 0 ||
 	    (r = storage_list(s, "logs/", obj_cb, &x, e)) < 0) {
-		package_index_free(&x);
+		package_catalog_free(&x);
 		return r;
 	}
 	if (x.n_objects)
@@ -628,7 +628,7 @@ int package_index_load(struct storage *s, struct package_index *ret, struct err 
 
 /* true when a manifest of the index lists key; *other_app (may be NULL)
  * set when one of another app than app does. */
-static bool listed(const struct package_index *x, const char *key, const char *app,
+static bool listed(const struct package_catalog *x, const char *key, const char *app,
 		   bool *other_app)
 {
 	bool found = false;
@@ -645,7 +645,7 @@ static bool listed(const struct package_index *x, const char *key, const char *a
 
 /* The index entry that first (oldest first, ids sort by time) lists key
  * among the packages of app. */
-static const struct indexed_package *first_lister(const struct package_index *x, const char *app,
+static const struct indexed_package *first_lister(const struct package_catalog *x, const char *app,
 						  const char *key)
 {
 	for (size_t i = 0; i < x->n; i++) {
@@ -658,7 +658,7 @@ static const struct indexed_package *first_lister(const struct package_index *x,
 	return NULL;
 }
 
-uint64_t package_own_size(const struct package_index *x, const struct indexed_package *ip)
+uint64_t package_own_size(const struct package_catalog *x, const struct indexed_package *ip)
 {
 	uint64_t n = 0;
 
@@ -668,7 +668,7 @@ uint64_t package_own_size(const struct package_index *x, const struct indexed_pa
 	return n;
 }
 
-int package_usage(const struct package_index *x, const char *app, struct app_usage *ret)
+int package_usage(const struct package_catalog *x, const char *app, struct app_usage *ret)
 {
 	_cleanup_strv_ struct strv seen = STRV_INIT;
 	_cleanup_free_ char *logs = xasprintf("logs/%s/", app);
@@ -695,7 +695,7 @@ int package_usage(const struct package_index *x, const char *app, struct app_usa
 				continue;
 			strv_push(&seen, l->key);
 			ret->layers++;
-			o = package_index_object(x, l->key);
+			o = package_catalog_object(x, l->key);
 			if (!o) {
 				ret->missing++;
 				continue;
@@ -736,9 +736,9 @@ static bool layer_like(const char *key)
 
 int layers_gc(struct storage *s, int64_t grace, struct gc_result *ret, struct err *e)
 {
-	struct package_index x = { 0 };
+	struct package_catalog x = { 0 };
 	int64_t now = now_unix();
-	int r = package_index_load(s, &x, e);
+	int r = package_catalog_load(s, &x, e);
 
 	if (r < 0)
 		return r;
@@ -747,7 +747,7 @@ int layers_gc(struct storage *s, int64_t grace, struct gc_result *ret, struct er
 			/* what it lists is unknown: keep everything */
 			r = err_set(e, -EBADMSG, "not collecting layers: the manifest of %s/%s is "
 				    "not JSON: %s", x.v[i].app, x.v[i].id, x.v[i].error);
-			package_index_free(&x);
+			package_catalog_free(&x);
 			return r;
 		}
 	for (size_t i = 0; i < x.n_objects && r >= 0; i++) {
@@ -760,7 +760,7 @@ int layers_gc(struct storage *s, int64_t grace, struct gc_result *ret, struct er
 		 * package's, whatever the listing said */
 		if (!strncmp(o->key, "packages/", 9)) {
 			_cleanup_free_ char *m = xasprintf("%.*s.json", (int)(n - 8), o->key);
-			if (package_index_object(&x, m))
+			if (package_catalog_object(&x, m))
 				continue;
 		}
 		/* young: a build may have stored it and not listed it yet */
@@ -776,6 +776,6 @@ int layers_gc(struct storage *s, int64_t grace, struct gc_result *ret, struct er
 			ret->bytes += o->st.size;
 		}
 	}
-	package_index_free(&x);
+	package_catalog_free(&x);
 	return r < 0 ? r : 0;
 }

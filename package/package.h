@@ -545,19 +545,19 @@ struct indexed_package {
 	char *error;               /* not even keys could be read: why */
 	struct package_info info;
 };
-struct package_index {
+struct package_catalog {
 	struct indexed_package *v;     /* sorted by app, then id */
 	size_t n;
 	struct stored_object *objects; /* sorted by key */
 	size_t n_objects;
 };
-int package_index_load(struct storage *s, struct package_index *ret, struct err *e);
-void package_index_free(struct package_index *x);
-const struct stored_object *package_index_object(const struct package_index *x,
+int package_catalog_load(struct storage *s, struct package_catalog *ret, struct err *e);
+void package_catalog_free(struct package_catalog *x);
+const struct stored_object *package_catalog_object(const struct package_catalog *x,
 						 const char *key);
 /* The bytes of the layers ip is the first (oldest) package of its app to
  * list: what it added to its app's storage. */
-uint64_t package_own_size(const struct package_index *x, const struct indexed_package *ip);
+uint64_t package_own_size(const struct package_catalog *x, const struct indexed_package *ip);
 
 /* What an app costs in storage, each layer counted once. */
 struct app_usage {
@@ -571,7 +571,7 @@ struct app_usage {
 				    * if every package were a full copy */
 	uint64_t other;            /* manifests, signatures, logs */
 };
-int package_usage(const struct package_index *x, const char *app, struct app_usage *ret);
+int package_usage(const struct package_catalog *x, const char *app, struct app_usage *ret);
 
 /*
  * Removes the layers no package lists any more: every object under layers/
