@@ -327,7 +327,10 @@ t_ok "live log: resumes from an offset" bash -c '[ "$(curl -s -N -H "Authorizati
 	_ "$RT" "$BASE/api/v1/builds/$id/log" "$D/state/logs/$id.log"
 P=$(get "$RT" "/api/v1/apps/$APP/packages")
 t_is "packages: one, current" "$(jq -r '.[0].current' <<<"$P")" true
-t_is "... the object of package list --json" "$(jq -c . <<<"$P")" "$("$UPAAS" package list --json "$APP" | jq -c .)"
+# (but for own_size: what a package added to its app's storage needs a
+# listing of all of storage, which the API does not pay per request)
+t_is "... the object of package list --json" "$(jq -c . <<<"$P")" \
+	"$("$UPAAS" package list --json "$APP" | jq -c 'map(del(.own_size))')"
 pid=$(jq -r '.[0].id' <<<"$P")
 t_is "package show" "$(get "$RT" "/api/v1/apps/$APP/packages/$pid" | jq -r .id)" "$pid"
 t_is "an unknown package: 404" "$(status GET "/api/v1/apps/$APP/packages/20200101T000000Z-0000000" "$RT")" 404
