@@ -104,7 +104,7 @@ T_KILL=$(date +%s%3N)
 kill -KILL "${WPID[$victim]}"
 # every build it ran then (two slots): once it is gone, and a moment later,
 # so that a claim it sent just before it died is committed and counted
-for _ in $(seq 100); do kill -0 "${WPID[$victim]}" 2>/dev/null || break; sleep 0.05; done
+wait "${WPID[$victim]}" 2>/dev/null
 sleep 1
 killed=$(blist | jq -c --arg h "$victim:${WPID[$victim]}" \
 	'[.[] | select(.state == "running" and .worker == $h) | .id]')
