@@ -650,7 +650,11 @@ static int layers_check(struct json_object *o, struct package_info *p, struct er
 	return 0;
 }
 
-int package_manifest_keys(const char *text, struct strv *ret, struct err *e)
+/* The values of field ("key", "sha256") of every layer and of a first
+ * edition's blob, each once, read leniently (collection must see what a
+ * manifest the strict reader refuses still lists). */
+static int manifest_layer_field(const char *text, const char *field, struct strv *ret,
+				struct err *e)
 {
 	_cleanup_json_ struct json_object *o = NULL;
 	struct json_object *v = NULL, *k = NULL;
@@ -664,42 +668,26 @@ int package_manifest_keys(const char *text, struct strv *ret, struct err *e)
 		for (size_t i = 0; i < json_object_array_length(v); i++) {
 			struct json_object *l = json_object_array_get_idx(v, i);
 			if (json_object_is_type(l, json_type_object) &&
-			    json_object_object_get_ex(l, "key", &k) &&
+			    json_object_object_get_ex(l, field, &k) &&
 			    json_object_is_type(k, json_type_string) &&
 			    !strv_contains(ret, json_object_get_string(k)))
 				strv_push(ret, json_object_get_string(k));
 		}
 	if (json_object_object_get_ex(o, "blob", &v) && json_object_is_type(v, json_type_object) &&
-	    json_object_object_get_ex(v, "key", &k) && json_object_is_type(k, json_type_string) &&
+	    json_object_object_get_ex(v, field, &k) && json_object_is_type(k, json_type_string) &&
 	    !strv_contains(ret, json_object_get_string(k)))
 		strv_push(ret, json_object_get_string(k));
 	return 0;
 }
 
+int package_manifest_keys(const char *text, struct strv *ret, struct err *e)
+{
+	return manifest_layer_field(text, "key", ret, e);
+}
+
 int package_manifest_shas(const char *text, struct strv *ret, struct err *e)
 {
-	_cleanup_json_ struct json_object *o = NULL;
-	struct json_object *v = NULL, *k = NULL;
-
-	if (strlen(text) > PACKAGE_MANIFEST_MAX || json_parse_object(text, &o, e) < 0) {
-		err_clear(e);
-		return err_set(e, -EBADMSG, "not a JSON object of at most %zu bytes",
-			       PACKAGE_MANIFEST_MAX);
-	}
-	if (json_object_object_get_ex(o, "layers", &v) && json_object_is_type(v, json_type_array))
-		for (size_t i = 0; i < json_object_array_length(v); i++) {
-			struct json_object *l = json_object_array_get_idx(v, i);
-			if (json_object_is_type(l, json_type_object) &&
-			    json_object_object_get_ex(l, "sha256", &k) &&
-			    json_object_is_type(k, json_type_string) &&
-			    !strv_contains(ret, json_object_get_string(k)))
-				strv_push(ret, json_object_get_string(k));
-		}
-	if (json_object_object_get_ex(o, "blob", &v) && json_object_is_type(v, json_type_object) &&
-	    json_object_object_get_ex(v, "sha256", &k) && json_object_is_type(k, json_type_string) &&
-	    !strv_contains(ret, json_object_get_string(k)))
-		strv_push(ret, json_object_get_string(k));
-	return 0;
+	return manifest_layer_field(text, "sha256", ret, e);
 }
 
 uint64_t package_size(const struct package_info *p)
