@@ -12,7 +12,9 @@
 # The package: half random data (incompressible), half text, in ~2000
 # files, so both the I/O and the per-file cost show. deploy also syncs the
 # filesystem before the revision gets its final name; tar does not, so the
-# tar run is followed by `sync` and that time is shown as well.
+# tar run is followed by `sync` and that time is shown as well. Revisions are
+# extracted (deploy.materialize = "extract"): this is the cost of a whole
+# package; bench/scale.sh shows what a layered deploy costs.
 set -eu
 
 UPAAS=${1:-${UPAAS:-$PWD/upaas}}
@@ -27,7 +29,7 @@ export UPAAS_CONFIG=$TMP/upaas.cfg
 cat >"$UPAAS_CONFIG" <<CFG
 paths = { workdir = "$TMP/work"; cache = "$TMP/cache"; state = "$TMP/state"; };
 storage = { handler = "local"; path = "$TMP/storage"; };
-deploy = { root = "$TMP/srv"; hooks_dir = "$TMP/hooks"; keep = 2; };
+deploy = { root = "$TMP/srv"; hooks_dir = "$TMP/hooks"; keep = 2; materialize = "extract"; };
 CFG
 
 APP=bench

@@ -38,6 +38,8 @@ UPAAS=$(command -v "$UPAAS")
 rm -rf "$B/storage" "$B/src" "$B/srv" "$B/work" "$B/state" "$B/rsync"
 mkdir -p "$B"
 cleanup() {
+	# the overlay-mounted revisions first: rm never goes through a mount
+	findmnt -rn -o TARGET | grep "^$B/srv/" | sort -r | xargs -r umount -l
 	[ "${KEEP:-0}" = 1 ] && return
 	rm -rf "$B/storage" "$B/src" "$B/srv" "$B/work" "$B/state" "$B/rsync"
 	[ -n "${BENCH_CACHE:-}" ] || rm -rf "$B/cache"

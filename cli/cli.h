@@ -166,6 +166,7 @@ extern const struct cli_cmd cmd_undeploy;
 extern const struct cli_cmd cmd_status;
 extern const struct cli_cmd cmd_watch;
 extern const struct cli_cmd cmd_exec;
+extern const struct cli_cmd cmd_remount;
 extern const struct cli_cmd cmd_fleet;
 extern const struct cli_cmd cmd_storage;
 extern const struct cli_cmd cmd_config;

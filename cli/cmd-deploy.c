@@ -1,6 +1,6 @@
 /*
  * cli/cmd-deploy.c - the host commands: deploy, rollback, undeploy, status,
- * watch, exec.
+ * watch, exec, remount.
  */
 #include <errno.h>
 #include <signal.h>
@@ -220,6 +220,35 @@ static int status_cmd(struct cli *c, const struct cli_args *a)
 	return 0;
 }
 
+static int remount_cmd(struct cli *c, const struct cli_args *a)
+{
+	const char *app = a->argc ? a->argv[0] : NULL;
+	bool json = cli_flag(a, O_JSON);
+
+	if (app && !app_name_ok(app))
+		return cli_usage("invalid app name '%s'", app);
+	if (cli_config(c) < 0)
+		return 1;
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_strv_ struct strv failed = STRV_INIT;
+	int n = deploy_remount(&c->cfg, cli_arg(a, 'r'), app, &failed, &e);
+	if (n < 0)
+		return cli_fail(&e, "remount failed");
+	if (json) {
+		_cleanup_buf_ struct buf out = BUF_INIT;
+		_cleanup_json_ struct json_object *j = json_object_new_object();
+		json_object_object_add(j, "mounted", json_object_new_int(n));
+		json_object_object_add(j, "failed", json_new_strv(&failed));
+		json_to_buf(j, &out);
+		fputs(out.p, stdout);
+	} else if (!c->quiet) {
+		printf("mounted %d revision%s again\n", n, n == 1 ? "" : "s");
+	}
+	for (size_t i = 0; i < failed.n && !json; i++)
+		fprintf(stderr, "upaas: revision %s did not mount\n", failed.v[i]);
+	return failed.n ? 1 : 0;
+}
+
 static volatile int watch_stop;
 
 static void on_stop(int sig)
@@ -425,6 +454,26 @@ const struct cli_cmd cmd_status = {
 	.max_args = 1,
 	.values = { cli_values_deployed },
 	.run = status_cmd,
+};
+
+const struct cli_cmd cmd_remount = {
+	.name = "remount",
+	.summary = "mount the overlay revisions again after a reboot",
+	.usage = "[APP] [--root DIR] [--json]",
+	.help = "Mounts again the overlay-mounted revisions (deploy.materialize) of APP,\n"
+		"or of every app deployed under the root, that are whole but not mounted,\n"
+		"as after a reboot; the upaas-remount unit runs it at boot, before the\n"
+		"apps start. A deploy, a rollback and exec mount what they use\n"
+		"themselves. Exits 1 when a revision did not mount.",
+	.opts = (const struct cli_opt[]){
+		ROOT_OPT,
+		{ "json", O_JSON, NULL, "print JSON: { \"mounted\": N, \"failed\": [\"APP/ID\", ...] }",
+		  NULL },
+		{ NULL },
+	},
+	.max_args = 1,
+	.values = { cli_values_deployed },
+	.run = remount_cmd,
 };
 
 const struct cli_cmd cmd_watch = {

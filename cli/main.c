@@ -234,7 +234,7 @@ static const struct cli_cmd root = {
 		&cmd_build, &cmd_package, &cmd_image, &cmd_app, &cmd_queue, &cmd_worker,
 		&cmd_serve, &cmd_token,
 		&cmd_deploy, &cmd_rollback, &cmd_undeploy, &cmd_status, &cmd_watch, &cmd_exec,
-		&cmd_fleet,
+		&cmd_remount, &cmd_fleet,
 		&cmd_storage, &cmd_config, &cmd_key, &cmd_complete, NULL,
 	},
 };

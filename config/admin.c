@@ -168,6 +168,11 @@ static bool ok_port(const char *s)
 	return parse_int64(s, 1, 65535, &v) == 0;
 }
 
+static bool ok_materialize(const char *s)
+{
+	return !strcmp(s, "auto") || !strcmp(s, "overlay") || !strcmp(s, "extract");
+}
+
 /* Five cron fields of [0-9*,/-] and names (mon, tue, jan). */
 static bool ok_schedule(const char *s)
 {
@@ -646,6 +651,8 @@ static const struct field deploy_fields[] = {
 	{ FIELD("hooks_as_root", F_BOOL, OFF(deploy.hooks_as_root)) },
 	{ FIELD("keep", F_INT, OFF(deploy.keep)), RANGE(1, 100000) },
 	{ FIELD("allow_privileged_files", F_BOOL, OFF(deploy.allow_privileged_files)) },
+	{ FIELD("materialize", F_STR, OFF(deploy.materialize)), .ok = ok_materialize,
+	  .what = "\"auto\", \"overlay\" or \"extract\"" },
 	{ FIELD("allow_xattrs", F_STRV, OFF(deploy.allow_xattrs)), .ok = ok_xattr,
 	  .what = "an xattr name (security.selinux) or a prefix ending in '*'" },
 	{ FIELD("schedule", F_STR, OFF(deploy.schedule)), .ok = ok_schedule,
@@ -831,6 +838,7 @@ void config_defaults(struct config *c)
 	c->deploy.hooks_dir = xstrdup("/etc/upaas/hooks");
 	c->deploy.hook_timeout = 300;
 	c->deploy.keep = 5;
+	c->deploy.materialize = xstrdup("auto");
 	c->deploy.schedule = xstrdup("* * * * *");
 	c->deploy.jitter = 15;
 	c->deploy.report = true;
@@ -959,6 +967,7 @@ void config_free(struct config *c)
 	free(c->deploy.hooks_dir);
 	free(c->deploy.schedule);
 	free(c->deploy.host_name);
+	free(c->deploy.materialize);
 	strv_free(&c->deploy.loopback_ports);
 	free(c->serve.listen);
 	free(c->serve.tls_cert);

@@ -177,6 +177,10 @@ struct config {
 		bool allow_privileged_files;
 		struct strv allow_xattrs;   /* trusted.* / security.* names kept */
 		struct strv loopback_ports; /* host loopback ports deployed apps may reach */
+		/* how a revision is made from its layers: "overlay" (an overlayfs
+		 * mount of the layers' trees), "extract" (every layer into one
+		 * tree), "auto" (overlay where it mounts; NULL = "auto") */
+		char *materialize;
 	} deploy;
 	struct {
 		char *key;              /* the builder's private key file; NULL: unsigned */

@@ -7,6 +7,7 @@
 #include "deploy/deploy.h"
 #include "sandbox/sandbox.h"
 #include "package/package.h"
+#include "archive/archive.h"
 
 /* The paths of one app under the deploy root (see deploy.h). */
 struct app_paths {
@@ -39,6 +40,43 @@ char *app_marker_path(const struct app_paths *p, const char *id);
  * (fetched from storage that is not local), so that a deploy fetches only
  * those it lacks; those no revision lists go with deploy_sweep(). */
 #define KEPT_LAYERS "layers"
+
+/* ------------------------------------------- overlay revisions (overlay.c) */
+
+/*
+ * With deploy.materialize "overlay" (or "auto" where overlayfs mounts), a
+ * revision is an overlayfs mount at revisions/<id> of its layers' trees,
+ * each verified layer extracted once into <app>/trees/<sha256>.<policy>
+ * (UNPACK_UPPER), with the revision's own upper and work dirs and the list
+ * of its trees in <app>/overlay/<id>/ (see overlay.c). A tree exists under
+ * its name only whole and synced; those no revision lists go with
+ * deploy_sweep().
+ */
+#define LAYER_TREES "trees"
+#define OVERLAY_STATE "overlay"
+
+char *overlay_state_path(const struct app_paths *p, const char *name);
+/* "<sha256>.<8 hex of the policy>": the tree of a layer under a policy. */
+char *layer_tree_name(const char *sha256, const struct unpack_policy *pol);
+bool layer_tree_name_ok(const char *name);
+/* true when path is the root of a mount (statx STATX_ATTR_MOUNT_ROOT). */
+bool path_is_mount_root(const char *path);
+/* Unmounts whatever is mounted at path (detached when busy); 0 when
+ * nothing is. Never follows a symlink. */
+int revision_umount(const char *path, struct err *e);
+/* Reads overlay/<name>/lowers: 1 with the trees (bottom first), 0 when name
+ * is no overlay revision. */
+int overlay_lowers_read(const struct app_paths *p, const char *name, struct strv *trees,
+			bool *ret_nosuid, struct err *e);
+/* Mounts the overlay revision name at revisions/<name> unless it is
+ * mounted: 1 mounted now, 0 nothing to do (mounted, or no overlay). */
+int revision_mount(const struct app_paths *p, const char *name, struct err *e);
+/* Creates overlay/<name> (must not exist) for trees and mounts it at
+ * revisions/<name> (created when missing). */
+int revision_mount_new(const struct app_paths *p, const char *name, const struct strv *trees,
+		       bool nosuid, struct err *e);
+/* 0 when an overlay mounts in dir (a scratch mount, removed). */
+int overlay_probe(const char *dir, struct err *e);
 
 /*
  * Reads a package manifest (package_manifest_parse: the one strict reader)

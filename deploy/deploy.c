@@ -2,8 +2,10 @@
  * deploy/deploy.c - one deploy, rollback or undeploy of an app on this host.
  *
  * Crash safety comes from the order of the steps: an extract goes to
- * revisions/<id>.tmp and is renamed only after the data is synced, then its
- * completion marker manifests/<id>.complete is written; a revision is reused
+ * revisions/<id>.tmp and is renamed only after the data is synced (an
+ * overlay revision: each layer's tree is synced and renamed into place,
+ * then the overlay is mounted at revisions/<id>), then its completion
+ * marker manifests/<id>.complete is written; a revision is reused
  * (rollback, redeploy, a cycle back to an id) only with its marker, and is
  * taken away marker first, then manifest, then by a rename to a trash name,
  * so a half-extracted or half-removed tree is never switched to. `current`
@@ -163,10 +165,28 @@ static char *trash_path(const char *dir, const char *name)
 	return xasprintf("%s/" TRASH_PREFIX "%s.%016llx", dir, name, (unsigned long long)rnd);
 }
 
+/* overlay/<name> (the upper and work dirs of an overlay revision) into its
+ * trash, once nothing is mounted from it. A missing one is fine. */
+static int overlay_state_retire(struct dctx *d, const char *name, struct err *e)
+{
+	_cleanup_free_ char *sdir = path_join(d->p.dir, OVERLAY_STATE);
+	_cleanup_free_ char *state = path_join(sdir, name);
+	_cleanup_free_ char *trash = trash_path(sdir, name);
+
+	if (rename(state, trash) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return err_set_errno(e, -errno, "cannot rename '%s' to '%s'", state, trash);
+	}
+	fs_fsync_parent(state);
+	return 0;
+}
+
 /*
  * Takes revisions/<name> away from readers at once: for an id its marker
- * first, then its manifest; then the tree is renamed to a trash name
- * (deleted later by deploy_sweep()). A crash in between leaves a tree
+ * first, then its manifest; then its mount (an overlay revision), then the
+ * tree is renamed to a trash name, and its overlay state after it (deleted
+ * later by deploy_sweep()). A crash in between leaves a tree
  * without a marker, which is never reused. A missing tree is fine.
  */
 static int revision_retire(struct dctx *d, const char *name, bool is_id, struct err *e)
@@ -188,14 +208,61 @@ static int revision_retire(struct dctx *d, const char *name, bool is_id, struct 
 		_cleanup_free_ char *fp = xasprintf("%s/%s.files.json", d->p.manifests, name);
 		unlink(fp);
 	}
+	/* an overlay revision: its mount goes first (a tree is never renamed,
+	 * nor deleted, while mounted), then its upper dir with the tree */
+	int r = revision_umount(rev, e);
+	if (r < 0)
+		return r;
 	if (rename(rev, trash) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return err_set_errno(e, -errno, "cannot rename '%s' to '%s'", rev, trash);
+		if (errno != ENOENT)
+			return err_set_errno(e, -errno, "cannot rename '%s' to '%s'", rev, trash);
+	} else {
+		fs_fsync_parent(rev);
+		crash_point("deploy.retire.after-rename");
 	}
-	fs_fsync_parent(rev);
-	crash_point("deploy.retire.after-rename");
-	return 0;
+	return overlay_state_retire(d, name, e);
+}
+
+/* What a killed deploy left of overlay revisions (lock held): a layer tree
+ * cut short (trees/<name>.tmp), and the upper dir of a revision that is
+ * gone; both to the trash. */
+static void cleanup_overlay_leftovers(struct dctx *d)
+{
+	_cleanup_free_ char *tdir = path_join(d->p.dir, LAYER_TREES);
+	_cleanup_free_ char *sdir = path_join(d->p.dir, OVERLAY_STATE);
+	_cleanup_err_ struct err e = ERR_INIT;
+	_cleanup_strv_ struct strv names = STRV_INIT;
+	DIR *dir = opendir(tdir);
+
+	for (struct dirent *de; dir && (de = readdir(dir));) {
+		size_t n = strlen(de->d_name);
+		if (de->d_name[0] != '.' && n > 4 && !strcmp(de->d_name + n - 4, ".tmp"))
+			strv_push(&names, de->d_name);
+	}
+	if (dir)
+		closedir(dir);
+	for (size_t i = 0; i < names.n; i++) {
+		_cleanup_free_ char *from = path_join(tdir, names.v[i]);
+		_cleanup_free_ char *to = trash_path(tdir, names.v[i]);
+		if (rename(from, to) == 0)
+			deploy_log(d->log_fd, "leftover tree '%s' goes to the trash", names.v[i]);
+	}
+	strv_free(&names);
+	dir = opendir(sdir);
+	for (struct dirent *de; dir && (de = readdir(dir));)
+		if (de->d_name[0] != '.')
+			strv_push(&names, de->d_name);
+	if (dir)
+		closedir(dir);
+	for (size_t i = 0; i < names.n; i++) {
+		_cleanup_free_ char *rev = path_join(d->p.revisions, names.v[i]);
+		struct stat st;
+		if (lstat(rev, &st) == 0)
+			continue;
+		err_clear(&e);
+		if (overlay_state_retire(d, names.v[i], &e) < 0)
+			log_warn("%s", err_msg(&e));
+	}
 }
 
 /* Removes what a killed or failed deploy left behind (lock held). */
@@ -214,12 +281,21 @@ static void cleanup_leftovers(struct dctx *d)
 		else
 			deploy_log(d->log_fd, "leftover '%s' goes to the trash", tmp.v[i]);
 	}
+	cleanup_overlay_leftovers(d);
 	DIR *dir = opendir(d->p.dir);
 	if (!dir)
 		return;
 	struct dirent *de;
 	while ((de = readdir(dir))) {
 		const char *n = de->d_name;
+		if (has_prefix(n, ".overlay-probe.")) {
+			_cleanup_free_ char *probe = path_join(d->p.dir, n);
+			_cleanup_free_ char *m = path_join(probe, "m");
+			err_clear(&e);
+			if (revision_umount(m, &e) < 0 || fs_rm_rf(probe, &e) < 0)
+				log_warn("%s", err_msg(&e));
+			continue;
+		}
 		if (has_prefix(n, ".download-") || has_prefix(n, "..download-") ||
 		    has_prefix(n, ".hook-") || !strcmp(n, ".current.tmp")) {
 			struct stat st;
@@ -490,6 +566,226 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 	return 0;
 }
 
+/* ----------------------------------------------------- overlay revisions */
+
+/*
+ * Whether this deploy makes overlay revisions (deploy.materialize): "auto"
+ * asks the deploy root's file system once per process (a scratch mount).
+ */
+static bool overlay_wanted(struct dctx *d)
+{
+	static dev_t probed_dev;
+	static int probed = -1;
+	const char *m = d->cfg->deploy.materialize ? d->cfg->deploy.materialize : "auto";
+	struct stat st;
+
+	if (!strcmp(m, "extract"))
+		return false;
+	if (!strcmp(m, "overlay"))
+		return true;
+	if (stat(d->p.dir, &st) < 0)
+		return false;
+	if (probed < 0 || probed_dev != st.st_dev) {
+		_cleanup_err_ struct err e = ERR_INIT;
+		probed = overlay_probe(d->p.dir, &e) == 0;
+		probed_dev = st.st_dev;
+		if (!probed)
+			log_info("revisions are extracted, not overlay-mounted: %s", err_msg(&e));
+	}
+	return probed;
+}
+
+static void dropped_add(struct unpack_dropped *to, const struct unpack_dropped *x)
+{
+	to->setid += x->setid;
+	to->caps += x->caps;
+	to->xattrs += x->xattrs;
+	to->devices += x->devices;
+}
+
+/* trees/<name>.dropped: what the policy took out of a tree, for the record
+ * of each revision that stacks it. */
+static void dropped_read(const char *path, struct unpack_dropped *to)
+{
+	_cleanup_buf_ struct buf text = BUF_INIT;
+	unsigned long long v[4];
+
+	if (buf_read_file(&text, path, 256) >= 0 &&
+	    sscanf(text.p, "%llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3]) == 4)
+		dropped_add(to, &(struct unpack_dropped){ v[0], v[1], v[2], v[3] });
+}
+
+/*
+ * The tree of layer i of m (trees/<name>): kept when the host has it (it
+ * exists under its name only whole and synced), else fetched (local
+ * storage read in place, other storage streamed into a private file),
+ * verified, extracted into <name>.tmp in overlayfs's upper format, synced
+ * and renamed. Nothing is extracted from a layer that fails verification.
+ */
+static int tree_ensure(struct dctx *d, const struct package_info *m, size_t i,
+		       const struct unpack_policy *pol, const char *tname, struct progress *pr,
+		       struct deploy_result *res, struct unpack_dropped *dropped, struct err *e)
+{
+	const struct package_layer *l = &m->layers[i];
+	_cleanup_free_ char *tdir = path_join(d->p.dir, LAYER_TREES);
+	_cleanup_free_ char *tree = path_join(tdir, tname);
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp", tree);
+	_cleanup_free_ char *rec = xasprintf("%s.dropped", tree);
+	_cleanup_buf_ struct buf name = BUF_INIT;
+	struct unpack_result ur = { 0 };
+	struct stat st;
+	uint64_t t0;
+	int r;
+
+	if (lstat(tree, &st) == 0 && S_ISDIR(st.st_mode)) {
+		res->kept_layers++;
+		dropped_read(rec, dropped);
+		deploy_log(d->log_fd, "layer %zu of %zu '%s': its tree is on this host", i + 1,
+			   m->n_layers, l->key);
+		return 0;
+	}
+	r = fs_rm_rf(tmp, e);
+	if (r < 0)
+		return r;
+	t0 = now_ms();
+	_cleanup_close_ int fd = layer_open(d->s, m, i, d->p.dir, e);
+	res->fetch_ms += now_ms() - t0;
+	if (fd < 0)
+		return fd;
+	res->fetched_bytes += l->size;
+	res->fetched_layers++;
+	deploy_log(d->log_fd, "layer %zu of %zu '%s' (%llu bytes): fetched, sha256 %s verified",
+		   i + 1, m->n_layers, l->key, (unsigned long long)l->size, l->sha256);
+	t0 = now_ms();
+	buf_addf(&name, "layer %.12s of package '%s'", l->sha256, m->id);
+	struct unpack_opts o = { .mode = UNPACK_UPPER, .name = name.p, .sha256 = l->sha256,
+				 .size = l->size, .policy = pol, .progress = pr };
+	r = unpack_fd(fd, tmp, &o, &ur, e);
+	if (r >= 0) {
+		_cleanup_free_ char *text = xasprintf(
+			"%llu %llu %llu %llu\n", (unsigned long long)ur.dropped.setid,
+			(unsigned long long)ur.dropped.caps, (unsigned long long)ur.dropped.xattrs,
+			(unsigned long long)ur.dropped.devices);
+		r = fs_write_atomic(rec, text, strlen(text), 0644);
+		if (r < 0)
+			err_set_errno(e, r, "cannot write '%s'", rec);
+	}
+	if (r >= 0) {
+		/* the files on disk before the name says "whole" */
+		_cleanup_close_ int tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		struct statvfs vfs;
+		if (tfd < 0 || syncfs(tfd) < 0)
+			r = err_set_errno(e, -errno, "cannot sync '%s'", tmp);
+		else if (fstatvfs(tfd, &vfs) == 0 && vfs.f_bfree == 0)
+			r = err_set(e, -ENOSPC, "no space left on the filesystem of '%s'", tmp);
+	}
+	if (r >= 0 && rename(tmp, tree) < 0)
+		r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, tree);
+	if (r >= 0)
+		r = fs_fsync_parent(tree);
+	res->extract_ms += now_ms() - t0;
+	if (r < 0) {
+		_cleanup_err_ struct err e2 = ERR_INIT;
+		if (fs_rm_rf(tmp, &e2) < 0)
+			log_warn("%s", err_msg(&e2));
+		if (e->code == 0)
+			err_set_errno(e, r, "cannot sync '%s'", tdir);
+		return r;
+	}
+	dropped_add(dropped, &ur.dropped);
+	return 0;
+}
+
+/*
+ * fetch_and_extract() for an overlay revision: each layer's tree (only those
+ * the host lacks are fetched and extracted), then overlay/<id> and the
+ * mount at revisions/<id>, the manifest, the marker. The crash points are
+ * those of an extract: "extract" is the trees, its "rename" the mount.
+ */
+static int fetch_and_mount(struct dctx *d, const struct package_info *m,
+			   const struct buf *manifest_text, struct deploy_result *res,
+			   struct err *e)
+{
+	_cleanup_free_ char *rev = app_revision_path(&d->p, m->id);
+	_cleanup_free_ char *mpath = app_manifest_path(&d->p, m->id);
+	_cleanup_free_ char *tdir = path_join(d->p.dir, LAYER_TREES);
+	_cleanup_strv_ struct strv trees = STRV_INIT;
+	struct unpack_policy pol = { .privileged = d->cfg->deploy.allow_privileged_files,
+				     .allow_xattrs = &d->cfg->deploy.allow_xattrs };
+	struct unpack_dropped dropped = { 0 };
+	struct progress pr = { 0 };
+	int r = 0;
+
+	if ((r = fs_mkdir_p(d->p.revisions, 0755)) < 0 || (r = fs_mkdir_p(d->p.manifests, 0755)) < 0 ||
+	    (r = fs_mkdir_p(tdir, 0700)) < 0)
+		return err_set_errno(e, r, "cannot create the revision dirs in '%s'", d->p.dir);
+	if (progress_enabled)
+		progress_begin(&pr, "extract", package_size(m));
+	for (size_t i = 0; i < m->n_layers && r >= 0; i++) {
+		_cleanup_free_ char *tname = layer_tree_name(m->layers[i].sha256, &pol);
+		r = proc_check_cancel(e);
+		if (r >= 0)
+			r = tree_ensure(d, m, i, &pol, tname, progress_enabled ? &pr : NULL, res,
+					&dropped, e);
+		strv_push(&trees, tname);
+	}
+	if (progress_enabled)
+		progress_end(&pr);
+	uint64_t t0 = now_ms();
+	if (r >= 0 && pol.privileged)
+		deploy_log(d->log_fd, "privileged files kept (deploy.allow_privileged_files)");
+	else if (r >= 0 && (dropped.setid || dropped.caps || dropped.xattrs || dropped.devices))
+		deploy_log(d->log_fd, "dropped: setuid/setgid bits of %llu files, %llu file "
+			   "capabilities, %llu trusted/security xattrs, %llu device nodes",
+			   (unsigned long long)dropped.setid, (unsigned long long)dropped.caps,
+			   (unsigned long long)dropped.xattrs, (unsigned long long)dropped.devices);
+	if (r >= 0)
+		r = write_files_record(d, m->id, pol.privileged, &dropped, e);
+	if (r >= 0)
+		crash_point("deploy.after-extract");
+	if (r >= 0) {
+		r = fs_write_atomic(mpath, manifest_text->p, manifest_text->len, 0644);
+		if (r < 0)
+			err_set_errno(e, r, "cannot write '%s'", mpath);
+	}
+	/* what an earlier revision of this id left (the caller retired its
+	 * tree): its upper dir is not this one's */
+	if (r >= 0)
+		r = overlay_state_retire(d, m->id, e);
+	if (r >= 0)
+		crash_point("deploy.before-extract-rename");
+	if (r >= 0)
+		r = revision_mount_new(&d->p, m->id, &trees, !pol.privileged, e);
+	if (r >= 0)
+		r = fs_fsync_parent(rev);
+	if (r >= 0)
+		crash_point("deploy.after-extract-rename");
+	if (r >= 0)
+		r = marker_write(d, m->id, e);
+	if (r < 0) {
+		_cleanup_err_ struct err e2 = ERR_INIT;
+		_cleanup_free_ char *fpath = xasprintf("%s/%s.files.json", d->p.manifests, m->id);
+		/* an interrupted revision is undone: unmounted, into the trash
+		 * (the trees are whole: they stay for the next deploy) */
+		if (revision_retire(d, m->id, true, &e2) < 0)
+			log_warn("%s", err_msg(&e2));
+		unlink(mpath);
+		unlink(fpath);
+		if (e->code == 0)
+			err_set_errno(e, r, "cannot sync '%s'", d->p.revisions);
+		if (r == -EBADMSG || r == -ENOENT)
+			return err_prefix(e, "package '%s' failed verification", m->id);
+		return err_prefix(e, "cannot extract package '%s'", m->id);
+	}
+	crash_point("deploy.after-marker");
+	res->extract_ms += now_ms() - t0;
+	res->fetched = true;
+	deploy_log(d->log_fd, "mounted %zu layer%s at '%s' (%zu fetched and extracted) in %llu ms",
+		   m->n_layers, m->n_layers == 1 ? "" : "s", rev, res->fetched_layers,
+		   (unsigned long long)res->extract_ms);
+	return 0;
+}
+
 /* ------------------------------------------------------------ shared dirs */
 
 /* Opens (creating with owner uid/gid when create) each component of rel
@@ -742,6 +1038,17 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 	 * extracted, and its marker says it still is whole */
 	bool have = revision_complete(d, id) && local_manifest(d, id, &m, e) == 0;
 	err_clear(e);
+	/* an overlay revision whose mount a reboot took away is mounted again */
+	if (have && (r = revision_mount(&d->p, id, e)) != 0) {
+		if (r < 0) {
+			deploy_log(d->log_fd, "revision %s does not mount (%s): extracting it again",
+				   id, err_msg(e));
+			err_clear(e);
+			have = false;
+		} else {
+			deploy_log(d->log_fd, "mounted revision %s again", id);
+		}
+	}
 	if (!have) {
 		_cleanup_buf_ struct buf text = BUF_INIT;
 		package_info_free(&m);
@@ -756,7 +1063,8 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 		}
 		if ((r = proc_check_cancel(e)) < 0 ||
 		    (r = remote_manifest(d, id, &m, &text, e)) < 0 ||
-		    (r = fetch_and_extract(d, &m, &text, res, e)) < 0) {
+		    (r = (overlay_wanted(d) && !(cur && !strcmp(cur, id) && lstat(rev, &st) == 0)
+			  ? fetch_and_mount : fetch_and_extract)(d, &m, &text, res, e)) < 0) {
 			package_info_free(&m);
 			history(d, op, id, "failed:fetch", cur);
 			return r;
@@ -776,9 +1084,20 @@ static int deploy_locked(struct dctx *d, const char *id, bool rollback, struct d
 			_cleanup_free_ char *failed = xasprintf("%s.failed", rev);
 			_cleanup_free_ char *mp = app_manifest_path(&d->p, id);
 			_cleanup_free_ char *marker = app_marker_path(&d->p, id);
+			_cleanup_free_ char *fname = xasprintf("%s.failed", id);
+			_cleanup_free_ char *state = overlay_state_path(&d->p, id);
+			_cleanup_free_ char *fstate = overlay_state_path(&d->p, fname);
+			_cleanup_err_ struct err e2 = ERR_INIT;
 			unlink(marker);
-			if (rename(rev, failed) == 0)
+			/* a mount point does not rename: an overlay revision is
+			 * unmounted, renamed with its upper dir, mounted again */
+			if (revision_umount(rev, &e2) < 0)
+				log_warn("%s", err_msg(&e2));
+			if (rename(rev, failed) == 0) {
 				unlink(mp);
+				if (rename(state, fstate) == 0 && revision_mount(&d->p, fname, &e2) < 0)
+					log_warn("%s", err_msg(&e2));
+			}
 			deploy_log(d->log_fd, "kept the failed revision as '%s'", failed);
 		}
 		history(d, op, id, "failed:pre-deploy", cur);
@@ -1077,6 +1396,57 @@ static int sweep_kept_layers(const struct dctx *d)
 	return n;
 }
 
+/*
+ * Removes the layer trees (trees/<name> and its record <name>.dropped) that
+ * no overlay revision on the host lists (lock held): first into the trash,
+ * then deleted with it. A list that cannot be read keeps them all.
+ * Returns how many went.
+ */
+static int sweep_trees(const struct dctx *d)
+{
+	_cleanup_free_ char *tdir = path_join(d->p.dir, LAYER_TREES);
+	_cleanup_free_ char *sdir = path_join(d->p.dir, OVERLAY_STATE);
+	_cleanup_strv_ struct strv listed = STRV_INIT, names = STRV_INIT;
+	DIR *dir = opendir(tdir);
+	int n = 0;
+
+	if (!dir)
+		return 0;
+	for (struct dirent *de; (de = readdir(dir));)
+		if (de->d_name[0] != '.')
+			strv_push(&names, de->d_name);
+	closedir(dir);
+	if (!names.n)
+		return 0;
+	dir = opendir(sdir);
+	for (struct dirent *de; dir && (de = readdir(dir));) {
+		_cleanup_err_ struct err e = ERR_INIT;
+		if (de->d_name[0] == '.')
+			continue;
+		if (overlay_lowers_read(&d->p, de->d_name, &listed, NULL, &e) < 0) {
+			log_warn("%s: no layer tree is removed", err_msg(&e));
+			closedir(dir);
+			return 0;
+		}
+	}
+	if (dir)
+		closedir(dir);
+	for (size_t i = 0; i < names.n; i++) {
+		const char *f = names.v[i];
+		_cleanup_free_ char *base = xstrndup(f, 64 + 1 + 8);
+		if (layer_tree_name_ok(base) && strv_contains(&listed, base) &&
+		    (!f[strlen(base)] || !strcmp(f + strlen(base), ".dropped")))
+			continue;
+		_cleanup_free_ char *from = path_join(tdir, f);
+		_cleanup_free_ char *to = trash_path(tdir, f);
+		if (rename(from, to) == 0 && layer_tree_name_ok(f))
+			n++;
+	}
+	if (n)
+		fs_fsync_parent(tdir);
+	return n;
+}
+
 /* The trash of one app, under its lock (not waited for: whoever holds it
  * sweeps after its own report), then the layers no revision lists. An
  * undeployed app's empty dirs go too. */
@@ -1091,8 +1461,13 @@ static int sweep_app(const struct config *c, const char *root, const char *app)
 		dctx_close(&d);
 		return 0;
 	}
+	_cleanup_free_ char *tdir = path_join(d.p.dir, LAYER_TREES);
+	_cleanup_free_ char *sdir = path_join(d.p.dir, OVERLAY_STATE);
 	n = sweep_dir(d.p.revisions);
+	n += sweep_dir(sdir);
 	int nl = sweep_kept_layers(&d);
+	int nt = sweep_trees(&d);
+	n += sweep_dir(tdir);
 	_cleanup_free_ char *cur = deploy_current_id(d.p.current);
 	_cleanup_free_ char *kept = path_join(d.p.dir, KEPT_LAYERS);
 	if (!cur) {
@@ -1100,7 +1475,12 @@ static int sweep_app(const struct config *c, const char *root, const char *app)
 		rmdir(d.p.revisions);
 		rmdir(d.p.manifests);
 		rmdir(kept);
+		rmdir(sdir);
+		rmdir(tdir);
 	}
+	if (nt > 0)
+		deploy_log(d.log_fd, "took %d layer tree%s no revision lists", nt,
+			   nt == 1 ? "" : "s");
 	if (n > 0)
 		deploy_log(d.log_fd, "deleted %d tree%s from the trash", n, n == 1 ? "" : "s");
 	if (nl > 0)
@@ -1131,6 +1511,65 @@ int deploy_sweep(const struct config *c, const char *root, const char *app, stru
 		return r;
 	for (size_t i = 0; i < apps.n; i++)
 		n += sweep_app(c, root, apps.v[i]);
+	return n;
+}
+
+/* The overlay revisions of one app that are whole but not mounted, mounted
+ * again under its lock (waited for). */
+static int remount_app(const struct config *c, const char *root, const char *app,
+		       struct strv *failed)
+{
+	struct deploy_opts o = { .root = root };
+	_cleanup_strv_ struct strv ids = STRV_INIT, kept = STRV_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	struct dctx d;
+	int n = 0;
+
+	if (dctx_open(&d, c, NULL, app, &o, false, &e) < 0) {
+		dctx_close(&d);
+		return 0;
+	}
+	deploy_revisions_list(d.p.revisions, &ids, &kept, NULL, &e);
+	strv_extend(&ids, &kept);
+	for (size_t i = 0; i < ids.n; i++) {
+		const char *id = ids.v[i];
+		size_t len = strlen(id);
+		bool is_failed = len > 7 && !strcmp(id + len - 7, ".failed");
+		if (!is_failed && !revision_complete(&d, id))
+			continue;
+		err_clear(&e);
+		int r = revision_mount(&d.p, id, &e);
+		if (r > 0) {
+			deploy_log(d.log_fd, "mounted revision %s again", id);
+			n++;
+		} else if (r < 0) {
+			log_warn("app %s: %s", app, err_msg(&e));
+			strv_pushf(failed, "%s/%s", app, id);
+		}
+	}
+	dctx_close(&d);
+	return n;
+}
+
+int deploy_remount(const struct config *c, const char *root, const char *app,
+		   struct strv *failed, struct err *e)
+{
+	_cleanup_strv_ struct strv apps = STRV_INIT;
+	int n = 0, r;
+
+	if (!root)
+		root = c->deploy.root;
+	if (!root || root[0] != '/')
+		return err_set(e, -EINVAL, "the deploy root must be an absolute path");
+	if (app) {
+		if (!app_name_ok(app))
+			return err_set(e, -EINVAL, "invalid app name '%s'", app);
+		strv_push(&apps, app);
+	} else if ((r = deploy_list_apps(root, &apps, e)) < 0) {
+		return r;
+	}
+	for (size_t i = 0; i < apps.n; i++)
+		n += remount_app(c, root, apps.v[i], failed);
 	return n;
 }
 

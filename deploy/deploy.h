@@ -6,7 +6,14 @@
  *
  * Layout of one app under the deploy root (DESIGN.md, "Deploy layout"):
  *
- *   <root>/<app>/revisions/<id>/         unpacked package (a root filesystem)
+ *   <root>/<app>/revisions/<id>/         the package's root filesystem: an
+ *                                        overlayfs mount of its layers'
+ *                                        trees, or an extracted tree
+ *                                        (deploy.materialize, overlay.c)
+ *   <root>/<app>/trees/<sha256>.<policy>/ one verified layer, extracted once
+ *                                        (overlayfs's upper format)
+ *   <root>/<app>/overlay/<id>/           a mounted revision's upper and
+ *                                        work dirs, and its list of trees
  *   <root>/<app>/revisions/<id>.tmp/     an extract in progress (removed by
  *                                        the next deploy when left behind)
  *   <root>/<app>/revisions/<id>.failed/  a revision whose pre-deploy hooks
@@ -127,6 +134,18 @@ void deploy_result_free(struct deploy_result *r);
  * trees deleted, or -errno.
  */
 int deploy_sweep(const struct config *c, const char *root, const char *app, struct err *e);
+
+/*
+ * Mounts again the overlay revisions (deploy.materialize) that are whole but
+ * not mounted, as after a reboot: of app, or (NULL) of every app under
+ * root (NULL: deploy.root); `upaas remount`, run at boot by the
+ * upaas-remount unit. A deploy, a rollback and `upaas exec` mount what they
+ * use themselves. Each app's lock is waited for. failed gets "<app>/<id>"
+ * of the revisions that did not mount (a warning says why). Returns the
+ * number mounted, or -errno.
+ */
+int deploy_remount(const struct config *c, const char *root, const char *app,
+		   struct strv *failed, struct err *e);
 
 /* Apps deployed under root: directories with a valid app name that hold
  * `current` or `history`, sorted. */

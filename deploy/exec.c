@@ -96,6 +96,9 @@ int deploy_exec(const struct config *c, const char *app, const struct deploy_exe
 	}
 	if ((r = deploy_manifest_read(&m, text.p, app, cur, c, e)) < 0)
 		goto out;
+	/* an overlay revision whose mount a reboot took away */
+	if ((r = revision_mount(&p, cur, e)) < 0)
+		goto out;
 	if ((r = app_sandbox_init(&a, c, rev, m.deploy.shared.n ? p.shared : NULL, o->as_root,
 				  e)) < 0)
 		goto out;

@@ -394,6 +394,17 @@ int deploy_watch(const struct config *c, struct storage *s, const struct watch_o
 			log_warn("no host reports: %s", err_msg(&he));
 	}
 
+	/* the overlay revisions a reboot unmounted, before any round */
+	{
+		_cleanup_err_ struct err me = ERR_INIT;
+		_cleanup_strv_ struct strv failed = STRV_INIT;
+		int n = deploy_remount(c, root, NULL, &failed, &me);
+		if (n < 0)
+			log_warn("%s", err_msg(&me));
+		else if (n > 0)
+			log_info("mounted %d revision%s again", n, n == 1 ? "" : "s");
+	}
+
 	struct storage_counters before;
 	storage_get_counters(s, &before);
 	uint64_t start = now_ms();

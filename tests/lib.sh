@@ -58,7 +58,10 @@ export UPAAS_CONFIG=$T_CFG
 
 t_cleanup() {
 	local rc=$?
-	# Leave nothing mounted; a mount left below T_ROOT is a bug of upaas.
+	# The overlay-mounted revisions of the apps a test deployed are meant
+	# to stay (deploy.materialize); any other mount left below T_ROOT is a
+	# bug of upaas.
+	t_revision_mounts_below "$T_ROOT" | sort -r | while read -r m; do umount -l "$m"; done
 	if awk -v r="$T_ROOT" '$5 ~ "^" r {f=1} END {exit !f}' /proc/self/mountinfo; then
 		echo "# mounts left below $T_ROOT:" >&2
 		awk -v r="$T_ROOT" '$5 ~ "^" r {print "#   " $5}' /proc/self/mountinfo >&2
@@ -85,7 +88,7 @@ T_SANDBOX_BASE=268435456
 
 # Writes the test's admin config; extra libconfig text may be passed as $1.
 # Unless it has a signing group of its own, the run's key signs and is the
-# one trusted.
+# one trusted. T_DEPLOY_EXTRA goes into the deploy group.
 t_write_config() {
 	local signing="signing = { key = \"$T_KEY\"; trusted = [ \"$T_PUB\" ]; };"
 	case ${1:-} in *"signing = "* | *"signing ="*) signing= ;; esac
@@ -102,6 +105,7 @@ storage = {
 deploy = {
   root = "$T_ROOT/srv";
   hooks_dir = "$T_ROOT/hooks";
+  ${T_DEPLOY_EXTRA:-}
 };
 $signing
 ${1:-}
@@ -159,7 +163,19 @@ t_sandbox_root() {
 }
 
 # Mount points below a path (for leak checks); prints them.
-t_mounts_below() { awk -v r="$1" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo; }
+# t_mounts_below DIR: the mount points at or below DIR but the overlay-mounted
+# revisions of deployed apps (<deploy root>/<app>/revisions/<id>), which
+# stay by design; t_revision_mounts_below DIR: those.
+t_mounts_below() { t_mounts_filter "$1" 0; }
+t_revision_mounts_below() { t_mounts_filter "$1" 1; }
+t_mounts_filter() {
+	awk -v r="$1" -v want="$2" 'index($5, r) == 1 {
+		fs = ""
+		for (i = 7; i < NF; i++) if ($i == "-") { fs = $(i + 1); break }
+		rev = (fs == "overlay" && $5 ~ "/revisions/[^/]+$") ? 1 : 0
+		if (rev == want) print $5
+	}' /proc/self/mountinfo
+}
 
 # t_require_crash_points: this build's crash points (common/crash.c) into
 # CRASH_POINTS, one a line. Without them the test is skipped, unless

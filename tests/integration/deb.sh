@@ -143,7 +143,7 @@ t_ok "postinst again (reconfigure): nothing changes" \
 t_is "still one range" "$(grep -c '^upaas:' "$ROOT/etc/subuid" "$ROOT/etc/subgid" | tr '\n' ' ')" \
 	"$ROOT/etc/subuid:1 $ROOT/etc/subgid:1 "
 t_is "units installed" "$(cd "$ROOT/lib/systemd/system" && echo upaas*)" \
-	"upaas-app@.service upaas-serve.service upaas-watch.service upaas-worker.service"
+	"upaas-app@.service upaas-remount.service upaas-serve.service upaas-watch.service upaas-worker.service"
 t_is "no unit enabled" "$(find "$ROOT/etc/systemd" -name 'upaas*' 2>/dev/null)" ""
 tock "install+run"
 

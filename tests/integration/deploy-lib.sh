@@ -12,6 +12,13 @@
 #   make_package APP REPO a real package: `upaas build` of the git repo REPO;
 #                         prints the id
 #   d_cleanup_storage     removes the test's apps from the shared storage
+#   hand_layers DIR       three layers written by hand (DIR/0.tar.zst: a
+#                         full root; 1, 2: deltas with whiteouts, an opaque
+#                         directory, a file turned into a directory and
+#                         back, a retargeted symlink, a mode change, a
+#                         unicode name)
+#   tree_of DIR           one line per entry (type, mode, owner, size,
+#                         digest or target, xattrs), to compare trees
 
 D_STORAGE=$UPAAS_TEST_SHARED/storage
 D_APPS=()
@@ -123,3 +130,77 @@ make_package() {
 
 # The revision `current` of APP points at (basename), empty when none.
 deployed() { basename "$(readlink "$T_ROOT/srv/$1/current" 2>/dev/null)" 2>/dev/null; }
+
+tree_of() {
+	python3 - "$1" <<'PY'
+import hashlib, os, stat, sys
+root = sys.argv[1]
+out = []
+for d, dirs, files in os.walk(root):
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        rel = os.path.relpath(p, root)
+        extra = ""
+        if stat.S_ISREG(st.st_mode):
+            extra = hashlib.sha256(open(p, "rb").read()).hexdigest()[:16]
+        elif stat.S_ISLNK(st.st_mode):
+            extra = "-> " + os.readlink(p)
+        try:
+            xs = sorted(os.listxattr(p, follow_symlinks=False))
+        except OSError:
+            xs = []
+        size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size
+        out.append(f"{rel} {st.st_mode:o} {st.st_uid}:{st.st_gid} {size} {extra} {' '.join(xs)}")
+print("\n".join(sorted(out)))
+PY
+}
+
+# Written by Python's tarfile (pax, sorted as upaas writes them) and zstd.
+hand_layers() {
+	python3 - "$1" <<'PY' || return 1
+import io, os, sys, tarfile
+out = sys.argv[1]
+def layer(name, entries):
+    with tarfile.open(os.path.join(out, name + ".tar"), "w", format=tarfile.PAX_FORMAT) as t:
+        for path, kind, data in entries:
+            i = tarfile.TarInfo(path)
+            i.mtime = 1700000000
+            i.uid = i.gid = 1000 if path.startswith("home/app/") else 0
+            if kind == "d":
+                i.type, i.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(i)
+            elif kind == "l":
+                i.type, i.linkname, i.mode = tarfile.SYMTYPE, data, 0o777
+                t.addfile(i)
+            else:
+                b = data.encode()
+                i.size, i.mode = len(b), 0o600 if kind == "x" else 0o644
+                t.addfile(i, io.BytesIO(b))
+layer("0", [
+    ("etc", "d", None), ("etc/keep", "f", "kept\n"), ("etc/gone", "f", "deleted\n"),
+    ("etc/mode", "f", "mode only\n"),
+    ("home", "d", None), ("home/app", "d", None), ("home/app/app.py", "f", "print(1)\n"),
+    ("home/app/f2d", "f", "a file, then a directory\n"),
+    ("home/app/old", "d", None), ("home/app/old/x", "f", "hidden by opaque\n"),
+    ("home/app/tree", "d", None), ("home/app/tree/deep", "d", None),
+    ("home/app/tree/deep/f", "f", "removed with its directory\n"),
+    ("link", "l", "etc/keep"),
+])
+layer("1", [
+    ("etc", "d", None), ("etc/.wh.gone", "f", ""), ("etc/mode", "x", "mode only\n"),
+    ("home/app", "d", None), ("home/app/.wh.tree", "f", ""),
+    ("home/app/app.py", "f", "print(2)\n"),
+    ("home/app/f2d", "d", None), ("home/app/f2d/in", "f", "inside\n"),
+    ("home/app/old", "d", None), ("home/app/old/.wh..wh..opq", "f", ""),
+    ("home/app/old/new", "f", "new\n"),
+    ("link", "l", "etc/mode"),
+])
+layer("2", [
+    ("home/app", "d", None), ("home/app/f2d", "f", "a file again\n"),
+    ("home/app/\u00e9t\u00e9 \u2603.txt", "f", "unicode\n"),
+])
+PY
+	local i
+	for i in 0 1 2; do zstd -q -f --rm "$1/$i.tar" -o "$1/$i.tar.zst" || return 1; done
+}

@@ -17,33 +17,6 @@
 ST=$D_STORAGE
 trap 'rc=$?; d_cleanup_storage; (exit $rc); t_cleanup' EXIT
 
-# tree_of DIR: one line per entry (type, mode, owner, size, digest or
-# target, xattrs), for comparing trees entry by entry
-tree_of() {
-	python3 - "$1" <<'PY'
-import hashlib, os, stat, sys
-root = sys.argv[1]
-out = []
-for d, dirs, files in os.walk(root):
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        st = os.lstat(p)
-        rel = os.path.relpath(p, root)
-        extra = ""
-        if stat.S_ISREG(st.st_mode):
-            extra = hashlib.sha256(open(p, "rb").read()).hexdigest()[:16]
-        elif stat.S_ISLNK(st.st_mode):
-            extra = "-> " + os.readlink(p)
-        try:
-            xs = sorted(os.listxattr(p, follow_symlinks=False))
-        except OSError:
-            xs = []
-        size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size
-        out.append(f"{rel} {st.st_mode:o} {st.st_uid}:{st.st_gid} {size} {extra} {' '.join(xs)}")
-print("\n".join(sorted(out)))
-PY
-}
-
 # ----------------------------------------------------- a hand-made package
 # Three layers written by Python's tarfile (pax, sorted as upaas writes
 # them) and zstd: a full root, then two deltas with whiteouts, an opaque
@@ -52,51 +25,8 @@ PY
 APP=$(d_app layers)
 L=$T_ROOT/layers
 mkdir -p "$L" "$ST/layers" "$ST/packages/$APP"
-python3 - "$L" <<'PY' || t_bail "cannot make the layers"
-import io, os, sys, tarfile
-out = sys.argv[1]
-def layer(name, entries):
-    with tarfile.open(f"{out}/{name}.tar", "w", format=tarfile.PAX_FORMAT) as t:
-        for path, kind, data in entries:
-            i = tarfile.TarInfo(path)
-            i.mtime = 1700000000
-            i.uid = i.gid = 1000 if path.startswith("home/app/") else 0
-            if kind == "d":
-                i.type, i.mode = tarfile.DIRTYPE, 0o755
-                t.addfile(i)
-            elif kind == "l":
-                i.type, i.linkname, i.mode = tarfile.SYMTYPE, data, 0o777
-                t.addfile(i)
-            else:
-                b = data.encode()
-                i.size, i.mode = len(b), 0o600 if kind == "x" else 0o644
-                t.addfile(i, io.BytesIO(b))
-layer("0", [
-    ("etc", "d", None), ("etc/keep", "f", "kept\n"), ("etc/gone", "f", "deleted\n"),
-    ("etc/mode", "f", "mode only\n"),
-    ("home", "d", None), ("home/app", "d", None), ("home/app/app.py", "f", "print(1)\n"),
-    ("home/app/f2d", "f", "a file, then a directory\n"),
-    ("home/app/old", "d", None), ("home/app/old/x", "f", "hidden by opaque\n"),
-    ("home/app/tree", "d", None), ("home/app/tree/deep", "d", None),
-    ("home/app/tree/deep/f", "f", "removed with its directory\n"),
-    ("link", "l", "etc/keep"),
-])
-layer("1", [
-    ("etc", "d", None), ("etc/.wh.gone", "f", ""), ("etc/mode", "x", "mode only\n"),
-    ("home/app", "d", None), ("home/app/.wh.tree", "f", ""),
-    ("home/app/app.py", "f", "print(2)\n"),
-    ("home/app/f2d", "d", None), ("home/app/f2d/in", "f", "inside\n"),
-    ("home/app/old", "d", None), ("home/app/old/.wh..wh..opq", "f", ""),
-    ("home/app/old/new", "f", "new\n"),
-    ("link", "l", "etc/mode"),
-])
-layer("2", [
-    ("home/app", "d", None), ("home/app/f2d", "f", "a file again\n"),
-    ("home/app/\u00e9t\u00e9 \u2603.txt", "f", "unicode\n"),
-])
-PY
+hand_layers "$L" || t_bail "cannot make the layers"
 for i in 0 1 2; do
-	zstd -q -f --rm "$L/$i.tar" -o "$L/$i.tar.zst"
 	SHA[$i]=$(sha256sum "$L/$i.tar.zst" | cut -c1-64)
 	SIZE[$i]=$(stat -c %s "$L/$i.tar.zst")
 	cp "$L/$i.tar.zst" "$ST/layers/${SHA[$i]}.tar.zst"
@@ -146,12 +76,17 @@ t_match "package list: three layers, own and total" "$LIST" "p3 .* 3 +[0-9.]+ [K
 t_match "storage du: the app's layers, each once" "$("$UPAAS" storage du "$APP")" \
 	"^$APP +1 +3 "
 
-# a missing and a corrupt layer: refused, named, nothing changed
+# a missing and a corrupt layer: refused, named, nothing changed (revisions
+# extracted from local storage, which is read and verified at each deploy;
+# overlay.sh shows the same for mounted revisions, on a host that lacks the
+# layer's tree)
+sed 's|^deploy = {|deploy = {\n  materialize = "extract";|' "$T_CFG" >"$T_ROOT/extract.cfg"
+X() { UPAAS_CONFIG=$T_ROOT/extract.cfg "$UPAAS" "$@"; }
 cp "$ST/packages/$APP/p3.json" "$ST/packages/$APP/p4.json"
 sed -i 's/"p3"/"p4"/' "$ST/packages/$APP/p4.json"
 sign_object "packages/$APP/p4.json"
 mv "$ST/layers/${SHA[1]}.tar.zst" "$T_ROOT/aside"
-OUT=$("$UPAAS" deploy --package p4 "$APP" 2>&1)
+OUT=$(X deploy --package p4 "$APP" 2>&1)
 t_is "a missing layer fails the deploy" "$?" 1
 t_match "the error names the missing layer" "$OUT" \
 	"layer ${SHA[1]:0:12} \(2 of 3\) of package $APP/p4 .*missing from storage"
@@ -159,7 +94,7 @@ t_is "current untouched" "$(deployed "$APP")" p3
 t_ok "nothing left of p4" test ! -e "$T_ROOT/srv/$APP/revisions/p4.tmp" -a ! -e "$T_ROOT/srv/$APP/revisions/p4"
 cp "$T_ROOT/aside" "$ST/layers/${SHA[1]}.tar.zst"
 printf 'X' | dd of="$ST/layers/${SHA[2]}.tar.zst" bs=1 seek=20 conv=notrunc status=none
-OUT=$("$UPAAS" deploy --package p4 "$APP" 2>&1)
+OUT=$(X deploy --package p4 "$APP" 2>&1)
 t_is "a corrupt layer fails the deploy" "$?" 1
 t_match "the error names the corrupt layer" "$OUT" "layer ${SHA[2]:0:12} \(3 of 3\).*corrupt: sha256"
 t_is "current still untouched" "$(deployed "$APP")" p3
@@ -169,7 +104,8 @@ cp "$L/2.tar.zst" "$ST/layers/${SHA[2]}.tar.zst"
 "$UPAAS" undeploy --purge "$APP" >/dev/null 2>&1
 
 # the same through the http handler: each layer streamed into a private
-# temporary file, verified, bounded by its size, then extracted
+# temporary file, verified, bounded by its size, then extracted (extracted
+# revisions keep the verified layers; mounted ones keep their trees)
 python3 -u -m http.server --bind 127.0.0.1 --directory "$ST" 0 >"$T_ROOT/http.log" 2>&1 &
 HPID=$!
 trap 'rc=$?; kill $HPID 2>/dev/null; d_cleanup_storage; (exit $rc); t_cleanup' EXIT
@@ -178,7 +114,7 @@ for _ in $(seq 100); do
 	[ -n "$PORT" ] && break
 	sleep 0.1
 done
-sed '/^storage = {/,/^};/d' "$T_CFG" >"$T_ROOT/http.cfg"
+sed '/^storage = {/,/^};/d' "$T_ROOT/extract.cfg" >"$T_ROOT/http.cfg"
 printf 'storage = { handler = "http"; url = "http://127.0.0.1:%s/"; timeout = 10; };\n' \
 	"$PORT" >>"$T_ROOT/http.cfg"
 H() { UPAAS_CONFIG=$T_ROOT/http.cfg "$UPAAS" "$@"; }

@@ -488,6 +488,76 @@ static void test_names(void **state)
 	assert_false(path_rel_ok("a\nb"));
 }
 
+/* overlay/<name>/lowers: the one reader of what a revision mounts */
+static void test_overlay_lowers(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/upaas-test-ovl.XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	struct app_paths p;
+	app_paths_init(&p, tmpl, "app");
+	_cleanup_free_ char *state_dir = overlay_state_path(&p, "r1");
+	assert_int_equal(fs_mkdir_p(state_dir, 0700), 0);
+	_cleanup_free_ char *lowers = path_join(state_dir, "lowers");
+	const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	struct unpack_policy plain = { 0 }, priv = { .privileged = true };
+	_cleanup_free_ char *t1 = layer_tree_name(sha, &plain);
+	_cleanup_free_ char *t2 = layer_tree_name(sha, &priv);
+
+	/* the policy is in the name: a tree made under another is not reused */
+	assert_true(layer_tree_name_ok(t1));
+	assert_true(layer_tree_name_ok(t2));
+	assert_string_not_equal(t1, t2);
+	assert_int_equal(strncmp(t1, sha, 64), 0);
+	assert_false(layer_tree_name_ok("../x"));
+	assert_false(layer_tree_name_ok(sha));
+
+	struct { const char *text; int want; } cases[] = {
+		{ "upaas-overlay 1 nosuid\n%s\n%s\n", 1 },
+		{ "upaas-overlay 1 suid\n%s\n", 1 },
+		{ "upaas-overlay 2 nosuid\n%s\n", -EINVAL },
+		{ "upaas-overlay 1 setuid\n%s\n", -EINVAL },
+		{ "upaas-overlay 1 nosuid\n", -EINVAL },
+		{ "upaas-overlay 1 nosuid\n%s\n../../etc\n", -EINVAL },
+		{ "", -EINVAL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		_cleanup_buf_ struct buf tb = BUF_INIT;
+		/* "%s" in a case: the trees, in order */
+		int k = 0;
+		for (const char *c = cases[i].text; *c; c++) {
+			if (c[0] == '%' && c[1] == 's') {
+				buf_adds(&tb, k++ ? t2 : t1);
+				c++;
+			} else {
+				buf_addch(&tb, *c);
+			}
+		}
+		const char *text = tb.p ? tb.p : "";
+		_cleanup_strv_ struct strv trees = STRV_INIT;
+		_cleanup_err_ struct err e = ERR_INIT;
+		bool nosuid = false;
+		assert_int_equal(fs_write_atomic(lowers, text, tb.len, 0644), 0);
+		int r = overlay_lowers_read(&p, "r1", &trees, &nosuid, &e);
+		assert_int_equal(r, cases[i].want);
+		if (r == 1) {
+			assert_string_equal(trees.v[0], t1);
+			assert_int_equal(nosuid, !strstr(cases[i].text, " suid"));
+		} else {
+			assert_non_null(strstr(err_msg(&e), "lowers"));
+		}
+	}
+	/* no state: not an overlay revision */
+	_cleanup_strv_ struct strv none = STRV_INIT;
+	_cleanup_err_ struct err e = ERR_INIT;
+	assert_int_equal(overlay_lowers_read(&p, "r2", &none, NULL, &e), 0);
+	assert_false(path_is_mount_root(state_dir));
+	assert_true(path_is_mount_root("/"));
+	_cleanup_err_ struct err re = ERR_INIT;
+	assert_int_equal(fs_rm_rf(tmpl, &re), 0);
+	app_paths_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -501,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_prune_select),
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_overlay_lowers),
 	};
 	return cmocka_run_group_tests_name("deploy", tests, setup_utc, NULL);
 }
