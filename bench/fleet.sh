@@ -14,10 +14,17 @@
 #                storage layer; the apps are built for real, their deploys are
 #                stood in for by their current links so the watcher is idle
 #                from its first round), and per round
-#   deploy bytes bytes a deploy host fetches for a one-file change of
-#                examples/python-flask, against the package's size (local
-#                storage on this host: the build needs the Debian mirror,
-#                which the fleet's namespaces cannot reach)
+#   bytes        bytes a deploy host fetches for a one-file change of
+#                examples/python-flask (a layered package), against the
+#                package's size and against the new layer plus the manifest
+#                (at most 2x): built on this host into local storage (the
+#                build needs the Debian mirror, which the fleet's namespaces
+#                cannot reach), deployed by a second config through the
+#                read-only http handler from a loopback python3 http.server
+#                that serves that storage dir, so every layer the deploy
+#                host does not keep is really downloaded; the numbers are
+#                deploy --json's (fetched_bytes, fetched_layers,
+#                kept_layers), with the bytes the server sent beside them
 #   converge     seconds from a new current (its build's end) until all D
 #                deploy hosts run it (watch --interval 5 --jitter 2), RUNS
 #                times; the median
@@ -25,8 +32,10 @@
 #   UPAAS=_build/upaas bench/fleet.sh [PART...]     (default: every part)
 #   RUNS=3 D=6 APPS=12 bench/fleet.sh
 #
-# Needs root, ip netns, PostgreSQL, Ceph (tests/radosgw.sh), jq, and the
-# suite's base image in UPAAS_TEST_SHARED (made once when missing).
+# Needs root, jq, python3 (bytes), and for the other parts ip netns,
+# PostgreSQL and Ceph (tests/radosgw.sh); the suite's signing key pair and
+# base image in UPAAS_TEST_SHARED (made once when missing, as tests/lib.sh
+# does). `bench/fleet.sh bytes` alone brings no fleet up.
 set -uo pipefail
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 UPAAS=${UPAAS:-$PWD/upaas}
@@ -42,14 +51,33 @@ command -v jq >/dev/null || { echo "bench/fleet.sh: needs jq" >&2; exit 2; }
 export UPAAS_TEST_SHARED=${UPAAS_TEST_SHARED:-/var/tmp/upaas-tests-shared}
 
 TMP=$(mktemp -d /var/tmp/upaas-bench-fleet.XXXXXX)
+HPID=
+# the bytes part's http server, then the run's dir: the EXIT trap (once the
+# fleet is up, the fleet's trap calls it)
+bench_cleanup() {
+	if [ -n "$HPID" ]; then
+		kill "$HPID" 2>/dev/null
+		wait "$HPID" 2>/dev/null
+		HPID=
+	fi
+	rm -rf "$TMP"
+}
 F_CLEANUP=bench_cleanup
-bench_cleanup() { rm -rf "$TMP"; }
+trap bench_cleanup EXIT
 say() { printf '%s\n' "$*"; }
 has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
-# the suite's base image, made once (tests/lib.sh's t_image)
+# the suite's signing key pair and base image, made once (as tests/lib.sh
+# and its t_image make them)
 base_image() {
 	mkdir -p "$UPAAS_TEST_SHARED/storage" "$UPAAS_TEST_SHARED/cache"
+	mkdir -p -m 0700 "$UPAAS_TEST_SHARED/keys"
+	(
+		flock 9
+		[ -s "$UPAAS_TEST_SHARED/keys/builder.key" ] ||
+			"$UPAAS" key generate --private "$UPAAS_TEST_SHARED/keys/builder.key" \
+				--public "$UPAAS_TEST_SHARED/keys/builder.pub" >/dev/null
+	) 9>"$UPAAS_TEST_SHARED/keys.lock" || return 1
 	cat >"$TMP/image.cfg" <<CFG
 paths = { workdir = "$TMP/iwork"; cache = "$UPAAS_TEST_SHARED/cache"; state = "$TMP/istate"; };
 storage = { handler = "local"; path = "$UPAAS_TEST_SHARED/storage"; };
@@ -58,6 +86,8 @@ CFG
 	(flock 9; "$UPAAS" -c "$TMP/image.cfg" -q image create >/dev/null) 9>"$UPAAS_TEST_SHARED/image.lock"
 }
 
+# name N: the Nth tiny app (tiny01, tiny02, ...)
+name() { printf 'tiny%02d' "$1"; }
 # mk_app NAME: a tiny app whose main action takes no time
 mk_app() {
 	local r=$TMP/repos/$1
@@ -100,16 +130,19 @@ wait_idle() {
 
 # ------------------------------------------------------------ the fleet
 base_image || { echo "bench/fleet.sh: cannot make the base image" >&2; exit 1; }
-fleet_init "$TMP"
-if ! fleet_up 3 "$D" >"$TMP/up.out" 2>&1; then
-	echo "bench/fleet.sh: the fleet did not come up: $(tail -n 3 "$TMP/up.out")" >&2
-	exit 1
+FLEET=
+if has throughput || has idle || has converge; then
+	FLEET=1
+	fleet_init "$TMP"
+	if ! fleet_up 3 "$D" >"$TMP/up.out" 2>&1; then
+		echo "bench/fleet.sh: the fleet did not come up: $(tail -n 3 "$TMP/up.out")" >&2
+		exit 1
+	fi
+	fleet_image || exit 1
+	say "fleet: 3 builders, $D deploy hosts, PostgreSQL and radosgw on a test bridge"
+	# the apps: tiny01, tiny02, ...
+	for i in $(seq "$APPS"); do mk_app "$(name "$i")"; done
 fi
-fleet_image || exit 1
-say "fleet: 3 builders, $D deploy hosts, PostgreSQL and radosgw on a test bridge"
-# the apps: tiny01, tiny02, ...
-name() { printf 'tiny%02d' "$1"; }
-for i in $(seq "$APPS"); do mk_app "$(name "$i")"; done
 
 # --------------------------------------------------------- throughput
 if has throughput; then
@@ -196,6 +229,9 @@ if has converge; then
 			jq '[.apps[].hosts[] | select(.state == "current")] | length')" = "$D" ]
 	}
 	workers_start 1
+	# tiny01's first current, when no part before built it
+	fleet_upaas b1 -q storage ls apps/tiny01/ 2>/dev/null | grep -q current ||
+		fleet_upaas b1 -q queue add tiny01 >/dev/null
 	until all_current; do sleep 0.5; done
 	times=()
 	for run in $(seq "$RUNS"); do
@@ -215,42 +251,118 @@ if has converge; then
 	say "$(printf 'median: %.2f s (interval 5 s + jitter up to 2 s + the deploy)' "$(median "${times[@]}")")"
 fi
 
-fleet_down
-leaks=$(fleet_leaks)
-[ -z "$leaks" ] || { echo "bench/fleet.sh: the fleet left: $leaks" >&2; }
+if [ -n "$FLEET" ]; then
+	fleet_down
+	leaks=$(fleet_leaks)
+	[ -z "$leaks" ] || { echo "bench/fleet.sh: the fleet left: $leaks" >&2; }
+fi
 
 # --------------------------------------------------------- deploy bytes
 if has bytes; then
 	say ""
-	say "== bytes: a one-file change of examples/python-flask, local storage"
+	say "== bytes: a one-file change of examples/python-flask, layered; built into local storage, deployed over http"
 	B=$TMP/bytes
-	mkdir -p "$B"
+	mkdir -p "$B/storage"
+	# the build host: local storage, the base image from the shared storage
 	cat >"$B/upaas.cfg" <<CFG
 paths = { workdir = "$B/work"; cache = "$UPAAS_TEST_SHARED/cache"; state = "$B/state"; };
 storage = { handler = "local"; path = "$B/storage"; };
-deploy = { root = "$B/srv"; hooks_dir = "$B/hooks"; };
 signing = { key = "$UPAAS_TEST_SHARED/keys/builder.key"; trusted = [ "$UPAAS_TEST_SHARED/keys/builder.pub" ]; };
 CFG
-	# the base image from the shared storage
-	mkdir -p "$B/storage"
 	cp -a "$UPAAS_TEST_SHARED/storage/images" "$B/storage/"
 	U() { "$UPAAS" -c "$B/upaas.cfg" "$@"; }
+	# the deploy host: paths of its own, that storage dir over loopback http
+	# (a port the kernel picks)
+	python3 -u -m http.server --bind 127.0.0.1 --directory "$B/storage" 0 >"$B/http.log" 2>&1 &
+	HPID=$!
+	port=
+	for _ in $(seq 100); do
+		port=$(sed -n 's/.*Serving HTTP on [0-9.]* port \([0-9]*\).*/\1/p' "$B/http.log")
+		[ -n "$port" ] && break
+		sleep 0.1
+	done
+	cat >"$B/deploy.cfg" <<CFG
+paths = { workdir = "$B/dwork"; cache = "$B/dcache"; state = "$B/dstate"; };
+storage = { handler = "http"; url = "http://127.0.0.1:$port/"; timeout = 30; };
+deploy = { root = "$B/srv"; hooks_dir = "$B/hooks"; };
+signing = { trusted = [ "$UPAAS_TEST_SHARED/keys/builder.pub" ]; };
+CFG
+	Dh() { "$UPAAS" -c "$B/deploy.cfg" "$@"; }
+	# served FROM: the bytes of the objects the server sent whole (200) in
+	# the GETs of its log after line FROM
+	served() {
+		local p n=0
+		for p in $(tail -n +"$(($1 + 1))" "$B/http.log" |
+			sed -n 's|.*"GET /\([^ ?]*\) HTTP/[0-9.]*" 200 .*|\1|p'); do
+			n=$((n + $(stat -c %s "$B/storage/$p")))
+		done
+		echo "$n"
+	}
+	loglines() { wc -l <"$B/http.log"; }
+	# bdeploy N: the deploy host deploys the app's current; deployN.json
+	bdeploy() {
+		local from
+		from=$(loglines)
+		Dh -q deploy --json python-flask >"$B/deploy$1.json" 2>"$B/deploy$1.err" || return 1
+		SENT[$1]=$(served "$from")
+		GETS[$1]=$(tail -n +"$((from + 1))" "$B/http.log" | grep -c '"GET /layers/.*" 200 ')
+	}
+	declare -A SENT GETS
 	cp -a "$SRCDIR/examples/python-flask" "$B/repo"
 	git -C "$B/repo" init -q -b main && git -C "$B/repo" add -A &&
 		git -C "$B/repo" -c user.name=b -c user.email=b@localhost commit -qm one
-	if U -q build --app python-flask "$B/repo" >"$B/build1.out" 2>&1 && U -vv deploy python-flask >"$B/deploy1.out" 2>&1; then
+	ok=
+	if [ -z "$port" ]; then
+		say "the http server did not start: $(tail -n 3 "$B/http.log")"
+	elif ! id1=$(U -q build --app python-flask "$B/repo" 2>"$B/build1.err"); then
+		say "the first flask build failed: $(tail -n 3 "$B/build1.err")"
+	elif ! bdeploy 1; then
+		say "the first deploy failed: $(tail -n 3 "$B/deploy1.err")"
+	else
 		echo "# a one-line change" >>"$B/repo/app.py"
 		git -C "$B/repo" -c user.name=b -c user.email=b@localhost commit -qam change
-		U -q build --app python-flask "$B/repo" >"$B/build2.out" 2>&1
-		U -vv deploy python-flask >"$B/deploy2.out" 2>&1
-		first=$(sed -n 's/.*storage: .*, \([0-9]*\) bytes in.*/\1/p' "$B/deploy1.out")
-		second=$(sed -n 's/.*storage: .*, \([0-9]*\) bytes in.*/\1/p' "$B/deploy2.out")
-		id=$(U package list python-flask --json 2>/dev/null | jq -r '.[-1].id // empty')
-		size=$(U package show python-flask "$id" --json 2>/dev/null |
-			jq '[.layers[]?.size] | add // .blob.size')
-		say "first deploy: $first bytes fetched; one-file change: $second bytes fetched"
-		say "$(awk -v s="$second" -v p="$size" 'BEGIN { printf "package %d bytes: the change fetched %.2f%% of it\n", p, p ? 100 * s / p : 0 }')"
-	else
-		say "the flask build or deploy failed: $(tail -n 3 "$B/build1.out" "$B/deploy1.out" 2>/dev/null)"
+		if ! id2=$(U -q build --app python-flask "$B/repo" 2>"$B/build2.err"); then
+			say "the second flask build failed: $(tail -n 3 "$B/build2.err")"
+		elif ! bdeploy 2; then
+			say "the second deploy failed: $(tail -n 3 "$B/deploy2.err")"
+		else
+			ok=1
+		fi
+	fi
+	kill "$HPID" 2>/dev/null
+	wait "$HPID" 2>/dev/null
+	HPID=
+	if [ -n "$ok" ]; then
+		for n in 1 2; do
+			want=$([ "$n" = 1 ] && echo "$id1" || echo "$id2")
+			got=$(jq -r .id "$B/deploy$n.json")
+			[ "$got" = "$want" ] || say "odd: deploy $n deployed '$got', not the build's '$want'"
+		done
+		U package show --json python-flask "$id1" >"$B/p1.json"
+		U package show --json python-flask "$id2" >"$B/p2.json"
+		jf() { jq -r "$1" "$2"; }
+		# the package: the sum of its layers; the new layer(s): those of
+		# the second package that the first does not list
+		size=$(jf '[.layers[].size] | add' "$B/p2.json")
+		nlayers=$(jf '.layers | length' "$B/p2.json")
+		newl=$(jq -n --slurpfile a "$B/p1.json" --slurpfile b "$B/p2.json" \
+			'[$b[0].layers[] | select(.sha256 as $s | [$a[0].layers[].sha256] | index($s) | not) | .size] | add // 0')
+		# the manifest: the signed document the deploy host reads
+		man=0
+		for o in "$B/storage/packages/python-flask/$id2".json "$B/storage/packages/python-flask/$id2".json.sig; do
+			[ -f "$o" ] && man=$((man + $(stat -c %s "$o")))
+		done
+		for n in 1 2; do
+			say "$(jq -r --arg sent "${SENT[$n]}" --arg gets "${GETS[$n]}" --arg what \
+				"$([ "$n" = 1 ] && echo 'first deploy:' || echo 'one-file change:')" \
+				'"\($what | . + " " * (16 - length)) \(.fetched_bytes) bytes fetched: \(.fetched_layers) layers fetched, \(.kept_layers) kept (deploy --json); the server sent \($sent) bytes (\($gets) layer GETs); deploy \(.total_ms) ms, extract \(.extract_ms) ms"' \
+				"$B/deploy$n.json")"
+		done
+		say "$(printf 'package:         %d bytes in %d layers; the new layer %d bytes; the manifest %d bytes (with its signature)' \
+			"$size" "$nlayers" "$newl" "$man")"
+		say "$(awk -v c="$(jf .fetched_bytes "$B/deploy2.json")" -v w="${SENT[2]}" -v p="$size" -v l="$newl" -v m="$man" 'BEGIN {
+			r = (l + m) ? c / (l + m) : 0; rw = (l + m) ? w / (l + m) : 0
+			printf "ratios: change fetched / package %.5f (%.3f%%); change fetched / (new layer + manifest) %.3f (%s 2); sent by the server / (new layer + manifest) %.3f\n",
+				p ? c / p : 0, p ? 100 * c / p : 0, r, (r <= 2) ? "<=" : "OVER", rw }')"
 	fi
 fi
