@@ -60,6 +60,8 @@ bench_cleanup() {
 		wait "$HPID" 2>/dev/null
 		HPID=
 	fi
+	# the bytes part's overlay-mounted revisions: rm never goes through a mount
+	findmnt -rn -o TARGET | grep "^$TMP/" | sort -r | xargs -r umount -l
 	rm -rf "$TMP"
 }
 F_CLEANUP=bench_cleanup
