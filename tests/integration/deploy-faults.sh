@@ -12,10 +12,15 @@ chmod 755 "$T_ROOT"
 SRV=$T_ROOT/srv
 SMALL=$T_ROOT/small
 OUT=$T_ROOT/outside
+# the small file system, with the overlay-mounted revisions deployed onto it
+small_umount() {
+	t_revision_mounts_below "$SMALL" | sort -r | while read -r m; do umount -l "$m"; done
+	if mountpoint -q "$SMALL"; then umount "$SMALL"; fi
+}
 fault_cleanup() {
 	local p
 	for p in ${BG_PIDS:-}; do kill -9 "$p" 2>/dev/null; done
-	mountpoint -q "$SMALL" && umount "$SMALL"
+	small_umount
 	d_cleanup_storage
 	t_cleanup
 }
@@ -157,7 +162,7 @@ t_is "full disk: current untouched" "$(readlink "$SMALL/$APP/current")" "revisio
 t_is "full disk: current complete" "$(cat "$SMALL/$APP/current/home/app/version")" "good"
 t_is "full disk: the partial extract was removed" \
 	"$(ls -a "$SMALL/$APP/revisions" "$SMALL/$APP" | grep -E '^(big|\.?\.download-)' || true)" ""
-umount "$SMALL"
+t_ok "the small file system unmounts (its revisions first)" small_umount
 
 # ------------------------------------------------ kill -9 during extract
 good_tree killed
