@@ -21,7 +21,8 @@ B=${FLEET_B:-3}
 D=${FLEET_D:-6}
 APPS=${FLEET_APPS:-8}
 REFS=${FLEET_REFS:-3}
-LEASE=6           # queue.lease_seconds of the fleet (lib.sh)
+LEASE=10          # queue.lease_seconds of the fleet (lib.sh): short, yet
+                  # long enough that a loaded 2-core host renews it in time
 START=$SECONDS
 
 t_image || t_bail "cannot create the base image"

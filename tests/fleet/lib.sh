@@ -214,7 +214,7 @@ storage = {
   retries = 10;
   timeout = 120;
 };
-queue = { url = "postgresql://postgres@$F_SVC_IP:5432/upaas"; lease_seconds = 6; };
+queue = { url = "postgresql://postgres@$F_SVC_IP:5432/upaas"; lease_seconds = 10; };
 deploy = { root = "$d/srv"; hooks_dir = "$d/hooks"; keep = 2; };
 interpreters = { shell = { any = { packages = []; }; }; };
 signing = { $key trusted = [ "$F_DIR/keys/signing.pub" ]; };
