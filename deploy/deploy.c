@@ -392,11 +392,42 @@ static int remote_manifest(struct dctx *d, const char *id, struct package_info *
 	return 0;
 }
 
+static void dropped_add(struct unpack_dropped *to, const struct unpack_dropped *x)
+{
+	to->setid += x->setid;
+	to->caps += x->caps;
+	to->xattrs += x->xattrs;
+	to->devices += x->devices;
+}
+
+/* Syncs the file system of the tree at path (an extract about to be
+ * published). Defence in depth: a file system left with no free block at
+ * all is taken as a failed write. */
+static int sync_tree(const char *path, struct err *e)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	struct statvfs vfs;
+
+	if (fd < 0 || syncfs(fd) < 0)
+		return err_set_errno(e, -errno, "cannot sync '%s'", path);
+	if (fstatvfs(fd, &vfs) == 0 && vfs.f_bfree == 0)
+		return err_set(e, -ENOSPC, "no space left on the filesystem of '%s'", path);
+	return 0;
+}
+
 /* What extraction dropped, or that the admin let privileged files through:
- * the revision's record next to its manifest (manifests/<id>.files.json). */
+ * said in the deploy log, and the revision's record next to its manifest
+ * (manifests/<id>.files.json). */
 static int write_files_record(struct dctx *d, const char *id, bool privileged,
 			      const struct unpack_dropped *dr, struct err *e)
 {
+	if (privileged)
+		deploy_log(d->log_fd, "privileged files kept (deploy.allow_privileged_files)");
+	else if (dr->setid || dr->caps || dr->xattrs || dr->devices)
+		deploy_log(d->log_fd, "dropped: setuid/setgid bits of %llu files, %llu file "
+			   "capabilities, %llu trusted/security xattrs, %llu device nodes",
+			   (unsigned long long)dr->setid, (unsigned long long)dr->caps,
+			   (unsigned long long)dr->xattrs, (unsigned long long)dr->devices);
 	_cleanup_free_ char *path = xasprintf("%s/%s.files.json", d->p.manifests, id);
 	_cleanup_free_ char *text = xasprintf(
 		"{\n  \"privileged_files\": %s,\n  \"dropped\": { \"setuid_setgid\": %llu, "
@@ -484,35 +515,17 @@ static int fetch_and_extract(struct dctx *d, const struct package_info *m,
 					 .progress = progress_enabled ? &pr : NULL };
 		r = unpack_fd(fd, tmp, &o, &ur, e);
 		res->extract_ms += now_ms() - t0;
-		if (r >= 0) {
-			dropped.setid += ur.dropped.setid;
-			dropped.caps += ur.dropped.caps;
-			dropped.xattrs += ur.dropped.xattrs;
-			dropped.devices += ur.dropped.devices;
-		}
+		if (r >= 0)
+			dropped_add(&dropped, &ur.dropped);
 	}
 	if (progress_enabled)
 		progress_end(&pr);
-	if (r >= 0 && pol.privileged)
-		deploy_log(d->log_fd, "privileged files kept (deploy.allow_privileged_files)");
-	else if (r >= 0 && (dropped.setid || dropped.caps || dropped.xattrs || dropped.devices))
-		deploy_log(d->log_fd, "dropped: setuid/setgid bits of %llu files, %llu file "
-			   "capabilities, %llu trusted/security xattrs, %llu device nodes",
-			   (unsigned long long)dropped.setid, (unsigned long long)dropped.caps,
-			   (unsigned long long)dropped.xattrs, (unsigned long long)dropped.devices);
 	if (r >= 0)
 		r = write_files_record(d, m->id, pol.privileged, &dropped, e);
 	t0 = now_ms();
 	if (r >= 0) {
 		/* the files must be on disk before the name says "complete" */
-		_cleanup_close_ int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		struct statvfs vfs;
-		if (fd < 0 || syncfs(fd) < 0)
-			r = err_set_errno(e, -errno, "cannot sync '%s'", tmp);
-		/* Defence in depth: a filesystem left with no free block at
-		 * all is taken as a failed write. */
-		else if (fstatvfs(fd, &vfs) == 0 && vfs.f_bfree == 0)
-			r = err_set(e, -ENOSPC, "no space left on the filesystem of '%s'", tmp);
+		r = sync_tree(tmp, e);
 	}
 	if (r >= 0)
 		crash_point("deploy.after-extract");
@@ -595,14 +608,6 @@ static bool overlay_wanted(struct dctx *d)
 	return probed;
 }
 
-static void dropped_add(struct unpack_dropped *to, const struct unpack_dropped *x)
-{
-	to->setid += x->setid;
-	to->caps += x->caps;
-	to->xattrs += x->xattrs;
-	to->devices += x->devices;
-}
-
 /* trees/<name>.dropped: what the policy took out of a tree, for the record
  * of each revision that stacks it. */
 static void dropped_read(const char *path, struct unpack_dropped *to)
@@ -672,12 +677,7 @@ static int tree_ensure(struct dctx *d, const struct package_info *m, size_t i,
 	}
 	if (r >= 0) {
 		/* the files on disk before the name says "whole" */
-		_cleanup_close_ int tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		struct statvfs vfs;
-		if (tfd < 0 || syncfs(tfd) < 0)
-			r = err_set_errno(e, -errno, "cannot sync '%s'", tmp);
-		else if (fstatvfs(tfd, &vfs) == 0 && vfs.f_bfree == 0)
-			r = err_set(e, -ENOSPC, "no space left on the filesystem of '%s'", tmp);
+		r = sync_tree(tmp, e);
 	}
 	if (r >= 0 && rename(tmp, tree) < 0)
 		r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", tmp, tree);
@@ -732,13 +732,6 @@ static int fetch_and_mount(struct dctx *d, const struct package_info *m,
 	if (progress_enabled)
 		progress_end(&pr);
 	uint64_t t0 = now_ms();
-	if (r >= 0 && pol.privileged)
-		deploy_log(d->log_fd, "privileged files kept (deploy.allow_privileged_files)");
-	else if (r >= 0 && (dropped.setid || dropped.caps || dropped.xattrs || dropped.devices))
-		deploy_log(d->log_fd, "dropped: setuid/setgid bits of %llu files, %llu file "
-			   "capabilities, %llu trusted/security xattrs, %llu device nodes",
-			   (unsigned long long)dropped.setid, (unsigned long long)dropped.caps,
-			   (unsigned long long)dropped.xattrs, (unsigned long long)dropped.devices);
 	if (r >= 0)
 		r = write_files_record(d, m->id, pol.privileged, &dropped, e);
 	if (r >= 0)
